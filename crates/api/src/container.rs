@@ -1,0 +1,191 @@
+//! Container configuration as the create endpoint takes it and inspect returns it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::serde_helpers::{nullable, strslice};
+
+/// Docker's `container.Config`, also the `config` block of an image config.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Config {
+    #[serde(default, deserialize_with = "nullable")]
+    pub hostname: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub domainname: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub user: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub attach_stdin: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub attach_stdout: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub attach_stderr: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tty: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub open_stdin: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub stdin_once: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub env: Vec<String>,
+    #[serde(default, deserialize_with = "strslice")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_escaped: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub image: String,
+    #[serde(default)]
+    pub volumes: Option<BTreeMap<String, Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub working_dir: String,
+    #[serde(default, deserialize_with = "strslice")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_disabled: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac_address: String,
+    #[serde(default)]
+    pub on_build: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "strslice")]
+    pub shell: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogConfig {
+    #[serde(rename = "Type", default, deserialize_with = "nullable")]
+    pub kind: String,
+    #[serde(rename = "Config", default, deserialize_with = "nullable")]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { kind: "json-file".into(), config: BTreeMap::new() }
+    }
+}
+
+/// Docker's `container.HostConfig`. The fields the daemon acts on are typed; every other key the
+/// client sent is kept in `extra` so inspect gives it back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    #[serde(default, deserialize_with = "nullable")]
+    pub binds: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub network_mode: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub port_bindings: BTreeMap<String, Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub restart_policy: RestartPolicy,
+    #[serde(default, deserialize_with = "nullable")]
+    pub auto_remove: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub log_config: LogConfig,
+    #[serde(default, deserialize_with = "nullable")]
+    pub privileged: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub readonly_rootfs: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub cap_add: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub memory: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub nano_cpus: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub cpu_shares: i64,
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub init: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The body of `POST /containers/create`: a flat Config plus HostConfig and NetworkingConfig.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateRequest {
+    #[serde(flatten)]
+    pub config: Config,
+    #[serde(default, deserialize_with = "nullable")]
+    pub host_config: HostConfig,
+    #[serde(default)]
+    pub networking_config: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateResponse {
+    pub id: String,
+    pub warnings: Vec<String>,
+}
+
+/// `{"StatusCode":N,"Error":null}` as sent at the end of `POST /containers/{id}/wait`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitResponse {
+    pub status_code: i64,
+    pub error: Option<WaitError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitError {
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_body_as_the_cli_sends_it() {
+        let body = r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false,
+            "AttachStdout":true,"AttachStderr":true,"Tty":false,"OpenStdin":false,"StdinOnce":false,
+            "Env":null,"Cmd":["echo","hello"],"Image":"busybox","Volumes":{},"WorkingDir":"",
+            "Entrypoint":null,"OnBuild":null,"Labels":{},
+            "HostConfig":{"Binds":null,"ContainerIDFile":"","LogConfig":{"Type":"","Config":{}},
+              "NetworkMode":"default","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},
+              "AutoRemove":true,"VolumeDriver":"","VolumesFrom":null,"CapAdd":null,"CapDrop":null,
+              "Dns":[],"ShmSize":0,"PidsLimit":null,"Ulimits":null},
+            "NetworkingConfig":{"EndpointsConfig":{}}}"#;
+        let req: CreateRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(req.config.cmd.as_deref(), Some(&["echo".to_string(), "hello".to_string()][..]));
+        assert!(req.host_config.auto_remove);
+        assert!(req.config.env.is_empty());
+        assert_eq!(req.host_config.extra["ContainerIDFile"], "");
+        let back = serde_json::to_value(&req.host_config).unwrap();
+        assert_eq!(back["ShmSize"], 0);
+        assert_eq!(back["AutoRemove"], true);
+    }
+
+    #[test]
+    fn cmd_may_be_a_string() {
+        let c: Config = serde_json::from_str(r#"{"Cmd":"sh"}"#).unwrap();
+        assert_eq!(c.cmd, Some(vec!["sh".to_string()]));
+    }
+}

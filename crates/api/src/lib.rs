@@ -1,0 +1,37 @@
+//! Docker Engine API wire types and codecs.
+
+pub mod container;
+pub mod events;
+pub mod filters;
+pub mod image;
+pub mod progress;
+pub mod serde_helpers;
+pub mod stdcopy;
+
+/// The API version Berth advertises.
+pub const API_VERSION: &str = "1.44";
+/// The oldest API version Berth accepts.
+pub const MIN_API_VERSION: &str = "1.24";
+/// The Docker Engine version Berth reports compatibility with.
+pub const ENGINE_VERSION: &str = "25.0.0-berth";
+
+/// Compares two `major.minor` API versions.
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |v: &str| -> (u32, u32) {
+        let (maj, min) = v.split_once('.').unwrap_or((v, "0"));
+        (maj.parse().unwrap_or(0), min.parse().unwrap_or(0))
+    };
+    parse(a).cmp(&parse(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cmp::Ordering;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert_eq!(super::version_cmp("1.9", "1.24"), Ordering::Less);
+        assert_eq!(super::version_cmp("1.44", "1.44"), Ordering::Equal);
+        assert_eq!(super::version_cmp("1.45", "1.44"), Ordering::Greater);
+    }
+}

@@ -1,0 +1,5 @@
+//! Raw system calls, wrapped so the rest of Berth needs no `unsafe`.
+
+pub mod mount;
+pub mod netns;
+pub mod root;
