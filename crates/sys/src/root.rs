@@ -217,7 +217,7 @@ impl Root {
         // fsetxattr does not work on O_PATH fds; go through the fd's /proc link, which names the
         // already-resolved inode and so cannot be redirected.
         let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        rfs::lsetxattr(proc.as_str(), key.as_bytes(), value, rfs::XattrFlags::empty())
+        rfs::setxattr(proc.as_str(), key.as_bytes(), value, rfs::XattrFlags::empty())
             .or_else(|e| if e == Errno::LOOP { Ok(()) } else { Err(e) })
             .map_err(|e| io_err(e, p))
     }

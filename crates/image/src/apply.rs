@@ -1,0 +1,230 @@
+//! The layer applier: a tar stream onto a directory, as overlay lower layers need it.
+//!
+//! Security boundary: entries are cleaned lexically and resolved with `RESOLVE_IN_ROOT` by
+//! [`Root`], so `..`, absolute names, and symlinks or hardlinks aiming outside all stay inside.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use berth_sys::root::{clean, Root};
+use berth_types::{Error, Result};
+use rustix::fs::FileType;
+use tar::EntryType;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// What an apply wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub entries: u64,
+    /// Bytes of regular file content: the layer's size as `docker images` counts it.
+    pub size: u64,
+}
+
+fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("invalid tar entry {}: {e}", path.display()))
+}
+
+/// Applies the (already decompressed) tar stream `r` onto `root`.
+pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
+    let mut archive = tar::Archive::new(r);
+    let mut applied = Applied::default();
+    let mut dirs: Vec<(PathBuf, u32, u32, u32, i64)> = Vec::new();
+    let entries = archive.entries().map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+    for entry in entries {
+        let mut e = entry.map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+        let raw = e.path().map_err(|err| Error::invalid(format!("invalid tar entry name: {err}")))?.into_owned();
+        let rel = clean(&raw);
+        let h = e.header();
+        let (mode, uid, gid) = (
+            h.mode().map_err(|x| bad(&raw, x))? & 0o7777,
+            // Go's archive/tar reads an empty numeric field as 0; so do we.
+            h.uid().unwrap_or(0) as u32,
+            h.gid().unwrap_or(0) as u32,
+        );
+        let mtime = h.mtime().unwrap_or(0) as i64;
+        let kind = h.entry_type();
+        applied.entries += 1;
+
+        let name = rel.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+        if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            if name == OPAQUE.as_bytes() {
+                root.mkdir(parent, 0o755)?;
+                root.set_xattr(parent, OsStr::new("trusted.overlay.opaque"), b"y")
+                    .map_err(|x| bad(&raw, x))?;
+            } else {
+                let target = parent.join(OsStr::from_bytes(&name[WHITEOUT_PREFIX.len()..]));
+                root.mknod(&target, FileType::CharacterDevice, 0, 0, 0).map_err(|x| bad(&raw, x))?;
+            }
+            continue;
+        }
+        if rel.as_os_str().is_empty() && kind != EntryType::Directory {
+            continue; // "." or "/" as a non-directory: nothing to write.
+        }
+        let xattrs = pax_xattrs(&mut e);
+        match kind {
+            EntryType::Directory => {
+                root.mkdir(&rel, 0o755).map_err(|x| bad(&raw, x))?;
+                dirs.push((rel.clone(), mode, uid, gid, mtime));
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let mut f = root.create_file(&rel, 0o600).map_err(|x| bad(&raw, x))?;
+                applied.size += std::io::copy(&mut e, &mut f).map_err(|x| bad(&raw, x))?;
+            }
+            EntryType::Symlink => {
+                let target = e.link_name().map_err(|x| bad(&raw, x))?.ok_or_else(|| bad(&raw, "symlink without target"))?;
+                root.symlink(&rel, &target).map_err(|x| bad(&raw, x))?;
+            }
+            EntryType::Link => {
+                let target = e.link_name().map_err(|x| bad(&raw, x))?.ok_or_else(|| bad(&raw, "hardlink without target"))?;
+                root.hardlink(&rel, &clean(&target)).map_err(|x| bad(&raw, x))?;
+                // A hardlink shares its target's inode and metadata.
+                continue;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let ft = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                let major = e.header().device_major().ok().flatten().unwrap_or(0);
+                let minor = e.header().device_minor().ok().flatten().unwrap_or(0);
+                root.mknod(&rel, ft, mode, major, minor).map_err(|x| bad(&raw, x))?;
+            }
+            // PAX and GNU long-name headers are consumed by the reader; anything else is skipped
+            // as Docker skips it.
+            _ => continue,
+        }
+        for (k, v) in xattrs {
+            // Unsupported namespaces (e.g. security.* under some LSMs) are not fatal, as in Docker.
+            if let Err(err) = root.set_xattr(&rel, OsStr::from_bytes(&k), &v) {
+                tracing::debug!(path = %rel.display(), "xattr skipped: {err}");
+            }
+        }
+        if kind != EntryType::Directory {
+            let mode = (kind != EntryType::Symlink).then_some(mode);
+            root.set_meta(&rel, uid, gid, mode, mtime).map_err(|x| bad(&raw, x))?;
+        }
+    }
+    // Directory times last: creating children changed them. Deepest first.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
+    for (p, mode, uid, gid, mtime) in dirs {
+        root.set_meta(&p, uid, gid, Some(mode), mtime)?;
+    }
+    Ok(applied)
+}
+
+fn pax_xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(Some(exts)) = e.pax_extensions() else { return Vec::new() };
+    exts.filter_map(|x| x.ok())
+        .filter_map(|x| {
+            let k = x.key_bytes().strip_prefix(b"SCHILY.xattr.")?.to_vec();
+            Some((k, x.value_bytes().to_vec()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(if *kind == EntryType::Directory { 0o755 } else { 0o644 });
+            h.set_size(data.len() as u64);
+            h.set_mtime(1_600_000_000);
+            // Write the raw name so hostile paths reach the applier unmodified.
+            let name = h.as_old_mut().name.as_mut();
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            if let Some(l) = link {
+                let ln = &mut h.as_old_mut().linkname;
+                ln[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn applies_files_dirs_links() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let tar = tar_of(&[
+            ("bin/", EntryType::Directory, b"", None),
+            ("bin/busybox", EntryType::Regular, b"ELF", None),
+            ("bin/sh", EntryType::Symlink, b"", Some("busybox")),
+            ("bin/ash", EntryType::Link, b"", Some("bin/busybox")),
+        ]);
+        let a = apply(&tar[..], &root).unwrap();
+        assert_eq!(a.size, 3);
+        assert_eq!(std::fs::read_link(t.path().join("bin/sh")).unwrap(), PathBuf::from("busybox"));
+        assert_eq!(std::fs::read(t.path().join("bin/ash")).unwrap(), b"ELF");
+    }
+
+    #[test]
+    fn hostile_entries_stay_inside() {
+        let outside = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let out = outside.path().to_str().unwrap().to_string();
+        let root = Root::open(t.path()).unwrap();
+        let evil_abs = format!("{out}/abs");
+        let link_file = "esc/pwned".to_string();
+        let tar = tar_of(&[
+            ("../../../../escaped", EntryType::Regular, b"x", None),
+            (&evil_abs, EntryType::Regular, b"x", None),
+            ("esc", EntryType::Symlink, b"", Some(&out)),
+            (&link_file, EntryType::Regular, b"x", None),
+            ("dots", EntryType::Symlink, b"", Some("../../../..")),
+            ("dots/pwned2", EntryType::Regular, b"x", None),
+        ]);
+        apply(&tar[..], &root).unwrap();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "wrote outside the root");
+        assert!(t.path().join("escaped").exists());
+        assert!(t.path().join("pwned2").exists());
+    }
+
+    #[test]
+    fn hardlink_to_outside_is_refused_or_contained() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let tar = tar_of(&[("h", EntryType::Link, b"", Some("../../../etc/passwd"))]);
+        // etc/passwd does not exist inside the root: the link cannot be made, and nothing outside is touched.
+        let e = apply(&tar[..], &root).unwrap_err();
+        assert_eq!(e.kind, berth_types::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let tar = tar_of(&[
+            ("etc/.wh.gone", EntryType::Regular, b"", None),
+            ("var/.wh..wh..opq", EntryType::Regular, b"", None),
+        ]);
+        apply(&tar[..], &root).unwrap();
+        let st = rustix::fs::lstat(t.path().join("etc/gone")).unwrap();
+        assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::CharacterDevice);
+        let mut buf = [0u8; 4];
+        let n = rustix::fs::lgetxattr(t.path().join("var"), "trusted.overlay.opaque", &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"y");
+    }
+
+    #[test]
+    fn garbage_is_invalid() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let junk = vec![0x41u8; 1024];
+        assert_eq!(apply(&junk[..], &root).unwrap_err().kind, berth_types::ErrorKind::InvalidArgument);
+    }
+}

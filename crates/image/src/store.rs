@@ -1,0 +1,535 @@
+//! Images, layers and snapshots in the metadata store and on disk.
+//!
+//! Lifecycle of an image: `import` unpacks a layer into `tmp/`, renames it to its chain id (or drops
+//! it when that layer already exists), writes the config blob (temp, fsync, rename) and then, in one
+//! store transaction, the image record and its tag. A crash before that commit leaves only files
+//! that start-up removes (`tmp/`) or that `gc` finds unreferenced.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_api::container::Config;
+use berth_api::image::{History, ImageConfig, RootFs};
+use berth_store::{Store, Table};
+use berth_sys::mount::Overlay;
+use berth_sys::root::Root;
+use berth_types::{short_id, Digest, Error, Reference, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::layout::Layout;
+
+const IMAGES: Table = Table::new("images");
+const TAGS: Table = Table::new("tags");
+const LAYERS: Table = Table::new("layers");
+const SNAPSHOTS: Table = Table::new("snapshots");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ImageRecord {
+    id: Digest,
+    /// Chain ids, bottom layer first.
+    chain: Vec<Digest>,
+    size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LayerRecord {
+    diff_id: Digest,
+    parent: Option<Digest>,
+    size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapshotRecord {
+    /// Top layer's chain id; the snapshot keeps it and its ancestors alive.
+    parent: Option<Digest>,
+}
+
+/// An image as the services see it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: Digest,
+    pub config: ImageConfig,
+    pub tags: Vec<Reference>,
+    pub size: u64,
+    pub layers: usize,
+}
+
+/// Who uses an image, for delete's conflict rules: the daemon knows containers, this crate does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Usage {
+    Running(String),
+    Stopped(String),
+}
+
+/// One line of `DELETE /images/{name}`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum DeleteResponse {
+    Untagged(String),
+    Deleted(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub reference: Option<Reference>,
+    pub message: String,
+    pub changes: Vec<String>,
+}
+
+/// A container's root: mount `overlay` on `target`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub overlay: Overlay,
+    pub target: PathBuf,
+}
+
+pub struct ImageStore {
+    store: Arc<Store>,
+    layout: Layout,
+}
+
+fn docker_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+/// Chain id: `sha256(parent_chain + " " + diff_id)`, or the diff id for a base layer.
+pub fn chain_id(parent: Option<&Digest>, diff: &Digest) -> Digest {
+    match parent {
+        None => diff.clone(),
+        Some(p) => Digest::of(format!("{p} {diff}").as_bytes()),
+    }
+}
+
+/// Writes `data` to `path` so that it appears whole or not at all.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| Error::internal("blob path without parent"))?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", berth_types::new_id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl ImageStore {
+    /// Opens the image store and removes ingests a crash left behind.
+    pub fn open(store: Arc<Store>, data_root: &Path) -> Result<ImageStore> {
+        let layout = Layout::new(data_root);
+        let _ = std::fs::remove_dir_all(layout.tmp());
+        for d in [layout.blobs(), layout.layers(), layout.tmp(), layout.snapshots()] {
+            std::fs::create_dir_all(&d)?;
+        }
+        let s = ImageStore { store, layout };
+        s.gc()?;
+        Ok(s)
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Imports a rootfs tar (plain, gzip or zstd) as a one-layer image.
+    pub fn import(&self, body: impl Read, opts: ImportOptions) -> Result<Digest> {
+        let mut config = Config::default();
+        crate::changes::apply(&mut config, &opts.changes)?;
+        let (diff_id, size) = self.ingest_layer(body)?;
+        let chain = chain_id(None, &diff_id);
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let comment = if opts.message.is_empty() { "Imported from -".to_string() } else { opts.message };
+        let image = ImageConfig {
+            architecture: docker_arch().into(),
+            os: "linux".into(),
+            created: Some(now.clone()),
+            comment: Some(comment.clone()),
+            docker_version: Some(berth_api::ENGINE_VERSION.into()),
+            config,
+            rootfs: RootFs { kind: "layers".into(), diff_ids: vec![diff_id.to_string()] },
+            history: vec![History { created: Some(now), comment: Some(comment), ..Default::default() }],
+            ..Default::default()
+        };
+        let bytes = serde_json::to_vec(&image).map_err(|e| Error::internal(e.to_string()))?;
+        let id = Digest::of(&bytes);
+        write_atomic(&self.layout.blob(id.hex()), &bytes)?;
+        let record = ImageRecord { id: id.clone(), chain: vec![chain], size };
+        self.store.write(|tx| {
+            tx.put(IMAGES, id.as_str(), &record)?;
+            if let Some(r) = &opts.reference {
+                tx.put(TAGS, &r.to_string(), &id)?;
+            }
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Unpacks one layer, returning its diff id and size. The layer is kept once per chain id.
+    fn ingest_layer(&self, body: impl Read) -> Result<(Digest, u64)> {
+        let tmp = self.layout.tmp().join(berth_types::new_id());
+        let diff = tmp.join("diff");
+        std::fs::create_dir_all(&diff)?;
+        let result = (|| {
+            let plain = crate::compress::decompress(body)?;
+            let mut hashing = HashingReader { inner: plain, hash: Sha256::new() };
+            let applied = crate::apply::apply(&mut hashing, &Root::open(&diff)?)?;
+            // The diff id covers the whole uncompressed stream, trailing zero blocks included.
+            std::io::copy(&mut hashing, &mut std::io::sink())
+                .map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+            Ok((Digest::from_hasher(hashing.hash), applied.size))
+        })();
+        let (diff_id, size) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = Root::open(&tmp).and_then(|r| r.remove_all(Path::new("diff")));
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let chain = chain_id(None, &diff_id);
+        let dest = self.layout.layer(chain.hex());
+        if self.store.get::<LayerRecord>(LAYERS, chain.as_str())?.is_some() && dest.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        } else {
+            let _ = std::fs::remove_dir_all(&dest);
+            std::fs::rename(&tmp, &dest)?;
+            self.store.put(LAYERS, chain.as_str(), &LayerRecord { diff_id: diff_id.clone(), parent: None, size })?;
+        }
+        Ok((diff_id, size))
+    }
+
+    fn load(&self, rec: &ImageRecord, tags: Vec<Reference>) -> Result<Image> {
+        let bytes = std::fs::read(self.layout.blob(rec.id.hex()))
+            .map_err(|e| Error::internal(format!("read config of image {}: {e}", rec.id)))?;
+        let config: ImageConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::internal(format!("corrupt config of image {}: {e}", rec.id)))?;
+        Ok(Image { id: rec.id.clone(), config, tags, size: rec.size, layers: rec.chain.len() })
+    }
+
+    fn all_tags(&self) -> Result<Vec<(Reference, Digest)>> {
+        self.store
+            .list::<Digest>(TAGS)?
+            .into_iter()
+            .map(|(k, v)| Ok((Reference::parse(&k)?, v)))
+            .collect()
+    }
+
+    /// Every image with its tags.
+    pub fn list(&self) -> Result<Vec<Image>> {
+        let tags = self.all_tags()?;
+        self.store
+            .list::<ImageRecord>(IMAGES)?
+            .into_iter()
+            .map(|(_, rec)| {
+                let t = tags.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.clone()).collect();
+                self.load(&rec, t)
+            })
+            .collect()
+    }
+
+    /// Finds an image by reference, full id, or unique id prefix, as Docker does.
+    pub fn resolve(&self, name: &str) -> Result<Image> {
+        let not_found = || Error::not_found(format!("No such image: {name}"));
+        let by_id = |hex: &str| -> Result<Option<ImageRecord>> {
+            if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(None);
+            }
+            let hits: Vec<ImageRecord> = self
+                .store
+                .list::<ImageRecord>(IMAGES)?
+                .into_iter()
+                .filter(|(_, r)| r.id.hex().starts_with(hex))
+                .map(|(_, r)| r)
+                .collect();
+            match hits.len() {
+                0 => Ok(None),
+                1 => Ok(hits.into_iter().next()),
+                _ => Err(Error::invalid(format!("ambiguous image id prefix {hex}"))),
+            }
+        };
+        let rec = if let Some(hex) = name.strip_prefix("sha256:") {
+            by_id(hex)?
+        } else {
+            let by_ref = match Reference::parse_tagged(name) {
+                Ok(r) => match self.store.get::<Digest>(TAGS, &r.to_string())? {
+                    Some(id) => self.store.get::<ImageRecord>(IMAGES, id.as_str())?,
+                    None => None,
+                },
+                Err(_) => None,
+            };
+            match by_ref {
+                Some(r) => Some(r),
+                None => by_id(name)?,
+            }
+        };
+        let rec = rec.ok_or_else(not_found)?;
+        let tags = self.all_tags()?.into_iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r).collect();
+        self.load(&rec, tags)
+    }
+
+    /// Points `reference` at the image `name` resolves to.
+    pub fn tag(&self, name: &str, reference: &Reference) -> Result<Image> {
+        let img = self.resolve(name)?;
+        self.store.put(TAGS, &reference.to_string(), &img.id)?;
+        Ok(img)
+    }
+
+    /// Removes a tag or an image with Docker's rules. `usage` lists the containers using an image id.
+    pub fn delete(
+        &self,
+        name: &str,
+        force: bool,
+        usage: &dyn Fn(&Digest) -> Vec<Usage>,
+    ) -> Result<Vec<DeleteResponse>> {
+        let img = self.resolve(name)?;
+        let short = short_id(img.id.as_str()).to_string();
+        let by_ref = !name.starts_with("sha256:")
+            && Reference::parse_tagged(name).ok().is_some_and(|r| img.tags.contains(&r));
+        let users = usage(&img.id);
+        let running = users.iter().find_map(|u| match u {
+            Usage::Running(c) => Some(c.clone()),
+            _ => None,
+        });
+        let stopped = users.iter().find_map(|u| match u {
+            Usage::Stopped(c) => Some(c.clone()),
+            _ => None,
+        });
+        let mut out = Vec::new();
+        if by_ref {
+            let r = Reference::parse_tagged(name)?;
+            if img.tags.len() > 1 {
+                self.store.delete(TAGS, &r.to_string())?;
+                return Ok(vec![DeleteResponse::Untagged(r.familiar())]);
+            }
+            if let Some(c) = running.clone().or(if force { None } else { stopped.clone() }) {
+                return Err(Error::conflict(format!(
+                    "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {short}",
+                    short_id(&c)
+                )));
+            }
+        } else {
+            if let Some(c) = &running {
+                return Err(Error::conflict(format!(
+                    "conflict: unable to delete {short} (cannot be forced) - image is being used by running container {}",
+                    short_id(c)
+                )));
+            }
+            if !force {
+                if img.tags.len() > 1 {
+                    return Err(Error::conflict(format!(
+                        "conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories"
+                    )));
+                }
+                if let Some(c) = &stopped {
+                    return Err(Error::conflict(format!(
+                        "conflict: unable to delete {short} (must be forced) - image is being used by stopped container {}",
+                        short_id(c)
+                    )));
+                }
+            }
+        }
+        self.store.write(|tx| {
+            for t in &img.tags {
+                tx.delete(TAGS, &t.to_string())?;
+            }
+            tx.delete(IMAGES, img.id.as_str())
+        })?;
+        out.extend(img.tags.iter().map(|t| DeleteResponse::Untagged(t.familiar())));
+        out.push(DeleteResponse::Deleted(img.id.to_string()));
+        let _ = std::fs::remove_file(self.layout.blob(img.id.hex()));
+        self.gc()?;
+        Ok(out)
+    }
+
+    /// Removes layers that no image and no snapshot reference.
+    pub fn gc(&self) -> Result<()> {
+        let layers = self.store.list::<LayerRecord>(LAYERS)?;
+        let mut live: HashSet<String> = HashSet::new();
+        let mut mark = |top: &Digest| {
+            let mut cur = Some(top.clone());
+            while let Some(c) = cur {
+                if !live.insert(c.to_string()) {
+                    break;
+                }
+                cur = layers.iter().find(|(k, _)| *k == c.as_str()).and_then(|(_, l)| l.parent.clone());
+            }
+        };
+        for (_, img) in self.store.list::<ImageRecord>(IMAGES)? {
+            img.chain.iter().for_each(&mut mark);
+        }
+        for (_, s) in self.store.list::<SnapshotRecord>(SNAPSHOTS)? {
+            if let Some(p) = &s.parent {
+                mark(p);
+            }
+        }
+        let dead: Vec<String> = layers.iter().map(|(k, _)| k.clone()).filter(|k| !live.contains(k)).collect();
+        for k in &dead {
+            let d: Digest = k.parse()?;
+            remove_tree(&self.layout.layer(d.hex()))?;
+            self.store.delete(LAYERS, k)?;
+        }
+        // Layer directories without a record are leftovers of a crash between rename and commit.
+        let known: BTreeSet<String> =
+            layers.iter().filter(|(k, _)| live.contains(k)).filter_map(|(k, _)| k.strip_prefix("sha256:").map(String::from)).collect();
+        for e in std::fs::read_dir(self.layout.layers())?.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if !known.contains(&n) {
+                remove_tree(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the writable layer of container `key` over `image` and returns what to mount.
+    pub fn prepare_snapshot(&self, key: &str, image: &Digest) -> Result<Snapshot> {
+        let rec = self
+            .store
+            .get::<ImageRecord>(IMAGES, image.as_str())?
+            .ok_or_else(|| Error::not_found(format!("No such image: {image}")))?;
+        let dir = self.layout.snapshot(key);
+        for sub in ["upper", "work", "merged"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        self.store.put(SNAPSHOTS, key, &SnapshotRecord { parent: rec.chain.last().cloned() })?;
+        self.snapshot_mounts(key)
+    }
+
+    /// The mount of an existing snapshot (after a restart, say).
+    pub fn snapshot_mounts(&self, key: &str) -> Result<Snapshot> {
+        let rec = self
+            .store
+            .get::<SnapshotRecord>(SNAPSHOTS, key)?
+            .ok_or_else(|| Error::not_found(format!("no snapshot {key}")))?;
+        let layers = self.store.list::<LayerRecord>(LAYERS)?;
+        let dir = self.layout.snapshot(key);
+        let mut lowers = Vec::new();
+        let mut cur = rec.parent.clone();
+        while let Some(c) = cur {
+            lowers.push(self.layout.layer_diff(c.hex()));
+            cur = layers.iter().find(|(k, _)| *k == c.as_str()).and_then(|(_, l)| l.parent.clone());
+        }
+        if lowers.is_empty() {
+            let empty = dir.join("empty");
+            std::fs::create_dir_all(&empty)?;
+            lowers.push(empty);
+        }
+        Ok(Snapshot {
+            overlay: Overlay { lowers, upper: dir.join("upper"), work: dir.join("work") },
+            target: dir.join("merged"),
+        })
+    }
+
+    /// Deletes a snapshot's files (the caller unmounted it) and any layers it alone kept.
+    pub fn remove_snapshot(&self, key: &str) -> Result<()> {
+        remove_tree(&self.layout.snapshot(key))?;
+        self.store.delete(SNAPSHOTS, key)?;
+        self.gc()
+    }
+}
+
+/// Removes a directory tree that may hold whiteout devices and read-only dirs; missing is fine.
+fn remove_tree(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            let parent = p.parent().ok_or_else(|| Error::internal("remove root"))?;
+            Root::open(parent)?.remove_all(Path::new(p.file_name().unwrap_or_default()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, d) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(p).unwrap();
+            h.set_size(d.len() as u64);
+            h.set_mode(0o755);
+            h.set_cksum();
+            b.append(&h, *d).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn open() -> (tempfile::TempDir, ImageStore) {
+        let d = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&d.path().join("db")).unwrap());
+        let s = ImageStore::open(store, d.path()).unwrap();
+        (d, s)
+    }
+
+    #[test]
+    fn import_resolve_tag_delete() {
+        let (_d, s) = open();
+        let tar = tar_with(&[("bin/true", b"x")]);
+        let opts = ImportOptions { reference: Some(Reference::parse_tagged("bb").unwrap()), ..Default::default() };
+        let id = s.import(&tar[..], opts.clone()).unwrap();
+        // Same content twice: same layer, new image id (created differs), layer stored once.
+        let id2 = s.import(&tar[..], ImportOptions::default()).unwrap();
+        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 1);
+        assert_eq!(s.resolve("bb").unwrap().id, id);
+        assert_eq!(s.resolve("docker.io/library/bb:latest").unwrap().id, id);
+        assert_eq!(s.resolve(&id.hex()[..8]).unwrap().id, id);
+        assert_eq!(s.resolve(id.as_str()).unwrap().tags[0].familiar(), "bb:latest");
+        assert_eq!(s.resolve("nope").unwrap_err().message, "No such image: nope");
+        s.tag("bb", &Reference::parse_tagged("bb:v2").unwrap()).unwrap();
+        let none = |_: &Digest| Vec::new();
+        assert_eq!(s.delete("bb:v2", false, &none).unwrap(), vec![DeleteResponse::Untagged("bb:v2".into())]);
+        let used = |_: &Digest| vec![Usage::Stopped("c".repeat(64))];
+        assert_eq!(s.delete("bb", false, &used).unwrap_err().kind, berth_types::ErrorKind::Conflict);
+        let r = s.delete("bb", false, &none).unwrap();
+        assert_eq!(r[0], DeleteResponse::Untagged("bb:latest".into()));
+        s.delete(id2.as_str(), false, &none).unwrap();
+        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0, "layer gc'd");
+    }
+
+    #[test]
+    fn bad_tar_stores_nothing() {
+        let (_d, s) = open();
+        assert!(s.import(&[0x42u8; 2048][..], ImportOptions::default()).is_err());
+        assert!(s.list().unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(s.layout.tmp()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn diff_id_is_sha_of_uncompressed_stream() {
+        let (_d, s) = open();
+        let tar = tar_with(&[("a", b"1")]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let id = s.import(&gz.finish().unwrap()[..], ImportOptions::default()).unwrap();
+        let img = s.resolve(id.as_str()).unwrap();
+        assert_eq!(img.config.rootfs.diff_ids, vec![Digest::of(&tar).to_string()]);
+        let snap = s.prepare_snapshot("c1", &id).unwrap();
+        assert_eq!(snap.overlay.lowers.len(), 1);
+        s.delete(id.as_str(), true, &|_| Vec::new()).unwrap();
+        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 1, "snapshot keeps its layer");
+        s.remove_snapshot("c1").unwrap();
+        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0);
+    }
+}
