@@ -2,4 +2,5 @@
 
 pub mod mount;
 pub mod netns;
+pub mod process;
 pub mod root;

@@ -1,0 +1,6 @@
+//! Container runtime plumbing on the daemon's side of the shim.
+
+pub mod proto;
+pub mod shim;
+pub mod spec;
+pub mod user;

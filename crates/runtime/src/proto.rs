@@ -1,0 +1,104 @@
+//! The berthd ↔ berth-shim protocol over the shim's UNIX socket.
+//!
+//! Every message is a frame: `[kind u8][len u32 big-endian][payload]`. On connect the shim sends
+//! `HELLO` with its state; then the daemon may send `START`, `STDIN`, `CLOSE_STDIN`, `SIGNAL`, and the
+//! shim sends `STARTED`, `STDOUT`/`STDERR` (only what arrives after the connection), and `EXITED` last.
+
+use serde::{Deserialize, Serialize};
+
+pub const START: u8 = 1;
+pub const STDIN: u8 = 2;
+pub const CLOSE_STDIN: u8 = 3;
+pub const SIGNAL: u8 = 4;
+
+pub const HELLO: u8 = 10;
+pub const STARTED: u8 = 11;
+pub const STDOUT: u8 = 12;
+pub const STDERR: u8 = 13;
+pub const EXITED: u8 = 14;
+pub const ERROR: u8 = 15;
+
+/// Frames larger than this are a protocol violation.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// The shim's state, sent in `HELLO`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub pid: i32,
+    pub started: bool,
+    pub exit: Option<ExitStatus>,
+}
+
+/// How the container's init ended, as the shim records it in `exit.json` and sends in `EXITED`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Docker's exit code: the process's own code, or 128 + signal.
+    pub code: i32,
+    pub signal: Option<i32>,
+    pub finished_at: String,
+}
+
+pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(5 + payload.len());
+    b.push(kind);
+    b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    b.extend_from_slice(payload);
+    b
+}
+
+/// Incremental decoder for a byte stream of frames.
+#[derive(Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+}
+
+impl Decoder {
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame, if any; an oversized frame is an error.
+    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, String> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > MAX_FRAME {
+            return Err(format!("shim frame of {len} bytes exceeds the limit"));
+        }
+        if self.buf.len() < 5 + len {
+            return Ok(None);
+        }
+        let kind = self.buf[0];
+        let payload = self.buf[5..5 + len].to_vec();
+        self.buf.drain(..5 + len);
+        Ok(Some((kind, payload)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_anywhere() {
+        let mut all = encode(STDOUT, b"hello");
+        all.extend(encode(EXITED, b"{}"));
+        for cut in 0..all.len() {
+            let mut d = Decoder::default();
+            let mut got = Vec::new();
+            d.push(&all[..cut]);
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f);
+            }
+            d.push(&all[cut..]);
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f);
+            }
+            assert_eq!(got, vec![(STDOUT, b"hello".to_vec()), (EXITED, b"{}".to_vec())]);
+        }
+        let mut d = Decoder::default();
+        d.push(&[1, 0xff, 0xff, 0xff, 0xff]);
+        assert!(d.next_frame().is_err());
+    }
+}

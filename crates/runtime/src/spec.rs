@@ -1,0 +1,234 @@
+//! Docker's container configuration → an OCI runtime spec (`config.json`), with Docker's defaults.
+
+use std::path::PathBuf;
+
+use berth_api::container::HostConfig;
+use serde_json::{json, Value};
+
+use crate::user::ResolvedUser;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// What the spec is made from; the daemon fills it after merging container and image config.
+#[derive(Debug, Clone)]
+pub struct SpecInput {
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: ResolvedUser,
+    pub hostname: String,
+    pub domainname: String,
+    pub tty: bool,
+    /// None shares the host's network namespace.
+    pub netns: Option<PathBuf>,
+    pub cgroups_path: String,
+    pub host_config: HostConfig,
+    /// Files the daemon generated (hosts, hostname, resolv.conf) and where they go.
+    pub etc_files: Vec<(PathBuf, String)>,
+}
+
+fn cap_name(c: &str) -> String {
+    let c = c.to_ascii_uppercase();
+    if c.starts_with("CAP_") {
+        c
+    } else {
+        format!("CAP_{c}")
+    }
+}
+
+/// Docker's capability arithmetic: defaults, then CapDrop (ALL clears), then CapAdd (ALL adds all).
+pub fn capabilities(hc: &HostConfig) -> Vec<String> {
+    if hc.privileged {
+        return ALL_CAPS.iter().map(|s| s.to_string()).collect();
+    }
+    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let drops: Vec<String> = hc.cap_drop.iter().map(|c| cap_name(c)).collect();
+    if drops.iter().any(|c| c == "CAP_ALL") {
+        caps.clear();
+    } else {
+        caps.retain(|c| !drops.contains(c));
+    }
+    for a in &hc.cap_add {
+        let a = cap_name(a);
+        if a == "CAP_ALL" {
+            return ALL_CAPS.iter().map(|s| s.to_string()).collect();
+        }
+        if !caps.contains(&a) {
+            caps.push(a);
+        }
+    }
+    caps
+}
+
+/// The environment Docker gives a process: PATH if missing, HOSTNAME, HOME, TERM for a TTY.
+pub fn process_env(env: &[String], hostname: &str, home: &str, tty: bool) -> Vec<String> {
+    let has = |k: &str| env.iter().any(|e| e.split_once('=').map(|x| x.0).unwrap_or(e) == k);
+    let mut out = Vec::new();
+    if !has("PATH") {
+        out.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has("HOSTNAME") {
+        out.push(format!("HOSTNAME={hostname}"));
+    }
+    if tty && !has("TERM") {
+        out.push("TERM=xterm".into());
+    }
+    out.extend(env.iter().cloned());
+    if !has("HOME") {
+        out.push(format!("HOME={home}"));
+    }
+    out
+}
+
+pub fn build(input: &SpecInput) -> Value {
+    let hc = &input.host_config;
+    let caps = capabilities(hc);
+    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    if let Some(ns) = &input.netns {
+        namespaces.push(json!({"type": "network", "path": ns}));
+    }
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
+    ];
+    for (src, dest) in &input.etc_files {
+        mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+    }
+    let mut resources = json!({
+        "devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
+        ]
+    });
+    if hc.memory > 0 {
+        resources["memory"] = json!({"limit": hc.memory});
+    }
+    let mut cpu = serde_json::Map::new();
+    if hc.cpu_shares > 0 {
+        cpu.insert("shares".into(), json!(hc.cpu_shares));
+    }
+    if hc.nano_cpus > 0 {
+        cpu.insert("period".into(), json!(100_000));
+        cpu.insert("quota".into(), json!(hc.nano_cpus * 100_000 / 1_000_000_000));
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
+    }
+    if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
+        resources["pids"] = json!({"limit": p});
+    }
+    let (masked, readonly): (&[&str], &[&str]) =
+        if hc.privileged { (&[], &[]) } else { (&MASKED_PATHS, &READONLY_PATHS) };
+    let mut user = json!({"uid": input.user.uid, "gid": input.user.gid});
+    if !input.user.additional_gids.is_empty() {
+        user["additionalGids"] = json!(input.user.additional_gids);
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": input.tty,
+            "user": user,
+            "args": input.args,
+            "env": input.env,
+            "cwd": if input.cwd.is_empty() { "/" } else { input.cwd.as_str() },
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": false
+        },
+        "root": {"path": input.rootfs, "readonly": hc.readonly_rootfs},
+        "hostname": input.hostname,
+        "domainname": input.domainname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": input.cgroups_path,
+            "resources": resources,
+            "maskedPaths": masked,
+            "readonlyPaths": readonly
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_arithmetic() {
+        let mut hc = HostConfig { cap_drop: vec!["chown".into()], cap_add: vec!["NET_ADMIN".into()], ..Default::default() };
+        let c = capabilities(&hc);
+        assert!(!c.contains(&"CAP_CHOWN".to_string()));
+        assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
+        assert_eq!(c.len(), 14);
+        hc.cap_drop = vec!["ALL".into()];
+        assert_eq!(capabilities(&hc), vec!["CAP_NET_ADMIN".to_string()]);
+    }
+
+    #[test]
+    fn env_defaults() {
+        let e = process_env(&["A=1".into()], "abc", "/root", false);
+        assert_eq!(e, vec![format!("PATH={DEFAULT_PATH}"), "HOSTNAME=abc".into(), "A=1".into(), "HOME=/root".into()]);
+        let e = process_env(&["PATH=/x".into(), "HOME=/h".into()], "abc", "/root", true);
+        assert_eq!(e, vec!["HOSTNAME=abc".to_string(), "TERM=xterm".into(), "PATH=/x".into(), "HOME=/h".into()]);
+    }
+}

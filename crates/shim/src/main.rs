@@ -1,0 +1,106 @@
+//! berth-shim: supervises one container. See README.md for its role.
+
+mod log;
+mod supervisor;
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use berth_runtime::shim::{ShimConfig, CONFIG_FILE};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+
+fn main() {
+    let bundle = match std::env::args_os().nth(1) {
+        Some(b) => PathBuf::from(b),
+        None => {
+            eprintln!("usage: berth-shim <bundle>");
+            std::process::exit(2);
+        }
+    };
+    // Our stdout is the readiness pipe berthd reads until it closes.
+    let mut ready = std::io::stdout();
+    let cfg: ShimConfig = match std::fs::read(bundle.join(CONFIG_FILE))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(ready, "err read shim config: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = berth_sys::process::daemonize() {
+        let _ = writeln!(ready, "err daemonize: {e}");
+        std::process::exit(1);
+    }
+    match create(&cfg) {
+        Ok(sup) => {
+            let _ = writeln!(ready, "ok {}", sup.pid());
+            let _ = ready.flush();
+            drop(ready);
+            close_stdio();
+            sup.run();
+        }
+        Err(e) => {
+            let _ = writeln!(ready, "err {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Points fds 0–2 at /dev/null so that berthd's readiness pipe closes and nothing we print lands
+/// anywhere unexpected.
+fn close_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
+    berth_sys::process::set_child_subreaper().map_err(|e| e.to_string())?;
+    berth_sys::process::sigpipe_noop_handler().map_err(|e| e.to_string())?;
+    let listener = supervisor::listen(&cfg.socket)?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let mut builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
+        .with_root_path(&cfg.state_root)
+        .map_err(|e| e.to_string())?
+        .with_stdout(out_w)
+        .with_stderr(err_w);
+    // stdin is a socket, not a pipe: writing to it after the container closed its end gives EPIPE
+    // on send(MSG_NOSIGNAL) without any signal at all.
+    let stdin = if cfg.open_stdin {
+        let (ours, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
+        let _ = rustix::net::shutdown(&theirs, rustix::net::Shutdown::Write);
+        builder = builder.with_stdin(theirs);
+        Some(ours)
+    } else {
+        let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+        builder = builder.with_stdin(OwnedFd::from(null));
+        None
+    };
+    let container = builder
+        .validate_id()
+        .map_err(|e| e.to_string())?
+        .as_init(&cfg.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| format!("OCI runtime create failed: {e}"))?;
+    let pid = container.pid().map(|p| p.as_raw()).ok_or("container has no pid")?;
+    supervisor::Supervisor::new(cfg.clone(), container, pid, listener, out_r, err_r, stdin)
+}

@@ -1,0 +1,145 @@
+//! Process-level calls for the shim: detaching from the daemon and signal dispositions.
+
+use berth_types::{Error, Result};
+
+/// Forks; the parent exits at once and the child continues in a new session, so the caller is
+/// re-parented away from whoever spawned it. Must be called while the process is single-threaded.
+pub fn daemonize() -> Result<()> {
+    // SAFETY: the shim calls this first thing, while it has exactly one thread, so the child is a
+    // complete copy with no locks held by vanished threads.
+    match unsafe { libc::fork() } {
+        -1 => return Err(std::io::Error::last_os_error().into()),
+        0 => {}
+        // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the child now.
+        _ => unsafe { libc::_exit(0) },
+    }
+    rustix::process::setsid().map_err(|e| Error::internal(format!("setsid: {e}")))?;
+    Ok(())
+}
+
+/// Makes the caller adopt orphaned descendants, so it can reap the container's processes.
+pub fn set_child_subreaper() -> Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| Error::internal(format!("set child subreaper: {e}")))
+}
+
+extern "C" fn noop(_: libc::c_int) {}
+
+/// Replaces SIGPIPE's disposition with a handler that does nothing. Writes to a closed pipe then fail
+/// with EPIPE instead of killing us, and — unlike SIG_IGN, which survives execve — children get the
+/// default disposition back when they exec, as a container's processes must.
+pub fn sigpipe_noop_handler() -> Result<()> {
+    // SAFETY: sigaction with a zeroed struct plus a valid handler; `noop` is async-signal-safe.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = noop as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+/// Sends `sig` to `pid`.
+pub fn kill(pid: i32, sig: i32) -> Result<()> {
+    // SAFETY: kill(2) has no memory effects.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+/// Reaps `pid` if it exited: `Some(docker_exit_code, signal)`.
+pub fn try_wait(pid: i32) -> Option<(i32, Option<i32>)> {
+    let mut status = 0;
+    // SAFETY: waitpid writes only to `status`.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r != pid {
+        return None;
+    }
+    if libc::WIFEXITED(status) {
+        Some((libc::WEXITSTATUS(status), None))
+    } else if libc::WIFSIGNALED(status) {
+        let s = libc::WTERMSIG(status);
+        Some((128 + s, Some(s)))
+    } else {
+        None
+    }
+}
+
+/// Reaps any exited child other than the ones we track by pid (zombies adopted as subreaper).
+pub fn reap_others(keep: i32) {
+    loop {
+        let mut status = 0;
+        // SAFETY: as above. WNOWAIT peeks first so a tracked child is never reaped here.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        // SAFETY: waitid filled `info` for an exited child when it returned 0.
+        let pid = unsafe { info.si_pid() };
+        if r != 0 || pid == 0 || pid == keep {
+            return;
+        }
+        // SAFETY: reaping the child waitid just reported.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    }
+}
+
+/// Parses a signal given by number or name (`KILL`, `SIGKILL`, `9`).
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = s.trim_start_matches("SIG").trim_start_matches("sig").to_ascii_uppercase();
+    let n = match name.as_str() {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => return Err(Error::invalid(format!("Invalid signal: {s}"))),
+    };
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signals() {
+        assert_eq!(super::parse_signal("KILL").unwrap(), 9);
+        assert_eq!(super::parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(super::parse_signal("10").unwrap(), 10);
+        assert!(super::parse_signal("NOPE").is_err());
+        assert!(super::parse_signal("0").is_err());
+    }
+}
