@@ -1,0 +1,122 @@
+//! Attach: live output to clients, stdin from them. Output before the attach comes from the log.
+
+use std::sync::Arc;
+
+use berth_runtime::proto;
+use berth_types::{Error, Result};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::logs::LogOptions;
+use super::{Chunk, ContainerService, Entry};
+
+#[derive(Debug)]
+pub enum StdinMsg {
+    Data(Bytes),
+    Close,
+}
+
+/// One attached client's output channel and which streams it wants.
+pub(super) struct Subscriber {
+    stdout: bool,
+    stderr: bool,
+    tx: mpsc::UnboundedSender<Chunk>,
+}
+
+impl Subscriber {
+    /// Delivers a chunk; false once the client has gone.
+    pub(super) fn send(&self, stream: u8, chunk: &Bytes) -> bool {
+        let wanted = (stream == 1 && self.stdout) || (stream == 2 && self.stderr);
+        if !wanted {
+            return !self.tx.is_closed();
+        }
+        self.tx.send((stream, chunk.clone())).is_ok()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttachOptions {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub stream: bool,
+    pub logs: bool,
+}
+
+/// An attached client's view: output until the container exits, and stdin if it asked for it.
+pub struct AttachStream {
+    pub tty: bool,
+    pub output: mpsc::UnboundedReceiver<Chunk>,
+    pub stdin: Option<StdinSink>,
+}
+
+pub struct StdinSink {
+    tx: mpsc::UnboundedSender<StdinMsg>,
+    /// With StdinOnce, the client's EOF closes the container's stdin.
+    pub close_on_eof: bool,
+}
+
+impl StdinSink {
+    pub fn send(&self, data: Bytes) {
+        let _ = self.tx.send(StdinMsg::Data(data));
+    }
+    pub fn close(&self) {
+        let _ = self.tx.send(StdinMsg::Close);
+    }
+}
+
+/// Forwards stdin to the shim, waiting for it when the client writes before the container started.
+pub(super) fn spawn_stdin_forwarder(e: &Arc<Entry>, mut rx: mpsc::UnboundedReceiver<StdinMsg>) {
+    let shim = e.shim.clone();
+    let ready = e.shim_ready.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let (kind, data) = match msg {
+                StdinMsg::Data(d) => (proto::STDIN, d),
+                StdinMsg::Close => (proto::CLOSE_STDIN, Bytes::new()),
+            };
+            loop {
+                let notified = ready.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(w) = shim.lock().await.as_mut() {
+                    let _ = w.send(kind, &data).await;
+                    break;
+                }
+                notified.await;
+            }
+        }
+    });
+}
+
+impl ContainerService {
+    pub async fn attach(&self, name: &str, opts: AttachOptions) -> Result<AttachStream> {
+        let e = self.get(name)?;
+        let rec = e.record();
+        let (tx, output) = mpsc::unbounded_channel();
+        if opts.logs {
+            let lo = LogOptions { stdout: opts.stdout, stderr: opts.stderr, ..Default::default() };
+            let (_, mut past) = self.logs(name, lo)?;
+            while let Some(c) = past.recv().await {
+                let _ = tx.send(c);
+            }
+        }
+        if opts.stream {
+            let status = rec.state.status.as_str();
+            if !matches!(status, "created" | "running") && !opts.logs {
+                return Err(Error::conflict("You cannot attach to a stopped container, start it first"));
+            }
+            if matches!(status, "created" | "running") {
+                e.subscribers.lock().expect("subscribers lock").push(Subscriber {
+                    stdout: opts.stdout,
+                    stderr: opts.stderr,
+                    tx,
+                });
+            }
+        }
+        self.publish("attach", &rec, &[]);
+        let stdin = (opts.stdin && rec.config.open_stdin)
+            .then(|| StdinSink { tx: e.stdin.clone(), close_on_eof: rec.config.stdin_once });
+        Ok(AttachStream { tty: rec.config.tty, output, stdin })
+    }
+}

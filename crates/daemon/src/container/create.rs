@@ -1,0 +1,202 @@
+//! `POST /containers/create`: merge with the image, validate, prepare the writable layer, persist.
+
+
+use berth_api::container::{Config, CreateRequest};
+use berth_types::{new_id, validate_name, Error, ErrorKind, Reference, Result};
+
+use super::record::{ContainerRecord, State};
+use super::{ContainerService, Entry};
+
+/// Docker's `merge(userConf, imageConf)`: the image fills what the user left empty.
+pub(super) fn merge(user: &mut Config, image: &Config) {
+    if user.user.is_empty() {
+        user.user = image.user.clone();
+    }
+    if let Some(ports) = &image.exposed_ports {
+        let mine = user.exposed_ports.get_or_insert_with(Default::default);
+        for (k, v) in ports {
+            mine.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if user.env.is_empty() {
+        user.env = image.env.clone();
+    } else {
+        let key = |e: &str| e.split_once('=').map(|x| x.0.to_string()).unwrap_or_else(|| e.to_string());
+        let extra: Vec<String> =
+            image.env.iter().filter(|ie| !user.env.iter().any(|ue| key(ue) == key(ie))).cloned().collect();
+        user.env.extend(extra);
+    }
+    for (k, v) in &image.labels {
+        user.labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if user.entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
+        if user.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            user.cmd = image.cmd.clone();
+        }
+        if user.entrypoint.is_none() {
+            user.entrypoint = image.entrypoint.clone();
+        }
+    }
+    if user.healthcheck.is_none() {
+        user.healthcheck = image.healthcheck.clone();
+    }
+    if user.working_dir.is_empty() {
+        user.working_dir = image.working_dir.clone();
+    }
+    if let Some(vols) = &image.volumes {
+        let mine = user.volumes.get_or_insert_with(Default::default);
+        for (k, v) in vols {
+            mine.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if user.stop_signal.is_none() {
+        user.stop_signal = image.stop_signal.clone();
+    }
+    if user.on_build.is_none() {
+        user.on_build = image.on_build.clone();
+    }
+}
+
+/// Path and arguments from entrypoint + cmd; `[""]` as entrypoint means none.
+pub(super) fn command(config: &Config) -> Result<(String, Vec<String>)> {
+    let mut argv: Vec<String> = match &config.entrypoint {
+        Some(e) if !(e.len() == 1 && e[0].is_empty()) => e.clone(),
+        _ => Vec::new(),
+    };
+    argv.extend(config.cmd.clone().unwrap_or_default());
+    if argv.is_empty() {
+        return Err(Error::invalid("No command specified"));
+    }
+    let path = argv.remove(0);
+    Ok((path, argv))
+}
+
+fn image_not_found(name: &str) -> Error {
+    let shown = Reference::parse_tagged(name).map(|r| r.familiar()).unwrap_or_else(|_| name.to_string());
+    Error::not_found(format!("No such image: {shown}"))
+}
+
+impl ContainerService {
+    pub async fn create(&self, req: CreateRequest, name: Option<&str>) -> Result<(String, Vec<String>)> {
+        let mut config = req.config;
+        let host_config = req.host_config;
+        if config.image.is_empty() {
+            return Err(Error::invalid("config.Image must not be empty"));
+        }
+        let image = self.images.resolve(&config.image).await.map_err(|e| match e.kind {
+            ErrorKind::NotFound => image_not_found(&config.image),
+            _ => e,
+        })?;
+        match host_config.network_mode.as_str() {
+            "" | "default" | "bridge" | "none" | "host" => {}
+            other => return Err(Error::not_found(format!("network {other} not found"))),
+        }
+        let restart = host_config.restart_policy.name.as_str();
+        if !matches!(restart, "" | "no" | "always" | "unless-stopped" | "on-failure") {
+            return Err(Error::invalid(format!("invalid restart policy '{restart}'")));
+        }
+        if host_config.auto_remove && !matches!(restart, "" | "no") {
+            return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
+        }
+        if !matches!(host_config.log_config.kind.as_str(), "" | "json-file") {
+            return Err(Error::invalid(format!("logging driver {:?} is not supported", host_config.log_config.kind)));
+        }
+        merge(&mut config, &image.config.config);
+        let (path, args) = command(&config)?;
+        let id = new_id();
+        if config.hostname.is_empty() {
+            config.hostname = id[..12].to_string();
+        }
+
+        // Reserve the name under the lock, before any slow work, so two creates cannot both win it.
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => validate_name(n)?.to_string(),
+            None => self.unused_random_name(),
+        };
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let record = ContainerRecord {
+            id: id.clone(),
+            name: name.clone(),
+            created: now,
+            config,
+            host_config,
+            image_id: image.id.clone(),
+            path,
+            args,
+            state: State::default(),
+            restart_count: 0,
+            networking_config: req.networking_config,
+        };
+        let entry = Entry::new(record.clone());
+        {
+            let mut entries = self.entries.lock().expect("entries lock");
+            if let Some(other) = entries.values().find(|e| e.record.lock().expect("record lock").name == name) {
+                return Err(Error::conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id()
+                )));
+            }
+            entries.insert(id.clone(), entry.clone());
+        }
+        let res = self.finish_create(&record).await;
+        if let Err(e) = res {
+            self.entries.lock().expect("entries lock").remove(&id);
+            let _ = self.images.remove_snapshot(&id).await;
+            let _ = std::fs::remove_dir_all(self.container_dir(&id));
+            return Err(e);
+        }
+        self.publish("create", &record, &[]);
+        Ok((id, Vec::new()))
+    }
+
+    async fn finish_create(&self, record: &ContainerRecord) -> Result<()> {
+        self.images.prepare_snapshot(&record.id, &record.image_id).await?;
+        std::fs::create_dir_all(self.container_dir(&record.id))?;
+        self.persist(record).await
+    }
+
+    fn unused_random_name(&self) -> String {
+        let entries = self.entries.lock().expect("entries lock");
+        for attempt in 0.. {
+            let n = crate::names::random(attempt.min(1));
+            if !entries.values().any(|e| e.record.lock().expect("record lock").name == n) {
+                return n;
+            }
+        }
+        unreachable!()
+    }
+
+    /// Ids of every container, for callers that iterate.
+    pub fn ids(&self) -> Vec<String> {
+        self.entries.lock().expect("entries lock").keys().cloned().collect()
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_like_docker() {
+        let image = Config {
+            env: vec!["PATH=/bin".into(), "A=image".into()],
+            cmd: Some(vec!["sh".into()]),
+            working_dir: "/srv".into(),
+            ..Default::default()
+        };
+        let mut user = Config { env: vec!["A=user".into()], ..Default::default() };
+        merge(&mut user, &image);
+        assert_eq!(user.env, vec!["A=user".to_string(), "PATH=/bin".into()]);
+        assert_eq!(command(&user).unwrap(), ("sh".to_string(), vec![]));
+        assert_eq!(user.working_dir, "/srv");
+
+        let mut user = Config { cmd: Some(vec!["echo".into(), "hi".into()]), ..Default::default() };
+        merge(&mut user, &Config { entrypoint: Some(vec!["/init".into()]), cmd: Some(vec!["x".into()]), ..Default::default() });
+        assert_eq!(command(&user).unwrap(), ("/init".to_string(), vec!["echo".into(), "hi".into()]));
+
+        let mut user = Config { entrypoint: Some(vec!["".into()]), ..Default::default() };
+        merge(&mut user, &Config { entrypoint: Some(vec!["/init".into()]), cmd: Some(vec!["x".into()]), ..Default::default() });
+        assert_eq!(command(&user).unwrap_err().message, "No command specified");
+    }
+}

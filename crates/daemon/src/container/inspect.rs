@@ -1,0 +1,202 @@
+//! Inspect and list shapes, with every key Docker emits.
+
+use berth_api::filters::Filters;
+use berth_types::{Error, Result};
+use serde_json::{json, Value};
+
+use super::record::ContainerRecord;
+use super::ContainerService;
+
+/// go-units' HumanDuration, as `docker ps` shows durations.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    if s < 1 {
+        "Less than a second".into()
+    } else if s < 60 {
+        plural(s, "second")
+    } else if s / 60 < 60 {
+        let m = s / 60;
+        if m == 1 { "About a minute".into() } else { plural(m, "minute") }
+    } else if s / 3600 < 48 {
+        let h = s / 3600;
+        if h == 1 { "About an hour".into() } else { plural(h, "hour") }
+    } else if s / 86400 < 14 {
+        plural(s / 86400, "day")
+    } else if s / 86400 < 60 {
+        plural(s / (86400 * 7), "week")
+    } else if s / 86400 < 365 * 2 {
+        plural(s / (86400 * 30), "month")
+    } else {
+        plural(s / (86400 * 365), "year")
+    }
+}
+
+fn since(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t).map(|d| chrono::Utc::now().timestamp() - d.timestamp()).unwrap_or(0)
+}
+
+fn status_text(r: &ContainerRecord) -> String {
+    match r.state.status.as_str() {
+        "running" => format!("Up {}", human_duration(since(&r.state.started_at))),
+        "exited" => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
+        "created" => "Created".into(),
+        "removing" => "Removal In Progress".into(),
+        "dead" => "Dead".into(),
+        other => other.to_string(),
+    }
+}
+
+fn network_name(r: &ContainerRecord) -> &str {
+    match r.host_config.network_mode.as_str() {
+        "" | "default" => "bridge",
+        m => m,
+    }
+}
+
+fn endpoint() -> Value {
+    json!({
+        "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "",
+        "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null
+    })
+}
+
+fn networks(r: &ContainerRecord) -> Value {
+    json!({ network_name(r): endpoint() })
+}
+
+fn unix_secs(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t).map(|d| d.timestamp()).unwrap_or(0)
+}
+
+impl ContainerService {
+    /// `GET /containers/{id}/json`.
+    pub fn inspect(&self, name: &str) -> Result<Value> {
+        let e = self.get(name)?;
+        let r = e.record();
+        let dir = self.container_dir(&r.id);
+        let snap = self.cfg.data_root.join("snapshots").join(&r.id);
+        let mut host_config = serde_json::to_value(&r.host_config).map_err(|e| Error::internal(e.to_string()))?;
+        if host_config["LogConfig"]["Type"] == "" {
+            host_config["LogConfig"]["Type"] = json!("json-file");
+        }
+        Ok(json!({
+            "Id": r.id,
+            "Created": r.created,
+            "Path": r.path,
+            "Args": r.args,
+            "State": {
+                "Status": r.state.status,
+                "Running": r.state.running(),
+                "Paused": false,
+                "Restarting": false,
+                "OOMKilled": r.state.oom_killed,
+                "Dead": r.state.status == "dead",
+                "Pid": r.state.pid,
+                "ExitCode": r.state.exit_code,
+                "Error": r.state.error,
+                "StartedAt": r.state.started_at,
+                "FinishedAt": r.state.finished_at,
+            },
+            "Image": r.image_id,
+            "ResolvConfPath": dir.join("resolv.conf"),
+            "HostnamePath": dir.join("hostname"),
+            "HostsPath": dir.join("hosts"),
+            "LogPath": self.log_path(&r.id),
+            "Name": format!("/{}", r.name),
+            "RestartCount": r.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": null,
+            "HostConfig": host_config,
+            "GraphDriver": {
+                "Name": "overlay2",
+                "Data": {
+                    "MergedDir": snap.join("merged"),
+                    "UpperDir": snap.join("upper"),
+                    "WorkDir": snap.join("work"),
+                }
+            },
+            "Mounts": [],
+            "Config": r.config,
+            "NetworkSettings": {
+                "Bridge": "", "SandboxID": "", "SandboxKey": if r.state.running() { json!(self.netns_path(&r.id)) } else { json!("") },
+                "Ports": {}, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "",
+                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0,
+                "IPv6Gateway": "", "MacAddress": "",
+                "Networks": networks(&r),
+            }
+        }))
+    }
+
+    /// `GET /containers/json`.
+    pub fn list(&self, all: bool, limit: Option<usize>, filters: &Filters) -> Result<Vec<Value>> {
+        filters
+            .validate(&["id", "name", "status", "label", "exited", "ancestor", "before", "since", "network", "volume", "health", "is-task", "publish", "expose"])
+            .map_err(Error::invalid)?;
+        for s in filters.get("status") {
+            if !matches!(s.as_str(), "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
+                return Err(Error::invalid(format!("invalid filter 'status={s}'")));
+            }
+        }
+        let mut recs: Vec<ContainerRecord> = self.all().iter().map(|e| e.record()).collect();
+        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
+            let v = filters.get(key);
+            v.is_empty() || v.iter().any(|x| pred(x))
+        };
+        let images = self.images.clone();
+        let show_all = all || limit.is_some() || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
+        let out: Vec<Value> = recs
+            .into_iter()
+            .filter(|r| show_all || r.state.running())
+            .filter(|r| any("id", &|id| r.id.starts_with(id)))
+            .filter(|r| any("name", &|n| r.name.contains(n.trim_start_matches('/'))))
+            .filter(|r| any("status", &|s| r.state.status == s))
+            .filter(|r| any("exited", &|c| r.state.status == "exited" && c.parse() == Ok(r.state.exit_code)))
+            .filter(|r| any("ancestor", &|a| r.config.image == a || r.image_id.as_str() == a || r.image_id.hex().starts_with(a)))
+            .filter(|r| filters.match_labels(&r.config.labels))
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|r| {
+                json!({
+                    "Id": r.id,
+                    "Names": [format!("/{}", r.name)],
+                    "Image": r.config.image,
+                    "ImageID": r.image_id,
+                    "Command": r.command(),
+                    "Created": unix_secs(&r.created),
+                    "Ports": [],
+                    "Labels": r.config.labels,
+                    "State": r.state.status,
+                    "Status": status_text(&r),
+                    "HostConfig": {"NetworkMode": if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() }},
+                    "NetworkSettings": {"Networks": networks(&r)},
+                    "Mounts": [],
+                })
+            })
+            .collect();
+        drop(images);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_like_go_units() {
+        use super::human_duration as h;
+        assert_eq!(h(0), "Less than a second");
+        assert_eq!(h(1), "1 second");
+        assert_eq!(h(59), "59 seconds");
+        assert_eq!(h(60), "About a minute");
+        assert_eq!(h(3 * 60), "3 minutes");
+        assert_eq!(h(3600), "About an hour");
+        assert_eq!(h(5 * 3600), "5 hours");
+        assert_eq!(h(3 * 86400), "3 days");
+    }
+}

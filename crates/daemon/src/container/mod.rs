@@ -1,0 +1,231 @@
+//! The container service: records in the store, one `Entry` in memory per container, and one
+//! supervisor task per running container (see `start.rs`).
+//!
+//! Lifecycle: `create` merges the image config, prepares the writable layer and persists the record
+//! (status `created`). `start` mounts the root, makes the network namespace and writes the bundle,
+//! spawns a shim, connects, then sends START; the supervisor task relays output to attached clients
+//! until the shim reports EXITED, then unmounts, records the exit and wakes waiters. `remove` deletes
+//! the writable layer and every file of the container. A berthd restart re-connects to live shims.
+
+mod attach;
+mod create;
+mod inspect;
+mod logs;
+mod ops;
+pub mod record;
+mod start;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use berth_image::Usage;
+use berth_runtime::shim::ShimWriter;
+use berth_store::{Store, Table};
+use berth_types::{Digest, Error, Result};
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch, Notify};
+
+pub use attach::{AttachOptions, AttachStream, StdinMsg};
+pub use logs::LogOptions;
+pub use ops::WaitCondition;
+use record::ContainerRecord;
+
+use crate::config::DaemonConfig;
+use crate::events::EventBus;
+use crate::images::{ImageService, UsageFn};
+
+const CONTAINERS: Table = Table::new("containers");
+
+/// A piece of output: (stdcopy stream number, bytes).
+pub type Chunk = (u8, Bytes);
+
+/// What `wait` watches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WaitState {
+    pub exits: u64,
+    pub exit_code: i64,
+    pub running: bool,
+    pub removed: bool,
+    pub error: Option<String>,
+}
+
+pub struct Entry {
+    record: Mutex<ContainerRecord>,
+    subscribers: Mutex<Vec<attach::Subscriber>>,
+    shim: Arc<tokio::sync::Mutex<Option<ShimWriter>>>,
+    shim_ready: Arc<Notify>,
+    stdin: mpsc::UnboundedSender<StdinMsg>,
+    wait: watch::Sender<WaitState>,
+    /// Serialises lifecycle operations (start, stop, remove) on one container.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Entry {
+    fn new(record: ContainerRecord) -> Arc<Entry> {
+        let (stdin, rx) = mpsc::unbounded_channel();
+        let running = record.state.running();
+        let exit_code = record.state.exit_code;
+        let e = Arc::new(Entry {
+            record: Mutex::new(record),
+            subscribers: Mutex::new(Vec::new()),
+            shim: Arc::new(tokio::sync::Mutex::new(None)),
+            shim_ready: Arc::new(Notify::new()),
+            stdin,
+            wait: watch::channel(WaitState { running, exit_code, ..Default::default() }).0,
+            op: tokio::sync::Mutex::new(()),
+        });
+        attach::spawn_stdin_forwarder(&e, rx);
+        e
+    }
+
+    pub fn record(&self) -> ContainerRecord {
+        self.record.lock().expect("record lock").clone()
+    }
+
+    pub fn id(&self) -> String {
+        self.record.lock().expect("record lock").id.clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ContainerRecord)) -> ContainerRecord {
+        let mut r = self.record.lock().expect("record lock");
+        f(&mut r);
+        r.clone()
+    }
+}
+
+pub struct ContainerService {
+    cfg: Arc<DaemonConfig>,
+    store: Arc<Store>,
+    images: Arc<ImageService>,
+    events: Arc<EventBus>,
+    entries: Mutex<BTreeMap<String, Arc<Entry>>>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
+}
+
+impl ContainerService {
+    pub(crate) async fn open(
+        cfg: Arc<DaemonConfig>,
+        store: Arc<Store>,
+        images: Arc<ImageService>,
+        events: Arc<EventBus>,
+    ) -> Result<Arc<ContainerService>> {
+        let st = store.clone();
+        let records = blocking(move || st.list::<ContainerRecord>(CONTAINERS)).await?;
+        let svc = Arc::new(ContainerService { cfg, store, images, events, entries: Mutex::new(BTreeMap::new()) });
+        for (id, rec) in records {
+            let running = rec.state.running();
+            let e = Entry::new(rec);
+            svc.entries.lock().expect("entries lock").insert(id, e.clone());
+            if running {
+                svc.clone().reconnect(e).await;
+            }
+        }
+        Ok(svc)
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.cfg.data_root.join("containers").join(id)
+    }
+
+    fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("containers").join(id)
+    }
+
+    /// Kept short: UNIX socket paths are limited to 108 bytes.
+    fn shim_socket(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("s").join(format!("{}.sock", &id[..16]))
+    }
+
+    fn netns_path(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("netns").join(&id[..16])
+    }
+
+    fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn cgroups_path(&self, id: &str) -> String {
+        format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'))
+    }
+
+    async fn persist(&self, rec: &ContainerRecord) -> Result<()> {
+        let (store, rec) = (self.store.clone(), rec.clone());
+        blocking(move || store.put(CONTAINERS, &rec.id, &rec)).await
+    }
+
+    /// Finds a container by full id, name, or unique id prefix.
+    pub fn get(&self, name: &str) -> Result<Arc<Entry>> {
+        let entries = self.entries.lock().expect("entries lock");
+        if let Some(e) = entries.get(name) {
+            return Ok(e.clone());
+        }
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if let Some(e) = entries.values().find(|e| e.record.lock().expect("record lock").name == bare) {
+            return Ok(e.clone());
+        }
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<_> = entries.iter().filter(|(id, _)| id.starts_with(name)).collect();
+            match hits.len() {
+                1 => return Ok(hits[0].1.clone()),
+                0 => {}
+                _ => return Err(Error::invalid(format!("multiple IDs found with provided prefix: {name}"))),
+            }
+        }
+        Err(Error::not_found(format!("No such container: {name}")))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Entry>> {
+        self.entries.lock().expect("entries lock").values().cloned().collect()
+    }
+
+    /// Counts (running, paused, stopped) for `/info`.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let all = self.all();
+        let running = all.iter().filter(|e| e.record().state.running()).count();
+        (running, 0, all.len() - running)
+    }
+
+    /// Who uses which image, for image delete's conflict rules.
+    pub fn usage_fn(self: &Arc<Self>) -> UsageFn {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |image: &Digest| {
+            let Some(svc) = weak.upgrade() else { return Vec::new() };
+            svc.all()
+                .into_iter()
+                .map(|e| e.record())
+                .filter(|r| r.image_id == *image)
+                .map(|r| if r.state.running() { Usage::Running(r.id) } else { Usage::Stopped(r.id) })
+                .collect()
+        })
+    }
+
+    fn publish(&self, action: &str, rec: &ContainerRecord, extra: &[(&str, String)]) {
+        let mut attrs: BTreeMap<String, String> = rec.config.labels.clone().into_iter().collect();
+        attrs.insert("image".into(), rec.config.image.clone());
+        attrs.insert("name".into(), rec.name.clone());
+        for (k, v) in extra {
+            attrs.insert(k.to_string(), v.clone());
+        }
+        self.events.publish("container", action, &rec.id, attrs);
+    }
+
+    /// Releases host state on daemon shutdown. Running containers stay up under their shims.
+    pub async fn shutdown(&self) {
+        let parent = self.cfg.cgroup_parent.trim_matches('/').to_string();
+        let _ = blocking(move || {
+            // Empty cgroup parents are ours to remove; non-empty ones still hold live containers.
+            if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup") {
+                for d in dirs.flatten() {
+                    let _ = std::fs::remove_dir(d.path().join(&parent));
+                }
+            }
+            let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(&parent));
+            Ok(())
+        })
+        .await;
+    }
+}

@@ -1,0 +1,148 @@
+//! stop, kill, remove, wait.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::proto;
+use berth_types::{Error, Result};
+
+use super::{blocking, ContainerService, Entry, WaitState, CONTAINERS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+impl WaitCondition {
+    pub fn parse(s: &str) -> Result<WaitCondition> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(Error::invalid(format!("invalid condition: \"{other}\""))),
+        }
+    }
+}
+
+impl ContainerService {
+    /// Resolves the container now (so a 404 is immediate) and returns the wait itself.
+    pub fn wait(&self, name: &str, cond: WaitCondition) -> Result<impl Future<Output = WaitState> + Send + 'static> {
+        let e = self.get(name)?;
+        let mut rx = e.wait.subscribe();
+        let start = rx.borrow().clone();
+        Ok(async move {
+            let done = |w: &WaitState| match cond {
+                WaitCondition::NotRunning => !start.running && w.exits == start.exits || w.exits > start.exits,
+                WaitCondition::NextExit => w.exits > start.exits,
+                WaitCondition::Removed => w.removed,
+            };
+            let r = rx.wait_for(|w| done(w)).await.map(|w| w.clone());
+            r.unwrap_or_else(|_| rx.borrow().clone())
+        })
+    }
+
+    async fn send_signal(&self, e: &Entry, sig: i32) -> Result<()> {
+        let mut guard = e.shim.lock().await;
+        let w = guard.as_mut().ok_or_else(|| Error::conflict(format!("Container {} is not running", e.id())))?;
+        w.send(proto::SIGNAL, &sig.to_be_bytes()).await
+    }
+
+    async fn wait_exit(e: &Entry, exits_before: u64, timeout: Option<Duration>) -> bool {
+        let mut rx = e.wait.subscribe();
+        let fut = rx.wait_for(|w| w.exits > exits_before);
+        match timeout {
+            Some(t) => matches!(tokio::time::timeout(t, fut).await, Ok(Ok(_))),
+            None => fut.await.is_ok(),
+        }
+    }
+
+    /// `docker stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let e = self.get(name)?;
+        let _op = e.op.lock().await;
+        let rec = e.record();
+        if !rec.state.running() {
+            return Err(Error::not_modified());
+        }
+        let sig_name = signal.map(String::from).or(rec.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
+        let sig = berth_sys::process::parse_signal(&sig_name)?;
+        let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let exits = e.wait.borrow().exits;
+        self.send_signal(&e, sig).await?;
+        self.publish("kill", &rec, &[("signal", sig.to_string())]);
+        let limit = (secs >= 0).then(|| Duration::from_secs(secs as u64));
+        if !Self::wait_exit(&e, exits, limit).await {
+            self.send_signal(&e, 9).await.ok();
+            self.publish("kill", &rec, &[("signal", "9".into())]);
+            Self::wait_exit(&e, exits, Some(Duration::from_secs(30))).await;
+        }
+        self.publish("stop", &rec, &[]);
+        Ok(())
+    }
+
+    /// `docker kill -s`.
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        let e = self.get(name)?;
+        let rec = e.record();
+        let sig = berth_sys::process::parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
+        if !rec.state.running() {
+            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
+        }
+        let exits = e.wait.borrow().exits;
+        self.send_signal(&e, sig).await?;
+        self.publish("kill", &rec, &[("signal", sig.to_string())]);
+        if sig == 9 {
+            Self::wait_exit(&e, exits, Some(Duration::from_secs(10))).await;
+        }
+        Ok(())
+    }
+
+    /// `docker rm [-f]`.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+        let e = self.get(name)?;
+        let rec = e.record();
+        if rec.state.running() {
+            if !force {
+                return Err(Error::conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    rec.name
+                )));
+            }
+            let exits = e.wait.borrow().exits;
+            let _ = self.send_signal(&e, 9).await;
+            self.publish("kill", &rec, &[("signal", "9".into())]);
+            Self::wait_exit(&e, exits, Some(Duration::from_secs(30))).await;
+        }
+        let _op = e.op.lock().await;
+        self.remove_entry(&e).await
+    }
+
+    /// Deletes a stopped container and everything it owns. Idempotent: the first caller does it.
+    pub(super) async fn remove_entry(&self, e: &Arc<Entry>) -> Result<()> {
+        let id = e.id();
+        if self.entries.lock().expect("entries lock").remove(&id).is_none() {
+            return Ok(());
+        }
+        let rec = e.update(|r| r.state.status = "removing".into());
+        self.release_host_state(&id).await;
+        let snap = self.images.remove_snapshot(&id).await;
+        let (cdir, bdir, store) = (self.container_dir(&id), self.bundle_dir(&id), self.store.clone());
+        let id2 = id.clone();
+        let files = blocking(move || {
+            for d in [cdir, bdir] {
+                match std::fs::remove_dir_all(&d) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            store.delete(CONTAINERS, &id2)
+        })
+        .await;
+        self.publish("destroy", &rec, &[]);
+        e.wait.send_modify(|w| w.removed = true);
+        snap.and(files)
+    }
+}

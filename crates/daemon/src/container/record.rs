@@ -1,0 +1,64 @@
+//! What the daemon persists about a container, and its Docker state machine.
+
+use berth_api::container::{Config, HostConfig};
+use berth_types::Digest;
+use serde::{Deserialize, Serialize};
+
+/// Docker's zero time, shown for times that have not happened.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// created | running | exited | dead | removing
+    pub status: String,
+    pub pid: i32,
+    pub exit_code: i64,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub oom_killed: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: "created".into(),
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+            oom_killed: false,
+        }
+    }
+}
+
+impl State {
+    pub fn running(&self) -> bool {
+        self.status == "running"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// Without the leading slash.
+    pub name: String,
+    pub created: String,
+    /// The configuration after merging with the image's, as inspect shows it.
+    pub config: Config,
+    pub host_config: HostConfig,
+    pub image_id: Digest,
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: State,
+    pub restart_count: i64,
+    pub networking_config: Option<serde_json::Value>,
+}
+
+impl ContainerRecord {
+    /// The full command line, as `docker ps` shows it.
+    pub fn command(&self) -> String {
+        std::iter::once(self.path.as_str()).chain(self.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+    }
+}

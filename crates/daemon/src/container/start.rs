@@ -1,0 +1,321 @@
+//! `start`, the per-container supervisor task, exit handling and re-attachment after a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_runtime::proto::{self, ExitStatus, Hello};
+use berth_runtime::shim::{self, ShimConfig, ShimConn, ShimReader};
+use berth_runtime::spec::{self, SpecInput};
+use berth_runtime::user;
+use berth_sys::root::Root;
+use berth_types::{Error, Result};
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::record::ContainerRecord;
+use super::{blocking, ContainerService, Entry};
+
+const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// The host's resolv.conf without loopback nameservers, which mean nothing inside a container.
+fn container_resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out: Vec<&str> = host
+        .lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            !(w.next() == Some("nameserver") && w.next().is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+        })
+        .collect();
+    if !out.iter().any(|l| l.starts_with("nameserver")) {
+        out.extend(["nameserver 8.8.8.8", "nameserver 8.8.4.4"]);
+    }
+    out.join("\n") + "\n"
+}
+
+/// Exit code Docker records when a start fails, by the runtime's message.
+fn start_failure_code(msg: &str) -> i64 {
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        128
+    }
+}
+
+impl ContainerService {
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<()> {
+        let e = self.get(name)?;
+        let _op = e.op.lock().await;
+        let rec = e.record();
+        if rec.state.running() {
+            return Err(Error::not_modified());
+        }
+        if rec.state.status == "removing" || rec.state.status == "dead" {
+            return Err(Error::conflict(format!("container {} is marked for removal and cannot be started", rec.id)));
+        }
+        match self.start_inner(&e, &rec).await {
+            Ok(pid) => {
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                let rec = e.update(|r| {
+                    r.state.status = "running".into();
+                    r.state.pid = pid;
+                    r.state.started_at = now;
+                    r.state.error.clear();
+                    r.state.exit_code = 0;
+                });
+                self.persist(&rec).await?;
+                e.wait.send_modify(|w| w.running = true);
+                self.publish("start", &rec, &[]);
+                Ok(())
+            }
+            Err(err) => {
+                *e.shim.lock().await = None;
+                self.release_host_state(&rec.id).await;
+                let msg = err.message.clone();
+                let rec = e.update(|r| {
+                    r.state.error = msg.clone();
+                    r.state.exit_code = start_failure_code(&msg);
+                });
+                let _ = self.persist(&rec).await;
+                if rec.host_config.auto_remove {
+                    let _ = self.remove_entry(&e).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_inner(self: &Arc<Self>, e: &Arc<Entry>, rec: &ContainerRecord) -> Result<i32> {
+        let id = rec.id.clone();
+        let snapshot = self.images.snapshot_mounts(&id).await?;
+        let host_net = rec.host_config.network_mode == "host";
+        let netns = (!host_net).then(|| self.netns_path(&id));
+        let bundle = self.bundle_dir(&id);
+        let cdir = self.container_dir(&id);
+        let rec2 = rec.clone();
+        let cgroups_path = self.cgroups_path(&id);
+        let netns2 = netns.clone();
+        let shim_cfg = ShimConfig {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            state_root: self.cfg.exec_root.join("runtime"),
+            log_path: self.log_path(&id),
+            socket: self.shim_socket(&id),
+            exit_file: bundle.join("exit.json"),
+            open_stdin: rec.config.open_stdin,
+        };
+        let shim_bin = self.cfg.shim_path.clone();
+        let shim_cfg2 = shim_cfg.clone();
+        let pid = blocking(move || {
+            let rec = rec2;
+            if !berth_sys::mount::is_mountpoint(&snapshot.target) {
+                snapshot.overlay.mount(&snapshot.target)?;
+            }
+            if let Some(ns) = &netns2 {
+                std::fs::create_dir_all(ns.parent().expect("netns dir"))?;
+                berth_sys::netns::remove(ns)?;
+                berth_sys::netns::create(ns)?;
+            }
+            // /etc files, kept with the container like Docker's hostname, hosts and resolv.conf.
+            let hostname = rec.config.hostname.clone();
+            std::fs::write(cdir.join("hostname"), format!("{hostname}\n"))?;
+            let hosts = if host_net {
+                std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
+            } else {
+                DEFAULT_HOSTS.to_string()
+            };
+            std::fs::write(cdir.join("hosts"), hosts)?;
+            std::fs::write(cdir.join("resolv.conf"), container_resolv_conf())?;
+
+            let root = Root::open(&snapshot.target)?;
+            let usr = user::resolve_user(&root, &rec.config.user)?;
+            let cwd = if rec.config.working_dir.is_empty() { "/".to_string() } else { rec.config.working_dir.clone() };
+            root.mkdir(Path::new(&cwd), 0o755)?;
+            let env = spec::process_env(&rec.config.env, &hostname, &usr.home, rec.config.tty);
+            let path_env = env
+                .iter()
+                .find_map(|v| v.strip_prefix("PATH="))
+                .unwrap_or(spec::DEFAULT_PATH)
+                .to_string();
+            user::check_command(&root, &rec.path, &path_env, &cwd).map_err(|e| {
+                Error::invalid(format!(
+                    "failed to create task for container: failed to create shim task: OCI runtime create failed: unable to start container process: {}: unknown",
+                    e.message
+                ))
+            })?;
+            let mut args = vec![rec.path.clone()];
+            args.extend(rec.args.iter().cloned());
+            let input = SpecInput {
+                rootfs: snapshot.target.clone(),
+                args,
+                env,
+                cwd,
+                user: usr,
+                hostname,
+                domainname: rec.config.domainname.clone(),
+                tty: rec.config.tty,
+                netns: netns2,
+                cgroups_path,
+                host_config: rec.host_config.clone(),
+                etc_files: ["hostname", "hosts", "resolv.conf"]
+                    .iter()
+                    .map(|f| (cdir.join(f), format!("/etc/{f}")))
+                    .collect(),
+            };
+            let _ = std::fs::remove_dir_all(&bundle);
+            std::fs::create_dir_all(&bundle)?;
+            std::fs::create_dir_all(shim_cfg2.socket.parent().expect("socket dir"))?;
+            let json = serde_json::to_vec_pretty(&spec::build(&input)).map_err(|e| Error::internal(e.to_string()))?;
+            std::fs::write(bundle.join("config.json"), json)?;
+            shim::spawn(&shim_bin, &shim_cfg2)
+                .map_err(|e| Error::internal(format!("failed to create task for container: {}", e.message)))
+        })
+        .await?;
+
+        let mut conn = ShimConn::connect(&shim_cfg.socket).await?;
+        let hello = read_hello(&mut conn.reader).await?;
+        let (tx, rx) = oneshot::channel();
+        *e.shim.lock().await = Some(conn.writer);
+        e.shim_ready.notify_waiters();
+        tokio::spawn(self.clone().supervise(e.clone(), conn.reader, Some(tx)));
+        if let Some(w) = e.shim.lock().await.as_mut() {
+            w.send(proto::START, &[]).await?;
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(hello.pid.max(pid)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::internal(format!("shim for {id} went away during start"))),
+        }
+    }
+
+    /// Relays a shim's frames until the container exits.
+    async fn supervise(
+        self: Arc<Self>,
+        e: Arc<Entry>,
+        mut reader: ShimReader,
+        mut started: Option<oneshot::Sender<Result<()>>>,
+    ) {
+        let id = e.id();
+        let status = loop {
+            match reader.recv().await {
+                Ok(Some((proto::STARTED, _))) => {
+                    if let Some(tx) = started.take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                Ok(Some((proto::ERROR, msg))) => {
+                    let msg = String::from_utf8_lossy(&msg).to_string();
+                    match started.take() {
+                        Some(tx) => {
+                            let _ = tx.send(Err(Error::internal(msg)));
+                        }
+                        None => tracing::warn!(container = %id, "shim: {msg}"),
+                    }
+                }
+                Ok(Some((kind @ (proto::STDOUT | proto::STDERR), data))) => {
+                    let stream = if kind == proto::STDOUT { 1 } else { 2 };
+                    let chunk = Bytes::from(data);
+                    e.subscribers.lock().expect("subscribers lock").retain(|s| s.send(stream, &chunk));
+                }
+                Ok(Some((proto::EXITED, data))) => {
+                    break serde_json::from_slice::<ExitStatus>(&data).ok();
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break None,
+            }
+        };
+        let status = status.or_else(|| shim::read_exit(&self.bundle_dir(&id).join("exit.json")));
+        if let Some(tx) = started.take() {
+            let _ = tx.send(Err(Error::internal(format!("container {id} exited before it started"))));
+        }
+        self.on_exit(&e, status).await;
+    }
+
+    /// Records an exit: releases host state, persists, publishes `die`, wakes waiters, auto-removes.
+    async fn on_exit(&self, e: &Arc<Entry>, status: Option<ExitStatus>) {
+        *e.shim.lock().await = None;
+        e.subscribers.lock().expect("subscribers lock").clear();
+        let id = e.id();
+        self.release_host_state(&id).await;
+        let (code, finished, error) = match status {
+            Some(s) => (s.code as i64, s.finished_at, String::new()),
+            None => (
+                255,
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                "the container's shim exited without reporting a status".to_string(),
+            ),
+        };
+        let rec = e.update(|r| {
+            if r.state.status == "running" {
+                r.state.status = "exited".into();
+            }
+            r.state.pid = 0;
+            r.state.exit_code = code;
+            r.state.finished_at = finished;
+            r.state.error = error;
+        });
+        if let Err(err) = self.persist(&rec).await {
+            tracing::error!(container = %id, "persist exit: {err}");
+        }
+        self.publish("die", &rec, &[("exitCode", code.to_string())]);
+        e.wait.send_modify(|w| {
+            w.exits += 1;
+            w.exit_code = code;
+            w.running = false;
+        });
+        let _ = std::fs::remove_dir_all(self.bundle_dir(&id));
+        if rec.host_config.auto_remove {
+            if let Err(err) = self.remove_entry(e).await {
+                tracing::error!(container = %id, "auto-remove: {err}");
+            }
+        }
+    }
+
+    /// Unmounts the root and removes the network namespace of a container that is not running.
+    pub(super) async fn release_host_state(&self, id: &str) {
+        let target = self.images.snapshot_mounts(id).await.map(|s| s.target);
+        let netns = self.netns_path(id);
+        let _ = blocking(move || {
+            if let Ok(t) = target {
+                berth_sys::mount::unmount(&t)?;
+            }
+            berth_sys::netns::remove(&netns)
+        })
+        .await
+        .map_err(|err| tracing::warn!(container = %id, "release host state: {err}"));
+    }
+
+    /// After a berthd restart: reconnect to a container's shim, or record the exit it had meanwhile.
+    pub(super) async fn reconnect(self: Arc<Self>, e: Arc<Entry>) {
+        let id = e.id();
+        match ShimConn::connect(&self.shim_socket(&id)).await {
+            Ok(mut conn) => match read_hello(&mut conn.reader).await {
+                Ok(_) => {
+                    *e.shim.lock().await = Some(conn.writer);
+                    e.shim_ready.notify_waiters();
+                    tokio::spawn(self.clone().supervise(e, conn.reader, None));
+                }
+                Err(err) => {
+                    tracing::warn!(container = %id, "shim hello: {err}");
+                    let status = shim::read_exit(&self.bundle_dir(&id).join("exit.json"));
+                    self.on_exit(&e, status).await;
+                }
+            },
+            Err(_) => {
+                let status = shim::read_exit(&self.bundle_dir(&id).join("exit.json"));
+                self.on_exit(&e, status).await;
+            }
+        }
+    }
+}
+
+async fn read_hello(reader: &mut ShimReader) -> Result<Hello> {
+    match reader.recv().await? {
+        Some((proto::HELLO, data)) => {
+            serde_json::from_slice(&data).map_err(|e| Error::internal(format!("bad shim hello: {e}")))
+        }
+        _ => Err(Error::internal("shim closed before hello")),
+    }
+}

@@ -1,0 +1,103 @@
+//! Docker's event stream: publish once, fan out to every `GET /events` and keep a bounded history.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use berth_api::events::{Actor, Event};
+use berth_api::filters::Filters;
+use tokio::sync::broadcast;
+
+const HISTORY: usize = 1024;
+
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+    history: Mutex<VecDeque<Event>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> EventBus {
+        EventBus { tx: broadcast::channel(4096).0, history: Mutex::new(VecDeque::with_capacity(HISTORY)) }
+    }
+
+    /// Publishes an event of `kind` (`container`, `image`, ...) about `id`.
+    pub fn publish(&self, kind: &str, action: &str, id: &str, attributes: BTreeMap<String, String>) {
+        let now = chrono::Utc::now();
+        let nanos = now.timestamp_nanos_opt().unwrap_or(0);
+        let legacy = kind == "container" || kind == "image";
+        let ev = Event {
+            status: if legacy { action.to_string() } else { String::new() },
+            id: if legacy { id.to_string() } else { String::new() },
+            from: if kind == "container" { attributes.get("image").cloned().unwrap_or_default() } else { String::new() },
+            kind: kind.to_string(),
+            action: action.to_string(),
+            actor: Actor { id: id.to_string(), attributes },
+            scope: "local".into(),
+            time: nanos / 1_000_000_000,
+            time_nano: nanos,
+        };
+        let mut h = self.history.lock().expect("event history lock");
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(ev.clone());
+        // Sent under the lock so a subscriber never sees an event both in history and live.
+        let _ = self.tx.send(ev);
+    }
+
+    /// Past events with `time_nano >= since_nanos` and a live receiver for what follows.
+    pub fn subscribe(&self, since_nanos: Option<i64>) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let h = self.history.lock().expect("event history lock");
+        let past = match since_nanos {
+            Some(s) => h.iter().filter(|e| e.time_nano >= s).cloned().collect(),
+            None => Vec::new(),
+        };
+        (past, self.tx.subscribe())
+    }
+}
+
+/// Docker's event filters: type, event/action, container, image, label, plus network/volume names.
+pub fn matches(ev: &Event, f: &Filters) -> bool {
+    let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
+        let v = f.get(key);
+        v.is_empty() || v.iter().any(|x| pred(x))
+    };
+    let attr = |k: &str| ev.actor.attributes.get(k).map(String::as_str).unwrap_or("");
+    any("type", &|t| t == ev.kind)
+        && any("event", &|a| a == ev.action || ev.action.starts_with(&format!("{a}:")))
+        && any("container", &|c| {
+            ev.kind == "container" && (ev.actor.id.starts_with(c) || attr("name") == c)
+        })
+        && any("image", &|i| {
+            (ev.kind == "image" && (ev.actor.id == i || attr("name") == i)) || attr("image") == i
+        })
+        && f.match_labels(&ev.actor.attributes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_and_filters() {
+        let bus = EventBus::new();
+        let mut a = BTreeMap::new();
+        a.insert("name".to_string(), "web".to_string());
+        a.insert("image".to_string(), "bb".to_string());
+        bus.publish("container", "create", "abc", a.clone());
+        bus.publish("image", "delete", "sha256:1", BTreeMap::new());
+        let (past, _rx) = bus.subscribe(Some(0));
+        assert_eq!(past.len(), 2);
+        assert_eq!(past[0].status, "create");
+        let f = Filters::parse(r#"{"type":["container"],"container":["web"]}"#).unwrap();
+        assert!(matches(&past[0], &f));
+        assert!(!matches(&past[1], &f));
+        let f = Filters::parse(r#"{"event":["delete"]}"#).unwrap();
+        assert!(matches(&past[1], &f));
+    }
+}

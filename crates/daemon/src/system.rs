@@ -1,0 +1,170 @@
+//! `/info` and `/version`: real figures read from the host and the services.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::config::DaemonConfig;
+use crate::container::ContainerService;
+use crate::images::ImageService;
+
+pub struct SystemService {
+    cfg: Arc<DaemonConfig>,
+    containers: Arc<ContainerService>,
+    images: Arc<ImageService>,
+    id: String,
+}
+
+fn uname() -> (String, String, String) {
+    let u = rustix::system::uname();
+    (
+        u.release().to_string_lossy().into_owned(),
+        u.machine().to_string_lossy().into_owned(),
+        u.nodename().to_string_lossy().into_owned(),
+    )
+}
+
+fn os_release() -> (String, String) {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    (get("PRETTY_NAME"), get("VERSION_ID"))
+}
+
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// "2" when /sys/fs/cgroup is a pure cgroup2 mount, else "1" (v1 or hybrid).
+pub fn cgroup_version() -> &'static str {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    }
+}
+
+impl SystemService {
+    pub fn new(cfg: Arc<DaemonConfig>, containers: Arc<ContainerService>, images: Arc<ImageService>) -> SystemService {
+        let id_file = cfg.data_root.join("engine-id");
+        let id = std::fs::read_to_string(&id_file).unwrap_or_else(|_| {
+            let id = berth_types::new_id();
+            let _ = std::fs::write(&id_file, &id);
+            id
+        });
+        SystemService { cfg, containers, images, id: id.trim().to_string() }
+    }
+
+    pub fn version(&self) -> Value {
+        let (kernel, arch, _) = uname();
+        let arch = match arch.as_str() {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            a => a,
+        }
+        .to_string();
+        json!({
+            "Platform": {"Name": "Berth Engine"},
+            "Components": [{"Name": "Engine", "Version": berth_api::ENGINE_VERSION, "Details": {
+                "ApiVersion": berth_api::API_VERSION, "MinAPIVersion": berth_api::MIN_API_VERSION,
+                "GitCommit": env!("CARGO_PKG_VERSION"), "GoVersion": "n/a (rust)", "Os": "linux",
+                "Arch": arch, "KernelVersion": kernel, "Experimental": "false", "BuildTime": ""
+            }}],
+            "Version": berth_api::ENGINE_VERSION,
+            "ApiVersion": berth_api::API_VERSION,
+            "MinAPIVersion": berth_api::MIN_API_VERSION,
+            "GitCommit": env!("CARGO_PKG_VERSION"),
+            "GoVersion": "n/a (rust)",
+            "Os": "linux",
+            "Arch": arch,
+            "KernelVersion": kernel,
+            "BuildTime": "",
+        })
+    }
+
+    pub async fn info(&self) -> Value {
+        let (running, paused, stopped) = self.containers.counts();
+        let images = {
+            let svc = self.images.clone();
+            tokio::task::spawn_blocking(move || svc.count()).await.unwrap_or(0)
+        };
+        let (kernel, arch, hostname) = uname();
+        let (os, os_version) = os_release();
+        let cg = cgroup_version();
+        json!({
+            "ID": self.id,
+            "Containers": running + paused + stopped,
+            "ContainersRunning": running,
+            "ContainersPaused": paused,
+            "ContainersStopped": stopped,
+            "Images": images,
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": null, "Log": ["json-file"]},
+            "MemoryLimit": true,
+            "SwapLimit": true,
+            "KernelMemory": false,
+            "KernelMemoryTCP": false,
+            "CpuCfsPeriod": true,
+            "CpuCfsQuota": true,
+            "CPUShares": true,
+            "CPUSet": true,
+            "PidsLimit": true,
+            "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false),
+            "BridgeNfIptables": false,
+            "BridgeNfIp6tables": false,
+            "Debug": false,
+            "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+            "OomKillDisable": false,
+            "NGoroutines": 0,
+            "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": cg,
+            "NEventsListener": 0,
+            "KernelVersion": kernel,
+            "OperatingSystem": os,
+            "OSVersion": os_version,
+            "OSType": "linux",
+            "Architecture": arch,
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": null, "AllowNondistributableArtifactsHostnames": null,
+                "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"], "IndexConfigs": {}, "Mirrors": null},
+            "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "MemTotal": mem_total(),
+            "GenericResources": null,
+            "DockerRootDir": self.cfg.data_root,
+            "HttpProxy": "",
+            "HttpsProxy": "",
+            "NoProxy": "",
+            "Name": hostname,
+            "Labels": [],
+            "ExperimentalBuild": false,
+            "ServerVersion": berth_api::ENGINE_VERSION,
+            "Runtimes": {"berth": {"path": self.cfg.shim_path}},
+            "DefaultRuntime": "berth",
+            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+            "LiveRestoreEnabled": true,
+            "Isolation": "",
+            "InitBinary": "",
+            "ContainerdCommit": {"ID": "", "Expected": ""},
+            "RuncCommit": {"ID": "", "Expected": ""},
+            "InitCommit": {"ID": "", "Expected": ""},
+            // Seccomp and user namespaces are not applied yet: report nothing rather than a false claim.
+            "SecurityOptions": [],
+            "Warnings": [],
+        })
+    }
+}
