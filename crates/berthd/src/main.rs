@@ -1,0 +1,90 @@
+//! berthd: the Berth daemon.
+
+mod config;
+mod listen;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::config::{Args, Settings};
+
+fn main() {
+    let args = Args::parse();
+    let settings = match Settings::load(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{}={lvl},berth_daemon={lvl},berth_server={lvl}", "berthd", lvl = settings.log_level)));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Two workers: the API is I/O-bound and blocking work has its own pool. Keeps idle RSS small.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .thread_keep_alive(Duration::from_secs(10))
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run(settings)) {
+        tracing::error!("{e:#}");
+        eprintln!("berthd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(s: Settings) -> Result<()> {
+    std::fs::create_dir_all(&s.data_root).with_context(|| format!("create {}", s.data_root.display()))?;
+    std::fs::create_dir_all(&s.exec_root).with_context(|| format!("create {}", s.exec_root.display()))?;
+    let _lock = config::lock_data_root(&s.data_root)?;
+    let listeners = listen::open_all(&s.hosts).await?;
+    if let Some(p) = &s.pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id())).with_context(|| format!("write pidfile {}", p.display()))?;
+    }
+    let daemon = berth_daemon::Daemon::open(berth_daemon::DaemonConfig {
+        data_root: s.data_root.clone(),
+        exec_root: s.exec_root.clone(),
+        cgroup_parent: s.cgroup_parent.clone(),
+        shim_path: s.shim_path.clone(),
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = berth_server::app(&daemon);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for l in listeners {
+        servers.push(tokio::spawn(listen::serve(l, app.clone(), stop_rx.clone())));
+    }
+    tracing::info!(hosts = ?s.hosts, data_root = %s.data_root.display(), "berthd ready");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = stop_tx.send(true);
+    // Long streams (events, logs -f, attach) would hold a graceful shutdown forever: bound it.
+    let _ = tokio::time::timeout(Duration::from_secs(3), futures_join(servers)).await;
+    daemon.shutdown().await;
+    for h in &s.hosts {
+        if let Some(p) = h.strip_prefix("unix://") {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    if let Some(p) = &s.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}

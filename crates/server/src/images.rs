@@ -1,0 +1,232 @@
+//! /images routes, over `ImageService` alone. Names may contain slashes, so the routes below
+//! `/images/` are one catch-all that dispatches on the last path segment.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use berth_api::progress;
+use berth_daemon::ImageService;
+use berth_image::{DeleteResponse, Image, ImportOptions};
+use berth_types::{short_id, Error, Reference};
+use futures_util::TryStreamExt;
+use serde_json::{json, Value};
+use tokio_util::io::StreamReader;
+
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::version::ApiVersion;
+use crate::{json_response, AppState};
+
+type Svc = State<Arc<ImageService>>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/images/json", get(list))
+        .route("/images/create", post(create).layer(DefaultBodyLimit::disable()))
+        .route("/images/{*rest}", get(get_dispatch).post(post_dispatch).delete(remove))
+}
+
+fn unix(t: Option<&str>) -> i64 {
+    t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|d| d.timestamp()).unwrap_or(0)
+}
+
+fn summary(img: &Image, v: &ApiVersion) -> Value {
+    let mut s = json!({
+        "Id": img.id,
+        "ParentId": "",
+        "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": [],
+        "Created": unix(img.config.created.as_deref()),
+        "Size": img.size,
+        "SharedSize": -1,
+        "Labels": img.config.config.labels,
+        "Containers": -1,
+    });
+    if v.less_than("1.44") {
+        s["VirtualSize"] = json!(img.size);
+    }
+    s
+}
+
+async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+    let f = q.filters()?;
+    f.validate(&["dangling", "label", "reference", "before", "since", "until"]).map_err(|e| ApiError(Error::invalid(e)))?;
+    let all = svc.list().await?;
+    let created = |name: &str| all.iter().find(|i| i.tags.iter().any(|t| t.familiar() == name || t.to_string() == name) || i.id.hex().starts_with(name)).and_then(|i| i.config.created.clone());
+    let before = f.get("before").first().map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}"))))).transpose()?;
+    let since = f.get("since").first().map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}"))))).transpose()?;
+    let mut out: Vec<&Image> = all
+        .iter()
+        .filter(|i| match f.get("dangling").first().map(String::as_str) {
+            Some("true") | Some("1") => i.tags.is_empty(),
+            Some("false") | Some("0") => !i.tags.is_empty(),
+            _ => true,
+        })
+        .filter(|i| f.match_labels(&i.config.config.labels))
+        .filter(|i| {
+            let refs = f.get("reference");
+            refs.is_empty() || refs.iter().any(|p| i.tags.iter().any(|t| reference_matches(p, t)))
+        })
+        .filter(|i| before.as_ref().is_none_or(|b| i.config.created.as_ref() < Some(b)))
+        .filter(|i| since.as_ref().is_none_or(|s| i.config.created.as_ref() > Some(s)))
+        .collect();
+    out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
+    Ok(json_response(&out.iter().map(|i| summary(i, &v)).collect::<Vec<_>>()))
+}
+
+/// `reference` filter: a glob over the familiar name, with or without its tag.
+fn reference_matches(pattern: &str, r: &Reference) -> bool {
+    let fam = r.familiar();
+    let repo = r.familiar_repository();
+    glob(pattern, &fam) || glob(pattern, &repo)
+}
+
+fn glob(p: &str, s: &str) -> bool {
+    match p.split_once('*') {
+        None => p == s,
+        Some((pre, rest)) => {
+            s.starts_with(pre) && (0..=s.len() - pre.len()).any(|i| s.is_char_boundary(pre.len() + i) && glob(rest, &s[pre.len() + i..]))
+        }
+    }
+}
+
+fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
+    let _ = data_root_hint;
+    let mut j = json!({
+        "Id": img.id,
+        "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": img.config.comment.clone().unwrap_or_default(),
+        "Created": img.config.created.clone().unwrap_or_default(),
+        "DockerVersion": img.config.docker_version.clone().unwrap_or_default(),
+        "Author": img.config.author.clone().unwrap_or_default(),
+        "Config": img.config.config,
+        "Architecture": img.config.architecture,
+        "Os": img.config.os,
+        "Size": img.size,
+        "GraphDriver": {"Name": "overlay2", "Data": null},
+        "RootFS": {"Type": "layers", "Layers": img.config.rootfs.diff_ids},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    });
+    if let Some(var) = &img.config.variant {
+        j["Variant"] = json!(var);
+    }
+    if v.less_than("1.44") {
+        j["VirtualSize"] = json!(img.size);
+        j["Container"] = json!("");
+        j["ContainerConfig"] = json!(img.config.config);
+    }
+    j
+}
+
+async fn get_dispatch(State(svc): Svc, Path(rest): Path<String>, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/json") {
+        let img = svc.resolve(name).await?;
+        return Ok(json_response(&inspect_json(&img, &v, "")));
+    }
+    if let Some(name) = rest.strip_suffix("/history") {
+        let img = svc.resolve(name).await?;
+        let mut hist: Vec<Value> = img
+            .config
+            .history
+            .iter()
+            .map(|h| {
+                json!({
+                    "Id": "<missing>",
+                    "Created": unix(h.created.as_deref()),
+                    "CreatedBy": h.created_by.clone().unwrap_or_default(),
+                    "Tags": null,
+                    "Size": 0,
+                    "Comment": h.comment.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        hist.reverse();
+        if let Some(top) = hist.first_mut() {
+            top["Id"] = json!(img.id);
+            top["Tags"] = json!(img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>());
+            top["Size"] = json!(img.size);
+        }
+        return Ok(json_response(&hist));
+    }
+    Err(ApiError(Error::not_found("page not found")))
+}
+
+async fn post_dispatch(State(svc): Svc, Path(rest): Path<String>, q: Query) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/tag") {
+        svc.tag(name, q.str("repo").unwrap_or(""), q.str("tag").unwrap_or("")).await?;
+        return Ok(StatusCode::CREATED.into_response());
+    }
+    if rest.ends_with("/push") {
+        return Err(ApiError(Error::not_implemented("pushing images to a registry is not supported by this berthd yet")));
+    }
+    Err(ApiError(Error::not_found("page not found")))
+}
+
+async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
+    let out = svc.delete(&name, q.bool("force")).await?;
+    let j: Vec<Value> = out
+        .into_iter()
+        .map(|r| match r {
+            DeleteResponse::Untagged(t) => json!({"Untagged": t}),
+            DeleteResponse::Deleted(id) => json!({"Deleted": id}),
+        })
+        .collect();
+    Ok(json_response(&j))
+}
+
+/// `POST /images/create`: import with `fromSrc=-` (the body is the tar); pulls are issue #8.
+async fn create(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> {
+    if let Some(image) = q.str("fromImage").filter(|s| !s.is_empty()) {
+        return Err(ApiError(Error::not_implemented(format!(
+            "pulling {image} from a registry is not supported by this berthd yet: import or load the image instead"
+        ))));
+    }
+    let src = q.str("fromSrc").unwrap_or("");
+    if src != "-" {
+        return Err(ApiError(Error::invalid(if src.is_empty() {
+            "either fromImage or fromSrc must be given".to_string()
+        } else {
+            format!("importing from {src:?} is not supported: send the archive as the request body (fromSrc=-)")
+        })));
+    }
+    let reference = match q.str("repo").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(repo) => {
+            let r = Reference::parse(repo)?;
+            Some(match q.str("tag").filter(|s| !s.is_empty()) {
+                Some(t) => r.with_tag(t)?,
+                None => Reference::parse_tagged(repo)?,
+            })
+        }
+    };
+    let opts = ImportOptions {
+        reference,
+        message: q.str("message").unwrap_or("").to_string(),
+        changes: q.all("changes").into_iter().flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>()).collect(),
+    };
+    let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
+    let id = svc.import(body, opts).await?;
+    tracing::info!(image = %short_id(id.as_str()), "imported");
+    Ok(Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from(progress::status(id.as_str())))
+        .map_err(|e| ApiError(Error::internal(e.to_string())))?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn globs() {
+        assert!(super::glob("bus*", "busybox:latest"));
+        assert!(super::glob("*box*", "busybox:latest"));
+        assert!(!super::glob("alp*", "busybox"));
+        assert!(super::glob("busybox", "busybox"));
+    }
+}

@@ -1,0 +1,84 @@
+//! The Engine API server.
+
+mod containers;
+pub mod error;
+mod hijack;
+mod images;
+pub mod query;
+mod system;
+mod version;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::response::IntoResponse;
+use axum::Router;
+use berth_daemon::{ContainerService, Daemon, EventBus, ImageService, SystemService};
+use berth_types::Error;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Largest JSON body accepted (create bodies are a few KiB).
+const MAX_JSON: usize = 4 << 20;
+
+/// The router state; each route module extracts only the service it needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub containers: Arc<ContainerService>,
+    pub images: Arc<ImageService>,
+    pub system: Arc<SystemService>,
+    pub events: Arc<EventBus>,
+}
+
+macro_rules! substate {
+    ($field:ident: $t:ty) => {
+        impl FromRef<AppState> for Arc<$t> {
+            fn from_ref(s: &AppState) -> Self {
+                s.$field.clone()
+            }
+        }
+    };
+}
+substate!(containers: ContainerService);
+substate!(images: ImageService);
+substate!(system: SystemService);
+substate!(events: EventBus);
+
+impl From<&Daemon> for AppState {
+    fn from(d: &Daemon) -> Self {
+        AppState { containers: d.containers.clone(), images: d.images.clone(), system: d.system.clone(), events: d.events.clone() }
+    }
+}
+
+/// The whole API as a service: version negotiation wraps routing, so `/v1.44/x` routes as `/x`.
+pub fn app(daemon: &Daemon) -> axum::middleware::FromFn<fn(Request, axum::middleware::Next) -> version::VersionFuture, (), Router, (Request,)> {
+    let router = Router::new()
+        .merge(system::routes())
+        .merge(containers::routes())
+        .merge(images::routes())
+        .fallback(|| async { ApiError(Error::not_found("page not found")) })
+        .with_state(AppState::from(daemon));
+    version::layer(router)
+}
+
+/// A JSON body with Docker's 400 for anything malformed, and a size limit.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let body = axum::body::to_bytes(req.into_body(), MAX_JSON)
+            .await
+            .map_err(|e| ApiError(Error::invalid(format!("failed to read request body: {e}"))))?;
+        let text: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { &body };
+        serde_json::from_slice(text).map(JsonBody).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))
+    }
+}
+
+/// `application/json` with Docker's trailing newline.
+pub fn json_response(v: &impl serde::Serialize) -> axum::response::Response {
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    body.push(b'\n');
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}

@@ -1,0 +1,115 @@
+//! /_ping, /version, /info, /events, /plugins and the swarm endpoints Berth answers with 503.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use berth_daemon::events::matches;
+use berth_daemon::{EventBus, SystemService};
+use berth_types::Error;
+use futures_util::stream;
+
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::{json_response, AppState};
+
+pub fn routes() -> Router<AppState> {
+    let swarm = || any(|| async { ApiError(Error::unavailable("This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.")) });
+    let mut r = Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+        .route("/events", get(events))
+        .route("/plugins", get(|| async { json_response(&serde_json::json!([])) }));
+    for p in ["swarm", "nodes", "services", "tasks", "secrets", "configs"] {
+        r = r.route(&format!("/{p}"), swarm()).route(&format!("/{p}/{{*rest}}"), swarm());
+    }
+    r
+}
+
+async fn ping() -> Response {
+    let mut r = "OK".into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert("Swarm", HeaderValue::from_static("inactive"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+async fn version(State(sys): State<Arc<SystemService>>) -> Response {
+    json_response(&sys.version())
+}
+
+async fn info(State(sys): State<Arc<SystemService>>) -> Response {
+    json_response(&sys.info().await)
+}
+
+/// Docker's `since`/`until`: unix seconds, optionally with a fractional part, or an RFC 3339 time.
+fn parse_time(s: &str) -> Result<i64, ApiError> {
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(d.timestamp_nanos_opt().unwrap_or(0));
+    }
+    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let secs: i64 = secs.parse().map_err(|_| ApiError(Error::invalid(format!("invalid timestamp {s:?}"))))?;
+    let frac = format!("{frac:0<9}");
+    let nanos: i64 = frac[..9].parse().unwrap_or(0);
+    Ok(secs * 1_000_000_000 + nanos)
+}
+
+async fn events(State(bus): State<Arc<EventBus>>, q: Query) -> ApiResult<Response> {
+    let filters = q.filters()?;
+    filters
+        .validate(&["type", "event", "container", "image", "label", "network", "volume", "daemon", "scope", "node", "service", "config", "secret", "plugin"])
+        .map_err(|e| ApiError(Error::invalid(e)))?;
+    let since = q.str("since").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
+    let until = q.str("until").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
+    let (past, rx) = bus.subscribe(since);
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let deadline = until.map(|u| Duration::from_nanos((u - now).max(0) as u64));
+    let line = |e: &berth_api::events::Event| {
+        let mut b = serde_json::to_vec(e).unwrap_or_default();
+        b.push(b'\n');
+        bytes::Bytes::from(b)
+    };
+    let f2 = filters.clone();
+    let initial: Vec<Result<bytes::Bytes, std::io::Error>> = past
+        .iter()
+        .filter(|e| matches(e, &filters) && until.is_none_or(|u| e.time_nano <= u))
+        .map(|e| Ok(line(e)))
+        .collect();
+    let live = stream::unfold((rx, f2), move |(mut rx, f)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) if until.is_some_and(|u| e.time_nano > u) => return None,
+                Ok(e) if matches(&e, &f) => return Some((Ok(line(&e)), (rx, f))),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    let body = stream::iter(initial).chain(match deadline {
+        Some(d) => live.take_until(tokio::time::sleep(d)).boxed(),
+        None => live.boxed(),
+    });
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times() {
+        assert_eq!(super::parse_time("12").unwrap(), 12_000_000_000);
+        assert_eq!(super::parse_time("12.5").unwrap(), 12_500_000_000);
+        assert!(super::parse_time("x").is_err());
+    }
+}
