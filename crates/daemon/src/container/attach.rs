@@ -102,17 +102,13 @@ impl ContainerService {
             }
         }
         if opts.stream {
+            // A stopped container may be attached to: the stream starts with its next start, as
+            // `docker start -a` relies on. (The docker CLI itself refuses `attach` to a stopped one.)
             let status = rec.state.status.as_str();
-            if !matches!(status, "created" | "running") && !opts.logs {
-                return Err(Error::conflict("You cannot attach to a stopped container, start it first"));
+            if matches!(status, "removing" | "dead") {
+                return Err(Error::conflict(format!("container {} is marked for removal", rec.id)));
             }
-            if matches!(status, "created" | "running") {
-                e.subscribers.lock().expect("subscribers lock").push(Subscriber {
-                    stdout: opts.stdout,
-                    stderr: opts.stderr,
-                    tx,
-                });
-            }
+            e.subscribers.lock().expect("subscribers lock").push(Subscriber { stdout: opts.stdout, stderr: opts.stderr, tx });
         }
         self.publish("attach", &rec, &[]);
         let stdin = (opts.stdin && rec.config.open_stdin)

@@ -80,6 +80,9 @@ impl ContainerService {
     pub async fn create(&self, req: CreateRequest, name: Option<&str>) -> Result<(String, Vec<String>)> {
         let mut config = req.config;
         let host_config = req.host_config;
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            validate_name(n)?;
+        }
         if config.image.is_empty() {
             return Err(Error::invalid("config.Image must not be empty"));
         }

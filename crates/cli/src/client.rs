@@ -1,0 +1,167 @@
+//! A typed Engine API client over a UNIX socket or TCP.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub const API_PREFIX: &str = "/v1.44";
+pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
+
+/// An error answer from the daemon, with Docker's message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Error response from daemon: {}", self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[derive(Debug, Clone)]
+enum Host {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    host: Host,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+pub fn empty() -> Body {
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A request body streamed from any reader (a tar file for import, say).
+pub fn reader_body(r: impl AsyncRead + Send + Sync + 'static) -> Body {
+    use futures_util::TryStreamExt;
+    let s = tokio_util::io::ReaderStream::new(r).map_ok(Frame::data);
+    BodyExt::boxed(StreamBody::new(s))
+}
+
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl Client {
+    /// `unix:///path` or `tcp://host:port`.
+    pub fn new(host: &str) -> Result<Client> {
+        let host = if let Some(p) = host.strip_prefix("unix://") {
+            Host::Unix(PathBuf::from(p))
+        } else if let Some(a) = host.strip_prefix("tcp://") {
+            Host::Tcp(a.to_string())
+        } else {
+            bail!("unsupported host {host:?}: use unix:///path or tcp://host:port")
+        };
+        Ok(Client { host })
+    }
+
+    /// `$BERTH_HOST`, else `$DOCKER_HOST`, else the default socket.
+    pub fn from_env() -> Result<Client> {
+        let h = std::env::var("BERTH_HOST")
+            .or_else(|_| std::env::var("DOCKER_HOST"))
+            .unwrap_or_else(|_| DEFAULT_HOST.to_string());
+        Client::new(&h)
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>> {
+        Ok(match &self.host {
+            Host::Unix(p) => Box::new(
+                tokio::net::UnixStream::connect(p)
+                    .await
+                    .with_context(|| format!("Cannot connect to the Berth daemon at unix://{}. Is berthd running?", p.display()))?,
+            ),
+            Host::Tcp(a) => Box::new(tokio::net::TcpStream::connect(a).await.with_context(|| format!("connect to tcp://{a}"))?),
+        })
+    }
+
+    /// Sends one request on a fresh connection.
+    pub async fn send(&self, method: Method, path: &str, body: Body, content_type: Option<&str>) -> Result<Response<Incoming>> {
+        let io = TokioIo::new(self.connect().await?);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let mut req = Request::builder().method(method).uri(format!("{API_PREFIX}{path}")).header("Host", "berth");
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        Ok(sender.send_request(req.body(body)?).await?)
+    }
+
+    /// Turns a non-2xx answer into an `ApiError` with the daemon's message.
+    pub async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>> {
+        if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+        Err(ApiError { status, message }.into())
+    }
+
+    /// A request whose answer is JSON (or empty, as `Value::Null`).
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (b, ct) = match body {
+            Some(v) => (full(serde_json::to_vec(v)?), Some("application/json")),
+            None => (empty(), None),
+        };
+        let resp = Self::check(self.send(method, path, b, ct).await?).await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("bad JSON from daemon for {path}"))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(serde_json::from_value(self.call(Method::GET, path, None).await?)?)
+    }
+
+    /// `POST` with Upgrade: tcp; returns the raw bidirectional stream after `101`.
+    pub async fn hijack(&self, path: &str) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let io = TokioIo::new(self.connect().await?);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{API_PREFIX}{path}"))
+            .header("Host", "berth")
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "tcp")
+            .body(empty())?;
+        let resp = Self::check(sender.send_request(req).await?).await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            bail!("daemon did not upgrade the connection ({})", resp.status());
+        }
+        let up = hyper::upgrade::on(resp).await.map_err(|e| anyhow!("upgrade: {e}"))?;
+        Ok(TokioIo::new(up))
+    }
+}

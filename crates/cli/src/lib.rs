@@ -1,0 +1,4 @@
+//! The Engine API client shared by `berth` and the end-to-end tests.
+
+pub mod client;
+pub mod commands;

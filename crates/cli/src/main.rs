@@ -1,0 +1,306 @@
+//! berth: a docker-compatible command line for berthd (and any Docker Engine).
+
+use anyhow::Result;
+use berth_cli::client::{enc, ApiError, Client};
+use berth_cli::commands::{self, RunOptions};
+use clap::{Parser, Subcommand};
+use hyper::Method;
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "A docker-compatible client for the Berth engine")]
+struct Cli {
+    /// Daemon socket to connect to (default: $BERTH_HOST, $DOCKER_HOST, unix:///run/berth/berth.sock)
+    #[arg(short = 'H', long = "host", global = true)]
+    host: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show the client and server versions
+    Version,
+    /// Display system-wide information
+    Info,
+    /// Import a rootfs tarball to create an image
+    Import {
+        file: String,
+        reference: Option<String>,
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        #[arg(short = 'm', long = "message", default_value = "")]
+        message: String,
+    },
+    /// List images
+    Images {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove one or more images
+    Rmi {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run {
+        /// Print help (`-h` is --hostname, as in docker)
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        rm: bool,
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        #[arg(short, long)]
+        workdir: Option<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short = 'h', long)]
+        hostname: Option<String>,
+        #[arg(long)]
+        entrypoint: Option<String>,
+        #[arg(short, long = "label")]
+        label: Vec<String>,
+        #[arg(long)]
+        network: Option<String>,
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// List containers
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short, long = "filter")]
+        filter: Vec<String>,
+        #[arg(short = 'n', long)]
+        last: Option<i64>,
+    },
+    /// Fetch the logs of a container
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(short, long)]
+        timestamps: bool,
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        #[arg(long)]
+        since: Option<String>,
+        container: String,
+    },
+    /// Start one or more stopped containers
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop one or more running containers
+    Stop {
+        #[arg(short, long)]
+        time: Option<i64>,
+        #[arg(short, long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Kill one or more running containers
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove one or more containers
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Return low-level information on a container or image
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let code = rt.block_on(async {
+        match run(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e:#}");
+                if e.downcast_ref::<ApiError>().is_some() { 1 } else { 125 }
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+/// Runs `f` on each name like docker: print the name on success, the error on failure, exit 1 if any failed.
+async fn each<F, Fut>(names: &[String], f: F) -> i32
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut code = 0;
+    for n in names {
+        match f(n.clone()).await {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e:#}");
+                code = 1;
+            }
+        }
+    }
+    code
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    let c = match &cli.host {
+        Some(h) => Client::new(h)?,
+        None => Client::from_env()?,
+    };
+    match cli.cmd {
+        Cmd::Version => {
+            let v: Value = c.get("/version").await?;
+            println!("Client:\n Version:    {}\n API version: {}", env!("CARGO_PKG_VERSION"), berth_api::API_VERSION);
+            println!("\nServer: {}", v["Platform"]["Name"].as_str().unwrap_or(""));
+            println!(" Engine:\n  Version:    {}\n  API version: {} (minimum version {})\n  OS/Arch:    {}/{}\n  Kernel:     {}",
+                v["Version"].as_str().unwrap_or(""), v["ApiVersion"].as_str().unwrap_or(""), v["MinAPIVersion"].as_str().unwrap_or(""),
+                v["Os"].as_str().unwrap_or(""), v["Arch"].as_str().unwrap_or(""), v["KernelVersion"].as_str().unwrap_or(""));
+            Ok(0)
+        }
+        Cmd::Info => {
+            let i: Value = c.get("/info").await?;
+            println!("Server:");
+            println!(" Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}", i["Containers"], i["ContainersRunning"], i["ContainersPaused"], i["ContainersStopped"]);
+            println!(" Images: {}\n Server Version: {}\n Storage Driver: {}", i["Images"], i["ServerVersion"].as_str().unwrap_or(""), i["Driver"].as_str().unwrap_or(""));
+            println!(" Cgroup Driver: {}\n Cgroup Version: {}", i["CgroupDriver"].as_str().unwrap_or(""), i["CgroupVersion"].as_str().unwrap_or(""));
+            println!(" Kernel Version: {}\n Operating System: {}\n CPUs: {}\n Total Memory: {}\n Docker Root Dir: {}",
+                i["KernelVersion"].as_str().unwrap_or(""), i["OperatingSystem"].as_str().unwrap_or(""), i["NCPU"],
+                commands::human_size(i["MemTotal"].as_f64().unwrap_or(0.0)), i["DockerRootDir"].as_str().unwrap_or(""));
+            Ok(0)
+        }
+        Cmd::Import { file, reference, change, message } => {
+            print!("{}", commands::import(&c, &file, reference.as_deref(), &change, &message).await?);
+            Ok(0)
+        }
+        Cmd::Images { all, quiet } => {
+            print!("{}", commands::images(&c, all, quiet).await?);
+            Ok(0)
+        }
+        Cmd::Rmi { force, images } => {
+            let mut code = 0;
+            for i in images {
+                match c.call(Method::DELETE, &format!("/images/{i}?force={}", force as u8), None).await {
+                    Ok(Value::Array(items)) => {
+                        for it in items {
+                            if let Some(t) = it["Untagged"].as_str() {
+                                println!("Untagged: {t}");
+                            }
+                            if let Some(d) = it["Deleted"].as_str() {
+                                println!("Deleted: {d}");
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Cmd::Run { help: _, detach, rm, interactive, name, env, workdir, user, hostname, entrypoint, label, network, image, cmd } => {
+            let o = RunOptions { image, cmd, name, detach, rm, interactive, env, workdir, user, hostname, entrypoint, labels: label, network };
+            match commands::run(&c, o).await {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    eprintln!("berth: {e:#}");
+                    Ok(125)
+                }
+            }
+        }
+        Cmd::Ps { all, quiet, filter, last } => {
+            print!("{}", commands::ps(&c, all, quiet, &filter, last).await?);
+            Ok(0)
+        }
+        Cmd::Logs { follow, timestamps, tail, since, container } => {
+            commands::logs(&c, &container, follow, timestamps, &tail, since.as_deref()).await?;
+            Ok(0)
+        }
+        Cmd::Start { containers } => Ok(each(&containers, |n| {
+            let c = c.clone();
+            async move { c.call(Method::POST, &format!("/containers/{}/start", enc(&n)), None).await.map(|_| ()) }
+        })
+        .await),
+        Cmd::Stop { time, signal, containers } => Ok(each(&containers, |n| {
+            let c = c.clone();
+            let mut q = String::new();
+            if let Some(t) = time {
+                q.push_str(&format!("t={t}&"));
+            }
+            if let Some(s) = &signal {
+                q.push_str(&format!("signal={}", enc(s)));
+            }
+            async move { c.call(Method::POST, &format!("/containers/{}/stop?{q}", enc(&n)), None).await.map(|_| ()) }
+        })
+        .await),
+        Cmd::Kill { signal, containers } => Ok(each(&containers, |n| {
+            let c = c.clone();
+            let s = enc(&signal);
+            async move { c.call(Method::POST, &format!("/containers/{}/kill?signal={s}", enc(&n)), None).await.map(|_| ()) }
+        })
+        .await),
+        Cmd::Rm { force, containers } => Ok(each(&containers, |n| {
+            let c = c.clone();
+            async move { c.call(Method::DELETE, &format!("/containers/{}?force={}", enc(&n), force as u8), None).await.map(|_| ()) }
+        })
+        .await),
+        Cmd::Inspect { names } => {
+            let mut out = Vec::new();
+            let mut code = 0;
+            for n in names {
+                match c.get::<Value>(&format!("/containers/{}/json", enc(&n))).await {
+                    Ok(v) => out.push(v),
+                    Err(_) => match c.get::<Value>(&format!("/images/{n}/json")).await {
+                        Ok(v) => out.push(v),
+                        Err(_) => {
+                            eprintln!("Error: No such object: {n}");
+                            code = 1;
+                        }
+                    },
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
+            Ok(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,267 @@
+//! The end-to-end harness: one real berthd per test, cleaned up on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_cli::client::Client;
+
+/// Where cargo put the binaries of this build (target/<profile>).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("BERTH_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace")
+}
+
+fn rand_tag() -> String {
+    let mut b = [0u8; 4];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).expect("random");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The busybox rootfs tar, made once per build dir from Debian's busybox-static and reused.
+pub fn busybox_tar() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let p = bin_dir().join("e2e-busybox.tar");
+        if !p.exists() {
+            // Built under a unique name and renamed, so parallel test binaries never see half a tar.
+            let tmp = bin_dir().join(format!(".e2e-busybox-{}.tar", std::process::id()));
+            let st = Command::new(workspace().join("scripts/mk-busybox-tar.sh")).arg(&tmp).status().expect("mk-busybox-tar.sh");
+            assert!(st.success(), "could not build the busybox tar");
+            std::fs::rename(&tmp, &p).expect("rename busybox tar");
+        }
+        p
+    })
+    .clone()
+}
+
+pub struct Berthd {
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub cgroup_parent: String,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Berthd {
+    /// Starts a berthd with its own data root, exec root, socket and cgroup parent.
+    pub fn start() -> Berthd {
+        let dir = tempfile::Builder::new().prefix("bt-").tempdir_in("/tmp").expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let cgroup_parent = format!("/berth-test-{}", rand_tag());
+        let mut d = Berthd { socket: root.join("b.sock"), root, cgroup_parent, child: None, _dir: dir };
+        d.spawn();
+        d
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Starts (or restarts) the daemon process on the same roots.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("berthd.log")).expect("log");
+        let child = Command::new(bin_dir().join("berthd"))
+            .args(["--data-root", self.root.join("data").to_str().unwrap()])
+            .args(["--exec-root", self.root.join("run").to_str().unwrap()])
+            .args(["-H", &self.host()])
+            .args(["--cgroup-parent", &self.cgroup_parent])
+            .args(["--config-file", self.root.join("daemon.json").to_str().unwrap()])
+            .args(["--log-level", "debug"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("berthd exited at start ({st}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("berthd did not listen within 20s:\n{}", self.log());
+    }
+
+    /// SIGTERM and wait, as an operator would stop it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(c.id() as i32).expect("pid"),
+                rustix::process::Signal::TERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("berthd.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.host()).expect("client")
+    }
+
+    /// Runs the real docker CLI against this daemon.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_stdin(args, None)
+    }
+
+    pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_with(Command::new("docker").env("DOCKER_HOST", self.host()).env("DOCKER_CONFIG", self.root.join("docker-config")).args(args), stdin)
+    }
+
+    /// Runs `berth` against this daemon.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        run_with(Command::new(bin_dir().join("berth")).env("BERTH_HOST", self.host()).env_remove("DOCKER_HOST").args(args), None)
+    }
+
+    /// docker, asserting success; returns trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(o.status.success(), "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}\n--- berthd log ---\n{}", o.status, out(&o), err(&o), self.log_tail());
+        out(&o).trim().to_string()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let l = self.log();
+        let lines: Vec<&str> = l.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Imports the busybox rootfs as `name`.
+    pub fn import_busybox(&self, name: &str) -> String {
+        let tar = busybox_tar();
+        self.ok(&["import", tar.to_str().unwrap(), name])
+    }
+
+    /// Every mount under this daemon's root.
+    pub fn mounts(&self) -> Vec<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.root.to_string_lossy().to_string();
+        info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(String::from).collect()
+    }
+
+    /// cgroup directories under this daemon's parent, in every hierarchy.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let base = Path::new("/sys/fs/cgroup");
+        let parent = self.cgroup_parent.trim_start_matches('/');
+        let mut hier: Vec<PathBuf> = std::fs::read_dir(base).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        hier.push(base.to_path_buf());
+        for h in hier {
+            let p = h.join(parent);
+            if p.is_dir() {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Shim processes started for this daemon (their command line names our root).
+    pub fn shims(&self) -> Vec<i32> {
+        let root = self.root.to_string_lossy().to_string();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("berth-shim") && cmd.contains(&root) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+fn run_with(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    if let Some(data) = stdin {
+        let mut s = child.stdin.take().expect("stdin");
+        s.write_all(data).expect("write stdin");
+    }
+    child.wait_with_output().expect("client output")
+}
+
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        // Remove containers through the API first so shims exit and clean their cgroups.
+        if self.child.is_some() {
+            let ids = self.docker(&["ps", "-aq", "--no-trunc"]);
+            for id in out(&ids).lines().filter(|l| !l.is_empty()) {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+        }
+        self.stop();
+        // Whatever is left is ours alone: shims of this root, mounts under it, our cgroup parent.
+        for pid in self.shims() {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
+        for _ in 0..50 {
+            let left: Vec<PathBuf> = self.cgroups();
+            if left.is_empty() {
+                break;
+            }
+            for p in left {
+                if let Ok(d) = std::fs::read_dir(&p) {
+                    for c in d.flatten().filter(|c| c.path().is_dir()) {
+                        let _ = std::fs::remove_dir(c.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(&p);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
