@@ -19,9 +19,17 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{}={lvl},berth_daemon={lvl},berth_server={lvl}", "berthd", lvl = settings.log_level)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{}={lvl},berth_daemon={lvl},berth_server={lvl}",
+            "berthd",
+            lvl = settings.log_level
+        ))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     // Two workers: the API is I/O-bound and blocking work has its own pool. Keeps idle RSS small.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -38,12 +46,15 @@ fn main() {
 }
 
 async fn run(s: Settings) -> Result<()> {
-    std::fs::create_dir_all(&s.data_root).with_context(|| format!("create {}", s.data_root.display()))?;
-    std::fs::create_dir_all(&s.exec_root).with_context(|| format!("create {}", s.exec_root.display()))?;
+    std::fs::create_dir_all(&s.data_root)
+        .with_context(|| format!("create {}", s.data_root.display()))?;
+    std::fs::create_dir_all(&s.exec_root)
+        .with_context(|| format!("create {}", s.exec_root.display()))?;
     let _lock = config::lock_data_root(&s.data_root)?;
     let listeners = listen::open_all(&s.hosts).await?;
     if let Some(p) = &s.pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id())).with_context(|| format!("write pidfile {}", p.display()))?;
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("write pidfile {}", p.display()))?;
     }
     let daemon = berth_daemon::Daemon::open(berth_daemon::DaemonConfig {
         data_root: s.data_root.clone(),

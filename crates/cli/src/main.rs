@@ -8,7 +8,11 @@ use hyper::Method;
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "A docker-compatible client for the Berth engine")]
+#[command(
+    name = "berth",
+    version,
+    about = "A docker-compatible client for the Berth engine"
+)]
 struct Cli {
     /// Daemon socket to connect to (default: $BERTH_HOST, $DOCKER_HOST, unix:///run/berth/berth.sock)
     #[arg(short = 'H', long = "host", global = true)]
@@ -138,13 +142,20 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let code = rt.block_on(async {
         match run(cli).await {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("{e:#}");
-                if e.downcast_ref::<ApiError>().is_some() { 1 } else { 125 }
+                if e.downcast_ref::<ApiError>().is_some() {
+                    1
+                } else {
+                    125
+                }
             }
         }
     });
@@ -178,7 +189,11 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Version => {
             let v: Value = c.get("/version").await?;
-            println!("Client:\n Version:    {}\n API version: {}", env!("CARGO_PKG_VERSION"), berth_api::API_VERSION);
+            println!(
+                "Client:\n Version:    {}\n API version: {}",
+                env!("CARGO_PKG_VERSION"),
+                berth_api::API_VERSION
+            );
             println!("\nServer: {}", v["Platform"]["Name"].as_str().unwrap_or(""));
             println!(" Engine:\n  Version:    {}\n  API version: {} (minimum version {})\n  OS/Arch:    {}/{}\n  Kernel:     {}",
                 v["Version"].as_str().unwrap_or(""), v["ApiVersion"].as_str().unwrap_or(""), v["MinAPIVersion"].as_str().unwrap_or(""),
@@ -188,16 +203,39 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Info => {
             let i: Value = c.get("/info").await?;
             println!("Server:");
-            println!(" Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}", i["Containers"], i["ContainersRunning"], i["ContainersPaused"], i["ContainersStopped"]);
-            println!(" Images: {}\n Server Version: {}\n Storage Driver: {}", i["Images"], i["ServerVersion"].as_str().unwrap_or(""), i["Driver"].as_str().unwrap_or(""));
-            println!(" Cgroup Driver: {}\n Cgroup Version: {}", i["CgroupDriver"].as_str().unwrap_or(""), i["CgroupVersion"].as_str().unwrap_or(""));
+            println!(
+                " Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}",
+                i["Containers"],
+                i["ContainersRunning"],
+                i["ContainersPaused"],
+                i["ContainersStopped"]
+            );
+            println!(
+                " Images: {}\n Server Version: {}\n Storage Driver: {}",
+                i["Images"],
+                i["ServerVersion"].as_str().unwrap_or(""),
+                i["Driver"].as_str().unwrap_or("")
+            );
+            println!(
+                " Cgroup Driver: {}\n Cgroup Version: {}",
+                i["CgroupDriver"].as_str().unwrap_or(""),
+                i["CgroupVersion"].as_str().unwrap_or("")
+            );
             println!(" Kernel Version: {}\n Operating System: {}\n CPUs: {}\n Total Memory: {}\n Docker Root Dir: {}",
                 i["KernelVersion"].as_str().unwrap_or(""), i["OperatingSystem"].as_str().unwrap_or(""), i["NCPU"],
                 commands::human_size(i["MemTotal"].as_f64().unwrap_or(0.0)), i["DockerRootDir"].as_str().unwrap_or(""));
             Ok(0)
         }
-        Cmd::Import { file, reference, change, message } => {
-            print!("{}", commands::import(&c, &file, reference.as_deref(), &change, &message).await?);
+        Cmd::Import {
+            file,
+            reference,
+            change,
+            message,
+        } => {
+            print!(
+                "{}",
+                commands::import(&c, &file, reference.as_deref(), &change, &message).await?
+            );
             Ok(0)
         }
         Cmd::Images { all, quiet } => {
@@ -207,7 +245,14 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Rmi { force, images } => {
             let mut code = 0;
             for i in images {
-                match c.call(Method::DELETE, &format!("/images/{i}?force={}", force as u8), None).await {
+                match c
+                    .call(
+                        Method::DELETE,
+                        &format!("/images/{i}?force={}", force as u8),
+                        None,
+                    )
+                    .await
+                {
                     Ok(Value::Array(items)) => {
                         for it in items {
                             if let Some(t) = it["Untagged"].as_str() {
@@ -227,8 +272,37 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(code)
         }
-        Cmd::Run { help: _, detach, rm, interactive, name, env, workdir, user, hostname, entrypoint, label, network, image, cmd } => {
-            let o = RunOptions { image, cmd, name, detach, rm, interactive, env, workdir, user, hostname, entrypoint, labels: label, network };
+        Cmd::Run {
+            help: _,
+            detach,
+            rm,
+            interactive,
+            name,
+            env,
+            workdir,
+            user,
+            hostname,
+            entrypoint,
+            label,
+            network,
+            image,
+            cmd,
+        } => {
+            let o = RunOptions {
+                image,
+                cmd,
+                name,
+                detach,
+                rm,
+                interactive,
+                env,
+                workdir,
+                user,
+                hostname,
+                entrypoint,
+                labels: label,
+                network,
+            };
             match commands::run(&c, o).await {
                 Ok(code) => Ok(code),
                 Err(e) => {
@@ -237,20 +311,43 @@ async fn run(cli: Cli) -> Result<i32> {
                 }
             }
         }
-        Cmd::Ps { all, quiet, filter, last } => {
+        Cmd::Ps {
+            all,
+            quiet,
+            filter,
+            last,
+        } => {
             print!("{}", commands::ps(&c, all, quiet, &filter, last).await?);
             Ok(0)
         }
-        Cmd::Logs { follow, timestamps, tail, since, container } => {
+        Cmd::Logs {
+            follow,
+            timestamps,
+            tail,
+            since,
+            container,
+        } => {
             commands::logs(&c, &container, follow, timestamps, &tail, since.as_deref()).await?;
             Ok(0)
         }
         Cmd::Start { containers } => Ok(each(&containers, |n| {
             let c = c.clone();
-            async move { c.call(Method::POST, &format!("/containers/{}/start", enc(&n)), None).await.map(|_| ()) }
+            async move {
+                c.call(
+                    Method::POST,
+                    &format!("/containers/{}/start", enc(&n)),
+                    None,
+                )
+                .await
+                .map(|_| ())
+            }
         })
         .await),
-        Cmd::Stop { time, signal, containers } => Ok(each(&containers, |n| {
+        Cmd::Stop {
+            time,
+            signal,
+            containers,
+        } => Ok(each(&containers, |n| {
             let c = c.clone();
             let mut q = String::new();
             if let Some(t) = time {
@@ -259,25 +356,52 @@ async fn run(cli: Cli) -> Result<i32> {
             if let Some(s) = &signal {
                 q.push_str(&format!("signal={}", enc(s)));
             }
-            async move { c.call(Method::POST, &format!("/containers/{}/stop?{q}", enc(&n)), None).await.map(|_| ()) }
+            async move {
+                c.call(
+                    Method::POST,
+                    &format!("/containers/{}/stop?{q}", enc(&n)),
+                    None,
+                )
+                .await
+                .map(|_| ())
+            }
         })
         .await),
         Cmd::Kill { signal, containers } => Ok(each(&containers, |n| {
             let c = c.clone();
             let s = enc(&signal);
-            async move { c.call(Method::POST, &format!("/containers/{}/kill?signal={s}", enc(&n)), None).await.map(|_| ()) }
+            async move {
+                c.call(
+                    Method::POST,
+                    &format!("/containers/{}/kill?signal={s}", enc(&n)),
+                    None,
+                )
+                .await
+                .map(|_| ())
+            }
         })
         .await),
         Cmd::Rm { force, containers } => Ok(each(&containers, |n| {
             let c = c.clone();
-            async move { c.call(Method::DELETE, &format!("/containers/{}?force={}", enc(&n), force as u8), None).await.map(|_| ()) }
+            async move {
+                c.call(
+                    Method::DELETE,
+                    &format!("/containers/{}?force={}", enc(&n), force as u8),
+                    None,
+                )
+                .await
+                .map(|_| ())
+            }
         })
         .await),
         Cmd::Inspect { names } => {
             let mut out = Vec::new();
             let mut code = 0;
             for n in names {
-                match c.get::<Value>(&format!("/containers/{}/json", enc(&n))).await {
+                match c
+                    .get::<Value>(&format!("/containers/{}/json", enc(&n)))
+                    .await
+                {
                     Ok(v) => out.push(v),
                     Err(_) => match c.get::<Value>(&format!("/images/{n}/json")).await {
                         Ok(v) => out.push(v),

@@ -19,12 +19,18 @@ pub struct ImageService {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("blocking task: {e}")))?
 }
 
 impl ImageService {
     pub fn new(store: Arc<ImageStore>, events: Arc<EventBus>) -> ImageService {
-        ImageService { store, events, usage: OnceLock::new() }
+        ImageService {
+            store,
+            events,
+            usage: OnceLock::new(),
+        }
     }
 
     /// Wires in who uses which image; the container service provides it after both exist.
@@ -65,9 +71,15 @@ impl ImageService {
     pub async fn tag(&self, name: &str, repo: &str, tag: &str) -> Result<()> {
         let mut reference = Reference::parse(repo)?;
         if reference.digest().is_some() {
-            return Err(Error::invalid("refusing to create a tag with a digest reference"));
+            return Err(Error::invalid(
+                "refusing to create a tag with a digest reference",
+            ));
         }
-        reference = reference.with_tag(if tag.is_empty() { berth_types::DEFAULT_TAG } else { tag })?;
+        reference = reference.with_tag(if tag.is_empty() {
+            berth_types::DEFAULT_TAG
+        } else {
+            tag
+        })?;
         let (store, name, r) = (self.store.clone(), name.to_string(), reference.clone());
         let img = blocking(move || store.tag(&name, &r)).await?;
         let mut attrs = BTreeMap::new();
@@ -96,7 +108,8 @@ impl ImageService {
             match r {
                 DeleteResponse::Untagged(t) => {
                     attrs.insert("name".to_string(), t.clone());
-                    self.events.publish("image", "untag", deleted.as_deref().unwrap_or(""), attrs);
+                    self.events
+                        .publish("image", "untag", deleted.as_deref().unwrap_or(""), attrs);
                 }
                 DeleteResponse::Deleted(id) => {
                     attrs.insert("name".to_string(), id.clone());

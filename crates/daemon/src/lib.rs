@@ -46,10 +46,20 @@ impl Daemon {
         .map_err(|e| berth_types::Error::internal(e.to_string()))??;
         let events = Arc::new(EventBus::new());
         let images = Arc::new(ImageService::new(Arc::new(image_store), events.clone()));
-        let containers = ContainerService::open(config.clone(), store, images.clone(), events.clone()).await?;
+        let containers =
+            ContainerService::open(config.clone(), store, images.clone(), events.clone()).await?;
         images.set_usage(containers.usage_fn());
-        let system = Arc::new(SystemService::new(config, containers.clone(), images.clone()));
-        Ok(Daemon { containers, images, system, events })
+        let system = Arc::new(SystemService::new(
+            config,
+            containers.clone(),
+            images.clone(),
+        ));
+        Ok(Daemon {
+            containers,
+            images,
+            system,
+            events,
+        })
     }
 
     /// Called on SIGTERM: leaves containers running (their shims carry on) and releases host state.

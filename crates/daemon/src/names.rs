@@ -6,16 +6,41 @@ const LEFT: [&str; 24] = [
     "sharp", "stoic", "tender", "vibrant", "zealous",
 ];
 const RIGHT: [&str; 24] = [
-    "albattani", "babbage", "bohr", "curie", "darwin", "einstein", "euler", "fermi", "galileo",
-    "hopper", "johnson", "kepler", "lovelace", "meitner", "newton", "noether", "pasteur", "ritchie",
-    "shannon", "thompson", "turing", "wozniak", "yalow", "zhukovsky",
+    "albattani",
+    "babbage",
+    "bohr",
+    "curie",
+    "darwin",
+    "einstein",
+    "euler",
+    "fermi",
+    "galileo",
+    "hopper",
+    "johnson",
+    "kepler",
+    "lovelace",
+    "meitner",
+    "newton",
+    "noether",
+    "pasteur",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "turing",
+    "wozniak",
+    "yalow",
+    "zhukovsky",
 ];
 
 /// A random name; `attempt` > 0 appends a number, as Docker does after a collision.
 pub fn random(attempt: u32) -> String {
     let id = berth_types::new_id();
     let n = u64::from_str_radix(&id[..12], 16).unwrap_or(0);
-    let name = format!("{}_{}", LEFT[(n % 24) as usize], RIGHT[((n / 24) % 24) as usize]);
+    let name = format!(
+        "{}_{}",
+        LEFT[(n % 24) as usize],
+        RIGHT[((n / 24) % 24) as usize]
+    );
     if attempt == 0 {
         name
     } else {

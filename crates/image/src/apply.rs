@@ -33,10 +33,15 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
     let mut archive = tar::Archive::new(r);
     let mut applied = Applied::default();
     let mut dirs: Vec<(PathBuf, u32, u32, u32, i64)> = Vec::new();
-    let entries = archive.entries().map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
     for entry in entries {
         let mut e = entry.map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
-        let raw = e.path().map_err(|err| Error::invalid(format!("invalid tar entry name: {err}")))?.into_owned();
+        let raw = e
+            .path()
+            .map_err(|err| Error::invalid(format!("invalid tar entry name: {err}")))?
+            .into_owned();
         let rel = clean(&raw);
         let h = e.header();
         let (mode, uid, gid) = (
@@ -49,7 +54,10 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
         let kind = h.entry_type();
         applied.entries += 1;
 
-        let name = rel.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+        let name = rel
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
         if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             let parent = rel.parent().unwrap_or(Path::new(""));
             if name == OPAQUE.as_bytes() {
@@ -58,7 +66,8 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
                     .map_err(|x| bad(&raw, x))?;
             } else {
                 let target = parent.join(OsStr::from_bytes(&name[WHITEOUT_PREFIX.len()..]));
-                root.mknod(&target, FileType::CharacterDevice, 0, 0, 0).map_err(|x| bad(&raw, x))?;
+                root.mknod(&target, FileType::CharacterDevice, 0, 0, 0)
+                    .map_err(|x| bad(&raw, x))?;
             }
             continue;
         }
@@ -76,12 +85,19 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
                 applied.size += std::io::copy(&mut e, &mut f).map_err(|x| bad(&raw, x))?;
             }
             EntryType::Symlink => {
-                let target = e.link_name().map_err(|x| bad(&raw, x))?.ok_or_else(|| bad(&raw, "symlink without target"))?;
+                let target = e
+                    .link_name()
+                    .map_err(|x| bad(&raw, x))?
+                    .ok_or_else(|| bad(&raw, "symlink without target"))?;
                 root.symlink(&rel, &target).map_err(|x| bad(&raw, x))?;
             }
             EntryType::Link => {
-                let target = e.link_name().map_err(|x| bad(&raw, x))?.ok_or_else(|| bad(&raw, "hardlink without target"))?;
-                root.hardlink(&rel, &clean(&target)).map_err(|x| bad(&raw, x))?;
+                let target = e
+                    .link_name()
+                    .map_err(|x| bad(&raw, x))?
+                    .ok_or_else(|| bad(&raw, "hardlink without target"))?;
+                root.hardlink(&rel, &clean(&target))
+                    .map_err(|x| bad(&raw, x))?;
                 // A hardlink shares its target's inode and metadata.
                 continue;
             }
@@ -93,7 +109,8 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
                 };
                 let major = e.header().device_major().ok().flatten().unwrap_or(0);
                 let minor = e.header().device_minor().ok().flatten().unwrap_or(0);
-                root.mknod(&rel, ft, mode, major, minor).map_err(|x| bad(&raw, x))?;
+                root.mknod(&rel, ft, mode, major, minor)
+                    .map_err(|x| bad(&raw, x))?;
             }
             // PAX and GNU long-name headers are consumed by the reader; anything else is skipped
             // as Docker skips it.
@@ -107,7 +124,8 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
         }
         if kind != EntryType::Directory {
             let mode = (kind != EntryType::Symlink).then_some(mode);
-            root.set_meta(&rel, uid, gid, mode, mtime).map_err(|x| bad(&raw, x))?;
+            root.set_meta(&rel, uid, gid, mode, mtime)
+                .map_err(|x| bad(&raw, x))?;
         }
     }
     // Directory times last: creating children changed them. Deepest first.
@@ -119,7 +137,9 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
 }
 
 fn pax_xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Ok(Some(exts)) = e.pax_extensions() else { return Vec::new() };
+    let Ok(Some(exts)) = e.pax_extensions() else {
+        return Vec::new();
+    };
     exts.filter_map(|x| x.ok())
         .filter_map(|x| {
             let k = x.key_bytes().strip_prefix(b"SCHILY.xattr.")?.to_vec();
@@ -137,7 +157,11 @@ mod tests {
         for (path, kind, data, link) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
-            h.set_mode(if *kind == EntryType::Directory { 0o755 } else { 0o644 });
+            h.set_mode(if *kind == EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
             h.set_size(data.len() as u64);
             h.set_mtime(1_600_000_000);
             // Write the raw name so hostile paths reach the applier unmodified.
@@ -165,7 +189,10 @@ mod tests {
         ]);
         let a = apply(&tar[..], &root).unwrap();
         assert_eq!(a.size, 3);
-        assert_eq!(std::fs::read_link(t.path().join("bin/sh")).unwrap(), PathBuf::from("busybox"));
+        assert_eq!(
+            std::fs::read_link(t.path().join("bin/sh")).unwrap(),
+            PathBuf::from("busybox")
+        );
         assert_eq!(std::fs::read(t.path().join("bin/ash")).unwrap(), b"ELF");
     }
 
@@ -186,7 +213,11 @@ mod tests {
             ("dots/pwned2", EntryType::Regular, b"x", None),
         ]);
         apply(&tar[..], &root).unwrap();
-        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "wrote outside the root");
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "wrote outside the root"
+        );
         assert!(t.path().join("escaped").exists());
         assert!(t.path().join("pwned2").exists());
     }
@@ -214,9 +245,13 @@ mod tests {
         ]);
         apply(&tar[..], &root).unwrap();
         let st = rustix::fs::lstat(t.path().join("etc/gone")).unwrap();
-        assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::CharacterDevice);
+        assert_eq!(
+            FileType::from_raw_mode(st.st_mode),
+            FileType::CharacterDevice
+        );
         let mut buf = [0u8; 4];
-        let n = rustix::fs::lgetxattr(t.path().join("var"), "trusted.overlay.opaque", &mut buf).unwrap();
+        let n = rustix::fs::lgetxattr(t.path().join("var"), "trusted.overlay.opaque", &mut buf)
+            .unwrap();
         assert_eq!(&buf[..n], b"y");
     }
 
@@ -225,6 +260,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = Root::open(t.path()).unwrap();
         let junk = vec![0x41u8; 1024];
-        assert_eq!(apply(&junk[..], &root).unwrap_err().kind, berth_types::ErrorKind::InvalidArgument);
+        assert_eq!(
+            apply(&junk[..], &root).unwrap_err().kind,
+            berth_types::ErrorKind::InvalidArgument
+        );
     }
 }

@@ -109,7 +109,9 @@ pub fn chain_id(parent: Option<&Digest>, diff: &Digest) -> Digest {
 
 /// Writes `data` to `path` so that it appears whole or not at all.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| Error::internal("blob path without parent"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::internal("blob path without parent"))?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".tmp-{}", berth_types::new_id()));
     let mut f = std::fs::File::create(&tmp)?;
@@ -138,7 +140,12 @@ impl ImageStore {
     pub fn open(store: Arc<Store>, data_root: &Path) -> Result<ImageStore> {
         let layout = Layout::new(data_root);
         let _ = std::fs::remove_dir_all(layout.tmp());
-        for d in [layout.blobs(), layout.layers(), layout.tmp(), layout.snapshots()] {
+        for d in [
+            layout.blobs(),
+            layout.layers(),
+            layout.tmp(),
+            layout.snapshots(),
+        ] {
             std::fs::create_dir_all(&d)?;
         }
         let s = ImageStore { store, layout };
@@ -157,7 +164,11 @@ impl ImageStore {
         let (diff_id, size) = self.ingest_layer(body)?;
         let chain = chain_id(None, &diff_id);
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let comment = if opts.message.is_empty() { "Imported from -".to_string() } else { opts.message };
+        let comment = if opts.message.is_empty() {
+            "Imported from -".to_string()
+        } else {
+            opts.message
+        };
         let image = ImageConfig {
             architecture: docker_arch().into(),
             os: "linux".into(),
@@ -165,14 +176,25 @@ impl ImageStore {
             comment: Some(comment.clone()),
             docker_version: Some(berth_api::ENGINE_VERSION.into()),
             config,
-            rootfs: RootFs { kind: "layers".into(), diff_ids: vec![diff_id.to_string()] },
-            history: vec![History { created: Some(now), comment: Some(comment), ..Default::default() }],
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: vec![diff_id.to_string()],
+            },
+            history: vec![History {
+                created: Some(now),
+                comment: Some(comment),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let bytes = serde_json::to_vec(&image).map_err(|e| Error::internal(e.to_string()))?;
         let id = Digest::of(&bytes);
         write_atomic(&self.layout.blob(id.hex()), &bytes)?;
-        let record = ImageRecord { id: id.clone(), chain: vec![chain], size };
+        let record = ImageRecord {
+            id: id.clone(),
+            chain: vec![chain],
+            size,
+        };
         self.store.write(|tx| {
             tx.put(IMAGES, id.as_str(), &record)?;
             if let Some(r) = &opts.reference {
@@ -190,7 +212,10 @@ impl ImageStore {
         std::fs::create_dir_all(&diff)?;
         let result = (|| {
             let plain = crate::compress::decompress(body)?;
-            let mut hashing = HashingReader { inner: plain, hash: Sha256::new() };
+            let mut hashing = HashingReader {
+                inner: plain,
+                hash: Sha256::new(),
+            };
             let applied = crate::apply::apply(&mut hashing, &Root::open(&diff)?)?;
             // The diff id covers the whole uncompressed stream, trailing zero blocks included.
             std::io::copy(&mut hashing, &mut std::io::sink())
@@ -207,12 +232,25 @@ impl ImageStore {
         };
         let chain = chain_id(None, &diff_id);
         let dest = self.layout.layer(chain.hex());
-        if self.store.get::<LayerRecord>(LAYERS, chain.as_str())?.is_some() && dest.exists() {
+        if self
+            .store
+            .get::<LayerRecord>(LAYERS, chain.as_str())?
+            .is_some()
+            && dest.exists()
+        {
             std::fs::remove_dir_all(&tmp)?;
         } else {
             let _ = std::fs::remove_dir_all(&dest);
             std::fs::rename(&tmp, &dest)?;
-            self.store.put(LAYERS, chain.as_str(), &LayerRecord { diff_id: diff_id.clone(), parent: None, size })?;
+            self.store.put(
+                LAYERS,
+                chain.as_str(),
+                &LayerRecord {
+                    diff_id: diff_id.clone(),
+                    parent: None,
+                    size,
+                },
+            )?;
         }
         Ok((diff_id, size))
     }
@@ -222,7 +260,13 @@ impl ImageStore {
             .map_err(|e| Error::internal(format!("read config of image {}: {e}", rec.id)))?;
         let config: ImageConfig = serde_json::from_slice(&bytes)
             .map_err(|e| Error::internal(format!("corrupt config of image {}: {e}", rec.id)))?;
-        Ok(Image { id: rec.id.clone(), config, tags, size: rec.size, layers: rec.chain.len() })
+        Ok(Image {
+            id: rec.id.clone(),
+            config,
+            tags,
+            size: rec.size,
+            layers: rec.chain.len(),
+        })
     }
 
     fn all_tags(&self) -> Result<Vec<(Reference, Digest)>> {
@@ -240,7 +284,11 @@ impl ImageStore {
             .list::<ImageRecord>(IMAGES)?
             .into_iter()
             .map(|(_, rec)| {
-                let t = tags.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.clone()).collect();
+                let t = tags
+                    .iter()
+                    .filter(|(_, id)| *id == rec.id)
+                    .map(|(r, _)| r.clone())
+                    .collect();
                 self.load(&rec, t)
             })
             .collect()
@@ -282,7 +330,12 @@ impl ImageStore {
             }
         };
         let rec = rec.ok_or_else(not_found)?;
-        let tags = self.all_tags()?.into_iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r).collect();
+        let tags = self
+            .all_tags()?
+            .into_iter()
+            .filter(|(_, id)| *id == rec.id)
+            .map(|(r, _)| r)
+            .collect();
         self.load(&rec, tags)
     }
 
@@ -303,7 +356,9 @@ impl ImageStore {
         let img = self.resolve(name)?;
         let short = short_id(img.id.as_str()).to_string();
         let by_ref = !name.starts_with("sha256:")
-            && Reference::parse_tagged(name).ok().is_some_and(|r| img.tags.contains(&r));
+            && Reference::parse_tagged(name)
+                .ok()
+                .is_some_and(|r| img.tags.contains(&r));
         let users = usage(&img.id);
         let running = users.iter().find_map(|u| match u {
             Usage::Running(c) => Some(c.clone()),
@@ -320,7 +375,10 @@ impl ImageStore {
                 self.store.delete(TAGS, &r.to_string())?;
                 return Ok(vec![DeleteResponse::Untagged(r.familiar())]);
             }
-            if let Some(c) = running.clone().or(if force { None } else { stopped.clone() }) {
+            if let Some(c) = running
+                .clone()
+                .or(if force { None } else { stopped.clone() })
+            {
                 return Err(Error::conflict(format!(
                     "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {short}",
                     short_id(&c)
@@ -353,7 +411,11 @@ impl ImageStore {
             }
             tx.delete(IMAGES, img.id.as_str())
         })?;
-        out.extend(img.tags.iter().map(|t| DeleteResponse::Untagged(t.familiar())));
+        out.extend(
+            img.tags
+                .iter()
+                .map(|t| DeleteResponse::Untagged(t.familiar())),
+        );
         out.push(DeleteResponse::Deleted(img.id.to_string()));
         let _ = std::fs::remove_file(self.layout.blob(img.id.hex()));
         self.gc()?;
@@ -370,7 +432,10 @@ impl ImageStore {
                 if !live.insert(c.to_string()) {
                     break;
                 }
-                cur = layers.iter().find(|(k, _)| *k == c.as_str()).and_then(|(_, l)| l.parent.clone());
+                cur = layers
+                    .iter()
+                    .find(|(k, _)| *k == c.as_str())
+                    .and_then(|(_, l)| l.parent.clone());
             }
         };
         for (_, img) in self.store.list::<ImageRecord>(IMAGES)? {
@@ -381,15 +446,22 @@ impl ImageStore {
                 mark(p);
             }
         }
-        let dead: Vec<String> = layers.iter().map(|(k, _)| k.clone()).filter(|k| !live.contains(k)).collect();
+        let dead: Vec<String> = layers
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !live.contains(k))
+            .collect();
         for k in &dead {
             let d: Digest = k.parse()?;
             remove_tree(&self.layout.layer(d.hex()))?;
             self.store.delete(LAYERS, k)?;
         }
         // Layer directories without a record are leftovers of a crash between rename and commit.
-        let known: BTreeSet<String> =
-            layers.iter().filter(|(k, _)| live.contains(k)).filter_map(|(k, _)| k.strip_prefix("sha256:").map(String::from)).collect();
+        let known: BTreeSet<String> = layers
+            .iter()
+            .filter(|(k, _)| live.contains(k))
+            .filter_map(|(k, _)| k.strip_prefix("sha256:").map(String::from))
+            .collect();
         for e in std::fs::read_dir(self.layout.layers())?.flatten() {
             let n = e.file_name().to_string_lossy().to_string();
             if !known.contains(&n) {
@@ -409,7 +481,13 @@ impl ImageStore {
         for sub in ["upper", "work", "merged"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        self.store.put(SNAPSHOTS, key, &SnapshotRecord { parent: rec.chain.last().cloned() })?;
+        self.store.put(
+            SNAPSHOTS,
+            key,
+            &SnapshotRecord {
+                parent: rec.chain.last().cloned(),
+            },
+        )?;
         self.snapshot_mounts(key)
     }
 
@@ -425,7 +503,10 @@ impl ImageStore {
         let mut cur = rec.parent.clone();
         while let Some(c) = cur {
             lowers.push(self.layout.layer_diff(c.hex()));
-            cur = layers.iter().find(|(k, _)| *k == c.as_str()).and_then(|(_, l)| l.parent.clone());
+            cur = layers
+                .iter()
+                .find(|(k, _)| *k == c.as_str())
+                .and_then(|(_, l)| l.parent.clone());
         }
         if lowers.is_empty() {
             let empty = dir.join("empty");
@@ -433,7 +514,11 @@ impl ImageStore {
             lowers.push(empty);
         }
         Ok(Snapshot {
-            overlay: Overlay { lowers, upper: dir.join("upper"), work: dir.join("work") },
+            overlay: Overlay {
+                lowers,
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+            },
             target: dir.join("merged"),
         })
     }
@@ -486,7 +571,10 @@ mod tests {
     fn import_resolve_tag_delete() {
         let (_d, s) = open();
         let tar = tar_with(&[("bin/true", b"x")]);
-        let opts = ImportOptions { reference: Some(Reference::parse_tagged("bb").unwrap()), ..Default::default() };
+        let opts = ImportOptions {
+            reference: Some(Reference::parse_tagged("bb").unwrap()),
+            ..Default::default()
+        };
         let id = s.import(&tar[..], opts.clone()).unwrap();
         // Same content twice: same layer, new image id (created differs), layer stored once.
         let id2 = s.import(&tar[..], ImportOptions::default()).unwrap();
@@ -494,23 +582,42 @@ mod tests {
         assert_eq!(s.resolve("bb").unwrap().id, id);
         assert_eq!(s.resolve("docker.io/library/bb:latest").unwrap().id, id);
         assert_eq!(s.resolve(&id.hex()[..8]).unwrap().id, id);
-        assert_eq!(s.resolve(id.as_str()).unwrap().tags[0].familiar(), "bb:latest");
-        assert_eq!(s.resolve("nope").unwrap_err().message, "No such image: nope");
-        s.tag("bb", &Reference::parse_tagged("bb:v2").unwrap()).unwrap();
+        assert_eq!(
+            s.resolve(id.as_str()).unwrap().tags[0].familiar(),
+            "bb:latest"
+        );
+        assert_eq!(
+            s.resolve("nope").unwrap_err().message,
+            "No such image: nope"
+        );
+        s.tag("bb", &Reference::parse_tagged("bb:v2").unwrap())
+            .unwrap();
         let none = |_: &Digest| Vec::new();
-        assert_eq!(s.delete("bb:v2", false, &none).unwrap(), vec![DeleteResponse::Untagged("bb:v2".into())]);
+        assert_eq!(
+            s.delete("bb:v2", false, &none).unwrap(),
+            vec![DeleteResponse::Untagged("bb:v2".into())]
+        );
         let used = |_: &Digest| vec![Usage::Stopped("c".repeat(64))];
-        assert_eq!(s.delete("bb", false, &used).unwrap_err().kind, berth_types::ErrorKind::Conflict);
+        assert_eq!(
+            s.delete("bb", false, &used).unwrap_err().kind,
+            berth_types::ErrorKind::Conflict
+        );
         let r = s.delete("bb", false, &none).unwrap();
         assert_eq!(r[0], DeleteResponse::Untagged("bb:latest".into()));
         s.delete(id2.as_str(), false, &none).unwrap();
-        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0, "layer gc'd");
+        assert_eq!(
+            std::fs::read_dir(s.layout.layers()).unwrap().count(),
+            0,
+            "layer gc'd"
+        );
     }
 
     #[test]
     fn bad_tar_stores_nothing() {
         let (_d, s) = open();
-        assert!(s.import(&[0x42u8; 2048][..], ImportOptions::default()).is_err());
+        assert!(s
+            .import(&[0x42u8; 2048][..], ImportOptions::default())
+            .is_err());
         assert!(s.list().unwrap().is_empty());
         assert_eq!(std::fs::read_dir(s.layout.tmp()).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0);
@@ -522,13 +629,22 @@ mod tests {
         let tar = tar_with(&[("a", b"1")]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
-        let id = s.import(&gz.finish().unwrap()[..], ImportOptions::default()).unwrap();
+        let id = s
+            .import(&gz.finish().unwrap()[..], ImportOptions::default())
+            .unwrap();
         let img = s.resolve(id.as_str()).unwrap();
-        assert_eq!(img.config.rootfs.diff_ids, vec![Digest::of(&tar).to_string()]);
+        assert_eq!(
+            img.config.rootfs.diff_ids,
+            vec![Digest::of(&tar).to_string()]
+        );
         let snap = s.prepare_snapshot("c1", &id).unwrap();
         assert_eq!(snap.overlay.lowers.len(), 1);
         s.delete(id.as_str(), true, &|_| Vec::new()).unwrap();
-        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 1, "snapshot keeps its layer");
+        assert_eq!(
+            std::fs::read_dir(s.layout.layers()).unwrap().count(),
+            1,
+            "snapshot keeps its layer"
+        );
         s.remove_snapshot("c1").unwrap();
         assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0);
     }

@@ -28,14 +28,47 @@ pub const DEFAULT_CAPS: [&str; 14] = [
 ];
 
 const ALL_CAPS: [&str; 41] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 const MASKED_PATHS: [&str; 11] = [
@@ -52,7 +85,13 @@ const MASKED_PATHS: [&str; 11] = [
     "/sys/devices/virtual/powercap",
 ];
 
-const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// What the spec is made from; the daemon fills it after merging container and image config.
 #[derive(Debug, Clone)]
@@ -108,7 +147,10 @@ pub fn capabilities(hc: &HostConfig) -> Vec<String> {
 
 /// The environment Docker gives a process: PATH if missing, HOSTNAME, HOME, TERM for a TTY.
 pub fn process_env(env: &[String], hostname: &str, home: &str, tty: bool) -> Vec<String> {
-    let has = |k: &str| env.iter().any(|e| e.split_once('=').map(|x| x.0).unwrap_or(e) == k);
+    let has = |k: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').map(|x| x.0).unwrap_or(e) == k)
+    };
     let mut out = Vec::new();
     if !has("PATH") {
         out.push(format!("PATH={DEFAULT_PATH}"));
@@ -129,7 +171,12 @@ pub fn process_env(env: &[String], hostname: &str, home: &str, tty: bool) -> Vec
 pub fn build(input: &SpecInput) -> Value {
     let hc = &input.host_config;
     let caps = capabilities(hc);
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
     if let Some(ns) = &input.netns {
         namespaces.push(json!({"type": "network", "path": ns}));
     }
@@ -170,7 +217,10 @@ pub fn build(input: &SpecInput) -> Value {
     }
     if hc.nano_cpus > 0 {
         cpu.insert("period".into(), json!(100_000));
-        cpu.insert("quota".into(), json!(hc.nano_cpus * 100_000 / 1_000_000_000));
+        cpu.insert(
+            "quota".into(),
+            json!(hc.nano_cpus * 100_000 / 1_000_000_000),
+        );
     }
     if !cpu.is_empty() {
         resources["cpu"] = Value::Object(cpu);
@@ -178,8 +228,11 @@ pub fn build(input: &SpecInput) -> Value {
     if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
         resources["pids"] = json!({"limit": p});
     }
-    let (masked, readonly): (&[&str], &[&str]) =
-        if hc.privileged { (&[], &[]) } else { (&MASKED_PATHS, &READONLY_PATHS) };
+    let (masked, readonly): (&[&str], &[&str]) = if hc.privileged {
+        (&[], &[])
+    } else {
+        (&MASKED_PATHS, &READONLY_PATHS)
+    };
     let mut user = json!({"uid": input.user.uid, "gid": input.user.gid});
     if !input.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(input.user.additional_gids);
@@ -215,7 +268,11 @@ mod tests {
 
     #[test]
     fn capability_arithmetic() {
-        let mut hc = HostConfig { cap_drop: vec!["chown".into()], cap_add: vec!["NET_ADMIN".into()], ..Default::default() };
+        let mut hc = HostConfig {
+            cap_drop: vec!["chown".into()],
+            cap_add: vec!["NET_ADMIN".into()],
+            ..Default::default()
+        };
         let c = capabilities(&hc);
         assert!(!c.contains(&"CAP_CHOWN".to_string()));
         assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
@@ -227,8 +284,24 @@ mod tests {
     #[test]
     fn env_defaults() {
         let e = process_env(&["A=1".into()], "abc", "/root", false);
-        assert_eq!(e, vec![format!("PATH={DEFAULT_PATH}"), "HOSTNAME=abc".into(), "A=1".into(), "HOME=/root".into()]);
+        assert_eq!(
+            e,
+            vec![
+                format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=abc".into(),
+                "A=1".into(),
+                "HOME=/root".into()
+            ]
+        );
         let e = process_env(&["PATH=/x".into(), "HOME=/h".into()], "abc", "/root", true);
-        assert_eq!(e, vec!["HOSTNAME=abc".to_string(), "TERM=xterm".into(), "PATH=/x".into(), "HOME=/h".into()]);
+        assert_eq!(
+            e,
+            vec![
+                "HOSTNAME=abc".to_string(),
+                "TERM=xterm".into(),
+                "PATH=/x".into(),
+                "HOME=/h".into()
+            ]
+        );
     }
 }

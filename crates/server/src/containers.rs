@@ -36,7 +36,11 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}", delete(remove))
 }
 
-async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateRequest>) -> ApiResult<Response> {
+async fn create(
+    State(svc): Svc,
+    q: Query,
+    JsonBody(body): JsonBody<CreateRequest>,
+) -> ApiResult<Response> {
     let (id, warnings) = svc.create(body, q.str("name")).await?;
     let mut r = json_response(&CreateResponse { id, warnings });
     *r.status_mut() = StatusCode::CREATED;
@@ -45,7 +49,11 @@ async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateReques
 
 async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-    Ok(json_response(&svc.list(q.bool("all"), limit, &q.filters()?)?))
+    Ok(json_response(&svc.list(
+        q.bool("all"),
+        limit,
+        &q.filters()?,
+    )?))
 }
 
 async fn inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
@@ -58,12 +66,16 @@ async fn start(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode>
 }
 
 async fn stop(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
-    svc.stop(&id, q.int("t")?, q.str("signal").filter(|s| !s.is_empty())).await?;
+    svc.stop(&id, q.int("t")?, q.str("signal").filter(|s| !s.is_empty()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn restart(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
-    match svc.stop(&id, q.int("t")?, q.str("signal").filter(|s| !s.is_empty())).await {
+    match svc
+        .stop(&id, q.int("t")?, q.str("signal").filter(|s| !s.is_empty()))
+        .await
+    {
         Ok(()) => {}
         Err(e) if e.kind == berth_types::ErrorKind::NotModified => {}
         Err(e) => return Err(e.into()),
@@ -84,17 +96,28 @@ async fn wait(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Re
     let fut = svc.wait(&id, cond)?;
     let body = stream::once(async move {
         let w = fut.await;
-        let resp = WaitResponse { status_code: w.exit_code, error: w.error.map(|message| WaitError { message }) };
+        let resp = WaitResponse {
+            status_code: w.exit_code,
+            error: w.error.map(|message| WaitError { message }),
+        };
         let mut b = serde_json::to_vec(&resp).unwrap_or_default();
         b.push(b'\n');
         Ok::<_, std::io::Error>(bytes::Bytes::from(b))
     });
     let mut r = Response::new(Body::from_stream(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
-async fn attach(State(svc): Svc, Path(id): Path<String>, q: Query, req: Request) -> ApiResult<Response> {
+async fn attach(
+    State(svc): Svc,
+    Path(id): Path<String>,
+    q: Query,
+    req: Request,
+) -> ApiResult<Response> {
     let opts = AttachOptions {
         stdin: q.bool("stdin"),
         stdout: q.bool("stdout"),
@@ -122,11 +145,17 @@ fn time_param(q: &Query, k: &str) -> ApiResult<Option<f64>> {
 async fn logs(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
     let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
     if !stdout && !stderr {
-        return Err(ApiError(Error::invalid("Bad parameters: you must choose at least one stream")));
+        return Err(ApiError(Error::invalid(
+            "Bad parameters: you must choose at least one stream",
+        )));
     }
     let tail = match q.str("tail").unwrap_or("all") {
         "" | "all" => None,
-        n => Some(n.parse::<i64>().map_err(|_| ApiError(Error::invalid(format!("invalid tail {n:?}"))))?.max(0) as usize),
+        n => Some(
+            n.parse::<i64>()
+                .map_err(|_| ApiError(Error::invalid(format!("invalid tail {n:?}"))))?
+                .max(0) as usize,
+        ),
     };
     let opts = LogOptions {
         stdout,
@@ -140,12 +169,21 @@ async fn logs(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Re
     let (tty, rx) = svc.logs(&id, opts)?;
     let body = stream::unfold(rx, move |mut rx| async move {
         let (s, data) = rx.recv().await?;
-        let bytes = if tty { data.to_vec() } else { stdcopy::frame(s, &data) };
+        let bytes = if tty {
+            data.to_vec()
+        } else {
+            stdcopy::frame(s, &data)
+        };
         Some((Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)), rx))
     });
     let mut r = Response::new(Body::from_stream(body));
-    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    let ct = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(r)
 }
 

@@ -32,11 +32,18 @@ pub fn respond(mut req: Request, attach: AttachStream) -> Response {
     if !wants_upgrade(&req) {
         let out = stream::unfold(attach, move |mut a| async move {
             let (s, data) = a.output.recv().await?;
-            let bytes = if a.tty { data.to_vec() } else { stdcopy::frame(s, &data) };
+            let bytes = if a.tty {
+                data.to_vec()
+            } else {
+                stdcopy::frame(s, &data)
+            };
             Some((Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)), a))
         });
         let mut r = Response::new(Body::from_stream(out));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(tty)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(tty)),
+        );
         return r;
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -49,7 +56,10 @@ pub fn respond(mut req: Request, attach: AttachStream) -> Response {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(tty)));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(tty)),
+    );
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
     r
@@ -57,7 +67,10 @@ pub fn respond(mut req: Request, attach: AttachStream) -> Response {
 
 /// Output until the container's output ends, stdin until the client's EOF; the connection closes
 /// when the output ends, whatever the client is doing with its write side.
-async fn relay<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(io: IO, mut attach: AttachStream) {
+async fn relay<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(
+    io: IO,
+    mut attach: AttachStream,
+) {
     let (mut rd, mut wr) = tokio::io::split(io);
     let stdin = attach.stdin.take();
     let reader = tokio::spawn(async move {
@@ -81,7 +94,11 @@ async fn relay<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send +
         }
     });
     while let Some((s, data)) = attach.output.recv().await {
-        let res = if attach.tty { wr.write_all(&data).await } else { wr.write_all(&stdcopy::frame(s, &data)).await };
+        let res = if attach.tty {
+            wr.write_all(&data).await
+        } else {
+            wr.write_all(&stdcopy::frame(s, &data)).await
+        };
         if res.is_err() {
             break;
         }

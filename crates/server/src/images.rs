@@ -27,12 +27,20 @@ type Svc = State<Arc<ImageService>>;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/images/json", get(list))
-        .route("/images/create", post(create).layer(DefaultBodyLimit::disable()))
-        .route("/images/{*rest}", get(get_dispatch).post(post_dispatch).delete(remove))
+        .route(
+            "/images/create",
+            post(create).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/images/{*rest}",
+            get(get_dispatch).post(post_dispatch).delete(remove),
+        )
 }
 
 fn unix(t: Option<&str>) -> i64 {
-    t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|d| d.timestamp()).unwrap_or(0)
+    t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|d| d.timestamp())
+        .unwrap_or(0)
 }
 
 fn summary(img: &Image, v: &ApiVersion) -> Value {
@@ -53,13 +61,39 @@ fn summary(img: &Image, v: &ApiVersion) -> Value {
     s
 }
 
-async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+async fn list(
+    State(svc): Svc,
+    q: Query,
+    Extension(v): Extension<ApiVersion>,
+) -> ApiResult<Response> {
     let f = q.filters()?;
-    f.validate(&["dangling", "label", "reference", "before", "since", "until"]).map_err(|e| ApiError(Error::invalid(e)))?;
+    f.validate(&["dangling", "label", "reference", "before", "since", "until"])
+        .map_err(|e| ApiError(Error::invalid(e)))?;
     let all = svc.list().await?;
-    let created = |name: &str| all.iter().find(|i| i.tags.iter().any(|t| t.familiar() == name || t.to_string() == name) || i.id.hex().starts_with(name)).and_then(|i| i.config.created.clone());
-    let before = f.get("before").first().map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}"))))).transpose()?;
-    let since = f.get("since").first().map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}"))))).transpose()?;
+    let created = |name: &str| {
+        all.iter()
+            .find(|i| {
+                i.tags
+                    .iter()
+                    .any(|t| t.familiar() == name || t.to_string() == name)
+                    || i.id.hex().starts_with(name)
+            })
+            .and_then(|i| i.config.created.clone())
+    };
+    let before = f
+        .get("before")
+        .first()
+        .map(|n| {
+            created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}"))))
+        })
+        .transpose()?;
+    let since = f
+        .get("since")
+        .first()
+        .map(|n| {
+            created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}"))))
+        })
+        .transpose()?;
     let mut out: Vec<&Image> = all
         .iter()
         .filter(|i| match f.get("dangling").first().map(String::as_str) {
@@ -70,13 +104,26 @@ async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) ->
         .filter(|i| f.match_labels(&i.config.config.labels))
         .filter(|i| {
             let refs = f.get("reference");
-            refs.is_empty() || refs.iter().any(|p| i.tags.iter().any(|t| reference_matches(p, t)))
+            refs.is_empty()
+                || refs
+                    .iter()
+                    .any(|p| i.tags.iter().any(|t| reference_matches(p, t)))
         })
-        .filter(|i| before.as_ref().is_none_or(|b| i.config.created.as_ref() < Some(b)))
-        .filter(|i| since.as_ref().is_none_or(|s| i.config.created.as_ref() > Some(s)))
+        .filter(|i| {
+            before
+                .as_ref()
+                .is_none_or(|b| i.config.created.as_ref() < Some(b))
+        })
+        .filter(|i| {
+            since
+                .as_ref()
+                .is_none_or(|s| i.config.created.as_ref() > Some(s))
+        })
         .collect();
     out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
-    Ok(json_response(&out.iter().map(|i| summary(i, &v)).collect::<Vec<_>>()))
+    Ok(json_response(
+        &out.iter().map(|i| summary(i, &v)).collect::<Vec<_>>(),
+    ))
 }
 
 /// `reference` filter: a glob over the familiar name, with or without its tag.
@@ -90,7 +137,9 @@ fn glob(p: &str, s: &str) -> bool {
     match p.split_once('*') {
         None => p == s,
         Some((pre, rest)) => {
-            s.starts_with(pre) && (0..=s.len() - pre.len()).any(|i| s.is_char_boundary(pre.len() + i) && glob(rest, &s[pre.len() + i..]))
+            s.starts_with(pre)
+                && (0..=s.len() - pre.len())
+                    .any(|i| s.is_char_boundary(pre.len() + i) && glob(rest, &s[pre.len() + i..]))
         }
     }
 }
@@ -125,7 +174,11 @@ fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
     j
 }
 
-async fn get_dispatch(State(svc): Svc, Path(rest): Path<String>, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+async fn get_dispatch(
+    State(svc): Svc,
+    Path(rest): Path<String>,
+    Extension(v): Extension<ApiVersion>,
+) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/json") {
         let img = svc.resolve(name).await?;
         return Ok(json_response(&inspect_json(&img, &v, "")));
@@ -160,11 +213,18 @@ async fn get_dispatch(State(svc): Svc, Path(rest): Path<String>, Extension(v): E
 
 async fn post_dispatch(State(svc): Svc, Path(rest): Path<String>, q: Query) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
-        svc.tag(name, q.str("repo").unwrap_or(""), q.str("tag").unwrap_or("")).await?;
+        svc.tag(
+            name,
+            q.str("repo").unwrap_or(""),
+            q.str("tag").unwrap_or(""),
+        )
+        .await?;
         return Ok(StatusCode::CREATED.into_response());
     }
     if rest.ends_with("/push") {
-        return Err(ApiError(Error::not_implemented("pushing images to a registry is not supported by this berthd yet")));
+        return Err(ApiError(Error::not_implemented(
+            "pushing images to a registry is not supported by this berthd yet",
+        )));
     }
     Err(ApiError(Error::not_found("page not found")))
 }
@@ -209,15 +269,23 @@ async fn create(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
     let opts = ImportOptions {
         reference,
         message: q.str("message").unwrap_or("").to_string(),
-        changes: q.all("changes").into_iter().flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>()).collect(),
+        changes: q
+            .all("changes")
+            .into_iter()
+            .flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>())
+            .collect(),
     };
-    let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
+    let body = StreamReader::new(
+        req.into_body()
+            .into_data_stream()
+            .map_err(std::io::Error::other),
+    );
     let id = svc.import(body, opts).await?;
     tracing::info!(image = %short_id(id.as_str()), "imported");
-    Ok(Response::builder()
+    Response::builder()
         .header("Content-Type", "application/json")
         .body(Body::from(progress::status(id.as_str())))
-        .map_err(|e| ApiError(Error::internal(e.to_string())))?)
+        .map_err(|e| ApiError(Error::internal(e.to_string())))
 }
 
 #[cfg(test)]

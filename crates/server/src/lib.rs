@@ -47,12 +47,17 @@ substate!(events: EventBus);
 
 impl From<&Daemon> for AppState {
     fn from(d: &Daemon) -> Self {
-        AppState { containers: d.containers.clone(), images: d.images.clone(), system: d.system.clone(), events: d.events.clone() }
+        AppState {
+            containers: d.containers.clone(),
+            images: d.images.clone(),
+            system: d.system.clone(),
+            events: d.events.clone(),
+        }
     }
 }
 
 /// The whole API as a service: version negotiation wraps routing, so `/v1.44/x` routes as `/x`.
-pub fn app(daemon: &Daemon) -> axum::middleware::FromFn<fn(Request, axum::middleware::Next) -> version::VersionFuture, (), Router, (Request,)> {
+pub fn app(daemon: &Daemon) -> version::Api {
     let router = Router::new()
         .merge(system::routes())
         .merge(containers::routes())
@@ -71,8 +76,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let body = axum::body::to_bytes(req.into_body(), MAX_JSON)
             .await
             .map_err(|e| ApiError(Error::invalid(format!("failed to read request body: {e}"))))?;
-        let text: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { &body };
-        serde_json::from_slice(text).map(JsonBody).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))
+        let text: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) {
+            b"{}"
+        } else {
+            &body
+        };
+        serde_json::from_slice(text)
+            .map(JsonBody)
+            .map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))
     }
 }
 
@@ -80,5 +91,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 pub fn json_response(v: &impl serde::Serialize) -> axum::response::Response {
     let mut body = serde_json::to_vec(v).unwrap_or_default();
     body.push(b'\n');
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

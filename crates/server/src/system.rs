@@ -19,15 +19,24 @@ use crate::query::Query;
 use crate::{json_response, AppState};
 
 pub fn routes() -> Router<AppState> {
-    let swarm = || any(|| async { ApiError(Error::unavailable("This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.")) });
+    let swarm = || {
+        any(|| async {
+            ApiError(Error::unavailable("This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."))
+        })
+    };
     let mut r = Router::new()
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/events", get(events))
-        .route("/plugins", get(|| async { json_response(&serde_json::json!([])) }));
+        .route(
+            "/plugins",
+            get(|| async { json_response(&serde_json::json!([])) }),
+        );
     for p in ["swarm", "nodes", "services", "tasks", "secrets", "configs"] {
-        r = r.route(&format!("/{p}"), swarm()).route(&format!("/{p}/{{*rest}}"), swarm());
+        r = r
+            .route(&format!("/{p}"), swarm())
+            .route(&format!("/{p}/{{*rest}}"), swarm());
     }
     r
 }
@@ -35,10 +44,16 @@ pub fn routes() -> Router<AppState> {
 async fn ping() -> Response {
     let mut r = "OK".into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert("Builder-Version", HeaderValue::from_static("1"));
     h.insert("Swarm", HeaderValue::from_static("inactive"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
@@ -57,7 +72,9 @@ fn parse_time(s: &str) -> Result<i64, ApiError> {
         return Ok(d.timestamp_nanos_opt().unwrap_or(0));
     }
     let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
-    let secs: i64 = secs.parse().map_err(|_| ApiError(Error::invalid(format!("invalid timestamp {s:?}"))))?;
+    let secs: i64 = secs
+        .parse()
+        .map_err(|_| ApiError(Error::invalid(format!("invalid timestamp {s:?}"))))?;
     let frac = format!("{frac:0<9}");
     let nanos: i64 = frac[..9].parse().unwrap_or(0);
     Ok(secs * 1_000_000_000 + nanos)
@@ -66,10 +83,33 @@ fn parse_time(s: &str) -> Result<i64, ApiError> {
 async fn events(State(bus): State<Arc<EventBus>>, q: Query) -> ApiResult<Response> {
     let filters = q.filters()?;
     filters
-        .validate(&["type", "event", "container", "image", "label", "network", "volume", "daemon", "scope", "node", "service", "config", "secret", "plugin"])
+        .validate(&[
+            "type",
+            "event",
+            "container",
+            "image",
+            "label",
+            "network",
+            "volume",
+            "daemon",
+            "scope",
+            "node",
+            "service",
+            "config",
+            "secret",
+            "plugin",
+        ])
         .map_err(|e| ApiError(Error::invalid(e)))?;
-    let since = q.str("since").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
-    let until = q.str("until").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
+    let since = q
+        .str("since")
+        .filter(|s| !s.is_empty())
+        .map(parse_time)
+        .transpose()?;
+    let until = q
+        .str("until")
+        .filter(|s| !s.is_empty())
+        .map(parse_time)
+        .transpose()?;
     let (past, rx) = bus.subscribe(since);
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let deadline = until.map(|u| Duration::from_nanos((u - now).max(0) as u64));
@@ -100,7 +140,10 @@ async fn events(State(bus): State<Arc<EventBus>>, q: Query) -> ApiResult<Respons
         None => live.boxed(),
     });
     let mut r = Response::new(Body::from_stream(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 

@@ -25,8 +25,13 @@ impl ApiVersion {
 
 pub type VersionFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 
-pub fn layer(router: Router) -> axum::middleware::FromFn<fn(Request, Next) -> VersionFuture, (), Router, (Request,)> {
-    let f: fn(Request, Next) -> VersionFuture = |req, next| Box::pin(negotiate(req, next));
+type Negotiate = fn(Request, Next) -> VersionFuture;
+
+/// The complete API service: negotiation around the router.
+pub type Api = axum::middleware::FromFn<Negotiate, (), Router, (Request,)>;
+
+pub fn layer(router: Router) -> Api {
+    let f: Negotiate = |req, next| Box::pin(negotiate(req, next));
     tower::Layer::layer(&axum::middleware::from_fn(f), router)
 }
 
@@ -46,9 +51,12 @@ async fn negotiate(mut req: Request, next: Next) -> Response {
     let mut version = API_VERSION.to_string();
     if let Some((v, rest)) = split_version(&path) {
         if version_cmp(v, API_VERSION).is_gt() {
-            return with_headers(ApiError(Error::invalid(format!(
-                "client version {v} is too new. Maximum supported API version is {API_VERSION}"
-            ))).into_response());
+            return with_headers(
+                ApiError(Error::invalid(format!(
+                    "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+                )))
+                .into_response(),
+            );
         }
         if version_cmp(v, MIN_API_VERSION).is_lt() {
             return with_headers(ApiError(Error::invalid(format!(
@@ -91,7 +99,10 @@ mod tests {
     #[test]
     fn splits() {
         assert_eq!(super::split_version("/v1.44/info"), Some(("1.44", "/info")));
-        assert_eq!(super::split_version("/v1.24/containers/x/json"), Some(("1.24", "/containers/x/json")));
+        assert_eq!(
+            super::split_version("/v1.24/containers/x/json"),
+            Some(("1.24", "/containers/x/json"))
+        );
         assert_eq!(super::split_version("/volumes"), None);
         assert_eq!(super::split_version("/info"), None);
     }

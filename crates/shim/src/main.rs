@@ -39,7 +39,6 @@ fn main() {
         Ok(sup) => {
             let _ = writeln!(ready, "ok {}", sup.pid());
             let _ = ready.flush();
-            drop(ready);
             close_stdio();
             sup.run();
         }
@@ -53,7 +52,11 @@ fn main() {
 /// Points fds 0–2 at /dev/null so that berthd's readiness pipe closes and nothing we print lands
 /// anywhere unexpected.
 fn close_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let _ = rustix::stdio::dup2_stdin(&null);
         let _ = rustix::stdio::dup2_stdout(&null);
         let _ = rustix::stdio::dup2_stderr(&null);
@@ -101,6 +104,9 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
         .with_detach(true)
         .build()
         .map_err(|e| format!("OCI runtime create failed: {e}"))?;
-    let pid = container.pid().map(|p| p.as_raw()).ok_or("container has no pid")?;
+    let pid = container
+        .pid()
+        .map(|p| p.as_raw())
+        .ok_or("container has no pid")?;
     supervisor::Supervisor::new(cfg.clone(), container, pid, listener, out_r, err_r, stdin)
 }

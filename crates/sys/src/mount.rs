@@ -25,8 +25,13 @@ impl Overlay {
         }
         match self.mount_new_api(target) {
             Ok(()) => Ok(()),
-            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => self.mount_legacy(target),
-            Err(e) => Err(Error::internal(format!("mount overlay on {}: {e}", target.display()))),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                self.mount_legacy(target)
+            }
+            Err(e) => Err(Error::internal(format!(
+                "mount overlay on {}: {e}",
+                target.display()
+            ))),
         }
     }
 
@@ -51,16 +56,27 @@ impl Overlay {
     }
 
     fn mount_legacy(&self, target: &Path) -> Result<()> {
-        let lowers: Vec<String> = self.lowers.iter().map(|p| p.display().to_string()).collect();
+        let lowers: Vec<String> = self
+            .lowers
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let data = format!(
             "lowerdir={},upperdir={},workdir={},index=off",
             lowers.join(":"),
             self.upper.display(),
             self.work.display()
         );
-        let data = std::ffi::CString::new(data).map_err(|_| Error::invalid("overlay path contains NUL"))?;
-        rustix::mount::mount("overlay", target, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
-            .map_err(|e| Error::internal(format!("mount overlay on {}: {e}", target.display())))
+        let data = std::ffi::CString::new(data)
+            .map_err(|_| Error::invalid("overlay path contains NUL"))?;
+        rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            Some(data.as_c_str()),
+        )
+        .map_err(|e| Error::internal(format!("mount overlay on {}: {e}", target.display())))
     }
 }
 
@@ -68,13 +84,18 @@ impl Overlay {
 pub fn unmount(target: &Path) -> Result<()> {
     match umount2(target, UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(Error::internal(format!("unmount {}: {e}", target.display()))),
+        Err(e) => Err(Error::internal(format!(
+            "unmount {}: {e}",
+            target.display()
+        ))),
     }
 }
 
 /// True when `path` is a mount point (its mount id differs from its parent's).
 pub fn is_mountpoint(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let p = path.to_string_lossy();
     info.lines().any(|l| l.split(' ').nth(4) == Some(&*p))
 }
@@ -103,7 +124,11 @@ mod tests {
         std::fs::write(l1.join("a"), "top").unwrap();
         std::fs::write(l2.join("a"), "bottom").unwrap();
         std::fs::write(l2.join("b"), "b").unwrap();
-        let o = Overlay { lowers: vec![l1, l2], upper: up.clone(), work: wk };
+        let o = Overlay {
+            lowers: vec![l1, l2],
+            upper: up.clone(),
+            work: wk,
+        };
         o.mount(&mnt).unwrap();
         assert!(is_mountpoint(&mnt));
         assert_eq!(std::fs::read_to_string(mnt.join("a")).unwrap(), "top");

@@ -33,7 +33,12 @@ pub fn create(path: &Path) -> Result<()> {
 pub fn remove(path: &Path) -> Result<()> {
     match unmount(path, UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(Error::internal(format!("unmount netns {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(Error::internal(format!(
+                "unmount netns {}: {e}",
+                path.display()
+            )))
+        }
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),

@@ -34,7 +34,9 @@ pub fn validate_name(name: &str) -> Result<&str> {
         Some(c) if c.is_ascii_alphanumeric() => {
             let rest: Vec<char> = chars.collect();
             !rest.is_empty()
-                && rest.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         }
         _ => false,
     };
@@ -70,11 +72,13 @@ impl Digest {
 impl FromStr for Digest {
     type Err = Error;
     fn from_str(s: &str) -> Result<Digest> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| Error::invalid(format!("invalid digest {s:?}: unsupported algorithm")))?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
+            Error::invalid(format!("invalid digest {s:?}: unsupported algorithm"))
+        })?;
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(Error::invalid(format!("invalid digest {s:?}: not 64 lowercase hex")));
+            return Err(Error::invalid(format!(
+                "invalid digest {s:?}: not 64 lowercase hex"
+            )));
         }
         Ok(Digest(s.to_string()))
     }

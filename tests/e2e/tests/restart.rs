@@ -8,8 +8,30 @@ use berth_e2e::{err, Berthd};
 fn restart_preserves_images_and_containers() {
     let mut d = Berthd::start();
     let img = d.import_busybox("busybox");
-    assert_eq!(d.docker(&["run", "--name", "done", "busybox", "sh", "-c", "echo kept; exit 2"]).status.code(), Some(2));
-    let live = d.ok(&["run", "-d", "--name", "live", "busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do echo alive; sleep 0.2; done"]);
+    assert_eq!(
+        d.docker(&[
+            "run",
+            "--name",
+            "done",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept; exit 2"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    let live = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do echo alive; sleep 0.2; done",
+    ]);
     let shim_pids = d.shims();
     assert_eq!(shim_pids.len(), 1);
 
@@ -18,9 +40,20 @@ fn restart_preserves_images_and_containers() {
     assert_eq!(d.shims(), shim_pids, "the shim outlives berthd");
     d.spawn();
     assert_eq!(d.ok(&["images", "-q", "--no-trunc"]), img);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "done"]), "exited 2");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "done"
+        ]),
+        "exited 2"
+    );
     assert_eq!(d.ok(&["logs", "done"]), "kept");
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]), "running");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]),
+        "running"
+    );
     assert_eq!(d.ok(&["ps", "-q", "--no-trunc"]), live);
     std::thread::sleep(Duration::from_millis(500));
     d.ok(&["stop", "live"]);
@@ -28,12 +61,32 @@ fn restart_preserves_images_and_containers() {
 
     // A crash while a container runs, and it exits while berthd is down: the exit is recorded.
     d.ok(&["start", "live"]);
-    d.ok(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 9"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "short",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 9",
+    ]);
     d.crash();
     std::thread::sleep(Duration::from_millis(1800));
     d.spawn();
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "short"]), "exited 9");
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]), "running");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "short"
+        ]),
+        "exited 9"
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]),
+        "running"
+    );
     d.ok(&["rm", "-f", "live", "short", "done"]);
     assert!(d.mounts().is_empty(), "{:?}", d.mounts());
 }
@@ -44,7 +97,10 @@ fn second_daemon_on_the_same_root_refuses() {
     let o = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
         .args(["--data-root", d.data_root().to_str().unwrap()])
         .args(["--exec-root", d.root.join("run2").to_str().unwrap()])
-        .args(["-H", &format!("unix://{}", d.root.join("other.sock").display())])
+        .args([
+            "-H",
+            &format!("unix://{}", d.root.join("other.sock").display()),
+        ])
         .args(["--config-file", "/nonexistent/daemon.json"])
         .output()
         .unwrap();
@@ -53,7 +109,12 @@ fn second_daemon_on_the_same_root_refuses() {
     // Non-loopback TCP is refused until TLS lands.
     let o = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
         .args(["--data-root", d.root.join("data3").to_str().unwrap()])
-        .args(["-H", "tcp://0.0.0.0:23750", "--config-file", "/nonexistent/daemon.json"])
+        .args([
+            "-H",
+            "tcp://0.0.0.0:23750",
+            "--config-file",
+            "/nonexistent/daemon.json",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -65,16 +126,29 @@ fn daemon_json_and_tcp_loopback() {
     let mut d = Berthd::start();
     d.stop();
     // Docker's daemon.json key names; flags still win for the roots the harness passes.
-    std::fs::write(d.root.join("daemon.json"), r#"{"log-level":"warn","pidfile":"PIDFILE","hosts":["tcp://127.0.0.1:0"]}"#.replace("PIDFILE", d.root.join("berthd.pid").to_str().unwrap())).unwrap();
+    std::fs::write(
+        d.root.join("daemon.json"),
+        r#"{"log-level":"warn","pidfile":"PIDFILE","hosts":["tcp://127.0.0.1:0"]}"#
+            .replace("PIDFILE", d.root.join("berthd.pid").to_str().unwrap()),
+    )
+    .unwrap();
     d.spawn();
     let pid = std::fs::read_to_string(d.root.join("berthd.pid")).unwrap();
     assert!(pid.trim().parse::<u32>().is_ok());
     d.stop();
-    assert!(!d.root.join("berthd.pid").exists(), "pidfile removed on clean shutdown");
+    assert!(
+        !d.root.join("berthd.pid").exists(),
+        "pidfile removed on clean shutdown"
+    );
     assert!(!d.socket.exists(), "socket removed on clean shutdown");
     std::fs::write(d.root.join("daemon.json"), r#"{"no-such-key": 1}"#).unwrap();
     let o = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
-        .args(["--data-root", d.data_root().to_str().unwrap(), "--config-file", d.root.join("daemon.json").to_str().unwrap()])
+        .args([
+            "--data-root",
+            d.data_root().to_str().unwrap(),
+            "--config-file",
+            d.root.join("daemon.json").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());

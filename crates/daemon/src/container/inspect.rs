@@ -10,17 +10,31 @@ use super::ContainerService;
 /// go-units' HumanDuration, as `docker ps` shows durations.
 pub fn human_duration(secs: i64) -> String {
     let s = secs.max(0);
-    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    let plural = |n: i64, unit: &str| {
+        if n == 1 {
+            format!("1 {unit}")
+        } else {
+            format!("{n} {unit}s")
+        }
+    };
     if s < 1 {
         "Less than a second".into()
     } else if s < 60 {
         plural(s, "second")
     } else if s / 60 < 60 {
         let m = s / 60;
-        if m == 1 { "About a minute".into() } else { plural(m, "minute") }
+        if m == 1 {
+            "About a minute".into()
+        } else {
+            plural(m, "minute")
+        }
     } else if s / 3600 < 48 {
         let h = s / 3600;
-        if h == 1 { "About an hour".into() } else { plural(h, "hour") }
+        if h == 1 {
+            "About an hour".into()
+        } else {
+            plural(h, "hour")
+        }
     } else if s / 86400 < 14 {
         plural(s / 86400, "day")
     } else if s / 86400 < 60 {
@@ -33,13 +47,19 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 fn since(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t).map(|d| chrono::Utc::now().timestamp() - d.timestamp()).unwrap_or(0)
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| chrono::Utc::now().timestamp() - d.timestamp())
+        .unwrap_or(0)
 }
 
 fn status_text(r: &ContainerRecord) -> String {
     match r.state.status.as_str() {
         "running" => format!("Up {}", human_duration(since(&r.state.started_at))),
-        "exited" => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            human_duration(since(&r.state.finished_at))
+        ),
         "created" => "Created".into(),
         "removing" => "Removal In Progress".into(),
         "dead" => "Dead".into(),
@@ -67,7 +87,9 @@ fn networks(r: &ContainerRecord) -> Value {
 }
 
 fn unix_secs(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t).map(|d| d.timestamp()).unwrap_or(0)
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp())
+        .unwrap_or(0)
 }
 
 impl ContainerService {
@@ -77,7 +99,8 @@ impl ContainerService {
         let r = e.record();
         let dir = self.container_dir(&r.id);
         let snap = self.cfg.data_root.join("snapshots").join(&r.id);
-        let mut host_config = serde_json::to_value(&r.host_config).map_err(|e| Error::internal(e.to_string()))?;
+        let mut host_config =
+            serde_json::to_value(&r.host_config).map_err(|e| Error::internal(e.to_string()))?;
         if host_config["LogConfig"]["Type"] == "" {
             host_config["LogConfig"]["Type"] = json!("json-file");
         }
@@ -137,10 +160,16 @@ impl ContainerService {
     /// `GET /containers/json`.
     pub fn list(&self, all: bool, limit: Option<usize>, filters: &Filters) -> Result<Vec<Value>> {
         filters
-            .validate(&["id", "name", "status", "label", "exited", "ancestor", "before", "since", "network", "volume", "health", "is-task", "publish", "expose"])
+            .validate(&[
+                "id", "name", "status", "label", "exited", "ancestor", "before", "since",
+                "network", "volume", "health", "is-task", "publish", "expose",
+            ])
             .map_err(Error::invalid)?;
         for s in filters.get("status") {
-            if !matches!(s.as_str(), "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
+            if !matches!(
+                s.as_str(),
+                "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+            ) {
                 return Err(Error::invalid(format!("invalid filter 'status={s}'")));
             }
         }
@@ -151,7 +180,10 @@ impl ContainerService {
             v.is_empty() || v.iter().any(|x| pred(x))
         };
         let images = self.images.clone();
-        let show_all = all || limit.is_some() || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
+        let show_all = all
+            || limit.is_some()
+            || !filters.get("status").is_empty()
+            || !filters.get("exited").is_empty();
         let out: Vec<Value> = recs
             .into_iter()
             .filter(|r| show_all || r.state.running())

@@ -72,7 +72,12 @@ impl Entry {
             shim: Arc::new(tokio::sync::Mutex::new(None)),
             shim_ready: Arc::new(Notify::new()),
             stdin,
-            wait: watch::channel(WaitState { running, exit_code, ..Default::default() }).0,
+            wait: watch::channel(WaitState {
+                running,
+                exit_code,
+                ..Default::default()
+            })
+            .0,
             op: tokio::sync::Mutex::new(()),
         });
         attach::spawn_stdin_forwarder(&e, rx);
@@ -103,7 +108,9 @@ pub struct ContainerService {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("blocking task: {e}")))?
 }
 
 impl ContainerService {
@@ -115,11 +122,20 @@ impl ContainerService {
     ) -> Result<Arc<ContainerService>> {
         let st = store.clone();
         let records = blocking(move || st.list::<ContainerRecord>(CONTAINERS)).await?;
-        let svc = Arc::new(ContainerService { cfg, store, images, events, entries: Mutex::new(BTreeMap::new()) });
+        let svc = Arc::new(ContainerService {
+            cfg,
+            store,
+            images,
+            events,
+            entries: Mutex::new(BTreeMap::new()),
+        });
         for (id, rec) in records {
             let running = rec.state.running();
             let e = Entry::new(rec);
-            svc.entries.lock().expect("entries lock").insert(id, e.clone());
+            svc.entries
+                .lock()
+                .expect("entries lock")
+                .insert(id, e.clone());
             if running {
                 svc.clone().reconnect(e).await;
             }
@@ -137,7 +153,10 @@ impl ContainerService {
 
     /// Kept short: UNIX socket paths are limited to 108 bytes.
     fn shim_socket(&self, id: &str) -> PathBuf {
-        self.cfg.exec_root.join("s").join(format!("{}.sock", &id[..16]))
+        self.cfg
+            .exec_root
+            .join("s")
+            .join(format!("{}.sock", &id[..16]))
     }
 
     fn netns_path(&self, id: &str) -> PathBuf {
@@ -164,22 +183,37 @@ impl ContainerService {
             return Ok(e.clone());
         }
         let bare = name.strip_prefix('/').unwrap_or(name);
-        if let Some(e) = entries.values().find(|e| e.record.lock().expect("record lock").name == bare) {
+        if let Some(e) = entries
+            .values()
+            .find(|e| e.record.lock().expect("record lock").name == bare)
+        {
             return Ok(e.clone());
         }
         if !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let hits: Vec<_> = entries.iter().filter(|(id, _)| id.starts_with(name)).collect();
+            let hits: Vec<_> = entries
+                .iter()
+                .filter(|(id, _)| id.starts_with(name))
+                .collect();
             match hits.len() {
                 1 => return Ok(hits[0].1.clone()),
                 0 => {}
-                _ => return Err(Error::invalid(format!("multiple IDs found with provided prefix: {name}"))),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "multiple IDs found with provided prefix: {name}"
+                    )))
+                }
             }
         }
         Err(Error::not_found(format!("No such container: {name}")))
     }
 
     pub fn all(&self) -> Vec<Arc<Entry>> {
-        self.entries.lock().expect("entries lock").values().cloned().collect()
+        self.entries
+            .lock()
+            .expect("entries lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Counts (running, paused, stopped) for `/info`.
@@ -193,12 +227,20 @@ impl ContainerService {
     pub fn usage_fn(self: &Arc<Self>) -> UsageFn {
         let weak = Arc::downgrade(self);
         Arc::new(move |image: &Digest| {
-            let Some(svc) = weak.upgrade() else { return Vec::new() };
+            let Some(svc) = weak.upgrade() else {
+                return Vec::new();
+            };
             svc.all()
                 .into_iter()
                 .map(|e| e.record())
                 .filter(|r| r.image_id == *image)
-                .map(|r| if r.state.running() { Usage::Running(r.id) } else { Usage::Stopped(r.id) })
+                .map(|r| {
+                    if r.state.running() {
+                        Usage::Running(r.id)
+                    } else {
+                        Usage::Stopped(r.id)
+                    }
+                })
                 .collect()
         })
     }
