@@ -239,7 +239,12 @@ impl Root {
         let owner = (Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)));
         rfs::chownat(&dir, &name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| io_err(e, p))?;
-        if let Some(mode) = mode {
+        // chmod follows a final symlink (Linux has no lchmod): never chmod through one. An entry
+        // may have been replaced by a symlink after it was created (a later tar entry of that name).
+        let is_link = rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+            .map_err(|e| io_err(e, p))?;
+        if let Some(mode) = mode.filter(|_| !is_link) {
             // chmod after chown: chown clears setuid/setgid bits.
             rfs::chmodat(
                 &dir,

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Benchmarks for issue #2 (numbers, not pass/fail):
+#  - median and min-max wall time of N `docker run --rm busybox true` against berthd (default N=20)
+#  - berthd's RSS when idle (after the runs, and on a fresh daemon)
+# Runs a private berthd on a temp root; stops it and removes everything afterwards.
+set -eu
+cd "$(dirname "$0")/.."
+N=${N:-20}
+cargo build --release --bins -q
+BIN=$PWD/target/release
+ROOT=$(mktemp -d /tmp/berth-bench-XXXXXX)
+SOCK=$ROOT/b.sock
+export DOCKER_HOST=unix://$SOCK
+"$BIN/berthd" --data-root "$ROOT/data" --exec-root "$ROOT/run" -H "unix://$SOCK" \
+  --cgroup-parent "/berth-bench-$$" --config-file /nonexistent --log-level warn 2>"$ROOT/berthd.log" &
+PID=$!
+cleanup() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$ROOT"; }
+trap cleanup EXIT
+until "$BIN/berth" -H "unix://$SOCK" version >/dev/null 2>&1; do sleep 0.05; done
+sleep 0.5
+rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
+echo "berthd idle RSS (fresh):        $(rss) KiB"
+sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
+docker run --rm busybox true # warm-up
+python3 - "$N" <<'PY'
+import subprocess, sys, time, statistics
+n = int(sys.argv[1])
+ts = []
+for _ in range(n):
+    t = time.perf_counter()
+    subprocess.run(["docker", "run", "--rm", "busybox", "true"], check=True)
+    ts.append((time.perf_counter() - t) * 1000)
+print(f"docker run --rm busybox true x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms, max {max(ts):.1f} ms")
+PY
+sleep 2
+echo "berthd idle RSS (after runs):   $(rss) KiB"
