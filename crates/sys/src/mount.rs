@@ -80,6 +80,36 @@ impl Overlay {
     }
 }
 
+/// Mounts `source` of `fstype` on `target` with mount(8)-style options: flag words (`bind`, `rbind`,
+/// `ro`, `nosuid`, `nodev`, `noexec`) become mount flags, the rest (`size=64m`, `mode=1777`, ...) data.
+pub fn mount_fs(source: &str, target: &Path, fstype: &str, options: &[String]) -> Result<()> {
+    use rustix::mount::MountFlags as F;
+    let mut flags = F::empty();
+    let mut data = Vec::new();
+    for o in options.iter().filter(|o| !o.is_empty()) {
+        match o.as_str() {
+            "bind" => flags |= F::BIND,
+            "rbind" => flags |= F::BIND | F::REC,
+            "ro" => flags |= F::RDONLY,
+            "rw" => {}
+            "nosuid" => flags |= F::NOSUID,
+            "nodev" => flags |= F::NODEV,
+            "noexec" => flags |= F::NOEXEC,
+            "noatime" => flags |= F::NOATIME,
+            other => data.push(other.to_string()),
+        }
+    }
+    let fstype = if flags.contains(F::BIND) || fstype == "none" {
+        ""
+    } else {
+        fstype
+    };
+    let data = std::ffi::CString::new(data.join(","))
+        .map_err(|_| Error::invalid("mount options contain NUL"))?;
+    rustix::mount::mount(source, target, fstype, flags, Some(data.as_c_str()))
+        .map_err(|e| Error::internal(format!("mount {source} on {}: {e}", target.display())))
+}
+
 /// Detaches whatever is mounted on `target`; not mounted is not an error.
 pub fn unmount(target: &Path) -> Result<()> {
     match umount2(target, UnmountFlags::DETACH) {

@@ -298,6 +298,16 @@ impl Root {
         Ok(buf)
     }
 
+    /// Opens directory `p` inside the root (following symlinks within it); None if it is missing or
+    /// not a directory.
+    pub fn open_dir(&self, p: &Path) -> Result<Option<OwnedFd>> {
+        match self.openat2(&clean(p), OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(io_err(e, p)),
+        }
+    }
+
     /// Stats `p` inside the root, following symlinks within it.
     pub fn stat(&self, p: &Path) -> Result<rfs::Stat> {
         let fd = self

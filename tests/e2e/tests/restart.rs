@@ -156,3 +156,48 @@ fn daemon_json_and_tcp_loopback() {
     std::fs::remove_file(d.root.join("daemon.json")).unwrap();
     d.spawn();
 }
+
+#[test]
+fn tcp_on_loopback_serves_the_api() {
+    let d = Berthd::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let root = d.root.join("tcp");
+    let mut child = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
+        .args(["--data-root", root.join("data").to_str().unwrap()])
+        .args(["--exec-root", root.join("run").to_str().unwrap()])
+        .args([
+            "-H",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--config-file",
+            "/nonexistent/daemon.json",
+        ])
+        .args(["--cgroup-parent", &format!("{}-tcp", d.cgroup_parent)])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let mut ok = false;
+    for _ in 0..200 {
+        let o = std::process::Command::new("docker")
+            .args(["-H", &host, "version", "--format", "{{.Server.APIVersion}}"])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.44");
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    );
+    let st = child.wait().unwrap();
+    assert!(ok, "docker could not reach berthd over loopback TCP");
+    assert!(st.success(), "berthd exits 0 on SIGTERM");
+}

@@ -113,6 +113,7 @@ impl ContainerService {
         };
         let shim_bin = self.cfg.shim_path.clone();
         let shim_cfg2 = shim_cfg.clone();
+        let t0 = std::time::Instant::now();
         let pid = blocking(move || {
             let rec = rec2;
             if !berth_sys::mount::is_mountpoint(&snapshot.target) {
@@ -169,6 +170,7 @@ impl ContainerService {
                     .map(|f| (cdir.join(f), format!("/etc/{f}")))
                     .collect(),
             };
+            tracing::debug!(container = %rec.id, elapsed = ?t0.elapsed(), "rootfs, netns and files ready");
             let _ = std::fs::remove_dir_all(&bundle);
             std::fs::create_dir_all(&bundle)?;
             std::fs::create_dir_all(shim_cfg2.socket.parent().expect("socket dir"))?;
@@ -179,6 +181,7 @@ impl ContainerService {
         })
         .await?;
 
+        tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "shim created the container");
         let mut conn = ShimConn::connect(&shim_cfg.socket).await?;
         let hello = read_hello(&mut conn.reader).await?;
         let (tx, rx) = oneshot::channel();
@@ -188,7 +191,9 @@ impl ContainerService {
         if let Some(w) = e.shim.lock().await.as_mut() {
             w.send(proto::START, &[]).await?;
         }
-        match rx.await {
+        let started = rx.await;
+        tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "container started");
+        match started {
             Ok(Ok(())) => Ok(hello.pid.max(pid)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::internal(format!(
@@ -247,6 +252,7 @@ impl ContainerService {
 
     /// Records an exit: releases host state, persists, publishes `die`, wakes waiters, auto-removes.
     async fn on_exit(&self, e: &Arc<Entry>, status: Option<ExitStatus>) {
+        let t0 = std::time::Instant::now();
         *e.shim.lock().await = None;
         e.subscribers.lock().expect("subscribers lock").clear();
         let id = e.id();
@@ -271,6 +277,7 @@ impl ContainerService {
         if let Err(err) = self.persist(&rec).await {
             tracing::error!(container = %id, "persist exit: {err}");
         }
+        tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "exit recorded");
         self.publish("die", &rec, &[("exitCode", code.to_string())]);
         e.wait.send_modify(|w| {
             w.exits += 1;
@@ -282,6 +289,7 @@ impl ContainerService {
             if let Err(err) = self.remove_entry(e).await {
                 tracing::error!(container = %id, "auto-remove: {err}");
             }
+            tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "auto-removed");
         }
     }
 
