@@ -7,6 +7,7 @@ pub mod events;
 pub mod images;
 mod names;
 pub mod system;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub use container::ContainerService;
 pub use events::EventBus;
 pub use images::ImageService;
 pub use system::SystemService;
+pub use volumes::VolumeService;
 
 /// The composition root: every service, built once at start-up.
 #[derive(Clone)]
@@ -26,6 +28,7 @@ pub struct Daemon {
     pub containers: Arc<ContainerService>,
     pub images: Arc<ImageService>,
     pub system: Arc<SystemService>,
+    pub volumes: Arc<VolumeService>,
     pub events: Arc<EventBus>,
 }
 
@@ -34,21 +37,31 @@ impl Daemon {
     pub async fn open(config: DaemonConfig) -> Result<Daemon> {
         let config = Arc::new(config);
         let cfg = config.clone();
-        let (store, image_store) = tokio::task::spawn_blocking(move || -> Result<_> {
-            for d in [&cfg.data_root, &cfg.exec_root] {
-                std::fs::create_dir_all(d)?;
-            }
-            let store = Arc::new(Store::open(&cfg.data_root.join("berth.db"))?);
-            let images = ImageStore::open(store.clone(), &cfg.data_root)?;
-            Ok((store, images))
-        })
-        .await
-        .map_err(|e| berth_types::Error::internal(e.to_string()))??;
+        let (store, image_store, volume_store) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                for d in [&cfg.data_root, &cfg.exec_root] {
+                    std::fs::create_dir_all(d)?;
+                }
+                let store = Arc::new(Store::open(&cfg.data_root.join("berth.db"))?);
+                let images = ImageStore::open(store.clone(), &cfg.data_root)?;
+                let volumes = berth_volume::VolumeStore::open(store.clone(), &cfg.data_root)?;
+                Ok((store, images, volumes))
+            })
+            .await
+            .map_err(|e| berth_types::Error::internal(e.to_string()))??;
         let events = Arc::new(EventBus::new());
         let images = Arc::new(ImageService::new(Arc::new(image_store), events.clone()));
-        let containers =
-            ContainerService::open(config.clone(), store, images.clone(), events.clone()).await?;
+        let volumes = Arc::new(VolumeService::new(Arc::new(volume_store), events.clone()));
+        let containers = ContainerService::open(
+            config.clone(),
+            store,
+            images.clone(),
+            volumes.clone(),
+            events.clone(),
+        )
+        .await?;
         images.set_usage(containers.usage_fn());
+        volumes.set_usage(containers.volume_usage_fn());
         let system = Arc::new(SystemService::new(
             config,
             containers.clone(),
@@ -58,6 +71,7 @@ impl Daemon {
             containers,
             images,
             system,
+            volumes,
             events,
         })
     }

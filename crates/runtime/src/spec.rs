@@ -93,6 +93,15 @@ const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
+/// A mount the daemon resolved (volume, bind or tmpfs), in OCI terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecMount {
+    pub destination: String,
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
 /// What the spec is made from; the daemon fills it after merging container and image config.
 #[derive(Debug, Clone)]
 pub struct SpecInput {
@@ -110,6 +119,8 @@ pub struct SpecInput {
     pub host_config: HostConfig,
     /// Files the daemon generated (hosts, hostname, resolv.conf) and where they go.
     pub etc_files: Vec<(PathBuf, String)>,
+    /// User mounts, parents first; a default mount at the same destination is dropped.
+    pub mounts: Vec<SpecMount>,
 }
 
 fn cap_name(c: &str) -> String {
@@ -189,8 +200,19 @@ pub fn build(input: &SpecInput) -> Value {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
     ];
+    mounts.retain(|m| {
+        !input
+            .mounts
+            .iter()
+            .any(|u| m["destination"] == u.destination.as_str())
+    });
     for (src, dest) in &input.etc_files {
-        mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+        if !input.mounts.iter().any(|u| &u.destination == dest) {
+            mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+        }
+    }
+    for m in &input.mounts {
+        mounts.push(json!({"destination": m.destination, "type": m.kind, "source": m.source, "options": m.options}));
     }
     let mut resources = json!({
         "devices": [

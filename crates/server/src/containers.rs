@@ -188,6 +188,6 @@ async fn logs(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Re
 }
 
 async fn remove(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
-    svc.remove(&id, q.bool("force")).await?;
+    svc.remove(&id, q.bool("force"), q.bool("v")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,13 +7,16 @@ mod images;
 pub mod query;
 mod system;
 mod version;
+mod volumes;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::IntoResponse;
 use axum::Router;
-use berth_daemon::{ContainerService, Daemon, EventBus, ImageService, SystemService};
+use berth_daemon::{
+    ContainerService, Daemon, EventBus, ImageService, SystemService, VolumeService,
+};
 use berth_types::Error;
 use serde::de::DeserializeOwned;
 
@@ -28,6 +31,7 @@ pub struct AppState {
     pub containers: Arc<ContainerService>,
     pub images: Arc<ImageService>,
     pub system: Arc<SystemService>,
+    pub volumes: Arc<VolumeService>,
     pub events: Arc<EventBus>,
 }
 
@@ -44,6 +48,7 @@ substate!(containers: ContainerService);
 substate!(images: ImageService);
 substate!(system: SystemService);
 substate!(events: EventBus);
+substate!(volumes: VolumeService);
 
 impl From<&Daemon> for AppState {
     fn from(d: &Daemon) -> Self {
@@ -51,6 +56,7 @@ impl From<&Daemon> for AppState {
             containers: d.containers.clone(),
             images: d.images.clone(),
             system: d.system.clone(),
+            volumes: d.volumes.clone(),
             events: d.events.clone(),
         }
     }
@@ -62,6 +68,7 @@ pub fn app(daemon: &Daemon) -> version::Api {
         .merge(system::routes())
         .merge(containers::routes())
         .merge(images::routes())
+        .merge(volumes::routes())
         .fallback(|| async { ApiError(Error::not_found("page not found")) })
         .with_state(AppState::from(daemon));
     version::layer(router)

@@ -32,13 +32,60 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/plugins",
             get(|| async { json_response(&serde_json::json!([])) }),
-        );
+        )
+        .route("/system/df", get(df));
     for p in ["swarm", "nodes", "services", "tasks", "secrets", "configs"] {
         r = r
             .route(&format!("/{p}"), swarm())
             .route(&format!("/{p}/{{*rest}}"), swarm());
     }
     r
+}
+
+/// `docker system df`: images, containers and volumes with their sizes.
+async fn df(
+    State(images): State<Arc<berth_daemon::ImageService>>,
+    State(containers): State<Arc<berth_daemon::ContainerService>>,
+    State(volumes): State<Arc<berth_daemon::VolumeService>>,
+) -> ApiResult<Response> {
+    let filters = berth_api::filters::Filters::default();
+    let mut cs = containers.list(true, None, &filters)?;
+    for c in cs.iter_mut() {
+        let id = c["Id"].as_str().unwrap_or("").to_string();
+        let svc = containers.clone();
+        let size = tokio::task::spawn_blocking(move || svc.size_rw(&id))
+            .await
+            .unwrap_or(0);
+        c["SizeRw"] = serde_json::json!(size);
+        c["SizeRootFs"] = serde_json::json!(size);
+    }
+    let imgs = images.list().await?;
+    let layers: u64 = imgs.iter().map(|i| i.size).sum();
+    let image_json: Vec<serde_json::Value> = imgs
+        .iter()
+        .map(|i| {
+            let used = cs.iter().filter(|c| c["ImageID"] == i.id.as_str()).count();
+            let created = i
+                .config
+                .created
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|d| d.timestamp())
+                .unwrap_or(0);
+            serde_json::json!({
+                "Id": i.id, "ParentId": "", "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+                "RepoDigests": [], "Created": created, "Size": i.size, "SharedSize": 0,
+                "Labels": i.config.config.labels, "Containers": used,
+            })
+        })
+        .collect();
+    Ok(json_response(&serde_json::json!({
+        "LayersSize": layers,
+        "Images": image_json,
+        "Containers": cs,
+        "Volumes": volumes.usage().await?,
+        "BuildCache": [],
+    })))
 }
 
 async fn ping() -> Response {

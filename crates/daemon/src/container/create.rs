@@ -156,24 +156,34 @@ impl ContainerService {
             state: State::default(),
             restart_count: 0,
             networking_config: req.networking_config,
+            mounts: Vec::new(),
         };
+        let mut record = record;
+        record.mounts = self.resolve_mounts(&record).await?;
         let entry = Entry::new(record.clone());
-        {
+        let conflict = {
             let mut entries = self.entries.lock().expect("entries lock");
-            if let Some(other) = entries
+            match entries
                 .values()
                 .find(|e| e.record.lock().expect("record lock").name == name)
             {
-                return Err(Error::conflict(format!(
-                    "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                    other.id()
-                )));
+                Some(other) => Some(other.id()),
+                None => {
+                    entries.insert(id.clone(), entry.clone());
+                    None
+                }
             }
-            entries.insert(id.clone(), entry.clone());
+        };
+        if let Some(other) = conflict {
+            self.remove_anonymous_volumes(&record).await;
+            return Err(Error::conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
         }
         let res = self.finish_create(&record).await;
         if let Err(e) = res {
             self.entries.lock().expect("entries lock").remove(&id);
+            self.remove_anonymous_volumes(&record).await;
             let _ = self.images.remove_snapshot(&id).await;
             let _ = std::fs::remove_dir_all(self.container_dir(&id));
             return Err(e);

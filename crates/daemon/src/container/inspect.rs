@@ -144,7 +144,7 @@ impl ContainerService {
                     "WorkDir": snap.join("work"),
                 }
             },
-            "Mounts": [],
+            "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
             "Config": r.config,
             "NetworkSettings": {
                 "Bridge": "", "SandboxID": "", "SandboxKey": if r.state.running() { json!(self.netns_path(&r.id)) } else { json!("") },
@@ -155,6 +155,23 @@ impl ContainerService {
                 "Networks": networks(&r),
             }
         }))
+    }
+
+    /// Bytes written by a container into its writable layer.
+    pub fn size_rw(&self, id: &str) -> u64 {
+        fn walk(p: &std::path::Path) -> u64 {
+            let Ok(rd) = std::fs::read_dir(p) else {
+                return 0;
+            };
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.cfg.data_root.join("snapshots").join(id).join("upper"))
     }
 
     /// `GET /containers/json`.
@@ -208,7 +225,7 @@ impl ContainerService {
                     "Status": status_text(&r),
                     "HostConfig": {"NetworkMode": if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() }},
                     "NetworkSettings": {"Networks": networks(&r)},
-                    "Mounts": [],
+                    "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
                 })
             })
             .collect();

@@ -11,6 +11,7 @@ mod attach;
 mod create;
 mod inspect;
 mod logs;
+mod mounts;
 mod ops;
 pub mod record;
 mod start;
@@ -34,6 +35,7 @@ use record::ContainerRecord;
 use crate::config::DaemonConfig;
 use crate::events::EventBus;
 use crate::images::{ImageService, UsageFn};
+use crate::volumes::{VolumeService, VolumeUsageFn};
 
 const CONTAINERS: Table = Table::new("containers");
 
@@ -103,6 +105,7 @@ pub struct ContainerService {
     cfg: Arc<DaemonConfig>,
     store: Arc<Store>,
     images: Arc<ImageService>,
+    volumes: Arc<VolumeService>,
     events: Arc<EventBus>,
     entries: Mutex<BTreeMap<String, Arc<Entry>>>,
 }
@@ -118,6 +121,7 @@ impl ContainerService {
         cfg: Arc<DaemonConfig>,
         store: Arc<Store>,
         images: Arc<ImageService>,
+        volumes: Arc<VolumeService>,
         events: Arc<EventBus>,
     ) -> Result<Arc<ContainerService>> {
         let st = store.clone();
@@ -126,9 +130,22 @@ impl ContainerService {
             cfg,
             store,
             images,
+            volumes,
             events,
             entries: Mutex::new(BTreeMap::new()),
         });
+        // Volumes mounted for containers that kept running stay mounted until those exit.
+        let live_volumes: Vec<String> = records
+            .iter()
+            .filter(|(_, r)| r.state.running())
+            .flat_map(|(_, r)| {
+                r.mounts
+                    .iter()
+                    .filter(|m| m.kind == "volume")
+                    .map(|m| m.name.clone())
+            })
+            .collect();
+        svc.volumes.store().restore_users(&live_volumes);
         for (id, rec) in records {
             let running = rec.state.running();
             let e = Entry::new(rec);
@@ -241,6 +258,26 @@ impl ContainerService {
                         Usage::Stopped(r.id)
                     }
                 })
+                .collect()
+        })
+    }
+
+    /// Which containers refer to which volume, for volume remove and prune.
+    pub fn volume_usage_fn(self: &Arc<Self>) -> VolumeUsageFn {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |name: &str| {
+            let Some(svc) = weak.upgrade() else {
+                return Vec::new();
+            };
+            svc.all()
+                .into_iter()
+                .map(|e| e.record())
+                .filter(|r| {
+                    r.mounts
+                        .iter()
+                        .any(|m| m.kind == "volume" && m.name == name)
+                })
+                .map(|r| r.id)
                 .collect()
         })
     }

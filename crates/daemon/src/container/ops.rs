@@ -116,7 +116,7 @@ impl ContainerService {
     }
 
     /// `docker rm [-f]`.
-    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+    pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let e = self.get(name)?;
         let rec = e.record();
         if rec.state.running() {
@@ -132,11 +132,11 @@ impl ContainerService {
             Self::wait_exit(&e, exits, Some(Duration::from_secs(30))).await;
         }
         let _op = e.op.lock().await;
-        self.remove_entry(&e).await
+        self.remove_entry(&e, volumes).await
     }
 
     /// Deletes a stopped container and everything it owns. Idempotent: the first caller does it.
-    pub(super) async fn remove_entry(&self, e: &Arc<Entry>) -> Result<()> {
+    pub(super) async fn remove_entry(&self, e: &Arc<Entry>, volumes: bool) -> Result<()> {
         let id = e.id();
         if self
             .entries
@@ -167,6 +167,9 @@ impl ContainerService {
         })
         .await;
         self.publish("destroy", &rec, &[]);
+        if volumes {
+            self.remove_anonymous_volumes(&rec).await;
+        }
         e.wait.send_modify(|w| w.removed = true);
         snap.and(files)
     }

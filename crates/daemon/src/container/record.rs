@@ -54,6 +54,8 @@ pub struct ContainerRecord {
     pub state: State,
     pub restart_count: i64,
     pub networking_config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub mounts: Vec<super::mounts::MountPoint>,
 }
 
 impl ContainerRecord {

@@ -72,12 +72,14 @@ impl ContainerService {
                 });
                 self.persist(&rec).await?;
                 e.wait.send_modify(|w| w.running = true);
+                self.publish_volume_mounts(&rec);
                 self.publish("start", &rec, &[]);
                 Ok(())
             }
             Err(err) => {
                 *e.shim.lock().await = None;
                 self.release_host_state(&rec.id).await;
+                self.release_volumes(&rec, false).await;
                 let msg = err.message.clone();
                 let rec = e.update(|r| {
                     r.state.error = msg.clone();
@@ -85,7 +87,7 @@ impl ContainerService {
                 });
                 let _ = self.persist(&rec).await;
                 if rec.host_config.auto_remove {
-                    let _ = self.remove_entry(&e).await;
+                    let _ = self.remove_entry(&e, true).await;
                 }
                 Err(err)
             }
@@ -112,6 +114,7 @@ impl ContainerService {
             open_stdin: rec.config.open_stdin,
         };
         let shim_bin = self.cfg.shim_path.clone();
+        let vstore = self.volumes.store();
         let shim_cfg2 = shim_cfg.clone();
         let t0 = std::time::Instant::now();
         let pid = blocking(move || {
@@ -145,6 +148,7 @@ impl ContainerService {
                 .find_map(|v| v.strip_prefix("PATH="))
                 .unwrap_or(spec::DEFAULT_PATH)
                 .to_string();
+            let mounts = super::mounts::spec_mounts(&rec.mounts, &vstore, &root)?;
             user::check_command(&root, &rec.path, &path_env, &cwd).map_err(|e| {
                 Error::invalid(format!(
                     "failed to create task for container: failed to create shim task: OCI runtime create failed: unable to start container process: {}: unknown",
@@ -169,6 +173,7 @@ impl ContainerService {
                     .iter()
                     .map(|f| (cdir.join(f), format!("/etc/{f}")))
                     .collect(),
+                mounts,
             };
             tracing::debug!(container = %rec.id, elapsed = ?t0.elapsed(), "rootfs, netns and files ready");
             let _ = std::fs::remove_dir_all(&bundle);
@@ -257,6 +262,7 @@ impl ContainerService {
         e.subscribers.lock().expect("subscribers lock").clear();
         let id = e.id();
         self.release_host_state(&id).await;
+        self.release_volumes(&e.record(), true).await;
         let (code, finished, error) = match status {
             Some(s) => (s.code as i64, s.finished_at, String::new()),
             None => (
@@ -286,7 +292,7 @@ impl ContainerService {
         });
         let _ = std::fs::remove_dir_all(self.bundle_dir(&id));
         if rec.host_config.auto_remove {
-            if let Err(err) = self.remove_entry(e).await {
+            if let Err(err) = self.remove_entry(e, true).await {
                 tracing::error!(container = %id, "auto-remove: {err}");
             }
             tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "auto-removed");
