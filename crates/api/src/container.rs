@@ -59,11 +59,7 @@ pub struct Config {
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "strslice"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "strslice")]
     pub shell: Option<Vec<String>>,
 }
 
@@ -86,10 +82,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            kind: "json-file".into(),
-            config: BTreeMap::new(),
-        }
+        LogConfig { kind: "json-file".into(), config: BTreeMap::new() }
     }
 }
 
@@ -181,10 +174,7 @@ mod tests {
               "Dns":[],"ShmSize":0,"PidsLimit":null,"Ulimits":null},
             "NetworkingConfig":{"EndpointsConfig":{}}}"#;
         let req: CreateRequest = serde_json::from_str(body).unwrap();
-        assert_eq!(
-            req.config.cmd.as_deref(),
-            Some(&["echo".to_string(), "hello".to_string()][..])
-        );
+        assert_eq!(req.config.cmd.as_deref(), Some(&["echo".to_string(), "hello".to_string()][..]));
         assert!(req.host_config.auto_remove);
         assert!(req.config.env.is_empty());
         assert_eq!(req.host_config.extra["ContainerIDFile"], "");

@@ -15,21 +15,14 @@ impl Filters {
             return Ok(Filters::default());
         }
         let v: Value = serde_json::from_str(s).map_err(|e| format!("invalid filter: {e}"))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| "invalid filter: not an object".to_string())?;
+        let obj = v.as_object().ok_or_else(|| "invalid filter: not an object".to_string())?;
         let mut out = BTreeMap::new();
         for (k, v) in obj {
             let values: Vec<String> = match v {
-                Value::Object(m) => m
-                    .iter()
-                    .filter(|(_, on)| on.as_bool().unwrap_or(true))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect(),
+                Value::Object(m) => {
+                    m.iter().filter(|(_, on)| on.as_bool().unwrap_or(true)).map(|(k, _)| k.clone()).collect()
+                }
+                Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
                 Value::String(s) => vec![s.clone()],
                 _ => return Err(format!("invalid filter: bad value for {k:?}")),
             };

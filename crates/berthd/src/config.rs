@@ -8,11 +8,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "berthd",
-    version,
-    about = "Berth: a container engine that speaks the Docker Engine API"
-)]
+#[command(name = "berthd", version, about = "Berth: a container engine that speaks the Docker Engine API")]
 pub struct Args {
     /// Root of persistent state (images, containers, metadata)
     #[arg(long)]
@@ -80,15 +76,8 @@ impl Settings {
             Err(e) => return Err(e).with_context(|| format!("read {}", a.config_file.display())),
         };
         let _ = file.live_restore;
-        let exec_root = a
-            .exec_root
-            .or(file.exec_root)
-            .unwrap_or_else(|| "/run/berth".into());
-        let mut hosts = if !a.hosts.is_empty() {
-            a.hosts
-        } else {
-            file.hosts.unwrap_or_default()
-        };
+        let exec_root = a.exec_root.or(file.exec_root).unwrap_or_else(|| "/run/berth".into());
+        let mut hosts = if !a.hosts.is_empty() { a.hosts } else { file.hosts.unwrap_or_default() };
         if hosts.is_empty() {
             hosts.push("unix:///run/berth/berth.sock".into());
         }
@@ -104,10 +93,7 @@ impl Settings {
             "fatal" => "error".into(),
             other => bail!("unknown log level {other:?}: use debug, info, warn, error or fatal"),
         };
-        let cgroup_parent = a
-            .cgroup_parent
-            .or(file.cgroup_parent)
-            .unwrap_or_else(|| "/berth".into());
+        let cgroup_parent = a.cgroup_parent.or(file.cgroup_parent).unwrap_or_else(|| "/berth".into());
         let cgroup_parent = format!("/{}", cgroup_parent.trim_matches('/'));
         if cgroup_parent == "/" || cgroup_parent.contains("..") {
             bail!("invalid cgroup parent {cgroup_parent:?}");
@@ -117,10 +103,7 @@ impl Settings {
             None => find_shim()?,
         };
         Ok(Settings {
-            data_root: a
-                .data_root
-                .or(file.data_root)
-                .unwrap_or_else(|| "/var/lib/berth".into()),
+            data_root: a.data_root.or(file.data_root).unwrap_or_else(|| "/var/lib/berth".into()),
             exec_root,
             hosts,
             log_level,
@@ -132,10 +115,7 @@ impl Settings {
 }
 
 fn find_shim() -> Result<PathBuf> {
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
+    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
         let p = dir.join("berth-shim");
         if p.exists() {
             return Ok(p);
@@ -160,18 +140,9 @@ pub fn lock_data_root(root: &Path) -> Result<std::fs::File> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("open {}", path.display()))?;
-    if rustix::fs::flock(
-        f.as_fd(),
-        rustix::fs::FlockOperation::NonBlockingLockExclusive,
-    )
-    .is_err()
-    {
+    if rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         let pid = std::fs::read_to_string(&path).unwrap_or_default();
-        bail!(
-            "another berthd (pid {}) is already using data root {}",
-            pid.trim(),
-            root.display()
-        );
+        bail!("another berthd (pid {}) is already using data root {}", pid.trim(), root.display());
     }
     use std::io::Write;
     f.set_len(0)?;

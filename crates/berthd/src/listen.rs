@@ -27,27 +27,21 @@ async fn open(host: &str) -> Result<Listener> {
             if tokio::net::UnixStream::connect(path).await.is_ok() {
                 bail!("{} is in use by another daemon", path.display());
             }
-            std::fs::remove_file(path)
-                .with_context(|| format!("remove stale socket {}", path.display()))?;
+            std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))?;
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let l =
-            UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
+        let l = UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
         return Ok(Listener::Unix(l));
     }
     if let Some(addr) = host.strip_prefix("tcp://") {
-        let addr: SocketAddr = addr
-            .parse()
-            .with_context(|| format!("invalid TCP address {addr:?}"))?;
+        let addr: SocketAddr = addr.parse().with_context(|| format!("invalid TCP address {addr:?}"))?;
         if !addr.ip().is_loopback() {
             bail!("refusing to listen on {addr} without TLS: only loopback TCP is accepted until TLS lands");
         }
-        let l = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listen on {addr}"))?;
+        let l = TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
         return Ok(Listener::Tcp(l));
     }
     bail!("unsupported host {host:?}: use unix:///path or tcp://127.0.0.1:port")
@@ -55,11 +49,8 @@ async fn open(host: &str) -> Result<Listener> {
 
 pub async fn serve<S>(l: Listener, app: S, mut stop: tokio::sync::watch::Receiver<bool>)
 where
-    S: tower::Service<
-            Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
+    S: tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
         + Send
         + Sync
         + 'static,

@@ -26,10 +26,7 @@ fn main() {
             lvl = settings.log_level
         ))
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     // Two workers: the API is I/O-bound and blocking work has its own pool. Keeps idle RSS small.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -46,10 +43,8 @@ fn main() {
 }
 
 async fn run(s: Settings) -> Result<()> {
-    std::fs::create_dir_all(&s.data_root)
-        .with_context(|| format!("create {}", s.data_root.display()))?;
-    std::fs::create_dir_all(&s.exec_root)
-        .with_context(|| format!("create {}", s.exec_root.display()))?;
+    std::fs::create_dir_all(&s.data_root).with_context(|| format!("create {}", s.data_root.display()))?;
+    std::fs::create_dir_all(&s.exec_root).with_context(|| format!("create {}", s.exec_root.display()))?;
     let _lock = config::lock_data_root(&s.data_root)?;
     let listeners = listen::open_all(&s.hosts).await?;
     if let Some(p) = &s.pidfile {

@@ -47,9 +47,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 type Body = BoxBody<Bytes, std::io::Error>;
 
 pub fn empty() -> Body {
-    Full::new(Bytes::new())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
@@ -90,19 +88,12 @@ impl Client {
 
     async fn connect(&self) -> Result<Box<dyn Io>> {
         Ok(match &self.host {
-            Host::Unix(p) => {
-                Box::new(tokio::net::UnixStream::connect(p).await.with_context(|| {
-                    format!(
-                        "Cannot connect to the Berth daemon at unix://{}. Is berthd running?",
-                        p.display()
-                    )
-                })?)
+            Host::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await.with_context(|| {
+                format!("Cannot connect to the Berth daemon at unix://{}. Is berthd running?", p.display())
+            })?),
+            Host::Tcp(a) => {
+                Box::new(tokio::net::TcpStream::connect(a).await.with_context(|| format!("connect to tcp://{a}"))?)
             }
-            Host::Tcp(a) => Box::new(
-                tokio::net::TcpStream::connect(a)
-                    .await
-                    .with_context(|| format!("connect to tcp://{a}"))?,
-            ),
         })
     }
 
@@ -119,10 +110,7 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{API_PREFIX}{path}"))
-            .header("Host", "berth");
+        let mut req = Request::builder().method(method).uri(format!("{API_PREFIX}{path}")).header("Host", "berth");
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
         }
@@ -158,9 +146,7 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        Ok(serde_json::from_value(
-            self.call(Method::GET, path, None).await?,
-        )?)
+        Ok(serde_json::from_value(self.call(Method::GET, path, None).await?)?)
     }
 
     /// `POST` with Upgrade: tcp; returns the raw bidirectional stream after `101`.
@@ -181,9 +167,7 @@ impl Client {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             bail!("daemon did not upgrade the connection ({})", resp.status());
         }
-        let up = hyper::upgrade::on(resp)
-            .await
-            .map_err(|e| anyhow!("upgrade: {e}"))?;
+        let up = hyper::upgrade::on(resp).await.map_err(|e| anyhow!("upgrade: {e}"))?;
         Ok(TokioIo::new(up))
     }
 }

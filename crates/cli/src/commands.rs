@@ -49,11 +49,7 @@ pub fn human_size(n: f64) -> String {
         i += 1;
     }
     let s = format!("{v:.3}");
-    let s = if s.len() > 4 {
-        s[..4].trim_end_matches('.').to_string()
-    } else {
-        s
-    };
+    let s = if s.len() > 4 { s[..4].trim_end_matches('.').to_string() } else { s };
     format!("{s}{}", units[i])
 }
 
@@ -72,19 +68,12 @@ fn ago(unix: i64) -> String {
 pub async fn images(c: &Client, all: bool, quiet: bool) -> Result<String> {
     let list: Vec<Value> = c.get(&format!("/images/json?all={}", all as u8)).await?;
     if quiet {
-        return Ok(list
-            .iter()
-            .map(|i| short(i["Id"].as_str().unwrap_or("")) + "\n")
-            .collect());
+        return Ok(list.iter().map(|i| short(i["Id"].as_str().unwrap_or("")) + "\n").collect());
     }
     let mut rows = Vec::new();
     for i in &list {
         let tags: Vec<String> = serde_json::from_value(i["RepoTags"].clone()).unwrap_or_default();
-        let tags = if tags.is_empty() {
-            vec!["<none>:<none>".to_string()]
-        } else {
-            tags
-        };
+        let tags = if tags.is_empty() { vec!["<none>:<none>".to_string()] } else { tags };
         for t in tags {
             let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
             rows.push(vec![
@@ -96,19 +85,10 @@ pub async fn images(c: &Client, all: bool, quiet: bool) -> Result<String> {
             ]);
         }
     }
-    Ok(table(
-        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-        &rows,
-    ))
+    Ok(table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows))
 }
 
-pub async fn ps(
-    c: &Client,
-    all: bool,
-    quiet: bool,
-    filters: &[String],
-    last: Option<i64>,
-) -> Result<String> {
+pub async fn ps(c: &Client, all: bool, quiet: bool, filters: &[String], last: Option<i64>) -> Result<String> {
     let mut f = serde_json::Map::new();
     for kv in filters {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
@@ -118,20 +98,13 @@ pub async fn ps(
             .expect("object")
             .insert(v.to_string(), json!(true));
     }
-    let mut path = format!(
-        "/containers/json?all={}&filters={}",
-        all as u8,
-        enc(&Value::Object(f).to_string())
-    );
+    let mut path = format!("/containers/json?all={}&filters={}", all as u8, enc(&Value::Object(f).to_string()));
     if let Some(n) = last {
         path.push_str(&format!("&limit={n}"));
     }
     let list: Vec<Value> = c.get(&path).await?;
     if quiet {
-        return Ok(list
-            .iter()
-            .map(|i| short(i["Id"].as_str().unwrap_or("")) + "\n")
-            .collect());
+        return Ok(list.iter().map(|i| short(i["Id"].as_str().unwrap_or("")) + "\n").collect());
     }
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -149,26 +122,11 @@ pub async fn ps(
                 ago(i["Created"].as_i64().unwrap_or(0)),
                 i["Status"].as_str().unwrap_or("").to_string(),
                 String::new(),
-                i["Names"][0]
-                    .as_str()
-                    .unwrap_or("")
-                    .trim_start_matches('/')
-                    .to_string(),
+                i["Names"][0].as_str().unwrap_or("").trim_start_matches('/').to_string(),
             ]
         })
         .collect();
-    Ok(table(
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    ))
+    Ok(table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &rows))
 }
 
 pub async fn import(
@@ -191,26 +149,15 @@ pub async fn import(
     let body = if file == "-" {
         reader_body(tokio::io::stdin())
     } else {
-        reader_body(
-            tokio::fs::File::open(file)
-                .await
-                .map_err(|e| anyhow::anyhow!("open {file}: {e}"))?,
-        )
+        reader_body(tokio::fs::File::open(file).await.map_err(|e| anyhow::anyhow!("open {file}: {e}"))?)
     };
-    let resp = Client::check(
-        c.send(Method::POST, &path, body, Some("application/x-tar"))
-            .await?,
-    )
-    .await?;
+    let resp = Client::check(c.send(Method::POST, &path, body, Some("application/x-tar")).await?).await?;
     let bytes = resp.into_body().collect().await?.to_bytes();
     let mut out = String::new();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let v: Value = serde_json::from_slice(line)?;
         if let Some(e) = v["error"].as_str() {
-            bail!(ApiError {
-                status: hyper::StatusCode::OK,
-                message: e.to_string()
-            });
+            bail!(ApiError { status: hyper::StatusCode::OK, message: e.to_string() });
         }
         if let Some(s) = v["status"].as_str() {
             out.push_str(s);
@@ -315,10 +262,7 @@ pub async fn run(c: &Client, o: RunOptions) -> Result<i32> {
     let id = created["Id"].as_str().unwrap_or_default().to_string();
     if o.detach {
         println!("{id}");
-        if let Err(e) = c
-            .call(Method::POST, &format!("/containers/{id}/start"), None)
-            .await
-        {
+        if let Err(e) = c.call(Method::POST, &format!("/containers/{id}/start"), None).await {
             let msg = e.to_string();
             eprintln!("berth: {msg}");
             return Ok(start_failure_code(&msg));
@@ -333,19 +277,10 @@ pub async fn run(c: &Client, o: RunOptions) -> Result<i32> {
         .await?;
     let cond = if o.rm { "removed" } else { "next-exit" };
     let wait = Client::check(
-        c.send(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition={cond}"),
-            crate::client::empty(),
-            None,
-        )
-        .await?,
+        c.send(Method::POST, &format!("/containers/{id}/wait?condition={cond}"), crate::client::empty(), None).await?,
     )
     .await?;
-    if let Err(e) = c
-        .call(Method::POST, &format!("/containers/{id}/start"), None)
-        .await
-    {
+    if let Err(e) = c.call(Method::POST, &format!("/containers/{id}/start"), None).await {
         let msg = e.to_string();
         eprintln!("berth: {msg}");
         return Ok(start_failure_code(&msg));
@@ -383,11 +318,7 @@ pub async fn logs(
     if let Some(s) = since {
         path.push_str(&format!("&since={}", enc(s)));
     }
-    let resp = Client::check(
-        c.send(Method::GET, &path, crate::client::empty(), None)
-            .await?,
-    )
-    .await?;
+    let resp = Client::check(c.send(Method::GET, &path, crate::client::empty(), None).await?).await?;
     use futures_util::TryStreamExt;
     let stream = http_body_util::BodyStream::new(resp.into_body())
         .try_filter_map(|f| async move { Ok(f.into_data().ok()) })

@@ -8,11 +8,7 @@ use hyper::Method;
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(
-    name = "berth",
-    version,
-    about = "A docker-compatible client for the Berth engine"
-)]
+#[command(name = "berth", version, about = "A docker-compatible client for the Berth engine")]
 struct Cli {
     /// Daemon socket to connect to (default: $BERTH_HOST, $DOCKER_HOST, unix:///run/berth/berth.sock)
     #[arg(short = 'H', long = "host", global = true)]
@@ -142,10 +138,7 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let code = rt.block_on(async {
         match run(cli).await {
             Ok(code) => code,
@@ -189,11 +182,7 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Version => {
             let v: Value = c.get("/version").await?;
-            println!(
-                "Client:\n Version:    {}\n API version: {}",
-                env!("CARGO_PKG_VERSION"),
-                berth_api::API_VERSION
-            );
+            println!("Client:\n Version:    {}\n API version: {}", env!("CARGO_PKG_VERSION"), berth_api::API_VERSION);
             println!("\nServer: {}", v["Platform"]["Name"].as_str().unwrap_or(""));
             println!(" Engine:\n  Version:    {}\n  API version: {} (minimum version {})\n  OS/Arch:    {}/{}\n  Kernel:     {}",
                 v["Version"].as_str().unwrap_or(""), v["ApiVersion"].as_str().unwrap_or(""), v["MinAPIVersion"].as_str().unwrap_or(""),
@@ -205,10 +194,7 @@ async fn run(cli: Cli) -> Result<i32> {
             println!("Server:");
             println!(
                 " Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}",
-                i["Containers"],
-                i["ContainersRunning"],
-                i["ContainersPaused"],
-                i["ContainersStopped"]
+                i["Containers"], i["ContainersRunning"], i["ContainersPaused"], i["ContainersStopped"]
             );
             println!(
                 " Images: {}\n Server Version: {}\n Storage Driver: {}",
@@ -221,21 +207,18 @@ async fn run(cli: Cli) -> Result<i32> {
                 i["CgroupDriver"].as_str().unwrap_or(""),
                 i["CgroupVersion"].as_str().unwrap_or("")
             );
-            println!(" Kernel Version: {}\n Operating System: {}\n CPUs: {}\n Total Memory: {}\n Docker Root Dir: {}",
-                i["KernelVersion"].as_str().unwrap_or(""), i["OperatingSystem"].as_str().unwrap_or(""), i["NCPU"],
-                commands::human_size(i["MemTotal"].as_f64().unwrap_or(0.0)), i["DockerRootDir"].as_str().unwrap_or(""));
+            println!(
+                " Kernel Version: {}\n Operating System: {}\n CPUs: {}\n Total Memory: {}\n Docker Root Dir: {}",
+                i["KernelVersion"].as_str().unwrap_or(""),
+                i["OperatingSystem"].as_str().unwrap_or(""),
+                i["NCPU"],
+                commands::human_size(i["MemTotal"].as_f64().unwrap_or(0.0)),
+                i["DockerRootDir"].as_str().unwrap_or("")
+            );
             Ok(0)
         }
-        Cmd::Import {
-            file,
-            reference,
-            change,
-            message,
-        } => {
-            print!(
-                "{}",
-                commands::import(&c, &file, reference.as_deref(), &change, &message).await?
-            );
+        Cmd::Import { file, reference, change, message } => {
+            print!("{}", commands::import(&c, &file, reference.as_deref(), &change, &message).await?);
             Ok(0)
         }
         Cmd::Images { all, quiet } => {
@@ -245,14 +228,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Rmi { force, images } => {
             let mut code = 0;
             for i in images {
-                match c
-                    .call(
-                        Method::DELETE,
-                        &format!("/images/{i}?force={}", force as u8),
-                        None,
-                    )
-                    .await
-                {
+                match c.call(Method::DELETE, &format!("/images/{i}?force={}", force as u8), None).await {
                     Ok(Value::Array(items)) => {
                         for it in items {
                             if let Some(t) = it["Untagged"].as_str() {
@@ -311,43 +287,20 @@ async fn run(cli: Cli) -> Result<i32> {
                 }
             }
         }
-        Cmd::Ps {
-            all,
-            quiet,
-            filter,
-            last,
-        } => {
+        Cmd::Ps { all, quiet, filter, last } => {
             print!("{}", commands::ps(&c, all, quiet, &filter, last).await?);
             Ok(0)
         }
-        Cmd::Logs {
-            follow,
-            timestamps,
-            tail,
-            since,
-            container,
-        } => {
+        Cmd::Logs { follow, timestamps, tail, since, container } => {
             commands::logs(&c, &container, follow, timestamps, &tail, since.as_deref()).await?;
             Ok(0)
         }
         Cmd::Start { containers } => Ok(each(&containers, |n| {
             let c = c.clone();
-            async move {
-                c.call(
-                    Method::POST,
-                    &format!("/containers/{}/start", enc(&n)),
-                    None,
-                )
-                .await
-                .map(|_| ())
-            }
+            async move { c.call(Method::POST, &format!("/containers/{}/start", enc(&n)), None).await.map(|_| ()) }
         })
         .await),
-        Cmd::Stop {
-            time,
-            signal,
-            containers,
-        } => Ok(each(&containers, |n| {
+        Cmd::Stop { time, signal, containers } => Ok(each(&containers, |n| {
             let c = c.clone();
             let mut q = String::new();
             if let Some(t) = time {
@@ -356,41 +309,25 @@ async fn run(cli: Cli) -> Result<i32> {
             if let Some(s) = &signal {
                 q.push_str(&format!("signal={}", enc(s)));
             }
-            async move {
-                c.call(
-                    Method::POST,
-                    &format!("/containers/{}/stop?{q}", enc(&n)),
-                    None,
-                )
-                .await
-                .map(|_| ())
-            }
+            async move { c.call(Method::POST, &format!("/containers/{}/stop?{q}", enc(&n)), None).await.map(|_| ()) }
         })
         .await),
-        Cmd::Kill { signal, containers } => Ok(each(&containers, |n| {
-            let c = c.clone();
-            let s = enc(&signal);
-            async move {
-                c.call(
-                    Method::POST,
-                    &format!("/containers/{}/kill?signal={s}", enc(&n)),
-                    None,
-                )
-                .await
-                .map(|_| ())
-            }
-        })
-        .await),
+        Cmd::Kill { signal, containers } => {
+            Ok(each(&containers, |n| {
+                let c = c.clone();
+                let s = enc(&signal);
+                async move {
+                    c.call(Method::POST, &format!("/containers/{}/kill?signal={s}", enc(&n)), None).await.map(|_| ())
+                }
+            })
+            .await)
+        }
         Cmd::Rm { force, containers } => Ok(each(&containers, |n| {
             let c = c.clone();
             async move {
-                c.call(
-                    Method::DELETE,
-                    &format!("/containers/{}?force={}", enc(&n), force as u8),
-                    None,
-                )
-                .await
-                .map(|_| ())
+                c.call(Method::DELETE, &format!("/containers/{}?force={}", enc(&n), force as u8), None)
+                    .await
+                    .map(|_| ())
             }
         })
         .await),
@@ -398,10 +335,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let mut out = Vec::new();
             let mut code = 0;
             for n in names {
-                match c
-                    .get::<Value>(&format!("/containers/{}/json", enc(&n)))
-                    .await
-                {
+                match c.get::<Value>(&format!("/containers/{}/json", enc(&n))).await {
                     Ok(v) => out.push(v),
                     Err(_) => match c.get::<Value>(&format!("/images/{n}/json")).await {
                         Ok(v) => out.push(v),

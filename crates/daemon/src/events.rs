@@ -22,34 +22,17 @@ impl Default for EventBus {
 
 impl EventBus {
     pub fn new() -> EventBus {
-        EventBus {
-            tx: broadcast::channel(4096).0,
-            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
-        }
+        EventBus { tx: broadcast::channel(4096).0, history: Mutex::new(VecDeque::with_capacity(HISTORY)) }
     }
 
     /// Publishes an event of `kind` (`container`, `image`, ...) about `id`.
-    pub fn publish(
-        &self,
-        kind: &str,
-        action: &str,
-        id: &str,
-        attributes: BTreeMap<String, String>,
-    ) {
+    pub fn publish(&self, kind: &str, action: &str, id: &str, attributes: BTreeMap<String, String>) {
         let now = chrono::Utc::now();
         let nanos = now.timestamp_nanos_opt().unwrap_or(0);
         let legacy = kind == "container" || kind == "image";
         let ev = Event {
-            status: if legacy {
-                action.to_string()
-            } else {
-                String::new()
-            },
-            id: if legacy {
-                id.to_string()
-            } else {
-                String::new()
-            },
+            status: if legacy { action.to_string() } else { String::new() },
+            id: if legacy { id.to_string() } else { String::new() },
             from: if kind == "container" {
                 attributes.get("image").cloned().unwrap_or_default()
             } else {
@@ -57,10 +40,7 @@ impl EventBus {
             },
             kind: kind.to_string(),
             action: action.to_string(),
-            actor: Actor {
-                id: id.to_string(),
-                attributes,
-            },
+            actor: Actor { id: id.to_string(), attributes },
             scope: "local".into(),
             time: nanos / 1_000_000_000,
             time_nano: nanos,
@@ -93,15 +73,9 @@ pub fn matches(ev: &Event, f: &Filters) -> bool {
     };
     let attr = |k: &str| ev.actor.attributes.get(k).map(String::as_str).unwrap_or("");
     any("type", &|t| t == ev.kind)
-        && any("event", &|a| {
-            a == ev.action || ev.action.starts_with(&format!("{a}:"))
-        })
-        && any("container", &|c| {
-            ev.kind == "container" && (ev.actor.id.starts_with(c) || attr("name") == c)
-        })
-        && any("image", &|i| {
-            (ev.kind == "image" && (ev.actor.id == i || attr("name") == i)) || attr("image") == i
-        })
+        && any("event", &|a| a == ev.action || ev.action.starts_with(&format!("{a}:")))
+        && any("container", &|c| ev.kind == "container" && (ev.actor.id.starts_with(c) || attr("name") == c))
+        && any("image", &|i| (ev.kind == "image" && (ev.actor.id == i || attr("name") == i)) || attr("image") == i)
         && f.match_labels(&ev.actor.attributes)
 }
 

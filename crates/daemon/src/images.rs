@@ -18,19 +18,21 @@ pub struct ImageService {
     usage: OnceLock<UsageFn>,
 }
 
+/// `until` as unix seconds or an RFC 3339 time.
+fn parse_until(u: &str) -> Result<i64> {
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(u) {
+        return Ok(d.timestamp());
+    }
+    u.split('.').next().unwrap_or("").parse().map_err(|_| Error::invalid(format!("invalid filter 'until={u}'")))
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
 }
 
 impl ImageService {
     pub fn new(store: Arc<ImageStore>, events: Arc<EventBus>) -> ImageService {
-        ImageService {
-            store,
-            events,
-            usage: OnceLock::new(),
-        }
+        ImageService { store, events, usage: OnceLock::new() }
     }
 
     /// Wires in who uses which image; the container service provides it after both exist.
@@ -39,11 +41,7 @@ impl ImageService {
     }
 
     /// Imports a rootfs tar streamed from `body`.
-    pub async fn import(
-        &self,
-        body: impl AsyncRead + Send + Unpin + 'static,
-        opts: ImportOptions,
-    ) -> Result<Digest> {
+    pub async fn import(&self, body: impl AsyncRead + Send + Unpin + 'static, opts: ImportOptions) -> Result<Digest> {
         let store = self.store.clone();
         let reference = opts.reference.clone();
         let id = blocking(move || store.import(SyncIoBridge::new(body), opts)).await?;
@@ -71,15 +69,9 @@ impl ImageService {
     pub async fn tag(&self, name: &str, repo: &str, tag: &str) -> Result<()> {
         let mut reference = Reference::parse(repo)?;
         if reference.digest().is_some() {
-            return Err(Error::invalid(
-                "refusing to create a tag with a digest reference",
-            ));
+            return Err(Error::invalid("refusing to create a tag with a digest reference"));
         }
-        reference = reference.with_tag(if tag.is_empty() {
-            berth_types::DEFAULT_TAG
-        } else {
-            tag
-        })?;
+        reference = reference.with_tag(if tag.is_empty() { berth_types::DEFAULT_TAG } else { tag })?;
         let (store, name, r) = (self.store.clone(), name.to_string(), reference.clone());
         let img = blocking(move || store.tag(&name, &r)).await?;
         let mut attrs = BTreeMap::new();
@@ -108,8 +100,7 @@ impl ImageService {
             match r {
                 DeleteResponse::Untagged(t) => {
                     attrs.insert("name".to_string(), t.clone());
-                    self.events
-                        .publish("image", "untag", deleted.as_deref().unwrap_or(""), attrs);
+                    self.events.publish("image", "untag", deleted.as_deref().unwrap_or(""), attrs);
                 }
                 DeleteResponse::Deleted(id) => {
                     attrs.insert("name".to_string(), id.clone());
@@ -133,6 +124,112 @@ impl ImageService {
     pub async fn remove_snapshot(&self, key: &str) -> Result<()> {
         let (store, key) = (self.store.clone(), key.to_string());
         blocking(move || store.remove_snapshot(&key)).await
+    }
+
+    /// Writes the archive of `names` into `out` (a pipe to the response), on a blocking thread.
+    pub fn save(&self, names: Vec<String>, out: impl tokio::io::AsyncWrite + Send + Unpin + 'static) -> Result<()> {
+        // Resolve first, so an unknown name is a 404 before any byte is sent.
+        for n in &names {
+            self.store.resolve(n)?;
+        }
+        let store = self.store.clone();
+        let events = self.events.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut w = SyncIoBridge::new(out);
+            match store.save(&names, &mut w) {
+                Ok(_) => {
+                    use std::io::Write;
+                    let _ = w.flush();
+                    let _ = w.shutdown();
+                    for n in &names {
+                        let mut a = BTreeMap::new();
+                        a.insert("name".to_string(), n.clone());
+                        events.publish("image", "save", n, a);
+                    }
+                }
+                Err(e) => tracing::warn!("save {names:?}: {e}"),
+            }
+        });
+        Ok(())
+    }
+
+    /// Loads an archive streamed from `body`; returns Docker's "Loaded image" lines.
+    pub async fn load(&self, body: impl AsyncRead + Send + Unpin + 'static) -> Result<Vec<String>> {
+        let store = self.store.clone();
+        let lines = blocking(move || store.load(SyncIoBridge::new(body))).await?;
+        for l in &lines {
+            let name = l.rsplit(": ").next().unwrap_or("").to_string();
+            let mut a = BTreeMap::new();
+            a.insert("name".to_string(), name.clone());
+            self.events.publish("image", "load", &name, a);
+        }
+        Ok(lines)
+    }
+
+    /// `POST /images/prune`.
+    pub async fn prune(&self, filters: &berth_api::filters::Filters) -> Result<(Vec<DeleteResponse>, u64)> {
+        filters.validate(&["dangling", "label", "label!", "until"]).map_err(Error::invalid)?;
+        let all = filters.get("dangling").iter().any(|d| d == "false" || d == "0");
+        let until = match filters.get("until").first() {
+            Some(u) => Some(parse_until(u)?),
+            None => None,
+        };
+        let f = filters.clone();
+        let store = self.store.clone();
+        let usage = self.usage.get().cloned();
+        let (out, reclaimed) = blocking(move || {
+            let keep = |img: &Image| {
+                let created = img
+                    .config
+                    .created
+                    .as_deref()
+                    .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                    .map(|d| d.timestamp());
+                !f.match_labels(&img.config.config.labels)
+                    || f.get("label!").iter().any(|l| match l.split_once('=') {
+                        Some((k, v)) => img.config.config.labels.get(k).is_some_and(|x| x == v),
+                        None => img.config.config.labels.contains_key(l.as_str()),
+                    })
+                    || until.is_some_and(|u| created.is_some_and(|c| c >= u))
+            };
+            let none = |_: &Digest| Vec::new();
+            match &usage {
+                Some(u) => store.prune(all, &keep, u.as_ref()),
+                None => store.prune(all, &keep, &none),
+            }
+        })
+        .await?;
+        for r in &out {
+            if let DeleteResponse::Deleted(id) = r {
+                let mut a = BTreeMap::new();
+                a.insert("name".to_string(), id.clone());
+                self.events.publish("image", "delete", id, a);
+            }
+        }
+        Ok((out, reclaimed))
+    }
+
+    /// Commits a container's changes (`diff_tar`) on top of `base`.
+    pub async fn commit(
+        &self,
+        base: Digest,
+        diff_tar: std::path::PathBuf,
+        opts: berth_image::CommitOptions,
+    ) -> Result<Digest> {
+        let store = self.store.clone();
+        let reference = opts.reference.clone();
+        let id = blocking(move || store.commit(&base, &diff_tar, opts)).await?;
+        if let Some(r) = reference {
+            let mut a = BTreeMap::new();
+            a.insert("name".to_string(), r.familiar());
+            self.events.publish("image", "tag", id.as_str(), a);
+        }
+        Ok(id)
+    }
+
+    /// The blocking store, for container operations already on a blocking thread.
+    pub fn store(&self) -> Arc<ImageStore> {
+        self.store.clone()
     }
 
     pub fn count(&self) -> usize {

@@ -37,43 +37,26 @@ impl Daemon {
     pub async fn open(config: DaemonConfig) -> Result<Daemon> {
         let config = Arc::new(config);
         let cfg = config.clone();
-        let (store, image_store, volume_store) =
-            tokio::task::spawn_blocking(move || -> Result<_> {
-                for d in [&cfg.data_root, &cfg.exec_root] {
-                    std::fs::create_dir_all(d)?;
-                }
-                let store = Arc::new(Store::open(&cfg.data_root.join("berth.db"))?);
-                let images = ImageStore::open(store.clone(), &cfg.data_root)?;
-                let volumes = berth_volume::VolumeStore::open(store.clone(), &cfg.data_root)?;
-                Ok((store, images, volumes))
-            })
-            .await
-            .map_err(|e| berth_types::Error::internal(e.to_string()))??;
+        let (store, image_store, volume_store) = tokio::task::spawn_blocking(move || -> Result<_> {
+            for d in [&cfg.data_root, &cfg.exec_root] {
+                std::fs::create_dir_all(d)?;
+            }
+            let store = Arc::new(Store::open(&cfg.data_root.join("berth.db"))?);
+            let images = ImageStore::open(store.clone(), &cfg.data_root)?;
+            let volumes = berth_volume::VolumeStore::open(store.clone(), &cfg.data_root)?;
+            Ok((store, images, volumes))
+        })
+        .await
+        .map_err(|e| berth_types::Error::internal(e.to_string()))??;
         let events = Arc::new(EventBus::new());
         let images = Arc::new(ImageService::new(Arc::new(image_store), events.clone()));
         let volumes = Arc::new(VolumeService::new(Arc::new(volume_store), events.clone()));
-        let containers = ContainerService::open(
-            config.clone(),
-            store,
-            images.clone(),
-            volumes.clone(),
-            events.clone(),
-        )
-        .await?;
+        let containers =
+            ContainerService::open(config.clone(), store, images.clone(), volumes.clone(), events.clone()).await?;
         images.set_usage(containers.usage_fn());
         volumes.set_usage(containers.volume_usage_fn());
-        let system = Arc::new(SystemService::new(
-            config,
-            containers.clone(),
-            images.clone(),
-        ));
-        Ok(Daemon {
-            containers,
-            images,
-            system,
-            volumes,
-            events,
-        })
+        let system = Arc::new(SystemService::new(config, containers.clone(), images.clone()));
+        Ok(Daemon { containers, images, system, volumes, events })
     }
 
     /// Called on SIGTERM: leaves containers running (their shims carry on) and releases host state.

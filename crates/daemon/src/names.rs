@@ -1,9 +1,9 @@
 //! Docker-style random container names: `adjective_surname`.
 
 const LEFT: [&str; 24] = [
-    "admiring", "agitated", "bold", "brave", "clever", "dazzling", "eager", "elegant", "focused",
-    "gifted", "happy", "jolly", "keen", "lucid", "modest", "nifty", "quirky", "relaxed", "serene",
-    "sharp", "stoic", "tender", "vibrant", "zealous",
+    "admiring", "agitated", "bold", "brave", "clever", "dazzling", "eager", "elegant", "focused", "gifted", "happy",
+    "jolly", "keen", "lucid", "modest", "nifty", "quirky", "relaxed", "serene", "sharp", "stoic", "tender", "vibrant",
+    "zealous",
 ];
 const RIGHT: [&str; 24] = [
     "albattani",
@@ -36,11 +36,7 @@ const RIGHT: [&str; 24] = [
 pub fn random(attempt: u32) -> String {
     let id = berth_types::new_id();
     let n = u64::from_str_radix(&id[..12], 16).unwrap_or(0);
-    let name = format!(
-        "{}_{}",
-        LEFT[(n % 24) as usize],
-        RIGHT[((n / 24) % 24) as usize]
-    );
+    let name = format!("{}_{}", LEFT[(n % 24) as usize], RIGHT[((n / 24) % 24) as usize]);
     if attempt == 0 {
         name
     } else {

@@ -57,23 +57,14 @@ pub fn cgroup_version() -> &'static str {
 }
 
 impl SystemService {
-    pub fn new(
-        cfg: Arc<DaemonConfig>,
-        containers: Arc<ContainerService>,
-        images: Arc<ImageService>,
-    ) -> SystemService {
+    pub fn new(cfg: Arc<DaemonConfig>, containers: Arc<ContainerService>, images: Arc<ImageService>) -> SystemService {
         let id_file = cfg.data_root.join("engine-id");
         let id = std::fs::read_to_string(&id_file).unwrap_or_else(|_| {
             let id = berth_types::new_id();
             let _ = std::fs::write(&id_file, &id);
             id
         });
-        SystemService {
-            cfg,
-            containers,
-            images,
-            id: id.trim().to_string(),
-        }
+        SystemService { cfg, containers, images, id: id.trim().to_string() }
     }
 
     pub fn version(&self) -> Value {
@@ -107,9 +98,7 @@ impl SystemService {
         let (running, paused, stopped) = self.containers.counts();
         let images = {
             let svc = self.images.clone();
-            tokio::task::spawn_blocking(move || svc.count())
-                .await
-                .unwrap_or(0)
+            tokio::task::spawn_blocking(move || svc.count()).await.unwrap_or(0)
         };
         let (kernel, arch, hostname) = uname();
         let (os, os_version) = os_release();

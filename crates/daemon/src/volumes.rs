@@ -20,9 +20,7 @@ pub struct VolumeService {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
 }
 
 /// Docker's volume JSON.
@@ -44,11 +42,7 @@ pub fn volume_json(v: &Volume, usage: Option<(i64, usize)>) -> Value {
 
 impl VolumeService {
     pub fn new(store: Arc<VolumeStore>, events: Arc<EventBus>) -> VolumeService {
-        VolumeService {
-            store,
-            events,
-            usage: OnceLock::new(),
-        }
+        VolumeService { store, events, usage: OnceLock::new() }
     }
 
     pub fn set_usage(&self, f: VolumeUsageFn) {
@@ -65,10 +59,7 @@ impl VolumeService {
     }
 
     pub fn publish(&self, action: &str, name: &str, attrs: &[(&str, String)]) {
-        let mut a: BTreeMap<String, String> = attrs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
+        let mut a: BTreeMap<String, String> = attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         a.entry("driver".into()).or_insert_with(|| "local".into());
         self.events.publish("volume", action, name, a);
     }
@@ -81,8 +72,7 @@ impl VolumeService {
         labels: BTreeMap<String, String>,
     ) -> Result<Volume> {
         let store = self.store.clone();
-        let (v, created) =
-            blocking(move || store.create(name.as_deref(), &driver, options, labels)).await?;
+        let (v, created) = blocking(move || store.create(name.as_deref(), &driver, options, labels)).await?;
         if created {
             self.publish("create", &v.name, &[]);
         }
@@ -95,18 +85,14 @@ impl VolumeService {
     }
 
     pub async fn list(&self, filters: &Filters) -> Result<Vec<Volume>> {
-        filters
-            .validate(&["name", "label", "dangling", "driver"])
-            .map_err(Error::invalid)?;
+        filters.validate(&["name", "label", "dangling", "driver"]).map_err(Error::invalid)?;
         let store = self.store.clone();
         let all = blocking(move || store.list()).await?;
         let dangling = match filters.get("dangling").first().map(String::as_str) {
             None => None,
             Some("true") | Some("1") => Some(true),
             Some("false") | Some("0") => Some(false),
-            Some(other) => {
-                return Err(Error::invalid(format!("invalid filter 'dangling={other}'")))
-            }
+            Some(other) => return Err(Error::invalid(format!("invalid filter 'dangling={other}'"))),
         };
         let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
             let v = filters.get(key);
@@ -136,29 +122,20 @@ impl VolumeService {
 
     /// `POST /volumes/prune`: unused anonymous volumes, or every unused one with `all=true`.
     pub async fn prune(&self, filters: &Filters) -> Result<(Vec<String>, u64)> {
-        filters
-            .validate(&["label", "label!", "all"])
-            .map_err(Error::invalid)?;
+        filters.validate(&["label", "label!", "all"]).map_err(Error::invalid)?;
         let all = filters.get("all").iter().any(|v| v == "true" || v == "1");
         let store = self.store.clone();
         let vols = blocking(move || store.list()).await?;
         let mut deleted = Vec::new();
         let mut reclaimed = 0u64;
         for v in vols {
-            if (!all && !v.anonymous())
-                || !filters.match_labels(&v.labels)
-                || !self.users(&v.name).is_empty()
-            {
+            if (!all && !v.anonymous()) || !filters.match_labels(&v.labels) || !self.users(&v.name).is_empty() {
                 continue;
             }
-            if filters
-                .get("label!")
-                .iter()
-                .any(|l| match l.split_once('=') {
-                    Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
-                    None => v.labels.contains_key(l.as_str()),
-                })
-            {
+            if filters.get("label!").iter().any(|l| match l.split_once('=') {
+                Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
+                None => v.labels.contains_key(l.as_str()),
+            }) {
                 continue;
             }
             let (store, v2) = (self.store.clone(), v.clone());
@@ -178,11 +155,7 @@ impl VolumeService {
         // Sizes walk the volumes' folders: blocking work.
         blocking(move || {
             let users = |n: &str| usage.as_ref().map(|f| f(n).len()).unwrap_or(0);
-            Ok(store
-                .list()?
-                .iter()
-                .map(|v| volume_json(v, Some((store.size(v), users(&v.name)))))
-                .collect())
+            Ok(store.list()?.iter().map(|v| volume_json(v, Some((store.size(v), users(&v.name))))).collect())
         })
         .await
     }

@@ -30,19 +30,20 @@ fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Applies the (already decompressed) tar stream `r` onto `root`.
 pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
+    apply_at(r, root, Path::new(""), false)
+}
+
+/// Applies `r` under the directory `at` of `root` (`docker cp` into a container). With
+/// `no_overwrite_dir_non_dir`, replacing a directory by a non-directory (or the reverse) fails.
+pub fn apply_at(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: bool) -> Result<Applied> {
     let mut archive = tar::Archive::new(r);
     let mut applied = Applied::default();
     let mut dirs: Vec<(PathBuf, u32, u32, u32, i64)> = Vec::new();
-    let entries = archive
-        .entries()
-        .map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+    let entries = archive.entries().map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
     for entry in entries {
         let mut e = entry.map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
-        let raw = e
-            .path()
-            .map_err(|err| Error::invalid(format!("invalid tar entry name: {err}")))?
-            .into_owned();
-        let rel = clean(&raw);
+        let raw = e.path().map_err(|err| Error::invalid(format!("invalid tar entry name: {err}")))?.into_owned();
+        let rel = clean(&at.join(clean(&raw)));
         let h = e.header();
         let (mode, uid, gid) = (
             h.mode().map_err(|x| bad(&raw, x))? & 0o7777,
@@ -54,25 +55,33 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
         let kind = h.entry_type();
         applied.entries += 1;
 
-        let name = rel
-            .file_name()
-            .map(|n| n.as_bytes().to_vec())
-            .unwrap_or_default();
+        let name = rel.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
         if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             let parent = rel.parent().unwrap_or(Path::new(""));
             if name == OPAQUE.as_bytes() {
                 root.mkdir(parent, 0o755)?;
-                root.set_xattr(parent, OsStr::new("trusted.overlay.opaque"), b"y")
-                    .map_err(|x| bad(&raw, x))?;
+                root.set_xattr(parent, OsStr::new("trusted.overlay.opaque"), b"y").map_err(|x| bad(&raw, x))?;
             } else {
                 let target = parent.join(OsStr::from_bytes(&name[WHITEOUT_PREFIX.len()..]));
-                root.mknod(&target, FileType::CharacterDevice, 0, 0, 0)
-                    .map_err(|x| bad(&raw, x))?;
+                root.mknod(&target, FileType::CharacterDevice, 0, 0, 0).map_err(|x| bad(&raw, x))?;
             }
             continue;
         }
         if rel.as_os_str().is_empty() && kind != EntryType::Directory {
             continue; // "." or "/" as a non-directory: nothing to write.
+        }
+        if no_overwrite_dir_non_dir {
+            if let Ok(st) = root.lstat(&rel) {
+                let is_dir = st.st_mode & 0o170000 == 0o040000;
+                if is_dir != (kind == EntryType::Directory) {
+                    return Err(Error::invalid(format!(
+                        "cannot overwrite {} {} with a {}",
+                        if is_dir { "directory" } else { "non-directory" },
+                        rel.display(),
+                        if is_dir { "non-directory" } else { "directory" }
+                    )));
+                }
+            }
         }
         let xattrs = pax_xattrs(&mut e);
         match kind {
@@ -85,19 +94,14 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
                 applied.size += std::io::copy(&mut e, &mut f).map_err(|x| bad(&raw, x))?;
             }
             EntryType::Symlink => {
-                let target = e
-                    .link_name()
-                    .map_err(|x| bad(&raw, x))?
-                    .ok_or_else(|| bad(&raw, "symlink without target"))?;
+                let target =
+                    e.link_name().map_err(|x| bad(&raw, x))?.ok_or_else(|| bad(&raw, "symlink without target"))?;
                 root.symlink(&rel, &target).map_err(|x| bad(&raw, x))?;
             }
             EntryType::Link => {
-                let target = e
-                    .link_name()
-                    .map_err(|x| bad(&raw, x))?
-                    .ok_or_else(|| bad(&raw, "hardlink without target"))?;
-                root.hardlink(&rel, &clean(&target))
-                    .map_err(|x| bad(&raw, x))?;
+                let target =
+                    e.link_name().map_err(|x| bad(&raw, x))?.ok_or_else(|| bad(&raw, "hardlink without target"))?;
+                root.hardlink(&rel, &clean(&target)).map_err(|x| bad(&raw, x))?;
                 // A hardlink shares its target's inode and metadata.
                 continue;
             }
@@ -109,8 +113,7 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
                 };
                 let major = e.header().device_major().ok().flatten().unwrap_or(0);
                 let minor = e.header().device_minor().ok().flatten().unwrap_or(0);
-                root.mknod(&rel, ft, mode, major, minor)
-                    .map_err(|x| bad(&raw, x))?;
+                root.mknod(&rel, ft, mode, major, minor).map_err(|x| bad(&raw, x))?;
             }
             // PAX and GNU long-name headers are consumed by the reader; anything else is skipped
             // as Docker skips it.
@@ -124,8 +127,7 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
         }
         if kind != EntryType::Directory {
             let mode = (kind != EntryType::Symlink).then_some(mode);
-            root.set_meta(&rel, uid, gid, mode, mtime)
-                .map_err(|x| bad(&raw, x))?;
+            root.set_meta(&rel, uid, gid, mode, mtime).map_err(|x| bad(&raw, x))?;
         }
     }
     // Directory times last: creating children changed them. Deepest first.
@@ -157,11 +159,7 @@ mod tests {
         for (path, kind, data, link) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
-            h.set_mode(if *kind == EntryType::Directory {
-                0o755
-            } else {
-                0o644
-            });
+            h.set_mode(if *kind == EntryType::Directory { 0o755 } else { 0o644 });
             h.set_size(data.len() as u64);
             h.set_mtime(1_600_000_000);
             // Write the raw name so hostile paths reach the applier unmodified.
@@ -189,10 +187,7 @@ mod tests {
         ]);
         let a = apply(&tar[..], &root).unwrap();
         assert_eq!(a.size, 3);
-        assert_eq!(
-            std::fs::read_link(t.path().join("bin/sh")).unwrap(),
-            PathBuf::from("busybox")
-        );
+        assert_eq!(std::fs::read_link(t.path().join("bin/sh")).unwrap(), PathBuf::from("busybox"));
         assert_eq!(std::fs::read(t.path().join("bin/ash")).unwrap(), b"ELF");
     }
 
@@ -213,11 +208,7 @@ mod tests {
             ("dots/pwned2", EntryType::Regular, b"x", None),
         ]);
         apply(&tar[..], &root).unwrap();
-        assert_eq!(
-            std::fs::read_dir(outside.path()).unwrap().count(),
-            0,
-            "wrote outside the root"
-        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "wrote outside the root");
         assert!(t.path().join("escaped").exists());
         assert!(t.path().join("pwned2").exists());
     }
@@ -245,13 +236,9 @@ mod tests {
         ]);
         apply(&tar[..], &root).unwrap();
         let st = rustix::fs::lstat(t.path().join("etc/gone")).unwrap();
-        assert_eq!(
-            FileType::from_raw_mode(st.st_mode),
-            FileType::CharacterDevice
-        );
+        assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::CharacterDevice);
         let mut buf = [0u8; 4];
-        let n = rustix::fs::lgetxattr(t.path().join("var"), "trusted.overlay.opaque", &mut buf)
-            .unwrap();
+        let n = rustix::fs::lgetxattr(t.path().join("var"), "trusted.overlay.opaque", &mut buf).unwrap();
         assert_eq!(&buf[..n], b"y");
     }
 
@@ -260,10 +247,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = Root::open(t.path()).unwrap();
         let junk = vec![0x41u8; 1024];
-        assert_eq!(
-            apply(&junk[..], &root).unwrap_err().kind,
-            berth_types::ErrorKind::InvalidArgument
-        );
+        assert_eq!(apply(&junk[..], &root).unwrap_err().kind, berth_types::ErrorKind::InvalidArgument);
     }
 
     /// Structured fuzzing on stable: random sequences of hostile entries (names that climb, absolute
@@ -274,11 +258,7 @@ mod tests {
         let jail = tempfile::tempdir().unwrap();
         let outside = jail.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
-        std::fs::set_permissions(
-            &outside,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .unwrap();
+        std::fs::set_permissions(&outside, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         let out = outside.to_str().unwrap().to_string();
         let names = [
             "a".to_string(),
@@ -296,15 +276,8 @@ mod tests {
             ".wh.link".into(),
             "dir/.wh..wh..opq".into(),
         ];
-        let targets = [
-            out.clone(),
-            "../../..".into(),
-            "/".into(),
-            "a".into(),
-            "link".into(),
-            format!("{out}/t"),
-            "l2".into(),
-        ];
+        let targets =
+            [out.clone(), "../../..".into(), "/".into(), "a".into(), "link".into(), format!("{out}/t"), "l2".into()];
         let mut seed: u64 = 0x9e3779b97f4a7c15;
         let mut rnd = |n: usize| {
             seed ^= seed << 13;
@@ -318,50 +291,29 @@ mod tests {
             let count = 1 + rnd(8);
             let mut entries = Vec::new();
             for _ in 0..count {
-                let kind = [
-                    EntryType::Regular,
-                    EntryType::Directory,
-                    EntryType::Symlink,
-                    EntryType::Link,
-                    EntryType::Fifo,
-                ][rnd(5)];
+                let kind =
+                    [EntryType::Regular, EntryType::Directory, EntryType::Symlink, EntryType::Link, EntryType::Fifo]
+                        [rnd(5)];
                 let name = names[rnd(names.len())].clone();
-                let link = matches!(kind, EntryType::Symlink | EntryType::Link)
-                    .then(|| targets[rnd(targets.len())].clone());
+                let link =
+                    matches!(kind, EntryType::Symlink | EntryType::Link).then(|| targets[rnd(targets.len())].clone());
                 entries.push((name, kind, link));
             }
-            let refs: Vec<(&str, EntryType, &[u8], Option<&str>)> = entries
-                .iter()
-                .map(|(n, k, l)| (n.as_str(), *k, &b"data"[..], l.as_deref()))
-                .collect();
+            let refs: Vec<(&str, EntryType, &[u8], Option<&str>)> =
+                entries.iter().map(|(n, k, l)| (n.as_str(), *k, &b"data"[..], l.as_deref())).collect();
             let tar = tar_of(&refs);
             let _ = apply(&tar[..], &Root::open(&root).unwrap());
-            assert_eq!(
-                std::fs::read_dir(&outside).unwrap().count(),
-                0,
-                "round {round} escaped: {entries:?}"
-            );
-            let mode = std::os::unix::fs::PermissionsExt::mode(
-                &std::fs::metadata(&outside).unwrap().permissions(),
-            );
-            assert_eq!(
-                mode & 0o7777,
-                0o700,
-                "round {round} changed the mode of a directory outside: {entries:?}"
-            );
+            assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "round {round} escaped: {entries:?}");
+            let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&outside).unwrap().permissions());
+            assert_eq!(mode & 0o7777, 0o700, "round {round} changed the mode of a directory outside: {entries:?}");
             let stray: Vec<_> = std::fs::read_dir(jail.path())
                 .unwrap()
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .filter(|n| n != "outside" && !n.starts_with("root"))
                 .collect();
-            assert!(
-                stray.is_empty(),
-                "round {round} wrote {stray:?} next to the root: {entries:?}"
-            );
-            let _ = Root::open(jail.path())
-                .unwrap()
-                .remove_all(Path::new(&format!("root{round}")));
+            assert!(stray.is_empty(), "round {round} wrote {stray:?} next to the root: {entries:?}");
+            let _ = Root::open(jail.path()).unwrap().remove_all(Path::new(&format!("root{round}")));
         }
     }
 }

@@ -19,9 +19,7 @@ pub fn apply(config: &mut Config, changes: &[String]) -> Result<()> {
             "ENTRYPOINT" => config.entrypoint = Some(exec_or_shell(rest)),
             "ENV" => {
                 for (k, v) in pairs(rest, true)? {
-                    config
-                        .env
-                        .retain(|e| e.split_once('=').map(|x| x.0) != Some(&k));
+                    config.env.retain(|e| e.split_once('=').map(|x| x.0) != Some(&k));
                     config.env.push(format!("{k}={v}"));
                 }
             }
@@ -33,21 +31,13 @@ pub fn apply(config: &mut Config, changes: &[String]) -> Result<()> {
             "EXPOSE" => {
                 let ports = config.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for p in rest.split_whitespace() {
-                    let p = if p.contains('/') {
-                        p.to_string()
-                    } else {
-                        format!("{p}/tcp")
-                    };
+                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
                     ports.insert(p, serde_json::json!({}));
                 }
             }
             "VOLUME" => {
                 let vols = config.volumes.get_or_insert_with(BTreeMap::new);
-                let list = if rest.starts_with('[') {
-                    json_array(rest)?
-                } else {
-                    words(rest)
-                };
+                let list = if rest.starts_with('[') { json_array(rest)? } else { words(rest) };
                 for v in list {
                     vols.insert(v, serde_json::json!({}));
                 }
@@ -56,9 +46,7 @@ pub fn apply(config: &mut Config, changes: &[String]) -> Result<()> {
             "WORKDIR" => config.working_dir = rest.to_string(),
             "STOPSIGNAL" => config.stop_signal = Some(rest.to_string()),
             other => {
-                return Err(Error::invalid(format!(
-                    "{other} is not a valid change command"
-                )));
+                return Err(Error::invalid(format!("{other} is not a valid change command")));
             }
         }
     }
@@ -82,9 +70,7 @@ fn exec_or_shell(s: &str) -> Vec<String> {
 
 fn unquote(s: &str) -> String {
     let s = s.trim();
-    if s.len() >= 2
-        && (s.starts_with('"') && s.ends_with('"') || s.starts_with('\'') && s.ends_with('\''))
-    {
+    if s.len() >= 2 && (s.starts_with('"') && s.ends_with('"') || s.starts_with('\'') && s.ends_with('\'')) {
         s[1..s.len() - 1].to_string()
     } else {
         s.to_string()
@@ -96,9 +82,7 @@ fn pairs(s: &str, legacy: bool) -> Result<Vec<(String, String)>> {
     if !s.contains('=') {
         return match s.split_once(char::is_whitespace) {
             Some((k, v)) if legacy => Ok(vec![(k.to_string(), v.trim().to_string())]),
-            _ => Err(Error::invalid(format!(
-                "invalid change {s:?}: expected KEY=VALUE"
-            ))),
+            _ => Err(Error::invalid(format!("invalid change {s:?}: expected KEY=VALUE"))),
         };
     }
     let mut out = Vec::new();
@@ -127,9 +111,8 @@ fn pairs(s: &str, legacy: bool) -> Result<Vec<(String, String)>> {
         tokens.push(cur);
     }
     for t in tokens {
-        let (k, v) = t
-            .split_once('=')
-            .ok_or_else(|| Error::invalid(format!("invalid change {t:?}: expected KEY=VALUE")))?;
+        let (k, v) =
+            t.split_once('=').ok_or_else(|| Error::invalid(format!("invalid change {t:?}: expected KEY=VALUE")))?;
         out.push((unquote(k), unquote(v)));
     }
     Ok(out)

@@ -13,9 +13,7 @@ pub fn decompress<'a, R: Read + 'a>(r: R) -> Result<Box<dyn Read + 'a>> {
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(zstd::stream::read::Decoder::with_buffer(br)?)
     } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Err(Error::invalid(
-            "unsupported compression: only plain, gzip and zstd tars are accepted",
-        ));
+        return Err(Error::invalid("unsupported compression: only plain, gzip and zstd tars are accepted"));
     } else {
         Box::new(br)
     })

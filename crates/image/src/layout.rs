@@ -19,9 +19,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(data_root: &Path) -> Layout {
-        Layout {
-            root: data_root.to_path_buf(),
-        }
+        Layout { root: data_root.to_path_buf() }
     }
     pub fn blob(&self, hex: &str) -> PathBuf {
         self.root.join("image/blobs/sha256").join(hex)

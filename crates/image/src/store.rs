@@ -6,45 +6,43 @@
 //! that start-up removes (`tmp/`) or that `gc` finds unreferenced.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_api::container::Config;
-use berth_api::image::{History, ImageConfig, RootFs};
+use berth_api::image::ImageConfig;
 use berth_store::{Store, Table};
 use berth_sys::mount::Overlay;
 use berth_sys::root::Root;
 use berth_types::{short_id, Digest, Error, Reference, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::layout::Layout;
 
-const IMAGES: Table = Table::new("images");
-const TAGS: Table = Table::new("tags");
-const LAYERS: Table = Table::new("layers");
-const SNAPSHOTS: Table = Table::new("snapshots");
+pub(crate) const IMAGES: Table = Table::new("images");
+pub(crate) const TAGS: Table = Table::new("tags");
+pub(crate) const LAYERS: Table = Table::new("layers");
+pub(crate) const SNAPSHOTS: Table = Table::new("snapshots");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ImageRecord {
-    id: Digest,
+pub(crate) struct ImageRecord {
+    pub(crate) id: Digest,
     /// Chain ids, bottom layer first.
-    chain: Vec<Digest>,
-    size: u64,
+    pub(crate) chain: Vec<Digest>,
+    pub(crate) size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct LayerRecord {
-    diff_id: Digest,
-    parent: Option<Digest>,
-    size: u64,
+pub(crate) struct LayerRecord {
+    pub(crate) diff_id: Digest,
+    pub(crate) parent: Option<Digest>,
+    pub(crate) size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct SnapshotRecord {
+pub(crate) struct SnapshotRecord {
     /// Top layer's chain id; the snapshot keeps it and its ancestors alive.
-    parent: Option<Digest>,
+    pub(crate) parent: Option<Digest>,
 }
 
 /// An image as the services see it.
@@ -54,7 +52,8 @@ pub struct Image {
     pub config: ImageConfig,
     pub tags: Vec<Reference>,
     pub size: u64,
-    pub layers: usize,
+    /// Size of each layer, bottom first.
+    pub layer_sizes: Vec<u64>,
 }
 
 /// Who uses an image, for delete's conflict rules: the daemon knows containers, this crate does not.
@@ -86,11 +85,11 @@ pub struct Snapshot {
 }
 
 pub struct ImageStore {
-    store: Arc<Store>,
-    layout: Layout,
+    pub(crate) store: Arc<Store>,
+    pub(crate) layout: Layout,
 }
 
-fn docker_arch() -> &'static str {
+pub(crate) fn docker_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -108,10 +107,8 @@ pub fn chain_id(parent: Option<&Digest>, diff: &Digest) -> Digest {
 }
 
 /// Writes `data` to `path` so that it appears whole or not at all.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::internal("blob path without parent"))?;
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| Error::internal("blob path without parent"))?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".tmp-{}", berth_types::new_id()));
     let mut f = std::fs::File::create(&tmp)?;
@@ -122,30 +119,12 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-struct HashingReader<R> {
-    inner: R,
-    hash: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 impl ImageStore {
     /// Opens the image store and removes ingests a crash left behind.
     pub fn open(store: Arc<Store>, data_root: &Path) -> Result<ImageStore> {
         let layout = Layout::new(data_root);
         let _ = std::fs::remove_dir_all(layout.tmp());
-        for d in [
-            layout.blobs(),
-            layout.layers(),
-            layout.tmp(),
-            layout.snapshots(),
-        ] {
+        for d in [layout.blobs(), layout.layers(), layout.tmp(), layout.snapshots()] {
             std::fs::create_dir_all(&d)?;
         }
         let s = ImageStore { store, layout };
@@ -157,124 +136,21 @@ impl ImageStore {
         &self.layout
     }
 
-    /// Imports a rootfs tar (plain, gzip or zstd) as a one-layer image.
-    pub fn import(&self, body: impl Read, opts: ImportOptions) -> Result<Digest> {
-        let mut config = Config::default();
-        crate::changes::apply(&mut config, &opts.changes)?;
-        let (diff_id, size) = self.ingest_layer(body)?;
-        let chain = chain_id(None, &diff_id);
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let comment = if opts.message.is_empty() {
-            "Imported from -".to_string()
-        } else {
-            opts.message
-        };
-        let image = ImageConfig {
-            architecture: docker_arch().into(),
-            os: "linux".into(),
-            created: Some(now.clone()),
-            comment: Some(comment.clone()),
-            docker_version: Some(berth_api::ENGINE_VERSION.into()),
-            config,
-            rootfs: RootFs {
-                kind: "layers".into(),
-                diff_ids: vec![diff_id.to_string()],
-            },
-            history: vec![History {
-                created: Some(now),
-                comment: Some(comment),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let bytes = serde_json::to_vec(&image).map_err(|e| Error::internal(e.to_string()))?;
-        let id = Digest::of(&bytes);
-        write_atomic(&self.layout.blob(id.hex()), &bytes)?;
-        let record = ImageRecord {
-            id: id.clone(),
-            chain: vec![chain],
-            size,
-        };
-        self.store.write(|tx| {
-            tx.put(IMAGES, id.as_str(), &record)?;
-            if let Some(r) = &opts.reference {
-                tx.put(TAGS, &r.to_string(), &id)?;
-            }
-            Ok(())
-        })?;
-        Ok(id)
-    }
-
-    /// Unpacks one layer, returning its diff id and size. The layer is kept once per chain id.
-    fn ingest_layer(&self, body: impl Read) -> Result<(Digest, u64)> {
-        let tmp = self.layout.tmp().join(berth_types::new_id());
-        let diff = tmp.join("diff");
-        std::fs::create_dir_all(&diff)?;
-        let result = (|| {
-            let plain = crate::compress::decompress(body)?;
-            let mut hashing = HashingReader {
-                inner: plain,
-                hash: Sha256::new(),
-            };
-            let applied = crate::apply::apply(&mut hashing, &Root::open(&diff)?)?;
-            // The diff id covers the whole uncompressed stream, trailing zero blocks included.
-            std::io::copy(&mut hashing, &mut std::io::sink())
-                .map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
-            Ok((Digest::from_hasher(hashing.hash), applied.size))
-        })();
-        let (diff_id, size) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                let _ = Root::open(&tmp).and_then(|r| r.remove_all(Path::new("diff")));
-                let _ = std::fs::remove_dir_all(&tmp);
-                return Err(e);
-            }
-        };
-        let chain = chain_id(None, &diff_id);
-        let dest = self.layout.layer(chain.hex());
-        if self
-            .store
-            .get::<LayerRecord>(LAYERS, chain.as_str())?
-            .is_some()
-            && dest.exists()
-        {
-            std::fs::remove_dir_all(&tmp)?;
-        } else {
-            let _ = std::fs::remove_dir_all(&dest);
-            std::fs::rename(&tmp, &dest)?;
-            self.store.put(
-                LAYERS,
-                chain.as_str(),
-                &LayerRecord {
-                    diff_id: diff_id.clone(),
-                    parent: None,
-                    size,
-                },
-            )?;
-        }
-        Ok((diff_id, size))
-    }
-
-    fn load(&self, rec: &ImageRecord, tags: Vec<Reference>) -> Result<Image> {
+    pub(crate) fn image_of(&self, rec: &ImageRecord, tags: Vec<Reference>) -> Result<Image> {
         let bytes = std::fs::read(self.layout.blob(rec.id.hex()))
             .map_err(|e| Error::internal(format!("read config of image {}: {e}", rec.id)))?;
         let config: ImageConfig = serde_json::from_slice(&bytes)
             .map_err(|e| Error::internal(format!("corrupt config of image {}: {e}", rec.id)))?;
-        Ok(Image {
-            id: rec.id.clone(),
-            config,
-            tags,
-            size: rec.size,
-            layers: rec.chain.len(),
-        })
+        let layer_sizes = rec
+            .chain
+            .iter()
+            .map(|c| Ok(self.store.get::<LayerRecord>(LAYERS, c.as_str())?.map(|l| l.size).unwrap_or(0)))
+            .collect::<Result<Vec<u64>>>()?;
+        Ok(Image { id: rec.id.clone(), config, tags, size: rec.size, layer_sizes })
     }
 
     fn all_tags(&self) -> Result<Vec<(Reference, Digest)>> {
-        self.store
-            .list::<Digest>(TAGS)?
-            .into_iter()
-            .map(|(k, v)| Ok((Reference::parse(&k)?, v)))
-            .collect()
+        self.store.list::<Digest>(TAGS)?.into_iter().map(|(k, v)| Ok((Reference::parse(&k)?, v))).collect()
     }
 
     /// Every image with its tags.
@@ -284,12 +160,8 @@ impl ImageStore {
             .list::<ImageRecord>(IMAGES)?
             .into_iter()
             .map(|(_, rec)| {
-                let t = tags
-                    .iter()
-                    .filter(|(_, id)| *id == rec.id)
-                    .map(|(r, _)| r.clone())
-                    .collect();
-                self.load(&rec, t)
+                let t = tags.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.clone()).collect();
+                self.image_of(&rec, t)
             })
             .collect()
     }
@@ -330,13 +202,8 @@ impl ImageStore {
             }
         };
         let rec = rec.ok_or_else(not_found)?;
-        let tags = self
-            .all_tags()?
-            .into_iter()
-            .filter(|(_, id)| *id == rec.id)
-            .map(|(r, _)| r)
-            .collect();
-        self.load(&rec, tags)
+        let tags = self.all_tags()?.into_iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r).collect();
+        self.image_of(&rec, tags)
     }
 
     /// Points `reference` at the image `name` resolves to.
@@ -355,10 +222,8 @@ impl ImageStore {
     ) -> Result<Vec<DeleteResponse>> {
         let img = self.resolve(name)?;
         let short = short_id(img.id.as_str()).to_string();
-        let by_ref = !name.starts_with("sha256:")
-            && Reference::parse_tagged(name)
-                .ok()
-                .is_some_and(|r| img.tags.contains(&r));
+        let by_ref =
+            !name.starts_with("sha256:") && Reference::parse_tagged(name).ok().is_some_and(|r| img.tags.contains(&r));
         let users = usage(&img.id);
         let running = users.iter().find_map(|u| match u {
             Usage::Running(c) => Some(c.clone()),
@@ -375,10 +240,7 @@ impl ImageStore {
                 self.store.delete(TAGS, &r.to_string())?;
                 return Ok(vec![DeleteResponse::Untagged(r.familiar())]);
             }
-            if let Some(c) = running
-                .clone()
-                .or(if force { None } else { stopped.clone() })
-            {
+            if let Some(c) = running.clone().or(if force { None } else { stopped.clone() }) {
                 return Err(Error::conflict(format!(
                     "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {short}",
                     short_id(&c)
@@ -411,15 +273,35 @@ impl ImageStore {
             }
             tx.delete(IMAGES, img.id.as_str())
         })?;
-        out.extend(
-            img.tags
-                .iter()
-                .map(|t| DeleteResponse::Untagged(t.familiar())),
-        );
+        out.extend(img.tags.iter().map(|t| DeleteResponse::Untagged(t.familiar())));
         out.push(DeleteResponse::Deleted(img.id.to_string()));
         let _ = std::fs::remove_file(self.layout.blob(img.id.hex()));
         self.gc()?;
         Ok(out)
+    }
+
+    /// `docker image prune`: unused dangling images, or every unused image with `all`.
+    pub fn prune(
+        &self,
+        all: bool,
+        keep: &dyn Fn(&Image) -> bool,
+        usage: &dyn Fn(&Digest) -> Vec<Usage>,
+    ) -> Result<(Vec<DeleteResponse>, u64)> {
+        let mut out = Vec::new();
+        let mut reclaimed = 0;
+        for img in self.list()? {
+            if (!all && !img.tags.is_empty()) || !usage(&img.id).is_empty() || keep(&img) {
+                continue;
+            }
+            let before = self.layer_bytes()?;
+            out.extend(self.delete(img.id.as_str(), true, usage)?);
+            reclaimed += before.saturating_sub(self.layer_bytes()?);
+        }
+        Ok((out, reclaimed))
+    }
+
+    fn layer_bytes(&self) -> Result<u64> {
+        Ok(self.store.list::<LayerRecord>(LAYERS)?.iter().map(|(_, l)| l.size).sum())
     }
 
     /// Removes layers that no image and no snapshot reference.
@@ -432,10 +314,7 @@ impl ImageStore {
                 if !live.insert(c.to_string()) {
                     break;
                 }
-                cur = layers
-                    .iter()
-                    .find(|(k, _)| *k == c.as_str())
-                    .and_then(|(_, l)| l.parent.clone());
+                cur = layers.iter().find(|(k, _)| *k == c.as_str()).and_then(|(_, l)| l.parent.clone());
             }
         };
         for (_, img) in self.store.list::<ImageRecord>(IMAGES)? {
@@ -446,11 +325,7 @@ impl ImageStore {
                 mark(p);
             }
         }
-        let dead: Vec<String> = layers
-            .iter()
-            .map(|(k, _)| k.clone())
-            .filter(|k| !live.contains(k))
-            .collect();
+        let dead: Vec<String> = layers.iter().map(|(k, _)| k.clone()).filter(|k| !live.contains(k)).collect();
         for k in &dead {
             let d: Digest = k.parse()?;
             remove_tree(&self.layout.layer(d.hex()))?;
@@ -470,69 +345,10 @@ impl ImageStore {
         }
         Ok(())
     }
-
-    /// Creates the writable layer of container `key` over `image` and returns what to mount.
-    pub fn prepare_snapshot(&self, key: &str, image: &Digest) -> Result<Snapshot> {
-        let rec = self
-            .store
-            .get::<ImageRecord>(IMAGES, image.as_str())?
-            .ok_or_else(|| Error::not_found(format!("No such image: {image}")))?;
-        let dir = self.layout.snapshot(key);
-        for sub in ["upper", "work", "merged"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        self.store.put(
-            SNAPSHOTS,
-            key,
-            &SnapshotRecord {
-                parent: rec.chain.last().cloned(),
-            },
-        )?;
-        self.snapshot_mounts(key)
-    }
-
-    /// The mount of an existing snapshot (after a restart, say).
-    pub fn snapshot_mounts(&self, key: &str) -> Result<Snapshot> {
-        let rec = self
-            .store
-            .get::<SnapshotRecord>(SNAPSHOTS, key)?
-            .ok_or_else(|| Error::not_found(format!("no snapshot {key}")))?;
-        let layers = self.store.list::<LayerRecord>(LAYERS)?;
-        let dir = self.layout.snapshot(key);
-        let mut lowers = Vec::new();
-        let mut cur = rec.parent.clone();
-        while let Some(c) = cur {
-            lowers.push(self.layout.layer_diff(c.hex()));
-            cur = layers
-                .iter()
-                .find(|(k, _)| *k == c.as_str())
-                .and_then(|(_, l)| l.parent.clone());
-        }
-        if lowers.is_empty() {
-            let empty = dir.join("empty");
-            std::fs::create_dir_all(&empty)?;
-            lowers.push(empty);
-        }
-        Ok(Snapshot {
-            overlay: Overlay {
-                lowers,
-                upper: dir.join("upper"),
-                work: dir.join("work"),
-            },
-            target: dir.join("merged"),
-        })
-    }
-
-    /// Deletes a snapshot's files (the caller unmounted it) and any layers it alone kept.
-    pub fn remove_snapshot(&self, key: &str) -> Result<()> {
-        remove_tree(&self.layout.snapshot(key))?;
-        self.store.delete(SNAPSHOTS, key)?;
-        self.gc()
-    }
 }
 
 /// Removes a directory tree that may hold whiteout devices and read-only dirs; missing is fine.
-fn remove_tree(p: &Path) -> Result<()> {
+pub(crate) fn remove_tree(p: &Path) -> Result<()> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -571,10 +387,7 @@ mod tests {
     fn import_resolve_tag_delete() {
         let (_d, s) = open();
         let tar = tar_with(&[("bin/true", b"x")]);
-        let opts = ImportOptions {
-            reference: Some(Reference::parse_tagged("bb").unwrap()),
-            ..Default::default()
-        };
+        let opts = ImportOptions { reference: Some(Reference::parse_tagged("bb").unwrap()), ..Default::default() };
         let id = s.import(&tar[..], opts.clone()).unwrap();
         // Same content twice: same layer, new image id (created differs), layer stored once.
         let id2 = s.import(&tar[..], ImportOptions::default()).unwrap();
@@ -582,42 +395,23 @@ mod tests {
         assert_eq!(s.resolve("bb").unwrap().id, id);
         assert_eq!(s.resolve("docker.io/library/bb:latest").unwrap().id, id);
         assert_eq!(s.resolve(&id.hex()[..8]).unwrap().id, id);
-        assert_eq!(
-            s.resolve(id.as_str()).unwrap().tags[0].familiar(),
-            "bb:latest"
-        );
-        assert_eq!(
-            s.resolve("nope").unwrap_err().message,
-            "No such image: nope"
-        );
-        s.tag("bb", &Reference::parse_tagged("bb:v2").unwrap())
-            .unwrap();
+        assert_eq!(s.resolve(id.as_str()).unwrap().tags[0].familiar(), "bb:latest");
+        assert_eq!(s.resolve("nope").unwrap_err().message, "No such image: nope");
+        s.tag("bb", &Reference::parse_tagged("bb:v2").unwrap()).unwrap();
         let none = |_: &Digest| Vec::new();
-        assert_eq!(
-            s.delete("bb:v2", false, &none).unwrap(),
-            vec![DeleteResponse::Untagged("bb:v2".into())]
-        );
+        assert_eq!(s.delete("bb:v2", false, &none).unwrap(), vec![DeleteResponse::Untagged("bb:v2".into())]);
         let used = |_: &Digest| vec![Usage::Stopped("c".repeat(64))];
-        assert_eq!(
-            s.delete("bb", false, &used).unwrap_err().kind,
-            berth_types::ErrorKind::Conflict
-        );
+        assert_eq!(s.delete("bb", false, &used).unwrap_err().kind, berth_types::ErrorKind::Conflict);
         let r = s.delete("bb", false, &none).unwrap();
         assert_eq!(r[0], DeleteResponse::Untagged("bb:latest".into()));
         s.delete(id2.as_str(), false, &none).unwrap();
-        assert_eq!(
-            std::fs::read_dir(s.layout.layers()).unwrap().count(),
-            0,
-            "layer gc'd"
-        );
+        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0, "layer gc'd");
     }
 
     #[test]
     fn bad_tar_stores_nothing() {
         let (_d, s) = open();
-        assert!(s
-            .import(&[0x42u8; 2048][..], ImportOptions::default())
-            .is_err());
+        assert!(s.import(&[0x42u8; 2048][..], ImportOptions::default()).is_err());
         assert!(s.list().unwrap().is_empty());
         assert_eq!(std::fs::read_dir(s.layout.tmp()).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0);
@@ -629,22 +423,13 @@ mod tests {
         let tar = tar_with(&[("a", b"1")]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
-        let id = s
-            .import(&gz.finish().unwrap()[..], ImportOptions::default())
-            .unwrap();
+        let id = s.import(&gz.finish().unwrap()[..], ImportOptions::default()).unwrap();
         let img = s.resolve(id.as_str()).unwrap();
-        assert_eq!(
-            img.config.rootfs.diff_ids,
-            vec![Digest::of(&tar).to_string()]
-        );
+        assert_eq!(img.config.rootfs.diff_ids, vec![Digest::of(&tar).to_string()]);
         let snap = s.prepare_snapshot("c1", &id).unwrap();
         assert_eq!(snap.overlay.lowers.len(), 1);
         s.delete(id.as_str(), true, &|_| Vec::new()).unwrap();
-        assert_eq!(
-            std::fs::read_dir(s.layout.layers()).unwrap().count(),
-            1,
-            "snapshot keeps its layer"
-        );
+        assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 1, "snapshot keeps its layer");
         s.remove_snapshot("c1").unwrap();
         assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 0);
     }

@@ -95,10 +95,7 @@ mod tests {
             while let Some(f) = d.next_frame().unwrap() {
                 got.push(f);
             }
-            assert_eq!(
-                got,
-                vec![(STDOUT, b"hello".to_vec()), (EXITED, b"{}".to_vec())]
-            );
+            assert_eq!(got, vec![(STDOUT, b"hello".to_vec()), (EXITED, b"{}".to_vec())]);
         }
         let mut d = Decoder::default();
         d.push(&[1, 0xff, 0xff, 0xff, 0xff]);

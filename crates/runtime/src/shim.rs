@@ -43,25 +43,16 @@ pub fn spawn(shim_bin: &Path, cfg: &ShimConfig) -> Result<i32> {
         .spawn()
         .map_err(|e| Error::internal(format!("start shim {}: {e}", shim_bin.display())))?;
     let mut answer = String::new();
-    let read = child
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut answer);
+    let read = child.stdout.take().expect("piped").read_to_string(&mut answer);
     let _ = child.wait();
     read.map_err(|e| Error::internal(format!("read shim readiness: {e}")))?;
     let answer = answer.trim_end();
     if let Some(pid) = answer.strip_prefix("ok ") {
-        return pid
-            .parse()
-            .map_err(|_| Error::internal(format!("shim said {answer:?}")));
+        return pid.parse().map_err(|_| Error::internal(format!("shim said {answer:?}")));
     }
     match answer.strip_prefix("err ") {
         Some(msg) => Err(Error::internal(msg.to_string())),
-        None => Err(Error::internal(format!(
-            "shim for {} died before it was ready",
-            cfg.id
-        ))),
+        None => Err(Error::internal(format!("shim for {} died before it was ready", cfg.id))),
     }
 }
 
@@ -91,13 +82,7 @@ impl ShimConn {
             .await
             .map_err(|e| Error::internal(format!("connect to shim {}: {e}", socket.display())))?;
         let (rd, wr) = s.into_split();
-        Ok(ShimConn {
-            reader: ShimReader {
-                rd,
-                dec: Decoder::default(),
-            },
-            writer: ShimWriter { wr },
-        })
+        Ok(ShimConn { reader: ShimReader { rd, dec: Decoder::default() }, writer: ShimWriter { wr } })
     }
 }
 

@@ -85,13 +85,7 @@ const MASKED_PATHS: [&str; 11] = [
     "/sys/devices/virtual/powercap",
 ];
 
-const READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// A mount the daemon resolved (volume, bind or tmpfs), in OCI terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,10 +152,7 @@ pub fn capabilities(hc: &HostConfig) -> Vec<String> {
 
 /// The environment Docker gives a process: PATH if missing, HOSTNAME, HOME, TERM for a TTY.
 pub fn process_env(env: &[String], hostname: &str, home: &str, tty: bool) -> Vec<String> {
-    let has = |k: &str| {
-        env.iter()
-            .any(|e| e.split_once('=').map(|x| x.0).unwrap_or(e) == k)
-    };
+    let has = |k: &str| env.iter().any(|e| e.split_once('=').map(|x| x.0).unwrap_or(e) == k);
     let mut out = Vec::new();
     if !has("PATH") {
         out.push(format!("PATH={DEFAULT_PATH}"));
@@ -182,12 +173,8 @@ pub fn process_env(env: &[String], hostname: &str, home: &str, tty: bool) -> Vec
 pub fn build(input: &SpecInput) -> Value {
     let hc = &input.host_config;
     let caps = capabilities(hc);
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
+    let mut namespaces =
+        vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
     if let Some(ns) = &input.netns {
         namespaces.push(json!({"type": "network", "path": ns}));
     }
@@ -200,12 +187,7 @@ pub fn build(input: &SpecInput) -> Value {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
     ];
-    mounts.retain(|m| {
-        !input
-            .mounts
-            .iter()
-            .any(|u| m["destination"] == u.destination.as_str())
-    });
+    mounts.retain(|m| !input.mounts.iter().any(|u| m["destination"] == u.destination.as_str()));
     for (src, dest) in &input.etc_files {
         if !input.mounts.iter().any(|u| &u.destination == dest) {
             mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
@@ -239,10 +221,7 @@ pub fn build(input: &SpecInput) -> Value {
     }
     if hc.nano_cpus > 0 {
         cpu.insert("period".into(), json!(100_000));
-        cpu.insert(
-            "quota".into(),
-            json!(hc.nano_cpus * 100_000 / 1_000_000_000),
-        );
+        cpu.insert("quota".into(), json!(hc.nano_cpus * 100_000 / 1_000_000_000));
     }
     if !cpu.is_empty() {
         resources["cpu"] = Value::Object(cpu);
@@ -250,11 +229,8 @@ pub fn build(input: &SpecInput) -> Value {
     if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
         resources["pids"] = json!({"limit": p});
     }
-    let (masked, readonly): (&[&str], &[&str]) = if hc.privileged {
-        (&[], &[])
-    } else {
-        (&MASKED_PATHS, &READONLY_PATHS)
-    };
+    let (masked, readonly): (&[&str], &[&str]) =
+        if hc.privileged { (&[], &[]) } else { (&MASKED_PATHS, &READONLY_PATHS) };
     let mut user = json!({"uid": input.user.uid, "gid": input.user.gid});
     if !input.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(input.user.additional_gids);
@@ -290,11 +266,8 @@ mod tests {
 
     #[test]
     fn capability_arithmetic() {
-        let mut hc = HostConfig {
-            cap_drop: vec!["chown".into()],
-            cap_add: vec!["NET_ADMIN".into()],
-            ..Default::default()
-        };
+        let mut hc =
+            HostConfig { cap_drop: vec!["chown".into()], cap_add: vec!["NET_ADMIN".into()], ..Default::default() };
         let c = capabilities(&hc);
         assert!(!c.contains(&"CAP_CHOWN".to_string()));
         assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
@@ -306,24 +279,8 @@ mod tests {
     #[test]
     fn env_defaults() {
         let e = process_env(&["A=1".into()], "abc", "/root", false);
-        assert_eq!(
-            e,
-            vec![
-                format!("PATH={DEFAULT_PATH}"),
-                "HOSTNAME=abc".into(),
-                "A=1".into(),
-                "HOME=/root".into()
-            ]
-        );
+        assert_eq!(e, vec![format!("PATH={DEFAULT_PATH}"), "HOSTNAME=abc".into(), "A=1".into(), "HOME=/root".into()]);
         let e = process_env(&["PATH=/x".into(), "HOME=/h".into()], "abc", "/root", true);
-        assert_eq!(
-            e,
-            vec![
-                "HOSTNAME=abc".to_string(),
-                "TERM=xterm".into(),
-                "PATH=/x".into(),
-                "HOME=/h".into()
-            ]
-        );
+        assert_eq!(e, vec!["HOSTNAME=abc".to_string(), "TERM=xterm".into(), "PATH=/x".into(), "HOME=/h".into()]);
     }
 }

@@ -31,9 +31,7 @@ pub fn resolve_user(root: &Root, spec: &str) -> Result<ResolvedUser> {
     };
     let user = if user.is_empty() { "0" } else { user };
     let passwd = lines(root, "/etc/passwd");
-    let entry = passwd
-        .iter()
-        .find(|f| f.len() >= 4 && (f[0] == user || f[2] == user));
+    let entry = passwd.iter().find(|f| f.len() >= 4 && (f[0] == user || f[2] == user));
     let (uid, mut gid, home, name) = match (entry, user.parse::<u32>()) {
         (Some(f), _) => (
             f[2].parse().unwrap_or(0),
@@ -43,23 +41,16 @@ pub fn resolve_user(root: &Root, spec: &str) -> Result<ResolvedUser> {
         ),
         (None, Ok(uid)) => (uid, uid, "/".to_string(), String::new()),
         (None, Err(_)) => {
-            return Err(Error::invalid(format!(
-                "unable to find user {user}: no matching entries in passwd file"
-            )))
+            return Err(Error::invalid(format!("unable to find user {user}: no matching entries in passwd file")))
         }
     };
     let groups = lines(root, "/etc/group");
     if let Some(g) = group {
-        gid = match groups
-            .iter()
-            .find(|f| f.len() >= 3 && (f[0] == g || f[2] == g))
-        {
+        gid = match groups.iter().find(|f| f.len() >= 3 && (f[0] == g || f[2] == g)) {
             Some(f) => f[2].parse().unwrap_or(0),
-            None => g.parse().map_err(|_| {
-                Error::invalid(format!(
-                    "unable to find group {g}: no matching entries in group file"
-                ))
-            })?,
+            None => g
+                .parse()
+                .map_err(|_| Error::invalid(format!("unable to find group {g}: no matching entries in group file")))?,
         };
     }
     let mut additional_gids: Vec<u32> = if name.is_empty() || group.is_some() {
@@ -72,30 +63,17 @@ pub fn resolve_user(root: &Root, spec: &str) -> Result<ResolvedUser> {
             .collect()
     };
     additional_gids.retain(|g| *g != gid);
-    Ok(ResolvedUser {
-        uid,
-        gid,
-        additional_gids,
-        home,
-    })
+    Ok(ResolvedUser { uid, gid, additional_gids, home })
 }
 
 /// Checks that `cmd` can be executed inside the root, with runc's wording for the failures that the
 /// docker CLI turns into exit codes 127 (not found) and 126 (not executable).
 pub fn check_command(root: &Root, cmd: &str, path_env: &str, cwd: &str) -> Result<()> {
     let candidates: Vec<String> = if cmd.contains('/') {
-        let p = if cmd.starts_with('/') {
-            cmd.to_string()
-        } else {
-            format!("{cwd}/{cmd}")
-        };
+        let p = if cmd.starts_with('/') { cmd.to_string() } else { format!("{cwd}/{cmd}") };
         vec![p]
     } else {
-        path_env
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| format!("{d}/{cmd}"))
-            .collect()
+        path_env.split(':').filter(|d| !d.is_empty()).map(|d| format!("{d}/{cmd}")).collect()
     };
     let mut denied = false;
     for c in &candidates {
@@ -130,17 +108,9 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
         )
         .unwrap();
-        std::fs::write(
-            t.path().join("etc/group"),
-            "root:x:0:\nwww:x:33:\nextra:x:50:www\n",
-        )
-        .unwrap();
+        std::fs::write(t.path().join("etc/group"), "root:x:0:\nwww:x:33:\nextra:x:50:www\n").unwrap();
         std::fs::write(t.path().join("bin/sh"), "").unwrap();
-        std::fs::set_permissions(
-            t.path().join("bin/sh"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        std::fs::set_permissions(t.path().join("bin/sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         std::fs::write(t.path().join("bin/noexec"), "").unwrap();
         let r = Root::open(t.path()).unwrap();
         (t, r)
@@ -151,24 +121,13 @@ mod tests {
         let (_t, r) = rootfs();
         assert_eq!(resolve_user(&r, "").unwrap().uid, 0);
         let w = resolve_user(&r, "www").unwrap();
-        assert_eq!(
-            (w.uid, w.gid, w.additional_gids.clone(), w.home.as_str()),
-            (33, 33, vec![50], "/var/www")
-        );
+        assert_eq!((w.uid, w.gid, w.additional_gids.clone(), w.home.as_str()), (33, 33, vec![50], "/var/www"));
         assert_eq!(
             resolve_user(&r, "1000:50").unwrap(),
-            ResolvedUser {
-                uid: 1000,
-                gid: 50,
-                additional_gids: vec![],
-                home: "/".into()
-            }
+            ResolvedUser { uid: 1000, gid: 50, additional_gids: vec![], home: "/".into() }
         );
         assert_eq!(resolve_user(&r, "www:extra").unwrap().gid, 50);
-        assert!(resolve_user(&r, "nobody2")
-            .unwrap_err()
-            .message
-            .contains("no matching entries in passwd file"));
+        assert!(resolve_user(&r, "nobody2").unwrap_err().message.contains("no matching entries in passwd file"));
     }
 
     #[test]
@@ -178,18 +137,10 @@ mod tests {
         check_command(&r, "sh", path, "/").unwrap();
         check_command(&r, "/bin/sh", path, "/").unwrap();
         assert_eq!(
-            check_command(&r, "nosuchcmd", path, "/")
-                .unwrap_err()
-                .message,
+            check_command(&r, "nosuchcmd", path, "/").unwrap_err().message,
             "exec: \"nosuchcmd\": executable file not found in $PATH"
         );
-        assert!(check_command(&r, "noexec", path, "/")
-            .unwrap_err()
-            .message
-            .contains("permission denied"));
-        assert!(check_command(&r, "/nope", path, "/")
-            .unwrap_err()
-            .message
-            .contains("no such file or directory"));
+        assert!(check_command(&r, "noexec", path, "/").unwrap_err().message.contains("permission denied"));
+        assert!(check_command(&r, "/nope", path, "/").unwrap_err().message.contains("no such file or directory"));
     }
 }

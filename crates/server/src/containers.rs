@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -34,13 +34,16 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/attach", post(attach))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}", delete(remove))
+        .route("/containers/{id}/export", get(export))
+        .route("/containers/{id}/changes", get(changes))
+        .route(
+            "/containers/{id}/archive",
+            get(archive_get).head(archive_head).put(archive_put).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/commit", post(commit))
 }
 
-async fn create(
-    State(svc): Svc,
-    q: Query,
-    JsonBody(body): JsonBody<CreateRequest>,
-) -> ApiResult<Response> {
+async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateRequest>) -> ApiResult<Response> {
     let (id, warnings) = svc.create(body, q.str("name")).await?;
     let mut r = json_response(&CreateResponse { id, warnings });
     *r.status_mut() = StatusCode::CREATED;
@@ -49,11 +52,7 @@ async fn create(
 
 async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-    Ok(json_response(&svc.list(
-        q.bool("all"),
-        limit,
-        &q.filters()?,
-    )?))
+    Ok(json_response(&svc.list(q.bool("all"), limit, &q.filters()?)?))
 }
 
 async fn inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
@@ -66,16 +65,12 @@ async fn start(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode>
 }
 
 async fn stop(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
-    svc.stop(&id, q.int("t")?, q.str("signal").filter(|s| !s.is_empty()))
-        .await?;
+    svc.stop(&id, q.int("t")?, q.str("signal").filter(|s| !s.is_empty())).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn restart(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
-    match svc
-        .stop(&id, q.int("t")?, q.str("signal").filter(|s| !s.is_empty()))
-        .await
-    {
+    match svc.stop(&id, q.int("t")?, q.str("signal").filter(|s| !s.is_empty())).await {
         Ok(()) => {}
         Err(e) if e.kind == berth_types::ErrorKind::NotModified => {}
         Err(e) => return Err(e.into()),
@@ -96,28 +91,17 @@ async fn wait(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Re
     let fut = svc.wait(&id, cond)?;
     let body = stream::once(async move {
         let w = fut.await;
-        let resp = WaitResponse {
-            status_code: w.exit_code,
-            error: w.error.map(|message| WaitError { message }),
-        };
+        let resp = WaitResponse { status_code: w.exit_code, error: w.error.map(|message| WaitError { message }) };
         let mut b = serde_json::to_vec(&resp).unwrap_or_default();
         b.push(b'\n');
         Ok::<_, std::io::Error>(bytes::Bytes::from(b))
     });
     let mut r = Response::new(Body::from_stream(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
 
-async fn attach(
-    State(svc): Svc,
-    Path(id): Path<String>,
-    q: Query,
-    req: Request,
-) -> ApiResult<Response> {
+async fn attach(State(svc): Svc, Path(id): Path<String>, q: Query, req: Request) -> ApiResult<Response> {
     let opts = AttachOptions {
         stdin: q.bool("stdin"),
         stdout: q.bool("stdout"),
@@ -145,17 +129,13 @@ fn time_param(q: &Query, k: &str) -> ApiResult<Option<f64>> {
 async fn logs(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
     let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
     if !stdout && !stderr {
-        return Err(ApiError(Error::invalid(
-            "Bad parameters: you must choose at least one stream",
-        )));
+        return Err(ApiError(Error::invalid("Bad parameters: you must choose at least one stream")));
     }
     let tail = match q.str("tail").unwrap_or("all") {
         "" | "all" => None,
-        n => Some(
-            n.parse::<i64>()
-                .map_err(|_| ApiError(Error::invalid(format!("invalid tail {n:?}"))))?
-                .max(0) as usize,
-        ),
+        n => {
+            Some(n.parse::<i64>().map_err(|_| ApiError(Error::invalid(format!("invalid tail {n:?}"))))?.max(0) as usize)
+        }
     };
     let opts = LogOptions {
         stdout,
@@ -169,25 +149,115 @@ async fn logs(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Re
     let (tty, rx) = svc.logs(&id, opts)?;
     let body = stream::unfold(rx, move |mut rx| async move {
         let (s, data) = rx.recv().await?;
-        let bytes = if tty {
-            data.to_vec()
-        } else {
-            stdcopy::frame(s, &data)
-        };
+        let bytes = if tty { data.to_vec() } else { stdcopy::frame(s, &data) };
         Some((Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)), rx))
     });
     let mut r = Response::new(Body::from_stream(body));
-    let ct = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     Ok(r)
 }
 
 async fn remove(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
     svc.remove(&id, q.bool("force"), q.bool("v")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn tar_response(r: tokio::io::DuplexStream) -> Response {
+    let mut resp = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(r)));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    resp
+}
+
+async fn export(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
+    svc.get(&id)?;
+    let (w, r) = tokio::io::duplex(256 * 1024);
+    tokio::spawn(async move {
+        if let Err(e) = svc.export(&id, w).await {
+            tracing::warn!(container = %id, "export: {e}");
+        }
+    });
+    Ok(tar_response(r))
+}
+
+async fn changes(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
+    let list: Vec<serde_json::Value> =
+        svc.changes(&id).await?.into_iter().map(|c| serde_json::json!({"Path": c.path, "Kind": c.kind})).collect();
+    Ok(json_response(&list))
+}
+
+fn stat_header(stat: &serde_json::Value) -> HeaderValue {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(stat).unwrap_or_default());
+    HeaderValue::from_str(&b).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn archive_path(q: &Query) -> ApiResult<String> {
+    match q.str("path") {
+        Some(p) if !p.is_empty() => Ok(p.to_string()),
+        _ => Err(ApiError(Error::invalid("path is required"))),
+    }
+}
+
+async fn archive_head(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
+    let stat = svc.archive_stat(&id, &archive_path(&q)?).await?;
+    let mut r = StatusCode::OK.into_response();
+    r.headers_mut().insert("X-Docker-Container-Path-Stat", stat_header(&stat));
+    Ok(r)
+}
+
+async fn archive_get(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
+    let (w, r) = tokio::io::duplex(256 * 1024);
+    let stat = svc.archive_get(&id, &archive_path(&q)?, w).await?;
+    let mut resp = tar_response(r);
+    resp.headers_mut().insert("X-Docker-Container-Path-Stat", stat_header(&stat));
+    Ok(resp)
+}
+
+async fn archive_put(State(svc): Svc, Path(id): Path<String>, q: Query, req: Request) -> ApiResult<StatusCode> {
+    use futures_util::TryStreamExt;
+    let path = archive_path(&q)?;
+    let body = tokio_util::io::StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
+    svc.archive_put(&id, &path, q.bool("noOverwriteDirNonDir"), body).await?;
+    Ok(StatusCode::OK)
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&changes=`, the body an optional Config.
+async fn commit(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> {
+    let container = q
+        .str("container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError(Error::invalid("container is required")))?;
+    let body =
+        axum::body::to_bytes(req.into_body(), 4 << 20).await.map_err(|e| ApiError(Error::invalid(e.to_string())))?;
+    let config: Option<berth_api::container::Config> = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))?
+    };
+    let reference = match q.str("repo").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => {
+            let r = berth_types::Reference::parse(repo)?;
+            Some(match q.str("tag").filter(|t| !t.is_empty()) {
+                Some(t) => r.with_tag(t)?,
+                None => berth_types::Reference::parse_tagged(repo)?,
+            })
+        }
+    };
+    let changes: Vec<String> =
+        q.all("changes").iter().flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>()).collect();
+    let id = svc
+        .commit(
+            container,
+            reference,
+            config,
+            changes,
+            q.str("author").unwrap_or("").to_string(),
+            q.str("comment").unwrap_or("").to_string(),
+        )
+        .await?;
+    let mut r = json_response(&serde_json::json!({"Id": id}));
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
 }

@@ -35,11 +35,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!("{}", self.0.message);
         }
-        (
-            status,
-            axum::Json(serde_json::json!({ "message": self.0.message })),
-        )
-            .into_response()
+        (status, axum::Json(serde_json::json!({ "message": self.0.message }))).into_response()
     }
 }
 
@@ -53,10 +49,7 @@ mod tests {
     async fn docker_error_shape() {
         let r = ApiError(Error::not_found("No such container: x")).into_response();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
-        let body = http_body_util::BodyExt::collect(r.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
+        let body = http_body_util::BodyExt::collect(r.into_body()).await.unwrap().to_bytes();
         assert_eq!(&body[..], br#"{"message":"No such container: x"}"#);
         let r = ApiError(Error::not_modified()).into_response();
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED);

@@ -19,10 +19,7 @@ fn content_type(tty: bool) -> &'static str {
 }
 
 fn wants_upgrade(req: &Request) -> bool {
-    req.headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+    req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
 }
 
 /// Answers an attach request: with `Upgrade: tcp`, a 101 and a task relaying both ways over the
@@ -32,18 +29,11 @@ pub fn respond(mut req: Request, attach: AttachStream) -> Response {
     if !wants_upgrade(&req) {
         let out = stream::unfold(attach, move |mut a| async move {
             let (s, data) = a.output.recv().await?;
-            let bytes = if a.tty {
-                data.to_vec()
-            } else {
-                stdcopy::frame(s, &data)
-            };
+            let bytes = if a.tty { data.to_vec() } else { stdcopy::frame(s, &data) };
             Some((Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)), a))
         });
         let mut r = Response::new(Body::from_stream(out));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type(tty)),
-        );
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(tty)));
         return r;
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -56,10 +46,7 @@ pub fn respond(mut req: Request, attach: AttachStream) -> Response {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(tty)),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(tty)));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
     r
@@ -94,11 +81,7 @@ async fn relay<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send +
         }
     });
     while let Some((s, data)) = attach.output.recv().await {
-        let res = if attach.tty {
-            wr.write_all(&data).await
-        } else {
-            wr.write_all(&stdcopy::frame(s, &data)).await
-        };
+        let res = if attach.tty { wr.write_all(&data).await } else { wr.write_all(&stdcopy::frame(s, &data)).await };
         if res.is_err() {
             break;
         }

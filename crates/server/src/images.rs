@@ -27,20 +27,15 @@ type Svc = State<Arc<ImageService>>;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/images/json", get(list))
-        .route(
-            "/images/create",
-            post(create).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/images/{*rest}",
-            get(get_dispatch).post(post_dispatch).delete(remove),
-        )
+        .route("/images/create", post(create).layer(DefaultBodyLimit::disable()))
+        .route("/images/get", get(save_many))
+        .route("/images/load", post(load).layer(DefaultBodyLimit::disable()))
+        .route("/images/prune", post(prune))
+        .route("/images/{*rest}", get(get_dispatch).post(post_dispatch).delete(remove))
 }
 
 fn unix(t: Option<&str>) -> i64 {
-    t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|d| d.timestamp())
-        .unwrap_or(0)
+    t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|d| d.timestamp()).unwrap_or(0)
 }
 
 fn summary(img: &Image, v: &ApiVersion) -> Value {
@@ -61,11 +56,7 @@ fn summary(img: &Image, v: &ApiVersion) -> Value {
     s
 }
 
-async fn list(
-    State(svc): Svc,
-    q: Query,
-    Extension(v): Extension<ApiVersion>,
-) -> ApiResult<Response> {
+async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
     let f = q.filters()?;
     f.validate(&["dangling", "label", "reference", "before", "since", "until"])
         .map_err(|e| ApiError(Error::invalid(e)))?;
@@ -73,26 +64,19 @@ async fn list(
     let created = |name: &str| {
         all.iter()
             .find(|i| {
-                i.tags
-                    .iter()
-                    .any(|t| t.familiar() == name || t.to_string() == name)
-                    || i.id.hex().starts_with(name)
+                i.tags.iter().any(|t| t.familiar() == name || t.to_string() == name) || i.id.hex().starts_with(name)
             })
             .and_then(|i| i.config.created.clone())
     };
     let before = f
         .get("before")
         .first()
-        .map(|n| {
-            created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}"))))
-        })
+        .map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}")))))
         .transpose()?;
     let since = f
         .get("since")
         .first()
-        .map(|n| {
-            created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}"))))
-        })
+        .map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}")))))
         .transpose()?;
     let mut out: Vec<&Image> = all
         .iter()
@@ -104,26 +88,13 @@ async fn list(
         .filter(|i| f.match_labels(&i.config.config.labels))
         .filter(|i| {
             let refs = f.get("reference");
-            refs.is_empty()
-                || refs
-                    .iter()
-                    .any(|p| i.tags.iter().any(|t| reference_matches(p, t)))
+            refs.is_empty() || refs.iter().any(|p| i.tags.iter().any(|t| reference_matches(p, t)))
         })
-        .filter(|i| {
-            before
-                .as_ref()
-                .is_none_or(|b| i.config.created.as_ref() < Some(b))
-        })
-        .filter(|i| {
-            since
-                .as_ref()
-                .is_none_or(|s| i.config.created.as_ref() > Some(s))
-        })
+        .filter(|i| before.as_ref().is_none_or(|b| i.config.created.as_ref() < Some(b)))
+        .filter(|i| since.as_ref().is_none_or(|s| i.config.created.as_ref() > Some(s)))
         .collect();
     out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
-    Ok(json_response(
-        &out.iter().map(|i| summary(i, &v)).collect::<Vec<_>>(),
-    ))
+    Ok(json_response(&out.iter().map(|i| summary(i, &v)).collect::<Vec<_>>()))
 }
 
 /// `reference` filter: a glob over the familiar name, with or without its tag.
@@ -174,28 +145,78 @@ fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
     j
 }
 
+/// Streams an archive: the blocking writer fills one end of a pipe, the response drains the other.
+fn tar_stream(svc: &ImageService, names: Vec<String>) -> ApiResult<Response> {
+    let (w, r) = tokio::io::duplex(256 * 1024);
+    svc.save(names, w)?;
+    Response::builder()
+        .header("Content-Type", "application/x-tar")
+        .body(Body::from_stream(tokio_util::io::ReaderStream::new(r)))
+        .map_err(|e| ApiError(Error::internal(e.to_string())))
+}
+
+async fn save_many(State(svc): Svc, q: Query) -> ApiResult<Response> {
+    let names = q.all("names");
+    if names.is_empty() {
+        return Err(ApiError(Error::invalid("no images to save: give names=")));
+    }
+    tar_stream(&svc, names)
+}
+
+async fn load(State(svc): Svc, req: Request) -> ApiResult<Response> {
+    let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
+    let lines = svc.load(body).await?;
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend(progress::stream(&format!("{l}\n")));
+    }
+    Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from(out))
+        .map_err(|e| ApiError(Error::internal(e.to_string())))
+}
+
+async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
+    let (out, space) = svc.prune(&q.filters()?).await?;
+    let j: Vec<Value> = out
+        .into_iter()
+        .map(|r| match r {
+            DeleteResponse::Untagged(t) => json!({"Untagged": t}),
+            DeleteResponse::Deleted(id) => json!({"Deleted": id}),
+        })
+        .collect();
+    let deleted = if j.is_empty() { Value::Null } else { json!(j) };
+    Ok(json_response(&json!({"ImagesDeleted": deleted, "SpaceReclaimed": space})))
+}
+
 async fn get_dispatch(
     State(svc): Svc,
     Path(rest): Path<String>,
     Extension(v): Extension<ApiVersion>,
 ) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/get") {
+        return tar_stream(&svc, vec![name.to_string()]);
+    }
     if let Some(name) = rest.strip_suffix("/json") {
         let img = svc.resolve(name).await?;
         return Ok(json_response(&inspect_json(&img, &v, "")));
     }
     if let Some(name) = rest.strip_suffix("/history") {
         let img = svc.resolve(name).await?;
+        // Non-empty history entries map, in order, onto the layers.
+        let mut sizes = img.layer_sizes.iter();
         let mut hist: Vec<Value> = img
             .config
             .history
             .iter()
             .map(|h| {
+                let size = if h.empty_layer { 0 } else { sizes.next().copied().unwrap_or(0) };
                 json!({
                     "Id": "<missing>",
                     "Created": unix(h.created.as_deref()),
                     "CreatedBy": h.created_by.clone().unwrap_or_default(),
                     "Tags": null,
-                    "Size": 0,
+                    "Size": size,
                     "Comment": h.comment.clone().unwrap_or_default(),
                 })
             })
@@ -204,7 +225,6 @@ async fn get_dispatch(
         if let Some(top) = hist.first_mut() {
             top["Id"] = json!(img.id);
             top["Tags"] = json!(img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>());
-            top["Size"] = json!(img.size);
         }
         return Ok(json_response(&hist));
     }
@@ -213,12 +233,7 @@ async fn get_dispatch(
 
 async fn post_dispatch(State(svc): Svc, Path(rest): Path<String>, q: Query) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
-        svc.tag(
-            name,
-            q.str("repo").unwrap_or(""),
-            q.str("tag").unwrap_or(""),
-        )
-        .await?;
+        svc.tag(name, q.str("repo").unwrap_or(""), q.str("tag").unwrap_or("")).await?;
         return Ok(StatusCode::CREATED.into_response());
     }
     if rest.ends_with("/push") {
@@ -269,17 +284,9 @@ async fn create(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
     let opts = ImportOptions {
         reference,
         message: q.str("message").unwrap_or("").to_string(),
-        changes: q
-            .all("changes")
-            .into_iter()
-            .flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>())
-            .collect(),
+        changes: q.all("changes").into_iter().flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>()).collect(),
     };
-    let body = StreamReader::new(
-        req.into_body()
-            .into_data_stream()
-            .map_err(std::io::Error::other),
-    );
+    let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
     let id = svc.import(body, opts).await?;
     tracing::info!(image = %short_id(id.as_str()), "imported");
     Response::builder()

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::IntoResponse;
 use axum::Router;
-use berth_daemon::{
-    ContainerService, Daemon, EventBus, ImageService, SystemService, VolumeService,
-};
+use berth_daemon::{ContainerService, Daemon, EventBus, ImageService, SystemService, VolumeService};
 use berth_types::Error;
 use serde::de::DeserializeOwned;
 
@@ -83,14 +81,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let body = axum::body::to_bytes(req.into_body(), MAX_JSON)
             .await
             .map_err(|e| ApiError(Error::invalid(format!("failed to read request body: {e}"))))?;
-        let text: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) {
-            b"{}"
-        } else {
-            &body
-        };
-        serde_json::from_slice(text)
-            .map(JsonBody)
-            .map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))
+        let text: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { &body };
+        serde_json::from_slice(text).map(JsonBody).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))
     }
 }
 
@@ -98,9 +90,5 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 pub fn json_response(v: &impl serde::Serialize) -> axum::response::Response {
     let mut body = serde_json::to_vec(v).unwrap_or_default();
     body.push(b'\n');
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }

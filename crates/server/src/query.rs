@@ -18,11 +18,8 @@ impl Query {
         let mut m: HashMap<String, Vec<String>> = HashMap::new();
         for pair in q.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
+            let dec =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
             m.entry(dec(k)).or_default().push(dec(v));
         }
         Query(m)
@@ -38,21 +35,16 @@ impl Query {
 
     /// Go's `httputils.BoolValue`: anything but "", "0", "no", "false", "none" is true.
     pub fn bool(&self, k: &str) -> bool {
-        self.str(k).is_some_and(|v| {
-            !matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "" | "0" | "no" | "false" | "none"
-            )
-        })
+        self.str(k)
+            .is_some_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "no" | "false" | "none"))
     }
 
     pub fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
         match self.str(k).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError(Error::invalid(format!("invalid value for {k}: {v:?}")))),
+            Some(v) => {
+                v.parse().map(Some).map_err(|_| ApiError(Error::invalid(format!("invalid value for {k}: {v:?}"))))
+            }
         }
     }
 
@@ -79,10 +71,7 @@ mod tests {
         assert!(!q.bool("v"));
         assert!(!q.bool("missing"));
         assert_eq!(q.str("name"), Some("a/b"));
-        assert_eq!(
-            q.all("changes"),
-            vec!["CMD x".to_string(), "ENV A=1".into()]
-        );
+        assert_eq!(q.all("changes"), vec!["CMD x".to_string(), "ENV A=1".into()]);
         assert_eq!(q.int("t").unwrap(), None);
     }
 }

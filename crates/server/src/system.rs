@@ -29,15 +29,10 @@ pub fn routes() -> Router<AppState> {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/events", get(events))
-        .route(
-            "/plugins",
-            get(|| async { json_response(&serde_json::json!([])) }),
-        )
+        .route("/plugins", get(|| async { json_response(&serde_json::json!([])) }))
         .route("/system/df", get(df));
     for p in ["swarm", "nodes", "services", "tasks", "secrets", "configs"] {
-        r = r
-            .route(&format!("/{p}"), swarm())
-            .route(&format!("/{p}/{{*rest}}"), swarm());
+        r = r.route(&format!("/{p}"), swarm()).route(&format!("/{p}/{{*rest}}"), swarm());
     }
     r
 }
@@ -53,9 +48,7 @@ async fn df(
     for c in cs.iter_mut() {
         let id = c["Id"].as_str().unwrap_or("").to_string();
         let svc = containers.clone();
-        let size = tokio::task::spawn_blocking(move || svc.size_rw(&id))
-            .await
-            .unwrap_or(0);
+        let size = tokio::task::spawn_blocking(move || svc.size_rw(&id)).await.unwrap_or(0);
         c["SizeRw"] = serde_json::json!(size);
         c["SizeRootFs"] = serde_json::json!(size);
     }
@@ -91,16 +84,10 @@ async fn df(
 async fn ping() -> Response {
     let mut r = "OK".into_response();
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     h.insert("Builder-Version", HeaderValue::from_static("1"));
     h.insert("Swarm", HeaderValue::from_static("inactive"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
@@ -119,9 +106,7 @@ fn parse_time(s: &str) -> Result<i64, ApiError> {
         return Ok(d.timestamp_nanos_opt().unwrap_or(0));
     }
     let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
-    let secs: i64 = secs
-        .parse()
-        .map_err(|_| ApiError(Error::invalid(format!("invalid timestamp {s:?}"))))?;
+    let secs: i64 = secs.parse().map_err(|_| ApiError(Error::invalid(format!("invalid timestamp {s:?}"))))?;
     let frac = format!("{frac:0<9}");
     let nanos: i64 = frac[..9].parse().unwrap_or(0);
     Ok(secs * 1_000_000_000 + nanos)
@@ -147,16 +132,8 @@ async fn events(State(bus): State<Arc<EventBus>>, q: Query) -> ApiResult<Respons
             "plugin",
         ])
         .map_err(|e| ApiError(Error::invalid(e)))?;
-    let since = q
-        .str("since")
-        .filter(|s| !s.is_empty())
-        .map(parse_time)
-        .transpose()?;
-    let until = q
-        .str("until")
-        .filter(|s| !s.is_empty())
-        .map(parse_time)
-        .transpose()?;
+    let since = q.str("since").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
+    let until = q.str("until").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
     let (past, rx) = bus.subscribe(since);
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let deadline = until.map(|u| Duration::from_nanos((u - now).max(0) as u64));
@@ -187,10 +164,7 @@ async fn events(State(bus): State<Arc<EventBus>>, q: Query) -> ApiResult<Respons
         None => live.boxed(),
     });
     let mut r = Response::new(Body::from_stream(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
 

@@ -99,10 +99,7 @@ mod tests {
     #[test]
     fn splits() {
         assert_eq!(super::split_version("/v1.44/info"), Some(("1.44", "/info")));
-        assert_eq!(
-            super::split_version("/v1.24/containers/x/json"),
-            Some(("1.24", "/containers/x/json"))
-        );
+        assert_eq!(super::split_version("/v1.24/containers/x/json"), Some(("1.24", "/containers/x/json")));
         assert_eq!(super::split_version("/volumes"), None);
         assert_eq!(super::split_version("/info"), None);
     }

@@ -38,12 +38,7 @@ struct CreateBody {
 
 async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateBody>) -> ApiResult<Response> {
     let v = svc
-        .create(
-            b.name,
-            b.driver.unwrap_or_default(),
-            b.driver_opts.unwrap_or_default(),
-            b.labels.unwrap_or_default(),
-        )
+        .create(b.name, b.driver.unwrap_or_default(), b.driver_opts.unwrap_or_default(), b.labels.unwrap_or_default())
         .await?;
     let mut r = json_response(&volume_json(&v, None));
     *r.status_mut() = StatusCode::CREATED;
@@ -59,10 +54,7 @@ async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
 }
 
 async fn inspect(State(svc): Svc, Path(name): Path<String>) -> ApiResult<Response> {
-    Ok(json_response(&volume_json(
-        &svc.inspect(&name).await?,
-        None,
-    )))
+    Ok(json_response(&volume_json(&svc.inspect(&name).await?, None)))
 }
 
 async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
@@ -72,7 +64,5 @@ async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResul
 
 async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let (deleted, space) = svc.prune(&q.filters()?).await?;
-    Ok(json_response(
-        &json!({"VolumesDeleted": deleted, "SpaceReclaimed": space}),
-    ))
+    Ok(json_response(&json!({"VolumesDeleted": deleted, "SpaceReclaimed": space})))
 }

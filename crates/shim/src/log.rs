@@ -17,15 +17,8 @@ fn now() -> String {
 
 impl JsonLog {
     pub fn open(path: &std::path::Path) -> JsonLog {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok();
-        JsonLog {
-            file,
-            partial: [Vec::new(), Vec::new()],
-        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        JsonLog { file, partial: [Vec::new(), Vec::new()] }
     }
 
     /// Buffers `data` from stream 0 (stdout) or 1 (stderr) and writes every complete line.

@@ -52,11 +52,7 @@ fn main() {
 /// Points fds 0–2 at /dev/null so that berthd's readiness pipe closes and nothing we print lands
 /// anywhere unexpected.
 fn close_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         let _ = rustix::stdio::dup2_stdin(&null);
         let _ = rustix::stdio::dup2_stdout(&null);
         let _ = rustix::stdio::dup2_stderr(&null);
@@ -104,9 +100,6 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
         .with_detach(true)
         .build()
         .map_err(|e| format!("OCI runtime create failed: {e}"))?;
-    let pid = container
-        .pid()
-        .map(|p| p.as_raw())
-        .ok_or("container has no pid")?;
+    let pid = container.pid().map(|p| p.as_raw()).ok_or("container has no pid")?;
     supervisor::Supervisor::new(cfg.clone(), container, pid, listener, out_r, err_r, stdin)
 }

@@ -99,10 +99,7 @@ impl Supervisor {
     fn poll_once(&mut self) {
         let readable = PollFlags::IN | PollFlags::HUP | PollFlags::ERR;
         let (ready_listener, ready_out, ready_pid, ready_clients) = {
-            let mut fds = vec![
-                PollFd::new(&self.listener, PollFlags::IN),
-                PollFd::new(&self.pidfd, PollFlags::IN),
-            ];
+            let mut fds = vec![PollFd::new(&self.listener, PollFlags::IN), PollFd::new(&self.pidfd, PollFlags::IN)];
             let mut out_idx = [None, None];
             for (i, o) in self.out.iter().enumerate() {
                 if let Some(fd) = o {
@@ -114,15 +111,8 @@ impl Supervisor {
             for c in &self.clients {
                 fds.push(PollFd::new(&c.stream, PollFlags::IN));
             }
-            let timeout = if self.exited_at.is_some() {
-                Duration::from_millis(50)
-            } else {
-                Duration::from_secs(1)
-            };
-            let ts = Timespec {
-                tv_sec: timeout.as_secs() as i64,
-                tv_nsec: timeout.subsec_nanos() as i64,
-            };
+            let timeout = if self.exited_at.is_some() { Duration::from_millis(50) } else { Duration::from_secs(1) };
+            let ts = Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
             if poll(&mut fds, Some(&ts)).is_err() {
                 return;
             }
@@ -131,20 +121,13 @@ impl Supervisor {
                 hit(0),
                 [out_idx[0].is_some_and(hit), out_idx[1].is_some_and(hit)],
                 hit(1),
-                (0..self.clients.len())
-                    .map(|i| hit(first_client + i))
-                    .collect::<Vec<_>>(),
+                (0..self.clients.len()).map(|i| hit(first_client + i)).collect::<Vec<_>>(),
             )
         };
         if ready_pid && self.exit.is_none() {
             if let Some((code, signal)) = berth_sys::process::try_wait(self.pid) {
-                let finished_at =
-                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                self.exit = Some(ExitStatus {
-                    code,
-                    signal,
-                    finished_at,
-                });
+                let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                self.exit = Some(ExitStatus { code, signal, finished_at });
                 self.exited_at = Some(Instant::now());
             }
         }
@@ -161,21 +144,9 @@ impl Supervisor {
         self.clients.retain(|c| !c.dead);
         if ready_listener {
             if let Ok((stream, _)) = self.listener.accept() {
-                let hello = Hello {
-                    pid: self.pid,
-                    started: self.started,
-                    exit: self.exit.clone(),
-                };
-                let mut c = Client {
-                    stream,
-                    dec: Decoder::default(),
-                    dead: false,
-                };
-                send(
-                    &mut c,
-                    proto::HELLO,
-                    &serde_json::to_vec(&hello).unwrap_or_default(),
-                );
+                let hello = Hello { pid: self.pid, started: self.started, exit: self.exit.clone() };
+                let mut c = Client { stream, dec: Decoder::default(), dead: false };
+                send(&mut c, proto::HELLO, &serde_json::to_vec(&hello).unwrap_or_default());
                 self.clients.push(c);
             }
         }
@@ -193,11 +164,7 @@ impl Supervisor {
             return;
         }
         self.log.write(stream, &buf[..n]);
-        let kind = if stream == 0 {
-            proto::STDOUT
-        } else {
-            proto::STDERR
-        };
+        let kind = if stream == 0 { proto::STDOUT } else { proto::STDERR };
         self.broadcast(kind, &buf[..n]);
     }
 
@@ -235,23 +202,11 @@ impl Supervisor {
             proto::START if !self.started => {
                 self.started = true;
                 match self.container.start() {
-                    Ok(()) => send(
-                        &mut self.clients[i],
-                        proto::STARTED,
-                        &self.pid.to_be_bytes(),
-                    ),
-                    Err(e) => send(
-                        &mut self.clients[i],
-                        proto::ERROR,
-                        format!("start container: {e}").as_bytes(),
-                    ),
+                    Ok(()) => send(&mut self.clients[i], proto::STARTED, &self.pid.to_be_bytes()),
+                    Err(e) => send(&mut self.clients[i], proto::ERROR, format!("start container: {e}").as_bytes()),
                 }
             }
-            proto::START => send(
-                &mut self.clients[i],
-                proto::STARTED,
-                &self.pid.to_be_bytes(),
-            ),
+            proto::START => send(&mut self.clients[i], proto::STARTED, &self.pid.to_be_bytes()),
             proto::STDIN => {
                 if let Some(fd) = &self.stdin {
                     if send_all(fd, payload).is_err() {
@@ -263,11 +218,7 @@ impl Supervisor {
             proto::SIGNAL if payload.len() == 4 && self.exit.is_none() => {
                 let sig = i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
                 if let Err(e) = berth_sys::process::kill(self.pid, sig) {
-                    send(
-                        &mut self.clients[i],
-                        proto::ERROR,
-                        format!("kill {}: {e}", self.pid).as_bytes(),
-                    );
+                    send(&mut self.clients[i], proto::ERROR, format!("kill {}: {e}", self.pid).as_bytes());
                 }
             }
             _ => {}

@@ -38,10 +38,9 @@ impl Store {
     /// Opens (creating) the store at `path` and checks its schema version.
     pub fn open(path: &Path) -> Result<Store> {
         let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::conflict(format!(
-                "metadata store {} is in use by another process",
-                path.display()
-            )),
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                Error::conflict(format!("metadata store {} is in use by another process", path.display()))
+            }
             e => db_err(e),
         })?;
         let store = Store { db };

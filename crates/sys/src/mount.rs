@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use berth_types::{Error, Result};
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, unmount as umount2,
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, unmount as umount2, FsMountFlags, FsOpenFlags,
+    MountAttrFlags, MoveMountFlags, UnmountFlags,
 };
 
 /// An overlay mount to make: lower layers top-most first, as overlayfs orders them.
@@ -25,13 +25,8 @@ impl Overlay {
         }
         match self.mount_new_api(target) {
             Ok(()) => Ok(()),
-            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
-                self.mount_legacy(target)
-            }
-            Err(e) => Err(Error::internal(format!(
-                "mount overlay on {}: {e}",
-                target.display()
-            ))),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => self.mount_legacy(target),
+            Err(e) => Err(Error::internal(format!("mount overlay on {}: {e}", target.display()))),
         }
     }
 
@@ -46,37 +41,20 @@ impl Overlay {
         fsconfig_set_string(&fs, "index", "off")?;
         fsconfig_create(&fs)?;
         let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
-        move_mount(
-            &mnt,
-            "",
-            rustix::fs::CWD,
-            target,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )
+        move_mount(&mnt, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
     }
 
     fn mount_legacy(&self, target: &Path) -> Result<()> {
-        let lowers: Vec<String> = self
-            .lowers
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let lowers: Vec<String> = self.lowers.iter().map(|p| p.display().to_string()).collect();
         let data = format!(
             "lowerdir={},upperdir={},workdir={},index=off",
             lowers.join(":"),
             self.upper.display(),
             self.work.display()
         );
-        let data = std::ffi::CString::new(data)
-            .map_err(|_| Error::invalid("overlay path contains NUL"))?;
-        rustix::mount::mount(
-            "overlay",
-            target,
-            "overlay",
-            rustix::mount::MountFlags::empty(),
-            Some(data.as_c_str()),
-        )
-        .map_err(|e| Error::internal(format!("mount overlay on {}: {e}", target.display())))
+        let data = std::ffi::CString::new(data).map_err(|_| Error::invalid("overlay path contains NUL"))?;
+        rustix::mount::mount("overlay", target, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
+            .map_err(|e| Error::internal(format!("mount overlay on {}: {e}", target.display())))
     }
 }
 
@@ -99,13 +77,8 @@ pub fn mount_fs(source: &str, target: &Path, fstype: &str, options: &[String]) -
             other => data.push(other.to_string()),
         }
     }
-    let fstype = if flags.contains(F::BIND) || fstype == "none" {
-        ""
-    } else {
-        fstype
-    };
-    let data = std::ffi::CString::new(data.join(","))
-        .map_err(|_| Error::invalid("mount options contain NUL"))?;
+    let fstype = if flags.contains(F::BIND) || fstype == "none" { "" } else { fstype };
+    let data = std::ffi::CString::new(data.join(",")).map_err(|_| Error::invalid("mount options contain NUL"))?;
     rustix::mount::mount(source, target, fstype, flags, Some(data.as_c_str()))
         .map_err(|e| Error::internal(format!("mount {source} on {}: {e}", target.display())))
 }
@@ -114,10 +87,7 @@ pub fn mount_fs(source: &str, target: &Path, fstype: &str, options: &[String]) -
 pub fn unmount(target: &Path) -> Result<()> {
     match umount2(target, UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(Error::internal(format!(
-            "unmount {}: {e}",
-            target.display()
-        ))),
+        Err(e) => Err(Error::internal(format!("unmount {}: {e}", target.display()))),
     }
 }
 
@@ -154,11 +124,7 @@ mod tests {
         std::fs::write(l1.join("a"), "top").unwrap();
         std::fs::write(l2.join("a"), "bottom").unwrap();
         std::fs::write(l2.join("b"), "b").unwrap();
-        let o = Overlay {
-            lowers: vec![l1, l2],
-            upper: up.clone(),
-            work: wk,
-        };
+        let o = Overlay { lowers: vec![l1, l2], upper: up.clone(), work: wk };
         o.mount(&mnt).unwrap();
         assert!(is_mountpoint(&mnt));
         assert_eq!(std::fs::read_to_string(mnt.join("a")).unwrap(), "top");

@@ -15,8 +15,7 @@ pub fn create(path: &Path) -> Result<()> {
     let res = std::thread::spawn(move || -> Result<()> {
         // SAFETY: CLONE_NEWNET only changes this thread's network namespace; this thread owns no
         // sockets or other state tied to the old namespace, and ends right after.
-        unsafe { unshare_unsafe(UnshareFlags::NEWNET) }
-            .map_err(|e| Error::internal(format!("unshare netns: {e}")))?;
+        unsafe { unshare_unsafe(UnshareFlags::NEWNET) }.map_err(|e| Error::internal(format!("unshare netns: {e}")))?;
         loopback_up()?;
         mount_bind("/proc/thread-self/ns/net", &p)
             .map_err(|e| Error::internal(format!("pin netns at {}: {e}", p.display())))
@@ -33,12 +32,7 @@ pub fn create(path: &Path) -> Result<()> {
 pub fn remove(path: &Path) -> Result<()> {
     match unmount(path, UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => {
-            return Err(Error::internal(format!(
-                "unmount netns {}: {e}",
-                path.display()
-            )))
-        }
+        Err(e) => return Err(Error::internal(format!("unmount netns {}: {e}", path.display()))),
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),

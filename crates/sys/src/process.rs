@@ -76,14 +76,7 @@ pub fn reap_others(keep: i32) {
         let mut status = 0;
         // SAFETY: as above. WNOWAIT peeks first so a tracked child is never reaped here.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
+        let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
         // SAFETY: waitid filled `info` for an exited child when it returned 0.
         let pid = unsafe { info.si_pid() };
         if r != 0 || pid == 0 || pid == keep {
@@ -101,10 +94,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
             return Ok(n);
         }
     }
-    let name = s
-        .trim_start_matches("SIG")
-        .trim_start_matches("sig")
-        .to_ascii_uppercase();
+    let name = s.trim_start_matches("SIG").trim_start_matches("sig").to_ascii_uppercase();
     let n = match name.as_str() {
         "HUP" => libc::SIGHUP,
         "INT" => libc::SIGINT,

@@ -11,9 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use berth_types::{Error, Result};
-use rustix::fs::{
-    self as rfs, AtFlags, FileType, Mode, OFlags, RawMode, ResolveFlags, Timespec, Timestamps, CWD,
-};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawMode, ResolveFlags, Timespec, Timestamps, CWD};
 use rustix::io::Errno;
 
 /// Cleans `p` into a relative path with no `.`, `..` or empty components.
@@ -42,16 +40,9 @@ const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGIC
 
 impl Root {
     pub fn open(path: &Path) -> Result<Root> {
-        let fd = rfs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::internal(format!("open root {}: {e}", path.display())))?;
-        Ok(Root {
-            fd,
-            path: path.to_path_buf(),
-        })
+        let fd = rfs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::internal(format!("open root {}: {e}", path.display())))?;
+        Ok(Root { fd, path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
@@ -59,11 +50,7 @@ impl Root {
     }
 
     fn openat2(&self, rel: &Path, flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
-        let rel: &Path = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
+        let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
         loop {
             match rfs::openat2(&self.fd, rel, flags | OFlags::CLOEXEC, mode, RESOLVE) {
                 Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
@@ -104,14 +91,9 @@ impl Root {
                 Ok(()) => {}
                 Err(Errno::EXIST) => {
                     // A dangling symlink: create its target, resolved inside the root.
-                    let target = rfs::readlinkat(&fd, c.as_os_str(), Vec::new())
-                        .map_err(|e| io_err(e, &cur))?;
+                    let target = rfs::readlinkat(&fd, c.as_os_str(), Vec::new()).map_err(|e| io_err(e, &cur))?;
                     let target = Path::new(OsStr::from_bytes(target.as_bytes()));
-                    let resolved = if target.is_absolute() {
-                        clean(target)
-                    } else {
-                        clean(&parent.join(target))
-                    };
+                    let resolved = if target.is_absolute() { clean(target) } else { clean(&parent.join(target)) };
                     self.dir_depth(&resolved, create, depth + 1)?;
                 }
                 Err(e) => return Err(io_err(e, &cur)),
@@ -167,17 +149,14 @@ impl Root {
         };
         let exists_as_dir = self.clear(&dir, &name, false).map_err(|e| io_err(e, p))?;
         if !exists_as_dir {
-            rfs::mkdirat(&dir, &name, Mode::from_raw_mode(mode as RawMode))
-                .map_err(|e| io_err(e, p))?;
+            rfs::mkdirat(&dir, &name, Mode::from_raw_mode(mode as RawMode)).map_err(|e| io_err(e, p))?;
         }
         Ok(())
     }
 
     /// Creates (replacing) a regular file and returns it open for writing.
     pub fn create_file(&self, p: &Path, mode: u32) -> Result<std::fs::File> {
-        let (dir, name) = self
-            .parent(p, true)?
-            .ok_or_else(|| Error::invalid("cannot write the root"))?;
+        let (dir, name) = self.parent(p, true)?.ok_or_else(|| Error::invalid("cannot write the root"))?;
         self.clear(&dir, &name, true).map_err(|e| io_err(e, p))?;
         let fd = rfs::openat(
             &dir,
@@ -190,21 +169,15 @@ impl Root {
     }
 
     pub fn symlink(&self, p: &Path, target: &Path) -> Result<()> {
-        let (dir, name) = self
-            .parent(p, true)?
-            .ok_or_else(|| Error::invalid("cannot replace the root"))?;
+        let (dir, name) = self.parent(p, true)?.ok_or_else(|| Error::invalid("cannot replace the root"))?;
         self.clear(&dir, &name, true).map_err(|e| io_err(e, p))?;
         rfs::symlinkat(target, &dir, &name).map_err(|e| io_err(e, p))
     }
 
     /// Hard-links `p` to the existing entry `target`, both inside the root.
     pub fn hardlink(&self, p: &Path, target: &Path) -> Result<()> {
-        let (tdir, tname) = self
-            .parent(target, false)?
-            .ok_or_else(|| Error::invalid("cannot link to the root"))?;
-        let (dir, name) = self
-            .parent(p, true)?
-            .ok_or_else(|| Error::invalid("cannot replace the root"))?;
+        let (tdir, tname) = self.parent(target, false)?.ok_or_else(|| Error::invalid("cannot link to the root"))?;
+        let (dir, name) = self.parent(p, true)?.ok_or_else(|| Error::invalid("cannot replace the root"))?;
         if clean(p) == clean(target) {
             return Ok(());
         }
@@ -214,31 +187,20 @@ impl Root {
 
     /// Creates a device node, fifo or (for overlay whiteouts) a 0:0 character device.
     pub fn mknod(&self, p: &Path, kind: FileType, mode: u32, major: u32, minor: u32) -> Result<()> {
-        let (dir, name) = self
-            .parent(p, true)?
-            .ok_or_else(|| Error::invalid("cannot replace the root"))?;
+        let (dir, name) = self.parent(p, true)?.ok_or_else(|| Error::invalid("cannot replace the root"))?;
         self.clear(&dir, &name, true).map_err(|e| io_err(e, p))?;
         let dev = rfs::makedev(major, minor);
-        rfs::mknodat(&dir, &name, kind, Mode::from_raw_mode(mode as RawMode), dev)
-            .map_err(|e| io_err(e, p))
+        rfs::mknodat(&dir, &name, kind, Mode::from_raw_mode(mode as RawMode), dev).map_err(|e| io_err(e, p))
     }
 
     /// Sets owner, mode (not on symlinks) and mtime of `p` without following a final symlink.
-    pub fn set_meta(
-        &self,
-        p: &Path,
-        uid: u32,
-        gid: u32,
-        mode: Option<u32>,
-        mtime: i64,
-    ) -> Result<()> {
+    pub fn set_meta(&self, p: &Path, uid: u32, gid: u32, mode: Option<u32>, mtime: i64) -> Result<()> {
         let (dir, name) = match self.parent(p, false)? {
             Some(x) => x,
             None => (self.dir(Path::new(""), false)?, PathBuf::from(".")),
         };
         let owner = (Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)));
-        rfs::chownat(&dir, &name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| io_err(e, p))?;
+        rfs::chownat(&dir, &name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io_err(e, p))?;
         // chmod follows a final symlink (Linux has no lchmod): never chmod through one. An entry
         // may have been replaced by a symlink after it was created (a later tar entry of that name).
         let is_link = rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
@@ -246,52 +208,27 @@ impl Root {
             .map_err(|e| io_err(e, p))?;
         if let Some(mode) = mode.filter(|_| !is_link) {
             // chmod after chown: chown clears setuid/setgid bits.
-            rfs::chmodat(
-                &dir,
-                &name,
-                Mode::from_raw_mode(mode as RawMode),
-                AtFlags::empty(),
-            )
-            .map_err(|e| io_err(e, p))?;
+            rfs::chmodat(&dir, &name, Mode::from_raw_mode(mode as RawMode), AtFlags::empty())
+                .map_err(|e| io_err(e, p))?;
         }
-        let t = Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        };
-        rfs::utimensat(
-            &dir,
-            &name,
-            &Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| io_err(e, p))
+        let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
+        rfs::utimensat(&dir, &name, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err(e, p))
     }
 
     pub fn set_xattr(&self, p: &Path, key: &OsStr, value: &[u8]) -> Result<()> {
-        let fd = self
-            .openat2(&clean(p), OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())
-            .map_err(|e| io_err(e, p))?;
+        let fd = self.openat2(&clean(p), OFlags::PATH | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| io_err(e, p))?;
         // fsetxattr does not work on O_PATH fds; go through the fd's /proc link, which names the
         // already-resolved inode and so cannot be redirected.
         let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        rfs::setxattr(
-            proc.as_str(),
-            key.as_bytes(),
-            value,
-            rfs::XattrFlags::empty(),
-        )
-        .or_else(|e| if e == Errno::LOOP { Ok(()) } else { Err(e) })
-        .map_err(|e| io_err(e, p))
+        rfs::setxattr(proc.as_str(), key.as_bytes(), value, rfs::XattrFlags::empty())
+            .or_else(|e| if e == Errno::LOOP { Ok(()) } else { Err(e) })
+            .map_err(|e| io_err(e, p))
     }
 
     /// Reads a whole regular file inside the root, following symlinks within it.
     pub fn read(&self, p: &Path) -> Result<Vec<u8>> {
-        let fd = self
-            .openat2(&clean(p), OFlags::RDONLY, Mode::empty())
-            .map_err(|e| io_err(e, p))?;
+        let fd = self.openat2(&clean(p), OFlags::RDONLY, Mode::empty()).map_err(|e| io_err(e, p))?;
         let mut f = std::fs::File::from(fd);
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut buf)?;
@@ -308,11 +245,32 @@ impl Root {
         }
     }
 
+    /// Opens a regular file inside the root for reading, following symlinks within it.
+    pub fn open_file(&self, p: &Path) -> Result<std::fs::File> {
+        let fd = self.openat2(&clean(p), OFlags::RDONLY, Mode::empty()).map_err(|e| io_err(e, p))?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// Opens `p` as an O_PATH fd without following a final symlink, with its stat.
+    pub fn open_nofollow(&self, p: &Path) -> Result<(OwnedFd, rfs::Stat)> {
+        let fd = self.openat2(&clean(p), OFlags::PATH | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| io_err(e, p))?;
+        let st = rfs::fstat(&fd).map_err(|e| io_err(e, p))?;
+        Ok((fd, st))
+    }
+
+    /// Opens the parent directory of `p` (creating nothing) and returns it with the final name.
+    pub fn open_parent(&self, p: &Path) -> Result<Option<(OwnedFd, PathBuf)>> {
+        self.parent(p, false)
+    }
+
+    /// Stats `p` inside the root without following a final symlink.
+    pub fn lstat(&self, p: &Path) -> Result<rfs::Stat> {
+        Ok(self.open_nofollow(p)?.1)
+    }
+
     /// Stats `p` inside the root, following symlinks within it.
     pub fn stat(&self, p: &Path) -> Result<rfs::Stat> {
-        let fd = self
-            .openat2(&clean(p), OFlags::PATH, Mode::empty())
-            .map_err(|e| io_err(e, p))?;
+        let fd = self.openat2(&clean(p), OFlags::PATH, Mode::empty()).map_err(|e| io_err(e, p))?;
         rfs::fstat(fd.as_fd()).map_err(|e| io_err(e, p))
     }
 }
@@ -364,10 +322,7 @@ mod tests {
 
     #[test]
     fn clean_never_climbs() {
-        assert_eq!(
-            clean(Path::new("/../../etc/passwd")),
-            PathBuf::from("etc/passwd")
-        );
+        assert_eq!(clean(Path::new("/../../etc/passwd")), PathBuf::from("etc/passwd"));
         assert_eq!(clean(Path::new("a/./b/../c")), PathBuf::from("a/c"));
         assert_eq!(clean(Path::new("..")), PathBuf::from(""));
     }
@@ -378,27 +333,18 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let r = Root::open(t.path()).unwrap();
         r.symlink(Path::new("escape"), outside.path()).unwrap();
-        r.symlink(Path::new("up"), Path::new("../../../../"))
-            .unwrap();
+        r.symlink(Path::new("up"), Path::new("../../../../")).unwrap();
         r.create_file(Path::new("escape/pwned"), 0o644).unwrap();
         r.create_file(Path::new("up/pwned2"), 0o644).unwrap();
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
         // The writes landed inside the root.
-        assert!(t
-            .path()
-            .join(outside.path().strip_prefix("/").unwrap())
-            .join("pwned")
-            .exists());
+        assert!(t.path().join(outside.path().strip_prefix("/").unwrap()).join("pwned").exists());
         assert!(t.path().join("pwned2").exists());
         // A file written over a symlink replaces the link, not its target.
         std::fs::write(outside.path().join("victim"), "safe").unwrap();
-        r.symlink(Path::new("v"), &outside.path().join("victim"))
-            .unwrap();
+        r.symlink(Path::new("v"), &outside.path().join("victim")).unwrap();
         r.create_file(Path::new("v"), 0o644).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(outside.path().join("victim")).unwrap(),
-            "safe"
-        );
+        assert_eq!(std::fs::read_to_string(outside.path().join("victim")).unwrap(), "safe");
         r.remove_all(Path::new("/")).unwrap();
         r.remove_all(Path::new("nonexistent/deeper")).unwrap();
     }

@@ -33,19 +33,14 @@ pub fn validate_name(name: &str) -> Result<&str> {
     let ok = match chars.next() {
         Some(c) if c.is_ascii_alphanumeric() => {
             let rest: Vec<char> = chars.collect();
-            !rest.is_empty()
-                && rest
-                    .iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            !rest.is_empty() && rest.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         }
         _ => false,
     };
     if ok {
         Ok(bare)
     } else {
-        Err(Error::invalid(format!(
-            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )))
+        Err(Error::invalid(format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")))
     }
 }
 
@@ -72,13 +67,11 @@ impl Digest {
 impl FromStr for Digest {
     type Err = Error;
     fn from_str(s: &str) -> Result<Digest> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
-            Error::invalid(format!("invalid digest {s:?}: unsupported algorithm"))
-        })?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| Error::invalid(format!("invalid digest {s:?}: unsupported algorithm")))?;
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(Error::invalid(format!(
-                "invalid digest {s:?}: not 64 lowercase hex"
-            )));
+            return Err(Error::invalid(format!("invalid digest {s:?}: not 64 lowercase hex")));
         }
         Ok(Digest(s.to_string()))
     }
@@ -127,10 +120,7 @@ mod tests {
     #[test]
     fn digests() {
         let d = Digest::of(b"");
-        assert_eq!(
-            d.as_str(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(d.as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert!("sha256:abc".parse::<Digest>().is_err());
         assert!("md5:00".parse::<Digest>().is_err());
         assert_eq!(d.as_str().parse::<Digest>().unwrap(), d);

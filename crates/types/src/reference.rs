@@ -48,14 +48,11 @@ fn is_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn is_domain(d: &str) -> bool {
-    !d.is_empty()
-        && d.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']'))
+    !d.is_empty() && d.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 impl Reference {
@@ -95,16 +92,8 @@ impl Reference {
             }
             _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
         };
-        let domain = if domain == "index.docker.io" {
-            DEFAULT_DOMAIN.to_string()
-        } else {
-            domain
-        };
-        let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
+        let domain = if domain == "index.docker.io" { DEFAULT_DOMAIN.to_string() } else { domain };
+        let path = if domain == DEFAULT_DOMAIN && !path.contains('/') { format!("library/{path}") } else { path };
         if path.to_lowercase() != path {
             return Err(Error::invalid(format!(
                 "invalid reference format: repository name ({path}) must be lowercase"
@@ -113,12 +102,7 @@ impl Reference {
         if !path.split('/').all(is_path_component) {
             return Err(bad());
         }
-        Ok(Reference {
-            domain,
-            path,
-            tag,
-            digest,
-        })
+        Ok(Reference { domain, path, tag, digest })
     }
 
     /// Like `parse`, then adds `:latest` when neither tag nor digest is given.
@@ -159,10 +143,7 @@ impl Reference {
     /// `busybox`, as the CLI shows repositories.
     pub fn familiar_repository(&self) -> String {
         if self.domain == DEFAULT_DOMAIN {
-            self.path
-                .strip_prefix("library/")
-                .unwrap_or(&self.path)
-                .to_string()
+            self.path.strip_prefix("library/").unwrap_or(&self.path).to_string()
         } else {
             self.repository()
         }
@@ -220,22 +201,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_references() {
-        for bad in [
-            "",
-            "Busybox",
-            "a:b:c",
-            "a/:x",
-            "a@sha256:12",
-            "-a",
-            "a..b",
-            "a:-x",
-            "a b",
-        ] {
+        for bad in ["", "Busybox", "a:b:c", "a/:x", "a@sha256:12", "-a", "a..b", "a:-x", "a b"] {
             assert!(Reference::parse(bad).is_err(), "{bad} accepted");
         }
-        assert!(Reference::parse("Busybox")
-            .unwrap_err()
-            .message
-            .contains("must be lowercase"));
+        assert!(Reference::parse("Busybox").unwrap_err().message.contains("must be lowercase"));
     }
 }

@@ -67,14 +67,8 @@ mod tests {
         let vol = tempfile::tempdir().unwrap();
         let r = Root::open(rootfs.path()).unwrap();
         assert!(copy_up(&r, "/srv", vol.path()).unwrap());
-        assert_eq!(
-            std::fs::read_to_string(vol.path().join("sub/f")).unwrap(),
-            "image"
-        );
-        assert_eq!(
-            std::fs::read_link(vol.path().join("link")).unwrap(),
-            Path::new("/etc/passwd")
-        );
+        assert_eq!(std::fs::read_to_string(vol.path().join("sub/f")).unwrap(), "image");
+        assert_eq!(std::fs::read_link(vol.path().join("link")).unwrap(), Path::new("/etc/passwd"));
         // Not empty any more: nothing copied again.
         std::fs::write(rootfs.path().join("srv/new"), "x").unwrap();
         assert!(!copy_up(&r, "/srv", vol.path()).unwrap());

@@ -32,9 +32,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     let b = name.as_bytes();
     let ok = b.len() >= 2
         && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -55,11 +53,7 @@ impl VolumeStore {
     pub fn open(store: Arc<Store>, data_root: &Path) -> Result<VolumeStore> {
         let root = data_root.join("volumes");
         std::fs::create_dir_all(&root)?;
-        Ok(VolumeStore {
-            store,
-            root,
-            mounts: Mutex::new(HashMap::new()),
-        })
+        Ok(VolumeStore { store, root, mounts: Mutex::new(HashMap::new()) })
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -96,10 +90,7 @@ impl VolumeStore {
                 return Err(Error::invalid(format!("invalid option: {k:?}")));
             }
         }
-        if options
-            .get("o")
-            .is_some_and(|o| o.split(',').any(|x| x == "bind"))
-        {
+        if options.get("o").is_some_and(|o| o.split(',').any(|x| x == "bind")) {
             let dev = options.get("device").map(String::as_str).unwrap_or("");
             if !Path::new(dev).is_absolute() || !Path::new(dev).exists() {
                 return Err(Error::invalid(format!(
@@ -127,27 +118,18 @@ impl VolumeStore {
     }
 
     pub fn inspect(&self, name: &str) -> Result<Volume> {
-        self.get(name)?
-            .ok_or_else(|| Error::not_found(format!("get {name}: no such volume")))
+        self.get(name)?.ok_or_else(|| Error::not_found(format!("get {name}: no such volume")))
     }
 
     pub fn list(&self) -> Result<Vec<Volume>> {
-        Ok(self
-            .store
-            .list::<Volume>(VOLUMES)?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect())
+        Ok(self.store.list::<Volume>(VOLUMES)?.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Removes a volume no container refers to. `users` are the ids of containers that do.
     pub fn remove(&self, name: &str, users: &[String]) -> Result<()> {
         let v = self.inspect(name)?;
         if !users.is_empty() {
-            return Err(Error::conflict(format!(
-                "remove {name}: volume is in use - [{}]",
-                users.join(", ")
-            )));
+            return Err(Error::conflict(format!("remove {name}: volume is in use - [{}]", users.join(", "))));
         }
         self.release_mount(&v, true)?;
         let dir = self.dir(&v.name);
@@ -191,20 +173,13 @@ impl VolumeStore {
             if *n == 0 && !berth_sys::mount::is_mountpoint(&v.mountpoint) {
                 let kind = v.options.get("type").map(String::as_str).unwrap_or("none");
                 let device = v.options.get("device").map(String::as_str).unwrap_or(kind);
-                let mut opts: Vec<String> = v
-                    .options
-                    .get("o")
-                    .map(|o| o.split(',').map(String::from).collect())
-                    .unwrap_or_default();
+                let mut opts: Vec<String> =
+                    v.options.get("o").map(|o| o.split(',').map(String::from).collect()).unwrap_or_default();
                 if let Some(s) = v.options.get("size") {
                     opts.push(format!("size={s}"));
                 }
-                berth_sys::mount::mount_fs(device, &v.mountpoint, kind, &opts).map_err(|e| {
-                    e.context(format!(
-                        "error while mounting volume '{}'",
-                        v.mountpoint.display()
-                    ))
-                })?;
+                berth_sys::mount::mount_fs(device, &v.mountpoint, kind, &opts)
+                    .map_err(|e| e.context(format!("error while mounting volume '{}'", v.mountpoint.display())))?;
             }
             *n += 1;
         }
@@ -256,47 +231,29 @@ mod tests {
     #[test]
     fn create_get_remove() {
         let (_d, s) = open();
-        let (v, created) = s
-            .create(Some("data"), "", BTreeMap::new(), BTreeMap::new())
-            .unwrap();
+        let (v, created) = s.create(Some("data"), "", BTreeMap::new(), BTreeMap::new()).unwrap();
         assert!(created);
         assert!(v.mountpoint.ends_with("volumes/data/_data"));
         assert!(v.mountpoint.is_dir());
-        let (again, created) = s
-            .create(Some("data"), "local", BTreeMap::new(), BTreeMap::new())
-            .unwrap();
+        let (again, created) = s.create(Some("data"), "local", BTreeMap::new(), BTreeMap::new()).unwrap();
         assert!(!created);
         assert_eq!(again, v);
-        let (anon, _) = s
-            .create(None, "", BTreeMap::new(), BTreeMap::new())
-            .unwrap();
+        let (anon, _) = s.create(None, "", BTreeMap::new(), BTreeMap::new()).unwrap();
         assert!(anon.anonymous());
         assert_eq!(anon.name.len(), 64);
-        assert_eq!(
-            s.remove("data", &["c1".into()]).unwrap_err().kind,
-            berth_types::ErrorKind::Conflict
-        );
+        assert_eq!(s.remove("data", &["c1".into()]).unwrap_err().kind, berth_types::ErrorKind::Conflict);
         s.remove("data", &[]).unwrap();
         assert!(!v.mountpoint.exists());
-        assert_eq!(
-            s.inspect("data").unwrap_err().message,
-            "get data: no such volume"
-        );
+        assert_eq!(s.inspect("data").unwrap_err().message, "get data: no such volume");
     }
 
     #[test]
     fn names_and_drivers() {
         let (_d, s) = open();
         for bad in ["a", "../x", "a/b", "-x", ".hidden", "with space"] {
-            assert!(
-                s.create(Some(bad), "", BTreeMap::new(), BTreeMap::new())
-                    .is_err(),
-                "{bad}"
-            );
+            assert!(s.create(Some(bad), "", BTreeMap::new(), BTreeMap::new()).is_err(), "{bad}");
         }
-        assert!(s
-            .create(Some("ok"), "nfs-plugin", BTreeMap::new(), BTreeMap::new())
-            .is_err());
+        assert!(s.create(Some("ok"), "nfs-plugin", BTreeMap::new(), BTreeMap::new()).is_err());
     }
 
     #[test]

@@ -12,17 +12,11 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace")
 }
 
 fn rand_tag() -> String {
@@ -62,19 +56,10 @@ pub struct Berthd {
 impl Berthd {
     /// Starts a berthd with its own data root, exec root, socket and cgroup parent.
     pub fn start() -> Berthd {
-        let dir = tempfile::Builder::new()
-            .prefix("bt-")
-            .tempdir_in("/tmp")
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("bt-").tempdir_in("/tmp").expect("tempdir");
         let root = dir.path().to_path_buf();
         let cgroup_parent = format!("/berth-test-{}", rand_tag());
-        let mut d = Berthd {
-            socket: root.join("b.sock"),
-            root,
-            cgroup_parent,
-            child: None,
-            _dir: dir,
-        };
+        let mut d = Berthd { socket: root.join("b.sock"), root, cgroup_parent, child: None, _dir: dir };
         d.spawn();
         d
     }
@@ -89,20 +74,14 @@ impl Berthd {
 
     /// Starts (or restarts) the daemon process on the same roots.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.join("berthd.log"))
-            .expect("log");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("berthd.log")).expect("log");
         let child = Command::new(bin_dir().join("berthd"))
             .args(["--data-root", self.root.join("data").to_str().unwrap()])
             .args(["--exec-root", self.root.join("run").to_str().unwrap()])
             .args(["-H", &self.host()])
             .args(["--cgroup-parent", &self.cgroup_parent])
-            .args([
-                "--config-file",
-                self.root.join("daemon.json").to_str().unwrap(),
-            ])
+            .args(["--config-file", self.root.join("daemon.json").to_str().unwrap()])
             .args(["--log-level", "debug"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -175,10 +154,7 @@ impl Berthd {
     /// Runs `berth` against this daemon.
     pub fn berth(&self, args: &[&str]) -> Output {
         run_with(
-            Command::new(bin_dir().join("berth"))
-                .env("BERTH_HOST", self.host())
-                .env_remove("DOCKER_HOST")
-                .args(args),
+            Command::new(bin_dir().join("berth")).env("BERTH_HOST", self.host()).env_remove("DOCKER_HOST").args(args),
             None,
         )
     }
@@ -213,11 +189,7 @@ impl Berthd {
     pub fn mounts(&self) -> Vec<String> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let root = self.root.to_string_lossy().to_string();
-        info.lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&root))
-            .map(String::from)
-            .collect()
+        info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(String::from).collect()
     }
 
     /// cgroup directories under this daemon's parent, in every hierarchy.
@@ -225,9 +197,8 @@ impl Berthd {
         let mut out = Vec::new();
         let base = Path::new("/sys/fs/cgroup");
         let parent = self.cgroup_parent.trim_start_matches('/');
-        let mut hier: Vec<PathBuf> = std::fs::read_dir(base)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let mut hier: Vec<PathBuf> =
+            std::fs::read_dir(base).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         hier.push(base.to_path_buf());
         for h in hier {
             let p = h.join(parent);
@@ -259,11 +230,7 @@ impl Berthd {
 fn run_with(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
     let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

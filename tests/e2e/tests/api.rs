@@ -6,19 +6,11 @@ use hyper::Method;
 use serde_json::Value;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 /// A raw request on the socket, without the client's version prefix.
-async fn raw(
-    d: &Berthd,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
+async fn raw(d: &Berthd, method: &str, path: &str, body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
     let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
@@ -36,18 +28,9 @@ async fn raw(
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect();
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers =
+        lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
     (status, headers, rest.as_bytes().to_vec())
 }
 
@@ -67,32 +50,20 @@ fn ping_and_version_negotiation() {
             assert_eq!(header(&h, "docker-experimental"), Some("false"));
             assert_eq!(header(&h, "swarm"), Some("inactive"));
             assert!(header(&h, "server").unwrap().starts_with("Docker/"));
-            assert_eq!(
-                header(&h, "cache-control"),
-                Some("no-cache, no-store, must-revalidate")
-            );
+            assert_eq!(header(&h, "cache-control"), Some("no-cache, no-store, must-revalidate"));
             if m == "GET" {
                 assert!(String::from_utf8_lossy(&body).contains("OK"));
             }
         }
-        for v in [
-            "/v1.24/version",
-            "/v1.44/version",
-            "/version",
-            "/v1.41/_ping",
-        ] {
+        for v in ["/v1.24/version", "/v1.44/version", "/version", "/v1.41/_ping"] {
             let (st, h, _) = raw(&d, "GET", v, b"").await;
             assert_eq!(st, 200, "{v}");
             assert_eq!(header(&h, "api-version"), Some("1.44"));
         }
         let (st, _, body) = raw(&d, "GET", "/v1.45/version", b"").await;
         assert_eq!(st, 400);
-        let v: Value =
-            serde_json::from_slice(&body[body.iter().position(|b| *b == b'{').unwrap()..]).unwrap();
-        assert_eq!(
-            v["message"],
-            "client version 1.45 is too new. Maximum supported API version is 1.44"
-        );
+        let v: Value = serde_json::from_slice(&body[body.iter().position(|b| *b == b'{').unwrap()..]).unwrap();
+        assert_eq!(v["message"], "client version 1.45 is too new. Maximum supported API version is 1.44");
         let (st, _, _) = raw(&d, "GET", "/v1.12/version", b"").await;
         assert_eq!(st, 400);
         let (st, _, body) = raw(&d, "GET", "/v1.44/no/such/route", b"").await;
@@ -129,14 +100,7 @@ fn info_reports_real_figures() {
     assert!(!info["KernelVersion"].as_str().unwrap().is_empty());
     assert!(["1", "2"].contains(&info["CgroupVersion"].as_str().unwrap()));
     assert!(info["SecurityOptions"].is_array());
-    assert_eq!(
-        d.ok(&[
-            "info",
-            "--format",
-            "{{.Containers}} {{.Images}} {{.Driver}}"
-        ]),
-        "1 1 overlay2"
-    );
+    assert_eq!(d.ok(&["info", "--format", "{{.Containers}} {{.Images}} {{.Driver}}"]), "1 1 overlay2");
 }
 
 #[test]
@@ -147,13 +111,7 @@ fn bad_input_gets_docker_errors() {
         let (st, _, body) = raw(&d, "POST", "/v1.44/containers/create", b"{not json").await;
         assert_eq!(st, 400);
         assert!(String::from_utf8_lossy(&body).contains("invalid JSON"));
-        let (st, _, _) = raw(
-            &d,
-            "POST",
-            "/v1.44/containers/create",
-            br#"{"Image":"busybox","Cmd":42}"#,
-        )
-        .await;
+        let (st, _, _) = raw(&d, "POST", "/v1.44/containers/create", br#"{"Image":"busybox","Cmd":42}"#).await;
         assert_eq!(st, 400);
         // Oversized bodies are refused, not buffered without bound.
         let big = vec![b' '; 5 << 20];
@@ -164,22 +122,13 @@ fn bad_input_gets_docker_errors() {
         assert!(String::from_utf8_lossy(&body).contains("No such container: nope"));
         let (st, _, _) = raw(&d, "GET", "/v1.44/containers/json?filters=%7Bbad", b"").await;
         assert_eq!(st, 400);
-        let (st, _, _) = raw(
-            &d,
-            "GET",
-            "/v1.44/containers/json?filters=%7B%22status%22%3A%5B%22bogus%22%5D%7D",
-            b"",
-        )
-        .await;
+        let (st, _, _) =
+            raw(&d, "GET", "/v1.44/containers/json?filters=%7B%22status%22%3A%5B%22bogus%22%5D%7D", b"").await;
         assert_eq!(st, 400);
     });
     let o = d.docker(&["run", "--rm", "nosuchimage:1"]);
     assert!(!o.status.success());
-    assert!(
-        err(&o).contains("Unable to find image 'nosuchimage:1' locally"),
-        "{}",
-        err(&o)
-    );
+    assert!(err(&o).contains("Unable to find image 'nosuchimage:1' locally"), "{}", err(&o));
     let o = d.docker(&["rm", "nope"]);
     assert!(err(&o).contains("No such container: nope"));
     let o = d.docker(&["create", "--name", "bad name", "busybox"]);
@@ -195,38 +144,14 @@ fn events_stream_lifecycle() {
     let d = Berthd::start();
     let since = chrono_now();
     d.import_busybox("busybox");
-    assert_eq!(
-        d.docker(&["run", "--name", "ev", "busybox", "sh", "-c", "exit 7"])
-            .status
-            .code(),
-        Some(7)
-    );
+    assert_eq!(d.docker(&["run", "--name", "ev", "busybox", "sh", "-c", "exit 7"]).status.code(), Some(7));
     d.ok(&["rm", "ev"]);
     d.ok(&["rmi", "busybox"]);
     let until = chrono_now() + 1;
-    let o = d.ok(&[
-        "events",
-        "--since",
-        &since.to_string(),
-        "--until",
-        &until.to_string(),
-        "--format",
-        "{{json .}}",
-    ]);
-    let evs: Vec<Value> = o
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let actions: Vec<String> = evs
-        .iter()
-        .map(|e| {
-            format!(
-                "{}:{}",
-                e["Type"].as_str().unwrap(),
-                e["Action"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let o = d.ok(&["events", "--since", &since.to_string(), "--until", &until.to_string(), "--format", "{{json .}}"]);
+    let evs: Vec<Value> = o.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let actions: Vec<String> =
+        evs.iter().map(|e| format!("{}:{}", e["Type"].as_str().unwrap(), e["Action"].as_str().unwrap())).collect();
     for want in [
         "image:import",
         "container:create",
@@ -237,10 +162,7 @@ fn events_stream_lifecycle() {
         "image:untag",
         "image:delete",
     ] {
-        assert!(
-            actions.iter().any(|a| a == want),
-            "missing {want} in {actions:?}"
-        );
+        assert!(actions.iter().any(|a| a == want), "missing {want} in {actions:?}");
     }
     let die = evs.iter().find(|e| e["Action"] == "die").unwrap();
     assert_eq!(die["Actor"]["Attributes"]["exitCode"], "7");
@@ -264,10 +186,7 @@ fn events_stream_lifecycle() {
 }
 
 fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 #[test]
@@ -295,11 +214,8 @@ fn live_events_follow() {
                 .output()
                 .unwrap()
         });
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let frame =
+            tokio::time::timeout(std::time::Duration::from_secs(10), body.frame()).await.unwrap().unwrap().unwrap();
         let v: Value = serde_json::from_slice(frame.data_ref().unwrap()).unwrap();
         assert_eq!(v["Action"], "create");
         assert!(h.await.unwrap().status.success());

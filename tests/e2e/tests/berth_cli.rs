@@ -16,29 +16,13 @@ fn berth_commands() {
     assert!(out(&o).contains("bb "), "{}", out(&o));
     let o = d.berth(&["info"]);
     assert!(out(&o).contains("Images: 1"), "{}", out(&o));
-    let o = d.berth(&[
-        "run",
-        "--rm",
-        "bb",
-        "sh",
-        "-c",
-        "echo hi; echo oops >&2; exit 4",
-    ]);
+    let o = d.berth(&["run", "--rm", "bb", "sh", "-c", "echo hi; echo oops >&2; exit 4"]);
     assert_eq!(o.status.code(), Some(4));
     assert_eq!(out(&o), "hi\n");
     assert_eq!(err(&o), "oops\n");
     let o = d.berth(&["run", "--rm", "bb", "nosuchcmd"]);
     assert_eq!(o.status.code(), Some(127));
-    let o = d.berth(&[
-        "run",
-        "-d",
-        "--name",
-        "bg",
-        "bb",
-        "sh",
-        "-c",
-        "echo started; sleep 100",
-    ]);
+    let o = d.berth(&["run", "-d", "--name", "bg", "bb", "sh", "-c", "echo started; sleep 100"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o).trim().len(), 64);
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -57,8 +41,5 @@ fn berth_commands() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("No such container: bg"), "{}", err(&o));
     // docker and berth agree on what they see.
-    assert_eq!(
-        d.ok(&["images", "-q"]),
-        out(&d.berth(&["images", "-q"])).trim()
-    );
+    assert_eq!(d.ok(&["images", "-q"]), out(&d.berth(&["images", "-q"])).trim());
 }

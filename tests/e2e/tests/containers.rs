@@ -17,35 +17,17 @@ fn run_echo_and_exit_codes() {
     let o = d.docker(&["run", "--rm", "busybox", "echo", "hello"]);
     assert_eq!(out(&o), "hello\n", "{}", err(&o));
     assert!(o.status.success());
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "busybox",
-        "sh",
-        "-c",
-        "echo to-out; echo to-err >&2; exit 3",
-    ]);
+    let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", "echo to-out; echo to-err >&2; exit 3"]);
     assert_eq!(o.status.code(), Some(3));
     assert_eq!(out(&o), "to-out\n");
     assert_eq!(err(&o), "to-err\n");
     let o = d.docker(&["run", "--rm", "busybox", "nosuchcmd"]);
     assert_eq!(o.status.code(), Some(127), "{}", err(&o));
-    assert!(
-        err(&o).contains("exec: \"nosuchcmd\": executable file not found in $PATH"),
-        "{}",
-        err(&o)
-    );
+    assert!(err(&o).contains("exec: \"nosuchcmd\": executable file not found in $PATH"), "{}", err(&o));
     let o = d.docker(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(o.status.code(), Some(126), "{}", err(&o));
     // Killed by a signal: 128 + signal, as the shell inside reports it too.
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "busybox",
-        "sh",
-        "-c",
-        "sleep 30 & kill -9 $!; wait $!",
-    ]);
+    let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", "sleep 30 & kill -9 $!; wait $!"]);
     assert_eq!(o.status.code(), Some(137));
     // --rm removed them all, even the ones that failed to start.
     assert_eq!(d.ok(&["ps", "-aq"]), "");
@@ -87,70 +69,44 @@ fn config_merges_with_the_image() {
     assert_eq!(&f[..3], ["1", "user", "2"]);
     assert_eq!(f[3].len(), 12, "hostname defaults to the short id");
     assert_eq!(lines[1], "/srv");
-    assert_eq!(
-        d.ok(&["run", "--rm", "-w", "/made/here", "bbx", "pwd"]),
-        "/made/here"
-    );
-    assert_eq!(
-        d.ok(&["run", "--rm", "-h", "myhost", "bbx", "hostname"]),
-        "myhost"
-    );
+    assert_eq!(d.ok(&["run", "--rm", "-w", "/made/here", "bbx", "pwd"]), "/made/here");
+    assert_eq!(d.ok(&["run", "--rm", "-h", "myhost", "bbx", "hostname"]), "myhost");
     let id = d.ok(&["run", "--rm", "-u", "www", "bbx", "id"]);
-    assert!(
-        id.starts_with("uid=33(www) gid=33(www) groups=") && id.contains("50(staff)"),
-        "{id}"
-    );
-    assert_eq!(
-        d.ok(&["run", "--rm", "-u", "1234:50", "bbx", "id", "-u"]),
-        "1234"
-    );
+    assert!(id.starts_with("uid=33(www) gid=33(www) groups=") && id.contains("50(staff)"), "{id}");
+    assert_eq!(d.ok(&["run", "--rm", "-u", "1234:50", "bbx", "id", "-u"]), "1234");
     let o = d.docker(&["run", "--rm", "-u", "nobody2", "bbx", "true"]);
     assert!(!o.status.success());
-    assert!(
-        err(&o).contains("unable to find user nobody2"),
-        "{}",
-        err(&o)
-    );
-    assert_eq!(
-        d.ok(&["run", "--rm", "--entrypoint", "echo", "bbx", "a", "b"]),
-        "a b"
-    );
+    assert!(err(&o).contains("unable to find user nobody2"), "{}", err(&o));
+    assert_eq!(d.ok(&["run", "--rm", "--entrypoint", "echo", "bbx", "a", "b"]), "a b");
     // Isolation: own pid namespace, only loopback in its network namespace.
     assert_eq!(d.ok(&["run", "--rm", "bbx", "sh", "-c", "echo $$"]), "1");
     let links = d.ok(&["run", "--rm", "bbx", "ls", "/sys/class/net"]);
     assert_eq!(links, "lo");
-    assert!(d
-        .ok(&["run", "--rm", "bbx", "cat", "/etc/hosts"])
-        .contains("localhost"));
+    assert!(d.ok(&["run", "--rm", "bbx", "cat", "/etc/hosts"]).contains("localhost"));
 }
 
 #[test]
 fn detached_logs_stop_kill_rm() {
     let d = daemon();
-    let id = d.ok(&["run", "-d", "--name", "ticker", "-l", "team=a", "busybox", "sh", "-c", "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "-l",
+        "team=a",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    ]);
     assert_eq!(id.len(), 64);
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(
-        d.ok(&["ps", "--format", "{{.Names}} {{.State}}"]),
-        "ticker running"
-    );
+    assert_eq!(d.ok(&["ps", "--format", "{{.Names}} {{.State}}"]), "ticker running");
     assert_eq!(d.ok(&["ps", "-q", "--filter", "label=team=a"]), &id[..12]);
     assert_eq!(d.ok(&["ps", "-q", "--filter", "label=team=b"]), "");
-    assert_eq!(
-        d.ok(&[
-            "ps",
-            "-q",
-            "--filter",
-            "name=tick",
-            "--filter",
-            "status=running"
-        ]),
-        &id[..12]
-    );
-    assert_eq!(
-        d.ok(&["ps", "-q", "--filter", &format!("id={}", &id[..6])]),
-        &id[..12]
-    );
+    assert_eq!(d.ok(&["ps", "-q", "--filter", "name=tick", "--filter", "status=running"]), &id[..12]);
+    assert_eq!(d.ok(&["ps", "-q", "--filter", &format!("id={}", &id[..6])]), &id[..12]);
     let tail = d.ok(&["logs", "--tail", "2", "ticker"]);
     assert_eq!(tail.lines().count(), 2);
     assert!(tail.starts_with("tick "));
@@ -160,38 +116,18 @@ fn detached_logs_stop_kill_rm() {
     assert!(err(&o).contains("container is running"), "{}", err(&o));
     let t = Instant::now();
     d.ok(&["stop", "ticker"]);
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "TERM handler should end it at once"
-    );
-    assert_eq!(
-        d.ok(&[
-            "inspect",
-            "-f",
-            "{{.State.Status}} {{.State.ExitCode}}",
-            "ticker"
-        ]),
-        "exited 0"
-    );
+    assert!(t.elapsed() < Duration::from_secs(5), "TERM handler should end it at once");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker"]), "exited 0");
     assert!(d.ok(&["logs", "--tail", "1", "ticker"]).ends_with("bye"));
     // Restart from exited, then stop with a short timeout: SIGKILL after it.
-    d.ok(&[
-        "run", "-d", "--name", "stubborn", "busybox", "sleep", "1000",
-    ]);
+    d.ok(&["run", "-d", "--name", "stubborn", "busybox", "sleep", "1000"]);
     let t = Instant::now();
     d.ok(&["stop", "-t", "1", "stubborn"]);
     let el = t.elapsed();
     assert!(el >= Duration::from_millis(900), "stop waited {el:?}");
-    assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]),
-        "137"
-    );
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]), "137");
     let o = d.docker(&["stop", "stubborn"]);
-    assert!(
-        o.status.success(),
-        "stop of a stopped container is a no-op: {}",
-        err(&o)
-    );
+    assert!(o.status.success(), "stop of a stopped container is a no-op: {}", err(&o));
     d.ok(&["start", "stubborn"]);
     d.ok(&["kill", "-s", "KILL", "stubborn"]);
     assert_eq!(d.ok(&["wait", "stubborn"]), "137");
@@ -236,10 +172,7 @@ fn inspect_shape_and_wait_conditions() {
     d.ok(&["start", "shape"]);
     let w = waiter.join().unwrap();
     assert!(matches!(out(&w).trim(), "4" | "0"), "{}", out(&w));
-    assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "shape"]),
-        "4"
-    );
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "shape"]), "4");
     let o = d.docker(&["start", "-a", "shape"]);
     assert_eq!(o.status.code(), Some(4));
 }
@@ -247,46 +180,21 @@ fn inspect_shape_and_wait_conditions() {
 #[test]
 fn stdin_and_attach() {
     let d = daemon();
-    let o = d.docker_stdin(
-        &["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z"],
-        Some(b"hello stdin\n"),
-    );
+    let o = d.docker_stdin(&["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z"], Some(b"hello stdin\n"));
     assert_eq!(out(&o), "HELLO STDIN\n", "{}", err(&o));
     // A late attach sees new output and ends when the container does.
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "late",
-        "busybox",
-        "sh",
-        "-c",
-        "sleep 1; echo from-late; exit 5",
-    ]);
+    d.ok(&["run", "-d", "--name", "late", "busybox", "sh", "-c", "sleep 1; echo from-late; exit 5"]);
     let o = d.docker(&["attach", "late"]);
     assert_eq!(o.status.code(), Some(5));
     assert_eq!(out(&o), "from-late\n");
     let o = d.docker(&["attach", "late"]);
-    assert!(
-        err(&o).contains("You cannot attach to a stopped container"),
-        "{}",
-        err(&o)
-    );
+    assert!(err(&o).contains("You cannot attach to a stopped container"), "{}", err(&o));
 }
 
 #[test]
 fn logs_follow_until_exit() {
     let d = daemon();
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "follow",
-        "busybox",
-        "sh",
-        "-c",
-        "for i in 1 2 3; do echo line $i; sleep 0.3; done",
-    ]);
+    d.ok(&["run", "-d", "--name", "follow", "busybox", "sh", "-c", "for i in 1 2 3; do echo line $i; sleep 0.3; done"]);
     let o = d.docker(&["logs", "-f", "follow"]);
     assert_eq!(out(&o), "line 1\nline 2\nline 3\n");
     let o = d.docker(&["logs", "--since", "1s", "follow"]);
@@ -298,15 +206,10 @@ fn cleanup_leaves_nothing() {
     let d = daemon();
     d.ok(&["run", "-d", "--name", "aa", "busybox", "sleep", "1000"]);
     d.ok(&["run", "--name", "bb", "busybox", "true"]);
-    assert!(
-        !d.cgroups().is_empty(),
-        "a running container has a cgroup under our parent"
-    );
+    assert!(!d.cgroups().is_empty(), "a running container has a cgroup under our parent");
     d.ok(&["rm", "-f", "aa", "bb"]);
     assert!(d.mounts().is_empty(), "{:?}", d.mounts());
     assert!(d.shims().is_empty());
-    let netns = std::fs::read_dir(d.root.join("run/netns"))
-        .map(|r| r.count())
-        .unwrap_or(0);
+    let netns = std::fs::read_dir(d.root.join("run/netns")).map(|r| r.count()).unwrap_or(0);
     assert_eq!(netns, 0);
 }

@@ -12,12 +12,8 @@ fn import_list_inspect_remove() {
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     // gzip works too, and the same content is one layer.
     let gz = d.root.join("bb.tar.gz");
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(&gz).unwrap(),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(&std::fs::read(busybox_tar()).unwrap())
-        .unwrap();
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    enc.write_all(&std::fs::read(busybox_tar()).unwrap()).unwrap();
     enc.finish().unwrap();
     let id2 = d.ok(&[
         "import",
@@ -30,9 +26,7 @@ fn import_list_inspect_remove() {
         gz.to_str().unwrap(),
         "example.com/team/bb:v1",
     ]);
-    let layers = std::fs::read_dir(d.data_root().join("image/layers"))
-        .unwrap()
-        .count();
+    let layers = std::fs::read_dir(d.data_root().join("image/layers")).unwrap().count();
     assert_eq!(layers, 1, "identical layers must be stored once");
 
     let list = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
@@ -40,8 +34,7 @@ fn import_list_inspect_remove() {
     names.sort();
     assert_eq!(names, ["busybox:latest", "example.com/team/bb:v1"]);
 
-    let inspect: Value =
-        serde_json::from_str(&d.ok(&["image", "inspect", "example.com/team/bb:v1"])).unwrap();
+    let inspect: Value = serde_json::from_str(&d.ok(&["image", "inspect", "example.com/team/bb:v1"])).unwrap();
     assert_eq!(inspect[0]["Id"], id2.as_str());
     assert_eq!(inspect[0]["Config"]["Env"][0], "FOO=bar");
     assert_eq!(inspect[0]["Config"]["Cmd"][0], "sh");
@@ -49,13 +42,7 @@ fn import_list_inspect_remove() {
     assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
     assert_eq!(inspect[0]["Os"], "linux");
     // Names normalise Docker's way.
-    for n in [
-        "busybox",
-        "busybox:latest",
-        "library/busybox",
-        "docker.io/library/busybox:latest",
-        &id[7..19],
-    ] {
+    for n in ["busybox", "busybox:latest", "library/busybox", "docker.io/library/busybox:latest", &id[7..19]] {
         assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Id}}", n]), id, "{n}");
     }
     d.ok(&["tag", "busybox", "mine:2"]);
@@ -68,26 +55,13 @@ fn import_list_inspect_remove() {
     // Removing one of two tags only untags.
     assert_eq!(d.ok(&["rmi", "mine:2"]), "Untagged: mine:2");
     let o = d.docker(&["rmi", "busybox"]);
-    assert!(
-        err(&o).contains("container") && err(&o).contains("is using its referenced image"),
-        "{}",
-        err(&o)
-    );
+    assert!(err(&o).contains("container") && err(&o).contains("is using its referenced image"), "{}", err(&o));
     d.ok(&["rm", "user"]);
     let o = d.ok(&["rmi", "busybox"]);
-    assert!(
-        o.contains("Untagged: busybox:latest") && o.contains(&format!("Deleted: {id}")),
-        "{o}"
-    );
+    assert!(o.contains("Untagged: busybox:latest") && o.contains(&format!("Deleted: {id}")), "{o}");
     d.ok(&["rmi", "example.com/team/bb:v1"]);
     assert_eq!(d.ok(&["images", "-q"]), "");
-    assert_eq!(
-        std::fs::read_dir(d.data_root().join("image/layers"))
-            .unwrap()
-            .count(),
-        0,
-        "layers garbage-collected"
-    );
+    assert_eq!(std::fs::read_dir(d.data_root().join("image/layers")).unwrap().count(), 0, "layers garbage-collected");
     let o = d.docker(&["rmi", "nothere"]);
     assert!(err(&o).contains("No such image: nothere"), "{}", err(&o));
 }
@@ -125,11 +99,7 @@ fn hostile_tars_stay_inside_their_root() {
     ]);
     let o = d.docker_stdin(&["import", "-", "evil"], Some(&evil));
     assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(
-        std::fs::read_dir(victim.path()).unwrap().count(),
-        0,
-        "a tar entry escaped its root"
-    );
+    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0, "a tar entry escaped its root");
     assert!(!std::path::Path::new("/tmp/escape-dotdot").exists());
     // And the container sees them inside its own root.
     d.ok(&["rmi", "evil"]);
@@ -144,22 +114,11 @@ fn malformed_tar_is_400_and_stores_nothing() {
     assert!(err(&o).contains("invalid tar"), "{}", err(&o));
     // A truncated gzip stream too.
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(&std::fs::read(busybox_tar()).unwrap())
-        .unwrap();
+    enc.write_all(&std::fs::read(busybox_tar()).unwrap()).unwrap();
     let gz = enc.finish().unwrap();
     let o = d.docker_stdin(&["import", "-", "trunc"], Some(&gz[..gz.len() / 2]));
     assert!(!o.status.success());
     assert_eq!(out(&d.docker(&["images", "-q"])).trim(), "");
-    assert_eq!(
-        std::fs::read_dir(d.data_root().join("image/layers"))
-            .unwrap()
-            .count(),
-        0
-    );
-    assert_eq!(
-        std::fs::read_dir(d.data_root().join("image/tmp"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(d.data_root().join("image/layers")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(d.data_root().join("image/tmp")).unwrap().count(), 0);
 }

@@ -8,20 +8,7 @@ use berth_e2e::{err, Berthd};
 fn restart_preserves_images_and_containers() {
     let mut d = Berthd::start();
     let img = d.import_busybox("busybox");
-    assert_eq!(
-        d.docker(&[
-            "run",
-            "--name",
-            "done",
-            "busybox",
-            "sh",
-            "-c",
-            "echo kept; exit 2"
-        ])
-        .status
-        .code(),
-        Some(2)
-    );
+    assert_eq!(d.docker(&["run", "--name", "done", "busybox", "sh", "-c", "echo kept; exit 2"]).status.code(), Some(2));
     let live = d.ok(&[
         "run",
         "-d",
@@ -40,20 +27,9 @@ fn restart_preserves_images_and_containers() {
     assert_eq!(d.shims(), shim_pids, "the shim outlives berthd");
     d.spawn();
     assert_eq!(d.ok(&["images", "-q", "--no-trunc"]), img);
-    assert_eq!(
-        d.ok(&[
-            "inspect",
-            "-f",
-            "{{.State.Status}} {{.State.ExitCode}}",
-            "done"
-        ]),
-        "exited 2"
-    );
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "done"]), "exited 2");
     assert_eq!(d.ok(&["logs", "done"]), "kept");
-    assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]),
-        "running"
-    );
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]), "running");
     assert_eq!(d.ok(&["ps", "-q", "--no-trunc"]), live);
     std::thread::sleep(Duration::from_millis(500));
     d.ok(&["stop", "live"]);
@@ -61,32 +37,12 @@ fn restart_preserves_images_and_containers() {
 
     // A crash while a container runs, and it exits while berthd is down: the exit is recorded.
     d.ok(&["start", "live"]);
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "short",
-        "busybox",
-        "sh",
-        "-c",
-        "sleep 1; exit 9",
-    ]);
+    d.ok(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 9"]);
     d.crash();
     std::thread::sleep(Duration::from_millis(1800));
     d.spawn();
-    assert_eq!(
-        d.ok(&[
-            "inspect",
-            "-f",
-            "{{.State.Status}} {{.State.ExitCode}}",
-            "short"
-        ]),
-        "exited 9"
-    );
-    assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]),
-        "running"
-    );
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "short"]), "exited 9");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "live"]), "running");
     d.ok(&["rm", "-f", "live", "short", "done"]);
     assert!(d.mounts().is_empty(), "{:?}", d.mounts());
 }
@@ -97,10 +53,7 @@ fn second_daemon_on_the_same_root_refuses() {
     let o = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
         .args(["--data-root", d.data_root().to_str().unwrap()])
         .args(["--exec-root", d.root.join("run2").to_str().unwrap()])
-        .args([
-            "-H",
-            &format!("unix://{}", d.root.join("other.sock").display()),
-        ])
+        .args(["-H", &format!("unix://{}", d.root.join("other.sock").display())])
         .args(["--config-file", "/nonexistent/daemon.json"])
         .output()
         .unwrap();
@@ -109,12 +62,7 @@ fn second_daemon_on_the_same_root_refuses() {
     // Non-loopback TCP is refused until TLS lands.
     let o = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
         .args(["--data-root", d.root.join("data3").to_str().unwrap()])
-        .args([
-            "-H",
-            "tcp://0.0.0.0:23750",
-            "--config-file",
-            "/nonexistent/daemon.json",
-        ])
+        .args(["-H", "tcp://0.0.0.0:23750", "--config-file", "/nonexistent/daemon.json"])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -136,10 +84,7 @@ fn daemon_json_and_tcp_loopback() {
     let pid = std::fs::read_to_string(d.root.join("berthd.pid")).unwrap();
     assert!(pid.trim().parse::<u32>().is_ok());
     d.stop();
-    assert!(
-        !d.root.join("berthd.pid").exists(),
-        "pidfile removed on clean shutdown"
-    );
+    assert!(!d.root.join("berthd.pid").exists(), "pidfile removed on clean shutdown");
     assert!(!d.socket.exists(), "socket removed on clean shutdown");
     std::fs::write(d.root.join("daemon.json"), r#"{"no-such-key": 1}"#).unwrap();
     let o = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
@@ -160,21 +105,12 @@ fn daemon_json_and_tcp_loopback() {
 #[test]
 fn tcp_on_loopback_serves_the_api() {
     let d = Berthd::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let root = d.root.join("tcp");
     let mut child = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
         .args(["--data-root", root.join("data").to_str().unwrap()])
         .args(["--exec-root", root.join("run").to_str().unwrap()])
-        .args([
-            "-H",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--config-file",
-            "/nonexistent/daemon.json",
-        ])
+        .args(["-H", &format!("tcp://127.0.0.1:{port}"), "--config-file", "/nonexistent/daemon.json"])
         .args(["--cgroup-parent", &format!("{}-tcp", d.cgroup_parent)])
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -12,46 +12,11 @@ fn daemon() -> Berthd {
 #[test]
 fn named_volume_outlives_containers_and_restarts() {
     let mut d = daemon();
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert_eq!(
-        d.ok(&["volume", "create", "--label", "team=a", "data"]),
-        "data"
-    );
-    d.ok(&[
-        "run",
-        "--rm",
-        "-v",
-        "data:/data",
-        "busybox",
-        "sh",
-        "-c",
-        "echo persisted > /data/f",
-    ]);
-    assert_eq!(
-        d.ok(&[
-            "run",
-            "--rm",
-            "-v",
-            "data:/data:ro",
-            "busybox",
-            "cat",
-            "/data/f"
-        ]),
-        "persisted"
-    );
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "-v",
-        "data:/data:ro",
-        "busybox",
-        "sh",
-        "-c",
-        "echo x > /data/g",
-    ]);
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(d.ok(&["volume", "create", "--label", "team=a", "data"]), "data");
+    d.ok(&["run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo persisted > /data/f"]);
+    assert_eq!(d.ok(&["run", "--rm", "-v", "data:/data:ro", "busybox", "cat", "/data/f"]), "persisted");
+    let o = d.docker(&["run", "--rm", "-v", "data:/data:ro", "busybox", "sh", "-c", "echo x > /data/g"]);
     assert!(!o.status.success(), "a read-only volume accepted a write");
     assert!(err(&o).contains("Read-only file system"), "{}", err(&o));
     let v: Value = serde_json::from_str(&d.ok(&["volume", "inspect", "data"])).unwrap();
@@ -59,66 +24,28 @@ fn named_volume_outlives_containers_and_restarts() {
     assert_eq!(v[0]["Driver"], "local");
     assert_eq!(v[0]["Labels"]["team"], "a");
     assert_eq!(v[0]["Scope"], "local");
-    assert!(v[0]["Mountpoint"]
-        .as_str()
-        .unwrap()
-        .ends_with("/volumes/data/_data"));
+    assert!(v[0]["Mountpoint"].as_str().unwrap().ends_with("/volumes/data/_data"));
     // In use by a (stopped) container: 409; named volumes survive `rm -v`.
-    d.ok(&[
-        "create",
-        "--name",
-        "holder",
-        "-v",
-        "data:/data",
-        "busybox",
-        "true",
-    ]);
+    d.ok(&["create", "--name", "holder", "-v", "data:/data", "busybox", "true"]);
     let o = d.docker(&["volume", "rm", "data"]);
     assert!(err(&o).contains("volume is in use"), "{}", err(&o));
     let c: Value = serde_json::from_str(&d.ok(&["inspect", "holder"])).unwrap();
     let m = &c[0]["Mounts"][0];
     assert_eq!(
-        (
-            m["Type"].as_str(),
-            m["Name"].as_str(),
-            m["Destination"].as_str(),
-            m["RW"].as_bool()
-        ),
+        (m["Type"].as_str(), m["Name"].as_str(), m["Destination"].as_str(), m["RW"].as_bool()),
         (Some("volume"), Some("data"), Some("/data"), Some(true))
     );
     assert_eq!(m["Driver"], "local");
     d.stop();
     d.spawn();
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "data");
-    assert_eq!(
-        d.ok(&[
-            "run",
-            "--rm",
-            "-v",
-            "data:/data",
-            "busybox",
-            "cat",
-            "/data/f"
-        ]),
-        "persisted"
-    );
+    assert_eq!(d.ok(&["run", "--rm", "-v", "data:/data", "busybox", "cat", "/data/f"]), "persisted");
     d.ok(&["rm", "-v", "holder"]);
-    assert_eq!(
-        d.ok(&["volume", "ls", "-q", "--filter", "label=team=a"]),
-        "data"
-    );
-    assert_eq!(
-        d.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]),
-        "data"
-    );
+    assert_eq!(d.ok(&["volume", "ls", "-q", "--filter", "label=team=a"]), "data");
+    assert_eq!(d.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]), "data");
     d.ok(&["volume", "rm", "data"]);
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1)
-    .to_string();
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
     let ev = d.ok(&[
         "events",
         "--since",
@@ -144,32 +71,12 @@ fn copy_up_anonymous_and_prune() {
     let d = Berthd::start();
     let tar = berth_e2e::busybox_tar();
     // An image whose /etc holds content and that declares a VOLUME.
-    d.ok(&[
-        "import",
-        "-c",
-        "VOLUME /etc",
-        tar.to_str().unwrap(),
-        "withvol",
-    ]);
+    d.ok(&["import", "-c", "VOLUME /etc", tar.to_str().unwrap(), "withvol"]);
     d.import_busybox("busybox");
     d.ok(&["volume", "create", "fresh"]);
     // A new named volume mounted over image content gets it copied in first.
-    assert!(d
-        .ok(&[
-            "run",
-            "--rm",
-            "-v",
-            "fresh:/etc",
-            "withvol",
-            "cat",
-            "/etc/passwd"
-        ])
-        .contains("root:x:0:0"));
-    assert!(
-        std::fs::read_to_string(d.data_root().join("volumes/fresh/_data/passwd"))
-            .unwrap()
-            .contains("root")
-    );
+    assert!(d.ok(&["run", "--rm", "-v", "fresh:/etc", "withvol", "cat", "/etc/passwd"]).contains("root:x:0:0"));
+    assert!(std::fs::read_to_string(d.data_root().join("volumes/fresh/_data/passwd")).unwrap().contains("root"));
     // nocopy leaves it empty.
     d.ok(&["volume", "create", "empty"]);
     let o = d.ok(&[
@@ -186,35 +93,16 @@ fn copy_up_anonymous_and_prune() {
     // Image VOLUMEs and `-v /path` make anonymous volumes; `--rm` removes them.
     d.ok(&["run", "--rm", "-v", "/scratch", "withvol", "true"]);
     d.ok(&["run", "--name", "keep", "-v", "/scratch", "withvol", "true"]);
-    let anon: Vec<String> = d
-        .ok(&["volume", "ls", "-q"])
-        .lines()
-        .filter(|l| l.len() == 64)
-        .map(String::from)
-        .collect();
-    assert_eq!(
-        anon.len(),
-        2,
-        "the kept container's two anonymous volumes (VOLUME /etc and -v /scratch)"
-    );
+    let anon: Vec<String> = d.ok(&["volume", "ls", "-q"]).lines().filter(|l| l.len() == 64).map(String::from).collect();
+    assert_eq!(anon.len(), 2, "the kept container's two anonymous volumes (VOLUME /etc and -v /scratch)");
     // Prune: only anonymous, unused ones; the container still holds its own.
     let o = d.ok(&["volume", "prune", "-f"]);
     assert!(!o.contains("fresh"));
-    assert_eq!(
-        d.ok(&["volume", "ls", "-q"])
-            .lines()
-            .filter(|l| l.len() == 64)
-            .count(),
-        2
-    );
+    assert_eq!(d.ok(&["volume", "ls", "-q"]).lines().filter(|l| l.len() == 64).count(), 2);
     d.ok(&["rm", "keep"]);
     let o = d.ok(&["volume", "prune", "-f"]);
     assert!(o.contains(&anon[0]) && o.contains(&anon[1]), "{o}");
-    let mut left: Vec<String> = d
-        .ok(&["volume", "ls", "-q"])
-        .lines()
-        .map(String::from)
-        .collect();
+    let mut left: Vec<String> = d.ok(&["volume", "ls", "-q"]).lines().map(String::from).collect();
     left.sort();
     assert_eq!(left, ["empty", "fresh"]);
     d.ok(&["volume", "prune", "-f", "--all"]);
@@ -233,73 +121,19 @@ fn binds_tmpfs_and_mount_flag() {
     std::fs::create_dir(&host).unwrap();
     std::fs::write(host.join("hello"), "from host").unwrap();
     let h = host.to_str().unwrap();
-    assert_eq!(
-        d.ok(&[
-            "run",
-            "--rm",
-            "-v",
-            &format!("{h}:/mnt"),
-            "busybox",
-            "cat",
-            "/mnt/hello"
-        ]),
-        "from host"
-    );
-    d.ok(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{h}:/mnt"),
-        "busybox",
-        "sh",
-        "-c",
-        "echo back > /mnt/out",
-    ]);
+    assert_eq!(d.ok(&["run", "--rm", "-v", &format!("{h}:/mnt"), "busybox", "cat", "/mnt/hello"]), "from host");
+    d.ok(&["run", "--rm", "-v", &format!("{h}:/mnt"), "busybox", "sh", "-c", "echo back > /mnt/out"]);
     assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "back\n");
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{h}:/mnt:ro"),
-        "busybox",
-        "touch",
-        "/mnt/x",
-    ]);
+    let o = d.docker(&["run", "--rm", "-v", &format!("{h}:/mnt:ro"), "busybox", "touch", "/mnt/x"]);
     assert!(!o.status.success());
     // -v creates a missing host folder; --mount refuses one.
     let missing = d.root.join("made-by-v");
-    d.ok(&[
-        "run",
-        "--rm",
-        "-v",
-        &format!("{}:/m", missing.display()),
-        "busybox",
-        "true",
-    ]);
+    d.ok(&["run", "--rm", "-v", &format!("{}:/m", missing.display()), "busybox", "true"]);
     assert!(missing.is_dir());
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "--mount",
-        &format!("type=bind,src={}/nope,dst=/m", h),
-        "busybox",
-        "true",
-    ]);
-    assert!(
-        err(&o).contains("bind source path does not exist"),
-        "{}",
-        err(&o)
-    );
+    let o = d.docker(&["run", "--rm", "--mount", &format!("type=bind,src={}/nope,dst=/m", h), "busybox", "true"]);
+    assert!(err(&o).contains("bind source path does not exist"), "{}", err(&o));
     assert_eq!(
-        d.ok(&[
-            "run",
-            "--rm",
-            "--mount",
-            &format!("type=bind,src={h},dst=/m,readonly"),
-            "busybox",
-            "cat",
-            "/m/hello"
-        ]),
+        d.ok(&["run", "--rm", "--mount", &format!("type=bind,src={h},dst=/m,readonly"), "busybox", "cat", "/m/hello"]),
         "from host"
     );
     // tmpfs: empty, in memory, with its size.
@@ -313,10 +147,7 @@ fn binds_tmpfs_and_mount_flag() {
         "-c",
         "ls -A /scratch; grep ' /scratch ' /proc/mounts",
     ]);
-    assert!(
-        o.starts_with("tmpfs /scratch tmpfs") && o.contains("size=1024k"),
-        "{o}"
-    );
+    assert!(o.starts_with("tmpfs /scratch tmpfs") && o.contains("size=1024k"), "{o}");
     let o = d.ok(&[
         "run",
         "--rm",
@@ -330,59 +161,15 @@ fn binds_tmpfs_and_mount_flag() {
     assert!(o.contains("size=2048k"), "{o}");
     // A volume mount with a subpath.
     d.ok(&["volume", "create", "sub"]);
-    d.ok(&[
-        "run",
-        "--rm",
-        "-v",
-        "sub:/v",
-        "busybox",
-        "sh",
-        "-c",
-        "mkdir -p /v/inner && echo deep > /v/inner/f",
-    ]);
+    d.ok(&["run", "--rm", "-v", "sub:/v", "busybox", "sh", "-c", "mkdir -p /v/inner && echo deep > /v/inner/f"]);
     assert_eq!(
-        d.ok(&[
-            "run",
-            "--rm",
-            "--mount",
-            "type=volume,src=sub,dst=/s,volume-subpath=inner",
-            "busybox",
-            "cat",
-            "/s/f"
-        ]),
+        d.ok(&["run", "--rm", "--mount", "type=volume,src=sub,dst=/s,volume-subpath=inner", "busybox", "cat", "/s/f"]),
         "deep"
     );
     // --volumes-from
-    d.ok(&[
-        "create",
-        "--name",
-        "src",
-        "-v",
-        "sub:/shared",
-        "busybox",
-        "true",
-    ]);
-    assert_eq!(
-        d.ok(&[
-            "run",
-            "--rm",
-            "--volumes-from",
-            "src:ro",
-            "busybox",
-            "cat",
-            "/shared/inner/f"
-        ]),
-        "deep"
-    );
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "--volumes-from",
-        "src:ro",
-        "busybox",
-        "touch",
-        "/shared/x",
-    ]);
+    d.ok(&["create", "--name", "src", "-v", "sub:/shared", "busybox", "true"]);
+    assert_eq!(d.ok(&["run", "--rm", "--volumes-from", "src:ro", "busybox", "cat", "/shared/inner/f"]), "deep");
+    let o = d.docker(&["run", "--rm", "--volumes-from", "src:ro", "busybox", "touch", "/shared/x"]);
     assert!(!o.status.success());
     d.ok(&["rm", "src"]);
     d.ok(&["volume", "rm", "sub"]);
@@ -392,27 +179,8 @@ fn binds_tmpfs_and_mount_flag() {
 #[test]
 fn driver_options_and_bad_input() {
     let d = daemon();
-    d.ok(&[
-        "volume",
-        "create",
-        "--opt",
-        "type=tmpfs",
-        "--opt",
-        "device=tmpfs",
-        "--opt",
-        "o=size=1m",
-        "mem",
-    ]);
-    let o = d.ok(&[
-        "run",
-        "--rm",
-        "-v",
-        "mem:/m",
-        "busybox",
-        "sh",
-        "-c",
-        "echo hi > /m/f; grep ' /m ' /proc/mounts",
-    ]);
+    d.ok(&["volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", "o=size=1m", "mem"]);
+    let o = d.ok(&["run", "--rm", "-v", "mem:/m", "busybox", "sh", "-c", "echo hi > /m/f; grep ' /m ' /proc/mounts"]);
     assert!(o.starts_with("tmpfs /m tmpfs"), "{o}");
     // Unmounted again when the last user stops: the data lived in memory only.
     assert!(d.mounts().is_empty(), "{:?}", d.mounts());
@@ -430,40 +198,20 @@ fn driver_options_and_bad_input() {
         &format!("device={}", src.display()),
         "bound",
     ]);
-    assert_eq!(
-        d.ok(&["run", "--rm", "-v", "bound:/b", "busybox", "cat", "/b/a"]),
-        "bound"
-    );
+    assert_eq!(d.ok(&["run", "--rm", "-v", "bound:/b", "busybox", "cat", "/b/a"]), "bound");
     for bad in ["a", "../x", "x/y", ".hidden"] {
         let o = d.docker(&["volume", "create", bad]);
         assert!(!o.status.success(), "{bad} accepted");
-        assert!(
-            err(&o).contains("includes invalid characters for a local volume name"),
-            "{bad}: {}",
-            err(&o)
-        );
+        assert!(err(&o).contains("includes invalid characters for a local volume name"), "{bad}: {}", err(&o));
     }
     let o = d.docker(&["run", "--rm", "-v", "rel/path:/x", "busybox", "true"]);
     assert!(!o.status.success());
-    assert!(
-        err(&o).contains("If you intended to pass a host directory, use absolute path"),
-        "{}",
-        err(&o)
-    );
-    let o = d.docker(&[
-        "run",
-        "--rm",
-        "--mount",
-        "type=bind,src=relative,dst=/x",
-        "busybox",
-        "true",
-    ]);
+    assert!(err(&o).contains("If you intended to pass a host directory, use absolute path"), "{}", err(&o));
+    let o = d.docker(&["run", "--rm", "--mount", "type=bind,src=relative,dst=/x", "busybox", "true"]);
     assert!(!o.status.success());
     let o = d.docker(&["volume", "create", "-d", "nfs-plugin", "x1"]);
     assert!(err(&o).contains("not found"), "{}", err(&o));
-    let o = d.docker(&[
-        "run", "--rm", "-v", "/a:/same", "-v", "/b:/same", "busybox", "true",
-    ]);
+    let o = d.docker(&["run", "--rm", "-v", "/a:/same", "-v", "/b:/same", "busybox", "true"]);
     assert!(err(&o).contains("Duplicate mount point"), "{}", err(&o));
     // docker system df lists volumes with their sizes.
     let o = d.ok(&["system", "df", "-v"]);

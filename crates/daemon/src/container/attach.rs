@@ -95,11 +95,7 @@ impl ContainerService {
         let rec = e.record();
         let (tx, output) = mpsc::unbounded_channel();
         if opts.logs {
-            let lo = LogOptions {
-                stdout: opts.stdout,
-                stderr: opts.stderr,
-                ..Default::default()
-            };
+            let lo = LogOptions { stdout: opts.stdout, stderr: opts.stderr, ..Default::default() };
             let (_, mut past) = self.logs(name, lo)?;
             while let Some(c) = past.recv().await {
                 let _ = tx.send(c);
@@ -110,29 +106,17 @@ impl ContainerService {
             // `docker start -a` relies on. (The docker CLI itself refuses `attach` to a stopped one.)
             let status = rec.state.status.as_str();
             if matches!(status, "removing" | "dead") {
-                return Err(Error::conflict(format!(
-                    "container {} is marked for removal",
-                    rec.id
-                )));
+                return Err(Error::conflict(format!("container {} is marked for removal", rec.id)));
             }
-            e.subscribers
-                .lock()
-                .expect("subscribers lock")
-                .push(Subscriber {
-                    stdout: opts.stdout,
-                    stderr: opts.stderr,
-                    tx,
-                });
+            e.subscribers.lock().expect("subscribers lock").push(Subscriber {
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+                tx,
+            });
         }
         self.publish("attach", &rec, &[]);
-        let stdin = (opts.stdin && rec.config.open_stdin).then(|| StdinSink {
-            tx: e.stdin.clone(),
-            close_on_eof: rec.config.stdin_once,
-        });
-        Ok(AttachStream {
-            tty: rec.config.tty,
-            output,
-            stdin,
-        })
+        let stdin = (opts.stdin && rec.config.open_stdin)
+            .then(|| StdinSink { tx: e.stdin.clone(), close_on_eof: rec.config.stdin_once });
+        Ok(AttachStream { tty: rec.config.tty, output, stdin })
     }
 }

@@ -20,17 +20,9 @@ pub(super) fn merge(user: &mut Config, image: &Config) {
     if user.env.is_empty() {
         user.env = image.env.clone();
     } else {
-        let key = |e: &str| {
-            e.split_once('=')
-                .map(|x| x.0.to_string())
-                .unwrap_or_else(|| e.to_string())
-        };
-        let extra: Vec<String> = image
-            .env
-            .iter()
-            .filter(|ie| !user.env.iter().any(|ue| key(ue) == key(ie)))
-            .cloned()
-            .collect();
+        let key = |e: &str| e.split_once('=').map(|x| x.0.to_string()).unwrap_or_else(|| e.to_string());
+        let extra: Vec<String> =
+            image.env.iter().filter(|ie| !user.env.iter().any(|ue| key(ue) == key(ie))).cloned().collect();
         user.env.extend(extra);
     }
     for (k, v) in &image.labels {
@@ -79,18 +71,12 @@ pub(super) fn command(config: &Config) -> Result<(String, Vec<String>)> {
 }
 
 fn image_not_found(name: &str) -> Error {
-    let shown = Reference::parse_tagged(name)
-        .map(|r| r.familiar())
-        .unwrap_or_else(|_| name.to_string());
+    let shown = Reference::parse_tagged(name).map(|r| r.familiar()).unwrap_or_else(|_| name.to_string());
     Error::not_found(format!("No such image: {shown}"))
 }
 
 impl ContainerService {
-    pub async fn create(
-        &self,
-        req: CreateRequest,
-        name: Option<&str>,
-    ) -> Result<(String, Vec<String>)> {
+    pub async fn create(&self, req: CreateRequest, name: Option<&str>) -> Result<(String, Vec<String>)> {
         let mut config = req.config;
         let host_config = req.host_config;
         if let Some(n) = name.filter(|n| !n.is_empty()) {
@@ -99,37 +85,23 @@ impl ContainerService {
         if config.image.is_empty() {
             return Err(Error::invalid("config.Image must not be empty"));
         }
-        let image = self
-            .images
-            .resolve(&config.image)
-            .await
-            .map_err(|e| match e.kind {
-                ErrorKind::NotFound => image_not_found(&config.image),
-                _ => e,
-            })?;
+        let image = self.images.resolve(&config.image).await.map_err(|e| match e.kind {
+            ErrorKind::NotFound => image_not_found(&config.image),
+            _ => e,
+        })?;
         match host_config.network_mode.as_str() {
             "" | "default" | "bridge" | "none" | "host" => {}
             other => return Err(Error::not_found(format!("network {other} not found"))),
         }
         let restart = host_config.restart_policy.name.as_str();
-        if !matches!(
-            restart,
-            "" | "no" | "always" | "unless-stopped" | "on-failure"
-        ) {
-            return Err(Error::invalid(format!(
-                "invalid restart policy '{restart}'"
-            )));
+        if !matches!(restart, "" | "no" | "always" | "unless-stopped" | "on-failure") {
+            return Err(Error::invalid(format!("invalid restart policy '{restart}'")));
         }
         if host_config.auto_remove && !matches!(restart, "" | "no") {
-            return Err(Error::invalid(
-                "can't create 'AutoRemove' container with restart policy",
-            ));
+            return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
         }
         if !matches!(host_config.log_config.kind.as_str(), "" | "json-file") {
-            return Err(Error::invalid(format!(
-                "logging driver {:?} is not supported",
-                host_config.log_config.kind
-            )));
+            return Err(Error::invalid(format!("logging driver {:?} is not supported", host_config.log_config.kind)));
         }
         merge(&mut config, &image.config.config);
         let (path, args) = command(&config)?;
@@ -163,10 +135,7 @@ impl ContainerService {
         let entry = Entry::new(record.clone());
         let conflict = {
             let mut entries = self.entries.lock().expect("entries lock");
-            match entries
-                .values()
-                .find(|e| e.record.lock().expect("record lock").name == name)
-            {
+            match entries.values().find(|e| e.record.lock().expect("record lock").name == name) {
                 Some(other) => Some(other.id()),
                 None => {
                     entries.insert(id.clone(), entry.clone());
@@ -193,9 +162,7 @@ impl ContainerService {
     }
 
     async fn finish_create(&self, record: &ContainerRecord) -> Result<()> {
-        self.images
-            .prepare_snapshot(&record.id, &record.image_id)
-            .await?;
+        self.images.prepare_snapshot(&record.id, &record.image_id).await?;
         std::fs::create_dir_all(self.container_dir(&record.id))?;
         self.persist(record).await
     }
@@ -204,10 +171,7 @@ impl ContainerService {
         let entries = self.entries.lock().expect("entries lock");
         for attempt in 0.. {
             let n = crate::names::random(attempt.min(1));
-            if !entries
-                .values()
-                .any(|e| e.record.lock().expect("record lock").name == n)
-            {
+            if !entries.values().any(|e| e.record.lock().expect("record lock").name == n) {
                 return n;
             }
         }
@@ -216,12 +180,7 @@ impl ContainerService {
 
     /// Ids of every container, for callers that iterate.
     pub fn ids(&self) -> Vec<String> {
-        self.entries
-            .lock()
-            .expect("entries lock")
-            .keys()
-            .cloned()
-            .collect()
+        self.entries.lock().expect("entries lock").keys().cloned().collect()
     }
 }
 
@@ -237,43 +196,23 @@ mod tests {
             working_dir: "/srv".into(),
             ..Default::default()
         };
-        let mut user = Config {
-            env: vec!["A=user".into()],
-            ..Default::default()
-        };
+        let mut user = Config { env: vec!["A=user".into()], ..Default::default() };
         merge(&mut user, &image);
         assert_eq!(user.env, vec!["A=user".to_string(), "PATH=/bin".into()]);
         assert_eq!(command(&user).unwrap(), ("sh".to_string(), vec![]));
         assert_eq!(user.working_dir, "/srv");
 
-        let mut user = Config {
-            cmd: Some(vec!["echo".into(), "hi".into()]),
-            ..Default::default()
-        };
+        let mut user = Config { cmd: Some(vec!["echo".into(), "hi".into()]), ..Default::default() };
         merge(
             &mut user,
-            &Config {
-                entrypoint: Some(vec!["/init".into()]),
-                cmd: Some(vec!["x".into()]),
-                ..Default::default()
-            },
+            &Config { entrypoint: Some(vec!["/init".into()]), cmd: Some(vec!["x".into()]), ..Default::default() },
         );
-        assert_eq!(
-            command(&user).unwrap(),
-            ("/init".to_string(), vec!["echo".into(), "hi".into()])
-        );
+        assert_eq!(command(&user).unwrap(), ("/init".to_string(), vec!["echo".into(), "hi".into()]));
 
-        let mut user = Config {
-            entrypoint: Some(vec!["".into()]),
-            ..Default::default()
-        };
+        let mut user = Config { entrypoint: Some(vec!["".into()]), ..Default::default() };
         merge(
             &mut user,
-            &Config {
-                entrypoint: Some(vec!["/init".into()]),
-                cmd: Some(vec!["x".into()]),
-                ..Default::default()
-            },
+            &Config { entrypoint: Some(vec!["/init".into()]), cmd: Some(vec!["x".into()]), ..Default::default() },
         );
         assert_eq!(command(&user).unwrap_err().message, "No command specified");
     }

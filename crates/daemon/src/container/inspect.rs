@@ -47,19 +47,13 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 fn since(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| chrono::Utc::now().timestamp() - d.timestamp())
-        .unwrap_or(0)
+    chrono::DateTime::parse_from_rfc3339(t).map(|d| chrono::Utc::now().timestamp() - d.timestamp()).unwrap_or(0)
 }
 
 fn status_text(r: &ContainerRecord) -> String {
     match r.state.status.as_str() {
         "running" => format!("Up {}", human_duration(since(&r.state.started_at))),
-        "exited" => format!(
-            "Exited ({}) {} ago",
-            r.state.exit_code,
-            human_duration(since(&r.state.finished_at))
-        ),
+        "exited" => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
         "created" => "Created".into(),
         "removing" => "Removal In Progress".into(),
         "dead" => "Dead".into(),
@@ -87,9 +81,7 @@ fn networks(r: &ContainerRecord) -> Value {
 }
 
 fn unix_secs(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| d.timestamp())
-        .unwrap_or(0)
+    chrono::DateTime::parse_from_rfc3339(t).map(|d| d.timestamp()).unwrap_or(0)
 }
 
 impl ContainerService {
@@ -99,8 +91,7 @@ impl ContainerService {
         let r = e.record();
         let dir = self.container_dir(&r.id);
         let snap = self.cfg.data_root.join("snapshots").join(&r.id);
-        let mut host_config =
-            serde_json::to_value(&r.host_config).map_err(|e| Error::internal(e.to_string()))?;
+        let mut host_config = serde_json::to_value(&r.host_config).map_err(|e| Error::internal(e.to_string()))?;
         if host_config["LogConfig"]["Type"] == "" {
             host_config["LogConfig"]["Type"] = json!("json-file");
         }
@@ -178,15 +169,12 @@ impl ContainerService {
     pub fn list(&self, all: bool, limit: Option<usize>, filters: &Filters) -> Result<Vec<Value>> {
         filters
             .validate(&[
-                "id", "name", "status", "label", "exited", "ancestor", "before", "since",
-                "network", "volume", "health", "is-task", "publish", "expose",
+                "id", "name", "status", "label", "exited", "ancestor", "before", "since", "network", "volume",
+                "health", "is-task", "publish", "expose",
             ])
             .map_err(Error::invalid)?;
         for s in filters.get("status") {
-            if !matches!(
-                s.as_str(),
-                "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
-            ) {
+            if !matches!(s.as_str(), "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
                 return Err(Error::invalid(format!("invalid filter 'status={s}'")));
             }
         }
@@ -197,10 +185,7 @@ impl ContainerService {
             v.is_empty() || v.iter().any(|x| pred(x))
         };
         let images = self.images.clone();
-        let show_all = all
-            || limit.is_some()
-            || !filters.get("status").is_empty()
-            || !filters.get("exited").is_empty();
+        let show_all = all || limit.is_some() || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
         let out: Vec<Value> = recs
             .into_iter()
             .filter(|r| show_all || r.state.running())

@@ -31,9 +31,7 @@ struct Line {
 }
 
 fn epoch(t: &str) -> Option<f64> {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .ok()
-        .map(|d| d.timestamp() as f64 + d.timestamp_subsec_nanos() as f64 / 1e9)
+    chrono::DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp() as f64 + d.timestamp_subsec_nanos() as f64 / 1e9)
 }
 
 impl LogOptions {
@@ -50,11 +48,7 @@ impl LogOptions {
                 return None;
             }
         }
-        let text = if self.timestamps {
-            format!("{} {}", l.time, l.log)
-        } else {
-            l.log
-        };
+        let text = if self.timestamps { format!("{} {}", l.time, l.log) } else { l.log };
         Some((stream, Bytes::from(text)))
     }
 }
@@ -84,10 +78,7 @@ impl ContainerService {
                     lines.push(std::mem::take(&mut buf));
                 }
             }
-            let skip = opts
-                .tail
-                .map(|n| lines.len().saturating_sub(n))
-                .unwrap_or(0);
+            let skip = opts.tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
             for l in &lines[skip..] {
                 if let Some(c) = opts.render(l) {
                     if tx.blocking_send(c).is_err() {

@@ -7,6 +7,7 @@
 //! until the shim reports EXITED, then unmounts, records the exit and wakes waiters. `remove` deletes
 //! the writable layer and every file of the container. A berthd restart re-connects to live shims.
 
+mod archive;
 mod attach;
 mod create;
 mod inspect;
@@ -27,6 +28,7 @@ use berth_types::{Digest, Error, Result};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Notify};
 
+pub use archive::{go_file_mode, path_stat};
 pub use attach::{AttachOptions, AttachStream, StdinMsg};
 pub use logs::LogOptions;
 pub use ops::WaitCondition;
@@ -74,12 +76,7 @@ impl Entry {
             shim: Arc::new(tokio::sync::Mutex::new(None)),
             shim_ready: Arc::new(Notify::new()),
             stdin,
-            wait: watch::channel(WaitState {
-                running,
-                exit_code,
-                ..Default::default()
-            })
-            .0,
+            wait: watch::channel(WaitState { running, exit_code, ..Default::default() }).0,
             op: tokio::sync::Mutex::new(()),
         });
         attach::spawn_stdin_forwarder(&e, rx);
@@ -111,9 +108,7 @@ pub struct ContainerService {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
 }
 
 impl ContainerService {
@@ -126,33 +121,19 @@ impl ContainerService {
     ) -> Result<Arc<ContainerService>> {
         let st = store.clone();
         let records = blocking(move || st.list::<ContainerRecord>(CONTAINERS)).await?;
-        let svc = Arc::new(ContainerService {
-            cfg,
-            store,
-            images,
-            volumes,
-            events,
-            entries: Mutex::new(BTreeMap::new()),
-        });
+        let svc =
+            Arc::new(ContainerService { cfg, store, images, volumes, events, entries: Mutex::new(BTreeMap::new()) });
         // Volumes mounted for containers that kept running stay mounted until those exit.
         let live_volumes: Vec<String> = records
             .iter()
             .filter(|(_, r)| r.state.running())
-            .flat_map(|(_, r)| {
-                r.mounts
-                    .iter()
-                    .filter(|m| m.kind == "volume")
-                    .map(|m| m.name.clone())
-            })
+            .flat_map(|(_, r)| r.mounts.iter().filter(|m| m.kind == "volume").map(|m| m.name.clone()))
             .collect();
         svc.volumes.store().restore_users(&live_volumes);
         for (id, rec) in records {
             let running = rec.state.running();
             let e = Entry::new(rec);
-            svc.entries
-                .lock()
-                .expect("entries lock")
-                .insert(id, e.clone());
+            svc.entries.lock().expect("entries lock").insert(id, e.clone());
             if running {
                 svc.clone().reconnect(e).await;
             }
@@ -170,10 +151,7 @@ impl ContainerService {
 
     /// Kept short: UNIX socket paths are limited to 108 bytes.
     fn shim_socket(&self, id: &str) -> PathBuf {
-        self.cfg
-            .exec_root
-            .join("s")
-            .join(format!("{}.sock", &id[..16]))
+        self.cfg.exec_root.join("s").join(format!("{}.sock", &id[..16]))
     }
 
     fn netns_path(&self, id: &str) -> PathBuf {
@@ -200,37 +178,22 @@ impl ContainerService {
             return Ok(e.clone());
         }
         let bare = name.strip_prefix('/').unwrap_or(name);
-        if let Some(e) = entries
-            .values()
-            .find(|e| e.record.lock().expect("record lock").name == bare)
-        {
+        if let Some(e) = entries.values().find(|e| e.record.lock().expect("record lock").name == bare) {
             return Ok(e.clone());
         }
         if !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let hits: Vec<_> = entries
-                .iter()
-                .filter(|(id, _)| id.starts_with(name))
-                .collect();
+            let hits: Vec<_> = entries.iter().filter(|(id, _)| id.starts_with(name)).collect();
             match hits.len() {
                 1 => return Ok(hits[0].1.clone()),
                 0 => {}
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "multiple IDs found with provided prefix: {name}"
-                    )))
-                }
+                _ => return Err(Error::invalid(format!("multiple IDs found with provided prefix: {name}"))),
             }
         }
         Err(Error::not_found(format!("No such container: {name}")))
     }
 
     pub fn all(&self) -> Vec<Arc<Entry>> {
-        self.entries
-            .lock()
-            .expect("entries lock")
-            .values()
-            .cloned()
-            .collect()
+        self.entries.lock().expect("entries lock").values().cloned().collect()
     }
 
     /// Counts (running, paused, stopped) for `/info`.
@@ -251,13 +214,7 @@ impl ContainerService {
                 .into_iter()
                 .map(|e| e.record())
                 .filter(|r| r.image_id == *image)
-                .map(|r| {
-                    if r.state.running() {
-                        Usage::Running(r.id)
-                    } else {
-                        Usage::Stopped(r.id)
-                    }
-                })
+                .map(|r| if r.state.running() { Usage::Running(r.id) } else { Usage::Stopped(r.id) })
                 .collect()
         })
     }
@@ -272,11 +229,7 @@ impl ContainerService {
             svc.all()
                 .into_iter()
                 .map(|e| e.record())
-                .filter(|r| {
-                    r.mounts
-                        .iter()
-                        .any(|m| m.kind == "volume" && m.name == name)
-                })
+                .filter(|r| r.mounts.iter().any(|m| m.kind == "volume" && m.name == name))
                 .map(|r| r.id)
                 .collect()
         })

@@ -64,18 +64,13 @@ fn check_target(kind: &str, t: &str) -> Result<String> {
         return Err(bad_mount(kind, "field Target must not be empty"));
     }
     if !t.starts_with('/') {
-        return Err(bad_mount(
-            kind,
-            format!("invalid mount path: '{t}' mount path must be absolute"),
-        ));
+        return Err(bad_mount(kind, format!("invalid mount path: '{t}' mount path must be absolute")));
     }
     let clean = berth_sys::root::clean(Path::new(t));
     Ok(format!("/{}", clean.display()))
 }
 
-const PROPAGATIONS: [&str; 6] = [
-    "shared", "rshared", "slave", "rslave", "private", "rprivate",
-];
+const PROPAGATIONS: [&str; 6] = ["shared", "rshared", "slave", "rslave", "private", "rprivate"];
 
 /// The HostConfig.Mounts entry, as the API sends it.
 #[derive(Debug, Default, Deserialize)]
@@ -151,10 +146,7 @@ impl ContainerService {
         let mut vols: Vec<(usize, VolumeReq)> = Vec::new();
         let push = |out: &mut Vec<MountPoint>, m: MountPoint| -> Result<()> {
             if out.iter().any(|o| o.destination == m.destination) {
-                return Err(Error::invalid(format!(
-                    "Duplicate mount point: {}",
-                    m.destination
-                )));
+                return Err(Error::invalid(format!("Duplicate mount point: {}", m.destination)));
             }
             out.push(m);
             Ok(())
@@ -165,24 +157,12 @@ impl ContainerService {
                 [d] => ("", *d, ""),
                 [s, d] => (*s, *d, ""),
                 [s, d, m] => (*s, *d, *m),
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "invalid spec: {b}: too many colons"
-                    )))
-                }
+                _ => return Err(Error::invalid(format!("invalid spec: {b}: too many colons"))),
             };
-            let kind = if src.starts_with('/') {
-                "bind"
-            } else {
-                "volume"
-            };
+            let kind = if src.starts_with('/') { "bind" } else { "volume" };
             let dst = check_target(kind, dst)?;
             let mut rw = true;
-            let mut propagation = if kind == "bind" {
-                "rprivate".to_string()
-            } else {
-                String::new()
-            };
+            let mut propagation = if kind == "bind" { "rprivate".to_string() } else { String::new() };
             let mut nocopy = false;
             for m in mode.split(',').filter(|m| !m.is_empty()) {
                 match m {
@@ -213,20 +193,14 @@ impl ContainerService {
                 let name = (!src.is_empty()).then(|| src.to_string());
                 vols.push((
                     out.len(),
-                    VolumeReq {
-                        name,
-                        labels: BTreeMap::new(),
-                        driver: String::new(),
-                        options: BTreeMap::new(),
-                    },
+                    VolumeReq { name, labels: BTreeMap::new(), driver: String::new(), options: BTreeMap::new() },
                 ));
             }
             push(&mut out, mp)?;
         }
         let api_mounts: Vec<ApiMount> = match hc.extra.get("Mounts") {
             None | Some(Value::Null) => Vec::new(),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| Error::invalid(format!("invalid Mounts: {e}")))?,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::invalid(format!("invalid Mounts: {e}")))?,
         };
         for m in api_mounts {
             let dst = check_target(&m.kind, &m.target)?;
@@ -250,24 +224,14 @@ impl ContainerService {
                     if !m.source.starts_with('/') {
                         return Err(bad_mount(
                             "bind",
-                            format!(
-                                "invalid mount path: '{}' mount path must be absolute",
-                                m.source
-                            ),
+                            format!("invalid mount path: '{}' mount path must be absolute", m.source),
                         ));
                     }
                     let create = m.bind_options.as_ref().is_some_and(|b| b.create_mountpoint);
                     if !Path::new(&m.source).exists() && !create {
-                        return Err(bad_mount(
-                            "bind",
-                            format!("bind source path does not exist: {}", m.source),
-                        ));
+                        return Err(bad_mount("bind", format!("bind source path does not exist: {}", m.source)));
                     }
-                    let p = m
-                        .bind_options
-                        .as_ref()
-                        .map(|b| b.propagation.clone())
-                        .unwrap_or_default();
+                    let p = m.bind_options.as_ref().map(|b| b.propagation.clone()).unwrap_or_default();
                     if !p.is_empty() && !PROPAGATIONS.contains(&p.as_str()) {
                         return Err(bad_mount("bind", format!("invalid propagation mode: {p}")));
                     }
@@ -285,10 +249,7 @@ impl ContainerService {
                     if vo.subpath.starts_with('/') || vo.subpath.split('/').any(|c| c == "..") {
                         return Err(bad_mount(
                             "volume",
-                            format!(
-                                "subpath must be a relative path within the volume: {}",
-                                vo.subpath
-                            ),
+                            format!("subpath must be a relative path within the volume: {}", vo.subpath),
                         ));
                     }
                     mp.nocopy = vo.no_copy;
@@ -331,12 +292,7 @@ impl ContainerService {
         if let Some(Value::Object(t)) = hc.extra.get("Tmpfs") {
             for (dst, opts) in t {
                 let dst = check_target("tmpfs", dst)?;
-                let user: Vec<String> = opts
-                    .as_str()
-                    .unwrap_or("")
-                    .split(',')
-                    .map(String::from)
-                    .collect();
+                let user: Vec<String> = opts.as_str().unwrap_or("").split(',').map(String::from).collect();
                 let rw = !user.iter().any(|u| u == "ro");
                 push(
                     &mut out,
@@ -382,12 +338,7 @@ impl ContainerService {
             }
             vols.push((
                 out.len(),
-                VolumeReq {
-                    name: None,
-                    labels: BTreeMap::new(),
-                    driver: String::new(),
-                    options: BTreeMap::new(),
-                },
+                VolumeReq { name: None, labels: BTreeMap::new(), driver: String::new(), options: BTreeMap::new() },
             ));
             out.push(MountPoint {
                 kind: "volume".into(),
@@ -403,10 +354,7 @@ impl ContainerService {
             });
         }
         for (i, req) in vols {
-            let v = self
-                .volumes
-                .create(req.name, req.driver, req.options, req.labels)
-                .await?;
+            let v = self.volumes.create(req.name, req.driver, req.options, req.labels).await?;
             out[i].name = v.name.clone();
             out[i].source = v.mountpoint.display().to_string();
         }
@@ -414,10 +362,7 @@ impl ContainerService {
             // `-v /host:/c` creates a missing host folder, as Docker does (`--mount` refused above).
             if !Path::new(&m.source).exists() {
                 std::fs::create_dir_all(&m.source).map_err(|e| {
-                    Error::invalid(format!(
-                        "error while creating mount source path '{}': {e}",
-                        m.source
-                    ))
+                    Error::invalid(format!("error while creating mount source path '{}': {e}", m.source))
                 })?;
             }
         }
@@ -429,11 +374,7 @@ impl ContainerService {
     /// Publishes `volume mount` for each volume of a container that just started.
     pub(super) fn publish_volume_mounts(&self, rec: &ContainerRecord) {
         for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
-            let prop = if m.propagation.is_empty() {
-                String::new()
-            } else {
-                m.propagation.clone()
-            };
+            let prop = if m.propagation.is_empty() { String::new() } else { m.propagation.clone() };
             self.volumes.publish(
                 "mount",
                 &m.name,
@@ -449,12 +390,7 @@ impl ContainerService {
 
     /// One user fewer for each volume of a container that stopped (or failed to start).
     pub(super) async fn release_volumes(&self, rec: &ContainerRecord, publish: bool) {
-        let names: Vec<String> = rec
-            .mounts
-            .iter()
-            .filter(|m| m.kind == "volume")
-            .map(|m| m.name.clone())
-            .collect();
+        let names: Vec<String> = rec.mounts.iter().filter(|m| m.kind == "volume").map(|m| m.name.clone()).collect();
         let store = self.volumes.store();
         let n2 = names.clone();
         let _ = super::blocking(move || {
@@ -468,19 +404,14 @@ impl ContainerService {
         .await;
         if publish {
             for n in names {
-                self.volumes
-                    .publish("unmount", &n, &[("container", rec.id.clone())]);
+                self.volumes.publish("unmount", &n, &[("container", rec.id.clone())]);
             }
         }
     }
 
     /// `docker rm -v` and `--rm`: the container's anonymous volumes that nothing else uses.
     pub(super) async fn remove_anonymous_volumes(&self, rec: &ContainerRecord) {
-        for m in rec
-            .mounts
-            .iter()
-            .filter(|m| m.kind == "volume" && !m.name.is_empty())
-        {
+        for m in rec.mounts.iter().filter(|m| m.kind == "volume" && !m.name.is_empty()) {
             match self.volumes.inspect(&m.name).await {
                 Ok(v) if v.anonymous() => {
                     if let Err(e) = self.volumes.remove(&m.name, false).await {
@@ -494,11 +425,7 @@ impl ContainerService {
 }
 
 /// Mounts volumes, copies image content into empty ones, and returns the OCI mounts (blocking).
-pub(super) fn spec_mounts(
-    mounts: &[MountPoint],
-    volumes: &VolumeStore,
-    rootfs: &Root,
-) -> Result<Vec<SpecMount>> {
+pub(super) fn spec_mounts(mounts: &[MountPoint], volumes: &VolumeStore, rootfs: &Root) -> Result<Vec<SpecMount>> {
     let mut sorted: Vec<&MountPoint> = mounts.iter().collect();
     sorted.sort_by_key(|m| Path::new(&m.destination).components().count());
     let mut out = Vec::new();
@@ -519,35 +446,19 @@ pub(super) fn spec_mounts(
                     }
                     source = v.mountpoint.display().to_string();
                     if !m.subpath.is_empty() {
-                        let sub = v
-                            .mountpoint
-                            .join(berth_sys::root::clean(Path::new(&m.subpath)));
-                        Root::open(&v.mountpoint)?
-                            .stat(Path::new(&m.subpath))
-                            .map_err(|_| {
-                                Error::invalid(format!(
-                                    "cannot access path {}: no such file or directory",
-                                    sub.display()
-                                ))
-                            })?;
+                        let sub = v.mountpoint.join(berth_sys::root::clean(Path::new(&m.subpath)));
+                        Root::open(&v.mountpoint)?.stat(Path::new(&m.subpath)).map_err(|_| {
+                            Error::invalid(format!("cannot access path {}: no such file or directory", sub.display()))
+                        })?;
                         source = sub.display().to_string();
                     }
                 }
                 let mut options = vec!["rbind".to_string()];
-                options.push(if m.propagation.is_empty() {
-                    "rprivate".into()
-                } else {
-                    m.propagation.clone()
-                });
+                options.push(if m.propagation.is_empty() { "rprivate".into() } else { m.propagation.clone() });
                 if !m.rw {
                     options.push("ro".into());
                 }
-                out.push(SpecMount {
-                    destination: m.destination.clone(),
-                    kind: "bind".into(),
-                    source,
-                    options,
-                });
+                out.push(SpecMount { destination: m.destination.clone(), kind: "bind".into(), source, options });
             }
         }
     }
@@ -560,15 +471,9 @@ mod tests {
 
     #[test]
     fn tmpfs_defaults() {
-        assert_eq!(
-            tmpfs_opts(&["size=1m".into()]),
-            ["noexec", "nosuid", "nodev", "size=1m"]
-        );
+        assert_eq!(tmpfs_opts(&["size=1m".into()]), ["noexec", "nosuid", "nodev", "size=1m"]);
         assert_eq!(tmpfs_opts(&["exec".into()]), ["nosuid", "nodev"]);
-        assert!(check_target("bind", "rel")
-            .unwrap_err()
-            .message
-            .contains("must be absolute"));
+        assert!(check_target("bind", "rel").unwrap_err().message.contains("must be absolute"));
         assert_eq!(check_target("bind", "/a/../b/").unwrap(), "/b");
     }
 }

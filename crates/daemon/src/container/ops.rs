@@ -29,19 +29,13 @@ impl WaitCondition {
 
 impl ContainerService {
     /// Resolves the container now (so a 404 is immediate) and returns the wait itself.
-    pub fn wait(
-        &self,
-        name: &str,
-        cond: WaitCondition,
-    ) -> Result<impl Future<Output = WaitState> + Send + 'static> {
+    pub fn wait(&self, name: &str, cond: WaitCondition) -> Result<impl Future<Output = WaitState> + Send + 'static> {
         let e = self.get(name)?;
         let mut rx = e.wait.subscribe();
         let start = rx.borrow().clone();
         Ok(async move {
             let done = |w: &WaitState| match cond {
-                WaitCondition::NotRunning => {
-                    !start.running && w.exits == start.exits || w.exits > start.exits
-                }
+                WaitCondition::NotRunning => !start.running && w.exits == start.exits || w.exits > start.exits,
                 WaitCondition::NextExit => w.exits > start.exits,
                 WaitCondition::Removed => w.removed,
             };
@@ -52,9 +46,7 @@ impl ContainerService {
 
     async fn send_signal(&self, e: &Entry, sig: i32) -> Result<()> {
         let mut guard = e.shim.lock().await;
-        let w = guard
-            .as_mut()
-            .ok_or_else(|| Error::conflict(format!("Container {} is not running", e.id())))?;
+        let w = guard.as_mut().ok_or_else(|| Error::conflict(format!("Container {} is not running", e.id())))?;
         w.send(proto::SIGNAL, &sig.to_be_bytes()).await
     }
 
@@ -75,10 +67,7 @@ impl ContainerService {
         if !rec.state.running() {
             return Err(Error::not_modified());
         }
-        let sig_name = signal
-            .map(String::from)
-            .or(rec.config.stop_signal.clone())
-            .unwrap_or_else(|| "SIGTERM".into());
+        let sig_name = signal.map(String::from).or(rec.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
         let sig = berth_sys::process::parse_signal(&sig_name)?;
         let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         let exits = e.wait.borrow().exits;
@@ -98,13 +87,9 @@ impl ContainerService {
     pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
         let e = self.get(name)?;
         let rec = e.record();
-        let sig =
-            berth_sys::process::parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
+        let sig = berth_sys::process::parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
         if !rec.state.running() {
-            return Err(Error::conflict(format!(
-                "Container {} is not running",
-                rec.id
-            )));
+            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
         }
         let exits = e.wait.borrow().exits;
         self.send_signal(&e, sig).await?;
@@ -138,23 +123,13 @@ impl ContainerService {
     /// Deletes a stopped container and everything it owns. Idempotent: the first caller does it.
     pub(super) async fn remove_entry(&self, e: &Arc<Entry>, volumes: bool) -> Result<()> {
         let id = e.id();
-        if self
-            .entries
-            .lock()
-            .expect("entries lock")
-            .remove(&id)
-            .is_none()
-        {
+        if self.entries.lock().expect("entries lock").remove(&id).is_none() {
             return Ok(());
         }
         let rec = e.update(|r| r.state.status = "removing".into());
         self.release_host_state(&id).await;
         let snap = self.images.remove_snapshot(&id).await;
-        let (cdir, bdir, store) = (
-            self.container_dir(&id),
-            self.bundle_dir(&id),
-            self.store.clone(),
-        );
+        let (cdir, bdir, store) = (self.container_dir(&id), self.bundle_dir(&id), self.store.clone());
         let id2 = id.clone();
         let files = blocking(move || {
             for d in [cdir, bdir] {

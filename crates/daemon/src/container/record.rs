@@ -61,9 +61,6 @@ pub struct ContainerRecord {
 impl ContainerRecord {
     /// The full command line, as `docker ps` shows it.
     pub fn command(&self) -> String {
-        std::iter::once(self.path.as_str())
-            .chain(self.args.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join(" ")
+        std::iter::once(self.path.as_str()).chain(self.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
     }
 }

@@ -24,9 +24,7 @@ fn container_resolv_conf() -> String {
         .lines()
         .filter(|l| {
             let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver")
-                && w.next()
-                    .is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+            !(w.next() == Some("nameserver") && w.next().is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
         })
         .collect();
     if !out.iter().any(|l| l.starts_with("nameserver")) {
@@ -55,10 +53,7 @@ impl ContainerService {
             return Err(Error::not_modified());
         }
         if rec.state.status == "removing" || rec.state.status == "dead" {
-            return Err(Error::conflict(format!(
-                "container {} is marked for removal and cannot be started",
-                rec.id
-            )));
+            return Err(Error::conflict(format!("container {} is marked for removal and cannot be started", rec.id)));
         }
         match self.start_inner(&e, &rec).await {
             Ok(pid) => {
@@ -201,9 +196,7 @@ impl ContainerService {
         match started {
             Ok(Ok(())) => Ok(hello.pid.max(pid)),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::internal(format!(
-                "shim for {id} went away during start"
-            ))),
+            Err(_) => Err(Error::internal(format!("shim for {id} went away during start"))),
         }
     }
 
@@ -234,10 +227,7 @@ impl ContainerService {
                 Ok(Some((kind @ (proto::STDOUT | proto::STDERR), data))) => {
                     let stream = if kind == proto::STDOUT { 1 } else { 2 };
                     let chunk = Bytes::from(data);
-                    e.subscribers
-                        .lock()
-                        .expect("subscribers lock")
-                        .retain(|s| s.send(stream, &chunk));
+                    e.subscribers.lock().expect("subscribers lock").retain(|s| s.send(stream, &chunk));
                 }
                 Ok(Some((proto::EXITED, data))) => {
                     break serde_json::from_slice::<ExitStatus>(&data).ok();
@@ -248,9 +238,7 @@ impl ContainerService {
         };
         let status = status.or_else(|| shim::read_exit(&self.bundle_dir(&id).join("exit.json")));
         if let Some(tx) = started.take() {
-            let _ = tx.send(Err(Error::internal(format!(
-                "container {id} exited before it started"
-            ))));
+            let _ = tx.send(Err(Error::internal(format!("container {id} exited before it started"))));
         }
         self.on_exit(&e, status).await;
     }
@@ -339,8 +327,9 @@ impl ContainerService {
 
 async fn read_hello(reader: &mut ShimReader) -> Result<Hello> {
     match reader.recv().await? {
-        Some((proto::HELLO, data)) => serde_json::from_slice(&data)
-            .map_err(|e| Error::internal(format!("bad shim hello: {e}"))),
+        Some((proto::HELLO, data)) => {
+            serde_json::from_slice(&data).map_err(|e| Error::internal(format!("bad shim hello: {e}")))
+        }
         _ => Err(Error::internal("shim closed before hello")),
     }
 }

@@ -1,0 +1,254 @@
+//! Moving files in and out of containers: export, diff, commit, and the archive API of `docker cp`.
+//!
+//! Each operation needs the container's root: a running container's is mounted already; for a
+//! stopped one it is mounted for the operation and unmounted after, under the container's lifecycle
+//! lock so a start cannot interleave.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_image::tree::{self, TreeMode};
+use berth_image::CommitOptions;
+use berth_sys::root::Root;
+use berth_types::{Digest, Error, Reference, Result};
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::SyncIoBridge;
+
+use super::{blocking, ContainerService, Entry};
+
+/// Go's `os.FileMode` bits from a Unix mode, as the path-stat header carries them.
+pub fn go_file_mode(mode: u32) -> u32 {
+    let mut m = mode & 0o777;
+    match mode & 0o170000 {
+        0o040000 => m |= 1 << 31,
+        0o120000 => m |= 1 << 27,
+        0o010000 => m |= 1 << 25,
+        0o140000 => m |= 1 << 24,
+        0o060000 => m |= 1 << 26,
+        0o020000 => m |= (1 << 26) | (1 << 21),
+        _ => {}
+    }
+    if mode & 0o4000 != 0 {
+        m |= 1 << 23;
+    }
+    if mode & 0o2000 != 0 {
+        m |= 1 << 22;
+    }
+    if mode & 0o1000 != 0 {
+        m |= 1 << 20;
+    }
+    m
+}
+
+/// What `HEAD /containers/{id}/archive` reports, before base64.
+pub fn path_stat(name: &str, st: &rustix::fs::Stat, link_target: &str) -> Value {
+    let mtime = chrono::DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    json!({"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode), "mtime": mtime, "linkTarget": link_target})
+}
+
+impl ContainerService {
+    /// Runs `f` on the container's mounted root (mounting a stopped container's for the call).
+    async fn with_root<T: Send + 'static>(
+        &self,
+        e: &Arc<Entry>,
+        f: impl FnOnce(&Path, &Path) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _op = e.op.lock().await;
+        let id = e.id();
+        let snap = self.images.snapshot_mounts(&id).await?;
+        blocking(move || {
+            let mounted_here = !berth_sys::mount::is_mountpoint(&snap.target);
+            if mounted_here {
+                snap.overlay.mount(&snap.target)?;
+            }
+            let r = f(&snap.target, &snap.overlay.upper);
+            if mounted_here {
+                berth_sys::mount::unmount(&snap.target)?;
+            }
+            r
+        })
+        .await
+    }
+
+    /// `GET /containers/{id}/export`: the container's whole filesystem as a tar.
+    pub async fn export(&self, name: &str, out: impl AsyncWrite + Send + Unpin + 'static) -> Result<()> {
+        let e = self.get(name)?;
+        let rec = e.record();
+        let res = self
+            .with_root(&e, move |root, _| {
+                let mut w = SyncIoBridge::new(out);
+                tree::write_dir(&tree::open_dir(root)?, Path::new(""), TreeMode::Plain, &mut w)?;
+                let _ = w.shutdown();
+                Ok(())
+            })
+            .await;
+        self.publish("export", &rec, &[]);
+        res
+    }
+
+    /// `GET /containers/{id}/changes`.
+    pub async fn changes(&self, name: &str) -> Result<Vec<tree::Change>> {
+        let e = self.get(name)?;
+        let snap = self.images.snapshot_mounts(&e.id()).await?;
+        blocking(move || tree::changes(&snap.overlay.upper, &snap.overlay.lowers)).await
+    }
+
+    /// `POST /commit`: the container's changes as a new layer over its image.
+    pub async fn commit(
+        &self,
+        name: &str,
+        reference: Option<Reference>,
+        config: Option<berth_api::container::Config>,
+        changes: Vec<String>,
+        author: String,
+        comment: String,
+    ) -> Result<Digest> {
+        let e = self.get(name)?;
+        let rec = e.record();
+        let tmp = self.cfg.data_root.join("image/tmp").join(format!("commit-{}", berth_types::new_id()));
+        let tmp2 = tmp.clone();
+        self.with_root(&e, move |_, upper| {
+            let f = std::fs::File::create(&tmp2)?;
+            let mut w = std::io::BufWriter::new(f);
+            tree::write_dir(&tree::open_dir(upper)?, Path::new(""), TreeMode::OverlayUpper, &mut w)?;
+            use std::io::Write;
+            w.flush()?;
+            Ok(())
+        })
+        .await?;
+        let mut c = config.unwrap_or_else(|| rec.config.clone());
+        if c.image.is_empty() {
+            c.image = rec.config.image.clone();
+        }
+        c.hostname = String::new();
+        let opts = CommitOptions { reference, config: c, changes, author, comment, created_by: rec.command() };
+        let res = self.images.commit(rec.image_id.clone(), tmp.clone(), opts).await;
+        let _ = std::fs::remove_file(&tmp);
+        let id = res?;
+        self.publish("commit", &rec, &[("comment", String::new())]);
+        Ok(id)
+    }
+
+    /// `HEAD /containers/{id}/archive`: the stat of a path (a final symlink is not followed).
+    pub async fn archive_stat(&self, name: &str, path: &str) -> Result<Value> {
+        let e = self.get(name)?;
+        let p = path.to_string();
+        self.with_root(&e, move |root, _| stat_in(&Root::open(root)?, &p).map(|(v, _)| v)).await
+    }
+
+    /// `GET /containers/{id}/archive`: the stat, then a tar of the path streamed into `out`.
+    pub async fn archive_get(
+        self: &Arc<Self>,
+        name: &str,
+        path: &str,
+        out: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> Result<Value> {
+        let e = self.get(name)?;
+        let p = path.to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let svc = self.clone();
+        let work_fn = move |root: &Path, _: &Path| {
+            let r = Root::open(root)?;
+            let (stat, resolved) = match stat_in(&r, &p) {
+                Ok(x) => x,
+                Err(err) => {
+                    let _ = tx.send(Err(err.clone()));
+                    return Err(err);
+                }
+            };
+            let _ = tx.send(Ok(stat.clone()));
+            let base = stat["name"].as_str().unwrap_or("").to_string();
+            let mut w = SyncIoBridge::new(out);
+            let (parent, fname) =
+                r.open_parent(&resolved)?.ok_or_else(|| Error::invalid("cannot copy the root itself by name"))?;
+            let contents_only = p.ends_with("/.");
+            if contents_only {
+                let dir = rustix::fs::openat(
+                    &parent,
+                    &fname,
+                    rustix::fs::OFlags::DIRECTORY
+                        | rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|e| Error::from(std::io::Error::from(e)))?;
+                tree::write_dir(&dir, Path::new(&base), TreeMode::Plain, &mut w)?;
+            } else {
+                use std::os::unix::ffi::OsStrExt;
+                tree::write_entry(&parent, fname.as_os_str().as_bytes(), Path::new(&base), &mut w)?;
+            }
+            let _ = w.shutdown();
+            Ok(())
+        };
+        // The stat is known before the body streams; the tar is written as the client reads.
+        let work = tokio::spawn(async move { svc.with_root(&e, work_fn).await });
+        let stat = rx.await.map_err(|_| Error::internal("archive task ended early"))??;
+        drop(work);
+        Ok(stat)
+    }
+
+    /// `PUT /containers/{id}/archive`: extracts a tar into the directory `path`.
+    pub async fn archive_put(
+        &self,
+        name: &str,
+        path: &str,
+        no_overwrite_dir_non_dir: bool,
+        body: impl AsyncRead + Send + Unpin + 'static,
+    ) -> Result<()> {
+        let e = self.get(name)?;
+        let p = path.to_string();
+        self.with_root(&e, move |root, _| {
+            let r = Root::open(root)?;
+            let st = r
+                .stat(Path::new(&p))
+                .map_err(|_| Error::not_found(format!("Could not find the file {p} in container {}", "")))?;
+            if st.st_mode & 0o170000 != 0o040000 {
+                return Err(Error::invalid(format!("extraction point is not a directory: {p}")));
+            }
+            let plain = berth_image::compress::decompress(SyncIoBridge::new(body))?;
+            berth_image::apply::apply_at(plain, &r, Path::new(&p), no_overwrite_dir_non_dir)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Resolves `p` in the container root: parents follow symlinks (inside the root), the final
+/// component does not unless the path ends with `/` or `/.`.
+fn stat_in(r: &Root, p: &str) -> Result<(Value, PathBuf)> {
+    let not_found = || Error::not_found(format!("Could not find the file {p} in container"));
+    let follow = p.ends_with('/') || p.ends_with("/.");
+    let clean = berth_sys::root::clean(Path::new(p));
+    let (resolved, st, link) = if follow {
+        let st = r.stat(&clean).map_err(|_| not_found())?;
+        (clean.clone(), st, String::new())
+    } else {
+        let (_, st) = r.open_nofollow(&clean).map_err(|_| not_found())?;
+        let link = if st.st_mode & 0o170000 == 0o120000 {
+            let (parent, name) = r.open_parent(&clean)?.ok_or_else(not_found)?;
+            let t =
+                rustix::fs::readlinkat(&parent, &name, Vec::new()).map_err(|e| Error::from(std::io::Error::from(e)))?;
+            t.to_string_lossy().into_owned()
+        } else {
+            String::new()
+        };
+        (clean.clone(), st, link)
+    };
+    let name = clean.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into());
+    Ok((path_stat(&name, &st, &link), resolved))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn go_modes() {
+        assert_eq!(super::go_file_mode(0o040755), (1 << 31) | 0o755);
+        assert_eq!(super::go_file_mode(0o100644), 0o644);
+        assert_eq!(super::go_file_mode(0o120777), (1 << 27) | 0o777);
+        assert_eq!(super::go_file_mode(0o104755), (1 << 23) | 0o755);
+    }
+}

@@ -1,0 +1,418 @@
+//! `docker save` and `docker load`: docker-archive (manifest.json, repositories) combined with an OCI
+//! image layout (index.json, oci-layout, blobs/sha256/...), as Docker 25+ writes them; loading takes
+//! either form, plain or compressed, and checks every digest it is given.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use berth_sys::root::Root;
+use berth_types::{Digest, Error, Reference, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::ingest::LayerInfo;
+use crate::store::ImageStore;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+fn blob_header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h
+}
+
+fn dir_header() -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_mtime(0);
+    h.set_size(0);
+    h
+}
+
+fn to_vec(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("json serialises")
+}
+
+/// Reads through to a hash, to check a blob's digest while it streams.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ArchiveManifest {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// One image found in an archive, before it is stored.
+struct Found {
+    config: PathBuf,
+    config_digest: Option<Digest>,
+    layers: Vec<(PathBuf, Option<Digest>)>,
+    tags: Vec<Reference>,
+}
+
+/// A digest named by an archive path like `blobs/sha256/<hex>` or `<hex>.json`.
+fn digest_in_path(p: &str) -> Option<Digest> {
+    let name = Path::new(p).file_name()?.to_str()?;
+    let hex = name.strip_suffix(".json").unwrap_or(name);
+    if p.starts_with("blobs/sha256/") || name.ends_with(".json") {
+        format!("sha256:{hex}").parse().ok()
+    } else {
+        None
+    }
+}
+
+impl ImageStore {
+    /// Writes the images named by `names` (references or ids) as one archive.
+    pub fn save<W: Write>(&self, names: &[String], out: W) -> Result<W> {
+        // image id → tags to record
+        let mut chosen: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
+        for n in names {
+            let img = self.resolve(n)?;
+            let entry = chosen.entry(img.id.clone()).or_default();
+            let by_id = n.starts_with("sha256:") || img.id.hex().starts_with(n.as_str());
+            if by_id {
+                continue;
+            }
+            let parsed = Reference::parse(n)?;
+            let tags: Vec<Reference> = if parsed.tag().is_some() {
+                vec![Reference::parse_tagged(n)?]
+            } else {
+                // A bare repository saves every tag of it, as Docker does.
+                self.list()?
+                    .into_iter()
+                    .flat_map(|i| i.tags)
+                    .filter(|t| t.repository() == parsed.repository())
+                    .collect()
+            };
+            for t in tags {
+                if !entry.contains(&t) {
+                    entry.push(t);
+                }
+            }
+        }
+        let mut b = tar::Builder::new(out);
+        b.append_data(&mut dir_header(), "blobs/", std::io::empty())?;
+        b.append_data(&mut dir_header(), "blobs/sha256/", std::io::empty())?;
+        let mut written: std::collections::HashSet<Digest> = Default::default();
+        let mut manifest_json = Vec::new();
+        let mut index = Vec::new();
+        let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (id, tags) in &chosen {
+            let config = std::fs::read(self.layout.blob(id.hex()))?;
+            let layers = self.layers_of(id)?;
+            if written.insert(id.clone()) {
+                b.append_data(
+                    &mut blob_header(config.len() as u64),
+                    format!("blobs/sha256/{}", id.hex()),
+                    &config[..],
+                )?;
+            }
+            let mut descs = Vec::new();
+            for l in &layers {
+                let path = self.layer_tar(&l.chain_id);
+                let f = std::fs::File::open(&path)
+                    .map_err(|e| Error::internal(format!("layer {} has no stored tar: {e}", l.diff_id)))?;
+                let size = f.metadata()?.len();
+                if written.insert(l.diff_id.clone()) {
+                    b.append_data(&mut blob_header(size), format!("blobs/sha256/{}", l.diff_id.hex()), f)?;
+                }
+                descs.push(
+                    json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.diff_id, "size": size}),
+                );
+            }
+            let manifest = to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": id, "size": config.len()},
+                "layers": descs,
+            }));
+            let mdigest = Digest::of(&manifest);
+            if written.insert(mdigest.clone()) {
+                b.append_data(
+                    &mut blob_header(manifest.len() as u64),
+                    format!("blobs/sha256/{}", mdigest.hex()),
+                    &manifest[..],
+                )?;
+            }
+            let desc = |annotations: Value| json!({"mediaType": OCI_MANIFEST, "digest": mdigest, "size": manifest.len(), "annotations": annotations});
+            if tags.is_empty() {
+                index.push(desc(json!({})));
+            }
+            for t in tags {
+                index.push(desc(json!({
+                    "io.containerd.image.name": t.to_string(),
+                    "org.opencontainers.image.ref.name": t.tag().unwrap_or("latest"),
+                })));
+                if let Some(top) = layers.last() {
+                    repositories
+                        .entry(t.familiar_repository())
+                        .or_default()
+                        .insert(t.tag().unwrap_or("latest").to_string(), top.diff_id.hex().to_string());
+                }
+            }
+            manifest_json.push(json!({
+                "Config": format!("blobs/sha256/{}", id.hex()),
+                "RepoTags": if tags.is_empty() { Value::Null } else { json!(tags.iter().map(|t| t.familiar()).collect::<Vec<_>>()) },
+                "Layers": layers.iter().map(|l| format!("blobs/sha256/{}", l.diff_id.hex())).collect::<Vec<_>>(),
+            }));
+        }
+        let files: [(&str, Vec<u8>); 4] = [
+            ("index.json", to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index}))),
+            ("manifest.json", to_vec(&json!(manifest_json))),
+            ("oci-layout", to_vec(&json!({"imageLayoutVersion": "1.0.0"}))),
+            ("repositories", to_vec(&json!(repositories))),
+        ];
+        for (name, data) in files {
+            b.append_data(&mut blob_header(data.len() as u64), name, &data[..])?;
+        }
+        Ok(b.into_inner()?)
+    }
+
+    /// Loads every image of an archive. Returns Docker's lines: `Loaded image: x:tag` or
+    /// `Loaded image ID: sha256:...`. Nothing of a failed load stays visible.
+    pub fn load(&self, body: impl Read) -> Result<Vec<String>> {
+        let tmp = self.layout.tmp().join(format!("load-{}", berth_types::new_id()));
+        std::fs::create_dir_all(&tmp)?;
+        let res = self.load_from(body, &tmp);
+        crate::store::remove_tree(&tmp)?;
+        if res.is_err() {
+            let _ = self.gc();
+        }
+        res
+    }
+
+    fn load_from(&self, body: impl Read, tmp: &Path) -> Result<Vec<String>> {
+        let plain = crate::compress::decompress(body)?;
+        // The archive is itself untrusted: unpack it with the confined applier.
+        crate::apply::apply(plain, &Root::open(tmp)?).map_err(|e| e.context("invalid archive"))?;
+        let root = Root::open(tmp)?;
+        let found = match root.read(Path::new("manifest.json")) {
+            Ok(m) => docker_archive(&m)?,
+            Err(_) => match root.read(Path::new("index.json")) {
+                Ok(i) => oci_layout(&root, &i)?,
+                Err(_) => return Err(Error::invalid("invalid archive: neither manifest.json nor index.json found")),
+            },
+        };
+        if found.is_empty() {
+            return Err(Error::invalid("invalid archive: it holds no image"));
+        }
+        let mut out = Vec::new();
+        for f in found {
+            let config = root
+                .read(&f.config)
+                .map_err(|e| Error::invalid(format!("invalid archive: config {}: {e}", f.config.display())))?;
+            if let Some(d) = &f.config_digest {
+                if Digest::of(&config) != *d {
+                    return Err(Error::invalid(format!(
+                        "invalid archive: config digest mismatch: {} is not {d}",
+                        Digest::of(&config)
+                    )));
+                }
+            }
+            let mut layers: Vec<LayerInfo> = Vec::new();
+            for (p, want) in &f.layers {
+                let file = root
+                    .open_file(p)
+                    .map_err(|e| Error::invalid(format!("invalid archive: layer {}: {e}", p.display())))?;
+                let mut h = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, file), hash: Sha256::new() };
+                let parent = layers.last().map(|l| l.chain_id.clone());
+                let info = self.ingest_layer(&mut h, parent.as_ref())?;
+                std::io::copy(&mut h, &mut std::io::sink())?;
+                if let Some(w) = want {
+                    let got = Digest::from_hasher(h.hash);
+                    if got != *w {
+                        return Err(Error::invalid(format!(
+                            "invalid archive: layer digest mismatch: {} has {got}, manifest says {w}",
+                            p.display()
+                        )));
+                    }
+                }
+                layers.push(info);
+            }
+            let id = self.create_image(&config, &layers, &f.tags)?;
+            if f.tags.is_empty() {
+                out.push(format!("Loaded image ID: {id}"));
+            }
+            out.extend(f.tags.iter().map(|t| format!("Loaded image: {}", t.familiar())));
+        }
+        Ok(out)
+    }
+}
+
+fn docker_archive(manifest: &[u8]) -> Result<Vec<Found>> {
+    let entries: Vec<ArchiveManifest> =
+        serde_json::from_slice(manifest).map_err(|e| Error::invalid(format!("invalid archive: manifest.json: {e}")))?;
+    entries
+        .into_iter()
+        .map(|m| {
+            let tags = m
+                .repo_tags
+                .unwrap_or_default()
+                .iter()
+                .map(|t| Reference::parse_tagged(t))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Found {
+                config_digest: digest_in_path(&m.config),
+                config: PathBuf::from(&m.config),
+                // Layer blobs of a docker-archive may be compressed; their digests are checked
+                // against the config's diff ids when the image is created.
+                layers: m.layers.iter().map(|l| (PathBuf::from(l), None)).collect(),
+                tags,
+            })
+        })
+        .collect()
+}
+
+fn blob_path(digest: &str) -> Result<(PathBuf, Digest)> {
+    let d: Digest = digest.parse().map_err(|_| Error::invalid(format!("invalid archive: bad digest {digest:?}")))?;
+    Ok((PathBuf::from(format!("blobs/sha256/{}", d.hex())), d))
+}
+
+fn oci_layout(root: &Root, index: &[u8]) -> Result<Vec<Found>> {
+    let idx: Value =
+        serde_json::from_slice(index).map_err(|e| Error::invalid(format!("invalid archive: index.json: {e}")))?;
+    let mut out = Vec::new();
+    collect(root, &idx, &mut out, 0)?;
+    Ok(out)
+}
+
+fn read_blob(root: &Root, digest: &str) -> Result<Vec<u8>> {
+    let (p, d) = blob_path(digest)?;
+    let data = root.read(&p).map_err(|e| Error::invalid(format!("invalid archive: blob {d}: {e}")))?;
+    if Digest::of(&data) != d {
+        return Err(Error::invalid(format!("invalid archive: blob {d} does not match its digest")));
+    }
+    Ok(data)
+}
+
+fn collect(root: &Root, index: &Value, out: &mut Vec<Found>, depth: u32) -> Result<()> {
+    if depth > 4 {
+        return Err(Error::invalid("invalid archive: indexes nest too deep"));
+    }
+    for desc in index["manifests"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let media = desc["mediaType"].as_str().unwrap_or("");
+        let digest = desc["digest"].as_str().unwrap_or("");
+        if let Some(p) = desc.get("platform") {
+            let arch = crate::store::docker_arch();
+            if p["os"].as_str().is_some_and(|o| o != "linux") || p["architecture"].as_str().is_some_and(|a| a != arch) {
+                continue;
+            }
+        }
+        let blob = read_blob(root, digest)?;
+        let v: Value = serde_json::from_slice(&blob)
+            .map_err(|e| Error::invalid(format!("invalid archive: manifest {digest}: {e}")))?;
+        if media == OCI_INDEX || media == DOCKER_LIST || v.get("manifests").is_some() {
+            collect(root, &v, out, depth + 1)?;
+            continue;
+        }
+        let ann = &desc["annotations"];
+        let name = ann["io.containerd.image.name"]
+            .as_str()
+            .or(ann["org.opencontainers.image.ref.name"].as_str().filter(|n| n.contains(':') || n.contains('/')));
+        let tags: Vec<Reference> = name.map(Reference::parse_tagged).transpose()?.into_iter().collect();
+        let (config, config_digest) = blob_path(v["config"]["digest"].as_str().unwrap_or(""))?;
+        let layers = v["layers"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .map(|l| blob_path(l["digest"].as_str().unwrap_or("")).map(|(p, d)| (p, Some(d))))
+            .collect::<Result<Vec<_>>>()?;
+        // The same manifest listed once per tag: one image, all its tags.
+        if let Some(f) = out.iter_mut().find(|f| f.config == config) {
+            f.tags.extend(tags);
+            continue;
+        }
+        out.push(Found { config, config_digest: Some(config_digest), layers, tags });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, ImageStore) {
+        let d = tempfile::tempdir().unwrap();
+        let s = berth_store::Store::open(&d.path().join("db")).unwrap();
+        let st = ImageStore::open(Arc::new(s), d.path()).unwrap();
+        (d, st)
+    }
+
+    fn tar_with(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, d) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(p).unwrap();
+            h.set_size(d.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, *d).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn save_load_round_trip() {
+        let (_a, s1) = store();
+        let r = Reference::parse_tagged("bb:1").unwrap();
+        let id = s1
+            .import(&tar_with(&[("f", b"x")])[..], crate::ImportOptions { reference: Some(r), ..Default::default() })
+            .unwrap();
+        let archive = s1.save(&["bb:1".into()], Vec::new()).unwrap();
+        let (_b, s2) = store();
+        assert_eq!(s2.load(&archive[..]).unwrap(), vec!["Loaded image: bb:1".to_string()]);
+        assert_eq!(s2.resolve("bb:1").unwrap().id, id);
+        // Loading twice is idempotent.
+        s2.load(&archive[..]).unwrap();
+        assert_eq!(s2.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tampered_archives_store_nothing() {
+        let (_a, s1) = store();
+        s1.import(
+            &tar_with(&[("f", b"x")])[..],
+            crate::ImportOptions { reference: Some(Reference::parse_tagged("bb").unwrap()), ..Default::default() },
+        )
+        .unwrap();
+        let archive = s1.save(&["bb".into()], Vec::new()).unwrap();
+        // Flip one byte of the layer content ("x" → "y") inside the archive.
+        let pos = archive.windows(2).position(|w| w == b"x\0").unwrap();
+        let mut bad = archive.clone();
+        bad[pos] = b'y';
+        let (_b, s2) = store();
+        let e = s2.load(&bad[..]).unwrap_err();
+        assert_eq!(e.kind, berth_types::ErrorKind::InvalidArgument, "{e}");
+        assert!(s2.list().unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(s2.layout().layers()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(s2.layout().tmp()).unwrap().count(), 0);
+        // Truncated.
+        let e = s2.load(&archive[..archive.len() / 3]).unwrap_err();
+        assert_eq!(e.kind, berth_types::ErrorKind::InvalidArgument, "{e}");
+        assert!(s2.list().unwrap().is_empty());
+    }
+}

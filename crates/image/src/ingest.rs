@@ -1,0 +1,214 @@
+//! Writing images: layers (unpacked once per chain id, with their exact tar kept for save and
+//! push), import, images from a config and layers (load), and commit.
+//!
+//! A layer is unpacked into `tmp/<random>/diff` while its uncompressed stream is hashed (the diff id)
+//! and copied to `tmp/<random>/layer.tar`; then the folder is renamed to `layers/<chain>`. Only after
+//! every layer and the config blob are in place does one store transaction make the image visible.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use berth_api::container::Config;
+use berth_api::image::{History, ImageConfig, RootFs};
+use berth_sys::root::Root;
+use berth_types::{Digest, Error, Reference, Result};
+use sha2::{Digest as _, Sha256};
+
+use crate::store::{
+    chain_id, docker_arch, write_atomic, ImageRecord, ImageStore, ImportOptions, LayerRecord, IMAGES, LAYERS, TAGS,
+};
+
+/// Hashes and copies everything read through it.
+struct Tee<R> {
+    inner: R,
+    hash: Sha256,
+    copy: std::io::BufWriter<std::fs::File>,
+    failed: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        if let Err(e) = self.copy.write_all(&buf[..n]) {
+            self.failed.get_or_insert(e);
+        }
+        Ok(n)
+    }
+}
+
+/// A layer now in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub diff_id: Digest,
+    pub chain_id: Digest,
+    pub size: u64,
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+impl ImageStore {
+    /// The uncompressed tar of a layer, byte for byte as it was ingested.
+    pub fn layer_tar(&self, chain: &Digest) -> PathBuf {
+        self.layout.layer(chain.hex()).join("layer.tar")
+    }
+
+    /// Unpacks one layer (plain, gzip or zstd) on top of `parent`. Idempotent per chain id.
+    pub fn ingest_layer(&self, body: impl Read, parent: Option<&Digest>) -> Result<LayerInfo> {
+        let tmp = self.layout.tmp().join(berth_types::new_id());
+        let diff = tmp.join("diff");
+        std::fs::create_dir_all(&diff)?;
+        let result = (|| {
+            let plain = crate::compress::decompress(body)?;
+            let copy = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp.join("layer.tar"))?);
+            let mut tee = Tee { inner: plain, hash: Sha256::new(), copy, failed: None };
+            let applied = crate::apply::apply(&mut tee, &Root::open(&diff)?)?;
+            // The diff id covers the whole uncompressed stream, trailing zero blocks included.
+            std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+            if let Some(e) = tee.failed.take() {
+                return Err(e.into());
+            }
+            let f = tee.copy.into_inner().map_err(|e| Error::internal(e.to_string()))?;
+            f.sync_all()?;
+            Ok((Digest::from_hasher(tee.hash), applied.size))
+        })();
+        let (diff_id, size) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                crate::store::remove_tree(&tmp)?;
+                return Err(e);
+            }
+        };
+        let chain = chain_id(parent, &diff_id);
+        let dest = self.layout.layer(chain.hex());
+        if self.store.get::<LayerRecord>(LAYERS, chain.as_str())?.is_some() && dest.exists() {
+            crate::store::remove_tree(&tmp)?;
+        } else {
+            crate::store::remove_tree(&dest)?;
+            std::fs::rename(&tmp, &dest)?;
+            let rec = LayerRecord { diff_id: diff_id.clone(), parent: parent.cloned(), size };
+            self.store.put(LAYERS, chain.as_str(), &rec)?;
+        }
+        Ok(LayerInfo { diff_id, chain_id: chain, size })
+    }
+
+    /// Makes an image visible: config blob written, then record and tags in one transaction. The
+    /// config's diff ids must be exactly those of `layers`.
+    pub fn create_image(&self, config_bytes: &[u8], layers: &[LayerInfo], tags: &[Reference]) -> Result<Digest> {
+        let config: ImageConfig =
+            serde_json::from_slice(config_bytes).map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
+        let want: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        if config.rootfs.diff_ids != want {
+            return Err(Error::invalid(format!(
+                "layers do not match the image config: config lists {:?}, archive has {want:?}",
+                config.rootfs.diff_ids
+            )));
+        }
+        let id = Digest::of(config_bytes);
+        write_atomic(&self.layout.blob(id.hex()), config_bytes)?;
+        let record = ImageRecord {
+            id: id.clone(),
+            chain: layers.iter().map(|l| l.chain_id.clone()).collect(),
+            size: layers.iter().map(|l| l.size).sum(),
+        };
+        self.store.write(|tx| {
+            tx.put(IMAGES, id.as_str(), &record)?;
+            for r in tags {
+                tx.put(TAGS, &r.to_string(), &id)?;
+            }
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Imports a rootfs tar (plain, gzip or zstd) as a one-layer image.
+    pub fn import(&self, body: impl Read, opts: ImportOptions) -> Result<Digest> {
+        let mut config = Config::default();
+        crate::changes::apply(&mut config, &opts.changes)?;
+        let layer = self.ingest_layer(body, None)?;
+        let now = now();
+        let comment = if opts.message.is_empty() { "Imported from -".to_string() } else { opts.message };
+        let image = ImageConfig {
+            architecture: docker_arch().into(),
+            os: "linux".into(),
+            created: Some(now.clone()),
+            comment: Some(comment.clone()),
+            docker_version: Some(berth_api::ENGINE_VERSION.into()),
+            config,
+            rootfs: RootFs { kind: "layers".into(), diff_ids: vec![layer.diff_id.to_string()] },
+            history: vec![History { created: Some(now), comment: Some(comment), ..Default::default() }],
+            ..Default::default()
+        };
+        let bytes = serde_json::to_vec(&image).map_err(|e| Error::internal(e.to_string()))?;
+        let refs: Vec<Reference> = opts.reference.into_iter().collect();
+        let res = self.create_image(&bytes, &[layer], &refs);
+        if res.is_err() {
+            let _ = self.gc();
+        }
+        res
+    }
+
+    /// The layers of an image, bottom first.
+    pub fn layers_of(&self, image: &Digest) -> Result<Vec<LayerInfo>> {
+        let rec = self
+            .store
+            .get::<ImageRecord>(IMAGES, image.as_str())?
+            .ok_or_else(|| Error::not_found(format!("No such image: {image}")))?;
+        rec.chain
+            .iter()
+            .map(|c| {
+                let l = self
+                    .store
+                    .get::<LayerRecord>(LAYERS, c.as_str())?
+                    .ok_or_else(|| Error::internal(format!("image {image} lacks layer {c}")))?;
+                Ok(LayerInfo { diff_id: l.diff_id, chain_id: c.clone(), size: l.size })
+            })
+            .collect()
+    }
+
+    /// `docker commit`: the container's changes (`diff_tar`, a layer tar from its upper dir) on top
+    /// of its image, with the container's config as the new image config.
+    pub fn commit(&self, base: &Digest, diff_tar: &Path, opts: CommitOptions) -> Result<Digest> {
+        let base_img = self.resolve(base.as_str())?;
+        let mut layers = self.layers_of(base)?;
+        let parent = layers.last().map(|l| l.chain_id.clone());
+        let layer = self.ingest_layer(std::fs::File::open(diff_tar)?, parent.as_ref())?;
+        let mut config = base_img.config.clone();
+        let mut c = opts.config;
+        crate::changes::apply(&mut c, &opts.changes)?;
+        config.config = c;
+        let now = now();
+        config.created = Some(now.clone());
+        config.author = (!opts.author.is_empty()).then(|| opts.author.clone());
+        config.comment = (!opts.comment.is_empty()).then(|| opts.comment.clone());
+        config.docker_version = Some(berth_api::ENGINE_VERSION.into());
+        config.rootfs.diff_ids.push(layer.diff_id.to_string());
+        config.history.push(History {
+            created: Some(now),
+            created_by: Some(opts.created_by),
+            author: config.author.clone(),
+            comment: config.comment.clone(),
+            empty_layer: false,
+        });
+        layers.push(layer);
+        let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
+        let refs: Vec<Reference> = opts.reference.into_iter().collect();
+        let res = self.create_image(&bytes, &layers, &refs);
+        if res.is_err() {
+            let _ = self.gc();
+        }
+        res
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    pub reference: Option<Reference>,
+    pub config: Config,
+    pub changes: Vec<String>,
+    pub author: String,
+    pub comment: String,
+    pub created_by: String,
+}

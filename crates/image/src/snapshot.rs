@@ -1,0 +1,68 @@
+//! Snapshots: a container's writable layer over its image's layers.
+
+use berth_sys::mount::Overlay;
+use berth_types::{Digest, Error, Result};
+
+use crate::store::{
+    remove_tree, ImageRecord, ImageStore, LayerRecord, Snapshot, SnapshotRecord, IMAGES, LAYERS, SNAPSHOTS,
+};
+
+impl ImageStore {
+    /// Creates the writable layer of container `key` over `image` and returns what to mount.
+    pub fn prepare_snapshot(&self, key: &str, image: &Digest) -> Result<Snapshot> {
+        let rec = self
+            .store
+            .get::<ImageRecord>(IMAGES, image.as_str())?
+            .ok_or_else(|| Error::not_found(format!("No such image: {image}")))?;
+        let dir = self.layout.snapshot(key);
+        for sub in ["upper", "work", "merged"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        // The init layer, as Docker's: mount points the runtime needs exist below the writable
+        // layer, so they never show up in `docker diff` or a commit.
+        let init = dir.join("init");
+        for d in ["dev", "proc", "sys", "etc", "dev/pts", "dev/shm"] {
+            std::fs::create_dir_all(init.join(d))?;
+        }
+        for f in ["etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"] {
+            std::fs::File::create(init.join(f))?;
+        }
+        self.store.put(SNAPSHOTS, key, &SnapshotRecord { parent: rec.chain.last().cloned() })?;
+        self.snapshot_mounts(key)
+    }
+
+    /// The mount of an existing snapshot (after a restart, say).
+    pub fn snapshot_mounts(&self, key: &str) -> Result<Snapshot> {
+        let rec = self
+            .store
+            .get::<SnapshotRecord>(SNAPSHOTS, key)?
+            .ok_or_else(|| Error::not_found(format!("no snapshot {key}")))?;
+        let layers = self.store.list::<LayerRecord>(LAYERS)?;
+        let dir = self.layout.snapshot(key);
+        let mut lowers = Vec::new();
+        if dir.join("init").is_dir() {
+            lowers.push(dir.join("init"));
+        }
+        let mut cur = rec.parent.clone();
+        while let Some(c) = cur {
+            lowers.push(self.layout.layer_diff(c.hex()));
+            cur = layers.iter().find(|(k, _)| *k == c.as_str()).and_then(|(_, l)| l.parent.clone());
+        }
+        if lowers.is_empty() {
+            let empty = dir.join("empty");
+            std::fs::create_dir_all(&empty)?;
+            lowers.push(empty);
+        }
+        Ok(Snapshot {
+            overlay: Overlay { lowers, upper: dir.join("upper"), work: dir.join("work") },
+            target: dir.join("merged"),
+        })
+    }
+
+    /// Deletes a snapshot's files (the caller unmounted it) and any layers it alone kept.
+    pub fn remove_snapshot(&self, key: &str) -> Result<()> {
+        remove_tree(&self.layout.snapshot(key))?;
+        self.store.delete(SNAPSHOTS, key)?;
+        self.gc()
+    }
+}
