@@ -10,6 +10,12 @@ pub const START: u8 = 1;
 pub const STDIN: u8 = 2;
 pub const CLOSE_STDIN: u8 = 3;
 pub const SIGNAL: u8 = 4;
+/// Start an exec: JSON [`ExecRequest`].
+pub const EXEC: u8 = 5;
+/// `[id_len u8][exec id][bytes]`
+pub const EXEC_STDIN: u8 = 6;
+/// `[id_len u8][exec id]`
+pub const EXEC_CLOSE_STDIN: u8 = 7;
 
 pub const HELLO: u8 = 10;
 pub const STARTED: u8 = 11;
@@ -17,6 +23,12 @@ pub const STDOUT: u8 = 12;
 pub const STDERR: u8 = 13;
 pub const EXITED: u8 = 14;
 pub const ERROR: u8 = 15;
+/// JSON [`ExecStarted`].
+pub const EXEC_STARTED: u8 = 16;
+/// `[stream u8 (1 stdout, 2 stderr)][id_len u8][exec id][bytes]`
+pub const EXEC_OUTPUT: u8 = 17;
+/// JSON [`ExecExited`].
+pub const EXEC_EXITED: u8 = 18;
 
 /// Frames larger than this are a protocol violation.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -36,6 +48,44 @@ pub struct ExitStatus {
     pub code: i32,
     pub signal: Option<i32>,
     pub finished_at: String,
+}
+
+/// Start a process in the running container, described by an OCI `process.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub exec_id: String,
+    pub process_json: std::path::PathBuf,
+    pub open_stdin: bool,
+}
+
+/// The answer to [`ExecRequest`]: a pid, or why it could not start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStarted {
+    pub exec_id: String,
+    pub pid: i32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecExited {
+    pub exec_id: String,
+    pub code: i32,
+}
+
+/// `[id_len][id][rest]` framing of exec payloads.
+pub fn with_id(id: &str, rest: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(1 + id.len() + rest.len());
+    b.push(id.len() as u8);
+    b.extend_from_slice(id.as_bytes());
+    b.extend_from_slice(rest);
+    b
+}
+
+/// Splits `[id_len][id][rest]`.
+pub fn split_id(p: &[u8]) -> Option<(String, &[u8])> {
+    let n = *p.first()? as usize;
+    let id = std::str::from_utf8(p.get(1..1 + n)?).ok()?.to_string();
+    Some((id, &p[1 + n..]))
 }
 
 pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {

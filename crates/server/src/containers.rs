@@ -41,6 +41,10 @@ pub fn routes() -> Router<AppState> {
             get(archive_get).head(archive_head).put(archive_put).layer(DefaultBodyLimit::disable()),
         )
         .route("/commit", post(commit))
+        .route("/containers/{id}/exec", post(exec_create))
+        .route("/exec/{id}/start", post(exec_start))
+        .route("/exec/{id}/json", get(exec_inspect))
+        .route("/exec/{id}/resize", post(|| async { StatusCode::OK }))
 }
 
 async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateRequest>) -> ApiResult<Response> {
@@ -260,4 +264,50 @@ async fn commit(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
     let mut r = json_response(&serde_json::json!({"Id": id}));
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)
+}
+
+async fn exec_create(
+    State(svc): Svc,
+    Path(id): Path<String>,
+    JsonBody(cfg): JsonBody<berth_daemon::container::ExecConfig>,
+) -> ApiResult<Response> {
+    let id = svc.exec_create(&id, cfg).await?;
+    let mut r = json_response(&serde_json::json!({"Id": id}));
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ExecStartBody {
+    detach: bool,
+}
+
+async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError(Error::invalid(e.to_string())))?;
+    let b: ExecStartBody = if bytes.iter().all(|c| c.is_ascii_whitespace()) {
+        ExecStartBody::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))?
+    };
+    let req = Request::from_parts(parts, Body::empty());
+    match svc.exec_start(&id, b.detach).await {
+        Ok(_) if b.detach => Ok(StatusCode::OK.into_response()),
+        Ok(stream) => Ok(hijack::respond(req, stream)),
+        // As Docker: a process that cannot start is reported inside the hijacked stream (the exit
+        // code is in exec inspect); a missing exec or stopped container is an HTTP error.
+        Err(e) if b.detach || matches!(e.kind, berth_types::ErrorKind::NotFound | berth_types::ErrorKind::Conflict) => {
+            Err(e.into())
+        }
+        Err(e) => {
+            let (tx, output) = tokio::sync::mpsc::unbounded_channel();
+            let _ = tx.send((1, bytes::Bytes::from(format!("{}\r\n", e.message))));
+            Ok(hijack::respond(req, hijack::Streams { tty: false, output, stdin: None }))
+        }
+    }
+}
+
+async fn exec_inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json_response(&svc.exec_inspect(&id)?))
 }

@@ -1,5 +1,6 @@
 //! berth-shim: supervises one container. See README.md for its role.
 
+mod exec;
 mod log;
 mod supervisor;
 

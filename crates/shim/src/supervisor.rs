@@ -12,6 +12,7 @@ use berth_runtime::shim::ShimConfig;
 use libcontainer::container::Container;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
+use crate::exec::ExecProc;
 use crate::log::JsonLog;
 
 /// After init exits, wait at most this long for its output pipes to drain.
@@ -46,6 +47,18 @@ pub struct Supervisor {
     exit: Option<ExitStatus>,
     exited_at: Option<Instant>,
     log: JsonLog,
+    execs: Vec<ExecProc>,
+}
+
+/// What a polled fd is.
+#[derive(Clone, Copy)]
+enum Src {
+    Listener,
+    Init,
+    Out(usize),
+    Client(usize),
+    ExecPid(usize),
+    ExecOut(usize, usize),
 }
 
 impl Supervisor {
@@ -77,6 +90,7 @@ impl Supervisor {
             exit: None,
             exited_at: None,
             log,
+            execs: Vec::new(),
         })
     }
 
@@ -87,7 +101,10 @@ impl Supervisor {
     pub fn run(mut self) -> ! {
         loop {
             self.poll_once();
-            berth_sys::process::reap_others(self.pid);
+            let mut keep: Vec<i32> = self.execs.iter().map(|e| e.pid).collect();
+            keep.push(self.pid);
+            berth_sys::process::reap_others(&keep);
+            self.finish_execs();
             if let Some(at) = self.exited_at {
                 if self.out.iter().all(Option::is_none) || at.elapsed() > DRAIN {
                     self.finish();
@@ -98,57 +115,103 @@ impl Supervisor {
 
     fn poll_once(&mut self) {
         let readable = PollFlags::IN | PollFlags::HUP | PollFlags::ERR;
-        let (ready_listener, ready_out, ready_pid, ready_clients) = {
+        let ready: Vec<Src> = {
+            let mut srcs = vec![Src::Listener, Src::Init];
             let mut fds = vec![PollFd::new(&self.listener, PollFlags::IN), PollFd::new(&self.pidfd, PollFlags::IN)];
-            let mut out_idx = [None, None];
             for (i, o) in self.out.iter().enumerate() {
                 if let Some(fd) = o {
-                    out_idx[i] = Some(fds.len());
+                    srcs.push(Src::Out(i));
                     fds.push(PollFd::new(fd, PollFlags::IN));
                 }
             }
-            let first_client = fds.len();
-            for c in &self.clients {
+            for (i, c) in self.clients.iter().enumerate() {
+                srcs.push(Src::Client(i));
                 fds.push(PollFd::new(&c.stream, PollFlags::IN));
             }
-            let timeout = if self.exited_at.is_some() { Duration::from_millis(50) } else { Duration::from_secs(1) };
+            for (i, e) in self.execs.iter().enumerate() {
+                if e.exit.is_none() {
+                    srcs.push(Src::ExecPid(i));
+                    fds.push(PollFd::new(&e.pidfd, PollFlags::IN));
+                }
+                for (k, o) in e.out.iter().enumerate() {
+                    if let Some(fd) = o {
+                        srcs.push(Src::ExecOut(i, k));
+                        fds.push(PollFd::new(fd, PollFlags::IN));
+                    }
+                }
+            }
+            let busy = self.exited_at.is_some() || self.execs.iter().any(|e| e.exit.is_some());
+            let timeout = if busy { Duration::from_millis(50) } else { Duration::from_secs(1) };
             let ts = Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
             if poll(&mut fds, Some(&ts)).is_err() {
                 return;
             }
-            let hit = |i: usize| fds[i].revents().intersects(readable);
-            (
-                hit(0),
-                [out_idx[0].is_some_and(hit), out_idx[1].is_some_and(hit)],
-                hit(1),
-                (0..self.clients.len()).map(|i| hit(first_client + i)).collect::<Vec<_>>(),
-            )
+            srcs.iter().zip(fds.iter()).filter(|(_, f)| f.revents().intersects(readable)).map(|(s, _)| *s).collect()
         };
-        if ready_pid && self.exit.is_none() {
-            if let Some((code, signal)) = berth_sys::process::try_wait(self.pid) {
-                let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                self.exit = Some(ExitStatus { code, signal, finished_at });
-                self.exited_at = Some(Instant::now());
-            }
-        }
-        for (stream, ready) in ready_out.iter().enumerate() {
-            if *ready {
-                self.read_output(stream);
-            }
-        }
-        for (i, ready) in ready_clients.iter().enumerate() {
-            if *ready {
-                self.read_client(i);
+        let mut accept = false;
+        for src in ready {
+            match src {
+                Src::Listener => accept = true,
+                Src::Init => {
+                    if self.exit.is_none() {
+                        if let Some((code, signal)) = berth_sys::process::try_wait(self.pid) {
+                            let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                            self.exit = Some(ExitStatus { code, signal, finished_at });
+                            self.exited_at = Some(Instant::now());
+                        }
+                    }
+                }
+                Src::Out(i) => self.read_output(i),
+                Src::Client(i) => self.read_client(i),
+                Src::ExecPid(i) => {
+                    if let Some((code, _)) = berth_sys::process::try_wait(self.execs[i].pid) {
+                        self.execs[i].exit = Some(code);
+                        self.execs[i].exited_at = Some(Instant::now());
+                    }
+                }
+                Src::ExecOut(i, k) => self.read_exec_output(i, k),
             }
         }
         self.clients.retain(|c| !c.dead);
-        if ready_listener {
+        if accept {
             if let Ok((stream, _)) = self.listener.accept() {
                 let hello = Hello { pid: self.pid, started: self.started, exit: self.exit.clone() };
                 let mut c = Client { stream, dec: Decoder::default(), dead: false };
                 send(&mut c, proto::HELLO, &serde_json::to_vec(&hello).unwrap_or_default());
                 self.clients.push(c);
             }
+        }
+    }
+
+    fn read_exec_output(&mut self, i: usize, k: usize) {
+        let mut buf = [0u8; 32 * 1024];
+        let n = match &self.execs[i].out[k] {
+            Some(fd) => rustix::io::read(fd, &mut buf).unwrap_or(0),
+            None => return,
+        };
+        if n == 0 {
+            self.execs[i].out[k] = None;
+            return;
+        }
+        let mut payload = vec![(k + 1) as u8];
+        payload.extend(proto::with_id(&self.execs[i].id, &buf[..n]));
+        self.broadcast(proto::EXEC_OUTPUT, &payload);
+    }
+
+    /// Reports execs that exited and whose output is drained (or that had their grace period).
+    fn finish_execs(&mut self) {
+        let mut done = Vec::new();
+        for (i, e) in self.execs.iter().enumerate() {
+            if let (Some(code), Some(at)) = (e.exit, e.exited_at) {
+                if e.out.iter().all(Option::is_none) || at.elapsed() > DRAIN {
+                    done.push((i, code));
+                }
+            }
+        }
+        for (i, code) in done.into_iter().rev() {
+            let e = self.execs.remove(i);
+            let msg = proto::ExecExited { exec_id: e.id, code };
+            self.broadcast(proto::EXEC_EXITED, &serde_json::to_vec(&msg).unwrap_or_default());
         }
     }
 
@@ -215,6 +278,37 @@ impl Supervisor {
                 }
             }
             proto::CLOSE_STDIN => self.stdin = None,
+            proto::EXEC => {
+                let answer = match serde_json::from_slice::<proto::ExecRequest>(payload) {
+                    Ok(req) => match crate::exec::spawn(&self.cfg, &req) {
+                        Ok(p) => {
+                            let a = proto::ExecStarted { exec_id: req.exec_id.clone(), pid: p.pid, error: None };
+                            self.execs.push(p);
+                            a
+                        }
+                        Err(e) => proto::ExecStarted { exec_id: req.exec_id, pid: 0, error: Some(e) },
+                    },
+                    Err(e) => proto::ExecStarted {
+                        exec_id: String::new(),
+                        pid: 0,
+                        error: Some(format!("bad exec request: {e}")),
+                    },
+                };
+                send(&mut self.clients[i], proto::EXEC_STARTED, &serde_json::to_vec(&answer).unwrap_or_default());
+            }
+            proto::EXEC_STDIN | proto::EXEC_CLOSE_STDIN => {
+                if let Some((id, data)) = proto::split_id(payload) {
+                    if let Some(e) = self.execs.iter_mut().find(|e| e.id == id) {
+                        if kind == proto::EXEC_CLOSE_STDIN {
+                            e.stdin = None;
+                        } else if let Some(fd) = &e.stdin {
+                            if send_all(fd, data).is_err() {
+                                e.stdin = None;
+                            }
+                        }
+                    }
+                }
+            }
             proto::SIGNAL if payload.len() == 4 && self.exit.is_none() => {
                 let sig = i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
                 if let Err(e) = berth_sys::process::kill(self.pid, sig) {

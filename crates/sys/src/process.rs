@@ -71,7 +71,7 @@ pub fn try_wait(pid: i32) -> Option<(i32, Option<i32>)> {
 }
 
 /// Reaps any exited child other than the ones we track by pid (zombies adopted as subreaper).
-pub fn reap_others(keep: i32) {
+pub fn reap_others(keep: &[i32]) {
     loop {
         let mut status = 0;
         // SAFETY: as above. WNOWAIT peeks first so a tracked child is never reaped here.
@@ -79,7 +79,7 @@ pub fn reap_others(keep: i32) {
         let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
         // SAFETY: waitid filled `info` for an exited child when it returned 0.
         let pid = unsafe { info.si_pid() };
-        if r != 0 || pid == 0 || pid == keep {
+        if r != 0 || pid == 0 || keep.contains(&pid) {
             return;
         }
         // SAFETY: reaping the child waitid just reported.

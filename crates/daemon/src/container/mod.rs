@@ -10,6 +10,7 @@
 mod archive;
 mod attach;
 mod create;
+mod exec;
 mod inspect;
 mod logs;
 mod mounts;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 pub use archive::{go_file_mode, path_stat};
 pub use attach::{AttachOptions, AttachStream, StdinMsg};
+pub use exec::{ExecConfig, ExecStream};
 pub use logs::LogOptions;
 pub use ops::WaitCondition;
 use record::ContainerRecord;
@@ -61,6 +63,7 @@ pub struct Entry {
     shim_ready: Arc<Notify>,
     stdin: mpsc::UnboundedSender<StdinMsg>,
     wait: watch::Sender<WaitState>,
+    exec_routes: exec::ExecRoutes,
     /// Serialises lifecycle operations (start, stop, remove) on one container.
     op: tokio::sync::Mutex<()>,
 }
@@ -77,6 +80,7 @@ impl Entry {
             shim_ready: Arc::new(Notify::new()),
             stdin,
             wait: watch::channel(WaitState { running, exit_code, ..Default::default() }).0,
+            exec_routes: Default::default(),
             op: tokio::sync::Mutex::new(()),
         });
         attach::spawn_stdin_forwarder(&e, rx);
@@ -105,6 +109,7 @@ pub struct ContainerService {
     volumes: Arc<VolumeService>,
     events: Arc<EventBus>,
     entries: Mutex<BTreeMap<String, Arc<Entry>>>,
+    execs: Mutex<std::collections::HashMap<String, Arc<exec::ExecEntry>>>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -121,8 +126,15 @@ impl ContainerService {
     ) -> Result<Arc<ContainerService>> {
         let st = store.clone();
         let records = blocking(move || st.list::<ContainerRecord>(CONTAINERS)).await?;
-        let svc =
-            Arc::new(ContainerService { cfg, store, images, volumes, events, entries: Mutex::new(BTreeMap::new()) });
+        let svc = Arc::new(ContainerService {
+            cfg,
+            store,
+            images,
+            volumes,
+            events,
+            entries: Mutex::new(BTreeMap::new()),
+            execs: Default::default(),
+        });
         // Volumes mounted for containers that kept running stay mounted until those exit.
         let live_volumes: Vec<String> = records
             .iter()

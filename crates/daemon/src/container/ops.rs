@@ -142,6 +142,7 @@ impl ContainerService {
         })
         .await;
         self.publish("destroy", &rec, &[]);
+        self.forget_execs(&id);
         if volumes {
             self.remove_anonymous_volumes(&rec).await;
         }

@@ -229,6 +229,9 @@ impl ContainerService {
                     let chunk = Bytes::from(data);
                     e.subscribers.lock().expect("subscribers lock").retain(|s| s.send(stream, &chunk));
                 }
+                Ok(Some((kind @ (proto::EXEC_STARTED | proto::EXEC_OUTPUT | proto::EXEC_EXITED), data))) => {
+                    self.exec_frame(&e, kind, &data);
+                }
                 Ok(Some((proto::EXITED, data))) => {
                     break serde_json::from_slice::<ExitStatus>(&data).ok();
                 }
@@ -248,6 +251,11 @@ impl ContainerService {
         let t0 = std::time::Instant::now();
         *e.shim.lock().await = None;
         e.subscribers.lock().expect("subscribers lock").clear();
+        // Execs still running died with the container's pid namespace.
+        let orphans: Vec<String> = e.exec_routes.lock().expect("exec routes lock").keys().cloned().collect();
+        for x in orphans {
+            self.exec_exited(e, &x, 137);
+        }
         let id = e.id();
         self.release_host_state(&id).await;
         self.release_volumes(&e.record(), true).await;

@@ -1,0 +1,305 @@
+//! `docker exec`: extra processes in a running container, started by its shim.
+//!
+//! Lifecycle: `exec_create` records the request (the container must be running); `exec_start`
+//! resolves user, environment and working directory in the container's root, writes an OCI
+//! `process.json` next to the bundle, asks the shim to start it and routes its output to the
+//! caller; the shim's EXEC_EXITED sets the exit code *before* the output channel closes, so a
+//! client that inspects after its stream ends always sees the code.
+
+use std::collections::HashMap;
+
+use std::sync::{Arc, Mutex};
+
+use berth_runtime::proto::{self, ExecRequest, ExecStarted};
+use berth_runtime::spec;
+use berth_runtime::user;
+use berth_sys::root::Root;
+use berth_types::{Error, Result};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{blocking, Chunk, ContainerService, Entry};
+
+/// The body of `POST /containers/{id}/exec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecConfig {
+    #[serde(deserialize_with = "berth_api::serde_helpers::nullable")]
+    pub cmd: Vec<String>,
+    #[serde(deserialize_with = "berth_api::serde_helpers::nullable")]
+    pub env: Vec<String>,
+    #[serde(deserialize_with = "berth_api::serde_helpers::nullable")]
+    pub user: String,
+    #[serde(deserialize_with = "berth_api::serde_helpers::nullable")]
+    pub working_dir: String,
+    pub tty: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub privileged: bool,
+    #[serde(deserialize_with = "berth_api::serde_helpers::nullable")]
+    pub detach_keys: String,
+}
+
+#[derive(Debug, Default)]
+struct ExecState {
+    started: bool,
+    running: bool,
+    exit_code: Option<i64>,
+    pid: i32,
+}
+
+pub struct ExecEntry {
+    id: String,
+    container_id: String,
+    config: ExecConfig,
+    state: Mutex<ExecState>,
+}
+
+/// How the supervisor reaches an exec's caller.
+pub(super) struct ExecRoute {
+    out: Option<mpsc::UnboundedSender<Chunk>>,
+    started: Option<oneshot::Sender<ExecStarted>>,
+}
+
+/// A started exec, as the server streams it.
+pub struct ExecStream {
+    pub tty: bool,
+    pub output: mpsc::UnboundedReceiver<Chunk>,
+    pub stdin: Option<mpsc::UnboundedSender<Option<Bytes>>>,
+}
+
+pub(super) type ExecRoutes = Mutex<HashMap<String, ExecRoute>>;
+
+impl ContainerService {
+    fn exec_entry(&self, id: &str) -> Result<Arc<ExecEntry>> {
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("No such exec instance: {id}")))
+    }
+
+    pub async fn exec_create(&self, name: &str, config: ExecConfig) -> Result<String> {
+        let e = self.get(name)?;
+        let rec = e.record();
+        if !rec.state.running() {
+            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
+        }
+        if config.cmd.is_empty() {
+            return Err(Error::invalid("No exec command specified"));
+        }
+        let id = berth_types::new_id();
+        let cmd = config.cmd.join(" ");
+        let entry = Arc::new(ExecEntry {
+            id: id.clone(),
+            container_id: rec.id.clone(),
+            config,
+            state: Mutex::new(ExecState::default()),
+        });
+        self.execs.lock().expect("execs lock").insert(id.clone(), entry);
+        self.publish(&format!("exec_create: {cmd}"), &rec, &[("execID", id.clone())]);
+        Ok(id)
+    }
+
+    pub async fn exec_start(&self, exec_id: &str, detach: bool) -> Result<ExecStream> {
+        let x = self.exec_entry(exec_id)?;
+        {
+            let mut st = x.state.lock().expect("exec state lock");
+            if st.started {
+                return Err(Error::conflict(format!("exec instance {exec_id} is already started")));
+            }
+            st.started = true;
+        }
+        let e = self.get(&x.container_id)?;
+        let rec = e.record();
+        if !rec.state.running() {
+            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
+        }
+        let snap = self.images.snapshot_mounts(&rec.id).await?;
+        let process_json = self.bundle_dir(&rec.id).join(format!("exec-{}.json", &exec_id[..16]));
+        let (cfg, rec2, pj) = (x.config.clone(), rec.clone(), process_json.clone());
+        let prepared = blocking(move || {
+            let root = Root::open(&snap.target)?;
+            let usr = user::resolve_user(&root, if cfg.user.is_empty() { &rec2.config.user } else { &cfg.user })?;
+            let cwd = if !cfg.working_dir.is_empty() {
+                cfg.working_dir.clone()
+            } else if !rec2.config.working_dir.is_empty() {
+                rec2.config.working_dir.clone()
+            } else {
+                "/".into()
+            };
+            let mut env = rec2.config.env.clone();
+            for v in &cfg.env {
+                let k = v.split_once('=').map(|x| x.0).unwrap_or(v);
+                env.retain(|o| o.split_once('=').map(|x| x.0).unwrap_or(o) != k);
+                env.push(v.clone());
+            }
+            let env = spec::process_env(&env, &rec2.config.hostname, &usr.home, cfg.tty);
+            let path_env = env.iter().find_map(|v| v.strip_prefix("PATH=")).unwrap_or(spec::DEFAULT_PATH).to_string();
+            user::check_command(&root, &cfg.cmd[0], &path_env, &cwd).map_err(|e| {
+                Error::invalid(format!(
+                    "OCI runtime exec failed: exec failed: unable to start container process: {}: unknown",
+                    e.message
+                ))
+            })?;
+            let mut hc = rec2.host_config.clone();
+            hc.privileged |= cfg.privileged;
+            let caps = spec::capabilities(&hc);
+            let mut u = json!({"uid": usr.uid, "gid": usr.gid});
+            if !usr.additional_gids.is_empty() {
+                u["additionalGids"] = json!(usr.additional_gids);
+            }
+            let process = json!({
+                "terminal": false,
+                "user": u,
+                "args": cfg.cmd,
+                "env": env,
+                "cwd": cwd,
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+                "noNewPrivileges": false,
+            });
+            std::fs::write(&pj, serde_json::to_vec(&process).map_err(|e| Error::internal(e.to_string()))?)?;
+            Ok(())
+        })
+        .await;
+        if let Err(err) = prepared {
+            let code =
+                if err.message.contains("not found") || err.message.contains("no such file") { 127 } else { 126 };
+            let mut st = x.state.lock().expect("exec state lock");
+            st.exit_code = Some(code);
+            return Err(err);
+        }
+        let (out_tx, output) = mpsc::unbounded_channel();
+        let (started_tx, started_rx) = oneshot::channel();
+        e.exec_routes
+            .lock()
+            .expect("exec routes lock")
+            .insert(exec_id.to_string(), ExecRoute { out: (!detach).then_some(out_tx), started: Some(started_tx) });
+        let req = ExecRequest {
+            exec_id: exec_id.to_string(),
+            process_json: process_json.clone(),
+            open_stdin: x.config.attach_stdin && !detach,
+        };
+        let sent = match e.shim.lock().await.as_mut() {
+            Some(w) => {
+                w.send(proto::EXEC, &serde_json::to_vec(&req).map_err(|e| Error::internal(e.to_string()))?).await
+            }
+            None => Err(Error::conflict(format!("Container {} is not running", rec.id))),
+        };
+        if let Err(err) = sent {
+            e.exec_routes.lock().expect("exec routes lock").remove(exec_id);
+            return Err(err);
+        }
+        let started = started_rx.await.map_err(|_| Error::conflict(format!("Container {} is not running", rec.id)))?;
+        let _ = std::fs::remove_file(&process_json);
+        if let Some(msg) = started.error {
+            e.exec_routes.lock().expect("exec routes lock").remove(exec_id);
+            let mut st = x.state.lock().expect("exec state lock");
+            st.exit_code = Some(126);
+            return Err(Error::invalid(msg));
+        }
+        {
+            let mut st = x.state.lock().expect("exec state lock");
+            st.running = true;
+            st.pid = started.pid;
+        }
+        self.publish(&format!("exec_start: {}", x.config.cmd.join(" ")), &rec, &[("execID", exec_id.to_string())]);
+        let stdin = (x.config.attach_stdin && !detach).then(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Option<Bytes>>();
+            let shim = e.shim.clone();
+            let id = exec_id.to_string();
+            tokio::spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    let (kind, data) = match msg {
+                        Some(d) => (proto::EXEC_STDIN, proto::with_id(&id, &d)),
+                        None => (proto::EXEC_CLOSE_STDIN, proto::with_id(&id, &[])),
+                    };
+                    if let Some(w) = shim.lock().await.as_mut() {
+                        let _ = w.send(kind, &data).await;
+                    }
+                }
+            });
+            tx
+        });
+        Ok(ExecStream { tty: x.config.tty, output, stdin })
+    }
+
+    /// Routes a shim frame about an exec (called by the container's supervisor).
+    pub(super) fn exec_frame(&self, e: &Entry, kind: u8, data: &[u8]) {
+        match kind {
+            proto::EXEC_STARTED => {
+                if let Ok(s) = serde_json::from_slice::<ExecStarted>(data) {
+                    if let Some(r) = e.exec_routes.lock().expect("exec routes lock").get_mut(&s.exec_id) {
+                        if let Some(tx) = r.started.take() {
+                            let _ = tx.send(s);
+                        }
+                    }
+                }
+            }
+            proto::EXEC_OUTPUT => {
+                let Some((&stream, rest)) = data.split_first() else { return };
+                if let Some((id, bytes)) = proto::split_id(rest) {
+                    if let Some(Some(out)) =
+                        e.exec_routes.lock().expect("exec routes lock").get(&id).map(|r| r.out.as_ref())
+                    {
+                        let _ = out.send((stream, Bytes::copy_from_slice(bytes)));
+                    }
+                }
+            }
+            proto::EXEC_EXITED => {
+                if let Ok(x) = serde_json::from_slice::<proto::ExecExited>(data) {
+                    self.exec_exited(e, &x.exec_id, x.code as i64);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Records an exec's exit, then closes its output (in that order: see the module doc).
+    pub(super) fn exec_exited(&self, e: &Entry, exec_id: &str, code: i64) {
+        if let Ok(x) = self.exec_entry(exec_id) {
+            let mut st = x.state.lock().expect("exec state lock");
+            st.running = false;
+            st.exit_code = Some(code);
+            st.pid = 0;
+        }
+        e.exec_routes.lock().expect("exec routes lock").remove(exec_id);
+        let rec = e.record();
+        self.publish("exec_die", &rec, &[("execID", exec_id.to_string()), ("exitCode", code.to_string())]);
+    }
+
+    /// `GET /exec/{id}/json`.
+    pub fn exec_inspect(&self, exec_id: &str) -> Result<Value> {
+        let x = self.exec_entry(exec_id)?;
+        let st = x.state.lock().expect("exec state lock");
+        let c = &x.config;
+        Ok(json!({
+            "ID": x.id,
+            "Running": st.running,
+            "ExitCode": st.exit_code,
+            "ProcessConfig": {
+                "tty": c.tty,
+                "entrypoint": c.cmd.first().cloned().unwrap_or_default(),
+                "arguments": c.cmd.iter().skip(1).collect::<Vec<_>>(),
+                "privileged": c.privileged,
+                "user": c.user,
+            },
+            "OpenStdin": c.attach_stdin,
+            "OpenStderr": c.attach_stderr,
+            "OpenStdout": c.attach_stdout,
+            "CanRemove": false,
+            "ContainerID": x.container_id,
+            "DetachKeys": c.detach_keys,
+            "Pid": st.pid,
+        }))
+    }
+
+    /// Drops exec records of a removed container.
+    pub(super) fn forget_execs(&self, container_id: &str) {
+        self.execs.lock().expect("execs lock").retain(|_, x| x.container_id != container_id);
+    }
+}
