@@ -34,6 +34,15 @@ pub struct Args {
     /// The berth-shim binary (default: next to berthd, then $PATH)
     #[arg(long)]
     pub shim_path: Option<PathBuf>,
+    /// Linux bridge of the default network
+    #[arg(short = 'b', long)]
+    pub bridge: Option<String>,
+    /// Address and prefix of the default bridge, e.g. 172.17.0.1/16
+    #[arg(long)]
+    pub bip: Option<String>,
+    /// Pool for user-defined network subnets: base=CIDR,size=N (repeatable)
+    #[arg(long = "default-address-pool")]
+    pub default_address_pool: Vec<String>,
 }
 
 /// daemon.json, with Docker's key names.
@@ -52,7 +61,17 @@ struct FileConfig {
     cgroup_parent: Option<String>,
     #[serde(rename = "live-restore")]
     live_restore: Option<bool>,
+    bridge: Option<String>,
+    bip: Option<String>,
+    #[serde(rename = "default-address-pools")]
+    default_address_pools: Option<Vec<PoolConfig>>,
     debug: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+struct PoolConfig {
+    base: String,
+    size: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +83,9 @@ pub struct Settings {
     pub pidfile: Option<PathBuf>,
     pub cgroup_parent: String,
     pub shim_path: PathBuf,
+    pub bridge: String,
+    pub bip: Option<berth_network::Ipv4Net>,
+    pub pools: berth_network::Pools,
 }
 
 impl Settings {
@@ -102,7 +124,44 @@ impl Settings {
             Some(p) => p,
             None => find_shim()?,
         };
+        let bridge = a.bridge.or(file.bridge).unwrap_or_else(|| "berth0".into());
+        if bridge.is_empty() || bridge.len() > 15 {
+            bail!("invalid bridge name {bridge:?}: 1 to 15 characters");
+        }
+        let bip = a
+            .bip
+            .or(file.bip)
+            .map(|b| b.parse::<berth_network::Ipv4Net>())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--bip: {e}"))?;
+        let mut pools: Vec<(berth_network::Ipv4Net, u8)> = Vec::new();
+        for p in &a.default_address_pool {
+            let mut base = None;
+            let mut size = None;
+            for kv in p.split(',') {
+                match kv.split_once('=') {
+                    Some(("base", v)) => {
+                        base = Some(v.parse::<berth_network::Ipv4Net>().map_err(|e| anyhow::anyhow!("{e}"))?)
+                    }
+                    Some(("size", v)) => size = Some(v.parse::<u8>()?),
+                    _ => bail!("invalid --default-address-pool {p:?}: use base=CIDR,size=N"),
+                }
+            }
+            match (base, size) {
+                (Some(b), Some(s)) => pools.push((b, s)),
+                _ => bail!("invalid --default-address-pool {p:?}: use base=CIDR,size=N"),
+            }
+        }
+        if pools.is_empty() {
+            for p in file.default_address_pools.unwrap_or_default() {
+                pools.push((p.base.parse().map_err(|e| anyhow::anyhow!("default-address-pools: {e}"))?, p.size));
+            }
+        }
+        let pools = if pools.is_empty() { berth_network::Pools::default() } else { berth_network::Pools(pools) };
         Ok(Settings {
+            bridge,
+            bip,
+            pools,
             data_root: a.data_root.or(file.data_root).unwrap_or_else(|| "/var/lib/berth".into()),
             exec_root,
             hosts,

@@ -56,6 +56,9 @@ async fn run(s: Settings) -> Result<()> {
         exec_root: s.exec_root.clone(),
         cgroup_parent: s.cgroup_parent.clone(),
         shim_path: s.shim_path.clone(),
+        bridge: s.bridge.clone(),
+        bip: s.bip,
+        pools: s.pools.clone(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -10,4 +10,10 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// The `berth-shim` binary.
     pub shim_path: PathBuf,
+    /// The Linux bridge of the default `bridge` network (Docker's `bridge`, default `berth0`).
+    pub bridge: String,
+    /// Gateway address and subnet of the default bridge (Docker's `bip`); None picks a free one.
+    pub bip: Option<berth_network::Ipv4Net>,
+    /// Where user-defined networks get their subnets (Docker's `default-address-pools`).
+    pub pools: berth_network::Pools,
 }

@@ -6,6 +6,7 @@ pub mod container;
 pub mod events;
 pub mod images;
 mod names;
+pub mod networks;
 pub mod system;
 pub mod volumes;
 
@@ -19,6 +20,7 @@ pub use config::DaemonConfig;
 pub use container::ContainerService;
 pub use events::EventBus;
 pub use images::ImageService;
+pub use networks::NetworkService;
 pub use system::SystemService;
 pub use volumes::VolumeService;
 
@@ -29,6 +31,7 @@ pub struct Daemon {
     pub images: Arc<ImageService>,
     pub system: Arc<SystemService>,
     pub volumes: Arc<VolumeService>,
+    pub networks: Arc<NetworkService>,
     pub events: Arc<EventBus>,
 }
 
@@ -37,26 +40,40 @@ impl Daemon {
     pub async fn open(config: DaemonConfig) -> Result<Daemon> {
         let config = Arc::new(config);
         let cfg = config.clone();
-        let (store, image_store, volume_store) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (store, image_store, volume_store, network_store) = tokio::task::spawn_blocking(move || -> Result<_> {
             for d in [&cfg.data_root, &cfg.exec_root] {
                 std::fs::create_dir_all(d)?;
             }
             let store = Arc::new(Store::open(&cfg.data_root.join("berth.db"))?);
             let images = ImageStore::open(store.clone(), &cfg.data_root)?;
             let volumes = berth_volume::VolumeStore::open(store.clone(), &cfg.data_root)?;
-            Ok((store, images, volumes))
+            let networks = berth_network::NetworkStore::open(store.clone(), cfg.pools.clone(), &cfg.bridge, cfg.bip)?;
+            Ok((store, images, volumes, networks))
         })
         .await
         .map_err(|e| berth_types::Error::internal(e.to_string()))??;
         let events = Arc::new(EventBus::new());
         let images = Arc::new(ImageService::new(Arc::new(image_store), events.clone()));
         let volumes = Arc::new(VolumeService::new(Arc::new(volume_store), events.clone()));
-        let containers =
-            ContainerService::open(config.clone(), store, images.clone(), volumes.clone(), events.clone()).await?;
+        let networks = Arc::new(NetworkService::new(Arc::new(network_store), events.clone()));
+        let containers = ContainerService::open(
+            config.clone(),
+            store,
+            images.clone(),
+            volumes.clone(),
+            networks.clone(),
+            events.clone(),
+        )
+        .await?;
         images.set_usage(containers.usage_fn());
         volumes.set_usage(containers.volume_usage_fn());
+        let (c1, c2) = (Arc::downgrade(&containers), Arc::downgrade(&containers));
+        networks.set_usage(
+            Arc::new(move |id: &str| c1.upgrade().map(|c| c.attached_to(id)).unwrap_or_default()),
+            Arc::new(move |id: &str| c2.upgrade().map(|c| c.configured_on(id)).unwrap_or_default()),
+        );
         let system = Arc::new(SystemService::new(config, containers.clone(), images.clone()));
-        Ok(Daemon { containers, images, system, volumes, events })
+        Ok(Daemon { containers, images, system, volumes, networks, events })
     }
 
     /// Called on SIGTERM: leaves containers running (their shims carry on) and releases host state.

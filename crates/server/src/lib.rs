@@ -4,6 +4,7 @@ mod containers;
 pub mod error;
 mod hijack;
 mod images;
+mod networks;
 pub mod query;
 mod system;
 mod version;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::IntoResponse;
 use axum::Router;
-use berth_daemon::{ContainerService, Daemon, EventBus, ImageService, SystemService, VolumeService};
+use berth_daemon::{ContainerService, Daemon, EventBus, ImageService, NetworkService, SystemService, VolumeService};
 use berth_types::Error;
 use serde::de::DeserializeOwned;
 
@@ -30,6 +31,7 @@ pub struct AppState {
     pub images: Arc<ImageService>,
     pub system: Arc<SystemService>,
     pub volumes: Arc<VolumeService>,
+    pub networks: Arc<NetworkService>,
     pub events: Arc<EventBus>,
 }
 
@@ -47,6 +49,7 @@ substate!(images: ImageService);
 substate!(system: SystemService);
 substate!(events: EventBus);
 substate!(volumes: VolumeService);
+substate!(networks: NetworkService);
 
 impl From<&Daemon> for AppState {
     fn from(d: &Daemon) -> Self {
@@ -55,6 +58,7 @@ impl From<&Daemon> for AppState {
             images: d.images.clone(),
             system: d.system.clone(),
             volumes: d.volumes.clone(),
+            networks: d.networks.clone(),
             events: d.events.clone(),
         }
     }
@@ -67,6 +71,7 @@ pub fn app(daemon: &Daemon) -> version::Api {
         .merge(containers::routes())
         .merge(images::routes())
         .merge(volumes::routes())
+        .merge(networks::routes())
         .fallback(|| async { ApiError(Error::not_found("page not found")) })
         .with_state(AppState::from(daemon));
     version::layer(router)

@@ -11,6 +11,8 @@ pub enum ErrorKind {
     Conflict,
     /// Nothing to do: start of a running container, stop of a stopped one (304).
     NotModified,
+    /// The operation is never allowed on this object, such as removing a built-in network (403).
+    Forbidden,
     /// The feature exists in Docker but not here (501).
     NotImplemented,
     /// The feature needs something unavailable, such as swarm (503).

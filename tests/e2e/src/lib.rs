@@ -49,6 +49,9 @@ pub struct Berthd {
     pub root: PathBuf,
     pub socket: PathBuf,
     pub cgroup_parent: String,
+    /// This daemon's default bridge, and the third octet of its private 10.213/10.214 subnets.
+    pub bridge: String,
+    pub net: u8,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -58,8 +61,11 @@ impl Berthd {
     pub fn start() -> Berthd {
         let dir = tempfile::Builder::new().prefix("bt-").tempdir_in("/tmp").expect("tempdir");
         let root = dir.path().to_path_buf();
-        let cgroup_parent = format!("/berth-test-{}", rand_tag());
-        let mut d = Berthd { socket: root.join("b.sock"), root, cgroup_parent, child: None, _dir: dir };
+        let tag = rand_tag();
+        let cgroup_parent = format!("/berth-test-{tag}");
+        let bridge = format!("bt{}", &tag[..6]);
+        let net = u8::from_str_radix(&tag[6..8], 16).unwrap_or(1);
+        let mut d = Berthd { socket: root.join("b.sock"), root, cgroup_parent, bridge, net, child: None, _dir: dir };
         d.spawn();
         d
     }
@@ -81,6 +87,8 @@ impl Berthd {
             .args(["--exec-root", self.root.join("run").to_str().unwrap()])
             .args(["-H", &self.host()])
             .args(["--cgroup-parent", &self.cgroup_parent])
+            .args(["--bridge", &self.bridge, "--bip", &format!("10.213.{}.1/24", self.net)])
+            .args(["--default-address-pool", &format!("base=10.214.{}.0/24,size=28", self.net)])
             .args(["--config-file", self.root.join("daemon.json").to_str().unwrap()])
             .args(["--log-level", "debug"])
             .stdout(Stdio::null())
@@ -209,6 +217,27 @@ impl Berthd {
         out
     }
 
+    /// Linux bridges of this daemon still present.
+    pub fn bridges(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-4", "-o", "addr", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let mine = [format!("10.213.{}.", self.net), format!("10.214.{}.", self.net)];
+        let mut v: Vec<String> = out
+            .lines()
+            .filter(|l| mine.iter().any(|m| l.contains(&format!("inet {m}"))))
+            .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+            .collect();
+        if std::path::Path::new("/sys/class/net").join(&self.bridge).exists() {
+            v.push(self.bridge.clone());
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Shim processes started for this daemon (their command line names our root).
     pub fn shims(&self) -> Vec<i32> {
         let root = self.root.to_string_lossy().to_string();
@@ -270,6 +299,10 @@ impl Drop for Berthd {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
+        // Bridges of this daemon: its default one and `br-*` ones on its private subnets.
+        for l in self.bridges() {
+            let _ = Command::new("ip").args(["link", "del", &l]).output();
         }
         for _ in 0..50 {
             let left: Vec<PathBuf> = self.cgroups();

@@ -89,10 +89,6 @@ impl ContainerService {
             ErrorKind::NotFound => image_not_found(&config.image),
             _ => e,
         })?;
-        match host_config.network_mode.as_str() {
-            "" | "default" | "bridge" | "none" | "host" => {}
-            other => return Err(Error::not_found(format!("network {other} not found"))),
-        }
         let restart = host_config.restart_policy.name.as_str();
         if !matches!(restart, "" | "no" | "always" | "unless-stopped" | "on-failure") {
             return Err(Error::invalid(format!("invalid restart policy '{restart}'")));
@@ -129,8 +125,11 @@ impl ContainerService {
             restart_count: 0,
             networking_config: req.networking_config,
             mounts: Vec::new(),
+            endpoints: Vec::new(),
+            ports: Default::default(),
         };
         let mut record = record;
+        record.endpoints = self.resolve_endpoints(&record).await?;
         record.mounts = self.resolve_mounts(&record).await?;
         let entry = Entry::new(record.clone());
         let conflict = {

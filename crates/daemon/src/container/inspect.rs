@@ -61,23 +61,18 @@ fn status_text(r: &ContainerRecord) -> String {
     }
 }
 
-fn network_name(r: &ContainerRecord) -> &str {
-    match r.host_config.network_mode.as_str() {
-        "" | "default" => "bridge",
-        m => m,
+/// `docker ps`'s Ports: one entry per published binding.
+fn port_list(r: &ContainerRecord) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (spec, v) in &r.ports {
+        let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+        let private: u16 = port.parse().unwrap_or(0);
+        for b in v.as_array().into_iter().flatten() {
+            let public: u16 = b["HostPort"].as_str().and_then(|p| p.parse().ok()).unwrap_or(0);
+            out.push(json!({"IP": b["HostIp"], "PrivatePort": private, "PublicPort": public, "Type": proto}));
+        }
     }
-}
-
-fn endpoint() -> Value {
-    json!({
-        "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "",
-        "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null
-    })
-}
-
-fn networks(r: &ContainerRecord) -> Value {
-    json!({ network_name(r): endpoint() })
+    out
 }
 
 fn unix_secs(t: &str) -> i64 {
@@ -91,6 +86,8 @@ impl ContainerService {
         let r = e.record();
         let dir = self.container_dir(&r.id);
         let snap = self.cfg.data_root.join("snapshots").join(&r.id);
+        // Docker fills the top-level address fields from the default bridge network only.
+        let bridge_ep = r.endpoints.iter().find(|e| e.network_name == "bridge");
         let mut host_config = serde_json::to_value(&r.host_config).map_err(|e| Error::internal(e.to_string()))?;
         if host_config["LogConfig"]["Type"] == "" {
             host_config["LogConfig"]["Type"] = json!("json-file");
@@ -139,11 +136,16 @@ impl ContainerService {
             "Config": r.config,
             "NetworkSettings": {
                 "Bridge": "", "SandboxID": "", "SandboxKey": if r.state.running() { json!(self.netns_path(&r.id)) } else { json!("") },
-                "Ports": {}, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-                "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0,
-                "IPv6Gateway": "", "MacAddress": "",
-                "Networks": networks(&r),
+                "Ports": r.ports, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+                "EndpointID": bridge_ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+                "Gateway": bridge_ep.and_then(|e| e.ip.and(e.gateway)).map(|g| g.to_string()).unwrap_or_default(),
+                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "IPAddress": bridge_ep.and_then(|e| e.ip).map(|i| i.to_string()).unwrap_or_default(),
+                "IPPrefixLen": bridge_ep.filter(|e| e.ip.is_some()).map(|e| e.prefix_len).unwrap_or(0),
+                "IPv6Gateway": "",
+                "MacAddress": bridge_ep.filter(|e| e.ip.is_some()).map(|e| e.mac.clone()).unwrap_or_default(),
+                "Networks": self.networks_json(&r),
             }
         }))
     }
@@ -204,12 +206,12 @@ impl ContainerService {
                     "ImageID": r.image_id,
                     "Command": r.command(),
                     "Created": unix_secs(&r.created),
-                    "Ports": [],
+                    "Ports": port_list(&r),
                     "Labels": r.config.labels,
                     "State": r.state.status,
                     "Status": status_text(&r),
                     "HostConfig": {"NetworkMode": if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() }},
-                    "NetworkSettings": {"Networks": networks(&r)},
+                    "NetworkSettings": {"Networks": self.networks_json(&r)},
                     "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
                 })
             })

@@ -14,6 +14,7 @@ mod exec;
 mod inspect;
 mod logs;
 mod mounts;
+mod network;
 mod ops;
 pub mod record;
 mod start;
@@ -39,6 +40,7 @@ use record::ContainerRecord;
 use crate::config::DaemonConfig;
 use crate::events::EventBus;
 use crate::images::{ImageService, UsageFn};
+use crate::networks::NetworkService;
 use crate::volumes::{VolumeService, VolumeUsageFn};
 
 const CONTAINERS: Table = Table::new("containers");
@@ -107,8 +109,11 @@ pub struct ContainerService {
     store: Arc<Store>,
     images: Arc<ImageService>,
     volumes: Arc<VolumeService>,
+    networks: Arc<NetworkService>,
     events: Arc<EventBus>,
     entries: Mutex<BTreeMap<String, Arc<Entry>>>,
+    ipam_lock: Mutex<()>,
+    proxies: Mutex<std::collections::HashMap<String, Vec<berth_network::proxy::Proxy>>>,
     execs: Mutex<std::collections::HashMap<String, Arc<exec::ExecEntry>>>,
 }
 
@@ -122,6 +127,7 @@ impl ContainerService {
         store: Arc<Store>,
         images: Arc<ImageService>,
         volumes: Arc<VolumeService>,
+        networks: Arc<NetworkService>,
         events: Arc<EventBus>,
     ) -> Result<Arc<ContainerService>> {
         let st = store.clone();
@@ -131,8 +137,11 @@ impl ContainerService {
             store,
             images,
             volumes,
+            networks,
             events,
             entries: Mutex::new(BTreeMap::new()),
+            ipam_lock: Mutex::new(()),
+            proxies: Default::default(),
             execs: Default::default(),
         });
         // Volumes mounted for containers that kept running stay mounted until those exit.
@@ -259,6 +268,19 @@ impl ContainerService {
 
     /// Releases host state on daemon shutdown. Running containers stay up under their shims.
     pub async fn shutdown(&self) {
+        // Bridges without running containers go; they come back at the next start.
+        let busy: Vec<String> = self
+            .all()
+            .iter()
+            .map(|e| e.record())
+            .filter(|r| r.state.running())
+            .flat_map(|r| r.endpoints.into_iter().map(|e| e.network_id))
+            .collect();
+        if let Ok(nets) = self.networks.list(&berth_api::filters::Filters::default()).await {
+            for n in nets.into_iter().filter(|n| n.driver == "bridge" && !busy.contains(&n.id)) {
+                let _ = blocking(move || berth_network::link::delete_link(&n.bridge)).await;
+            }
+        }
         let parent = self.cfg.cgroup_parent.trim_matches('/').to_string();
         let _ = blocking(move || {
             // Empty cgroup parents are ours to remove; non-empty ones still hold live containers.

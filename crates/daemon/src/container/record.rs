@@ -56,6 +56,11 @@ pub struct ContainerRecord {
     pub networking_config: Option<serde_json::Value>,
     #[serde(default)]
     pub mounts: Vec<super::mounts::MountPoint>,
+    #[serde(default)]
+    pub endpoints: Vec<berth_network::Endpoint>,
+    /// Published ports while running, as `NetworkSettings.Ports` shows them.
+    #[serde(default)]
+    pub ports: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl ContainerRecord {

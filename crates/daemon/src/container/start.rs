@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::record::ContainerRecord;
 use super::{blocking, ContainerService, Entry};
 
-const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+use super::network::DEFAULT_HOSTS;
 
 /// The host's resolv.conf without loopback nameservers, which mean nothing inside a container.
 fn container_resolv_conf() -> String {
@@ -67,6 +67,13 @@ impl ContainerService {
                 });
                 self.persist(&rec).await?;
                 e.wait.send_modify(|w| w.running = true);
+                match self.publish_ports(&rec).await {
+                    Ok(ports) => {
+                        let rec = e.update(|r| r.ports = ports);
+                        self.persist(&rec).await?;
+                    }
+                    Err(err) => tracing::warn!(container = %rec.id, "publish ports: {err}"),
+                }
                 self.publish_volume_mounts(&rec);
                 self.publish("start", &rec, &[]);
                 Ok(())
@@ -75,6 +82,7 @@ impl ContainerService {
                 *e.shim.lock().await = None;
                 self.release_host_state(&rec.id).await;
                 self.release_volumes(&rec, false).await;
+                self.release_network(&e).await;
                 let msg = err.message.clone();
                 let rec = e.update(|r| {
                     r.state.error = msg.clone();
@@ -93,7 +101,19 @@ impl ContainerService {
         let id = rec.id.clone();
         let snapshot = self.images.snapshot_mounts(&id).await?;
         let host_net = rec.host_config.network_mode == "host";
-        let netns = (!host_net).then(|| self.netns_path(&id));
+        // `container:<id>` joins the other container's namespace; otherwise we make our own.
+        let shared_ns = match rec.host_config.network_mode.strip_prefix("container:") {
+            Some(other) => {
+                let o = self.get(other)?.record();
+                if !o.state.running() {
+                    return Err(Error::conflict(format!("cannot join network of a non running container: {}", o.id)));
+                }
+                Some(self.netns_path(&o.id))
+            }
+            None => None,
+        };
+        let own_ns = !host_net && shared_ns.is_none();
+        let netns = if host_net { None } else { shared_ns.clone().or_else(|| Some(self.netns_path(&id))) };
         let bundle = self.bundle_dir(&id);
         let cdir = self.container_dir(&id);
         let rec2 = rec.clone();
@@ -117,7 +137,7 @@ impl ContainerService {
             if !berth_sys::mount::is_mountpoint(&snapshot.target) {
                 snapshot.overlay.mount(&snapshot.target)?;
             }
-            if let Some(ns) = &netns2 {
+            if let (true, Some(ns)) = (own_ns, &netns2) {
                 std::fs::create_dir_all(ns.parent().expect("netns dir"))?;
                 berth_sys::netns::remove(ns)?;
                 berth_sys::netns::create(ns)?;
@@ -182,6 +202,30 @@ impl ContainerService {
         .await?;
 
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "shim created the container");
+        if own_ns && !rec.endpoints.is_empty() {
+            let mut eps = rec.endpoints.clone();
+            let plumbed = match self.assign_addresses(&id, &mut eps) {
+                Ok(()) => {
+                    let (store, eps2) = (self.networks.store(), eps.clone());
+                    blocking(move || Self::plumb(&store, pid, &eps2, 0)).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(err) = plumbed {
+                // The init waits for START: killing it makes the shim exit and clean up.
+                let _ = berth_sys::process::kill(pid, 9);
+                return Err(err);
+            }
+            let rec = e.update(|r| r.endpoints = eps);
+            for ep in &rec.endpoints {
+                if let Ok(n) = self.networks.get(&ep.network_id).await {
+                    self.networks.publish("connect", &n, &[("container", id.clone())]);
+                }
+            }
+        }
+        let rec_now = e.record();
+        self.refresh_hosts(&rec_now).await;
+        tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "network ready");
         let mut conn = ShimConn::connect(&shim_cfg.socket).await?;
         let hello = read_hello(&mut conn.reader).await?;
         let (tx, rx) = oneshot::channel();
@@ -259,6 +303,7 @@ impl ContainerService {
         let id = e.id();
         self.release_host_state(&id).await;
         self.release_volumes(&e.record(), true).await;
+        self.release_network(e).await;
         let (code, finished, error) = match status {
             Some(s) => (s.code as i64, s.finished_at, String::new()),
             None => (
@@ -317,6 +362,10 @@ impl ContainerService {
                 Ok(_) => {
                     *e.shim.lock().await = Some(conn.writer);
                     e.shim_ready.notify_waiters();
+                    let rec = e.record();
+                    if let Err(err) = self.publish_ports(&rec).await {
+                        tracing::warn!(container = %id, "re-publish ports: {err}");
+                    }
                     tokio::spawn(self.clone().supervise(e, conn.reader, None));
                 }
                 Err(err) => {

@@ -1,0 +1,423 @@
+//! Containers on networks: endpoints chosen at create, plumbed between the shim's create and
+//! START (the init waits in its namespaces), published ports proxied once it runs, and /etc/hosts
+//! kept listing the peers on shared user-defined networks.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use berth_network::link::{self, Attach};
+use berth_network::store::mac_for;
+use berth_network::{ipam, Endpoint};
+use berth_types::{Error, Result};
+use serde_json::{json, Value};
+
+use super::record::ContainerRecord;
+use super::{blocking, ContainerService};
+
+pub const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// The network a NetworkMode names, for modes that attach to one.
+pub fn mode_network(mode: &str) -> Option<&str> {
+    match mode {
+        "" | "default" | "bridge" => Some("bridge"),
+        "host" | "none" => None,
+        m if m.starts_with("container:") => None,
+        m => Some(m),
+    }
+}
+
+impl ContainerService {
+    /// At create: the endpoints of the container's NetworkMode and NetworkingConfig.
+    pub(super) async fn resolve_endpoints(&self, rec: &ContainerRecord) -> Result<Vec<Endpoint>> {
+        let mode = rec.host_config.network_mode.as_str();
+        if let Some(other) = mode.strip_prefix("container:") {
+            self.get(other)?;
+            return Ok(Vec::new());
+        }
+        let Some(primary) = mode_network(mode) else { return Ok(Vec::new()) };
+        let mut configs: BTreeMap<String, Value> = BTreeMap::new();
+        if let Some(Value::Object(m)) = rec.networking_config.as_ref().and_then(|n| n.get("EndpointsConfig")) {
+            for (k, v) in m {
+                configs.insert(k.clone(), v.clone());
+            }
+        }
+        let mut names = vec![primary.to_string()];
+        names.extend(
+            configs
+                .keys()
+                .filter(|k| k.as_str() != primary && !(primary == "bridge" && k.as_str() == "default"))
+                .cloned(),
+        );
+        let mut out = Vec::new();
+        for name in names {
+            // A 404 here would make the docker CLI try to pull the image: Docker answers 400.
+            let n = self.networks.get(&name).await.map_err(|e| match e.kind {
+                berth_types::ErrorKind::NotFound => Error::invalid(e.message),
+                _ => e,
+            })?;
+            if n.driver != "bridge" {
+                return Err(Error::invalid(format!("container cannot be connected to network {}", n.name)));
+            }
+            let cfg = configs
+                .get(&name)
+                .or_else(|| configs.get(&n.id))
+                .or_else(|| if n.name == "bridge" { configs.get("default") } else { None })
+                .cloned()
+                .unwrap_or(Value::Null);
+            out.push(self.endpoint_for(&n, &cfg, rec)?);
+        }
+        Ok(out)
+    }
+
+    fn endpoint_for(&self, n: &berth_network::Network, cfg: &Value, rec: &ContainerRecord) -> Result<Endpoint> {
+        let mut aliases: Vec<String> = cfg["Aliases"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let static_ip = match cfg["IPAMConfig"]["IPv4Address"].as_str().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => {
+                let ip: Ipv4Addr = s.parse().map_err(|_| Error::invalid(format!("invalid IPv4 address: {s}")))?;
+                if !n.user_subnet {
+                    return Err(Error::invalid("user specified IP address is supported only when connecting to networks with user configured subnets"));
+                }
+                if !n.subnet.is_some_and(|sub| sub.contains(ip)) {
+                    return Err(Error::invalid(format!("no configured subnet contains IP address {ip}")));
+                }
+                Some(ip)
+            }
+        };
+        if n.user_defined() {
+            // Docker adds the short id as an alias on user-defined networks.
+            aliases.push(rec.id[..12].to_string());
+        }
+        Ok(Endpoint {
+            network_id: n.id.clone(),
+            network_name: n.name.clone(),
+            endpoint_id: String::new(),
+            aliases,
+            static_ip,
+            ip: None,
+            prefix_len: n.subnet.map(|s| s.len).unwrap_or(0),
+            gateway: n.gateway,
+            mac: String::new(),
+            host_veth: String::new(),
+        })
+    }
+
+    /// Picks addresses for a starting container's endpoints (serialised: two starts never share one).
+    pub(super) fn assign_addresses(&self, id: &str, eps: &mut [Endpoint]) -> Result<()> {
+        let _g = self.ipam_lock.lock().expect("ipam lock");
+        for ep in eps.iter_mut() {
+            let n = self.networks.store().get(&ep.network_id)?;
+            let subnet = n.subnet.ok_or_else(|| Error::internal(format!("network {} has no subnet", n.name)))?;
+            let mut used: Vec<Ipv4Addr> = n.gateway.into_iter().collect();
+            for e in self.all() {
+                let r = e.record();
+                if r.id == id {
+                    continue;
+                }
+                used.extend(r.endpoints.iter().filter(|x| x.network_id == n.id).filter_map(|x| x.ip.or(x.static_ip)));
+            }
+            let ip = match ep.static_ip {
+                Some(ip) if used.contains(&ip) => {
+                    return Err(Error::conflict(format!("Address already in use: {ip} on network {}", n.name)))
+                }
+                Some(ip) => ip,
+                None => ipam::next_address(&subnet, n.ip_range.as_ref(), &used)?,
+            };
+            ep.ip = Some(ip);
+            ep.prefix_len = subnet.len;
+            ep.gateway = n.gateway;
+            ep.mac = mac_for(ip);
+            ep.endpoint_id = berth_types::new_id();
+            ep.host_veth = link::veth_name();
+        }
+        Ok(())
+    }
+
+    /// Creates the veths of `eps` into the namespace of `pid` (blocking).
+    pub(super) fn plumb(
+        networks: &berth_network::NetworkStore,
+        pid: i32,
+        eps: &[Endpoint],
+        first_index: usize,
+    ) -> Result<()> {
+        for (i, ep) in eps.iter().enumerate() {
+            let n = networks.get(&ep.network_id)?;
+            let (Some(ip), Some(subnet)) = (ep.ip, n.subnet) else { continue };
+            link::ensure_bridge(&n.bridge, n.gateway.unwrap_or_else(|| subnet.nth(1)), &subnet)?;
+            let if_name = format!("eth{}", first_index + i);
+            link::attach(
+                pid,
+                &Attach {
+                    bridge: &n.bridge,
+                    host_veth: &ep.host_veth,
+                    if_name: &if_name,
+                    ip,
+                    prefix_len: ep.prefix_len,
+                    gateway: ep.gateway,
+                    mac: &ep.mac,
+                    default_route: first_index + i == 0 && !n.internal,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// /etc/hosts of a container: its own address, then its peers on shared user-defined networks.
+    fn hosts_content(&self, rec: &ContainerRecord, all: &[ContainerRecord]) -> String {
+        let mut s = if rec.host_config.network_mode == "host" {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
+        } else {
+            DEFAULT_HOSTS.to_string()
+        };
+        if let Some(ip) = rec.endpoints.iter().find_map(|e| e.ip) {
+            s.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
+        }
+        for ep in rec.endpoints.iter().filter(|e| e.ip.is_some() && e.network_name != "bridge") {
+            for peer in all.iter().filter(|p| p.id != rec.id && p.state.running()) {
+                for pe in peer.endpoints.iter().filter(|x| x.network_id == ep.network_id) {
+                    if let Some(ip) = pe.ip {
+                        let mut names = vec![peer.name.clone()];
+                        names.extend(pe.aliases.iter().cloned());
+                        s.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+                    }
+                }
+            }
+        }
+        for h in rec.host_config.extra.get("ExtraHosts").and_then(|v| v.as_array()).into_iter().flatten() {
+            if let Some((name, ip)) = h.as_str().and_then(|h| h.split_once(':')) {
+                s.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        s
+    }
+
+    /// Rewrites /etc/hosts in place (its inode is bind-mounted) for every running container on
+    /// the networks of `rec`, and for `rec` itself.
+    pub(super) async fn refresh_hosts(&self, rec: &ContainerRecord) {
+        let all: Vec<ContainerRecord> = self.all().iter().map(|e| e.record()).collect();
+        let nets: Vec<&str> = rec.endpoints.iter().map(|e| e.network_id.as_str()).collect();
+        let mut writes = Vec::new();
+        for r in all.iter().filter(|r| {
+            r.id == rec.id || (r.state.running() && r.endpoints.iter().any(|e| nets.contains(&e.network_id.as_str())))
+        }) {
+            let r = if r.id == rec.id { rec } else { r };
+            writes.push((self.container_dir(&r.id).join("hosts"), self.hosts_content(r, &all)));
+        }
+        let _ = blocking(move || {
+            for (p, content) in writes {
+                if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(&p) {
+                    use std::io::Write;
+                    let _ = f.write_all(content.as_bytes());
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Starts the userland proxies of a running container's published ports; returns the
+    /// `NetworkSettings.Ports` it now has.
+    pub(super) async fn publish_ports(&self, rec: &ContainerRecord) -> Result<BTreeMap<String, Value>> {
+        let mut ports: BTreeMap<String, Value> = BTreeMap::new();
+        let Some(ip) = rec.endpoints.iter().find_map(|e| e.ip) else { return Ok(ports) };
+        let mut bindings: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for (k, v) in &rec.host_config.port_bindings {
+            let list = v.as_array().cloned().unwrap_or_default();
+            let b = bindings.entry(k.clone()).or_default();
+            for item in list {
+                b.push((
+                    item["HostIp"].as_str().unwrap_or("").to_string(),
+                    item["HostPort"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+        let publish_all = rec.host_config.extra.get("PublishAllPorts").and_then(|v| v.as_bool()).unwrap_or(false);
+        for k in rec.config.exposed_ports.iter().flat_map(|m| m.keys()) {
+            let e = bindings.entry(k.clone()).or_default();
+            if publish_all && e.is_empty() {
+                e.push((String::new(), String::new()));
+            }
+        }
+        let mut proxies = Vec::new();
+        for (spec, list) in &bindings {
+            let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+            let cport: u16 = port.parse().map_err(|_| Error::invalid(format!("invalid container port {spec}")))?;
+            let mut shown = Vec::new();
+            let before: Vec<String> = rec
+                .ports
+                .get(spec)
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x["HostPort"].as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            for (idx, (hip, hport)) in list.iter().enumerate() {
+                // After a berthd restart, keep the ports the container already had.
+                let hport = if hport.is_empty() { before.get(idx).cloned().unwrap_or_default() } else { hport.clone() };
+                let host_ip: IpAddr = if hip.is_empty() {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                } else {
+                    hip.parse().map_err(|_| Error::invalid(format!("invalid host IP {hip}")))?
+                };
+                let hp: u16 = if hport.is_empty() {
+                    0
+                } else {
+                    hport
+                        .split('-')
+                        .next()
+                        .unwrap_or("0")
+                        .parse()
+                        .map_err(|_| Error::invalid(format!("invalid host port {hport}")))?
+                };
+                let p = berth_network::proxy::publish(
+                    proto,
+                    SocketAddr::new(host_ip, hp),
+                    SocketAddr::new(IpAddr::V4(ip), cport),
+                )
+                .await?;
+                shown.push(json!({"HostIp": host_ip.to_string(), "HostPort": p.host.port().to_string()}));
+                proxies.push(p);
+            }
+            ports.insert(spec.clone(), if shown.is_empty() { Value::Null } else { json!(shown) });
+        }
+        self.proxies.lock().expect("proxies lock").insert(rec.id.clone(), proxies);
+        Ok(ports)
+    }
+
+    /// Stops a container's proxies and forgets its running addresses.
+    pub(super) async fn release_network(&self, e: &super::Entry) {
+        self.proxies.lock().expect("proxies lock").remove(&e.id());
+        let rec = e.update(|r| {
+            for ep in r.endpoints.iter_mut() {
+                ep.ip = None;
+                ep.host_veth.clear();
+                ep.endpoint_id.clear();
+            }
+            r.ports = BTreeMap::new();
+        });
+        for ep in &rec.endpoints {
+            if let Ok(n) = self.networks.get(&ep.network_id).await {
+                self.networks.publish("disconnect", &n, &[("container", rec.id.clone())]);
+            }
+        }
+        self.refresh_hosts(&rec).await;
+    }
+
+    /// Running attachments of a network, for network inspect and remove.
+    pub fn attached_to(&self, network_id: &str) -> Vec<(String, String, Endpoint)> {
+        self.all()
+            .iter()
+            .map(|e| e.record())
+            .filter(|r| r.state.running())
+            .flat_map(|r| {
+                r.endpoints
+                    .iter()
+                    .filter(|x| x.network_id == network_id && x.ip.is_some())
+                    .map(|x| (r.id.clone(), r.name.clone(), x.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Containers (any state) configured on a network.
+    pub fn configured_on(&self, network_id: &str) -> Vec<String> {
+        self.all()
+            .iter()
+            .map(|e| e.record())
+            .filter(|r| r.endpoints.iter().any(|x| x.network_id == network_id))
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// `POST /networks/{id}/connect`.
+    pub async fn connect(&self, network: &str, container: &str, cfg: Value) -> Result<()> {
+        let n = self.networks.get(network).await?;
+        let e = self.get(container)?;
+        let _op = e.op.lock().await;
+        let rec = e.record();
+        if matches!(rec.host_config.network_mode.as_str(), "host" | "none")
+            || rec.host_config.network_mode.starts_with("container:")
+        {
+            return Err(Error::invalid(format!("container sharing network namespace with another container or host cannot be connected to any other network ({})", rec.host_config.network_mode)));
+        }
+        if rec.endpoints.iter().any(|x| x.network_id == n.id) {
+            return Err(Error::conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                rec.name, n.name
+            )));
+        }
+        let mut ep = self.endpoint_for(&n, &cfg, &rec)?;
+        if rec.state.running() {
+            let mut eps = vec![ep];
+            self.assign_addresses(&rec.id, &mut eps)?;
+            let (store, pid, index, eps2) = (self.networks.store(), rec.state.pid, rec.endpoints.len(), eps.clone());
+            blocking(move || Self::plumb(&store, pid, &eps2, index)).await?;
+            ep = eps.remove(0);
+        }
+        let rec = e.update(|r| r.endpoints.push(ep));
+        self.persist(&rec).await?;
+        self.networks.publish("connect", &n, &[("container", rec.id.clone())]);
+        if rec.state.running() {
+            self.refresh_hosts(&rec).await;
+        }
+        Ok(())
+    }
+
+    /// `POST /networks/{id}/disconnect`.
+    pub async fn disconnect(&self, network: &str, container: &str) -> Result<()> {
+        let n = self.networks.get(network).await?;
+        let e = self.get(container)?;
+        let _op = e.op.lock().await;
+        let rec = e.record();
+        let Some(ep) = rec.endpoints.iter().find(|x| x.network_id == n.id).cloned() else {
+            return Err(Error::conflict(format!("container {} is not connected to network {}", rec.id, n.name)));
+        };
+        if rec.state.running() && !ep.host_veth.is_empty() {
+            let veth = ep.host_veth.clone();
+            blocking(move || link::delete_link(&veth)).await?;
+        }
+        let rec = e.update(|r| r.endpoints.retain(|x| x.network_id != n.id));
+        self.persist(&rec).await?;
+        self.networks.publish("disconnect", &n, &[("container", rec.id.clone())]);
+        self.refresh_hosts(&rec).await;
+        Ok(())
+    }
+
+    /// Inspect's `NetworkSettings.Networks`.
+    pub(super) fn networks_json(&self, r: &ContainerRecord) -> Value {
+        let mut m = serde_json::Map::new();
+        for ep in &r.endpoints {
+            m.insert(
+                ep.network_name.clone(),
+                json!({
+                    "IPAMConfig": ep.static_ip.map(|ip| json!({"IPv4Address": ip.to_string()})),
+                    "Links": null,
+                    "Aliases": if ep.aliases.is_empty() { Value::Null } else { json!(ep.aliases) },
+                    "MacAddress": ep.mac,
+                    "NetworkID": ep.network_id,
+                    "EndpointID": ep.endpoint_id,
+                    "Gateway": ep.ip.and(ep.gateway).map(|g| g.to_string()).unwrap_or_default(),
+                    "IPAddress": ep.ip.map(|i| i.to_string()).unwrap_or_default(),
+                    "IPPrefixLen": if ep.ip.is_some() { ep.prefix_len } else { 0 },
+                    "IPv6Gateway": "",
+                    "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0,
+                    "DriverOpts": null,
+                    "DNSNames": if ep.network_name == "bridge" { Value::Null } else {
+                        let mut d = vec![r.name.clone()];
+                        d.extend(ep.aliases.iter().cloned());
+                        json!(d)
+                    },
+                }),
+            );
+        }
+        if m.is_empty() {
+            let mode = r.host_config.network_mode.as_str();
+            if matches!(mode, "host" | "none") {
+                m.insert(mode.to_string(), json!({"IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null}));
+            }
+        }
+        Value::Object(m)
+    }
+}

@@ -1,0 +1,163 @@
+//! The network service: `berth_network::NetworkStore` on blocking threads, bridges, events.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use berth_api::filters::Filters;
+use berth_network::store::CreateOptions;
+use berth_network::{Network, NetworkStore};
+use berth_types::{Error, Result};
+use serde_json::{json, Value};
+
+use crate::events::EventBus;
+
+/// (container id, container name, endpoint) of every running attachment, from the container service.
+pub type AttachedFn = Arc<dyn Fn(&str) -> Vec<(String, String, berth_network::Endpoint)> + Send + Sync>;
+/// Ids of containers (any state) configured on a network.
+pub type ConfiguredFn = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
+
+pub struct NetworkService {
+    store: Arc<NetworkStore>,
+    events: Arc<EventBus>,
+    attached: OnceLock<(AttachedFn, ConfiguredFn)>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
+}
+
+impl NetworkService {
+    pub fn new(store: Arc<NetworkStore>, events: Arc<EventBus>) -> NetworkService {
+        NetworkService { store, events, attached: OnceLock::new() }
+    }
+
+    pub fn set_usage(&self, attached: AttachedFn, configured: ConfiguredFn) {
+        let _ = self.attached.set((attached, configured));
+    }
+
+    fn attached(&self, id: &str) -> Vec<(String, String, berth_network::Endpoint)> {
+        self.attached.get().map(|(a, _)| a(id)).unwrap_or_default()
+    }
+
+    pub fn publish(&self, action: &str, n: &Network, extra: &[(&str, String)]) {
+        let mut a: BTreeMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        a.insert("name".into(), n.name.clone());
+        a.insert("type".into(), n.driver.clone());
+        self.events.publish("network", action, &n.id, a);
+    }
+
+    /// The blocking store, for the container start path (already on a blocking thread).
+    pub fn store(&self) -> Arc<NetworkStore> {
+        self.store.clone()
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Network> {
+        let (s, n) = (self.store.clone(), name.to_string());
+        blocking(move || s.get(&n)).await
+    }
+
+    pub async fn create(&self, o: CreateOptions) -> Result<Network> {
+        let s = self.store.clone();
+        let n = blocking(move || s.create(o)).await?;
+        self.publish("create", &n, &[]);
+        Ok(n)
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        let n = self.get(name).await?;
+        if !n.builtin() {
+            let active = self.attached(&n.id);
+            if !active.is_empty() {
+                return Err(Error::conflict(format!(
+                    "error while removing network: network {} id {} has active endpoints",
+                    n.name, n.id
+                )));
+            }
+        }
+        let (s, n2) = (self.store.clone(), n.clone());
+        blocking(move || {
+            s.remove(&n2)?;
+            berth_network::link::delete_link(&n2.bridge)
+        })
+        .await?;
+        self.publish("destroy", &n, &[]);
+        Ok(())
+    }
+
+    pub async fn list(&self, f: &Filters) -> Result<Vec<Network>> {
+        f.validate(&["name", "id", "driver", "label", "type", "scope", "dangling"]).map_err(Error::invalid)?;
+        let s = self.store.clone();
+        let all = blocking(move || s.list()).await?;
+        let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
+            let v = f.get(key);
+            v.is_empty() || v.iter().any(|x| pred(x))
+        };
+        let configured = |id: &str| self.attached.get().map(|(_, c)| c(id)).unwrap_or_default();
+        Ok(all
+            .into_iter()
+            .filter(|n| any("name", &|x| n.name.contains(x)))
+            .filter(|n| any("id", &|x| n.id.starts_with(x)))
+            .filter(|n| any("driver", &|x| n.driver == x))
+            .filter(|_| any("scope", &|x| x == "local"))
+            .filter(|n| any("type", &|x| (x == "builtin") == n.builtin()))
+            .filter(|n| {
+                any("dangling", &|x| (x == "true" || x == "1") == (configured(&n.id).is_empty() && !n.builtin()))
+            })
+            .filter(|n| f.match_labels(&n.labels))
+            .collect())
+    }
+
+    pub async fn prune(&self, f: &Filters) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for n in self.list(&Filters::default()).await? {
+            if n.builtin() || !f.match_labels(&n.labels) {
+                continue;
+            }
+            let configured = self.attached.get().map(|(_, c)| c(&n.id)).unwrap_or_default();
+            if configured.is_empty() && self.remove(&n.id).await.is_ok() {
+                out.push(n.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Docker's network JSON; `Containers` lists running attachments.
+    pub fn json(&self, n: &Network) -> Value {
+        let containers: serde_json::Map<String, Value> = self
+            .attached(&n.id)
+            .into_iter()
+            .map(|(id, name, ep)| {
+                let ip = ep.ip.map(|ip| format!("{ip}/{}", ep.prefix_len)).unwrap_or_default();
+                (id, json!({"Name": name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac, "IPv4Address": ip, "IPv6Address": ""}))
+            })
+            .collect();
+        let mut cfg = serde_json::Map::new();
+        if let Some(s) = n.subnet {
+            cfg.insert("Subnet".into(), json!(s.to_string()));
+        }
+        if let Some(g) = n.gateway {
+            cfg.insert("Gateway".into(), json!(g.to_string()));
+        }
+        if let Some(r) = n.ip_range {
+            cfg.insert("IPRange".into(), json!(r.to_string()));
+        }
+        let ipam_config = if n.driver == "bridge" { json!([Value::Object(cfg)]) } else { json!([]) };
+        json!({
+            "Name": n.name,
+            "Id": n.id,
+            "Created": n.created,
+            "Scope": "local",
+            "Driver": n.driver,
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": null, "Config": ipam_config},
+            "Internal": n.internal,
+            "Attachable": n.attachable,
+            "Ingress": false,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": n.options,
+            "Labels": n.labels,
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! Networks: IPAM, bridges and veths, port proxies.
+
+pub mod ipam;
+pub mod link;
+pub mod proxy;
+pub mod store;
+
+pub use ipam::{Ipv4Net, Pools};
+pub use store::{Endpoint, Network, NetworkStore, BUILTIN};

@@ -1,0 +1,110 @@
+//! Bridge-driver plumbing with iproute2: bridges, veth pairs, addresses inside a namespace.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use berth_types::{Error, Result};
+
+use crate::ipam::Ipv4Net;
+
+/// Runs `ip -batch -` with `cmds`, one per line; `netns_pid` runs it inside that process's
+/// network namespace (through nsenter), without berthd's own threads ever switching namespace.
+fn ip_batch(cmds: &[String], netns_pid: Option<i32>) -> Result<()> {
+    let mut c = match netns_pid {
+        Some(pid) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/proc/{pid}/ns/net")).arg("--").arg("ip");
+            c
+        }
+        None => Command::new("ip"),
+    };
+    let mut child = c
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::internal(format!("run ip: {e}")))?;
+    child.stdin.take().expect("stdin").write_all(cmds.join("\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(Error::internal(format!(
+            "ip {}: {}",
+            cmds.join("; "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Creates (or reuses) the bridge `name` with the gateway address, and brings it up.
+pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<()> {
+    let mut cmds = Vec::new();
+    if !link_exists(name) {
+        cmds.push(format!("link add name {name} type bridge"));
+    }
+    let addrs = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "dev", name]).output();
+    let has = addrs.map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{gateway}/"))).unwrap_or(false);
+    if !has {
+        cmds.push(format!("addr add {gateway}/{} dev {name}", subnet.len));
+    }
+    cmds.push(format!("link set {name} up"));
+    ip_batch(&cmds, None)
+}
+
+pub fn delete_link(name: &str) -> Result<()> {
+    if !link_exists(name) {
+        return Ok(());
+    }
+    ip_batch(&[format!("link del {name}")], None)
+}
+
+/// What to configure for one endpoint.
+pub struct Attach<'a> {
+    pub bridge: &'a str,
+    pub host_veth: &'a str,
+    pub if_name: &'a str,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: &'a str,
+    pub default_route: bool,
+}
+
+/// Creates a veth pair, the host end on the bridge, the other end configured as `if_name` in the
+/// network namespace of `pid`.
+pub fn attach(pid: i32, a: &Attach) -> Result<()> {
+    let tmp = format!("{}p", a.host_veth);
+    ip_batch(
+        &[
+            format!("link add {} type veth peer name {tmp} netns {pid}", a.host_veth),
+            format!("link set {} master {}", a.host_veth, a.bridge),
+            format!("link set {} up", a.host_veth),
+        ],
+        None,
+    )?;
+    let mut inside = vec![
+        format!("link set {tmp} name {}", a.if_name),
+        format!("link set {} address {}", a.if_name, a.mac),
+        format!("addr add {}/{} dev {}", a.ip, a.prefix_len, a.if_name),
+        format!("link set {} up", a.if_name),
+    ];
+    if let (true, Some(gw)) = (a.default_route, a.gateway) {
+        inside.push(format!("route add default via {gw} dev {}", a.if_name));
+    }
+    let r = ip_batch(&inside, Some(pid));
+    if r.is_err() {
+        let _ = delete_link(a.host_veth);
+    }
+    r
+}
+
+/// A fresh host-side veth name (15 characters at most).
+pub fn veth_name() -> String {
+    format!("veth{}", &berth_types::new_id()[..7])
+}

@@ -1,0 +1,272 @@
+//! Network records. `bridge`, `host` and `none` always exist; user networks are bridges of their own.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use berth_store::{Store, Table};
+use berth_types::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::ipam::{host_routes, Ipv4Net, Pools};
+
+const NETWORKS: Table = Table::new("networks");
+
+/// The networks every daemon has, in Docker's order.
+pub const BUILTIN: [&str; 3] = ["bridge", "host", "none"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    /// bridge | host | null
+    pub driver: String,
+    pub created: String,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub ip_range: Option<Ipv4Net>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    /// The Linux bridge of a bridge network.
+    pub bridge: String,
+    /// Whether the user gave the subnet (shown in IPAM config either way).
+    pub user_subnet: bool,
+}
+
+impl Network {
+    pub fn builtin(&self) -> bool {
+        BUILTIN.contains(&self.name.as_str())
+    }
+    /// Name resolution between containers is for user-defined networks only, as in Docker.
+    pub fn user_defined(&self) -> bool {
+        !self.builtin()
+    }
+}
+
+/// A container's attachment to a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub network_name: String,
+    pub endpoint_id: String,
+    pub aliases: Vec<String>,
+    /// Requested with `--ip`; kept across restarts.
+    pub static_ip: Option<Ipv4Addr>,
+    /// Assigned while the container runs.
+    pub ip: Option<Ipv4Addr>,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: String,
+    /// The host end of the veth pair while running.
+    pub host_veth: String,
+}
+
+/// Options for a new network, from the API.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub name: String,
+    pub driver: String,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub ip_range: Option<Ipv4Net>,
+}
+
+pub struct NetworkStore {
+    store: Arc<Store>,
+    pools: Pools,
+}
+
+/// Docker's MAC for an IPv4 address: 02:42 then the address bytes.
+pub fn mac_for(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+impl NetworkStore {
+    /// Opens the store and makes sure `bridge` (on `bridge_name`, subnet `bip` or a free one),
+    /// `host` and `none` exist.
+    pub fn open(store: Arc<Store>, pools: Pools, bridge_name: &str, bip: Option<Ipv4Net>) -> Result<NetworkStore> {
+        let s = NetworkStore { store, pools };
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let mk = |name: &str, driver: &str| Network {
+            id: berth_types::new_id(),
+            name: name.into(),
+            driver: driver.into(),
+            created: now.clone(),
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            internal: false,
+            attachable: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            bridge: String::new(),
+            user_subnet: false,
+        };
+        let existing = s.get_by_name("bridge")?;
+        let mut bridge = existing.unwrap_or_else(|| mk("bridge", "bridge"));
+        bridge.bridge = bridge_name.to_string();
+        match bip {
+            Some(b) => {
+                bridge.subnet = Some(b.network());
+                bridge.gateway = Some(b.addr);
+            }
+            None if bridge.subnet.is_none() => {
+                let mut taken = host_routes();
+                taken.extend(s.list()?.iter().filter_map(|n| n.subnet));
+                let sub = s.pools.allocate(&taken)?;
+                bridge.subnet = Some(sub);
+                bridge.gateway = Some(sub.nth(1));
+            }
+            None => {}
+        }
+        bridge.options.insert("com.docker.network.bridge.name".into(), bridge_name.into());
+        bridge.options.insert("com.docker.network.bridge.default_bridge".into(), "true".into());
+        s.store.put(NETWORKS, &bridge.id, &bridge)?;
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            if s.get_by_name(name)?.is_none() {
+                let n = mk(name, driver);
+                s.store.put(NETWORKS, &n.id, &n)?;
+            }
+        }
+        Ok(s)
+    }
+
+    pub fn list(&self) -> Result<Vec<Network>> {
+        let mut v: Vec<Network> = self.store.list::<Network>(NETWORKS)?.into_iter().map(|(_, n)| n).collect();
+        v.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        Ok(v)
+    }
+
+    fn get_by_name(&self, name: &str) -> Result<Option<Network>> {
+        Ok(self.list()?.into_iter().find(|n| n.name == name))
+    }
+
+    /// By full id, name, or unique id prefix, as Docker resolves networks.
+    pub fn get(&self, name: &str) -> Result<Network> {
+        let all = self.list()?;
+        if let Some(n) = all.iter().find(|n| n.id == name || n.name == name) {
+            return Ok(n.clone());
+        }
+        let hits: Vec<&Network> = all.iter().filter(|n| n.id.starts_with(name)).collect();
+        match hits.len() {
+            1 => Ok(hits[0].clone()),
+            0 => Err(Error::not_found(format!("network {name} not found"))),
+            _ => Err(Error::invalid(format!("network {name} is ambiguous ({} matches found on name)", hits.len()))),
+        }
+    }
+
+    pub fn create(&self, o: CreateOptions) -> Result<Network> {
+        if o.name.is_empty() {
+            return Err(Error::invalid("network name must not be empty"));
+        }
+        if self.get_by_name(&o.name)?.is_some() {
+            return Err(Error::conflict(format!("network with name {} already exists", o.name)));
+        }
+        let driver = if o.driver.is_empty() { "bridge".to_string() } else { o.driver.clone() };
+        if driver != "bridge" {
+            return Err(Error::not_found(format!("plugin \"{driver}\" not found")));
+        }
+        let mut taken = host_routes();
+        taken.extend(self.list()?.iter().filter_map(|n| n.subnet));
+        let (subnet, user_subnet) = match o.subnet {
+            Some(s) => {
+                let s = s.network();
+                if let Some(t) = taken.iter().find(|t| t.overlaps(&s)) {
+                    return Err(Error::conflict(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space ({t})"
+                    )));
+                }
+                (s, true)
+            }
+            None => (self.pools.allocate(&taken)?, false),
+        };
+        if let Some(g) = o.gateway {
+            if !subnet.contains(g) {
+                return Err(Error::invalid(format!("invalid gateway {g}: not in subnet {subnet}")));
+            }
+        }
+        if let Some(r) = o.ip_range {
+            if !subnet.contains(r.addr) || r.len < subnet.len {
+                return Err(Error::invalid(format!("invalid ip-range {r}: not within subnet {subnet}")));
+            }
+        }
+        let id = berth_types::new_id();
+        let bridge =
+            o.options.get("com.docker.network.bridge.name").cloned().unwrap_or_else(|| format!("br-{}", &id[..12]));
+        if bridge.len() > 15 {
+            return Err(Error::invalid(format!("bridge name {bridge} is longer than 15 characters")));
+        }
+        let n = Network {
+            id: id.clone(),
+            name: o.name,
+            driver,
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            subnet: Some(subnet),
+            gateway: Some(o.gateway.unwrap_or_else(|| subnet.nth(1))),
+            ip_range: o.ip_range,
+            internal: o.internal,
+            attachable: o.attachable,
+            labels: o.labels,
+            options: o.options,
+            bridge,
+            user_subnet,
+        };
+        self.store.put(NETWORKS, &id, &n)?;
+        Ok(n)
+    }
+
+    pub fn remove(&self, n: &Network) -> Result<()> {
+        if n.builtin() {
+            return Err(Error::new(
+                berth_types::ErrorKind::Forbidden,
+                format!("{} is a pre-defined network and cannot be removed", n.name),
+            ));
+        }
+        self.store.delete(NETWORKS, &n.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, NetworkStore) {
+        let d = tempfile::tempdir().unwrap();
+        let st = Arc::new(Store::open(&d.path().join("db")).unwrap());
+        let pools = Pools(vec![("10.250.0.0/16".parse().unwrap(), 24)]);
+        let s = NetworkStore::open(st, pools, "btest0", Some("10.249.0.1/24".parse().unwrap())).unwrap();
+        (d, s)
+    }
+
+    #[test]
+    fn builtins_and_user_networks() {
+        let (_d, s) = open();
+        let names: Vec<String> = s.list().unwrap().into_iter().map(|n| n.name).collect();
+        for b in BUILTIN {
+            assert!(names.contains(&b.to_string()));
+        }
+        let br = s.get("bridge").unwrap();
+        assert_eq!(br.subnet.unwrap().to_string(), "10.249.0.0/24");
+        assert_eq!(br.gateway.unwrap().to_string(), "10.249.0.1");
+        let n = s.create(CreateOptions { name: "app".into(), ..Default::default() }).unwrap();
+        assert!(n.subnet.unwrap().to_string().starts_with("10.250."));
+        assert_eq!(s.get(&n.id[..6]).unwrap().name, "app");
+        assert_eq!(
+            s.create(CreateOptions { name: "app".into(), ..Default::default() }).unwrap_err().kind,
+            berth_types::ErrorKind::Conflict
+        );
+        let clash = CreateOptions { name: "x".into(), subnet: n.subnet, ..Default::default() };
+        assert!(s.create(clash).is_err());
+        assert!(s.remove(&s.get("host").unwrap()).is_err());
+        s.remove(&n).unwrap();
+        assert!(s.get("app").is_err());
+        assert_eq!(mac_for("172.18.0.2".parse().unwrap()), "02:42:ac:12:00:02");
+    }
+}

@@ -1,0 +1,146 @@
+//! /networks routes, over `NetworkService` (and `ContainerService` for connect/disconnect).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use berth_daemon::{ContainerService, NetworkService};
+use berth_network::store::CreateOptions;
+use berth_types::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::{json_response, AppState, JsonBody};
+
+type Svc = State<Arc<NetworkService>>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/networks", get(list))
+        .route("/networks/create", post(create))
+        .route("/networks/prune", post(prune))
+        .route("/networks/{id}", get(inspect).delete(remove))
+        .route("/networks/{id}/connect", post(connect))
+        .route("/networks/{id}/disconnect", post(disconnect))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct IpamConfig {
+    subnet: String,
+    gateway: String,
+    #[serde(rename = "IPRange")]
+    ip_range: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Ipam {
+    driver: String,
+    config: Option<Vec<IpamConfig>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateBody {
+    name: String,
+    driver: String,
+    internal: bool,
+    attachable: bool,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    #[serde(rename = "IPAM")]
+    ipam: Option<Ipam>,
+    options: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+fn parse<T: std::str::FromStr>(what: &str, s: &str) -> ApiResult<Option<T>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| ApiError(Error::invalid(format!("invalid {what}: {s}"))))
+}
+
+async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateBody>) -> ApiResult<Response> {
+    if b.enable_ipv6 == Some(true) {
+        return Err(ApiError(Error::not_implemented("IPv6 networks are not supported yet")));
+    }
+    let ipam = b.ipam.unwrap_or_default();
+    if !matches!(ipam.driver.as_str(), "" | "default") {
+        return Err(ApiError(Error::not_found(format!("plugin \"{}\" not found", ipam.driver))));
+    }
+    let cfg = ipam.config.unwrap_or_default();
+    if cfg.len() > 1 {
+        return Err(ApiError(Error::not_implemented("more than one IPAM config (subnet) per network")));
+    }
+    let c = cfg.into_iter().next().unwrap_or_default();
+    let n = svc
+        .create(CreateOptions {
+            name: b.name,
+            driver: b.driver,
+            internal: b.internal,
+            attachable: b.attachable,
+            labels: b.labels.unwrap_or_default(),
+            options: b.options.unwrap_or_default(),
+            subnet: parse("subnet", &c.subnet)?,
+            gateway: parse("gateway", &c.gateway)?,
+            ip_range: parse("ip-range", &c.ip_range)?,
+        })
+        .await?;
+    let mut r = json_response(&json!({"Id": n.id, "Warning": ""}));
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
+async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
+    let nets = svc.list(&q.filters()?).await?;
+    Ok(json_response(&nets.iter().map(|n| svc.json(n)).collect::<Vec<_>>()))
+}
+
+async fn inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json_response(&svc.json(&svc.get(&id).await?)))
+}
+
+async fn remove(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
+    svc.remove(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
+    let deleted = svc.prune(&q.filters()?).await?;
+    Ok(json_response(&json!({"NetworksDeleted": deleted})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConnectBody {
+    container: String,
+    endpoint_config: Option<Value>,
+    force: bool,
+}
+
+async fn connect(
+    State(containers): State<Arc<ContainerService>>,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ConnectBody>,
+) -> ApiResult<StatusCode> {
+    containers.connect(&id, &b.container, b.endpoint_config.unwrap_or(Value::Null)).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn disconnect(
+    State(containers): State<Arc<ContainerService>>,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ConnectBody>,
+) -> ApiResult<StatusCode> {
+    let _ = b.force;
+    containers.disconnect(&id, &b.container).await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,166 @@
+//! Networks: bridge, user networks with names and aliases, isolation, ports, connect/disconnect.
+
+use berth_e2e::{err, Berthd};
+use serde_json::Value;
+
+fn daemon() -> Berthd {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d
+}
+
+/// A plain HTTP GET of /hostname on 127.0.0.1 (the host's busybox wget is not usable here).
+fn http_get(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
+    s.write_all(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut r = String::new();
+    s.read_to_string(&mut r)?;
+    match r.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!("bad answer: {r:?}"))),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn builtin_networks_and_default_bridge() {
+    let d = daemon();
+    let names = d.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(names, "bridge bridge\nhost host\nnone null");
+    let o = d.ok(&["run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(o.contains(&format!("inet 10.213.{}.2/24", d.net)), "{o}");
+    let routes = d.ok(&["run", "--rm", "busybox", "ip", "route"]);
+    assert!(routes.contains(&format!("default via 10.213.{}.1", d.net)), "{routes}");
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"]), "lo");
+    let host_links = d.ok(&["run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"]);
+    assert!(host_links.lines().count() > 1, "host network sees the host's links: {host_links}");
+    let o = d.docker(&["network", "rm", "bridge"]);
+    assert!(err(&o).contains("pre-defined network and cannot be removed"), "{}", err(&o));
+    let o = d.docker(&["run", "--rm", "--network", "nope", "busybox", "true"]);
+    assert!(err(&o).contains("network nope not found"), "{}", err(&o));
+}
+
+#[test]
+fn user_networks_resolve_names_and_isolate() {
+    let d = daemon();
+    d.ok(&["network", "create", "--label", "team=a", "app"]);
+    d.ok(&["network", "create", "--subnet", &format!("10.214.{}.224/28", d.net), "fixed"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "app",
+        "--network-alias",
+        "www",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    assert_eq!(d.ok(&["run", "--rm", "--network", "app", "busybox", "wget", "-qO-", "http://web/hostname"]).len(), 12);
+    assert_eq!(d.ok(&["run", "--rm", "--network", "app", "busybox", "wget", "-qO-", "http://www/hostname"]).len(), 12);
+    // Another network cannot reach it.
+    let o =
+        d.docker(&["run", "--rm", "--network", "fixed", "busybox", "wget", "-T", "2", "-qO-", "http://web/hostname"]);
+    assert!(!o.status.success());
+    // Static address on a user subnet; refused on the default bridge.
+    let ip = format!("10.214.{}.230", d.net);
+    assert!(d
+        .ok(&["run", "--rm", "--network", "fixed", "--ip", &ip, "busybox", "ip", "-4", "-o", "addr", "show", "eth0"])
+        .contains(&ip));
+    let o = d.docker(&["run", "--rm", "--ip", "10.213.1.9", "busybox", "true"]);
+    assert!(!o.status.success());
+    // connect / disconnect while running.
+    d.ok(&["network", "connect", "fixed", "web"]);
+    assert_eq!(
+        d.ok(&["run", "--rm", "--network", "fixed", "busybox", "wget", "-qO-", "http://web/hostname"]).len(),
+        12
+    );
+    let insp: Value = serde_json::from_str(&d.ok(&["inspect", "web"])).unwrap();
+    let nets = insp[0]["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert!(nets.contains_key("app") && nets.contains_key("fixed"));
+    assert_eq!(nets["app"]["Aliases"][0], "www");
+    assert!(nets["app"]["IPAddress"].as_str().unwrap().starts_with(&format!("10.214.{}.", d.net)));
+    let n: Value = serde_json::from_str(&d.ok(&["network", "inspect", "app"])).unwrap();
+    assert_eq!(n[0]["Labels"]["team"], "a");
+    assert_eq!(n[0]["Containers"].as_object().unwrap().len(), 1);
+    d.ok(&["network", "disconnect", "fixed", "web"]);
+    let o =
+        d.docker(&["run", "--rm", "--network", "fixed", "busybox", "wget", "-T", "2", "-qO-", "http://web/hostname"]);
+    assert!(!o.status.success());
+    // In use: 409; after the container goes, remove and prune work.
+    let o = d.docker(&["network", "rm", "app"]);
+    assert!(err(&o).contains("has active endpoints"), "{}", err(&o));
+    d.ok(&["rm", "-f", "web"]);
+    d.ok(&["network", "rm", "app"]);
+    assert!(d.ok(&["network", "prune", "-f"]).contains("fixed"));
+    assert_eq!(d.ok(&["network", "ls", "-q", "--filter", "type=custom"]), "");
+}
+
+#[test]
+fn published_ports_answer_on_loopback() {
+    let mut d = daemon();
+    let port = free_port();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "-p",
+        "80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let get = |p: u16| http_get(p);
+    let mut ok = false;
+    for _ in 0..50 {
+        if get(port).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ok, "published port did not answer");
+    assert_eq!(get(port).unwrap().trim().len(), 12);
+    let ports = d.ok(&["port", "pub"]);
+    assert!(ports.contains(&format!("80/tcp -> 127.0.0.1:{port}")), "{ports}");
+    let eph: u16 =
+        ports.lines().find(|l| l.contains("0.0.0.0:")).and_then(|l| l.rsplit(':').next()).unwrap().parse().unwrap();
+    assert!(get(eph).is_ok(), "ephemeral published port");
+    assert!(d.ok(&["ps", "--format", "{{.Ports}}"]).contains(&format!("127.0.0.1:{port}->80/tcp")));
+    // A restart of berthd keeps the container, its address and its ports.
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "pub"]);
+    d.stop();
+    d.spawn();
+    assert_eq!(d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "pub"]), ip);
+    let mut ok = false;
+    for _ in 0..50 {
+        if get(port).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ok, "port not republished after a restart");
+    d.ok(&["rm", "-f", "pub"]);
+    assert!(get(port).is_err(), "the proxy must stop with the container");
+    let o = d.docker(&["run", "--rm", "-p", "127.0.0.1:notaport:80", "busybox", "true"]);
+    assert!(!o.status.success());
+}
