@@ -16,6 +16,10 @@ pub const EXEC: u8 = 5;
 pub const EXEC_STDIN: u8 = 6;
 /// `[id_len u8][exec id]`
 pub const EXEC_CLOSE_STDIN: u8 = 7;
+/// `[rows u16][cols u16]`, big-endian: the container's terminal size.
+pub const RESIZE: u8 = 8;
+/// `[id_len u8][exec id][rows u16][cols u16]`
+pub const EXEC_RESIZE: u8 = 9;
 
 pub const HELLO: u8 = 10;
 pub const STARTED: u8 = 11;
@@ -56,6 +60,10 @@ pub struct ExecRequest {
     pub exec_id: String,
     pub process_json: std::path::PathBuf,
     pub open_stdin: bool,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// The answer to [`ExecRequest`]: a pid, or why it could not start.

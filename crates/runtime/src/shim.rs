@@ -28,6 +28,12 @@ pub struct ShimConfig {
     /// Where the shim records the exit status, for a daemon that was down when it happened.
     pub exit_file: PathBuf,
     pub open_stdin: bool,
+    /// Give the container a pseudo-terminal (its master comes back over a console socket).
+    #[serde(default)]
+    pub tty: bool,
+    /// Initial terminal size `[rows, cols]` (HostConfig.ConsoleSize), set before the process runs.
+    #[serde(default)]
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// Starts a shim and waits until it has created the container (not started it). Returns the init pid.

@@ -3,6 +3,7 @@
 mod exec;
 mod log;
 mod supervisor;
+mod tty;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -68,13 +69,31 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
     berth_sys::process::set_child_subreaper().map_err(|e| e.to_string())?;
     berth_sys::process::sigpipe_noop_handler().map_err(|e| e.to_string())?;
     let listener = supervisor::listen(&cfg.socket)?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
     let mut builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
         .with_root_path(&cfg.state_root)
-        .map_err(|e| e.to_string())?
-        .with_stdout(out_w)
-        .with_stderr(err_w);
+        .map_err(|e| e.to_string())?;
+    if cfg.tty {
+        let console = tty::Console::listen(&cfg.bundle, "console.sock")?;
+        let container = builder
+            .with_console_socket(Some(&console.path))
+            .validate_id()
+            .map_err(|e| e.to_string())?
+            .as_init(&cfg.bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| format!("OCI runtime create failed: {e}"))?;
+        let pid = container.pid().map(|p| p.as_raw()).ok_or("container has no pid")?;
+        let master = console.receive()?;
+        tty::initial_size(&master, cfg.console_size);
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pty master: {e}"));
+        let out = [Some(dup(&master)?), None];
+        let stdin = if cfg.open_stdin { Some(supervisor::Stdin::Tty(dup(&master)?)) } else { None };
+        return supervisor::Supervisor::new(cfg.clone(), container, pid, listener, out, stdin, Some(master));
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    builder = builder.with_stdout(out_w).with_stderr(err_w);
     // stdin is a socket, not a pipe: writing to it after the container closed its end gives EPIPE
     // on send(MSG_NOSIGNAL) without any signal at all.
     let stdin = if cfg.open_stdin {
@@ -87,7 +106,7 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
         .map_err(|e| format!("socketpair: {e}"))?;
         let _ = rustix::net::shutdown(&theirs, rustix::net::Shutdown::Write);
         builder = builder.with_stdin(theirs);
-        Some(ours)
+        Some(supervisor::Stdin::Socket(ours))
     } else {
         let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
         builder = builder.with_stdin(OwnedFd::from(null));
@@ -102,5 +121,5 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
         .build()
         .map_err(|e| format!("OCI runtime create failed: {e}"))?;
     let pid = container.pid().map(|p| p.as_raw()).ok_or("container has no pid")?;
-    supervisor::Supervisor::new(cfg.clone(), container, pid, listener, out_r, err_r, stdin)
+    supervisor::Supervisor::new(cfg.clone(), container, pid, listener, [Some(out_r), Some(err_r)], stdin, None)
 }

@@ -1,7 +1,7 @@
 //! The shim's single-threaded event loop: output, clients, and the container's exit.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -28,6 +28,26 @@ pub fn listen(path: &Path) -> Result<UnixListener, String> {
     Ok(l)
 }
 
+/// Where a process's stdin goes: a socket (written with MSG_NOSIGNAL) or a pty master.
+pub enum Stdin {
+    Socket(OwnedFd),
+    Tty(OwnedFd),
+}
+
+impl Stdin {
+    /// Writes all of `data`; an error means the reader is gone.
+    pub fn write_all(&self, mut data: &[u8]) -> rustix::io::Result<()> {
+        while !data.is_empty() {
+            let n = match self {
+                Stdin::Socket(fd) => rustix::net::send(fd, data, rustix::net::SendFlags::NOSIGNAL)?,
+                Stdin::Tty(fd) => rustix::io::write(fd, data)?,
+            };
+            data = &data[n..];
+        }
+        Ok(())
+    }
+}
+
 struct Client {
     stream: UnixStream,
     dec: Decoder,
@@ -41,7 +61,9 @@ pub struct Supervisor {
     pidfd: OwnedFd,
     listener: UnixListener,
     out: [Option<OwnedFd>; 2],
-    stdin: Option<OwnedFd>,
+    stdin: Option<Stdin>,
+    /// The pty master of a TTY container, kept for resizes.
+    master: Option<OwnedFd>,
     clients: Vec<Client>,
     started: bool,
     exit: Option<ExitStatus>,
@@ -67,9 +89,9 @@ impl Supervisor {
         container: Container,
         pid: i32,
         listener: UnixListener,
-        out: OwnedFd,
-        err: OwnedFd,
-        stdin: Option<OwnedFd>,
+        out: [Option<OwnedFd>; 2],
+        stdin: Option<Stdin>,
+        master: Option<OwnedFd>,
     ) -> Result<Supervisor, String> {
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_raw(pid).ok_or("bad pid")?,
@@ -83,8 +105,9 @@ impl Supervisor {
             pid,
             pidfd,
             listener,
-            out: [Some(out), Some(err)],
+            out,
             stdin,
+            master,
             clients: Vec::new(),
             started: false,
             exit: None,
@@ -271,9 +294,21 @@ impl Supervisor {
             }
             proto::START => send(&mut self.clients[i], proto::STARTED, &self.pid.to_be_bytes()),
             proto::STDIN => {
-                if let Some(fd) = &self.stdin {
-                    if send_all(fd, payload).is_err() {
+                if let Some(s) = &self.stdin {
+                    if s.write_all(payload).is_err() {
                         self.stdin = None;
+                    }
+                }
+            }
+            proto::RESIZE => {
+                if let Some(m) = &self.master {
+                    crate::tty::resize(m, payload);
+                }
+            }
+            proto::EXEC_RESIZE => {
+                if let Some((id, size)) = proto::split_id(payload) {
+                    if let Some(m) = self.execs.iter().find(|e| e.id == id).and_then(|e| e.master.as_ref()) {
+                        crate::tty::resize(m, size);
                     }
                 }
             }
@@ -301,8 +336,8 @@ impl Supervisor {
                     if let Some(e) = self.execs.iter_mut().find(|e| e.id == id) {
                         if kind == proto::EXEC_CLOSE_STDIN {
                             e.stdin = None;
-                        } else if let Some(fd) = &e.stdin {
-                            if send_all(fd, data).is_err() {
+                        } else if let Some(s) = &e.stdin {
+                            if s.write_all(data).is_err() {
                                 e.stdin = None;
                             }
                         }
@@ -350,12 +385,4 @@ fn send(c: &mut Client, kind: u8, payload: &[u8]) {
     if c.stream.write_all(&proto::encode(kind, payload)).is_err() {
         c.dead = true;
     }
-}
-
-fn send_all(fd: &impl AsFd, mut data: &[u8]) -> rustix::io::Result<()> {
-    while !data.is_empty() {
-        let n = rustix::net::send(fd, data, rustix::net::SendFlags::NOSIGNAL)?;
-        data = &data[n..];
-    }
-    Ok(())
 }

@@ -41,6 +41,7 @@ pub struct ExecConfig {
     pub privileged: bool,
     #[serde(deserialize_with = "berth_api::serde_helpers::nullable")]
     pub detach_keys: String,
+    pub console_size: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default)]
@@ -154,7 +155,7 @@ impl ContainerService {
                 u["additionalGids"] = json!(usr.additional_gids);
             }
             let process = json!({
-                "terminal": false,
+                "terminal": cfg.tty,
                 "user": u,
                 "args": cfg.cmd,
                 "env": env,
@@ -183,6 +184,8 @@ impl ContainerService {
             exec_id: exec_id.to_string(),
             process_json: process_json.clone(),
             open_stdin: x.config.attach_stdin && !detach,
+            tty: x.config.tty,
+            console_size: super::start::console_size(x.config.console_size.as_ref()),
         };
         let sent = match e.shim.lock().await.as_mut() {
             Some(w) => {
@@ -270,6 +273,33 @@ impl ContainerService {
         e.exec_routes.lock().expect("exec routes lock").remove(exec_id);
         let rec = e.record();
         self.publish("exec_die", &rec, &[("execID", exec_id.to_string()), ("exitCode", code.to_string())]);
+    }
+
+    /// `POST /exec/{id}/resize`.
+    pub async fn exec_resize(&self, exec_id: &str, h: u16, w: u16) -> Result<()> {
+        let x = self.exec_entry(exec_id)?;
+        let e = self.get(&x.container_id)?;
+        let mut size = h.to_be_bytes().to_vec();
+        size.extend_from_slice(&w.to_be_bytes());
+        let mut guard = e.shim.lock().await;
+        let r = match guard.as_mut() {
+            Some(s) => s.send(proto::EXEC_RESIZE, &proto::with_id(exec_id, &size)).await,
+            None => Err(Error::conflict(format!("Container {} is not running", x.container_id))),
+        };
+        r
+    }
+
+    /// `POST /containers/{id}/resize`.
+    pub async fn resize(&self, name: &str, h: u16, w: u16) -> Result<()> {
+        let e = self.get(name)?;
+        let mut size = h.to_be_bytes().to_vec();
+        size.extend_from_slice(&w.to_be_bytes());
+        let mut guard = e.shim.lock().await;
+        let r = match guard.as_mut() {
+            Some(s) => s.send(proto::RESIZE, &size).await,
+            None => Err(Error::conflict(format!("Container {} is not running", e.id()))),
+        };
+        r
     }
 
     /// `GET /exec/{id}/json`.

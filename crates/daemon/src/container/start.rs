@@ -33,6 +33,12 @@ fn container_resolv_conf() -> String {
     out.join("\n") + "\n"
 }
 
+/// `ConsoleSize: [rows, cols]` as clients send it (API >= 1.42).
+pub(super) fn console_size(v: Option<&serde_json::Value>) -> Option<[u16; 2]> {
+    let a = v?.as_array()?;
+    Some([a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16])
+}
+
 /// Exit code Docker records when a start fails, by the runtime's message.
 fn start_failure_code(msg: &str) -> i64 {
     if msg.contains("executable file not found") || msg.contains("no such file or directory") {
@@ -127,6 +133,8 @@ impl ContainerService {
             socket: self.shim_socket(&id),
             exit_file: bundle.join("exit.json"),
             open_stdin: rec.config.open_stdin,
+            tty: rec.config.tty,
+            console_size: console_size(rec.host_config.extra.get("ConsoleSize")),
         };
         let shim_bin = self.cfg.shim_path.clone();
         let vstore = self.volumes.store();
