@@ -20,6 +20,10 @@ pub const EXEC_CLOSE_STDIN: u8 = 7;
 pub const RESIZE: u8 = 8;
 /// `[id_len u8][exec id][rows u16][cols u16]`
 pub const EXEC_RESIZE: u8 = 9;
+/// Freeze / thaw the container's processes (freezer cgroup); answered by ACK or ERROR.
+pub const PAUSE: u8 = 20;
+pub const RESUME: u8 = 21;
+pub const ACK: u8 = 22;
 
 pub const HELLO: u8 = 10;
 pub const STARTED: u8 = 11;

@@ -41,6 +41,8 @@ pub fn routes() -> Router<AppState> {
             get(archive_get).head(archive_head).put(archive_put).layer(DefaultBodyLimit::disable()),
         )
         .route("/commit", post(commit))
+        .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/unpause", post(unpause))
         .route("/containers/{id}/exec", post(exec_create))
         .route("/exec/{id}/start", post(exec_start))
         .route("/exec/{id}/json", get(exec_inspect))
@@ -259,6 +261,7 @@ async fn commit(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
             changes,
             q.str("author").unwrap_or("").to_string(),
             q.str("comment").unwrap_or("").to_string(),
+            q.str("pause").is_none_or(|_| q.bool("pause")),
         )
         .await?;
     let mut r = json_response(&serde_json::json!({"Id": id}));
@@ -310,4 +313,14 @@ async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> Ap
 
 async fn exec_inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
     Ok(json_response(&svc.exec_inspect(&id)?))
+}
+
+async fn pause(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    svc.set_paused(&id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unpause(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    svc.set_paused(&id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -300,6 +300,13 @@ impl Supervisor {
                     }
                 }
             }
+            proto::PAUSE | proto::RESUME => {
+                let r = if kind == proto::PAUSE { self.container.pause() } else { self.container.resume() };
+                match r {
+                    Ok(()) => send(&mut self.clients[i], proto::ACK, &[]),
+                    Err(e) => send(&mut self.clients[i], proto::ERROR, e.to_string().as_bytes()),
+                }
+            }
             proto::RESIZE => {
                 if let Some(m) = &self.master {
                     crate::tty::resize(m, payload);

@@ -213,3 +213,42 @@ fn cleanup_leaves_nothing() {
     let netns = std::fs::read_dir(d.root.join("run/netns")).map(|r| r.count()).unwrap_or(0);
     assert_eq!(netns, 0);
 }
+
+#[test]
+fn pause_unpause_freezes_processes() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.1; done",
+    ]);
+    std::thread::sleep(Duration::from_millis(400));
+    d.ok(&["pause", "counter"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", "counter"]),
+        "paused true true"
+    );
+    assert!(d.ok(&["ps", "--format", "{{.Status}}"]).ends_with("(Paused)"));
+    let read = || d.ok(&["cp", "counter:/count", "-"]);
+    let a = read();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read(), a, "a paused container kept running");
+    let o = d.docker(&["exec", "counter", "true"]);
+    assert!(err(&o).contains("is paused"), "{}", err(&o));
+    let o = d.docker(&["pause", "counter"]);
+    assert!(err(&o).contains("already paused"), "{}", err(&o));
+    d.ok(&["unpause", "counter"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(read(), a);
+    // commit pauses by default and leaves it running after.
+    d.ok(&["commit", "counter", "snap:1"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "counter"]), "running");
+    // A paused container can still be force-removed.
+    d.ok(&["pause", "counter"]);
+    d.ok(&["rm", "-f", "counter"]);
+}

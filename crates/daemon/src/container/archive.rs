@@ -105,20 +105,29 @@ impl ContainerService {
         changes: Vec<String>,
         author: String,
         comment: String,
+        pause: bool,
     ) -> Result<Digest> {
         let e = self.get(name)?;
         let rec = e.record();
+        // As Docker: freeze a running container while its changes are read, unless told not to.
+        let paused_here =
+            pause && rec.state.running() && !rec.state.paused && self.set_paused(name, true).await.is_ok();
         let tmp = self.cfg.data_root.join("image/tmp").join(format!("commit-{}", berth_types::new_id()));
         let tmp2 = tmp.clone();
-        self.with_root(&e, move |_, upper| {
-            let f = std::fs::File::create(&tmp2)?;
-            let mut w = std::io::BufWriter::new(f);
-            tree::write_dir(&tree::open_dir(upper)?, Path::new(""), TreeMode::OverlayUpper, &mut w)?;
-            use std::io::Write;
-            w.flush()?;
-            Ok(())
-        })
-        .await?;
+        let diff = self
+            .with_root(&e, move |_, upper| {
+                let f = std::fs::File::create(&tmp2)?;
+                let mut w = std::io::BufWriter::new(f);
+                tree::write_dir(&tree::open_dir(upper)?, Path::new(""), TreeMode::OverlayUpper, &mut w)?;
+                use std::io::Write;
+                w.flush()?;
+                Ok(())
+            })
+            .await;
+        if paused_here {
+            let _ = self.set_paused(name, false).await;
+        }
+        diff?;
         let mut c = config.unwrap_or_else(|| rec.config.clone());
         if c.image.is_empty() {
             c.image = rec.config.image.clone();

@@ -90,6 +90,9 @@ impl ContainerService {
         if !rec.state.running() {
             return Err(Error::conflict(format!("Container {} is not running", rec.id)));
         }
+        if rec.state.paused {
+            return Err(Error::conflict(format!("Container {} is paused, unpause the container before exec", rec.id)));
+        }
         if config.cmd.is_empty() {
             return Err(Error::invalid("No exec command specified"));
         }

@@ -52,6 +52,7 @@ fn since(t: &str) -> i64 {
 
 fn status_text(r: &ContainerRecord) -> String {
     match r.state.status.as_str() {
+        "running" if r.state.paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
         "running" => format!("Up {}", human_duration(since(&r.state.started_at))),
         "exited" => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
         "created" => "Created".into(),
@@ -98,9 +99,9 @@ impl ContainerService {
             "Path": r.path,
             "Args": r.args,
             "State": {
-                "Status": r.state.status,
+                "Status": r.state.shown(),
                 "Running": r.state.running(),
-                "Paused": false,
+                "Paused": r.state.paused,
                 "Restarting": false,
                 "OOMKilled": r.state.oom_killed,
                 "Dead": r.state.status == "dead",
@@ -193,7 +194,7 @@ impl ContainerService {
             .filter(|r| show_all || r.state.running())
             .filter(|r| any("id", &|id| r.id.starts_with(id)))
             .filter(|r| any("name", &|n| r.name.contains(n.trim_start_matches('/'))))
-            .filter(|r| any("status", &|s| r.state.status == s))
+            .filter(|r| any("status", &|s| r.state.shown() == s))
             .filter(|r| any("exited", &|c| r.state.status == "exited" && c.parse() == Ok(r.state.exit_code)))
             .filter(|r| any("ancestor", &|a| r.config.image == a || r.image_id.as_str() == a || r.image_id.hex().starts_with(a)))
             .filter(|r| filters.match_labels(&r.config.labels))
@@ -208,7 +209,7 @@ impl ContainerService {
                     "Created": unix_secs(&r.created),
                     "Ports": port_list(&r),
                     "Labels": r.config.labels,
-                    "State": r.state.status,
+                    "State": r.state.shown(),
                     "Status": status_text(&r),
                     "HostConfig": {"NetworkMode": if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() }},
                     "NetworkSettings": {"Networks": self.networks_json(&r)},

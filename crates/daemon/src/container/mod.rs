@@ -66,6 +66,8 @@ pub struct Entry {
     stdin: mpsc::UnboundedSender<StdinMsg>,
     wait: watch::Sender<WaitState>,
     exec_routes: exec::ExecRoutes,
+    /// The pending PAUSE/RESUME request, answered by the shim's ACK or ERROR.
+    control: Mutex<Option<tokio::sync::oneshot::Sender<Result<()>>>>,
     /// Serialises lifecycle operations (start, stop, remove) on one container.
     op: tokio::sync::Mutex<()>,
 }
@@ -83,6 +85,7 @@ impl Entry {
             stdin,
             wait: watch::channel(WaitState { running, exit_code, ..Default::default() }).0,
             exec_routes: Default::default(),
+            control: Mutex::new(None),
             op: tokio::sync::Mutex::new(()),
         });
         attach::spawn_stdin_forwarder(&e, rx);

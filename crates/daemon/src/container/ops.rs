@@ -44,6 +44,43 @@ impl ContainerService {
         })
     }
 
+    /// `docker pause` / `docker unpause`: freezes or thaws every process of the container.
+    pub async fn set_paused(&self, name: &str, pause: bool) -> Result<()> {
+        let e = self.get(name)?;
+        let _op = e.op.lock().await;
+        self.set_paused_locked(&e, pause).await
+    }
+
+    pub(super) async fn set_paused_locked(&self, e: &Entry, pause: bool) -> Result<()> {
+        let rec = e.record();
+        if !rec.state.running() {
+            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
+        }
+        if rec.state.paused == pause {
+            let what = if pause { "already paused" } else { "not paused" };
+            return Err(Error::conflict(format!("Container {} is {what}", rec.id)));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *e.control.lock().expect("control lock") = Some(tx);
+        {
+            let mut g = e.shim.lock().await;
+            let w = g.as_mut().ok_or_else(|| Error::conflict(format!("Container {} is not running", rec.id)))?;
+            w.send(if pause { proto::PAUSE } else { proto::RESUME }, &[]).await?;
+        }
+        rx.await.map_err(|_| Error::internal("the shim went away"))??;
+        let rec = e.update(|r| r.state.paused = pause);
+        self.persist(&rec).await?;
+        self.publish(if pause { "pause" } else { "unpause" }, &rec, &[]);
+        Ok(())
+    }
+
+    /// Stop, kill and remove thaw a paused container first, so its processes can get the signal.
+    async fn thaw(&self, e: &Entry) {
+        if e.record().state.paused {
+            let _ = self.set_paused_locked(e, false).await;
+        }
+    }
+
     async fn send_signal(&self, e: &Entry, sig: i32) -> Result<()> {
         let mut guard = e.shim.lock().await;
         let w = guard.as_mut().ok_or_else(|| Error::conflict(format!("Container {} is not running", e.id())))?;
@@ -70,6 +107,7 @@ impl ContainerService {
         let sig_name = signal.map(String::from).or(rec.config.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into());
         let sig = berth_sys::process::parse_signal(&sig_name)?;
         let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        self.thaw(&e).await;
         let exits = e.wait.borrow().exits;
         self.send_signal(&e, sig).await?;
         self.publish("kill", &rec, &[("signal", sig.to_string())]);
@@ -92,6 +130,7 @@ impl ContainerService {
             return Err(Error::conflict(format!("Container {} is not running", rec.id)));
         }
         let exits = e.wait.borrow().exits;
+        self.thaw(&e).await;
         self.send_signal(&e, sig).await?;
         self.publish("kill", &rec, &[("signal", sig.to_string())]);
         if sig == 9 {
@@ -112,6 +151,7 @@ impl ContainerService {
                 )));
             }
             let exits = e.wait.borrow().exits;
+            self.thaw(&e).await;
             let _ = self.send_signal(&e, 9).await;
             self.publish("kill", &rec, &[("signal", "9".into())]);
             Self::wait_exit(&e, exits, Some(Duration::from_secs(30))).await;

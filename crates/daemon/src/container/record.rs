@@ -17,6 +17,9 @@ pub struct State {
     pub started_at: String,
     pub finished_at: String,
     pub oom_killed: bool,
+    /// Frozen by `docker pause`; the status stays `running`, as the process does.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl Default for State {
@@ -29,6 +32,7 @@ impl Default for State {
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             oom_killed: false,
+            paused: false,
         }
     }
 }
@@ -36,6 +40,15 @@ impl Default for State {
 impl State {
     pub fn running(&self) -> bool {
         self.status == "running"
+    }
+
+    /// The status Docker shows: `paused` for a frozen running container.
+    pub fn shown(&self) -> &str {
+        if self.paused && self.running() {
+            "paused"
+        } else {
+            &self.status
+        }
     }
 }
 

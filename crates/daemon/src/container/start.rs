@@ -267,8 +267,17 @@ impl ContainerService {
                         let _ = tx.send(Ok(()));
                     }
                 }
+                Ok(Some((proto::ACK, _))) => {
+                    if let Some(tx) = e.control.lock().expect("control lock").take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
                 Ok(Some((proto::ERROR, msg))) => {
                     let msg = String::from_utf8_lossy(&msg).to_string();
+                    if let Some(tx) = e.control.lock().expect("control lock").take() {
+                        let _ = tx.send(Err(Error::internal(msg)));
+                        continue;
+                    }
                     match started.take() {
                         Some(tx) => {
                             let _ = tx.send(Err(Error::internal(msg)));
@@ -325,6 +334,7 @@ impl ContainerService {
                 r.state.status = "exited".into();
             }
             r.state.pid = 0;
+            r.state.paused = false;
             r.state.exit_code = code;
             r.state.finished_at = finished;
             r.state.error = error;
