@@ -253,17 +253,15 @@ async fn commit(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
     };
     let changes: Vec<String> =
         q.all("changes").iter().flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>()).collect();
-    let id = svc
-        .commit(
-            container,
-            reference,
-            config,
-            changes,
-            q.str("author").unwrap_or("").to_string(),
-            q.str("comment").unwrap_or("").to_string(),
-            q.str("pause").is_none_or(|_| q.bool("pause")),
-        )
-        .await?;
+    let req = berth_daemon::container::CommitRequest {
+        reference,
+        config,
+        changes,
+        author: q.str("author").unwrap_or("").to_string(),
+        comment: q.str("comment").unwrap_or("").to_string(),
+        pause: q.str("pause").is_none_or(|_| q.bool("pause")),
+    };
+    let id = svc.commit(container, req).await?;
     let mut r = json_response(&serde_json::json!({"Id": id}));
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)

@@ -17,6 +17,19 @@ use tokio_util::io::SyncIoBridge;
 
 use super::{blocking, ContainerService, Entry};
 
+/// What `POST /commit` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    pub reference: Option<Reference>,
+    /// The new image's config; the container's when absent.
+    pub config: Option<berth_api::container::Config>,
+    pub changes: Vec<String>,
+    pub author: String,
+    pub comment: String,
+    /// Freeze the container while its changes are read (Docker's default).
+    pub pause: bool,
+}
+
 /// Go's `os.FileMode` bits from a Unix mode, as the path-stat header carries them.
 pub fn go_file_mode(mode: u32) -> u32 {
     let mut m = mode & 0o777;
@@ -97,18 +110,10 @@ impl ContainerService {
     }
 
     /// `POST /commit`: the container's changes as a new layer over its image.
-    pub async fn commit(
-        &self,
-        name: &str,
-        reference: Option<Reference>,
-        config: Option<berth_api::container::Config>,
-        changes: Vec<String>,
-        author: String,
-        comment: String,
-        pause: bool,
-    ) -> Result<Digest> {
+    pub async fn commit(&self, name: &str, req: CommitRequest) -> Result<Digest> {
         let e = self.get(name)?;
         let rec = e.record();
+        let CommitRequest { reference, config, changes, author, comment, pause } = req;
         // As Docker: freeze a running container while its changes are read, unless told not to.
         let paused_here =
             pause && rec.state.running() && !rec.state.paused && self.set_paused(name, true).await.is_ok();

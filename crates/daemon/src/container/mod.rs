@@ -30,7 +30,7 @@ use berth_types::{Digest, Error, Result};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Notify};
 
-pub use archive::{go_file_mode, path_stat};
+pub use archive::{go_file_mode, path_stat, CommitRequest};
 pub use attach::{AttachOptions, AttachStream, StdinMsg};
 pub use exec::{ExecConfig, ExecStream};
 pub use logs::LogOptions;
