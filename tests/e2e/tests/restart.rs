@@ -137,3 +137,47 @@ fn tcp_on_loopback_serves_the_api() {
     assert!(ok, "docker could not reach berthd over loopback TCP");
     assert!(st.success(), "berthd exits 0 on SIGTERM");
 }
+
+#[test]
+fn restart_policies() {
+    let mut d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 3"]);
+    let mut count = String::new();
+    for _ in 0..100 {
+        count = d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "flaky"]);
+        if count == "2 exited" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count, "2 exited", "on-failure:2 runs three times in all");
+    assert_eq!(d.ok(&["logs", "flaky"]), "run\nrun\nrun");
+    d.ok(&["run", "-d", "--name", "forever", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2; exit 0"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let n: i64 = d.ok(&["inspect", "-f", "{{.RestartCount}}", "forever"]).parse().unwrap();
+    assert!(n >= 2, "always restarts ({n})");
+    d.ok(&["stop", "forever"]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "forever"]), "exited", "a manual stop ends restarting");
+    // After a "reboot" (berthd down, every shim gone), `always` containers come back.
+    d.ok(&["run", "-d", "--name", "svc", "--restart", "unless-stopped", "busybox", "sleep", "1000"]);
+    d.crash();
+    for pid in d.shims() {
+        let _ =
+            rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    d.spawn();
+    let mut st = String::new();
+    for _ in 0..100 {
+        st = d.ok(&["inspect", "-f", "{{.State.Status}}", "svc"]);
+        if st == "running" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(st, "running");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "forever"]), "exited", "stopped by hand: left alone");
+    d.ok(&["rm", "-f", "svc", "flaky", "forever"]);
+}

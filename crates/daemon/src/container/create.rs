@@ -123,6 +123,7 @@ impl ContainerService {
             args,
             state: State::default(),
             restart_count: 0,
+            manual_stop: false,
             networking_config: req.networking_config,
             mounts: Vec::new(),
             endpoints: Vec::new(),

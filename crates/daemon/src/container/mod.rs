@@ -17,6 +17,7 @@ mod mounts;
 mod network;
 mod ops;
 pub mod record;
+mod restart;
 mod start;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,7 @@ pub struct Entry {
     exec_routes: exec::ExecRoutes,
     /// The pending PAUSE/RESUME request, answered by the shim's ACK or ERROR.
     control: Mutex<Option<tokio::sync::oneshot::Sender<Result<()>>>>,
+    backoff: Mutex<std::time::Duration>,
     /// Serialises lifecycle operations (start, stop, remove) on one container.
     op: tokio::sync::Mutex<()>,
 }
@@ -86,6 +88,7 @@ impl Entry {
             wait: watch::channel(WaitState { running, exit_code, ..Default::default() }).0,
             exec_routes: Default::default(),
             control: Mutex::new(None),
+            backoff: Mutex::new(std::time::Duration::from_millis(100)),
             op: tokio::sync::Mutex::new(()),
         });
         attach::spawn_stdin_forwarder(&e, rx);
@@ -162,6 +165,7 @@ impl ContainerService {
                 svc.clone().reconnect(e).await;
             }
         }
+        svc.restart_on_boot();
         Ok(svc)
     }
 

@@ -100,7 +100,11 @@ impl ContainerService {
     pub async fn stop(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let e = self.get(name)?;
         let _op = e.op.lock().await;
-        let rec = e.record();
+        // A manual stop also cancels a restart the policy had scheduled.
+        let rec = e.update(|r| {
+            r.manual_stop = true;
+            r.state.restarting = false;
+        });
         if !rec.state.running() {
             return Err(Error::not_modified());
         }
@@ -130,6 +134,7 @@ impl ContainerService {
             return Err(Error::conflict(format!("Container {} is not running", rec.id)));
         }
         let exits = e.wait.borrow().exits;
+        e.update(|r| r.manual_stop = true);
         self.thaw(&e).await;
         self.send_signal(&e, sig).await?;
         self.publish("kill", &rec, &[("signal", sig.to_string())]);

@@ -20,6 +20,9 @@ pub struct State {
     /// Frozen by `docker pause`; the status stays `running`, as the process does.
     #[serde(default)]
     pub paused: bool,
+    /// Waiting out the restart policy's backoff before the next run.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 impl Default for State {
@@ -33,6 +36,7 @@ impl Default for State {
             finished_at: ZERO_TIME.into(),
             oom_killed: false,
             paused: false,
+            restarting: false,
         }
     }
 }
@@ -44,7 +48,9 @@ impl State {
 
     /// The status Docker shows: `paused` for a frozen running container.
     pub fn shown(&self) -> &str {
-        if self.paused && self.running() {
+        if self.restarting {
+            "restarting"
+        } else if self.paused && self.running() {
             "paused"
         } else {
             &self.status
@@ -66,6 +72,9 @@ pub struct ContainerRecord {
     pub args: Vec<String>,
     pub state: State,
     pub restart_count: i64,
+    /// Stopped or killed by hand: restart policies leave it alone until it is started again.
+    #[serde(default)]
+    pub manual_stop: bool,
     pub networking_config: Option<serde_json::Value>,
     #[serde(default)]
     pub mounts: Vec<super::mounts::MountPoint>,

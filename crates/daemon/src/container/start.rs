@@ -53,6 +53,20 @@ fn start_failure_code(msg: &str) -> i64 {
 impl ContainerService {
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<()> {
         let e = self.get(name)?;
+        // A manual start re-arms the restart policy and cancels a pending backoff.
+        let rec = e.update(|r| {
+            r.manual_stop = false;
+            r.state.restarting = false;
+        });
+        if rec.state.running() {
+            return Err(Error::not_modified());
+        }
+        self.start_inner_checked(&e).await
+    }
+
+    /// Starts a container (the lifecycle lock held), with the state bookkeeping of a start.
+    pub(super) async fn start_inner_checked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
+        let e = e.clone();
         let _op = e.op.lock().await;
         let rec = e.record();
         if rec.state.running() {
@@ -65,6 +79,7 @@ impl ContainerService {
             Ok(pid) => {
                 let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
                 let rec = e.update(|r| {
+                    r.state.restarting = false;
                     r.state.status = "running".into();
                     r.state.pid = pid;
                     r.state.started_at = now;
@@ -200,6 +215,8 @@ impl ContainerService {
             };
             tracing::debug!(container = %rec.id, elapsed = ?t0.elapsed(), "rootfs, netns and files ready");
             let _ = std::fs::remove_dir_all(&bundle);
+            // State a killed shim left behind (after a reboot, say) would make the create fail.
+            let _ = std::fs::remove_dir_all(shim_cfg2.state_root.join(&shim_cfg2.id));
             std::fs::create_dir_all(&bundle)?;
             std::fs::create_dir_all(shim_cfg2.socket.parent().expect("socket dir"))?;
             let json = serde_json::to_vec_pretty(&spec::build(&input)).map_err(|e| Error::internal(e.to_string()))?;
@@ -308,7 +325,7 @@ impl ContainerService {
     }
 
     /// Records an exit: releases host state, persists, publishes `die`, wakes waiters, auto-removes.
-    async fn on_exit(&self, e: &Arc<Entry>, status: Option<ExitStatus>) {
+    async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, status: Option<ExitStatus>) {
         let t0 = std::time::Instant::now();
         *e.shim.lock().await = None;
         e.subscribers.lock().expect("subscribers lock").clear();
@@ -350,6 +367,7 @@ impl ContainerService {
             w.running = false;
         });
         let _ = std::fs::remove_dir_all(self.bundle_dir(&id));
+        self.maybe_restart(e);
         if rec.host_config.auto_remove {
             if let Err(err) = self.remove_entry(e, true).await {
                 tracing::error!(container = %id, "auto-remove: {err}");
