@@ -43,6 +43,9 @@ fn main() {
 }
 
 async fn run(s: Settings) -> Result<()> {
+    // Handlers first: a SIGTERM that arrives while we start must still end in a clean shutdown.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     std::fs::create_dir_all(&s.data_root).with_context(|| format!("create {}", s.data_root.display()))?;
     std::fs::create_dir_all(&s.exec_root).with_context(|| format!("create {}", s.exec_root.display()))?;
     let _lock = config::lock_data_root(&s.data_root)?;
@@ -70,8 +73,6 @@ async fn run(s: Settings) -> Result<()> {
     }
     tracing::info!(hosts = ?s.hosts, data_root = %s.data_root.display(), "berthd ready");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),

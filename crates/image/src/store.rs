@@ -427,7 +427,7 @@ mod tests {
         let img = s.resolve(id.as_str()).unwrap();
         assert_eq!(img.config.rootfs.diff_ids, vec![Digest::of(&tar).to_string()]);
         let snap = s.prepare_snapshot("c1", &id).unwrap();
-        assert_eq!(snap.overlay.lowers.len(), 1);
+        assert_eq!(snap.overlay.lowers.len(), 2, "the init layer and the image layer");
         s.delete(id.as_str(), true, &|_| Vec::new()).unwrap();
         assert_eq!(std::fs::read_dir(s.layout.layers()).unwrap().count(), 1, "snapshot keeps its layer");
         s.remove_snapshot("c1").unwrap();

@@ -98,8 +98,17 @@ impl Berthd {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
+            // Ready means answering /_ping, not just a bound socket.
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.socket) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 64];
+                if s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").is_ok()
+                    && s.read(&mut buf)
+                        .is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.0 200") || buf[..n].starts_with(b"HTTP/1.1 200"))
+                {
+                    return;
+                }
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("berthd exited at start ({st}):\n{}", self.log());

@@ -78,10 +78,10 @@ fn config_merges_with_the_image() {
     assert!(!o.status.success());
     assert!(err(&o).contains("unable to find user nobody2"), "{}", err(&o));
     assert_eq!(d.ok(&["run", "--rm", "--entrypoint", "echo", "bbx", "a", "b"]), "a b");
-    // Isolation: own pid namespace, only loopback in its network namespace.
+    // Isolation: own pid namespace; its own network namespace (the default bridge's eth0 and lo).
     assert_eq!(d.ok(&["run", "--rm", "bbx", "sh", "-c", "echo $$"]), "1");
-    let links = d.ok(&["run", "--rm", "bbx", "ls", "/sys/class/net"]);
-    assert_eq!(links, "lo");
+    assert_eq!(d.ok(&["run", "--rm", "bbx", "ls", "/sys/class/net"]), "eth0\nlo");
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", "bbx", "ls", "/sys/class/net"]), "lo");
     assert!(d.ok(&["run", "--rm", "bbx", "cat", "/etc/hosts"]).contains("localhost"));
 }
 
