@@ -42,6 +42,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/commit", post(commit))
         .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/rename", post(rename))
+        .route("/containers/{id}/top", get(top))
+        .route("/containers/{id}/stats", get(stats))
         .route("/containers/{id}/unpause", post(unpause))
         .route("/containers/{id}/exec", post(exec_create))
         .route("/exec/{id}/start", post(exec_start))
@@ -321,4 +324,43 @@ async fn pause(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode>
 async fn unpause(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode> {
     svc.set_paused(&id, false).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rename(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let name = q.str("name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError(Error::invalid("name is required")))?;
+    svc.rename(&id, name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn top(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
+    Ok(json_response(&svc.top(&id, q.str("ps_args").unwrap_or("")).await?))
+}
+
+/// `stream=1` (default): a sample a second, each with the previous as `precpu_stats`. `stream=0`:
+/// one sample whose precpu is half a second older (so the client can compute CPU%), or none with
+/// `one-shot=1`.
+async fn stats(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
+    let stream = q.str("stream").is_none_or(|_| q.bool("stream"));
+    let first = svc.stats(&id, None).await?;
+    if !stream {
+        let v = if q.bool("one-shot") {
+            first
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            svc.stats(&id, Some(first)).await?
+        };
+        return Ok(json_response(&v));
+    }
+    let body = futures_util::stream::unfold((svc, id, Some(first), true), |(svc, id, prev, first_round)| async move {
+        if !first_round {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let v = if first_round { prev.clone()? } else { svc.stats(&id, prev).await.ok()? };
+        let mut line = serde_json::to_vec(&v).ok()?;
+        line.push(b'\n');
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(line)), (svc, id, Some(v), false)))
+    });
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
 }

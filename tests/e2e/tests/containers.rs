@@ -252,3 +252,26 @@ fn pause_unpause_freezes_processes() {
     d.ok(&["pause", "counter"]);
     d.ok(&["rm", "-f", "counter"]);
 }
+
+#[test]
+fn rename_top_stats() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "busy", "-m", "64m", "busybox", "sh", "-c", "while true; do :; done"]);
+    std::thread::sleep(Duration::from_millis(600));
+    let stats = d.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}"]);
+    let f: Vec<&str> = stats.split_whitespace().collect();
+    assert_eq!(f[0], "busy");
+    let cpu: f64 = f[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 10.0, "a spinning shell shows CPU use: {stats}");
+    assert!(stats.contains("/ 64MiB"), "{stats}");
+    assert_eq!(f.last().copied(), Some("1"));
+    let top = d.ok(&["top", "busy", "-o", "pid,comm"]);
+    assert!(top.lines().any(|l| l.trim_end().ends_with("sh")), "{top}");
+    d.ok(&["rename", "busy", "spinner"]);
+    assert_eq!(d.ok(&["ps", "--format", "{{.Names}}"]), "spinner");
+    let o = d.docker(&["rename", "spinner", "bad name"]);
+    assert!(!o.status.success());
+    d.ok(&["rm", "-f", "spinner"]);
+    let o = d.docker(&["top", "spinner"]);
+    assert!(err(&o).contains("No such container"));
+}

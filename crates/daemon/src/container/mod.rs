@@ -19,6 +19,7 @@ mod ops;
 pub mod record;
 mod restart;
 mod start;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

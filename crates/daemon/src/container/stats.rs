@@ -1,0 +1,250 @@
+//! rename, top and stats: what `docker rename`, `docker top` and `docker stats` read.
+//!
+//! Figures come from the container's cgroup (v1 controllers or the unified hierarchy) and, for
+//! the network, from `/proc/<init pid>/net/dev` inside its namespace.
+
+use std::path::{Path, PathBuf};
+
+use berth_types::{validate_name, Error, Result};
+use serde_json::{json, Value};
+
+use super::{blocking, ContainerService};
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn kv(p: &Path) -> serde_json::Map<String, Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), json!(v.trim().parse::<u64>().ok()?)))
+        })
+        .collect()
+}
+
+/// Host CPU time in nanoseconds, as Docker's `system_cpu_usage` (from /proc/stat's cpu line).
+fn system_cpu_ns() -> u64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let jiffies: u64 =
+        s.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse::<u64>().ok()).sum();
+    jiffies * (1_000_000_000 / 100)
+}
+
+struct Cgroup {
+    v1: bool,
+    rel: String,
+}
+
+impl Cgroup {
+    fn path(&self, controller: &str) -> PathBuf {
+        if self.v1 {
+            Path::new("/sys/fs/cgroup").join(controller).join(&self.rel)
+        } else {
+            Path::new("/sys/fs/cgroup").join(&self.rel)
+        }
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.path("pids").join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+fn sample(cg: &Cgroup, pid: i32) -> Value {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (cpu, memory, pids) = if cg.v1 {
+        let acct = cg.path("cpuacct");
+        let percpu: Vec<u64> = std::fs::read_to_string(acct.join("cpuacct.usage_percpu"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let st = kv(&acct.join("cpuacct.stat"));
+        let tick = |k: &str| st.get(k).and_then(|v| v.as_u64()).unwrap_or(0) * 10_000_000;
+        let mem = cg.path("memory");
+        let stats = kv(&mem.join("memory.stat"));
+        let limit = read_u64(&mem.join("memory.limit_in_bytes")).unwrap_or(0);
+        (
+            json!({"total_usage": read_u64(&acct.join("cpuacct.usage")).unwrap_or(0), "percpu_usage": percpu,
+                   "usage_in_kernelmode": tick("system"), "usage_in_usermode": tick("user")}),
+            json!({"usage": read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0),
+                   "max_usage": read_u64(&mem.join("memory.max_usage_in_bytes")).unwrap_or(0),
+                   "stats": stats, "limit": limit}),
+            json!({"current": read_u64(&cg.path("pids").join("pids.current")).unwrap_or(0),
+                   "limit": read_u64(&cg.path("pids").join("pids.max"))}),
+        )
+    } else {
+        let base = cg.path("");
+        let st = kv(&base.join("cpu.stat"));
+        let us = |k: &str| st.get(k).and_then(|v| v.as_u64()).unwrap_or(0) * 1000;
+        let limit = read_u64(&base.join("memory.max")).unwrap_or(0);
+        (
+            json!({"total_usage": us("usage_usec"), "usage_in_kernelmode": us("system_usec"), "usage_in_usermode": us("user_usec")}),
+            json!({"usage": read_u64(&base.join("memory.current")).unwrap_or(0), "stats": kv(&base.join("memory.stat")), "limit": limit}),
+            json!({"current": read_u64(&base.join("pids.current")).unwrap_or(0), "limit": read_u64(&base.join("pids.max"))}),
+        )
+    };
+    let mut networks = serde_json::Map::new();
+    for l in std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default().lines().skip(2) {
+        let Some((name, rest)) = l.split_once(':') else { continue };
+        let name = name.trim();
+        if name == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if f.len() >= 12 {
+            networks.insert(
+                name.to_string(),
+                json!({"rx_bytes": f[0], "rx_packets": f[1], "rx_errors": f[2], "rx_dropped": f[3],
+                       "tx_bytes": f[8], "tx_packets": f[9], "tx_errors": f[10], "tx_dropped": f[11]}),
+            );
+        }
+    }
+    let mut mem = memory;
+    if mem["limit"].as_u64().is_none_or(|l| l == 0 || l > 1 << 62) {
+        // No limit: Docker reports the host's memory.
+        let total = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        mem["limit"] = json!(total * 1024);
+    }
+    json!({
+        "read": now,
+        "pids_stats": pids,
+        "blkio_stats": {"io_service_bytes_recursive": null, "io_serviced_recursive": null, "io_queue_recursive": null,
+                        "io_service_time_recursive": null, "io_wait_time_recursive": null, "io_merged_recursive": null,
+                        "io_time_recursive": null, "sectors_recursive": null},
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": {"cpu_usage": cpu, "system_cpu_usage": system_cpu_ns(), "online_cpus": ncpu,
+                      "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "memory_stats": mem,
+        "networks": networks,
+    })
+}
+
+fn empty_cpu() -> Value {
+    json!({"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0}, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}})
+}
+
+impl ContainerService {
+    fn cgroup(&self, id: &str) -> Cgroup {
+        Cgroup {
+            v1: crate::system::cgroup_version() == "1",
+            rel: self.cgroups_path(id).trim_start_matches('/').to_string(),
+        }
+    }
+
+    /// `POST /containers/{id}/rename`.
+    pub async fn rename(&self, name: &str, new_name: &str) -> Result<()> {
+        let e = self.get(name)?;
+        let new_name = validate_name(new_name)?.to_string();
+        let old = e.record().name;
+        if old == new_name {
+            return Err(Error::invalid("Renaming a container with the same name as its current name"));
+        }
+        {
+            let entries = self.entries.lock().expect("entries lock");
+            if let Some(o) = entries.values().find(|x| x.record.lock().expect("record lock").name == new_name) {
+                return Err(Error::conflict(format!(
+                    "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    o.id()
+                )));
+            }
+            e.record.lock().expect("record lock").name = new_name.clone();
+        }
+        let rec = e.record();
+        self.persist(&rec).await?;
+        self.publish("rename", &rec, &[("oldName", format!("/{old}"))]);
+        if rec.state.running() {
+            self.refresh_hosts(&rec).await;
+        }
+        Ok(())
+    }
+
+    /// `GET /containers/{id}/top`: the host's `ps` output, filtered to the container's processes.
+    pub async fn top(&self, name: &str, ps_args: &str) -> Result<Value> {
+        let e = self.get(name)?;
+        let rec = e.record();
+        if !rec.state.running() {
+            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
+        }
+        let cg = self.cgroup(&rec.id);
+        let args: Vec<String> = if ps_args.is_empty() {
+            vec!["-ef".into()]
+        } else {
+            ps_args.split_whitespace().map(String::from).collect()
+        };
+        blocking(move || {
+            let pids = cg.pids();
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .map_err(|e| Error::internal(format!("ps: {e}")))?;
+            if !out.status.success() {
+                return Err(Error::internal(format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim())));
+            }
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or("");
+            let titles: Vec<&str> = header.split_whitespace().collect();
+            let pid_col = titles
+                .iter()
+                .position(|t| *t == "PID")
+                .ok_or_else(|| Error::invalid("Couldn't find PID field in ps output"))?;
+            let n = titles.len();
+            let procs: Vec<Vec<String>> = lines
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let pid: i32 = f.get(pid_col)?.parse().ok()?;
+                    if !pids.contains(&pid) {
+                        return None;
+                    }
+                    let mut row: Vec<String> = f.iter().take(n - 1).map(|s| s.to_string()).collect();
+                    row.push(f.iter().skip(n - 1).cloned().collect::<Vec<_>>().join(" "));
+                    Some(row)
+                })
+                .collect();
+            Ok(json!({"Titles": titles, "Processes": procs}))
+        })
+        .await
+    }
+
+    /// One stats object; `prev` becomes its `precpu_stats`.
+    pub async fn stats(&self, name: &str, prev: Option<Value>) -> Result<Value> {
+        let e = self.get(name)?;
+        let rec = e.record();
+        let (cg, pid) = (self.cgroup(&rec.id), rec.state.pid);
+        let running = rec.state.running();
+        let mut v = blocking(move || {
+            Ok(if running {
+                sample(&cg, pid)
+            } else {
+                json!({"read": "0001-01-01T00:00:00Z", "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
+                       "cpu_stats": empty_cpu(), "memory_stats": {}, "networks": {}})
+            })
+        })
+        .await?;
+        v["name"] = json!(format!("/{}", rec.name));
+        v["id"] = json!(rec.id);
+        let (pre, preread) = match prev {
+            Some(p) => (p["cpu_stats"].clone(), p["read"].clone()),
+            None => (empty_cpu(), json!("0001-01-01T00:00:00Z")),
+        };
+        v["precpu_stats"] = pre;
+        v["preread"] = preread;
+        Ok(v)
+    }
+}
