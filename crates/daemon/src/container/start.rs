@@ -219,7 +219,7 @@ impl ContainerService {
             let _ = std::fs::remove_dir_all(shim_cfg2.state_root.join(&shim_cfg2.id));
             std::fs::create_dir_all(&bundle)?;
             std::fs::create_dir_all(shim_cfg2.socket.parent().expect("socket dir"))?;
-            let json = serde_json::to_vec_pretty(&spec::build(&input)).map_err(|e| Error::internal(e.to_string()))?;
+            let json = serde_json::to_vec_pretty(&spec::build(&input)?).map_err(|e| Error::internal(e.to_string()))?;
             std::fs::write(bundle.join("config.json"), json)?;
             shim::spawn(&shim_bin, &shim_cfg2)
                 .map_err(|e| Error::internal(format!("failed to create task for container: {}", e.message)))

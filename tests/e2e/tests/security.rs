@@ -1,0 +1,54 @@
+//! Isolation: Docker's default seccomp profile and capabilities, no host processes, no remounts.
+
+use berth_e2e::{err, Berthd};
+
+#[test]
+fn default_confinement() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    // seccomp blocks unshare without CAP_SYS_ADMIN, as Docker's profile does.
+    let o = d.docker(&["run", "--rm", "busybox", "unshare", "-U", "true"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("Operation not permitted"), "{}", err(&o));
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "grep", "Seccomp:", "/proc/self/status"]), "Seccomp:\t2");
+    d.ok(&["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "unshare", "-U", "true"]);
+    d.ok(&["run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "unshare", "-U", "true"]);
+    // A profile given as a file (the CLI sends its content).
+    let prof = d.root.join("deny-mkdir.json");
+    std::fs::write(
+        &prof,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let o =
+        d.docker(&["run", "--rm", "--security-opt", &format!("seccomp={}", prof.display()), "busybox", "mkdir", "/x"]);
+    assert!(!o.status.success());
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            "no-new-privileges",
+            "busybox",
+            "grep",
+            "NoNewPrivs",
+            "/proc/self/status"
+        ]),
+        "NoNewPrivs:\t1"
+    );
+    // Capabilities: Docker's default set; drop and add work.
+    let caps = d.ok(&["run", "--rm", "busybox", "grep", "CapEff", "/proc/self/status"]);
+    assert_eq!(caps, "CapEff:\t00000000a80425fb", "Docker's 14 default capabilities");
+    let o = d.docker(&["run", "--rm", "--cap-drop", "CHOWN", "busybox", "chown", "1", "/tmp"]);
+    assert!(!o.status.success());
+    // No remount of /, no view of host processes.
+    let o = d.docker(&["run", "--rm", "busybox", "mount", "-o", "remount,rw", "/proc/sys"]);
+    assert!(!o.status.success());
+    let pids = d.ok(&["run", "--rm", "busybox", "sh", "-c", "ls /proc | grep -c '^[0-9]'"]);
+    assert!(pids.parse::<u32>().unwrap() <= 4, "sees {pids} processes");
+    // Privileged: no seccomp.
+    assert_eq!(
+        d.ok(&["run", "--rm", "--privileged", "busybox", "grep", "Seccomp:", "/proc/self/status"]),
+        "Seccomp:\t0"
+    );
+}
