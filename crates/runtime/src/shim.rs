@@ -34,6 +34,13 @@ pub struct ShimConfig {
     /// Initial terminal size `[rows, cols]` (HostConfig.ConsoleSize), set before the process runs.
     #[serde(default)]
     pub console_size: Option<[u16; 2]>,
+    /// json-file rotation: size in bytes (0: none) and files kept; `log_none` keeps no log.
+    #[serde(default)]
+    pub log_max_size: u64,
+    #[serde(default)]
+    pub log_max_files: u32,
+    #[serde(default)]
+    pub log_none: bool,
 }
 
 /// Starts a shim and waits until it has created the container (not started it). Returns the init pid.

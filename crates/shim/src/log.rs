@@ -9,6 +9,11 @@ const MAX_LINE: usize = 16 * 1024;
 pub struct JsonLog {
     file: Option<File>,
     partial: [Vec<u8>; 2],
+    path: std::path::PathBuf,
+    written: u64,
+    /// Rotate when the file reaches this size (0: never), keeping `max_files` files in all.
+    max_size: u64,
+    max_files: u32,
 }
 
 fn now() -> String {
@@ -16,9 +21,29 @@ fn now() -> String {
 }
 
 impl JsonLog {
-    pub fn open(path: &std::path::Path) -> JsonLog {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
-        JsonLog { file, partial: [Vec::new(), Vec::new()] }
+    /// Opens the log; `None` for the `none` driver, which keeps nothing.
+    pub fn open(path: Option<&std::path::Path>, max_size: u64, max_files: u32) -> JsonLog {
+        let file = path.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
+        let written = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+        let path = path.map(|p| p.to_path_buf()).unwrap_or_default();
+        JsonLog { file, partial: [Vec::new(), Vec::new()], path, written, max_size, max_files: max_files.max(1) }
+    }
+
+    /// `x-json.log` → `x-json.log.1` → ... → `.N-1`, as Docker's json-file driver rotates.
+    fn rotate(&mut self) {
+        let name = |i: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{i}"));
+            std::path::PathBuf::from(p)
+        };
+        if self.max_files > 1 {
+            for i in (1..self.max_files - 1).rev() {
+                let _ = std::fs::rename(name(i), name(i + 1));
+            }
+            let _ = std::fs::rename(&self.path, name(1));
+        }
+        self.file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&self.path).ok();
+        self.written = 0;
     }
 
     /// Buffers `data` from stream 0 (stdout) or 1 (stderr) and writes every complete line.
@@ -53,6 +78,11 @@ impl JsonLog {
         });
         let mut b = serde_json::to_vec(&rec).unwrap_or_default();
         b.push(b'\n');
-        let _ = f.write_all(&b);
+        if f.write_all(&b).is_ok() {
+            self.written += b.len() as u64;
+        }
+        if self.max_size > 0 && self.written >= self.max_size {
+            self.rotate();
+        }
     }
 }

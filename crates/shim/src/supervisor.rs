@@ -98,7 +98,7 @@ impl Supervisor {
             rustix::process::PidfdFlags::empty(),
         )
         .map_err(|e| format!("pidfd_open {pid}: {e}"))?;
-        let log = JsonLog::open(&cfg.log_path);
+        let log = JsonLog::open((!cfg.log_none).then_some(cfg.log_path.as_path()), cfg.log_max_size, cfg.log_max_files);
         Ok(Supervisor {
             cfg,
             container,

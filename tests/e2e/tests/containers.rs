@@ -275,3 +275,38 @@ fn rename_top_stats() {
     let o = d.docker(&["top", "spinner"]);
     assert!(err(&o).contains("No such container"));
 }
+
+#[test]
+fn log_rotation_and_none_driver() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done",
+    ]);
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "chatty"]);
+    let log = d.data_root().join("containers").join(&id).join(format!("{id}-json.log"));
+    assert!(std::fs::metadata(&log).unwrap().len() < 4096, "the live file stays small");
+    assert!(std::path::Path::new(&format!("{}.1", log.display())).exists());
+    assert!(std::path::Path::new(&format!("{}.2", log.display())).exists());
+    assert!(!std::path::Path::new(&format!("{}.3", log.display())).exists(), "max-file=3 keeps three files");
+    let all = d.ok(&["logs", "chatty"]);
+    assert!(all.ends_with("line-199"), "{all}");
+    let n = all.lines().count();
+    assert!(n < 200 && n > 20, "older lines rotated away, recent ones kept across files ({n})");
+    let lines: Vec<u32> = all.lines().map(|l| l.trim_start_matches("line-").parse().unwrap()).collect();
+    assert!(lines.windows(2).all(|w| w[1] == w[0] + 1), "in order across rotated files");
+    d.ok(&["run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "x"]);
+    let o = d.docker(&["logs", "quiet"]);
+    assert!(!o.status.success());
+    let o = d.docker(&["run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"]);
+    assert!(!o.status.success());
+}

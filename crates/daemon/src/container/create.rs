@@ -96,8 +96,21 @@ impl ContainerService {
         if host_config.auto_remove && !matches!(restart, "" | "no") {
             return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
         }
-        if !matches!(host_config.log_config.kind.as_str(), "" | "json-file") {
+        if !matches!(host_config.log_config.kind.as_str(), "" | "json-file" | "none") {
             return Err(Error::invalid(format!("logging driver {:?} is not supported", host_config.log_config.kind)));
+        }
+        for (k, v) in &host_config.log_config.config {
+            let ok = match k.as_str() {
+                "max-size" => super::start::parse_size(v).is_some(),
+                "max-file" => v.parse::<u32>().is_ok_and(|n| n >= 1),
+                "compress" | "labels" | "env" | "tag" => true,
+                _ => false,
+            };
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "unknown log opt '{k}' for json-file log driver, or bad value {v:?}"
+                )));
+            }
         }
         merge(&mut config, &image.config.config);
         let (path, args) = command(&config)?;

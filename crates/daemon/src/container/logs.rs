@@ -58,6 +58,9 @@ impl ContainerService {
     pub fn logs(&self, name: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<Chunk>)> {
         let e = self.get(name)?;
         let rec = e.record();
+        if rec.host_config.log_config.kind == "none" {
+            return Err(Error::invalid("configured logging driver does not support reading"));
+        }
         if !matches!(rec.host_config.log_config.kind.as_str(), "" | "json-file") {
             return Err(Error::not_implemented(format!(
                 "configured logging driver does not support reading: {}",
@@ -67,11 +70,22 @@ impl ContainerService {
         let path = self.log_path(&rec.id);
         let (tx, rx) = mpsc::channel(256);
         tokio::task::spawn_blocking(move || {
+            let mut lines: Vec<String> = Vec::new();
+            // Rotated files first, oldest (highest number) first.
+            let mut rotated: Vec<std::path::PathBuf> = (1..100)
+                .map(|i| std::path::PathBuf::from(format!("{}.{i}", path.display())))
+                .take_while(|p| p.exists())
+                .collect();
+            rotated.reverse();
+            for p in rotated {
+                if let Ok(f) = std::fs::File::open(&p) {
+                    lines.extend(BufReader::new(f).lines().map_while(|l| l.ok()).map(|l| l + "\n"));
+                }
+            }
             let Ok(file) = std::fs::File::open(&path) else {
                 return;
             };
             let mut reader = BufReader::new(file);
-            let mut lines: Vec<String> = Vec::new();
             let mut buf = String::new();
             while reader.read_line(&mut buf).unwrap_or(0) > 0 {
                 if buf.ends_with('\n') {
@@ -95,6 +109,10 @@ impl ContainerService {
                 let running = e.wait.borrow().running;
                 let mut reader = match std::fs::File::open(&path) {
                     Ok(mut f) => {
+                        // Rotated under us: the new file starts from its beginning.
+                        if f.metadata().map(|m| m.len() < pos).unwrap_or(false) {
+                            pos = 0;
+                        }
                         let _ = f.seek(SeekFrom::Start(pos));
                         BufReader::new(f)
                     }

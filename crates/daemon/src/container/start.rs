@@ -33,6 +33,18 @@ fn container_resolv_conf() -> String {
     out.join("\n") + "\n"
 }
 
+/// Docker's log `max-size`: a number with an optional k/m/g suffix.
+pub(super) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (n, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s.as_str(), 1),
+    };
+    n.parse::<u64>().ok().map(|n| n * mult)
+}
+
 /// `ConsoleSize: [rows, cols]` as clients send it (API >= 1.42).
 pub(super) fn console_size(v: Option<&serde_json::Value>) -> Option<[u16; 2]> {
     let a = v?.as_array()?;
@@ -150,6 +162,9 @@ impl ContainerService {
             open_stdin: rec.config.open_stdin,
             tty: rec.config.tty,
             console_size: console_size(rec.host_config.extra.get("ConsoleSize")),
+            log_max_size: rec.host_config.log_config.config.get("max-size").and_then(|s| parse_size(s)).unwrap_or(0),
+            log_max_files: rec.host_config.log_config.config.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1),
+            log_none: rec.host_config.log_config.kind == "none",
         };
         let shim_bin = self.cfg.shim_path.clone();
         let vstore = self.volumes.store();
