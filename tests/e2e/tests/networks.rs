@@ -164,3 +164,28 @@ fn published_ports_answer_on_loopback() {
     let o = d.docker(&["run", "--rm", "-p", "127.0.0.1:notaport:80", "busybox", "true"]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn dns_flags_and_extra_hosts() {
+    let d = daemon();
+    let r = d.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        "10.9.9.9",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:2",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(
+        r.contains("nameserver 10.9.9.9") && r.contains("search example.test") && r.contains("options ndots:2"),
+        "{r}"
+    );
+    assert_eq!(r.matches("nameserver").count(), 1, "--dns replaces the host's servers: {r}");
+    let h = d.ok(&["run", "--rm", "--add-host", "db.local:10.1.2.3", "busybox", "cat", "/etc/hosts"]);
+    assert!(h.contains("10.1.2.3\tdb.local"), "{h}");
+}

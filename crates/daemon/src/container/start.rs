@@ -18,17 +18,38 @@ use super::{blocking, ContainerService, Entry};
 use super::network::DEFAULT_HOSTS;
 
 /// The host's resolv.conf without loopback nameservers, which mean nothing inside a container.
-fn container_resolv_conf() -> String {
+fn container_resolv_conf(hc: &berth_api::container::HostConfig) -> String {
+    let list = |k: &str| -> Vec<String> {
+        hc.extra
+            .get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    let (dns, search, opts) = (list("Dns"), list("DnsSearch"), list("DnsOptions"));
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out: Vec<&str> = host
+    let mut out: Vec<String> = host
         .lines()
         .filter(|l| {
             let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver") && w.next().is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+            let first = w.next();
+            // --dns, --dns-search and --dns-option replace the host's lines of that kind.
+            !(first == Some("nameserver")
+                && (!dns.is_empty() || w.next().is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+                || (first == Some("search") || first == Some("domain")) && !search.is_empty()
+                || first == Some("options") && !opts.is_empty())
         })
+        .map(String::from)
         .collect();
+    out.extend(dns.iter().map(|d| format!("nameserver {d}")));
+    if !search.is_empty() {
+        out.push(format!("search {}", search.join(" ")));
+    }
+    if !opts.is_empty() {
+        out.push(format!("options {}", opts.join(" ")));
+    }
     if !out.iter().any(|l| l.starts_with("nameserver")) {
-        out.extend(["nameserver 8.8.8.8", "nameserver 8.8.4.4"]);
+        out.extend(["nameserver 8.8.8.8".to_string(), "nameserver 8.8.4.4".to_string()]);
     }
     out.join("\n") + "\n"
 }
@@ -189,7 +210,7 @@ impl ContainerService {
                 DEFAULT_HOSTS.to_string()
             };
             std::fs::write(cdir.join("hosts"), hosts)?;
-            std::fs::write(cdir.join("resolv.conf"), container_resolv_conf())?;
+            std::fs::write(cdir.join("resolv.conf"), container_resolv_conf(&rec.host_config))?;
 
             let root = Root::open(&snapshot.target)?;
             let usr = user::resolve_user(&root, &rec.config.user)?;
