@@ -2,11 +2,11 @@
 
 mod exec;
 mod log;
+mod stdio;
 mod supervisor;
 mod tty;
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use berth_runtime::shim::{ShimConfig, CONFIG_FILE};
@@ -61,57 +61,14 @@ fn close_stdio() {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
-}
-
 fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
     berth_sys::process::set_child_subreaper().map_err(|e| e.to_string())?;
     berth_sys::process::sigpipe_noop_handler().map_err(|e| e.to_string())?;
     let listener = supervisor::listen(&cfg.socket)?;
-    let mut builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
+    let base = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
         .with_root_path(&cfg.state_root)
         .map_err(|e| e.to_string())?;
-    if cfg.tty {
-        let console = tty::Console::listen(&cfg.bundle, "console.sock")?;
-        let container = builder
-            .with_console_socket(Some(&console.path))
-            .validate_id()
-            .map_err(|e| e.to_string())?
-            .as_init(&cfg.bundle)
-            .with_systemd(false)
-            .with_detach(true)
-            .build()
-            .map_err(|e| format!("OCI runtime create failed: {e}"))?;
-        let pid = container.pid().map(|p| p.as_raw()).ok_or("container has no pid")?;
-        let master = console.receive()?;
-        tty::initial_size(&master, cfg.console_size);
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pty master: {e}"));
-        let out = [Some(dup(&master)?), None];
-        let stdin = if cfg.open_stdin { Some(supervisor::Stdin::Tty(dup(&master)?)) } else { None };
-        return supervisor::Supervisor::new(cfg.clone(), container, pid, listener, out, stdin, Some(master));
-    }
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    builder = builder.with_stdout(out_w).with_stderr(err_w);
-    // stdin is a socket, not a pipe: writing to it after the container closed its end gives EPIPE
-    // on send(MSG_NOSIGNAL) without any signal at all.
-    let stdin = if cfg.open_stdin {
-        let (ours, theirs) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| format!("socketpair: {e}"))?;
-        let _ = rustix::net::shutdown(&theirs, rustix::net::Shutdown::Write);
-        builder = builder.with_stdin(theirs);
-        Some(supervisor::Stdin::Socket(ours))
-    } else {
-        let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
-        builder = builder.with_stdin(OwnedFd::from(null));
-        None
-    };
+    let (builder, pending) = stdio::prepare(base, cfg.tty, cfg.open_stdin, &cfg.bundle, "console.sock")?;
     let container = builder
         .validate_id()
         .map_err(|e| e.to_string())?
@@ -121,5 +78,6 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
         .build()
         .map_err(|e| format!("OCI runtime create failed: {e}"))?;
     let pid = container.pid().map(|p| p.as_raw()).ok_or("container has no pid")?;
-    supervisor::Supervisor::new(cfg.clone(), container, pid, listener, [Some(out_r), Some(err_r)], stdin, None)
+    let io = pending.finish(cfg.console_size)?;
+    supervisor::Supervisor::new(cfg.clone(), container, pid, listener, io.out, io.stdin, io.master)
 }

@@ -311,6 +311,18 @@ fn io_err(e: Errno, p: &Path) -> Error {
     Error::from(std::io::Error::from(e)).context(p.display())
 }
 
+/// Bytes of the regular files under `p`, never following symlinks (volume and layer sizes).
+pub fn tree_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.path().symlink_metadata() {
+            Ok(m) if m.is_dir() => tree_size(&e.path()),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Opens a path relative to the current directory; exposed for callers that only need CWD.
 pub fn cwd() -> impl AsFd {
     CWD

@@ -145,19 +145,7 @@ impl VolumeStore {
 
     /// Bytes used under a volume's folder.
     pub fn size(&self, v: &Volume) -> i64 {
-        fn walk(p: &Path) -> u64 {
-            let Ok(rd) = std::fs::read_dir(p) else {
-                return 0;
-            };
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => walk(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        walk(&v.mountpoint) as i64
+        berth_sys::root::tree_size(&v.mountpoint) as i64
     }
 
     fn needs_mount(v: &Volume) -> bool {

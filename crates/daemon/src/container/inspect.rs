@@ -153,19 +153,7 @@ impl ContainerService {
 
     /// Bytes written by a container into its writable layer.
     pub fn size_rw(&self, id: &str) -> u64 {
-        fn walk(p: &std::path::Path) -> u64 {
-            let Ok(rd) = std::fs::read_dir(p) else {
-                return 0;
-            };
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => walk(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        walk(&self.cfg.data_root.join("snapshots").join(id).join("upper"))
+        berth_sys::root::tree_size(&self.cfg.data_root.join("snapshots").join(id).join("upper"))
     }
 
     /// `GET /containers/json`.
