@@ -162,7 +162,9 @@ fn restart_policies() {
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "forever"]), "exited", "a manual stop ends restarting");
     // After a "reboot" (berthd down, every shim gone), `always` containers come back.
     d.ok(&["run", "-d", "--name", "svc", "--restart", "unless-stopped", "busybox", "sleep", "1000"]);
+    let init: i32 = d.ok(&["inspect", "-f", "{{.State.Pid}}", "svc"]).parse().unwrap();
     d.crash();
+    let _ = rustix::process::kill_process(rustix::process::Pid::from_raw(init).unwrap(), rustix::process::Signal::KILL);
     for pid in d.shims() {
         let _ =
             rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL);
@@ -170,7 +172,7 @@ fn restart_policies() {
     std::thread::sleep(Duration::from_millis(300));
     d.spawn();
     let mut st = String::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         st = d.ok(&["inspect", "-f", "{{.State.Status}}", "svc"]);
         if st == "running" {
             break;

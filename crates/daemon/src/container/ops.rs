@@ -105,6 +105,7 @@ impl ContainerService {
             r.manual_stop = true;
             r.state.restarting = false;
         });
+        self.persist(&rec).await?;
         if !rec.state.running() {
             return Err(Error::not_modified());
         }

@@ -191,6 +191,15 @@ impl ContainerService {
         let vstore = self.volumes.store();
         let shim_cfg2 = shim_cfg.clone();
         let t0 = std::time::Instant::now();
+        // Processes a crashed shim left in the container's cgroup would block a new create.
+        let cg = self.cgroup(&id);
+        let _ = blocking(move || {
+            for p in cg.pids() {
+                let _ = berth_sys::process::kill(p, 9);
+            }
+            Ok(())
+        })
+        .await;
         let pid = blocking(move || {
             let rec = rec2;
             if !berth_sys::mount::is_mountpoint(&snapshot.target) {

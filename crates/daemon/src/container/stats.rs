@@ -33,7 +33,7 @@ fn system_cpu_ns() -> u64 {
     jiffies * (1_000_000_000 / 100)
 }
 
-struct Cgroup {
+pub(super) struct Cgroup {
     v1: bool,
     rel: String,
 }
@@ -47,7 +47,7 @@ impl Cgroup {
         }
     }
 
-    fn pids(&self) -> Vec<i32> {
+    pub(super) fn pids(&self) -> Vec<i32> {
         std::fs::read_to_string(self.path("pids").join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
@@ -140,7 +140,7 @@ fn empty_cpu() -> Value {
 }
 
 impl ContainerService {
-    fn cgroup(&self, id: &str) -> Cgroup {
+    pub(super) fn cgroup(&self, id: &str) -> Cgroup {
         Cgroup {
             v1: crate::system::cgroup_version() == "1",
             rel: self.cgroups_path(id).trim_start_matches('/').to_string(),
