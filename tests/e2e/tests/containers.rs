@@ -172,6 +172,8 @@ fn inspect_shape_and_wait_conditions() {
     d.ok(&["start", "shape"]);
     let w = waiter.join().unwrap();
     assert!(matches!(out(&w).trim(), "4" | "0"), "{}", out(&w));
+    // `wait` (not-running) returns once it has exited, with its code.
+    assert_eq!(d.ok(&["wait", "shape"]), "4");
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "shape"]), "4");
     let o = d.docker(&["start", "-a", "shape"]);
     assert_eq!(o.status.code(), Some(4));
