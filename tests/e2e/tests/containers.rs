@@ -312,3 +312,43 @@ fn log_rotation_and_none_driver() {
     let o = d.docker(&["run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn healthchecks() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /ready",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let health = |d: &Berthd| d.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
+    let wait_for = |want: &str| {
+        for _ in 0..100 {
+            if health(&d) == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("health never became {want}: {}", health(&d));
+    };
+    wait_for("unhealthy");
+    assert!(d.ok(&["ps", "--format", "{{.Status}}"]).ends_with("(unhealthy)"));
+    d.ok(&["exec", "hc", "touch", "/ready"]);
+    wait_for("healthy");
+    let log: serde_json::Value =
+        serde_json::from_str(&d.ok(&["inspect", "-f", "{{json .State.Health}}", "hc"])).unwrap();
+    assert_eq!(log["FailingStreak"], 0);
+    assert!(log["Log"].as_array().unwrap().len() <= 5);
+    assert_eq!(d.ok(&["ps", "-q", "--filter", "health=healthy"]).len(), 12);
+    d.ok(&["rm", "-f", "hc"]);
+}

@@ -330,6 +330,11 @@ impl ContainerService {
         }))
     }
 
+    /// Drops one exec record (healthcheck probes, which nobody inspects later).
+    pub(super) fn forget_exec(&self, exec_id: &str) {
+        self.execs.lock().expect("execs lock").remove(exec_id);
+    }
+
     /// Drops exec records of a removed container.
     pub(super) fn forget_execs(&self, container_id: &str) {
         self.execs.lock().expect("execs lock").retain(|_, x| x.container_id != container_id);

@@ -53,6 +53,14 @@ fn since(t: &str) -> i64 {
 fn status_text(r: &ContainerRecord) -> String {
     match r.state.status.as_str() {
         "running" if r.state.paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
+        "running" if r.state.health.is_some() => {
+            let h = match r.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => "health: starting".to_string(),
+                Some(s) => s.to_string(),
+                None => String::new(),
+            };
+            format!("Up {} ({h})", human_duration(since(&r.state.started_at)))
+        }
         "running" => format!("Up {}", human_duration(since(&r.state.started_at))),
         "exited" => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
         "created" => "Created".into(),
@@ -110,6 +118,7 @@ impl ContainerService {
                 "Error": r.state.error,
                 "StartedAt": r.state.started_at,
                 "FinishedAt": r.state.finished_at,
+                "Health": r.state.health,
             },
             "Image": r.image_id,
             "ResolvConfPath": dir.join("resolv.conf"),
@@ -183,6 +192,7 @@ impl ContainerService {
             .filter(|r| any("id", &|id| r.id.starts_with(id)))
             .filter(|r| any("name", &|n| r.name.contains(n.trim_start_matches('/'))))
             .filter(|r| any("status", &|s| r.state.shown() == s))
+            .filter(|r| any("health", &|h| r.state.health.as_ref().map(|x| x.status.as_str()).unwrap_or("none") == h))
             .filter(|r| any("exited", &|c| r.state.status == "exited" && c.parse() == Ok(r.state.exit_code)))
             .filter(|r| any("ancestor", &|a| r.config.image == a || r.image_id.as_str() == a || r.image_id.hex().starts_with(a)))
             .filter(|r| filters.match_labels(&r.config.labels))

@@ -11,6 +11,7 @@ mod archive;
 mod attach;
 mod create;
 mod exec;
+mod health;
 mod inspect;
 mod logs;
 mod mounts;

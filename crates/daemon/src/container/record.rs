@@ -23,6 +23,8 @@ pub struct State {
     /// Waiting out the restart policy's backoff before the next run.
     #[serde(default)]
     pub restarting: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::Health>,
 }
 
 impl Default for State {
@@ -37,6 +39,7 @@ impl Default for State {
             oom_killed: false,
             paused: false,
             restarting: false,
+            health: None,
         }
     }
 }

@@ -121,6 +121,7 @@ impl ContainerService {
                 });
                 self.persist(&rec).await?;
                 e.wait.send_modify(|w| w.running = true);
+                self.start_health(&e);
                 match self.publish_ports(&rec).await {
                     Ok(ports) => {
                         let rec = e.update(|r| r.ports = ports);
@@ -444,6 +445,7 @@ impl ContainerService {
                     *e.shim.lock().await = Some(conn.writer);
                     e.shim_ready.notify_waiters();
                     let rec = e.record();
+                    self.start_health(&e);
                     if let Err(err) = self.publish_ports(&rec).await {
                         tracing::warn!(container = %id, "re-publish ports: {err}");
                     }
