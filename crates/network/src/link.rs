@@ -42,8 +42,21 @@ fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
+/// Bridges this process already set up (name, gateway); a start then spawns no `ip` for them.
+static READY: std::sync::Mutex<Vec<(String, Ipv4Addr)>> = std::sync::Mutex::new(Vec::new());
+
 /// Creates (or reuses) the bridge `name` with the gateway address, and brings it up.
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<()> {
+    let key = (name.to_string(), gateway);
+    if link_exists(name) && READY.lock().expect("bridge cache lock").contains(&key) {
+        return Ok(());
+    }
+    setup_bridge(name, gateway, subnet)?;
+    READY.lock().expect("bridge cache lock").push(key);
+    Ok(())
+}
+
+fn setup_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<()> {
     let mut cmds = Vec::new();
     if !link_exists(name) {
         cmds.push(format!("link add name {name} type bridge"));
@@ -58,6 +71,7 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<
 }
 
 pub fn delete_link(name: &str) -> Result<()> {
+    READY.lock().expect("bridge cache lock").retain(|(n, _)| n != name);
     if !link_exists(name) {
         return Ok(());
     }
