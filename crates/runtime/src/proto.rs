@@ -56,6 +56,9 @@ pub struct ExitStatus {
     pub code: i32,
     pub signal: Option<i32>,
     pub finished_at: String,
+    /// The kernel's OOM killer killed a process of the container during this run.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// Start a process in the running container, described by an OCI `process.json`.

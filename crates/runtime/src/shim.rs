@@ -41,6 +41,9 @@ pub struct ShimConfig {
     pub log_max_files: u32,
     #[serde(default)]
     pub log_none: bool,
+    /// The container's cgroup (`/parent/id`), read for OOM kills before it is removed.
+    #[serde(default)]
+    pub cgroups_path: String,
 }
 
 /// Starts a shim and waits until it has created the container (not started it). Returns the init pid.

@@ -179,7 +179,7 @@ impl Supervisor {
                     if self.exit.is_none() {
                         if let Some((code, signal)) = berth_sys::process::try_wait(self.pid) {
                             let finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                            self.exit = Some(ExitStatus { code, signal, finished_at });
+                            self.exit = Some(ExitStatus { code, signal, finished_at, oom_killed: false });
                             self.exited_at = Some(Instant::now());
                         }
                     }
@@ -364,7 +364,8 @@ impl Supervisor {
     fn finish(mut self) -> ! {
         self.log.flush(0);
         self.log.flush(1);
-        let exit = self.exit.clone().expect("finish after exit");
+        let mut exit = self.exit.clone().expect("finish after exit");
+        exit.oom_killed = oom_kills(&self.cfg.cgroups_path) > 0;
         let json = serde_json::to_vec(&exit).unwrap_or_default();
         let tmp = self.cfg.exit_file.with_extension("tmp");
         if std::fs::File::create(&tmp)
@@ -383,6 +384,22 @@ impl Supervisor {
         }
         std::process::exit(0);
     }
+}
+
+/// OOM kills recorded by the container's memory cgroup (v1 `memory.oom_control`, v2 `memory.events`).
+fn oom_kills(cgroups_path: &str) -> u64 {
+    let rel = cgroups_path.trim_start_matches('/');
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let candidates = [base.join("memory").join(rel).join("memory.oom_control"), base.join(rel).join("memory.events")];
+    for p in candidates {
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            return text
+                .lines()
+                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+                .unwrap_or(0);
+        }
+    }
+    0
 }
 
 fn send(c: &mut Client, kind: u8, payload: &[u8]) {

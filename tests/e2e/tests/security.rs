@@ -52,3 +52,49 @@ fn default_confinement() {
         "Seccomp:\t0"
     );
 }
+
+#[test]
+fn limits_are_enforced() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "oomer",
+        "-m",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "the OOM killer ends it");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.OOMKilled}}", "oomer"]), "true");
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "event=oom",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(ev, "oomer");
+    // pids limit: the 6th concurrent process cannot be forked.
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "5",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait",
+    ]);
+    assert!(!o.status.success() || berth_e2e::err(&o).contains("fork"), "{}", berth_e2e::err(&o));
+    assert_eq!(d.ok(&["run", "--rm", "--name", "fine", "-m", "64m", "busybox", "true"]), "");
+}

@@ -187,6 +187,7 @@ impl ContainerService {
             log_max_size: rec.host_config.log_config.config.get("max-size").and_then(|s| parse_size(s)).unwrap_or(0),
             log_max_files: rec.host_config.log_config.config.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1),
             log_none: rec.host_config.log_config.kind == "none",
+            cgroups_path: cgroups_path.clone(),
         };
         let shim_bin = self.cfg.shim_path.clone();
         let vstore = self.volumes.store();
@@ -384,6 +385,7 @@ impl ContainerService {
         self.release_host_state(&id).await;
         self.release_volumes(&e.record(), true).await;
         self.release_network(e).await;
+        let oom = status.as_ref().is_some_and(|s| s.oom_killed);
         let (code, finished, error) = match status {
             Some(s) => (s.code as i64, s.finished_at, String::new()),
             None => (
@@ -401,7 +403,11 @@ impl ContainerService {
             r.state.exit_code = code;
             r.state.finished_at = finished;
             r.state.error = error;
+            r.state.oom_killed = oom;
         });
+        if oom {
+            self.publish("oom", &rec, &[]);
+        }
         if let Err(err) = self.persist(&rec).await {
             tracing::error!(container = %id, "persist exit: {err}");
         }
