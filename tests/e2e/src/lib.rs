@@ -321,6 +321,12 @@ impl Drop for Berthd {
             for p in left {
                 if let Ok(d) = std::fs::read_dir(&p) {
                     for c in d.flatten().filter(|c| c.path().is_dir()) {
+                        // Processes still in our cgroups (a test that killed a shim) are ours too.
+                        for pid in std::fs::read_to_string(c.path().join("cgroup.procs")).unwrap_or_default().lines() {
+                            if let Some(pid) = pid.trim().parse().ok().and_then(rustix::process::Pid::from_raw) {
+                                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                            }
+                        }
                         let _ = std::fs::remove_dir(c.path());
                     }
                 }
