@@ -233,14 +233,15 @@ impl ImageStore {
             }
             let mut layers: Vec<LayerInfo> = Vec::new();
             for (p, want) in &f.layers {
-                let file = root
+                // The blob's digest is checked first, then it is unpacked (and, if it is a plain
+                // tar, moved into the store rather than copied).
+                let mut file = root
                     .open_file(p)
                     .map_err(|e| Error::invalid(format!("invalid archive: layer {}: {e}", p.display())))?;
-                let mut h = Hashing { inner: std::io::BufReader::with_capacity(1 << 20, file), hash: Sha256::new() };
-                let parent = layers.last().map(|l| l.chain_id.clone());
-                let info = self.ingest_layer(&mut h, parent.as_ref())?;
-                std::io::copy(&mut h, &mut std::io::sink())?;
                 if let Some(w) = want {
+                    let mut h =
+                        Hashing { inner: std::io::BufReader::with_capacity(1 << 20, &mut file), hash: Sha256::new() };
+                    std::io::copy(&mut h, &mut std::io::sink())?;
                     let got = Digest::from_hasher(h.hash);
                     if got != *w {
                         return Err(Error::invalid(format!(
@@ -249,6 +250,19 @@ impl ImageStore {
                         )));
                     }
                 }
+                // The fast path only for a regular file that really is inside our temp folder: the
+                // archive may have planted symlinks (`blobs -> /etc`) to make us read host files.
+                let real = tmp.join(berth_sys::root::clean(p));
+                let inside = match (real.canonicalize(), tmp.canonicalize()) {
+                    (Ok(r), Ok(t)) => r.starts_with(&t) && r == real,
+                    _ => false,
+                };
+                let parent = layers.last().map(|l| l.chain_id.clone());
+                let info = if inside && real.is_file() {
+                    self.ingest_layer_file(&real, parent.as_ref())?
+                } else {
+                    self.ingest_layer(std::io::BufReader::with_capacity(1 << 20, root.open_file(p)?), parent.as_ref())?
+                };
                 layers.push(info);
             }
             let id = self.create_image(&config, &layers, &f.tags)?;
@@ -414,5 +428,38 @@ mod tests {
         let e = s2.load(&archive[..archive.len() / 3]).unwrap_err();
         assert_eq!(e.kind, berth_types::ErrorKind::InvalidArgument, "{e}");
         assert!(s2.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn archive_symlinks_cannot_reach_host_files() {
+        let outside = tempfile::tempdir().unwrap();
+        let layer = tar_with(&[("secret", b"host data")]);
+        std::fs::write(outside.path().join("layer.tar"), &layer).unwrap();
+        let diff = Digest::of(&layer);
+        let config = serde_json::to_vec(
+            &json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff]}}),
+        )
+        .unwrap();
+        let manifest = serde_json::to_vec(
+            &json!([{"Config": "config.json", "RepoTags": ["evil:1"], "Layers": ["evil/layer.tar"]}]),
+        )
+        .unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "evil", outside.path()).unwrap();
+        for (name, data) in [("config.json", &config), ("manifest.json", &manifest)] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &data[..]).unwrap();
+        }
+        let archive = b.into_inner().unwrap();
+        let (_d, s) = store();
+        assert!(s.load(&archive[..]).is_err(), "a layer outside the archive was loaded");
+        assert!(s.list().unwrap().is_empty());
+        assert_eq!(std::fs::read(outside.path().join("layer.tar")).unwrap(), layer);
     }
 }

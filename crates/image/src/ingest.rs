@@ -57,12 +57,39 @@ impl ImageStore {
 
     /// Unpacks one layer (plain, gzip or zstd) on top of `parent`. Idempotent per chain id.
     pub fn ingest_layer(&self, body: impl Read, parent: Option<&Digest>) -> Result<LayerInfo> {
+        self.ingest(body, parent, None)
+    }
+
+    /// Ingests a layer that is a file of ours (a blob of an archive being loaded). An uncompressed
+    /// tar is read once and then hard-linked into place as the layer's stored tar, not copied.
+    pub fn ingest_layer_file(&self, file: &std::path::Path, parent: Option<&Digest>) -> Result<LayerInfo> {
+        let mut f = std::fs::File::open(file)?;
+        let mut magic = [0u8; 4];
+        let n = std::io::Read::read(&mut f, &mut magic)?;
+        let compressed = n >= 2 && magic[..2] == [0x1f, 0x8b] || n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd];
+        if compressed {
+            return self.ingest(std::fs::File::open(file)?, parent, None);
+        }
+        self.ingest(std::fs::File::open(file)?, parent, Some(file))
+    }
+
+    /// Unpacks a layer; `plain_file` (an uncompressed tar of ours) becomes the stored tar as is.
+    fn ingest(
+        &self,
+        body: impl Read,
+        parent: Option<&Digest>,
+        plain_file: Option<&std::path::Path>,
+    ) -> Result<LayerInfo> {
         let tmp = self.layout.tmp().join(berth_types::new_id());
         let diff = tmp.join("diff");
         std::fs::create_dir_all(&diff)?;
         let result = (|| {
             let plain = crate::compress::decompress(body)?;
-            let copy = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp.join("layer.tar"))?);
+            let copy_to = if plain_file.is_some() { "/dev/null".into() } else { tmp.join("layer.tar") };
+            let copy = std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&copy_to)?,
+            );
             let mut tee = Tee { inner: plain, hash: Sha256::new(), copy, failed: None };
             let applied = crate::apply::apply(&mut tee, &Root::open(&diff)?)?;
             // The diff id covers the whole uncompressed stream, trailing zero blocks included.
@@ -71,7 +98,14 @@ impl ImageStore {
                 return Err(e.into());
             }
             let f = tee.copy.into_inner().map_err(|e| Error::internal(e.to_string()))?;
-            f.sync_all()?;
+            match plain_file {
+                Some(src) => {
+                    // A hard link: the blob may serve another image of the same archive too.
+                    std::fs::hard_link(src, tmp.join("layer.tar"))?;
+                    std::fs::File::open(tmp.join("layer.tar"))?.sync_all()?;
+                }
+                None => f.sync_all()?,
+            }
             Ok((Digest::from_hasher(tee.hash), applied.size))
         })();
         let (diff_id, size) = match result {
