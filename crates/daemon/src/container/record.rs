@@ -51,10 +51,14 @@ impl State {
 
     /// The status Docker shows: `paused` for a frozen running container.
     pub fn shown(&self) -> &str {
-        if self.restarting {
+        if self.running() {
+            if self.paused {
+                "paused"
+            } else {
+                "running"
+            }
+        } else if self.restarting {
             "restarting"
-        } else if self.paused && self.running() {
-            "paused"
         } else {
             &self.status
         }

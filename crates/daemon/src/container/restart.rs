@@ -37,7 +37,7 @@ impl ContainerService {
     /// Called after an exit was recorded: schedules the next run if the policy wants one.
     pub(super) fn maybe_restart(self: &Arc<Self>, e: &Arc<Entry>) {
         let rec = e.record();
-        if rec.state.status == "removing" || !should_restart(&rec) {
+        if rec.state.status == "removing" || rec.state.running() || !should_restart(&rec) {
             *e.backoff.lock().expect("backoff lock") = FIRST;
             return;
         }
@@ -59,15 +59,28 @@ impl ContainerService {
             let _ = svc.persist(&rec).await;
             tokio::time::sleep(delay).await;
             let now = e.record();
-            // Removed, stopped by hand, or started by hand meanwhile: nothing to do.
-            if !now.state.restarting || now.manual_stop || now.state.running() || svc.get(&now.id).is_err() {
+            // Removed, or stopped by hand meanwhile: nothing to do.
+            if !now.state.restarting || now.manual_stop || svc.get(&now.id).is_err() {
                 return;
             }
-            if let Err(err) = svc.start_inner_checked(&e).await {
-                tracing::warn!(container = %now.id, "restart: {err}");
+            // Started meanwhile (by hand, or by the boot-time start): the restart is done.
+            if now.state.running() {
                 let rec = e.update(|r| r.state.restarting = false);
                 let _ = svc.persist(&rec).await;
-                svc.maybe_restart(&e);
+                return;
+            }
+            match svc.start_inner_checked(&e).await {
+                Ok(()) => {}
+                Err(err) if err.kind == berth_types::ErrorKind::NotModified => {
+                    let rec = e.update(|r| r.state.restarting = false);
+                    let _ = svc.persist(&rec).await;
+                }
+                Err(err) => {
+                    tracing::warn!(container = %now.id, "restart: {err}");
+                    let rec = e.update(|r| r.state.restarting = false);
+                    let _ = svc.persist(&rec).await;
+                    svc.maybe_restart(&e);
+                }
             }
         });
     }
