@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/containers/create", post(create))
         .route("/containers/json", get(list))
+        .route("/containers/prune", post(prune))
         .route("/containers/{id}/json", get(inspect))
         .route("/containers/{id}/start", post(start))
         .route("/containers/{id}/stop", post(stop))
@@ -363,4 +364,9 @@ async fn stats(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<R
     let mut r = Response::new(Body::from_stream(body));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
+}
+
+async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
+    let (deleted, space) = svc.prune(&q.filters()?).await?;
+    Ok(json_response(&serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": space})))
 }

@@ -30,7 +30,14 @@ pub fn routes() -> Router<AppState> {
         .route("/info", get(info))
         .route("/events", get(events))
         .route("/plugins", get(|| async { json_response(&serde_json::json!([])) }))
-        .route("/system/df", get(df));
+        .route("/system/df", get(df))
+        // There is no build cache (POST /build is not implemented yet): nothing to prune.
+        .route(
+            "/build/prune",
+            axum::routing::post(|| async {
+                json_response(&serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
+            }),
+        );
     for p in ["swarm", "nodes", "services", "tasks", "secrets", "configs"] {
         r = r.route(&format!("/{p}"), swarm()).route(&format!("/{p}/{{*rest}}"), swarm());
     }

@@ -352,3 +352,19 @@ fn healthchecks() {
     assert_eq!(d.ok(&["ps", "-q", "--filter", "health=healthy"]).len(), 12);
     d.ok(&["rm", "-f", "hc"]);
 }
+
+#[test]
+fn container_and_system_prune() {
+    let d = daemon();
+    d.ok(&["run", "--name", "old1", "-l", "keep=no", "busybox", "true"]);
+    d.ok(&["run", "--name", "kept", "-l", "keep=yes", "busybox", "true"]);
+    d.ok(&["run", "-d", "--name", "alive", "busybox", "sleep", "300"]);
+    let o = d.ok(&["container", "prune", "-f", "--filter", "label=keep=no"]);
+    assert!(o.contains("Deleted Containers"), "{o}");
+    let mut left: Vec<String> = d.ok(&["ps", "-a", "--format", "{{.Names}}"]).lines().map(String::from).collect();
+    left.sort();
+    assert_eq!(left, ["alive", "kept"]);
+    d.ok(&["system", "prune", "-f"]);
+    assert_eq!(d.ok(&["ps", "-a", "--format", "{{.Names}}"]), "alive", "running containers are never pruned");
+    d.ok(&["rm", "-f", "alive"]);
+}

@@ -166,6 +166,47 @@ impl ContainerService {
         self.remove_entry(&e, volumes).await
     }
 
+    /// `POST /containers/prune`: every stopped container matching the label and `until` filters.
+    pub async fn prune(&self, filters: &berth_api::filters::Filters) -> Result<(Vec<String>, u64)> {
+        filters.validate(&["label", "label!", "until"]).map_err(Error::invalid)?;
+        let until = match filters.get("until").first() {
+            None => None,
+            Some(u) => Some(match chrono::DateTime::parse_from_rfc3339(u) {
+                Ok(d) => d.timestamp(),
+                Err(_) => u
+                    .split('.')
+                    .next()
+                    .unwrap_or("")
+                    .parse::<i64>()
+                    .map_err(|_| Error::invalid(format!("invalid filter 'until={u}'")))?,
+            }),
+        };
+        let mut deleted = Vec::new();
+        let mut space = 0;
+        for e in self.all() {
+            let r = e.record();
+            let created = chrono::DateTime::parse_from_rfc3339(&r.created).map(|d| d.timestamp()).unwrap_or(0);
+            let excluded = filters.get("label!").iter().any(|l| match l.split_once('=') {
+                Some((k, v)) => r.config.labels.get(k).is_some_and(|x| x == v),
+                None => r.config.labels.contains_key(l.as_str()),
+            });
+            if r.state.running()
+                || r.state.restarting
+                || !filters.match_labels(&r.config.labels)
+                || excluded
+                || until.is_some_and(|u| created >= u)
+            {
+                continue;
+            }
+            let size = self.size_rw(&r.id);
+            if self.remove_entry(&e, false).await.is_ok() {
+                space += size;
+                deleted.push(r.id);
+            }
+        }
+        Ok((deleted, space))
+    }
+
     /// Deletes a stopped container and everything it owns. Idempotent: the first caller does it.
     pub(super) async fn remove_entry(&self, e: &Arc<Entry>, volumes: bool) -> Result<()> {
         let id = e.id();
