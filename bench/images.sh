@@ -5,17 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 MB=${MB:-100}   # per layer
-cargo build --release --bins -q
-BIN=$PWD/target/release
-ROOT=$(mktemp -d /tmp/berth-bench-img-XXXXXX)
-SOCK=$ROOT/b.sock
-export DOCKER_HOST=unix://$SOCK
-"$BIN/berthd" --data-root "$ROOT/data" --exec-root "$ROOT/run" -H "unix://$SOCK" \
-  --cgroup-parent "/berth-bench-$$" --config-file /nonexistent --log-level warn 2>"$ROOT/berthd.log" &
-PID=$!
-cleanup() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$ROOT"; }
-trap cleanup EXIT
-until "$BIN/berth" -H "unix://$SOCK" version >/dev/null 2>&1; do sleep 0.05; done
+. bench/berthd.sh
 sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
 # Three layers of incompressible data: the base rootfs + 2 committed layers, then one more on top.
 docker run --name l1 busybox sh -c "head -c ${MB}m /dev/urandom > /l1" >/dev/null

@@ -6,17 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-20}
-cargo build --release --bins -q
-BIN=$PWD/target/release
-ROOT=$(mktemp -d /tmp/berth-bench-XXXXXX)
-SOCK=$ROOT/b.sock
-export DOCKER_HOST=unix://$SOCK
-"$BIN/berthd" --data-root "$ROOT/data" --exec-root "$ROOT/run" -H "unix://$SOCK" \
-  --cgroup-parent "/berth-bench-$$" --config-file /nonexistent --log-level warn 2>"$ROOT/berthd.log" &
-PID=$!
-cleanup() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$ROOT"; }
-trap cleanup EXIT
-until "$BIN/berth" -H "unix://$SOCK" version >/dev/null 2>&1; do sleep 0.05; done
+. bench/berthd.sh
 sleep 0.5
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 echo "berthd idle RSS (fresh):        $(rss) KiB"

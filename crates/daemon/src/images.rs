@@ -233,6 +233,6 @@ impl ImageService {
     }
 
     pub fn count(&self) -> usize {
-        self.store.list().map(|l| l.len()).unwrap_or(0)
+        self.store.count().unwrap_or(0)
     }
 }

@@ -367,27 +367,7 @@ fn collect(root: &Root, index: &Value, out: &mut Vec<Found>, depth: u32) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    fn store() -> (tempfile::TempDir, ImageStore) {
-        let d = tempfile::tempdir().unwrap();
-        let s = berth_store::Store::open(&d.path().join("db")).unwrap();
-        let st = ImageStore::open(Arc::new(s), d.path()).unwrap();
-        (d, st)
-    }
-
-    fn tar_with(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (p, d) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_path(p).unwrap();
-            h.set_size(d.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append(&h, *d).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
+    use crate::testutil::{store, tar_with};
 
     #[test]
     fn save_load_round_trip() {

@@ -8,6 +8,8 @@ mod ingest;
 mod layout;
 mod snapshot;
 mod store;
+#[cfg(test)]
+mod testutil;
 pub mod tree;
 
 pub use ingest::{CommitOptions, LayerInfo};

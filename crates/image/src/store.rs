@@ -153,6 +153,11 @@ impl ImageStore {
         self.store.list::<Digest>(TAGS)?.into_iter().map(|(k, v)| Ok((Reference::parse(&k)?, v))).collect()
     }
 
+    /// How many images there are, without reading their configs (for `/info`).
+    pub fn count(&self) -> Result<usize> {
+        Ok(self.store.list::<ImageRecord>(IMAGES)?.len())
+    }
+
     /// Every image with its tags.
     pub fn list(&self) -> Result<Vec<Image>> {
         let tags = self.all_tags()?;
@@ -362,30 +367,11 @@ pub(crate) fn remove_tree(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tar_with(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (p, d) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_path(p).unwrap();
-            h.set_size(d.len() as u64);
-            h.set_mode(0o755);
-            h.set_cksum();
-            b.append(&h, *d).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
-
-    fn open() -> (tempfile::TempDir, ImageStore) {
-        let d = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&d.path().join("db")).unwrap());
-        let s = ImageStore::open(store, d.path()).unwrap();
-        (d, s)
-    }
+    use crate::testutil::{store, tar_with};
 
     #[test]
     fn import_resolve_tag_delete() {
-        let (_d, s) = open();
+        let (_d, s) = store();
         let tar = tar_with(&[("bin/true", b"x")]);
         let opts = ImportOptions { reference: Some(Reference::parse_tagged("bb").unwrap()), ..Default::default() };
         let id = s.import(&tar[..], opts.clone()).unwrap();
@@ -410,7 +396,7 @@ mod tests {
 
     #[test]
     fn bad_tar_stores_nothing() {
-        let (_d, s) = open();
+        let (_d, s) = store();
         assert!(s.import(&[0x42u8; 2048][..], ImportOptions::default()).is_err());
         assert!(s.list().unwrap().is_empty());
         assert_eq!(std::fs::read_dir(s.layout.tmp()).unwrap().count(), 0);
@@ -419,7 +405,7 @@ mod tests {
 
     #[test]
     fn diff_id_is_sha_of_uncompressed_stream() {
-        let (_d, s) = open();
+        let (_d, s) = store();
         let tar = tar_with(&[("a", b"1")]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();

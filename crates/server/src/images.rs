@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use berth_api::progress;
 use berth_daemon::ImageService;
-use berth_image::{DeleteResponse, Image, ImportOptions};
+use berth_image::{Image, ImportOptions};
 use berth_types::{short_id, Error, Reference};
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
@@ -178,14 +178,8 @@ async fn load(State(svc): Svc, req: Request) -> ApiResult<Response> {
 
 async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let (out, space) = svc.prune(&q.filters()?).await?;
-    let j: Vec<Value> = out
-        .into_iter()
-        .map(|r| match r {
-            DeleteResponse::Untagged(t) => json!({"Untagged": t}),
-            DeleteResponse::Deleted(id) => json!({"Deleted": id}),
-        })
-        .collect();
-    let deleted = if j.is_empty() { Value::Null } else { json!(j) };
+    // DeleteResponse serialises as Docker's `{"Untagged": ...}` / `{"Deleted": ...}`.
+    let deleted = if out.is_empty() { Value::Null } else { json!(out) };
     Ok(json_response(&json!({"ImagesDeleted": deleted, "SpaceReclaimed": space})))
 }
 
@@ -245,15 +239,7 @@ async fn post_dispatch(State(svc): Svc, Path(rest): Path<String>, q: Query) -> A
 }
 
 async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
-    let out = svc.delete(&name, q.bool("force")).await?;
-    let j: Vec<Value> = out
-        .into_iter()
-        .map(|r| match r {
-            DeleteResponse::Untagged(t) => json!({"Untagged": t}),
-            DeleteResponse::Deleted(id) => json!({"Deleted": id}),
-        })
-        .collect();
-    Ok(json_response(&j))
+    Ok(json_response(&svc.delete(&name, q.bool("force")).await?))
 }
 
 /// `POST /images/create`: import with `fromSrc=-` (the body is the tar); pulls are issue #8.

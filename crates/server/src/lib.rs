@@ -24,22 +24,16 @@ use crate::error::ApiError;
 /// Largest JSON body accepted (create bodies are a few KiB).
 const MAX_JSON: usize = 4 << 20;
 
-/// The router state; each route module extracts only the service it needs.
+/// The router state: the daemon's services. A local wrapper only because of the orphan rule
+/// (`FromRef` for `Arc<Service>`); each route module extracts just the service it needs.
 #[derive(Clone)]
-pub struct AppState {
-    pub containers: Arc<ContainerService>,
-    pub images: Arc<ImageService>,
-    pub system: Arc<SystemService>,
-    pub volumes: Arc<VolumeService>,
-    pub networks: Arc<NetworkService>,
-    pub events: Arc<EventBus>,
-}
+pub struct AppState(Daemon);
 
 macro_rules! substate {
     ($field:ident: $t:ty) => {
         impl FromRef<AppState> for Arc<$t> {
             fn from_ref(s: &AppState) -> Self {
-                s.$field.clone()
+                s.0.$field.clone()
             }
         }
     };
@@ -51,19 +45,6 @@ substate!(events: EventBus);
 substate!(volumes: VolumeService);
 substate!(networks: NetworkService);
 
-impl From<&Daemon> for AppState {
-    fn from(d: &Daemon) -> Self {
-        AppState {
-            containers: d.containers.clone(),
-            images: d.images.clone(),
-            system: d.system.clone(),
-            volumes: d.volumes.clone(),
-            networks: d.networks.clone(),
-            events: d.events.clone(),
-        }
-    }
-}
-
 /// The whole API as a service: version negotiation wraps routing, so `/v1.44/x` routes as `/x`.
 pub fn app(daemon: &Daemon) -> version::Api {
     let router = Router::new()
@@ -73,7 +54,7 @@ pub fn app(daemon: &Daemon) -> version::Api {
         .merge(volumes::routes())
         .merge(networks::routes())
         .fallback(|| async { ApiError(Error::not_found("page not found")) })
-        .with_state(AppState::from(daemon));
+        .with_state(AppState(daemon.clone()));
     version::layer(router)
 }
 

@@ -23,6 +23,16 @@ fn http_get(port: u16) -> std::io::Result<String> {
     }
 }
 
+/// Polls the published port for up to 2.5 s (the proxy comes up with the container).
+fn answers_soon(port: u16) -> bool {
+    (0..50).any(|_| {
+        http_get(port).is_ok() || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            false
+        }
+    })
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -129,15 +139,7 @@ fn published_ports_answer_on_loopback() {
         "/etc",
     ]);
     let get = |p: u16| http_get(p);
-    let mut ok = false;
-    for _ in 0..50 {
-        if get(port).is_ok() {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(ok, "published port did not answer");
+    assert!(answers_soon(port), "published port did not answer");
     assert_eq!(get(port).unwrap().trim().len(), 12);
     let ports = d.ok(&["port", "pub"]);
     assert!(ports.contains(&format!("80/tcp -> 127.0.0.1:{port}")), "{ports}");
@@ -150,15 +152,7 @@ fn published_ports_answer_on_loopback() {
     d.stop();
     d.spawn();
     assert_eq!(d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "pub"]), ip);
-    let mut ok = false;
-    for _ in 0..50 {
-        if get(port).is_ok() {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(ok, "port not republished after a restart");
+    assert!(answers_soon(port), "port not republished after a restart");
     d.ok(&["rm", "-f", "pub"]);
     assert!(get(port).is_err(), "the proxy must stop with the container");
     let o = d.docker(&["run", "--rm", "-p", "127.0.0.1:notaport:80", "busybox", "true"]);

@@ -1,0 +1,14 @@
+# Sourced by the benchmarks: builds release binaries and starts a private berthd on a temp root
+# (own socket, cgroup parent and bridge), stopped and removed when the script exits.
+# Sets BIN, ROOT, SOCK, PID and DOCKER_HOST.
+cargo build --release --bins -q
+BIN=$PWD/target/release
+ROOT=$(mktemp -d /tmp/berth-bench-XXXXXX)
+SOCK=$ROOT/b.sock
+export DOCKER_HOST=unix://$SOCK
+"$BIN/berthd" --data-root "$ROOT/data" --exec-root "$ROOT/run" -H "unix://$SOCK" \
+  --cgroup-parent "/berth-bench-$$" --bridge "bb$$" --config-file /nonexistent --log-level warn 2>"$ROOT/berthd.log" &
+PID=$!
+cleanup() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$ROOT"; }
+trap cleanup EXIT
+until "$BIN/berth" -H "unix://$SOCK" version >/dev/null 2>&1; do sleep 0.05; done
