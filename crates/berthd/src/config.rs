@@ -43,6 +43,21 @@ pub struct Args {
     /// Pool for user-defined network subnets: base=CIDR,size=N (repeatable)
     #[arg(long = "default-address-pool")]
     pub default_address_pool: Vec<String>,
+    /// A registry (host[:port] or CIDR) reached over plain HTTP or unverified TLS (repeatable)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// A Docker Hub mirror URL, tried before Docker Hub (repeatable)
+    #[arg(long = "registry-mirror")]
+    pub registry_mirrors: Vec<String>,
+    /// Layers downloaded at once across all pulls
+    #[arg(long)]
+    pub max_concurrent_downloads: Option<usize>,
+    /// Layers uploaded at once per push
+    #[arg(long)]
+    pub max_concurrent_uploads: Option<usize>,
+    /// Per-registry CA and client certificates: <dir>/<host[:port]>/{*.crt,*.cert,*.key}
+    #[arg(long)]
+    pub registry_certs_dir: Option<PathBuf>,
 }
 
 /// daemon.json, with Docker's key names.
@@ -66,6 +81,16 @@ struct FileConfig {
     #[serde(rename = "default-address-pools")]
     default_address_pools: Option<Vec<PoolConfig>>,
     debug: Option<bool>,
+    #[serde(rename = "insecure-registries")]
+    insecure_registries: Option<Vec<String>>,
+    #[serde(rename = "registry-mirrors")]
+    registry_mirrors: Option<Vec<String>>,
+    #[serde(rename = "max-concurrent-downloads")]
+    max_concurrent_downloads: Option<usize>,
+    #[serde(rename = "max-concurrent-uploads")]
+    max_concurrent_uploads: Option<usize>,
+    #[serde(rename = "registry-certs-dir")]
+    registry_certs_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -86,6 +111,7 @@ pub struct Settings {
     pub bridge: String,
     pub bip: Option<berth_network::Ipv4Net>,
     pub pools: berth_network::Pools,
+    pub distribution: berth_daemon::images::DistributionConfig,
 }
 
 impl Settings {
@@ -158,7 +184,33 @@ impl Settings {
             }
         }
         let pools = if pools.is_empty() { berth_network::Pools::default() } else { berth_network::Pools(pools) };
+        let mut insecure = a.insecure_registries;
+        insecure.extend(file.insecure_registries.unwrap_or_default());
+        let mut mirrors = a.registry_mirrors;
+        mirrors.extend(file.registry_mirrors.unwrap_or_default());
+        for m in &mirrors {
+            if !(m.starts_with("http://") || m.starts_with("https://")) {
+                bail!("invalid mirror {m:?}: it must be an http:// or https:// URL");
+            }
+        }
+        let downloads = a.max_concurrent_downloads.or(file.max_concurrent_downloads).unwrap_or(3);
+        let uploads = a.max_concurrent_uploads.or(file.max_concurrent_uploads).unwrap_or(5);
+        if downloads == 0 || uploads == 0 {
+            bail!("max-concurrent-downloads and max-concurrent-uploads must be at least 1");
+        }
+        let distribution = berth_daemon::images::DistributionConfig {
+            registry: berth_distribution::RegistryConfig {
+                insecure,
+                mirrors,
+                certs_dir: Some(
+                    a.registry_certs_dir.or(file.registry_certs_dir).unwrap_or_else(|| "/etc/berth/certs.d".into()),
+                ),
+            },
+            max_concurrent_downloads: downloads,
+            max_concurrent_uploads: uploads,
+        };
         Ok(Settings {
+            distribution,
             bridge,
             bip,
             pools,

@@ -62,6 +62,7 @@ async fn run(s: Settings) -> Result<()> {
         bridge: s.bridge.clone(),
         bip: s.bip,
         pools: s.pools.clone(),
+        distribution: s.distribution.clone(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -16,4 +16,6 @@ pub struct DaemonConfig {
     pub bip: Option<berth_network::Ipv4Net>,
     /// Where user-defined networks get their subnets (Docker's `default-address-pools`).
     pub pools: berth_network::Pools,
+    /// Registries, mirrors and transfer concurrency for pull and push.
+    pub distribution: crate::images::DistributionConfig,
 }

@@ -53,7 +53,7 @@ impl Daemon {
         .await
         .map_err(|e| berth_types::Error::internal(e.to_string()))??;
         let events = Arc::new(EventBus::new());
-        let images = Arc::new(ImageService::new(Arc::new(image_store), events.clone()));
+        let images = Arc::new(ImageService::new(Arc::new(image_store), events.clone(), config.distribution.clone()));
         let volumes = Arc::new(VolumeService::new(Arc::new(volume_store), events.clone()));
         let networks = Arc::new(NetworkService::new(Arc::new(network_store), events.clone()));
         let containers = ContainerService::open(

@@ -37,6 +37,23 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
+/// A layer unpacked but not yet named by its chain id. Dropping it removes the folder.
+#[derive(Debug)]
+pub struct Unpacked {
+    tmp: PathBuf,
+    pub diff_id: Digest,
+    /// Bytes of the unpacked files.
+    pub size: u64,
+}
+
+impl Drop for Unpacked {
+    fn drop(&mut self) {
+        if self.tmp.exists() {
+            let _ = crate::store::remove_tree(&self.tmp);
+        }
+    }
+}
+
 /// A layer now in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
@@ -80,52 +97,63 @@ impl ImageStore {
         parent: Option<&Digest>,
         plain_file: Option<&std::path::Path>,
     ) -> Result<LayerInfo> {
+        let u = self.unpack(body, plain_file)?;
+        self.commit_layer(u, parent)
+    }
+
+    /// The first half of an ingest: unpacks a layer (plain, gzip or zstd) into a private folder and
+    /// hashes it. Layers of one image can be unpacked in parallel; `commit_layer` then chains them.
+    pub fn unpack_layer(&self, body: impl Read) -> Result<Unpacked> {
+        self.unpack(body, None)
+    }
+
+    fn unpack(&self, body: impl Read, plain_file: Option<&std::path::Path>) -> Result<Unpacked> {
         let tmp = self.layout.tmp().join(berth_types::new_id());
         let diff = tmp.join("diff");
         std::fs::create_dir_all(&diff)?;
-        let result = (|| {
-            let plain = crate::compress::decompress(body)?;
-            let copy_to = if plain_file.is_some() { "/dev/null".into() } else { tmp.join("layer.tar") };
-            let copy = std::io::BufWriter::with_capacity(
-                1 << 20,
-                std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&copy_to)?,
-            );
-            let mut tee = Tee { inner: plain, hash: Sha256::new(), copy, failed: None };
-            let applied = crate::apply::apply(&mut tee, &Root::open(&diff)?)?;
-            // The diff id covers the whole uncompressed stream, trailing zero blocks included.
-            std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
-            if let Some(e) = tee.failed.take() {
-                return Err(e.into());
+        // From here on, dropping `u` removes the folder: every error path below cleans up.
+        let mut u = Unpacked { tmp, diff_id: Digest::of(b""), size: 0 };
+        let plain = crate::compress::decompress(body)?;
+        let copy_to = if plain_file.is_some() { "/dev/null".into() } else { u.tmp.join("layer.tar") };
+        let copy = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&copy_to)?,
+        );
+        let mut tee = Tee { inner: plain, hash: Sha256::new(), copy, failed: None };
+        let applied = crate::apply::apply(&mut tee, &Root::open(&diff)?)?;
+        // The diff id covers the whole uncompressed stream, trailing zero blocks included.
+        std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+        if let Some(e) = tee.failed.take() {
+            return Err(e.into());
+        }
+        let f = tee.copy.into_inner().map_err(|e| Error::internal(e.to_string()))?;
+        match plain_file {
+            Some(src) => {
+                // A hard link: the blob may serve another image of the same archive too.
+                std::fs::hard_link(src, u.tmp.join("layer.tar"))?;
+                std::fs::File::open(u.tmp.join("layer.tar"))?.sync_all()?;
             }
-            let f = tee.copy.into_inner().map_err(|e| Error::internal(e.to_string()))?;
-            match plain_file {
-                Some(src) => {
-                    // A hard link: the blob may serve another image of the same archive too.
-                    std::fs::hard_link(src, tmp.join("layer.tar"))?;
-                    std::fs::File::open(tmp.join("layer.tar"))?.sync_all()?;
-                }
-                None => f.sync_all()?,
-            }
-            Ok((Digest::from_hasher(tee.hash), applied.size))
-        })();
-        let (diff_id, size) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                crate::store::remove_tree(&tmp)?;
-                return Err(e);
-            }
-        };
-        let chain = chain_id(parent, &diff_id);
+            None => f.sync_all()?,
+        }
+        u.diff_id = Digest::from_hasher(tee.hash);
+        u.size = applied.size;
+        Ok(u)
+    }
+
+    /// The second half: names an unpacked layer by its chain id on top of `parent`. When that layer
+    /// exists already, the unpacked copy is dropped. Serialised with `gc`, which would otherwise
+    /// see a fresh folder without its record.
+    pub fn commit_layer(&self, u: Unpacked, parent: Option<&Digest>) -> Result<LayerInfo> {
+        let _gc = self.gc_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let chain = chain_id(parent, &u.diff_id);
         let dest = self.layout.layer(chain.hex());
-        if self.store.get::<LayerRecord>(LAYERS, chain.as_str())?.is_some() && dest.exists() {
-            crate::store::remove_tree(&tmp)?;
-        } else {
+        if !(self.store.get::<LayerRecord>(LAYERS, chain.as_str())?.is_some() && dest.exists()) {
             crate::store::remove_tree(&dest)?;
-            std::fs::rename(&tmp, &dest)?;
-            let rec = LayerRecord { diff_id: diff_id.clone(), parent: parent.cloned(), size };
+            std::fs::rename(&u.tmp, &dest)?;
+            let rec = LayerRecord { diff_id: u.diff_id.clone(), parent: parent.cloned(), size: u.size };
             self.store.put(LAYERS, chain.as_str(), &rec)?;
         }
-        Ok(LayerInfo { diff_id, chain_id: chain, size })
+        Ok(LayerInfo { diff_id: u.diff_id.clone(), chain_id: chain, size: u.size })
     }
 
     /// Makes an image visible: config blob written, then record and tags in one transaction. The

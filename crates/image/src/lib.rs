@@ -4,6 +4,7 @@ pub mod apply;
 pub mod archive;
 pub mod changes;
 pub mod compress;
+mod distmeta;
 mod ingest;
 mod layout;
 mod snapshot;
@@ -12,6 +13,7 @@ mod store;
 mod testutil;
 pub mod tree;
 
-pub use ingest::{CommitOptions, LayerInfo};
+pub use distmeta::BlobSource;
+pub use ingest::{CommitOptions, LayerInfo, Unpacked};
 pub use layout::Layout;
-pub use store::{DeleteResponse, Image, ImageStore, ImportOptions, Snapshot, Usage};
+pub use store::{chain_id, DeleteResponse, Image, ImageStore, ImportOptions, Snapshot, Usage};

@@ -5,10 +5,10 @@
 //! store transaction, the image record and its tag. A crash before that commit leaves only files
 //! that start-up removes (`tmp/`) or that `gc` finds unreferenced.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use berth_api::image::ImageConfig;
 use berth_store::{Store, Table};
@@ -50,7 +50,10 @@ pub(crate) struct SnapshotRecord {
 pub struct Image {
     pub id: Digest,
     pub config: ImageConfig,
+    /// `repo:tag` references.
     pub tags: Vec<Reference>,
+    /// `repo@sha256:` references: the manifest digests this image was pulled or pushed as.
+    pub repo_digests: Vec<Reference>,
     pub size: u64,
     /// Size of each layer, bottom first.
     pub layer_sizes: Vec<u64>,
@@ -87,6 +90,10 @@ pub struct Snapshot {
 pub struct ImageStore {
     pub(crate) store: Arc<Store>,
     pub(crate) layout: Layout,
+    /// Held by `gc` and by whoever names a new layer, so gc never sees a folder without its record.
+    pub(crate) gc_lock: Mutex<()>,
+    /// Layers (chain ids) that writers in progress (pulls) rely on before any image references them.
+    leases: Mutex<HashMap<Digest, usize>>,
 }
 
 pub(crate) fn docker_arch() -> &'static str {
@@ -127,7 +134,7 @@ impl ImageStore {
         for d in [layout.blobs(), layout.layers(), layout.tmp(), layout.snapshots()] {
             std::fs::create_dir_all(&d)?;
         }
-        let s = ImageStore { store, layout };
+        let s = ImageStore { store, layout, gc_lock: Mutex::new(()), leases: Mutex::new(HashMap::new()) };
         s.gc()?;
         Ok(s)
     }
@@ -136,7 +143,9 @@ impl ImageStore {
         &self.layout
     }
 
-    pub(crate) fn image_of(&self, rec: &ImageRecord, tags: Vec<Reference>) -> Result<Image> {
+    pub(crate) fn image_of(&self, rec: &ImageRecord, refs: Vec<Reference>) -> Result<Image> {
+        let (repo_digests, tags): (Vec<Reference>, Vec<Reference>) =
+            refs.into_iter().partition(|r| r.digest().is_some());
         let bytes = std::fs::read(self.layout.blob(rec.id.hex()))
             .map_err(|e| Error::internal(format!("read config of image {}: {e}", rec.id)))?;
         let config: ImageConfig = serde_json::from_slice(&bytes)
@@ -146,7 +155,7 @@ impl ImageStore {
             .iter()
             .map(|c| Ok(self.store.get::<LayerRecord>(LAYERS, c.as_str())?.map(|l| l.size).unwrap_or(0)))
             .collect::<Result<Vec<u64>>>()?;
-        Ok(Image { id: rec.id.clone(), config, tags, size: rec.size, layer_sizes })
+        Ok(Image { id: rec.id.clone(), config, tags, repo_digests, size: rec.size, layer_sizes })
     }
 
     fn all_tags(&self) -> Result<Vec<(Reference, Digest)>> {
@@ -272,13 +281,14 @@ impl ImageStore {
                 }
             }
         }
+        let refs: Vec<&Reference> = img.tags.iter().chain(&img.repo_digests).collect();
         self.store.write(|tx| {
-            for t in &img.tags {
+            for t in &refs {
                 tx.delete(TAGS, &t.to_string())?;
             }
             tx.delete(IMAGES, img.id.as_str())
         })?;
-        out.extend(img.tags.iter().map(|t| DeleteResponse::Untagged(t.familiar())));
+        out.extend(refs.iter().map(|t| DeleteResponse::Untagged(t.familiar())));
         out.push(DeleteResponse::Deleted(img.id.to_string()));
         let _ = std::fs::remove_file(self.layout.blob(img.id.hex()));
         self.gc()?;
@@ -309,8 +319,39 @@ impl ImageStore {
         Ok(self.store.list::<LayerRecord>(LAYERS)?.iter().map(|(_, l)| l.size).sum())
     }
 
-    /// Removes layers that no image and no snapshot reference.
+    /// Keeps `chain` (and its parents) from `gc` until `release`: a pull's layers before its image exists.
+    pub fn lease(&self, chain: &Digest) {
+        *self.leases.lock().unwrap_or_else(|e| e.into_inner()).entry(chain.clone()).or_default() += 1;
+    }
+
+    pub fn release(&self, chain: &Digest) {
+        let mut l = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = l.get_mut(chain) {
+            *n -= 1;
+            if *n == 0 {
+                l.remove(chain);
+            }
+        }
+    }
+
+    /// A layer by chain id.
+    pub fn layer_info(&self, chain: &Digest) -> Result<Option<crate::LayerInfo>> {
+        Ok(self.store.get::<LayerRecord>(LAYERS, chain.as_str())?.map(|l| crate::LayerInfo {
+            diff_id: l.diff_id,
+            chain_id: chain.clone(),
+            size: l.size,
+        }))
+    }
+
+    /// Whether the layer with this chain id is in the store.
+    pub fn has_layer(&self, chain: &Digest) -> Result<bool> {
+        Ok(self.store.get::<LayerRecord>(LAYERS, chain.as_str())?.is_some())
+    }
+
+    /// Removes layers that no image, snapshot or lease references.
     pub fn gc(&self) -> Result<()> {
+        let _gc = self.gc_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let leased: Vec<Digest> = self.leases.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         let layers = self.store.list::<LayerRecord>(LAYERS)?;
         let mut live: HashSet<String> = HashSet::new();
         let mut mark = |top: &Digest| {
@@ -325,6 +366,7 @@ impl ImageStore {
         for (_, img) in self.store.list::<ImageRecord>(IMAGES)? {
             img.chain.iter().for_each(&mut mark);
         }
+        leased.iter().for_each(&mut mark);
         for (_, s) in self.store.list::<SnapshotRecord>(SNAPSHOTS)? {
             if let Some(p) = &s.parent {
                 mark(p);

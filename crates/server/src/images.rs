@@ -5,12 +5,16 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use berth_api::progress;
+use berth_daemon::images::{PullOptions, PushOptions};
 use berth_daemon::ImageService;
+use berth_distribution::manifest::Platform;
+use berth_distribution::AuthConfig;
 use berth_image::{Image, ImportOptions};
 use berth_types::{short_id, Error, Reference};
 use futures_util::TryStreamExt;
@@ -43,7 +47,7 @@ fn summary(img: &Image, v: &ApiVersion) -> Value {
         "Id": img.id,
         "ParentId": "",
         "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-        "RepoDigests": [],
+        "RepoDigests": img.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
         "Created": unix(img.config.created.as_deref()),
         "Size": img.size,
         "SharedSize": -1,
@@ -120,7 +124,7 @@ fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
     let mut j = json!({
         "Id": img.id,
         "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-        "RepoDigests": [],
+        "RepoDigests": img.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
         "Parent": "",
         "Comment": img.config.comment.clone().unwrap_or_default(),
         "Created": img.config.created.clone().unwrap_or_default(),
@@ -225,29 +229,80 @@ async fn get_dispatch(
     Err(ApiError(Error::not_found("page not found")))
 }
 
-async fn post_dispatch(State(svc): Svc, Path(rest): Path<String>, q: Query) -> ApiResult<Response> {
+async fn post_dispatch(State(svc): Svc, Path(rest): Path<String>, q: Query, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/push") {
+        return push(svc, name, &q, &headers).await;
+    }
     if let Some(name) = rest.strip_suffix("/tag") {
         svc.tag(name, q.str("repo").unwrap_or(""), q.str("tag").unwrap_or("")).await?;
         return Ok(StatusCode::CREATED.into_response());
     }
-    if rest.ends_with("/push") {
-        return Err(ApiError(Error::not_implemented(
-            "pushing images to a registry is not supported by this berthd yet",
-        )));
-    }
     Err(ApiError(Error::not_found("page not found")))
+}
+
+/// `X-Registry-Auth`, decoded leniently; absent means anonymous.
+fn registry_auth(headers: &HeaderMap) -> ApiResult<AuthConfig> {
+    match headers.get("X-Registry-Auth").and_then(|h| h.to_str().ok()) {
+        Some(h) => Ok(AuthConfig::from_header(h)?),
+        None => Ok(AuthConfig::default()),
+    }
+}
+
+/// A progress stream (pull, push) as a chunked JSON-lines response.
+fn progress_response(rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> ApiResult<Response> {
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| (Ok::<_, std::io::Error>(bytes::Bytes::from(line)), rx))
+    });
+    Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(body))
+        .map_err(|e| ApiError(Error::internal(e.to_string())))
+}
+
+/// `POST /images/{name}/push?tag=`.
+async fn push(svc: Arc<ImageService>, name: &str, q: &Query, headers: &HeaderMap) -> ApiResult<Response> {
+    let mut reference = Reference::parse(name)?;
+    if let Some(t) = q.str("tag").filter(|t| !t.is_empty()) {
+        reference = reference.with_tag(t)?;
+    }
+    let rx = svc.push(PushOptions { reference, auth: registry_auth(headers)? }).await?;
+    progress_response(rx)
+}
+
+/// The reference a pull asks for: `fromImage` with `tag` (a tag or a digest) applied, as Docker does.
+fn pull_reference(image: &str, tag: &str) -> ApiResult<Reference> {
+    let r = Reference::parse(image)?;
+    if tag.is_empty() {
+        return Ok(r);
+    }
+    Ok(match tag.parse::<berth_types::Digest>() {
+        Ok(d) => r.digested(d),
+        Err(_) => r.with_tag(tag)?,
+    })
+}
+
+/// `GET /distribution/{name}/json`: what the registry holds for a reference.
+pub async fn distribution(State(svc): Svc, Path(name): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    let name = name.strip_suffix("/json").ok_or_else(|| ApiError(Error::not_found("page not found")))?;
+    let r = Reference::parse_tagged(name)?;
+    Ok(json_response(&svc.distribution_inspect(&r, registry_auth(&headers)?).await?))
 }
 
 async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
     Ok(json_response(&svc.delete(&name, q.bool("force")).await?))
 }
 
-/// `POST /images/create`: import with `fromSrc=-` (the body is the tar); pulls are issue #8.
+/// `POST /images/create`: a pull with `fromImage`, an import with `fromSrc=-` (the body is the tar).
 async fn create(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> {
     if let Some(image) = q.str("fromImage").filter(|s| !s.is_empty()) {
-        return Err(ApiError(Error::not_implemented(format!(
-            "pulling {image} from a registry is not supported by this berthd yet: import or load the image instead"
-        ))));
+        let reference = pull_reference(image, q.str("tag").unwrap_or(""))?;
+        let platform = match q.str("platform").filter(|p| !p.is_empty()) {
+            Some(p) => Some(Platform::parse(p)?),
+            None => None,
+        };
+        let auth = registry_auth(req.headers())?;
+        let rx = svc.pull(PullOptions { reference, platform, auth }).await?;
+        return progress_response(rx);
     }
     let src = q.str("fromSrc").unwrap_or("");
     if src != "-" {

@@ -31,6 +31,8 @@ pub fn routes() -> Router<AppState> {
         .route("/events", get(events))
         .route("/plugins", get(|| async { json_response(&serde_json::json!([])) }))
         .route("/system/df", get(df))
+        .route("/auth", axum::routing::post(login))
+        .route("/distribution/{*rest}", get(crate::images::distribution))
         // There is no build cache (POST /build is not implemented yet): nothing to prune.
         .route(
             "/build/prune",
@@ -42,6 +44,15 @@ pub fn routes() -> Router<AppState> {
         r = r.route(&format!("/{p}"), swarm()).route(&format!("/{p}/{{*rest}}"), swarm());
     }
     r
+}
+
+/// `POST /auth` (`docker login`): the daemon checks the credentials against the registry.
+async fn login(State(images): State<Arc<berth_daemon::ImageService>>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let mut auth: berth_distribution::AuthConfig = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(Error::invalid(format!("invalid JSON in login request: {e}"))))?;
+    auth.normalise();
+    let token = images.login(auth).await?;
+    Ok(json_response(&serde_json::json!({"Status": "Login Succeeded", "IdentityToken": token})))
 }
 
 /// `docker system df`: images, containers and volumes with their sizes.
@@ -74,7 +85,7 @@ async fn df(
                 .unwrap_or(0);
             serde_json::json!({
                 "Id": i.id, "ParentId": "", "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-                "RepoDigests": [], "Created": created, "Size": i.size, "SharedSize": 0,
+                "RepoDigests": i.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(), "Created": created, "Size": i.size, "SharedSize": 0,
                 "Labels": i.config.config.labels, "Containers": used,
             })
         })

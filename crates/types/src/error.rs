@@ -13,6 +13,8 @@ pub enum ErrorKind {
     NotModified,
     /// The operation is never allowed on this object, such as removing a built-in network (403).
     Forbidden,
+    /// A registry refused the credentials (401).
+    Unauthorized,
     /// The feature exists in Docker but not here (501).
     NotImplemented,
     /// The feature needs something unavailable, such as swarm (503).
@@ -51,6 +53,9 @@ impl Error {
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, message)
     }
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotImplemented, message)

@@ -122,6 +122,16 @@ impl Reference {
         Ok(self)
     }
 
+    /// `repo@digest`: the same repository pinned to a manifest digest, without a tag.
+    pub fn digested(&self, digest: Digest) -> Reference {
+        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: Some(digest) }
+    }
+
+    /// The bare repository, without tag or digest.
+    pub fn name_only(&self) -> Reference {
+        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: None }
+    }
+
     pub fn domain(&self) -> &str {
         &self.domain
     }

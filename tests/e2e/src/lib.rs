@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use berth_cli::client::Client;
 
+pub mod registry;
+
 /// Where cargo put the binaries of this build (target/<profile>).
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("BERTH_BIN_DIR") {

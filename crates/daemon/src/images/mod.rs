@@ -1,14 +1,47 @@
 //! The image service: `berth_image::ImageStore` on blocking threads, plus events and usage rules.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+mod pull;
+mod push;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use berth_image::{DeleteResponse, Image, ImageStore, ImportOptions, Snapshot, Usage};
 use berth_types::{Digest, Error, Reference, Result};
 use tokio::io::AsyncRead;
 use tokio_util::io::SyncIoBridge;
 
+use berth_distribution::{AuthConfig, Registries};
+use tokio::sync::{mpsc, watch, Semaphore};
+
 use crate::events::EventBus;
+
+pub use pull::PullOptions;
+pub use push::PushOptions;
+
+/// Registry settings of the image service (daemon.json's `max-concurrent-downloads` and friends).
+#[derive(Debug, Clone)]
+pub struct DistributionConfig {
+    pub registry: berth_distribution::RegistryConfig,
+    pub max_concurrent_downloads: usize,
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for DistributionConfig {
+    fn default() -> Self {
+        DistributionConfig { registry: Default::default(), max_concurrent_downloads: 3, max_concurrent_uploads: 5 }
+    }
+}
+
+/// The JSON-lines progress of a pull or push; a client that went away is not an error.
+#[derive(Clone)]
+pub(crate) struct Progress(mpsc::UnboundedSender<Vec<u8>>);
+
+impl Progress {
+    pub(crate) fn send(&self, line: Vec<u8>) {
+        let _ = self.0.send(line);
+    }
+}
 
 pub type UsageFn = Arc<dyn Fn(&Digest) -> Vec<Usage> + Send + Sync>;
 
@@ -16,6 +49,12 @@ pub struct ImageService {
     store: Arc<ImageStore>,
     events: Arc<EventBus>,
     usage: OnceLock<UsageFn>,
+    registries: Arc<Registries>,
+    /// Shared by every pull, as Docker's `max-concurrent-downloads`.
+    downloads: Semaphore,
+    uploads: Arc<Semaphore>,
+    /// Layers (chain ids) being downloaded, so two pulls of one image fetch each layer once.
+    inflight: Mutex<HashMap<Digest, watch::Receiver<bool>>>,
 }
 
 /// `until` as unix seconds or an RFC 3339 time.
@@ -26,13 +65,26 @@ fn parse_until(u: &str) -> Result<i64> {
     u.split('.').next().unwrap_or("").parse().map_err(|_| Error::invalid(format!("invalid filter 'until={u}'")))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
 }
 
 impl ImageService {
-    pub fn new(store: Arc<ImageStore>, events: Arc<EventBus>) -> ImageService {
-        ImageService { store, events, usage: OnceLock::new() }
+    pub fn new(store: Arc<ImageStore>, events: Arc<EventBus>, dist: DistributionConfig) -> ImageService {
+        ImageService {
+            store,
+            events,
+            usage: OnceLock::new(),
+            registries: Arc::new(Registries::new(dist.registry)),
+            downloads: Semaphore::new(dist.max_concurrent_downloads.max(1)),
+            uploads: Arc::new(Semaphore::new(dist.max_concurrent_uploads.max(1))),
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `POST /auth`: validates credentials against their registry; returns an identity token when one was issued.
+    pub async fn login(&self, auth: AuthConfig) -> Result<String> {
+        self.registries.login(&auth).await
     }
 
     /// Wires in who uses which image; the container service provides it after both exist.

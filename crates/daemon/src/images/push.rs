@@ -1,0 +1,309 @@
+//! `docker push`: layers the registry has are skipped or mounted from a sibling repository; the
+//! others are gzipped once while streaming up, and the digest that produced is remembered.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_api::progress;
+use berth_distribution::manifest::{Descriptor, ImageManifest, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
+use berth_distribution::{AuthConfig, Repository};
+use berth_image::{BlobSource, Image, LayerInfo};
+use berth_types::{short_id, Digest, Error, Reference, Result};
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use super::{blocking, ImageService, Progress};
+
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// With a tag, that tag; without, every local tag of the repository.
+    pub reference: Reference,
+    pub auth: AuthConfig,
+}
+
+/// A layer as the manifest lists it.
+struct Pushed {
+    digest: Digest,
+    size: u64,
+    media_type: String,
+}
+
+impl ImageService {
+    /// Starts a push; errors before any output (no such local image, registry unreachable,
+    /// credentials refused) are returned for the API to answer with their status.
+    pub async fn push(self: &Arc<Self>, opts: PushOptions) -> Result<mpsc::UnboundedReceiver<Vec<u8>>> {
+        let r = opts.reference.clone();
+        let images: Vec<(Reference, Image)> = {
+            let store = self.store.clone();
+            let r = r.clone();
+            blocking(move || {
+                let all = store.list()?;
+                let mut out: Vec<(Reference, Image)> = Vec::new();
+                for img in all {
+                    for t in &img.tags {
+                        let same_repo = t.domain() == r.domain() && t.path() == r.path();
+                        if same_repo && (r.tag().is_none() || t.tag() == r.tag()) {
+                            out.push((t.clone(), img.clone()));
+                        }
+                    }
+                }
+                out.sort_by_key(|(t, _)| t.to_string());
+                Ok(out)
+            })
+            .await?
+        };
+        if images.is_empty() {
+            return Err(Error::not_found(format!(
+                "An image does not exist locally with the tag: {}",
+                r.name_only().familiar()
+            )));
+        }
+        let repo = Arc::new(self.registries.repository(r.domain(), r.path(), opts.auth.clone(), "pull,push").await?);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let p = Progress(tx);
+            p.send(progress::status(&format!("The push refers to repository [{}]", r.name_only().familiar())));
+            for (tag, img) in &images {
+                if let Err(e) = svc.push_one(&repo, tag, img, &p).await {
+                    tracing::warn!(image = %tag, "push failed: {e}");
+                    p.send(progress::error(&e.message));
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn push_one(
+        self: &Arc<Self>,
+        repo: &Arc<Repository>,
+        tag: &Reference,
+        img: &Image,
+        p: &Progress,
+    ) -> Result<()> {
+        let store = self.store.clone();
+        let id = img.id.clone();
+        let layers = blocking(move || store.layers_of(&id)).await?;
+        for l in &layers {
+            p.send(progress::layer("Preparing", short_id(l.diff_id.as_str())));
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, l) in layers.iter().enumerate() {
+            let (svc, repo, l, p, tag) = (self.clone(), repo.clone(), l.clone(), p.clone(), tag.clone());
+            tasks.spawn(async move { svc.push_layer(&repo, &tag, &l, &p).await.map(|d| (i, d)) });
+        }
+        let mut pushed: Vec<Option<Pushed>> = (0..layers.len()).map(|_| None).collect();
+        while let Some(res) = tasks.join_next().await {
+            match res.map_err(|e| Error::internal(format!("layer task: {e}")))? {
+                Ok((i, d)) => pushed[i] = Some(d),
+                Err(e) => {
+                    tasks.abort_all();
+                    return Err(e);
+                }
+            }
+        }
+        // The config blob, exactly as stored: its digest is the image id.
+        let config = Bytes::from(std::fs::read(self.store.layout().blob(img.id.hex()))?);
+        if repo.blob_size(&img.id).await?.is_none() {
+            let loc = repo.start_upload().await?;
+            repo.upload_whole(&loc, &img.id, config.clone()).await?;
+        }
+        let manifest = ImageManifest {
+            schema_version: 2,
+            media_type: DOCKER_MANIFEST.into(),
+            config: Descriptor {
+                media_type: DOCKER_CONFIG.into(),
+                digest: img.id.clone(),
+                size: config.len() as u64,
+                platform: None,
+                urls: None,
+            },
+            layers: pushed
+                .into_iter()
+                .flatten()
+                .map(|l| Descriptor {
+                    media_type: l.media_type,
+                    digest: l.digest,
+                    size: l.size,
+                    platform: None,
+                    urls: None,
+                })
+                .collect(),
+        };
+        let body = Bytes::from(serde_json::to_vec_pretty(&manifest).map_err(|e| Error::internal(e.to_string()))?);
+        let t = tag.tag().unwrap_or(berth_types::DEFAULT_TAG);
+        let digest = repo.put_manifest(t, DOCKER_MANIFEST, body.clone()).await?;
+        let size = body.len();
+        let (store, id, dref) = (self.store.clone(), img.id.clone(), tag.digested(digest.clone()));
+        blocking(move || store.tag(id.as_str(), &dref).map(|_| ())).await?;
+        p.send(progress::status(&format!("{t}: digest: {digest} size: {size}")));
+        p.send(progress::aux(serde_json::json!({"Tag": t, "Digest": digest, "Size": size})));
+        let mut attrs = BTreeMap::new();
+        attrs.insert("name".to_string(), tag.familiar());
+        self.events.publish("image", "push", &tag.familiar(), attrs);
+        Ok(())
+    }
+
+    /// One layer into the registry: skipped, mounted, or compressed and uploaded.
+    async fn push_layer(&self, repo: &Arc<Repository>, tag: &Reference, l: &LayerInfo, p: &Progress) -> Result<Pushed> {
+        let short = short_id(l.diff_id.as_str()).to_string();
+        let _permit = match self.uploads.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                p.send(progress::layer("Waiting", &short));
+                self.uploads.clone().acquire_owned().await.map_err(|e| Error::internal(e.to_string()))?
+            }
+        };
+        let (registry, repository) = (tag.domain().to_string(), tag.path().to_string());
+        let record = |digest: &Digest, size: u64, media_type: &str| {
+            let src = BlobSource {
+                digest: digest.clone(),
+                size,
+                media_type: media_type.to_string(),
+                registry: registry.clone(),
+                repository: repository.clone(),
+            };
+            self.store.record_blob(&l.diff_id, src)
+        };
+        let known = self.store.blobs_of(&l.diff_id)?;
+        // Known compressed forms, this registry first: a HEAD answers whether this repository has one.
+        let mut here: Vec<&BlobSource> = known.iter().filter(|s| s.registry == registry).collect();
+        here.sort_by_key(|s| s.repository != repository);
+        let mut checked = std::collections::HashSet::new();
+        for s in &here {
+            if checked.insert(s.digest.clone()) {
+                if let Some(size) = repo.blob_size(&s.digest).await? {
+                    record(&s.digest, size, &s.media_type)?;
+                    p.send(progress::layer("Layer already exists", &short));
+                    return Ok(Pushed { digest: s.digest.clone(), size, media_type: s.media_type.clone() });
+                }
+            }
+        }
+        let mut location = None;
+        for s in here.iter().filter(|s| s.repository != repository) {
+            match repo.mount_blob(&s.digest, &s.repository).await {
+                Ok(None) => {
+                    record(&s.digest, s.size, &s.media_type)?;
+                    p.send(progress::layer(
+                        &format!("Mounted from {}", familiar_path(&registry, &s.repository)),
+                        &short,
+                    ));
+                    return Ok(Pushed { digest: s.digest.clone(), size: s.size, media_type: s.media_type.clone() });
+                }
+                Ok(Some(loc)) => {
+                    location = Some(loc);
+                    break;
+                }
+                Err(e) => tracing::debug!("mount of {} from {} refused: {e}", s.digest, s.repository),
+            }
+        }
+        let location = match location {
+            Some(l) => l,
+            None => repo.start_upload().await?,
+        };
+        let (digest, size) = self.upload_compressed(repo, &location, l, &short, p).await?;
+        record(&digest, size, DOCKER_LAYER_GZIP)?;
+        p.send(progress::layer("Pushed", &short));
+        Ok(Pushed { digest, size, media_type: DOCKER_LAYER_GZIP.into() })
+    }
+
+    /// Gzips the layer's tar on a blocking thread straight into a streamed `PATCH`.
+    async fn upload_compressed(
+        &self,
+        repo: &Arc<Repository>,
+        location: &str,
+        l: &LayerInfo,
+        short: &str,
+        p: &Progress,
+    ) -> Result<(Digest, u64)> {
+        let path = self.store.layer_tar(&l.chain_id);
+        let total = std::fs::metadata(&path)?.len();
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let (ptx, mut prx) = tokio::sync::watch::channel(0u64);
+        let compress = tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
+            let mut src = std::fs::File::open(&path)?;
+            let sink = ChannelWriter { tx, hash: Sha256::new(), size: 0, buf: Vec::with_capacity(CHUNK) };
+            let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::new(1));
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut read = 0u64;
+            loop {
+                let n = src.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                gz.write_all(&buf[..n])?;
+                read += n as u64;
+                let _ = ptx.send(read);
+            }
+            let mut sink = gz.finish()?;
+            sink.flush()?;
+            Ok((Digest::from_hasher(sink.hash), sink.size))
+        });
+        let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx).map(|o| o.map(Ok::<Bytes, std::io::Error>))
+        }));
+        let progress = {
+            let (p, short) = (p.clone(), short.to_string());
+            tokio::spawn(async move {
+                let mut last = Instant::now() - Duration::from_secs(1);
+                while prx.changed().await.is_ok() {
+                    if last.elapsed() >= Duration::from_millis(100) {
+                        last = Instant::now();
+                        let n = *prx.borrow();
+                        p.send(progress::bytes("Pushing", &short, n, total));
+                    }
+                }
+            })
+        };
+        let uploaded = repo.upload(location, body).await;
+        let compressed = compress.await.map_err(|e| Error::internal(format!("compress task: {e}")))?;
+        progress.abort();
+        let next = uploaded?;
+        let (digest, size) = compressed?;
+        repo.commit_upload(&next, &digest).await?;
+        Ok((digest, size))
+    }
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// `docker.io` repositories are shown without their domain and `library/`.
+fn familiar_path(registry: &str, repository: &str) -> String {
+    if registry == berth_types::DEFAULT_DOMAIN {
+        repository.strip_prefix("library/").unwrap_or(repository).to_string()
+    } else {
+        repository.to_string()
+    }
+}
+
+/// Hashes, counts and forwards compressed bytes in 256 KiB pieces to the upload body.
+struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    hash: Sha256,
+    size: u64,
+    buf: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.hash.update(data);
+        self.size += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(chunk).map_err(|_| std::io::Error::other("upload stopped"))
+    }
+}

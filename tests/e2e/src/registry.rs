@@ -1,0 +1,292 @@
+//! Debian's `docker-registry` (the reference distribution server) on a loopback port of its own,
+//! a fault-injecting proxy in front of it, and a raw HTTP helper to talk to either.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the registry authenticates.
+pub enum Auth {
+    None,
+    /// htpasswd basic auth with one user.
+    Basic {
+        user: String,
+        password: String,
+    },
+    /// Bearer tokens from `realm`, verified against the certificate bundle at `cert`.
+    Token {
+        realm: String,
+        issuer: String,
+        service: String,
+        cert: PathBuf,
+    },
+}
+
+pub struct Registry {
+    /// `127.0.0.1:<port>`
+    pub addr: String,
+    pub root: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl Registry {
+    pub fn start(auth: Auth) -> Registry {
+        let dir = tempfile::Builder::new().prefix("bt-reg-").tempdir_in("/tmp").expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let auth_yaml = match &auth {
+            Auth::None => String::new(),
+            Auth::Basic { user, password } => {
+                let hash = bcrypt::hash(password, 5).expect("bcrypt");
+                std::fs::write(root.join("htpasswd"), format!("{user}:{hash}\n")).expect("htpasswd");
+                format!("auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n", root.join("htpasswd").display())
+            }
+            Auth::Token { realm, issuer, service, cert } => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                cert.display()
+            ),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: berth-test\n{auth_yaml}",
+            root.join("data").display()
+        );
+        std::fs::write(root.join("config.yml"), config).expect("config");
+        let log = std::fs::File::create(root.join("registry.log")).expect("log");
+        let child = Command::new("docker-registry")
+            .args(["serve", root.join("config.yml").to_str().unwrap()])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn docker-registry (apt-get install docker-registry)");
+        let mut r = Registry { addr, root, child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http(&r.addr, "GET", "/v2/", &[], b"").is_ok() {
+                return r;
+            }
+            if let Ok(Some(st)) = r.child.try_wait() {
+                panic!("docker-registry exited ({st}): {}", r.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not listen: {}", r.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange (`Connection: close`): status, headers (lowercased names), body.
+pub type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let hdrs: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())).collect();
+    let mut body = raw[split + 4..].to_vec();
+    if hdrs.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Ok((status, hdrs, body))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + n]);
+        b = &b[i + 2 + n + 2..];
+    }
+    out
+}
+
+pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// What the proxy does to the first large blob body it relays.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fault {
+    /// Relays faithfully (counts only).
+    None,
+    /// Sends half the body, then closes the connection.
+    DropMidBody,
+    /// Answers 500 instead.
+    Status500,
+    /// Flips one byte.
+    Corrupt,
+}
+
+/// A proxy to a registry that spoils the first blob download larger than 16 KiB, then behaves.
+pub struct FaultProxy {
+    pub addr: String,
+    /// Requests that carried a `Range` header.
+    pub ranges: Arc<AtomicUsize>,
+    /// GETs of blobs larger than 16 KiB (layers).
+    pub layer_gets: Arc<AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str, fault: Fault) -> FaultProxy {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let ranges = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fired = Arc::new(AtomicUsize::new(0));
+        let layer_gets = fired.clone();
+        let (up, r2, s2) = (upstream.to_string(), ranges.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                if s2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(c) = c else { continue };
+                let (up, r2, fired) = (up.clone(), r2.clone(), fired.clone());
+                std::thread::spawn(move || {
+                    let _ = relay(c, &up, fault, &r2, &fired);
+                });
+            }
+        });
+        FaultProxy { addr, ranges, layer_gets, stop }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.addr);
+    }
+}
+
+/// Relays requests of one client connection, one upstream connection each.
+fn relay(
+    mut c: TcpStream,
+    upstream: &str,
+    fault: Fault,
+    ranges: &AtomicUsize,
+    fired: &AtomicUsize,
+) -> std::io::Result<()> {
+    c.set_read_timeout(Some(Duration::from_secs(30)))?;
+    loop {
+        // Request head, then a Content-Length body (pulls send none).
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if c.read(&mut byte)? == 0 {
+                return Ok(());
+            }
+            // A TLS ClientHello (the client trying https first): hang up as a plain-HTTP server would.
+            if head.is_empty() && !byte[0].is_ascii_uppercase() {
+                return Ok(());
+            }
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        c.read_exact(&mut body)?;
+        if text.lines().any(|l| l.to_lowercase().starts_with("range:")) {
+            ranges.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut lines = text.lines();
+        let first = lines.next().unwrap_or("").to_string();
+        let hdrs: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("connection") && !k.eq_ignore_ascii_case("host"))
+            .collect();
+        let mut parts = first.split(' ');
+        let (method, path) = (parts.next().unwrap_or("GET").to_string(), parts.next().unwrap_or("/").to_string());
+        let hrefs: Vec<(&str, &str)> = hdrs
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (status, rh, mut rb) = http(upstream, &method, &path, &hrefs, &body)?;
+        let is_blob = method == "GET" && path.contains("/blobs/sha256:") && rb.len() > 16 * 1024;
+        let spoil = is_blob && fired.fetch_add(1, Ordering::SeqCst) == 0 && fault != Fault::None;
+        if spoil && fault == Fault::Status500 {
+            let msg = br#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#;
+            write!(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", msg.len())?;
+            c.write_all(msg)?;
+            return Ok(());
+        }
+        if spoil && fault == Fault::Corrupt {
+            let i = rb.len() / 2;
+            rb[i] ^= 0xff;
+        }
+        let reason = match status {
+            200 => "OK",
+            201 => "Created",
+            202 => "Accepted",
+            206 => "Partial Content",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            _ => "Status",
+        };
+        let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+        for (k, v) in &rh {
+            if k != "content-length" && k != "connection" && k != "transfer-encoding" {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        let declared = if method == "HEAD" {
+            header(&rh, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0)
+        } else {
+            rb.len()
+        };
+        out.push_str(&format!("Content-Length: {declared}\r\nConnection: keep-alive\r\n\r\n"));
+        c.write_all(out.as_bytes())?;
+        if method == "HEAD" {
+            continue;
+        }
+        if spoil && fault == Fault::DropMidBody {
+            c.write_all(&rb[..rb.len() / 2])?;
+            c.flush()?;
+            return Ok(());
+        }
+        c.write_all(&rb)?;
+    }
+}

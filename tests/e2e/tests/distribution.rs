@@ -1,0 +1,267 @@
+//! Pull, push and login: the docker CLI against berthd, berthd against Debian's docker-registry
+//! (the reference distribution server), with skopeo as an independent second client.
+
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+use berth_e2e::registry::{free_port, header, http, Auth, Fault, FaultProxy, Registry};
+use berth_e2e::{err, out, Berthd};
+
+/// A busybox image pushed to `reg` as `<reg>/<repo>:1`; returns that reference.
+fn seed(d: &Berthd, reg: &Registry, repo: &str) -> String {
+    d.import_busybox("bb-seed");
+    let r = format!("{}/{repo}:1", reg.addr);
+    d.ok(&["tag", "bb-seed", &r]);
+    d.ok(&["push", &r]);
+    r
+}
+
+#[test]
+fn push_pull_run_and_skips() {
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let r = format!("{}/team/bb:1", reg.addr);
+    d.ok(&["tag", "bb", &r]);
+    let push = d.ok(&["push", &r]);
+    assert!(push.contains(&format!("The push refers to repository [{}/team/bb]", reg.addr)), "{push}");
+    assert!(push.contains("1: digest: sha256:"), "{push}");
+    // The registry has what we sent: skopeo reads it independently.
+    let sk = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{r}")])
+        .output()
+        .expect("skopeo");
+    assert!(sk.status.success(), "skopeo: {}", err(&sk));
+    let info: serde_json::Value = serde_json::from_slice(&sk.stdout).unwrap();
+    assert_eq!(info["Architecture"], "amd64");
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 1);
+
+    // Second push: nothing to upload. Another repository on the same registry: mounted.
+    let again = d.ok(&["push", &r]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    let other = format!("{}/other/bb:2", reg.addr);
+    d.ok(&["tag", "bb", &other]);
+    let mounted = d.ok(&["push", &other]);
+    assert!(mounted.contains("Mounted from team/bb"), "{mounted}");
+
+    // Pull into an empty store, run it, and see the repo digest recorded.
+    d.ok(&["rmi", "bb", &r, &other]);
+    assert!(d.ok(&["images", "-q"]).is_empty());
+    let pull = d.ok(&["pull", &r]);
+    assert!(pull.contains("Pull complete"), "{pull}");
+    assert!(pull.contains(&format!("Status: Downloaded newer image for {r}")), "{pull}");
+    let digest = pull.lines().find_map(|l| l.strip_prefix("Digest: ")).expect("digest line").to_string();
+    assert_eq!(d.ok(&["run", "--rm", &r, "echo", "pulled"]), "pulled");
+    let digests = d.ok(&["image", "inspect", "-f", "{{json .RepoDigests}}", &r]);
+    assert_eq!(digests, format!("[\"{}/team/bb@{digest}\"]", reg.addr));
+    assert!(d.ok(&["pull", &r]).contains("Image is up to date"));
+    // By digest, into a store that has the layer: nothing downloaded.
+    d.ok(&["rmi", &r]);
+    d.import_busybox("keep-layer");
+    let by_digest = d.ok(&["pull", &format!("{}/team/bb@{digest}", reg.addr)]);
+    assert!(by_digest.contains("Already exists"), "{by_digest}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+    let until = now.to_string();
+    let events =
+        d.ok(&["events", "--since", "0", "--until", &until, "--filter", "type=image", "--format", "{{.Action}}"]);
+    assert!(events.contains("push") && events.contains("pull"), "{events}");
+}
+
+#[test]
+fn pull_errors_speak_docker() {
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start();
+    // The reference registry answers MANIFEST_UNKNOWN for a repository it never saw, as Docker shows it.
+    let missing = format!("{}/nobody/here:1", reg.addr);
+    let o = d.docker(&["pull", &missing]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains(&format!("manifest for {missing} not found: manifest unknown")), "{}", err(&o));
+    let r = seed(&d, &reg, "x/bb");
+    let tagless = r.replace(":1", ":nope");
+    let o = d.docker(&["pull", &tagless]);
+    assert!(err(&o).contains(&format!("manifest for {tagless} not found: manifest unknown")), "{}", err(&o));
+    // Nothing listens there: a transport error, not a hang.
+    let o = d.docker(&["pull", &format!("127.0.0.1:{}/a/b:1", free_port())]);
+    assert!(!o.status.success() && err(&o).contains("connect"), "{}", err(&o));
+    // docker run of a missing image pulls it first.
+    d.ok(&["rmi", "bb-seed", &r]);
+    let o = d.docker(&["run", "--rm", &r, "true"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("Unable to find image"), "{}", err(&o));
+    let o = d.docker(&["push", &format!("{}/not/local:1", reg.addr)]);
+    assert!(err(&o).contains("An image does not exist locally with the tag"), "{}", err(&o));
+}
+
+#[test]
+fn basic_auth_login_push_pull() {
+    let reg = Registry::start(Auth::Basic { user: "alice".into(), password: "s3cret!".into() });
+    let d = Berthd::start();
+    let login =
+        |pw: &str| d.docker_stdin(&["login", &reg.addr, "-u", "alice", "--password-stdin"], Some(pw.as_bytes()));
+    let bad = login("wrong");
+    assert!(!bad.status.success(), "wrong password accepted");
+    assert!(err(&bad).contains("401"), "{}", err(&bad));
+    d.import_busybox("bb");
+    let r = format!("{}/priv/bb:1", reg.addr);
+    d.ok(&["tag", "bb", &r]);
+    let denied = d.docker(&["push", &r]);
+    assert!(!denied.status.success(), "anonymous push accepted: {}", out(&denied));
+    let good = login("s3cret!");
+    assert!(good.status.success(), "{}", err(&good));
+    assert!(out(&good).contains("Login Succeeded"));
+    assert!(d.ok(&["push", &r]).contains("1: digest:"));
+    d.ok(&["rmi", "bb", &r]);
+    assert!(d.ok(&["pull", &r]).contains("Downloaded newer image"));
+    assert!(!d.log().contains("s3cret!"), "the password reached the daemon log");
+    d.ok(&["logout", &reg.addr]);
+    let o = d.docker(&["pull", &r.replace(":1", ":2")]);
+    assert!(err(&o).contains("may require 'docker login'"), "{}", err(&o));
+}
+
+/// A two-platform index made by hand: the real amd64 image and an "arm64" twin of it.
+#[test]
+fn index_pull_picks_the_platform() {
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start();
+    let r = seed(&d, &reg, "multi/bb");
+    let accept = [("Accept", "application/vnd.docker.distribution.manifest.v2+json")];
+    let (st, h, manifest) = http(&reg.addr, "GET", "/v2/multi/bb/manifests/1", &accept, b"").unwrap();
+    assert_eq!(st, 200);
+    let amd_digest = header(&h, "docker-content-digest").unwrap().to_string();
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let cfg_digest = m["config"]["digest"].as_str().unwrap();
+    let (_, _, cfg) = http(&reg.addr, "GET", &format!("/v2/multi/bb/blobs/{cfg_digest}"), &[], b"").unwrap();
+    let mut arm_cfg: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
+    arm_cfg["architecture"] = "arm64".into();
+    arm_cfg["variant"] = "v8".into();
+    let arm_cfg = serde_json::to_vec(&arm_cfg).unwrap();
+    let arm_cfg_digest = format!("sha256:{}", sha256_hex(&arm_cfg));
+    let (st, h, _) = http(&reg.addr, "POST", "/v2/multi/bb/blobs/uploads/", &[], b"").unwrap();
+    assert_eq!(st, 202);
+    let loc = header(&h, "location").unwrap().to_string();
+    let loc = loc.split_once("://").map(|(_, rest)| &rest[rest.find('/').unwrap()..]).unwrap_or(&loc).to_string();
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let (st, _, _) = http(&reg.addr, "PUT", &format!("{loc}{sep}digest={arm_cfg_digest}"), &[], &arm_cfg).unwrap();
+    assert_eq!(st, 201);
+    let mut arm = m.clone();
+    arm["config"]["digest"] = arm_cfg_digest.clone().into();
+    arm["config"]["size"] = arm_cfg.len().into();
+    let arm = serde_json::to_vec(&arm).unwrap();
+    let ct = [("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")];
+    let (st, h, _) = http(&reg.addr, "PUT", "/v2/multi/bb/manifests/arm", &ct, &arm).unwrap();
+    assert_eq!(st, 201);
+    let arm_digest = header(&h, "docker-content-digest").unwrap().to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": [
+            {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": arm_digest, "size": arm.len(),
+             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": amd_digest, "size": manifest.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ]
+    });
+    let ct = [("Content-Type", "application/vnd.docker.distribution.manifest.list.v2+json")];
+    let (st, h, _) =
+        http(&reg.addr, "PUT", "/v2/multi/bb/manifests/multi", &ct, &serde_json::to_vec(&index).unwrap()).unwrap();
+    assert_eq!(st, 201, "index refused");
+    let index_digest = header(&h, "docker-content-digest").unwrap().to_string();
+
+    let multi = r.replace(":1", ":multi");
+    d.ok(&["rmi", "bb-seed", &r]);
+    let pull = d.ok(&["pull", &multi]);
+    assert!(pull.contains(&format!("Digest: {index_digest}")), "{pull}");
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Architecture}}", &multi]), "amd64");
+    assert_eq!(d.ok(&["run", "--rm", &multi, "echo", "ok"]), "ok");
+    let arm_ref = multi.replace(":multi", ":armed");
+    d.ok(&["rmi", &multi]);
+    d.ok(&["pull", "--platform", "linux/arm64", &multi]);
+    d.ok(&["tag", &multi, &arm_ref]);
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Architecture}}/{{.Variant}}", &arm_ref]), "arm64/v8");
+    let o = d.docker(&["pull", "--platform", "linux/s390x", &multi]);
+    assert!(err(&o).contains("no matching manifest for linux/s390x"), "{}", err(&o));
+    // docker manifest inspect goes through the client; /distribution goes through us.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dist: serde_json::Value =
+        rt.block_on(d.client().get(&format!("/distribution/{multi}/json"))).expect("distribution");
+    assert_eq!(dist["Descriptor"]["digest"], index_digest);
+    assert_eq!(dist["Platforms"].as_array().unwrap().len(), 2);
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    let o = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&o.stdout).split(' ').next().unwrap().to_string()
+}
+
+/// Faults on the layer download: a dropped connection is resumed with Range; a 500 and a corrupt
+/// blob fail the pull with a clear error, leave no image behind, and the retry succeeds.
+#[test]
+fn registry_faults_leave_no_partial_image() {
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start();
+    let r = seed(&d, &reg, "f/bb");
+    d.ok(&["rmi", "bb-seed", &r]);
+    for (fault, expect) in [
+        (Fault::DropMidBody, None),
+        (Fault::Status500, Some("injected failure")),
+        (Fault::Corrupt, Some("digest mismatch")),
+    ] {
+        let proxy = FaultProxy::start(&reg.addr, fault);
+        let via = r.replace(&reg.addr, &proxy.addr);
+        let o = d.docker(&["pull", &via]);
+        match expect {
+            None => {
+                assert!(o.status.success(), "{fault:?}: {}", err(&o));
+                assert!(proxy.ranges.load(Ordering::SeqCst) >= 1, "{fault:?}: no Range request");
+            }
+            Some(msg) => {
+                assert!(!o.status.success(), "{fault:?}: pull succeeded");
+                assert!(err(&o).contains(msg), "{fault:?}: {}", err(&o));
+                assert!(d.ok(&["images", "-q"]).is_empty(), "{fault:?}: partial image left");
+                let retry = d.docker(&["pull", &via]);
+                assert!(retry.status.success(), "{fault:?} retry: {}", err(&retry));
+            }
+        }
+        assert_eq!(d.ok(&["run", "--rm", &via, "echo", "ok"]), "ok");
+        d.ok(&["rmi", &via]);
+        let tmp = std::fs::read_dir(d.data_root().join("image/tmp")).map(|r| r.count()).unwrap_or(0);
+        assert_eq!(tmp, 0, "{fault:?}: unpack folders left in image/tmp");
+    }
+}
+
+#[test]
+fn concurrent_pulls_download_each_layer_once() {
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start();
+    let r = seed(&d, &reg, "c/bb");
+    d.ok(&["rmi", "bb-seed", &r]);
+    let proxy = FaultProxy::start(&reg.addr, Fault::None);
+    let via = r.replace(&reg.addr, &proxy.addr);
+    let host = d.host();
+    let cfg = d.root.join("docker-config");
+    let pulls: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new("docker")
+                .env("DOCKER_HOST", &host)
+                .env("DOCKER_CONFIG", &cfg)
+                .args(["pull", "-q", &via])
+                .spawn()
+                .expect("docker pull")
+        })
+        .collect();
+    for p in pulls {
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success());
+    }
+    assert_eq!(proxy.layer_gets.load(Ordering::SeqCst), 1, "the layer was downloaded more than once");
+    assert_eq!(d.ok(&["run", "--rm", &via, "echo", "ok"]), "ok");
+}
