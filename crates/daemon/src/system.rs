@@ -57,6 +57,35 @@ pub fn cgroup_version() -> &'static str {
 }
 
 impl SystemService {
+    /// `/info`'s RegistryConfig: CIDRs and names of insecure registries, Docker Hub's mirrors.
+    fn registry_config(&self) -> serde_json::Value {
+        let reg = &self.cfg.distribution.registry;
+        let mut cidrs = vec!["127.0.0.0/8".to_string(), "::1/128".to_string()];
+        let mut index = serde_json::Map::new();
+        let mirrors: Vec<String> = reg.mirrors.iter().map(|m| format!("{}/", m.trim_end_matches('/'))).collect();
+        index.insert(
+            "docker.io".into(),
+            serde_json::json!({"Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true}),
+        );
+        for i in &reg.insecure {
+            if i.contains('/') {
+                cidrs.push(i.clone());
+            } else {
+                index.insert(
+                    i.clone(),
+                    serde_json::json!({"Name": i, "Mirrors": [], "Secure": false, "Official": false}),
+                );
+            }
+        }
+        serde_json::json!({
+            "AllowNondistributableArtifactsCIDRs": null,
+            "AllowNondistributableArtifactsHostnames": null,
+            "InsecureRegistryCIDRs": cidrs,
+            "IndexConfigs": index,
+            "Mirrors": mirrors,
+        })
+    }
+
     pub fn new(cfg: Arc<DaemonConfig>, containers: Arc<ContainerService>, images: Arc<ImageService>) -> SystemService {
         let id_file = cfg.data_root.join("engine-id");
         let id = std::fs::read_to_string(&id_file).unwrap_or_else(|_| {
@@ -140,8 +169,7 @@ impl SystemService {
             "OSType": "linux",
             "Architecture": arch,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": null, "AllowNondistributableArtifactsHostnames": null,
-                "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"], "IndexConfigs": {}, "Mirrors": null},
+            "RegistryConfig": self.registry_config(),
             "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "MemTotal": mem_total(),
             "GenericResources": null,

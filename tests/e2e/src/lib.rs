@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use berth_cli::client::Client;
 
 pub mod registry;
+pub mod token;
 
 /// Where cargo put the binaries of this build (target/<profile>).
 pub fn bin_dir() -> PathBuf {

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use berth_e2e::registry::{free_port, header, http, Auth, Fault, FaultProxy, Registry};
+use berth_e2e::token::TokenServer;
 use berth_e2e::{err, out, Berthd};
 
 /// A busybox image pushed to `reg` as `<reg>/<repo>:1`; returns that reference.
@@ -264,4 +265,67 @@ fn concurrent_pulls_download_each_layer_once() {
     }
     assert_eq!(proxy.layer_gets.load(Ordering::SeqCst), 1, "the layer was downloaded more than once");
     assert_eq!(d.ok(&["run", "--rm", &via, "echo", "ok"]), "ok");
+}
+
+/// Docker Hub's scheme: a 401 challenge to a token server; anonymous tokens carry no rights;
+/// `docker login` gets a refresh token that later pushes and pulls trade for access tokens.
+#[test]
+fn token_auth_with_identity_tokens() {
+    let tok = TokenServer::start("alice", "pw-alice");
+    let reg = Registry::start(Auth::Token {
+        realm: tok.realm.clone(),
+        issuer: tok.issuer.clone(),
+        service: tok.service.clone(),
+        cert: tok.cert.clone(),
+    });
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let r = format!("{}/tok/bb:1", reg.addr);
+    d.ok(&["tag", "bb", &r]);
+    let o = d.docker(&["push", &r]);
+    assert!(!o.status.success(), "anonymous push accepted");
+    assert!(err(&o).contains("unauthorized: authentication required"), "{} {}", out(&o), err(&o));
+    let bad = d.docker_stdin(&["login", &reg.addr, "-u", "alice", "--password-stdin"], Some(b"nope"));
+    assert!(!bad.status.success());
+    assert!(err(&bad).contains("unauthorized"), "{}", err(&bad));
+    let good = d.docker_stdin(&["login", &reg.addr, "-u", "alice", "--password-stdin"], Some(b"pw-alice"));
+    assert!(good.status.success(), "{}", err(&good));
+    // The CLI stored the identity token, not the password.
+    let cfg = std::fs::read_to_string(d.root.join("docker-config/config.json")).unwrap();
+    assert!(cfg.contains("identitytoken") && !cfg.contains("pw-alice"), "{cfg}");
+    assert!(d.ok(&["push", &r]).contains("1: digest:"));
+    d.ok(&["rmi", "bb", &r]);
+    assert!(d.ok(&["pull", &r]).contains("Downloaded newer image"));
+    assert!(tok.refresh_grants.load(Ordering::SeqCst) >= 1, "the identity token was never used");
+}
+
+/// `registry-mirrors`: `docker pull busybox` (Docker Hub's library/busybox) is served by the mirror;
+/// `pull -a` fetches every tag.
+#[test]
+fn hub_pulls_go_through_the_mirror() {
+    let reg = Registry::start(Auth::None);
+    let mut d = Berthd::start();
+    d.import_busybox("bb");
+    for t in ["latest", "1.36"] {
+        let r = format!("{}/library/busybox:{t}", reg.addr);
+        d.ok(&["tag", "bb", &r]);
+        d.ok(&["push", &r]);
+        d.ok(&["rmi", &r]);
+    }
+    d.ok(&["rmi", "bb"]);
+    d.stop();
+    let mirror = format!("http://{}", reg.addr);
+    std::fs::write(d.root.join("daemon.json"), serde_json::json!({"registry-mirrors": [mirror]}).to_string()).unwrap();
+    d.spawn();
+    assert_eq!(d.ok(&["info", "-f", "{{json .RegistryConfig.Mirrors}}"]), format!("[\"{mirror}/\"]"));
+    let pull = d.ok(&["pull", "busybox"]);
+    assert!(pull.contains("Pulling from library/busybox"), "{pull}");
+    assert!(pull.contains("Status: Downloaded newer image for busybox:latest"), "{pull}");
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hub"]), "hub");
+    let all = d.ok(&["pull", "-a", "busybox"]);
+    assert!(all.contains("Image is up to date for busybox"), "{all}");
+    let tags = d.ok(&["images", "busybox", "--format", "{{.Tag}}"]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    assert_eq!(tags, ["1.36", "latest"]);
 }
