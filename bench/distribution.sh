@@ -1,0 +1,95 @@
+#!/bin/sh
+# Pull/push benchmark (numbers, not pass/fail): push and pull of a ~300 MB 3-layer image to and from
+# Debian's docker-registry on loopback, in MB/s of uncompressed layer data, with the pull split into
+# download (the same blobs fetched with curl, 3 at a time) and the rest (decompress, verify, apply),
+# next to this machine's raw floors (gzip -dc | sha256sum, gzip -1 | sha256sum).
+# Runs a private release berthd and registry on temp roots; removes everything afterwards.
+set -eu
+cd "$(dirname "$0")/.."
+MB=${MB:-100}   # per layer
+command -v docker-registry >/dev/null || sh scripts/deps.sh
+. bench/berthd.sh
+REG=$ROOT/registry
+mkdir -p "$REG"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$REG/config.yml" <<EOF
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $REG/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$PORT, secret: bench}
+EOF
+docker-registry serve "$REG/config.yml" 2>"$REG/log" &
+RPID=$!
+trap 'kill $RPID 2>/dev/null; wait $RPID 2>/dev/null; cleanup' EXIT
+until curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null; do sleep 0.05; done
+
+sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
+# Three layers: incompressible, base64 text, and a tar of the host's real libraries (as compressible
+# as typical image content).
+docker run --name l1 busybox sh -c "head -c ${MB}m /dev/urandom > /l1" >/dev/null
+docker commit l1 big:1 >/dev/null
+docker run --name l2 big:1 sh -c "head -c $((MB * 3 / 4))m /dev/urandom | base64 > /l2" >/dev/null
+docker commit l2 big:2 >/dev/null
+docker run --name l3 -v /usr/lib:/src:ro big:2 sh -c "tar -cf - -C /src . 2>/dev/null | head -c ${MB}m > /l3" >/dev/null
+docker commit l3 big:3 >/dev/null
+docker rm l1 l2 l3 >/dev/null
+IMG=127.0.0.1:$PORT/bench/big:3
+docker tag big:3 "$IMG"
+docker rmi big:3 big:2 big:1 >/dev/null
+RAW=$(docker image inspect -f '{{.Size}}' "$IMG")
+
+t0=$(date +%s.%N)
+docker push "$IMG" >/dev/null
+t1=$(date +%s.%N)
+docker rmi "$IMG" busybox >/dev/null
+docker image prune -af >/dev/null
+t2=$(date +%s.%N)
+docker pull -q "$IMG" >/dev/null
+t3=$(date +%s.%N)
+
+# The same blobs, downloaded only.
+MAN=$(curl -sf -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://127.0.0.1:$PORT/v2/bench/big/manifests/3")
+BLOBS=$(echo "$MAN" | python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin)["layers"]))')
+GZ=$(echo "$MAN" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+t4=$(date +%s.%N)
+CURLS=""
+for b in $BLOBS; do curl -sf -o "$REG/$b" "http://127.0.0.1:$PORT/v2/bench/big/blobs/$b" & CURLS="$CURLS $!"; done
+for p in $CURLS; do wait "$p"; done
+t5=$(date +%s.%N)
+FILES=""
+for b in $BLOBS; do FILES="$FILES $REG/$b"; done
+# Floors in one pass on one core, through the system zlib (python's gzip/zlib modules).
+FLOOR=$(python3 - $FILES <<'PY'
+import gzip, hashlib, sys, time, zlib
+t = time.perf_counter()
+for p in sys.argv[1:]:
+    h = hashlib.sha256()
+    with gzip.open(p, 'rb') as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+d = time.perf_counter() - t
+t = time.perf_counter()
+for p in sys.argv[1:]:
+    h = hashlib.sha256()
+    c = zlib.compressobj(1, zlib.DEFLATED, 31)
+    with gzip.open(p, 'rb') as f:
+        while chunk := f.read(1 << 20):
+            h.update(c.compress(chunk))
+    h.update(c.flush())
+print(d, time.perf_counter() - t)
+PY
+)
+t6=0; t7=${FLOOR% *}; t8=0; t9=${FLOOR#* }
+
+python3 - "$RAW" "$GZ" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" "$t8" "$t9" <<'PY'
+import sys
+raw, gz = int(sys.argv[1]) / 1e6, int(sys.argv[2]) / 1e6
+t = [float(x) for x in sys.argv[3:]]
+push, pull, dl, floor, cfloor = t[1]-t[0], t[3]-t[2], t[5]-t[4], t[7], t[9]
+print(f"image: 3 layers, {raw:.0f} MB uncompressed, {gz:.0f} MB gzip in the registry")
+print(f"docker push: {push:.2f} s = {raw/push:.0f} MB/s")
+print(f"docker pull: {pull:.2f} s = {raw/pull:.0f} MB/s  (download alone {dl:.2f} s, "
+      f"decompress+verify+apply beyond it {max(pull-dl,0):.2f} s)")
+print(f"floor gunzip+sha256 (system zlib, one core): {floor:.2f} s = {raw/floor:.0f} MB/s")
+print(f"floor gunzip + gzip -1 + sha256 (system zlib, one core): {cfloor:.2f} s = {raw/cfloor:.0f} MB/s")
+PY
