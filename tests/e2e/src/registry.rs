@@ -290,3 +290,87 @@ fn relay(
         c.write_all(&rb)?;
     }
 }
+
+/// A `berth-registry` on a loopback port and temp root of its own.
+pub struct BerthRegistry {
+    pub addr: String,
+    pub root: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl BerthRegistry {
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> BerthRegistry {
+        let dir = tempfile::Builder::new().prefix("bt-breg-").tempdir_in("/tmp").expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut r = BerthRegistry {
+            addr,
+            root,
+            child: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            _dir: dir,
+        };
+        r.spawn();
+        r
+    }
+
+    /// Another process over the same storage (a replica) on its own port.
+    pub fn replica(&self) -> BerthRegistry {
+        let dir = tempfile::Builder::new().prefix("bt-breg-").tempdir_in("/tmp").expect("tempdir");
+        let mut r = BerthRegistry {
+            addr: format!("127.0.0.1:{}", free_port()),
+            root: self.root.clone(),
+            child: None,
+            args: self.args.clone(),
+            env: self.env.clone(),
+            _dir: dir,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self._dir.path().join("registry.log"))
+            .expect("log");
+        let child = Command::new(crate::bin_dir().join("berth-registry"))
+            .args(["--listen", &self.addr, "--root", self.root.join("data").to_str().unwrap()])
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth-registry");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http(&self.addr, "GET", "/health", &[], b"").is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("berth-registry exited ({st}): {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("berth-registry did not listen: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for BerthRegistry {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! berth-registry: the OCI distribution API (Docker Registry v2) over a storage driver.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod gc;
+mod manifests;
+pub mod metrics;
+mod names;
+pub mod storage;
+mod tags;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::auth::{Access, Authenticator};
+use crate::error::{Code, RegError, RegResult};
+use crate::names::Route;
+use crate::storage::Storage;
+
+/// What every handler shares: storage, policy, auth. Nothing else: replicas are interchangeable.
+pub struct Registry {
+    pub storage: Storage,
+    pub auth: Authenticator,
+    pub read_only: bool,
+    pub delete_enabled: bool,
+}
+
+pub type Shared = Arc<Registry>;
+
+/// The whole service.
+pub fn app(reg: Shared) -> Router {
+    Router::new()
+        .route("/v2/", get(base).head(base))
+        .route("/v2", get(base).head(base))
+        .route("/v2/{*rest}", axum::routing::any(dispatch))
+        .route("/token", get(auth::token_endpoint).post(auth::token_endpoint))
+        .route("/metrics", get(|| async { ([("Content-Type", "text/plain; version=0.0.4")], metrics::render()) }))
+        .route("/health", get(health))
+        .with_state(reg)
+        .layer(axum::middleware::from_fn(access_log))
+}
+
+/// One log line per request with its status and duration; request counters.
+async fn access_log(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let t = Instant::now();
+    let mut r = next.run(req).await;
+    let status = r.status().as_u16();
+    metrics::request(method.as_str(), status);
+    r.headers_mut().insert("Docker-Distribution-API-Version", axum::http::HeaderValue::from_static("registry/2.0"));
+    tracing::info!(%method, %path, status, ms = t.elapsed().as_secs_f64() * 1000.0, "request");
+    r
+}
+
+async fn base(State(reg): State<Shared>, headers: HeaderMap) -> RegResult<Response> {
+    reg.auth.check(&headers, &Access::base()).await?;
+    Ok((StatusCode::OK, [("Content-Type", "application/json")], "{}").into_response())
+}
+
+async fn health(State(reg): State<Shared>) -> Response {
+    match reg.storage.stat("health-check-probe").await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}\n")).into_response(),
+    }
+}
+
+/// Every `/v2/<name>/...` request: the name may contain slashes, so the route is parsed by hand.
+async fn dispatch(State(reg): State<Shared>, req: Request) -> Response {
+    match route(reg, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(reg: Shared, req: Request) -> RegResult<Response> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().strip_prefix("/v2/").unwrap_or("");
+    let query = crate::names::query(parts.uri.query().unwrap_or(""));
+    let route = Route::parse(path)?;
+    let m = &parts.method;
+    let access = Access::for_route(&route, m, &query);
+    reg.auth.check(&parts.headers, &access).await?;
+    let writes = !matches!(*m, Method::GET | Method::HEAD);
+    if reg.read_only && writes {
+        return Err(RegError::with(Code::Unsupported, "the registry is in read-only mode"));
+    }
+    match (route, m.clone()) {
+        (Route::Catalog, Method::GET) => tags::catalog(&reg, &query).await,
+        (Route::Blob { name, digest }, Method::GET | Method::HEAD) => {
+            uploads::get_blob(&reg, &name, &digest, &parts.headers, *m == Method::HEAD).await
+        }
+        (Route::Blob { name, digest }, Method::DELETE) => uploads::delete_blob(&reg, &name, &digest).await,
+        (Route::UploadStart { name }, Method::POST) => uploads::start(&reg, &name, &query, &parts.headers, body).await,
+        (Route::Upload { name, id }, Method::GET) => uploads::status(&reg, &name, &id).await,
+        (Route::Upload { name, id }, Method::PATCH) => uploads::patch(&reg, &name, &id, &parts.headers, body).await,
+        (Route::Upload { name, id }, Method::PUT) => uploads::finish(&reg, &name, &id, &query, body).await,
+        (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(&reg, &name, &id).await,
+        (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
+            manifests::get(&reg, &name, &reference, *m == Method::HEAD).await
+        }
+        (Route::Manifest { name, reference }, Method::PUT) => {
+            manifests::put(&reg, &name, &reference, &parts.headers, body).await
+        }
+        (Route::Manifest { name, reference }, Method::DELETE) => manifests::delete(&reg, &name, &reference).await,
+        (Route::Tags { name }, Method::GET) => tags::list(&reg, &name, &query).await,
+        (Route::Referrers { name, digest }, Method::GET) => manifests::referrers(&reg, &name, &digest, &query).await,
+        _ => Err(Code::Unsupported.into()),
+    }
+}

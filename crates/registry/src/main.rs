@@ -1,0 +1,179 @@
+//! `berth-registry`: serves the distribution API over a storage driver, on plain HTTP or TLS.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use berth_registry::auth::{read_htpasswd, Authenticator, Mode, TokenSettings};
+use berth_registry::storage::Storage;
+use berth_registry::{app, config, gc, Registry};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "berth-registry", version, about = "An OCI distribution (Docker Registry v2) server")]
+struct Args {
+    /// TOML configuration file; BERTH_REGISTRY_* variables override it, flags override both
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:5000)
+    #[arg(long)]
+    listen: Option<String>,
+    /// Filesystem storage folder (default /var/lib/berth-registry)
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// none, htpasswd or token
+    #[arg(long)]
+    auth: Option<String>,
+    /// htpasswd file (bcrypt) for the htpasswd and token modes
+    #[arg(long)]
+    htpasswd: Option<PathBuf>,
+    /// Refuse every write
+    #[arg(long)]
+    read_only: bool,
+    /// Allow DELETE of manifests and blobs (true or false)
+    #[arg(long)]
+    delete_enabled: Option<bool>,
+    /// debug, info, warn or error
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = Args::parse();
+    let mut c = config::load(a.config.as_deref(), std::env::vars())?;
+    if let Some(v) = a.listen {
+        c.listen = v;
+    }
+    if let Some(v) = a.root {
+        c.root = v;
+    }
+    if a.tls_cert.is_some() {
+        c.tls.cert = a.tls_cert;
+        c.tls.key = a.tls_key;
+    }
+    if let Some(v) = a.auth {
+        c.auth.mode = v;
+    }
+    if let Some(v) = a.htpasswd {
+        c.auth.htpasswd = Some(v);
+    }
+    c.read_only |= a.read_only;
+    if let Some(v) = a.delete_enabled {
+        c.delete_enabled = v;
+    }
+    if let Some(v) = a.log_level {
+        c.log_level = v;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("berth_registry={}", c.log_level)))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let storage = match c.storage.driver.as_str() {
+        "filesystem" => Storage::filesystem(&c.root)?,
+        "s3" => Storage::s3(c.storage.s3.as_ref().context("storage.s3 settings are required for the s3 driver")?)?,
+        other => bail!("unknown storage driver {other:?}: use filesystem or s3"),
+    };
+    let users = match &c.auth.htpasswd {
+        Some(p) => read_htpasswd(p)?,
+        None => Default::default(),
+    };
+    let tls = c.tls.cert.is_some();
+    let mode = match c.auth.mode.as_str() {
+        "none" => Mode::None,
+        "htpasswd" if users.is_empty() => bail!("auth mode htpasswd needs --htpasswd with at least one user"),
+        "htpasswd" => Mode::Htpasswd { realm: c.auth.realm.clone() },
+        "token" => {
+            let scheme = if tls { "https" } else { "http" };
+            let secret = match &c.auth.secret {
+                Some(s) => s.as_bytes().to_vec(),
+                None => {
+                    tracing::warn!("no auth.secret: tokens are valid on this process only");
+                    uuid::Uuid::new_v4().as_bytes().to_vec()
+                }
+            };
+            Mode::Token(TokenSettings {
+                realm: c.auth.token_realm.clone().unwrap_or_else(|| format!("{scheme}://{}/token", c.listen)),
+                service: c.auth.service.clone(),
+                issuer: c.auth.issuer.clone(),
+                secret,
+                anonymous_pull: c.auth.anonymous_pull,
+                lifetime_secs: c.auth.token_lifetime_secs.max(60),
+            })
+        }
+        other => bail!("unknown auth mode {other:?}: use none, htpasswd or token"),
+    };
+    let reg = Arc::new(Registry {
+        storage,
+        auth: Authenticator::new(mode, users),
+        read_only: c.read_only,
+        delete_enabled: c.delete_enabled,
+    });
+    if c.gc.interval_secs > 0 && !c.read_only {
+        let (r, every) = (reg.clone(), Duration::from_secs(c.gc.interval_secs));
+        let (grace, upload_grace) = (Duration::from_secs(c.gc.grace_secs), Duration::from_secs(c.gc.upload_grace_secs));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match gc::run(&r, grace, upload_grace).await {
+                    Ok(rep) => tracing::info!(?rep, "gc"),
+                    Err(e) => tracing::warn!("gc: {}", e.detail.unwrap_or_default()),
+                }
+            }
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(&c.listen).await.with_context(|| format!("listen on {}", c.listen))?;
+    tracing::info!(listen = %c.listen, tls, driver = %c.storage.driver, auth = %c.auth.mode, "berth-registry ready");
+    let router = app(reg);
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+        tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
+    };
+    match (&c.tls.cert, &c.tls.key) {
+        (Some(cert), Some(key)) => serve_tls(listener, router, cert, key, shutdown).await,
+        _ => Ok(axum::serve(listener, router).with_graceful_shutdown(shutdown).await?),
+    }
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    use tokio_rustls::rustls;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("read {}", cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?
+        .with_context(|| format!("no private key in {}", key.display()))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => r?,
+            _ = &mut shutdown => return Ok(()),
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,294 @@
+//! berth-registry against independent clients: the docker CLI through berthd, skopeo, and raw HTTP
+//! for the spec's corners and hostile input.
+
+use std::process::Command;
+
+use berth_e2e::registry::{header, http, BerthRegistry, Reply};
+use berth_e2e::{err, Berthd};
+
+fn sha(b: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    c.stdin.take().unwrap().write_all(b).unwrap();
+    let o = c.wait_with_output().unwrap();
+    format!("sha256:{}", String::from_utf8_lossy(&o.stdout).split(' ').next().unwrap())
+}
+
+fn code(r: &Reply) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.2).unwrap_or_default();
+    v["errors"][0]["code"].as_str().unwrap_or("").to_string()
+}
+
+/// Location headers are absolute paths here; keep path and query.
+fn path_of(loc: &str) -> String {
+    match loc.split_once("://") {
+        Some((_, rest)) => rest[rest.find('/').unwrap()..].to_string(),
+        None => loc.to_string(),
+    }
+}
+
+fn upload(addr: &str, repo: &str, data: &[u8]) -> String {
+    let d = sha(data);
+    let r = http(addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[], data).unwrap();
+    assert_eq!(r.0, 201, "monolithic upload: {}", String::from_utf8_lossy(&r.2));
+    d
+}
+
+fn put_manifest(addr: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Reply {
+    http(addr, "PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("Content-Type", media_type)], body).unwrap()
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn image_manifest(config: &str, config_len: usize, layer: &str, layer_len: usize) -> serde_json::Value {
+    serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_len},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_len}],
+    })
+}
+
+#[test]
+fn docker_and_skopeo_round_trip() {
+    let reg = BerthRegistry::start(&[], &[]);
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let r = format!("{}/team/bb:1", reg.addr);
+    d.ok(&["tag", "bb", &r]);
+    let push = d.ok(&["push", &r]);
+    assert!(push.contains("1: digest: sha256:"), "{push}");
+    assert!(d.ok(&["push", &r]).contains("Layer already exists"));
+    // skopeo copies it out to an OCI layout and back in under another name, as OCI manifests.
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
+    for (from, to) in [(format!("docker://{r}"), layout.clone()), (layout, format!("docker://{}/copy/bb:2", reg.addr))]
+    {
+        let o = Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false", &from, &to])
+            .output()
+            .expect("skopeo");
+        assert!(o.status.success(), "skopeo copy {from} {to}: {}\n{}", err(&o), reg.log());
+    }
+    let copy = format!("{}/copy/bb:2", reg.addr);
+    d.ok(&["rmi", "bb", &r]);
+    assert!(d.ok(&["pull", &copy]).contains("Downloaded newer image"));
+    assert_eq!(d.ok(&["run", "--rm", &copy, "echo", "round-trip"]), "round-trip");
+    let cat = http(&reg.addr, "GET", "/v2/_catalog", &[], b"").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&cat.2).unwrap();
+    assert_eq!(v["repositories"], serde_json::json!(["copy/bb", "team/bb"]));
+    let page = http(&reg.addr, "GET", "/v2/_catalog?n=1", &[], b"").unwrap();
+    assert!(header(&page.1, "link").unwrap().contains("last=copy/bb"));
+    let metrics = String::from_utf8(http(&reg.addr, "GET", "/metrics", &[], b"").unwrap().2).unwrap();
+    assert!(metrics.contains("berth_registry_requests_total{method=\"PATCH\",status=\"202\"}"), "{metrics}");
+    assert!(reg.log().contains("status=201"), "no access log line");
+}
+
+#[test]
+fn spec_corners_and_hostile_input() {
+    let reg = BerthRegistry::start(&[], &[]);
+    let a = reg.addr.as_str();
+    let base = http(a, "GET", "/v2/", &[], b"").unwrap();
+    assert_eq!(header(&base.1, "docker-distribution-api-version"), Some("registry/2.0"));
+
+    // Monolithic upload, HEAD with the real length, Range reads.
+    let blob = b"0123456789abcdef".to_vec();
+    let d = upload(a, "t/r", &blob);
+    let head = http(a, "HEAD", &format!("/v2/t/r/blobs/{d}"), &[], b"").unwrap();
+    assert_eq!(head.0, 200);
+    assert_eq!(header(&head.1, "content-length"), Some("16"));
+    let part = http(a, "GET", &format!("/v2/t/r/blobs/{d}"), &[("Range", "bytes=2-5")], b"").unwrap();
+    assert_eq!((part.0, part.2.as_slice()), (206, &b"2345"[..]));
+    assert_eq!(header(&part.1, "content-range"), Some("bytes 2-5/16"));
+    // Not linked into another repository.
+    assert_eq!(code(&http(a, "GET", &format!("/v2/t/other/blobs/{d}"), &[], b"").unwrap()), "BLOB_UNKNOWN");
+
+    // A wrong digest stores nothing.
+    let wrong = sha(b"something else");
+    let r = http(a, "POST", &format!("/v2/t/r/blobs/uploads/?digest={wrong}"), &[], b"payload").unwrap();
+    assert_eq!((r.0, code(&r)), (400, "DIGEST_INVALID".to_string()));
+    assert_eq!(http(a, "HEAD", &format!("/v2/t/r/blobs/{wrong}"), &[], b"").unwrap().0, 404);
+    assert_eq!(http(a, "HEAD", &format!("/v2/t/r/blobs/{}", sha(b"payload")), &[], b"").unwrap().0, 404);
+
+    // Chunked upload with an out-of-order chunk, status, and completion.
+    let r = http(a, "POST", "/v2/t/r/blobs/uploads/", &[], b"").unwrap();
+    assert_eq!(r.0, 202);
+    let loc = path_of(header(&r.1, "location").unwrap());
+    let r = http(a, "PATCH", &loc, &[("Content-Range", "0-4")], b"hello").unwrap();
+    assert_eq!((r.0, header(&r.1, "range")), (202, Some("0-4")));
+    let r = http(a, "PATCH", &loc, &[("Content-Range", "9-12")], b"oops").unwrap();
+    assert_eq!(r.0, 416, "out-of-order chunk accepted");
+    let r = http(a, "GET", &loc, &[], b"").unwrap();
+    assert_eq!((r.0, header(&r.1, "range")), (204, Some("0-4")));
+    let r = http(a, "PATCH", &loc, &[("Content-Range", "5-10")], b" world").unwrap();
+    assert_eq!(r.0, 202);
+    let whole = sha(b"hello world");
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = http(a, "PUT", &format!("{loc}{sep}digest={whole}"), &[], b"").unwrap();
+    assert_eq!(r.0, 201, "{}", String::from_utf8_lossy(&r.2));
+    assert_eq!(http(a, "GET", &format!("/v2/t/r/blobs/{whole}"), &[], b"").unwrap().2, b"hello world");
+    // Cancel.
+    let r = http(a, "POST", "/v2/t/r/blobs/uploads/", &[], b"").unwrap();
+    let loc = path_of(header(&r.1, "location").unwrap());
+    assert_eq!(http(a, "DELETE", &loc, &[], b"").unwrap().0, 204);
+    assert_eq!(code(&http(a, "GET", &loc, &[], b"").unwrap()), "BLOB_UPLOAD_UNKNOWN");
+
+    // Hostile names and ids.
+    for p in ["/v2/../x/tags/list", "/v2/a/../../b/tags/list", "/v2/UPPER/tags/list"] {
+        assert_eq!(code(&http(a, "GET", p, &[], b"").unwrap()), "NAME_INVALID", "{p}");
+    }
+    assert_eq!(code(&http(a, "GET", "/v2/t/r/blobs/uploads/..%2f..%2fetc", &[], b"").unwrap()), "BLOB_UPLOAD_UNKNOWN");
+
+    // Manifests: missing blob, unknown type, too big, digest mismatch, then a good one.
+    let cfg = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cfg_d = upload(a, "t/r", cfg);
+    let missing = image_manifest(&cfg_d, cfg.len(), &sha(b"never uploaded"), 3);
+    let r = put_manifest(a, "t/r", "bad", OCI_MANIFEST, missing.to_string().as_bytes());
+    assert_eq!((r.0, code(&r)), (400, "MANIFEST_BLOB_UNKNOWN".to_string()));
+    assert_eq!(code(&http(a, "GET", "/v2/t/r/manifests/bad", &[], b"").unwrap()), "MANIFEST_UNKNOWN");
+    let good = image_manifest(&cfg_d, cfg.len(), &d, blob.len());
+    let mut odd = good.clone();
+    odd["mediaType"] = "application/x-unknown".into();
+    let r = put_manifest(a, "t/r", "odd", "application/x-unknown", odd.to_string().as_bytes());
+    assert_eq!(code(&r), "MANIFEST_INVALID");
+    let huge = vec![b' '; 5 << 20];
+    assert_eq!(code(&put_manifest(a, "t/r", "huge", OCI_MANIFEST, &huge)), "MANIFEST_INVALID");
+    let body = good.to_string();
+    let r = put_manifest(a, "t/r", &sha(b"not it"), OCI_MANIFEST, body.as_bytes());
+    assert_eq!(code(&r), "DIGEST_INVALID");
+    for t in ["a", "b", "c"] {
+        assert_eq!(put_manifest(a, "t/r", t, OCI_MANIFEST, body.as_bytes()).0, 201);
+    }
+    let m = http(a, "GET", "/v2/t/r/manifests/a", &[("Accept", OCI_MANIFEST)], b"").unwrap();
+    assert_eq!((m.0, header(&m.1, "content-type")), (200, Some(OCI_MANIFEST)));
+    assert_eq!(header(&m.1, "docker-content-digest"), Some(sha(body.as_bytes()).as_str()));
+    let page = http(a, "GET", "/v2/t/r/tags/list?n=2", &[], b"").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&page.2).unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["a", "b"]));
+    assert!(header(&page.1, "link").unwrap().contains("last=b"));
+    let rest = http(a, "GET", "/v2/t/r/tags/list?n=2&last=b", &[], b"").unwrap();
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&rest.2).unwrap()["tags"], serde_json::json!(["c"]));
+    assert_eq!(code(&http(a, "GET", "/v2/none/here/tags/list", &[], b"").unwrap()), "NAME_UNKNOWN");
+
+    // Referrers: a manifest with a subject, found by the subject, filtered by artifactType.
+    let subject = sha(body.as_bytes());
+    let mut sig = good.clone();
+    sig["artifactType"] = "application/vnd.example.sig".into();
+    sig["subject"] = serde_json::json!({"mediaType": OCI_MANIFEST, "digest": subject, "size": body.len()});
+    let sig_body = sig.to_string();
+    let r = put_manifest(a, "t/r", &sha(sig_body.as_bytes()), OCI_MANIFEST, sig_body.as_bytes());
+    assert_eq!((r.0, header(&r.1, "oci-subject")), (201, Some(subject.as_str())));
+    let refs = http(a, "GET", &format!("/v2/t/r/referrers/{subject}"), &[], b"").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&refs.2).unwrap();
+    assert_eq!(v["manifests"][0]["artifactType"], "application/vnd.example.sig");
+    let none = http(a, "GET", &format!("/v2/t/r/referrers/{subject}?artifactType=x/y"), &[], b"").unwrap();
+    assert_eq!(header(&none.1, "oci-filters-applied"), Some("artifactType"));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&none.2).unwrap()["manifests"], serde_json::json!([]));
+
+    // Cross-repository mount, then delete by digest.
+    let r = http(a, "POST", &format!("/v2/t/mounted/blobs/uploads/?mount={d}&from=t/r"), &[], b"").unwrap();
+    assert_eq!(r.0, 201);
+    assert_eq!(http(a, "HEAD", &format!("/v2/t/mounted/blobs/{d}"), &[], b"").unwrap().0, 200);
+    assert_eq!(http(a, "DELETE", &format!("/v2/t/r/manifests/{subject}"), &[], b"").unwrap().0, 202);
+    assert_eq!(code(&http(a, "GET", "/v2/t/r/manifests/a", &[], b"").unwrap()), "MANIFEST_UNKNOWN");
+}
+
+#[test]
+fn replicas_finish_each_others_uploads() {
+    let one = BerthRegistry::start(&[], &[]);
+    let two = one.replica();
+    let r = http(&one.addr, "POST", "/v2/rep/x/blobs/uploads/", &[], b"").unwrap();
+    let loc = path_of(header(&r.1, "location").unwrap());
+    assert_eq!(http(&two.addr, "PATCH", &loc, &[], b"first half, ").unwrap().0, 202);
+    assert_eq!(http(&one.addr, "PATCH", &loc, &[], b"second half").unwrap().0, 202);
+    let d = sha(b"first half, second half");
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    assert_eq!(http(&two.addr, "PUT", &format!("{loc}{sep}digest={d}"), &[], b"").unwrap().0, 201);
+    assert_eq!(
+        http(&one.addr, "GET", &format!("/v2/rep/x/blobs/{d}"), &[], b"").unwrap().2,
+        b"first half, second half"
+    );
+    // A docker push through one replica is pulled through the other.
+    let dm = Berthd::start();
+    dm.import_busybox("bb");
+    let r1 = format!("{}/rep/bb:1", one.addr);
+    dm.ok(&["tag", "bb", &r1]);
+    dm.ok(&["push", &r1]);
+    let r2 = format!("{}/rep/bb:1", two.addr);
+    dm.ok(&["pull", &r2]);
+    assert_eq!(dm.ok(&["run", "--rm", &r2, "echo", "replica"]), "replica");
+}
+
+#[test]
+fn htpasswd_and_token_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("bob:{}\n", bcrypt::hash("hunter2", 5).unwrap())).unwrap();
+    let h = htpasswd.to_str().unwrap();
+    for mode in ["htpasswd", "token"] {
+        let reg = BerthRegistry::start(&["--auth", mode, "--htpasswd", h], &[("BERTH_REGISTRY_AUTH_SECRET", "s")]);
+        let d = Berthd::start();
+        d.import_busybox("bb");
+        let r = format!("{}/auth/bb:1", reg.addr);
+        d.ok(&["tag", "bb", &r]);
+        let anon = d.docker(&["push", &r]);
+        assert!(!anon.status.success(), "{mode}: anonymous push accepted");
+        let bad = d.docker_stdin(&["login", &reg.addr, "-u", "bob", "--password-stdin"], Some(b"wrong"));
+        assert!(!bad.status.success(), "{mode}: wrong password accepted");
+        let good = d.docker_stdin(&["login", &reg.addr, "-u", "bob", "--password-stdin"], Some(b"hunter2"));
+        assert!(good.status.success(), "{mode}: {}", err(&good));
+        assert!(d.ok(&["push", &r]).contains("1: digest:"), "{mode}");
+        d.ok(&["rmi", "bb", &r]);
+        assert!(d.ok(&["pull", &r]).contains("Downloaded newer image"), "{mode}");
+        let v2 = http(&reg.addr, "GET", "/v2/", &[], b"").unwrap();
+        let challenge = header(&v2.1, "www-authenticate").unwrap_or("");
+        let want = if mode == "token" { "Bearer realm=" } else { "Basic realm=" };
+        assert!(v2.0 == 401 && challenge.starts_with(want), "{mode}: {challenge}");
+    }
+}
+
+/// Online gc removes what nothing references (blobs and abandoned uploads) while pushes keep
+/// going, and every pushed image stays whole.
+#[test]
+fn gc_under_concurrent_pushes() {
+    let env = [
+        ("BERTH_REGISTRY_GC_INTERVAL_SECS", "1"),
+        ("BERTH_REGISTRY_GC_GRACE_SECS", "2"),
+        ("BERTH_REGISTRY_GC_UPLOAD_GRACE_SECS", "2"),
+    ];
+    let reg = BerthRegistry::start(&[], &env);
+    let a = reg.addr.clone();
+    let junk = upload(&a, "gc/junk", b"nobody references me");
+    let r = http(&a, "POST", "/v2/gc/junk/blobs/uploads/", &[], b"").unwrap();
+    let abandoned = path_of(header(&r.1, "location").unwrap());
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(7);
+    let mut pushed = Vec::new();
+    let mut i = 0;
+    while std::time::Instant::now() < deadline {
+        // Each round: a new layer on the shared base, pushed while gc runs every second.
+        let name = format!("c{i}");
+        d.ok(&["run", "--name", &name, "bb", "sh", "-c", &format!("echo {i} > /round")]);
+        let tag = format!("{a}/gc/app:{i}");
+        d.ok(&["commit", &name, &tag]);
+        d.ok(&["rm", &name]);
+        d.ok(&["push", &tag]);
+        pushed.push(tag);
+        i += 1;
+    }
+    assert!(pushed.len() >= 3, "too few pushes to mean anything");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(http(&a, "HEAD", &format!("/v2/gc/junk/blobs/{junk}"), &[], b"").unwrap().0, 404, "junk survived gc");
+    assert_eq!(code(&http(&a, "GET", &abandoned, &[], b"").unwrap()), "BLOB_UPLOAD_UNKNOWN", "upload survived");
+    for t in &pushed {
+        d.ok(&["rmi", t]);
+    }
+    for (i, t) in pushed.iter().enumerate() {
+        d.ok(&["pull", t]);
+        assert_eq!(d.ok(&["run", "--rm", t, "cat", "/round"]), i.to_string());
+    }
+}
