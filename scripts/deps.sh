@@ -2,7 +2,7 @@
 # Installs the system packages Berth needs to build and test, only those not yet present.
 # Sourced by setup.sh and test.sh; safe to run again.
 set -eu
-PKGS="libseccomp-dev pkg-config busybox-static skopeo docker-registry"
+PKGS="libseccomp-dev pkg-config busybox-static skopeo docker-registry curl openssl python3-pip"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -12,6 +12,12 @@ if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq $missing >/dev/null
+fi
+# moto's server mode: the local S3-compatible endpoint the registry's S3 driver is tested against.
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "berth: installing moto[server] (pip)" >&2
+  python3 -m pip install --quiet 'moto[server]==5.2.1' 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
 fi
 command -v cargo >/dev/null 2>&1 || { echo "berth: cargo is required (rustup toolchain)" >&2; exit 1; }
 command -v docker >/dev/null 2>&1 || echo "berth: note: the docker CLI is not installed; the e2e tests need it" >&2

@@ -241,13 +241,50 @@ pub(crate) mod tests {
         driver_suite(&Storage::filesystem(d.path()).unwrap()).await;
     }
 
-    /// Runs when `BERTH_TEST_S3_ENDPOINT` points at an S3-compatible server (CI starts moto).
+    /// A moto S3 server on a free loopback port, with one bucket; killed on drop.
+    pub(crate) struct Moto {
+        child: std::process::Child,
+        pub endpoint: String,
+    }
+
+    impl Moto {
+        pub(crate) fn start() -> Moto {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = std::process::Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("moto_server (pip install 'moto[server]'; scripts/deps.sh does it)");
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            // Bucket creation doubles as the readiness probe.
+            while std::process::Command::new("curl")
+                .args(["-sf", "-X", "PUT", &format!("{endpoint}/berth-test")])
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+            {
+                assert!(std::time::Instant::now() < deadline, "moto_server did not start");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Moto { child, endpoint }
+        }
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
     #[tokio::test]
     async fn s3_driver() {
-        let Ok(endpoint) = std::env::var("BERTH_TEST_S3_ENDPOINT") else { return };
+        let moto = Moto::start();
         let c = S3Config {
-            bucket: std::env::var("BERTH_TEST_S3_BUCKET").unwrap_or_else(|_| "berth-test".into()),
-            endpoint: Some(endpoint),
+            bucket: "berth-test".into(),
+            endpoint: Some(moto.endpoint.clone()),
             region: Some("us-east-1".into()),
             access_key: Some("test".into()),
             secret_key: Some("test".into()),

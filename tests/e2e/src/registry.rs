@@ -374,3 +374,48 @@ impl Drop for BerthRegistry {
         }
     }
 }
+
+/// moto's S3 server on a free loopback port with one bucket (`berth`); killed on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (scripts/deps.sh installs it)");
+        let m = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = format!("127.0.0.1:{port}");
+        while !http(&addr, "PUT", "/berth", &[], b"").is_ok_and(|r| r.0 == 200) {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        m
+    }
+
+    /// The environment that points a berth-registry at this bucket.
+    pub fn registry_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("BERTH_REGISTRY_STORAGE_DRIVER", "s3".into()),
+            ("BERTH_REGISTRY_STORAGE_S3_BUCKET", "berth".into()),
+            ("BERTH_REGISTRY_STORAGE_S3_ENDPOINT", self.endpoint.clone()),
+            ("BERTH_REGISTRY_STORAGE_S3_ACCESS_KEY", "test".into()),
+            ("BERTH_REGISTRY_STORAGE_S3_SECRET_KEY", "test".into()),
+            ("BERTH_REGISTRY_STORAGE_S3_ALLOW_HTTP", "true".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

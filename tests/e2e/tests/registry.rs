@@ -292,3 +292,33 @@ fn gc_under_concurrent_pushes() {
         assert_eq!(d.ok(&["run", "--rm", t, "cat", "/round"]), i.to_string());
     }
 }
+
+/// Two registry processes over one S3 bucket (moto): a chunked upload alternates between them, a
+/// docker push through one is pulled through the other, skopeo reads it back.
+#[test]
+fn s3_replicas_serve_one_client() {
+    let moto = berth_e2e::registry::Moto::start();
+    let env = moto.registry_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let one = BerthRegistry::start(&[], &env);
+    let two = one.replica();
+    let r = http(&one.addr, "POST", "/v2/s3/x/blobs/uploads/", &[], b"").unwrap();
+    let loc = path_of(header(&r.1, "location").unwrap());
+    assert_eq!(http(&two.addr, "PATCH", &loc, &[("Content-Range", "0-4")], b"alpha").unwrap().0, 202);
+    assert_eq!(http(&one.addr, "PATCH", &loc, &[("Content-Range", "5-8")], b"beta").unwrap().0, 202);
+    let d = sha(b"alphabeta");
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    assert_eq!(http(&two.addr, "PUT", &format!("{loc}{sep}digest={d}"), &[], b"").unwrap().0, 201);
+    let wrong = http(&one.addr, "POST", &format!("/v2/s3/x/blobs/uploads/?digest={}", sha(b"x")), &[], b"y").unwrap();
+    assert_eq!(code(&wrong), "DIGEST_INVALID");
+    let dm = Berthd::start();
+    dm.import_busybox("bb");
+    let r1 = format!("{}/s3/bb:1", one.addr);
+    dm.ok(&["tag", "bb", &r1]);
+    dm.ok(&["push", &r1]);
+    let r2 = format!("{}/s3/bb:1", two.addr);
+    dm.ok(&["pull", &r2]);
+    assert_eq!(dm.ok(&["run", "--rm", &r2, "echo", "s3"]), "s3");
+    let o = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{r2}")]).output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+}
