@@ -20,19 +20,10 @@ http: {addr: 127.0.0.1:$PORT, secret: bench}
 EOF
 docker-registry serve "$REG/config.yml" 2>"$REG/log" &
 RPID=$!
-trap 'kill $RPID 2>/dev/null; wait $RPID 2>/dev/null; cleanup' EXIT
+trap 'kill $RPID 2>/dev/null || true; wait $RPID 2>/dev/null || true; cleanup' EXIT
 until curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null; do sleep 0.05; done
 
-sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
-# Three layers: incompressible, base64 text, and a tar of the host's real libraries (as compressible
-# as typical image content).
-docker run --name l1 busybox sh -c "head -c ${MB}m /dev/urandom > /l1" >/dev/null
-docker commit l1 big:1 >/dev/null
-docker run --name l2 big:1 sh -c "head -c $((MB * 3 / 4))m /dev/urandom | base64 > /l2" >/dev/null
-docker commit l2 big:2 >/dev/null
-docker run --name l3 -v /usr/lib:/src:ro big:2 sh -c "tar -cf - -C /src . 2>/dev/null | head -c ${MB}m > /l3" >/dev/null
-docker commit l3 big:3 >/dev/null
-docker rm l1 l2 l3 >/dev/null
+. bench/big-image.sh
 IMG=127.0.0.1:$PORT/bench/big:3
 docker tag big:3 "$IMG"
 docker rmi big:3 big:2 big:1 >/dev/null

@@ -32,6 +32,29 @@ pub struct Registry {
     pub auth: Authenticator,
     pub read_only: bool,
     pub delete_enabled: bool,
+    /// How long this process trusts its own last touch of a blob before writing a new one
+    /// (a fraction of gc's grace period): touching on every read would be a write per read.
+    pub touch_every: std::time::Duration,
+    pub(crate) touched: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl Registry {
+    pub fn new(
+        storage: Storage,
+        auth: Authenticator,
+        read_only: bool,
+        delete_enabled: bool,
+        gc_grace: std::time::Duration,
+    ) -> Registry {
+        Registry {
+            storage,
+            auth,
+            read_only,
+            delete_enabled,
+            touch_every: (gc_grace / 4).min(std::time::Duration::from_secs(60)),
+            touched: Default::default(),
+        }
+    }
 }
 
 pub type Shared = Arc<Registry>;

@@ -111,12 +111,13 @@ async fn main() -> Result<()> {
         }
         other => bail!("unknown auth mode {other:?}: use none, htpasswd or token"),
     };
-    let reg = Arc::new(Registry {
+    let reg = Arc::new(Registry::new(
         storage,
-        auth: Authenticator::new(mode, users),
-        read_only: c.read_only,
-        delete_enabled: c.delete_enabled,
-    });
+        Authenticator::new(mode, users),
+        c.read_only,
+        c.delete_enabled,
+        Duration::from_secs(c.gc.grace_secs),
+    ));
     if c.gc.interval_secs > 0 && !c.read_only {
         let (r, every) = (reg.clone(), Duration::from_secs(c.gc.interval_secs));
         let (grace, upload_grace) = (Duration::from_secs(c.gc.grace_secs), Duration::from_secs(c.gc.upload_grace_secs));

@@ -68,6 +68,9 @@ pub struct S3Config {
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// The filesystem driver's folder: blob reads go straight to the file with large buffers
+    /// (object_store's local reader yields 8 KiB pieces, a third of pull throughput).
+    root: Option<std::path::PathBuf>,
 }
 
 /// An object's body, possibly a range of it.
@@ -83,7 +86,7 @@ impl Storage {
     pub fn filesystem(root: &std::path::Path) -> anyhow::Result<Storage> {
         std::fs::create_dir_all(root)?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
-        Ok(Storage { store: Arc::new(fs) })
+        Ok(Storage { store: Arc::new(fs), root: Some(root.canonicalize()?) })
     }
 
     pub fn s3(c: &S3Config) -> anyhow::Result<Storage> {
@@ -96,7 +99,7 @@ impl Storage {
             b = b.with_access_key_id(k).with_secret_access_key(s);
         }
         b = b.with_allow_http(c.allow_http);
-        Ok(Storage { store: Arc::new(b.build()?) })
+        Ok(Storage { store: Arc::new(b.build()?), root: None })
     }
 
     pub async fn stat(&self, key: &str) -> SResult<Option<ObjectMeta>> {
@@ -118,6 +121,9 @@ impl Storage {
 
     /// Streams an object, or `range` (`start`, inclusive `end` or to the end) of it.
     pub async fn get(&self, key: &str, range: Option<(u64, Option<u64>)>) -> SResult<Body> {
+        if let Some(root) = &self.root {
+            return file_body(root.join(key), range).await;
+        }
         let opts = GetOptions {
             range: range.map(|(s, e)| match e {
                 Some(e) => GetRange::Bounded(s..e + 1),
@@ -196,6 +202,27 @@ impl Storage {
         self.store.rename(&Key::from(from), &Key::from(to)).await?;
         Ok(())
     }
+}
+
+/// Streams (a range of) a file in 1 MiB reads.
+async fn file_body(path: std::path::PathBuf, range: Option<(u64, Option<u64>)>) -> SResult<Body> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(&path).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => StorageError::NotFound,
+        _ => StorageError::Driver(format!("{}: {e}", path.display())),
+    })?;
+    let size = f.metadata().await.map_err(|e| StorageError::Driver(e.to_string()))?.len();
+    let (start, end) = match range {
+        Some((s, e)) => (s, e.unwrap_or(size.saturating_sub(1)).min(size.saturating_sub(1))),
+        None => (0, size.saturating_sub(1)),
+    };
+    if start > 0 {
+        f.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| StorageError::Driver(e.to_string()))?;
+    }
+    let len = if size == 0 { 0 } else { end + 1 - start };
+    let reader = tokio_util::io::ReaderStream::with_capacity(f.take(len), 1 << 20);
+    let stream = reader.map_err(|e| StorageError::Driver(e.to_string())).boxed();
+    Ok(Body { stream, size, range: range.map(|_| (start, end)) })
 }
 
 #[cfg(test)]

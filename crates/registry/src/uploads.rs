@@ -55,7 +55,23 @@ fn info_key(id: &str) -> String {
 
 /// Records that a blob is in use now: gc spares blobs touched within its grace period.
 pub(crate) async fn touch(reg: &Registry, d: &Digest) -> RegResult<()> {
-    reg.storage.put(&touch_key(d), Bytes::from(chrono::Utc::now().to_rfc3339())).await?;
+    let fresh = {
+        let mut t = reg.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match t.get(d.hex()) {
+            Some(at) if now.duration_since(*at) < reg.touch_every => true,
+            _ => {
+                if t.len() > 100_000 {
+                    t.clear();
+                }
+                t.insert(d.hex().to_string(), now);
+                false
+            }
+        }
+    };
+    if !fresh {
+        reg.storage.put(&touch_key(d), Bytes::from(chrono::Utc::now().to_rfc3339())).await?;
+    }
     Ok(())
 }
 

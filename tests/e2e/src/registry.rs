@@ -350,7 +350,8 @@ impl BerthRegistry {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if http(&self.addr, "GET", "/health", &[], b"").is_ok() {
+            // A TCP connect, not an HTTP request: the registry may speak TLS only.
+            if TcpStream::connect(&self.addr).is_ok() {
                 return;
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {

@@ -129,6 +129,20 @@ fn spec_corners_and_hostile_input() {
     let sep = if loc.contains('?') { '&' } else { '?' };
     let r = http(a, "PUT", &format!("{loc}{sep}digest={whole}"), &[], b"").unwrap();
     assert_eq!(r.0, 201, "{}", String::from_utf8_lossy(&r.2));
+    // A new session cut short mid-body keeps offset 0.
+    let r = http(a, "POST", "/v2/t/r/blobs/uploads/", &[], b"").unwrap();
+    let cut = path_of(header(&r.1, "location").unwrap());
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(a).unwrap();
+        write!(s, "PATCH {cut} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n0123456789")
+            .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut out);
+    }
+    let r = http(a, "GET", &cut, &[], b"").unwrap();
+    assert_eq!((r.0, header(&r.1, "range")), (204, Some("0-0")), "a truncated chunk was kept");
     assert_eq!(http(a, "GET", &format!("/v2/t/r/blobs/{whole}"), &[], b"").unwrap().2, b"hello world");
     // Cancel.
     let r = http(a, "POST", "/v2/t/r/blobs/uploads/", &[], b"").unwrap();
@@ -321,4 +335,39 @@ fn s3_replicas_serve_one_client() {
     assert_eq!(dm.ok(&["run", "--rm", &r2, "echo", "s3"]), "s3");
     let o = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{r2}")]).output().unwrap();
     assert!(o.status.success(), "{}", err(&o));
+}
+
+/// HTTPS only: curl sees TLS, and berthd (127.0.0.0/8 is insecure: unverified TLS first) pushes and pulls.
+#[test]
+fn tls_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let reg = BerthRegistry::start(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()], &[]);
+    let curl = Command::new("curl")
+        .args(["-sf", "--cacert", cert.to_str().unwrap(), &format!("https://{}/v2/", reg.addr)])
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "https /v2/ failed");
+    assert!(http(&reg.addr, "GET", "/v2/", &[], b"").map(|r| r.0 != 200).unwrap_or(true), "plain HTTP answered");
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let r = format!("{}/tls/bb:1", reg.addr);
+    d.ok(&["tag", "bb", &r]);
+    d.ok(&["push", &r]);
+    d.ok(&["rmi", "bb", &r]);
+    d.ok(&["pull", &r]);
+    assert_eq!(d.ok(&["run", "--rm", &r, "echo", "tls"]), "tls");
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_api::progress;
-use berth_distribution::manifest::{Descriptor, ImageManifest, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
+use berth_distribution::manifest::{
+    Descriptor, ImageManifest, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+};
 use berth_distribution::{AuthConfig, Repository};
 use berth_image::{BlobSource, Image, LayerInfo};
 use berth_types::{short_id, Digest, Error, Reference, Result};
@@ -134,9 +137,22 @@ impl ImageService {
                 })
                 .collect(),
         };
-        let body = Bytes::from(serde_json::to_vec_pretty(&manifest).map_err(|e| Error::internal(e.to_string()))?);
         let t = tag.tag().unwrap_or(berth_types::DEFAULT_TAG);
-        let digest = repo.put_manifest(t, DOCKER_MANIFEST, body.clone()).await?;
+        let encode = |m: &ImageManifest| {
+            serde_json::to_vec_pretty(m).map(Bytes::from).map_err(|e| Error::internal(e.to_string()))
+        };
+        let mut body = encode(&manifest)?;
+        let digest = match repo.put_manifest(t, DOCKER_MANIFEST, body.clone()).await {
+            Ok(d) => d,
+            // An OCI-only registry refuses Docker media types: say the same thing in OCI's.
+            Err(e) if e.kind == berth_types::ErrorKind::InvalidArgument => {
+                tracing::info!("registry refused a Docker manifest ({e}); pushing it as OCI");
+                let oci = to_oci(manifest);
+                body = encode(&oci)?;
+                repo.put_manifest(t, OCI_MANIFEST, body.clone()).await?
+            }
+            Err(e) => return Err(e),
+        };
         let size = body.len();
         let (store, id, dref) = (self.store.clone(), img.id.clone(), tag.digested(digest.clone()));
         blocking(move || store.tag(id.as_str(), &dref).map(|_| ())).await?;
@@ -270,6 +286,20 @@ impl ImageService {
 }
 
 const CHUNK: usize = 256 * 1024;
+
+/// The same manifest with OCI media types (gzip layers stay gzip, plain stay plain).
+fn to_oci(mut m: ImageManifest) -> ImageManifest {
+    m.media_type = OCI_MANIFEST.into();
+    m.config.media_type = OCI_CONFIG.into();
+    for l in &mut m.layers {
+        l.media_type = match l.media_type.as_str() {
+            DOCKER_LAYER_GZIP => OCI_LAYER_GZIP.into(),
+            "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar".into(),
+            other => other.to_string(),
+        };
+    }
+    m
+}
 
 /// `docker.io` repositories are shown without their domain and `library/`.
 fn familiar_path(registry: &str, repository: &str) -> String {
