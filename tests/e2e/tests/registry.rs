@@ -371,3 +371,50 @@ fn tls_registry() {
     d.ok(&["pull", &r]);
     assert_eq!(d.ok(&["run", "--rm", &r, "echo", "tls"]), "tls");
 }
+
+/// The `oci-client` crate (a third independent client) pushes and pulls, anonymously and with each
+/// auth mode.
+#[test]
+fn oci_client_round_trips_with_each_auth_mode() {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::secrets::RegistryAuth;
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("eve:{}\n", bcrypt::hash("pw", 5).unwrap())).unwrap();
+    let h = htpasswd.to_str().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for (mode, args) in [
+        ("none", vec![]),
+        ("htpasswd", vec!["--auth", "htpasswd", "--htpasswd", h]),
+        ("token", vec!["--auth", "token", "--htpasswd", h]),
+    ] {
+        let reg = BerthRegistry::start(&args, &[("BERTH_REGISTRY_AUTH_SECRET", "k")]);
+        let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+        let auth =
+            if mode == "none" { RegistryAuth::Anonymous } else { RegistryAuth::Basic("eve".into(), "pw".into()) };
+        let reference: oci_client::Reference = format!("{}/oci/client:{mode}", reg.addr).parse().unwrap();
+        let layer = ImageLayer::new(vec![7u8; 300_000], "application/vnd.oci.image.layer.v1.tar+gzip".into(), None);
+        let config = Config::new(
+            br#"{"architecture":"amd64","os":"linux"}"#.to_vec(),
+            "application/vnd.oci.image.config.v1+json".into(),
+            None,
+        );
+        rt.block_on(client.push(&reference, &[layer], config, &auth, None))
+            .unwrap_or_else(|e| panic!("{mode} push: {e}\n{}", reg.log()));
+        let puller = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+        let img = rt
+            .block_on(puller.pull(&reference, &auth, vec!["application/vnd.oci.image.layer.v1.tar+gzip"]))
+            .unwrap_or_else(|e| panic!("{mode} pull: {e}"));
+        assert_eq!(img.layers.len(), 1);
+        assert_eq!(img.layers[0].data.len(), 300_000, "{mode}");
+        if mode != "none" {
+            let anon = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+            let r = rt.block_on(anon.pull(
+                &reference,
+                &RegistryAuth::Anonymous,
+                vec!["application/vnd.oci.image.layer.v1.tar+gzip"],
+            ));
+            assert!(r.is_err(), "{mode}: anonymous pull allowed");
+        }
+    }
+}
