@@ -78,6 +78,37 @@ def concurrent(port, n=50):
 conc = {"berth": [], "reference": []}
 for _ in range(5):
     conc["berth"].append(concurrent(rp)); conc["reference"].append(concurrent(dp))
+# The servers alone: three 100 MB blobs uploaded (POST, then one PUT with the body) and downloaded, 3 at a time.
+import hashlib, os
+blobs = [os.urandom(100 << 20) for _ in range(3)]
+digests = ["sha256:" + hashlib.sha256(b).hexdigest() for b in blobs]
+def up(port, repo, data, d):
+    c = http.client.HTTPConnection("127.0.0.1", int(port))
+    c.request("POST", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"})
+    r = c.getresponse(); r.read(); assert r.status == 202, r.status
+    loc = r.getheader("Location").split("://", 1)[-1]
+    loc = loc[loc.index("/"):] if not loc.startswith("/") else loc
+    sep = "&" if "?" in loc else "?"
+    c.request("PUT", f"{loc}{sep}digest={d}", body=data, headers={"Content-Length": str(len(data))})
+    r = c.getresponse(); r.read(); assert r.status == 201, r.status
+def down(port, repo, d):
+    c = http.client.HTTPConnection("127.0.0.1", int(port))
+    c.request("GET", f"/v2/{repo}/blobs/{d}")
+    r = c.getresponse()
+    while r.read(1 << 20): pass
+def timed(fn, args):
+    ts = [threading.Thread(target=fn, args=a) for a in args]
+    t = time.perf_counter()
+    for x in ts: x.start()
+    for x in ts: x.join()
+    return time.perf_counter() - t
+raw_io = {}
+for i in range(2):
+    for who, port in [("berth", rp), ("reference", dp)]:
+        repo = f"raw/r{i}"
+        u = timed(up, [(port, repo, b, d) for b, d in zip(blobs, digests)])
+        g = timed(down, [(port, repo, d) for d in digests])
+        raw_io.setdefault(who, []).append((u, g))
 rows, rss = {}, {"berth": [], "reference": []}
 for line in open(results):
     parts = line.split()
@@ -97,5 +128,8 @@ for op in ["push", "pull"]:
     print(f"docker {op}: berth-registry {raw/b:.0f} MB/s, docker-registry {raw/r:.0f} MB/s  ({r/b:.2f}x)")
 b, r = min(conc["berth"]), min(conc["reference"])
 print(f"50 concurrent pulls of busybox (best of 5): berth-registry {b*1000:.0f} ms, docker-registry {r*1000:.0f} ms  ({r/b:.2f}x)")
+for k, name in [(0, "upload"), (1, "download")]:
+    b, r = min(x[k] for x in raw_io["berth"]), min(x[k] for x in raw_io["reference"])
+    print(f"server alone, 3x100 MB blob {name} (3 at a time): berth-registry {300*1.048576/b:.0f} MB/s, docker-registry {300*1.048576/r:.0f} MB/s  ({r/b:.2f}x)")
 print(f"peak RSS (max over rounds): berth-registry {max(rss['berth']):.1f} MB, docker-registry {max(rss['reference']):.1f} MB")
 PY
