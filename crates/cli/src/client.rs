@@ -105,6 +105,18 @@ impl Client {
         body: Body,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>> {
+        self.send_with(method, path, body, content_type, &[]).await
+    }
+
+    /// `send` with extra headers (`X-Registry-Auth`).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Incoming>> {
         let io = TokioIo::new(self.connect().await?);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
@@ -113,6 +125,9 @@ impl Client {
         let mut req = Request::builder().method(method).uri(format!("{API_PREFIX}{path}")).header("Host", "berth");
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         Ok(sender.send_request(req.body(body)?).await?)
     }

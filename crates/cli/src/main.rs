@@ -3,6 +3,7 @@
 use anyhow::Result;
 use berth_cli::client::{enc, ApiError, Client};
 use berth_cli::commands::{self, RunOptions};
+use berth_cli::registry;
 use clap::{Parser, Subcommand};
 use hyper::Method;
 use serde_json::Value;
@@ -129,6 +130,38 @@ enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Download an image from a registry
+    Pull {
+        #[arg(short, long = "all-tags")]
+        all_tags: bool,
+        #[arg(long)]
+        platform: Option<String>,
+        #[arg(short, long)]
+        quiet: bool,
+        image: String,
+    },
+    /// Upload an image to a registry
+    Push {
+        #[arg(short, long = "all-tags")]
+        all_tags: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        image: String,
+    },
+    /// Log in to a registry (the daemon checks the credentials)
+    Login {
+        #[arg(short, long)]
+        username: Option<String>,
+        #[arg(short, long)]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        server: Option<String>,
+    },
+    /// Log out from a registry
+    Logout { server: Option<String> },
+    /// Create a tag TARGET that refers to SOURCE
+    Tag { source: String, target: String },
     /// Return low-level information on a container or image
     Inspect {
         #[arg(required = true)]
@@ -331,6 +364,44 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         })
         .await),
+        Cmd::Pull { all_tags, platform, quiet, image } => {
+            registry::pull(&c, &image, all_tags, platform.as_deref(), quiet).await?;
+            Ok(0)
+        }
+        Cmd::Push { all_tags, quiet, image } => {
+            registry::push(&c, &image, all_tags, quiet).await?;
+            Ok(0)
+        }
+        Cmd::Login { username, password, password_stdin, server } => {
+            let user = match username {
+                Some(u) => u,
+                None => anyhow::bail!("Error: cannot perform an interactive login without a terminal: use -u"),
+            };
+            let password = match (password, password_stdin) {
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut p = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut p)?;
+                    p.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (Some(_), true) => anyhow::bail!("--password and --password-stdin are mutually exclusive"),
+                (None, false) => anyhow::bail!("Error: a password is required: use -p or --password-stdin"),
+            };
+            registry::login(&c, server.as_deref(), &user, &password).await?;
+            Ok(0)
+        }
+        Cmd::Logout { server } => {
+            registry::logout(server.as_deref())?;
+            Ok(0)
+        }
+        Cmd::Tag { source, target } => {
+            let (repo, tag) = match target.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                Some((r, t)) => (r.to_string(), t.to_string()),
+                None => (target.clone(), "latest".to_string()),
+            };
+            c.call(Method::POST, &format!("/images/{source}/tag?repo={}&tag={}", enc(&repo), enc(&tag)), None).await?;
+            Ok(0)
+        }
         Cmd::Inspect { names } => {
             let mut out = Vec::new();
             let mut code = 0;

@@ -171,11 +171,19 @@ impl Berthd {
         )
     }
 
-    /// Runs `berth` against this daemon.
+    /// Runs `berth` against this daemon (sharing the docker CLI's config folder).
     pub fn berth(&self, args: &[&str]) -> Output {
+        self.berth_stdin(args, None)
+    }
+
+    pub fn berth_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         run_with(
-            Command::new(bin_dir().join("berth")).env("BERTH_HOST", self.host()).env_remove("DOCKER_HOST").args(args),
-            None,
+            Command::new(bin_dir().join("berth"))
+                .env("BERTH_HOST", self.host())
+                .env("BERTH_CONFIG", self.root.join("docker-config"))
+                .env_remove("DOCKER_HOST")
+                .args(args),
+            stdin,
         )
     }
 

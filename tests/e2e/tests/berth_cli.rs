@@ -43,3 +43,39 @@ fn berth_commands() {
     // docker and berth agree on what they see.
     assert_eq!(d.ok(&["images", "-q"]), out(&d.berth(&["images", "-q"])).trim());
 }
+
+/// `berth login/push/pull/logout` against an htpasswd registry; the docker CLI and berth share
+/// one config.json, so each uses the other's login.
+#[test]
+fn berth_registry_commands() {
+    use berth_e2e::registry::{Auth, Registry};
+    let reg = Registry::start(Auth::Basic { user: "carol".into(), password: "pw!".into() });
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let r = format!("{}/cli/bb:1", reg.addr);
+    let o = d.berth(&["tag", "bb", &r]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = d.berth(&["push", &r]);
+    assert!(!o.status.success(), "push without login succeeded");
+    let o = d.berth_stdin(&["login", "-u", "carol", "--password-stdin", &reg.addr], Some(b"nope\n"));
+    assert!(!o.status.success(), "wrong password accepted");
+    let o = d.berth_stdin(&["login", "-u", "carol", "--password-stdin", &reg.addr], Some(b"pw!\n"));
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("Login Succeeded"));
+    let o = d.berth(&["push", &r]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("1: digest: sha256:"), "{}", out(&o));
+    // The docker CLI uses berth's login.
+    assert!(d.ok(&["push", &r]).contains("Layer already exists"));
+    d.ok(&["rmi", "bb", &r]);
+    let o = d.berth(&["pull", &r]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains(&format!("Status: Downloaded newer image for {r}")), "{}", out(&o));
+    let o = d.berth(&["run", "--rm", &r, "echo", "berth-pulled"]);
+    assert_eq!(out(&o).trim(), "berth-pulled");
+    let o = d.berth(&["logout", &reg.addr]);
+    assert!(out(&o).contains("Removing login credentials"), "{}", out(&o));
+    let o = d.berth(&["pull", &r.replace(":1", ":2")]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("docker login"), "{}", err(&o));
+}
