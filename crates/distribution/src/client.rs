@@ -176,8 +176,9 @@ impl Registries {
         Ok(c)
     }
 
-    /// Base URLs to try for a domain, best first.
-    async fn candidates(&self, domain: &str, pull: bool) -> Vec<(String, String, bool)> {
+    /// Endpoint groups to try for a domain, best first: for docker.io pulls each mirror, then Docker
+    /// Hub; within a group the entries are the same registry over https, then http when insecure.
+    pub async fn endpoint_groups(&self, domain: &str, pull: bool) -> Vec<Vec<(String, String, bool)>> {
         let mut out = Vec::new();
         if domain == berth_types::DEFAULT_DOMAIN {
             if pull {
@@ -185,50 +186,51 @@ impl Registries {
                     let m = m.trim_end_matches('/').to_string();
                     let host = m.split("://").nth(1).unwrap_or(&m).to_string();
                     let insecure = m.starts_with("http://") || self.is_insecure(&host).await;
-                    out.push((m, host, insecure));
+                    out.push(vec![(m, host, insecure)]);
                 }
             }
-            out.push((DOCKER_HUB_API.to_string(), "registry-1.docker.io".to_string(), false));
+            out.push(vec![(DOCKER_HUB_API.to_string(), "registry-1.docker.io".to_string(), false)]);
             return out;
         }
         let insecure = self.is_insecure(domain).await;
-        out.push((format!("https://{domain}"), domain.to_string(), insecure));
+        let mut group = vec![(format!("https://{domain}"), domain.to_string(), insecure)];
         if insecure {
-            out.push((format!("http://{domain}"), domain.to_string(), true));
+            group.push((format!("http://{domain}"), domain.to_string(), true));
         }
+        out.push(group);
         out
     }
 
-    /// Finds the endpoint that answers `GET /v2/` and the challenge it sets.
-    async fn ping(&self, domain: &str, pull: bool) -> Result<(reqwest::Client, String, Option<Challenge>)> {
+    /// Finds the endpoint of a group that answers `GET /v2/` and the challenge it sets.
+    async fn ping(&self, group: &[(String, String, bool)]) -> Result<(reqwest::Client, String, Option<Challenge>)> {
         let mut last = None;
-        for (base, host, insecure) in self.candidates(domain, pull).await {
-            let http = self.client(&host, insecure)?;
+        for (base, host, insecure) in group {
+            let http = self.client(host, *insecure)?;
             let url = format!("{base}/v2/");
             match http.get(&url).send().await {
                 Ok(resp) => {
                     let challenge =
                         resp.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).and_then(parse_challenge);
                     if resp.status() == StatusCode::UNAUTHORIZED || resp.status().is_success() {
-                        return Ok((http, base, challenge));
+                        return Ok((http, base.clone(), challenge));
                     }
                     last = Some(Error::internal(format!("Get \"{url}\": unexpected status {}", resp.status())));
                 }
                 Err(e) => last = Some(transport(&Method::GET, &url, e)),
             }
         }
-        Err(last.unwrap_or_else(|| Error::internal(format!("no endpoint for {domain}"))))
+        Err(last.unwrap_or_else(|| Error::internal("no registry endpoint")))
     }
 
-    /// A session on one repository with the actions it needs (`pull`, `pull,push`).
-    pub async fn repository(
+    /// A session on one repository at one endpoint group, for the actions it needs (`pull`, `pull,push`).
+    pub async fn open(
         self: &Arc<Self>,
-        domain: &str,
+        group: &[(String, String, bool)],
         name: &str,
         auth: AuthConfig,
         actions: &str,
     ) -> Result<Repository> {
-        let (http, base, challenge) = self.ping(domain, !actions.contains("push")).await?;
+        let (http, base, challenge) = self.ping(group).await?;
         Ok(Repository {
             registries: self.clone(),
             http,
@@ -238,6 +240,18 @@ impl Registries {
             challenge: Mutex::new(challenge),
             scopes: vec![format!("repository:{name}:{actions}")],
         })
+    }
+
+    /// A session at the registry itself (no mirrors): pushes, inspection.
+    pub async fn repository(
+        self: &Arc<Self>,
+        domain: &str,
+        name: &str,
+        auth: AuthConfig,
+        actions: &str,
+    ) -> Result<Repository> {
+        let groups = self.endpoint_groups(domain, false).await;
+        self.open(groups.last().map(Vec::as_slice).unwrap_or(&[]), name, auth, actions).await
     }
 
     /// `docker login`: checks the credentials against the registry. Returns an identity token when
@@ -250,7 +264,8 @@ impl Registries {
             let a = addr.split("://").nth(1).unwrap_or(addr);
             a.split('/').next().unwrap_or(a).to_string()
         };
-        let (http, base, challenge) = self.ping(&domain, false).await?;
+        let groups = self.endpoint_groups(&domain, false).await;
+        let (http, base, challenge) = self.ping(groups.last().map(Vec::as_slice).unwrap_or(&[])).await?;
         let url = format!("{base}/v2/");
         let failed = |s: StatusCode| {
             Error::unauthorized(format!(

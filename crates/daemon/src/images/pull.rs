@@ -77,40 +77,21 @@ impl ImageService {
     /// later ones arrive in-band on the returned stream.
     pub async fn pull(self: &Arc<Self>, opts: PullOptions) -> Result<mpsc::UnboundedReceiver<Vec<u8>>> {
         let r = opts.reference.clone();
-        let repo = Arc::new(
-            self.registries.repository(r.domain(), r.path(), opts.auth.clone(), "pull").await.map_err(|e| {
-                if e.kind == ErrorKind::Unauthorized {
-                    Error::not_found(format!(
-                        "pull access denied for {}, repository does not exist or may require 'docker login': {}",
-                        r.familiar_repository(),
-                        e.message
-                    ))
-                } else {
-                    e
+        // Mirrors first (docker.io), then the registry; a mirror that fails or lacks the image is skipped.
+        let groups = self.registries.endpoint_groups(r.domain(), true).await;
+        let mut found = None;
+        for (i, g) in groups.iter().enumerate() {
+            match self.resolve_pull(g, &opts).await {
+                Ok(x) => {
+                    found = Some(x);
+                    break;
                 }
-            })?,
-        );
+                Err(e) if i + 1 < groups.len() => tracing::info!(endpoint = %g[0].0, "pull of {r} falls back: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
+        let (repo, refs, first) = found.ok_or_else(|| Error::internal("no registry endpoint"))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let refs: Vec<Reference> = if r.tag().is_some() || r.digest().is_some() {
-            vec![r.clone()]
-        } else {
-            let mut tags = repo.tags().await.map_err(|e| match e.kind {
-                ErrorKind::NotFound | ErrorKind::Unauthorized | ErrorKind::Forbidden => pull_error(
-                    &r,
-                    Failure::Registry(berth_distribution::RegistryError {
-                        status: reqwest::StatusCode::UNAUTHORIZED,
-                        code: "DENIED".into(),
-                        message: e.message,
-                    }),
-                ),
-                _ => e,
-            })?;
-            tags.sort();
-            tags.into_iter().map(|t| r.clone().with_tag(&t)).collect::<Result<_>>()?
-        };
-        // The first manifest is fetched before answering, so "not found" is a 404, not a stream.
-        let first_ref = refs.first().cloned().ok_or_else(|| Error::not_found("repository has no tags"))?;
-        let first = repo.get_manifest(&reference_arg(&first_ref)).await.map_err(|f| pull_error(&first_ref, f))?;
         let svc = self.clone();
         tokio::spawn(async move {
             let p = Progress(tx);
@@ -139,6 +120,41 @@ impl ImageService {
             }
         });
         Ok(rx)
+    }
+
+    /// Opens the repository at one endpoint group, lists what to pull and fetches the first manifest,
+    /// so that "not found" is a 404 before any output.
+    async fn resolve_pull(
+        &self,
+        group: &[(String, String, bool)],
+        opts: &PullOptions,
+    ) -> Result<(Arc<Repository>, Vec<Reference>, FetchedManifest)> {
+        let r = &opts.reference;
+        let denied = |e: Error| {
+            if matches!(e.kind, ErrorKind::Unauthorized | ErrorKind::Forbidden) {
+                Error::not_found(format!(
+                    "pull access denied for {}, repository does not exist or may require 'docker login': {}",
+                    r.familiar_repository(),
+                    e.message
+                ))
+            } else {
+                e
+            }
+        };
+        let repo = Arc::new(self.registries.open(group, r.path(), opts.auth.clone(), "pull").await.map_err(denied)?);
+        let refs: Vec<Reference> = if r.tag().is_some() || r.digest().is_some() {
+            vec![r.clone()]
+        } else {
+            let mut tags = repo.tags().await.map_err(|e| match e.kind {
+                ErrorKind::NotFound => denied(Error::unauthorized(e.message)),
+                _ => denied(e),
+            })?;
+            tags.sort();
+            tags.into_iter().map(|t| r.clone().with_tag(&t)).collect::<Result<_>>()?
+        };
+        let first_ref = refs.first().cloned().ok_or_else(|| Error::not_found("repository has no tags"))?;
+        let first = repo.get_manifest(&reference_arg(&first_ref)).await.map_err(|f| pull_error(&first_ref, f))?;
+        Ok((repo, refs, first))
     }
 
     /// Pulls one tag or digest; true when something new was stored.
