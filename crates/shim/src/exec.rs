@@ -31,6 +31,10 @@ pub fn spawn(cfg: &ShimConfig, req: &ExecRequest) -> Result<ExecProc, String> {
     let dir = req.process_json.parent().unwrap_or(&cfg.bundle);
     let console = format!("x-{}.sock", &id[..8.min(id.len())]);
     let (builder, pending) = crate::stdio::prepare(base, req.tty, req.open_stdin, dir, &console)?;
+    let builder = match req.console_size.filter(|[h, w]| req.tty && *h > 0 && *w > 0) {
+        Some([rows, cols]) => builder.with_executor(SizedTty { rows, cols }),
+        None => builder,
+    };
     let pid = builder
         .as_tenant()
         .with_detach(true)
@@ -45,4 +49,28 @@ pub fn spawn(cfg: &ShimConfig, req: &ExecRequest) -> Result<ExecProc, String> {
     )
     .map_err(|e| format!("pidfd_open {pid}: {e}"))?;
     Ok(ExecProc { id, pid, pidfd, out: io.out, stdin: io.stdin, master: io.master, exit: None, exited_at: None })
+}
+
+/// The exec'd program of a TTY exec must see the client's window size from its first instruction
+/// (`stty size`, full-screen programs), as runc's `consoleSize` guarantees. libcontainer runs the
+/// workload before the shim gets the pty master to resize it, so this executor, running in the
+/// container process just before `execve`, sets the size on its own terminal (the pty slave).
+#[derive(Clone)]
+struct SizedTty {
+    rows: u16,
+    cols: u16,
+}
+
+impl libcontainer::workload::Executor for SizedTty {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), libcontainer::workload::ExecutorError> {
+        // SAFETY: fd 0 is the pty slave libcontainer installed and stays open across this call.
+        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        let ws = rustix::termios::Winsize { ws_row: self.rows, ws_col: self.cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let _ = rustix::termios::tcsetwinsize(stdin, ws);
+        libcontainer::workload::default::DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::DefaultExecutor {}.validate(spec)
+    }
 }
