@@ -372,49 +372,101 @@ fn tls_registry() {
     assert_eq!(d.ok(&["run", "--rm", &r, "echo", "tls"]), "tls");
 }
 
-/// The `oci-client` crate (a third independent client) pushes and pulls, anonymously and with each
-/// auth mode.
+/// skopeo and oci-client round-trip an image through berth-registry on both storage drivers with
+/// each auth mode: skopeo copies an OCI layout in and back out (digests compared), oci-client pushes
+/// and pulls a layer; anonymous access is refused where auth is on.
 #[test]
-fn oci_client_round_trips_with_each_auth_mode() {
+fn every_driver_and_auth_mode_round_trips() {
     use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
     use oci_client::secrets::RegistryAuth;
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, format!("eve:{}\n", bcrypt::hash("pw", 5).unwrap())).unwrap();
-    let h = htpasswd.to_str().unwrap();
+    std::fs::write(&htpasswd, format!("ann:{}\n", bcrypt::hash("pw-ann", 5).unwrap())).unwrap();
+    let h = htpasswd.to_str().unwrap().to_string();
+    // A source OCI layout: busybox pushed by berthd to a scratch registry, copied out by skopeo.
+    let scratch = BerthRegistry::start(&[], &[]);
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let src = format!("{}/src/bb:1", scratch.addr);
+    d.ok(&["tag", "bb", &src]);
+    d.ok(&["push", &src]);
+    let layout = format!("oci:{}:src", dir.path().join("layout").display());
+    let skopeo = |args: &[&str]| {
+        let o = Command::new("skopeo").args(args).output().expect("skopeo");
+        assert!(o.status.success(), "skopeo {args:?}: {}", err(&o));
+        o
+    };
+    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{src}"), &layout]);
+    let digest_of = |o: std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["Layers"].clone()
+    };
+    let want = digest_of(skopeo(&["inspect", &layout]));
+    let moto = berth_e2e::registry::Moto::start();
+    let s3 = moto.registry_env();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for (mode, args) in [
-        ("none", vec![]),
-        ("htpasswd", vec!["--auth", "htpasswd", "--htpasswd", h]),
-        ("token", vec!["--auth", "token", "--htpasswd", h]),
-    ] {
-        let reg = BerthRegistry::start(&args, &[("BERTH_REGISTRY_AUTH_SECRET", "k")]);
-        let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
-        let auth =
-            if mode == "none" { RegistryAuth::Anonymous } else { RegistryAuth::Basic("eve".into(), "pw".into()) };
-        let reference: oci_client::Reference = format!("{}/oci/client:{mode}", reg.addr).parse().unwrap();
-        let layer = ImageLayer::new(vec![7u8; 300_000], "application/vnd.oci.image.layer.v1.tar+gzip".into(), None);
-        let config = Config::new(
-            br#"{"architecture":"amd64","os":"linux"}"#.to_vec(),
-            "application/vnd.oci.image.config.v1+json".into(),
-            None,
-        );
-        rt.block_on(client.push(&reference, &[layer], config, &auth, None))
-            .unwrap_or_else(|e| panic!("{mode} push: {e}\n{}", reg.log()));
-        let puller = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
-        let img = rt
-            .block_on(puller.pull(&reference, &auth, vec!["application/vnd.oci.image.layer.v1.tar+gzip"]))
-            .unwrap_or_else(|e| panic!("{mode} pull: {e}"));
-        assert_eq!(img.layers.len(), 1);
-        assert_eq!(img.layers[0].data.len(), 300_000, "{mode}");
-        if mode != "none" {
-            let anon = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
-            let r = rt.block_on(anon.pull(
-                &reference,
-                &RegistryAuth::Anonymous,
-                vec!["application/vnd.oci.image.layer.v1.tar+gzip"],
-            ));
-            assert!(r.is_err(), "{mode}: anonymous pull allowed");
+    for driver in ["filesystem", "s3"] {
+        for mode in ["none", "htpasswd", "token"] {
+            let mut env: Vec<(&str, &str)> = vec![("BERTH_REGISTRY_AUTH_SECRET", "k")];
+            if driver == "s3" {
+                env.extend(s3.iter().map(|(k, v)| (*k, v.as_str())));
+            }
+            let args: Vec<&str> = if mode == "none" { vec![] } else { vec!["--auth", mode, "--htpasswd", &h] };
+            let reg = BerthRegistry::start(&args, &env);
+            let what = format!("{driver}/{mode}");
+            let repo = format!("{}/rt/{driver}-{mode}", reg.addr);
+            let mut creds = vec!["--dest-tls-verify=false"];
+            if mode != "none" {
+                creds.extend(["--dest-creds", "ann:pw-ann"]);
+                let o = Command::new("skopeo")
+                    .args(["copy", "--dest-tls-verify=false", &layout, &format!("docker://{repo}:anon")])
+                    .output()
+                    .unwrap();
+                assert!(!o.status.success(), "{what}: anonymous push accepted");
+            }
+            let mut push = vec!["copy"];
+            push.extend(&creds);
+            let dest = format!("docker://{repo}:1");
+            push.extend([layout.as_str(), dest.as_str()]);
+            skopeo(&push);
+            let back = format!("oci:{}:{driver}-{mode}", dir.path().join("back").display());
+            let mut pull = vec!["copy", "--src-tls-verify=false"];
+            if mode != "none" {
+                pull.extend(["--src-creds", "ann:pw-ann"]);
+            }
+            pull.extend([dest.as_str(), back.as_str()]);
+            skopeo(&pull);
+            assert_eq!(digest_of(skopeo(&["inspect", &back])), want, "{what}: layers changed on the way");
+
+            let auth = if mode == "none" {
+                RegistryAuth::Anonymous
+            } else {
+                RegistryAuth::Basic("ann".into(), "pw-ann".into())
+            };
+            let reference: oci_client::Reference = format!("{repo}:oci").parse().unwrap();
+            let client =
+                || oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+            let layer = ImageLayer::new(vec![3u8; 200_000], "application/vnd.oci.image.layer.v1.tar+gzip".into(), None);
+            let config = Config::new(
+                br#"{"architecture":"amd64","os":"linux"}"#.to_vec(),
+                "application/vnd.oci.image.config.v1+json".into(),
+                None,
+            );
+            rt.block_on(client().push(&reference, &[layer], config, &auth, None))
+                .unwrap_or_else(|e| panic!("{what} push: {e}"));
+            let img = rt
+                .block_on(client().pull(&reference, &auth, vec!["application/vnd.oci.image.layer.v1.tar+gzip"]))
+                .unwrap_or_else(|e| panic!("{what} pull: {e}"));
+            assert_eq!(img.layers[0].data.len(), 200_000, "{what}");
+            if mode != "none" {
+                let anon = client();
+                let r = rt.block_on(anon.pull(
+                    &reference,
+                    &RegistryAuth::Anonymous,
+                    vec!["application/vnd.oci.image.layer.v1.tar+gzip"],
+                ));
+                assert!(r.is_err(), "{what}: anonymous pull allowed");
+            }
         }
     }
 }
