@@ -153,6 +153,8 @@ pub enum Fault {
     Status500,
     /// Flips one byte.
     Corrupt,
+    /// Sends half the body, waits 3 s, then the rest.
+    Stall,
 }
 
 /// A proxy to a registry that spoils the first blob download larger than 16 KiB, then behaves.
@@ -280,6 +282,13 @@ fn relay(
         out.push_str(&format!("Content-Length: {declared}\r\nConnection: keep-alive\r\n\r\n"));
         c.write_all(out.as_bytes())?;
         if method == "HEAD" {
+            continue;
+        }
+        if spoil && fault == Fault::Stall {
+            c.write_all(&rb[..rb.len() / 2])?;
+            c.flush()?;
+            std::thread::sleep(Duration::from_secs(3));
+            c.write_all(&rb[rb.len() / 2..])?;
             continue;
         }
         if spoil && fault == Fault::DropMidBody {

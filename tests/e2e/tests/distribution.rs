@@ -332,3 +332,35 @@ fn hub_pulls_go_through_the_mirror() {
     tags.sort();
     assert_eq!(tags, ["1.36", "latest"]);
 }
+
+/// A client that hangs up mid-pull cancels it, as with Docker: nothing is stored, nothing is left in
+/// image/tmp, and the next pull works.
+#[test]
+fn client_hangup_cancels_the_pull() {
+    use std::io::{BufRead, Write};
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start();
+    let r = seed(&d, &reg, "cancel/bb");
+    d.ok(&["rmi", "bb-seed", &r]);
+    let proxy = FaultProxy::start(&reg.addr, Fault::Stall);
+    let via = r.replace(&reg.addr, &proxy.addr);
+    let (name, tag) = via.rsplit_once(':').unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    write!(s, "POST /v1.44/images/create?fromImage={name}&tag={tag} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let mut lines = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    while !line.contains("Pulling fs layer") {
+        line.clear();
+        assert!(lines.read_line(&mut line).unwrap() > 0, "stream ended early");
+    }
+    drop(lines);
+    drop(s);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(d.ok(&["images", "-q"]).is_empty(), "a cancelled pull stored an image");
+    assert!(d.log().contains("pull cancelled"), "no cancellation in the log");
+    let tmp = std::fs::read_dir(d.data_root().join("image/tmp")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(tmp, 0, "unpack folders left in image/tmp");
+    d.ok(&["pull", &via]);
+    assert_eq!(d.ok(&["run", "--rm", &via, "echo", "ok"]), "ok");
+}

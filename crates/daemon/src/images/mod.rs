@@ -41,6 +41,11 @@ impl Progress {
     pub(crate) fn send(&self, line: Vec<u8>) {
         let _ = self.0.send(line);
     }
+
+    /// The client closed the connection: as with Docker, the transfer is cancelled.
+    pub(crate) fn gone(&self) -> bool {
+        self.0.is_closed()
+    }
 }
 
 pub type UsageFn = Arc<dyn Fn(&Digest) -> Vec<Usage> + Send + Sync>;

@@ -366,6 +366,9 @@ impl ImageService {
         let mut last = Instant::now() - Duration::from_secs(1);
         let fed: Result<()> = async {
             while let Some(chunk) = blob.next_chunk().await? {
+                if p.gone() {
+                    return Err(Error::internal("pull cancelled: the client closed the connection"));
+                }
                 hash.update(&chunk);
                 got += chunk.len() as u64;
                 if last.elapsed() >= Duration::from_millis(100) {
