@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/images/get", get(save_many))
         .route("/images/load", post(load).layer(DefaultBodyLimit::disable()))
         .route("/images/prune", post(prune))
+        .route("/distribution/{*rest}", get(distribution))
         .route("/images/{*rest}", get(get_dispatch).post(post_dispatch).delete(remove))
 }
 
@@ -282,7 +283,7 @@ fn pull_reference(image: &str, tag: &str) -> ApiResult<Reference> {
 }
 
 /// `GET /distribution/{name}/json`: what the registry holds for a reference.
-pub async fn distribution(State(svc): Svc, Path(name): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+async fn distribution(State(svc): Svc, Path(name): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
     let name = name.strip_suffix("/json").ok_or_else(|| ApiError(Error::not_found("page not found")))?;
     let r = Reference::parse_tagged(name)?;
     Ok(json_response(&svc.distribution_inspect(&r, registry_auth(&headers)?).await?))

@@ -32,7 +32,6 @@ pub fn routes() -> Router<AppState> {
         .route("/plugins", get(|| async { json_response(&serde_json::json!([])) }))
         .route("/system/df", get(df))
         .route("/auth", axum::routing::post(login))
-        .route("/distribution/{*rest}", get(crate::images::distribution))
         // There is no build cache (POST /build is not implemented yet): nothing to prune.
         .route(
             "/build/prune",

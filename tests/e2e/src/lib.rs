@@ -207,6 +207,11 @@ impl Berthd {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Entries left in the image store's scratch folder (interrupted unpacks); 0 when clean.
+    pub fn image_tmp_entries(&self) -> usize {
+        std::fs::read_dir(self.data_root().join("image/tmp")).map(|r| r.count()).unwrap_or(0)
+    }
+
     /// Imports the busybox rootfs as `name`.
     pub fn import_busybox(&self, name: &str) -> String {
         let tar = busybox_tar();

@@ -34,6 +34,28 @@ pub struct Registry {
     _dir: tempfile::TempDir,
 }
 
+/// `sha256:<hex>` of some bytes, as registries name content.
+pub fn digest_of(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+}
+
+/// Writes an htpasswd file with one bcrypt user into `dir`; returns its path.
+pub fn htpasswd(dir: &std::path::Path, user: &str, password: &str) -> PathBuf {
+    let p = dir.join("htpasswd");
+    std::fs::write(&p, format!("{user}:{}\n", bcrypt::hash(password, 5).expect("bcrypt"))).expect("htpasswd");
+    p
+}
+
+/// Busybox imported into `d` and pushed to `registry` as `<registry>/<repo>:1`; returns that reference.
+pub fn seed(d: &crate::Berthd, registry: &str, repo: &str) -> String {
+    d.import_busybox("bb-seed");
+    let r = format!("{registry}/{repo}:1");
+    d.ok(&["tag", "bb-seed", &r]);
+    d.ok(&["push", &r]);
+    r
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -48,9 +70,8 @@ impl Registry {
         let auth_yaml = match &auth {
             Auth::None => String::new(),
             Auth::Basic { user, password } => {
-                let hash = bcrypt::hash(password, 5).expect("bcrypt");
-                std::fs::write(root.join("htpasswd"), format!("{user}:{hash}\n")).expect("htpasswd");
-                format!("auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n", root.join("htpasswd").display())
+                let file = htpasswd(&root, user, password);
+                format!("auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n", file.display())
             }
             Auth::Token { realm, issuer, service, cert } => format!(
                 "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",

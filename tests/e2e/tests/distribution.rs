@@ -4,17 +4,25 @@
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
-use berth_e2e::registry::{free_port, header, http, Auth, Fault, FaultProxy, Registry};
+use berth_e2e::registry::{digest_of, free_port, header, http, Auth, Fault, FaultProxy, Registry};
 use berth_e2e::token::TokenServer;
 use berth_e2e::{err, out, Berthd};
 
 /// A busybox image pushed to `reg` as `<reg>/<repo>:1`; returns that reference.
 fn seed(d: &Berthd, reg: &Registry, repo: &str) -> String {
-    d.import_busybox("bb-seed");
-    let r = format!("{}/{repo}:1", reg.addr);
-    d.ok(&["tag", "bb-seed", &r]);
-    d.ok(&["push", &r]);
-    r
+    berth_e2e::registry::seed(d, &reg.addr, repo)
+}
+
+/// A registry holding `<repo>:1`, a berthd without the image, and a proxy with `fault` in front of
+/// the registry; returns the reference through the proxy.
+fn behind_proxy(repo: &str, fault: Fault) -> (Registry, Berthd, FaultProxy, String) {
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start();
+    let r = seed(&d, &reg, repo);
+    d.ok(&["rmi", "bb-seed", &r]);
+    let proxy = FaultProxy::start(&reg.addr, fault);
+    let via = r.replace(&reg.addr, &proxy.addr);
+    (reg, d, proxy, via)
 }
 
 #[test]
@@ -136,7 +144,7 @@ fn index_pull_picks_the_platform() {
     arm_cfg["architecture"] = "arm64".into();
     arm_cfg["variant"] = "v8".into();
     let arm_cfg = serde_json::to_vec(&arm_cfg).unwrap();
-    let arm_cfg_digest = format!("sha256:{}", sha256_hex(&arm_cfg));
+    let arm_cfg_digest = digest_of(&arm_cfg);
     let (st, h, _) = http(&reg.addr, "POST", "/v2/multi/bb/blobs/uploads/", &[], b"").unwrap();
     assert_eq!(st, 202);
     let loc = header(&h, "location").unwrap().to_string();
@@ -189,20 +197,6 @@ fn index_pull_picks_the_platform() {
     assert_eq!(dist["Platforms"].as_array().unwrap().len(), 2);
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    let o = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b)?;
-            c.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8_lossy(&o.stdout).split(' ').next().unwrap().to_string()
-}
-
 /// Faults on the layer download: a dropped connection is resumed with Range; a 500 and a corrupt
 /// blob fail the pull with a clear error, leave no image behind, and the retry succeeds.
 #[test]
@@ -234,19 +228,13 @@ fn registry_faults_leave_no_partial_image() {
         }
         assert_eq!(d.ok(&["run", "--rm", &via, "echo", "ok"]), "ok");
         d.ok(&["rmi", &via]);
-        let tmp = std::fs::read_dir(d.data_root().join("image/tmp")).map(|r| r.count()).unwrap_or(0);
-        assert_eq!(tmp, 0, "{fault:?}: unpack folders left in image/tmp");
+        assert_eq!(d.image_tmp_entries(), 0, "{fault:?}: unpack folders left in image/tmp");
     }
 }
 
 #[test]
 fn concurrent_pulls_download_each_layer_once() {
-    let reg = Registry::start(Auth::None);
-    let d = Berthd::start();
-    let r = seed(&d, &reg, "c/bb");
-    d.ok(&["rmi", "bb-seed", &r]);
-    let proxy = FaultProxy::start(&reg.addr, Fault::None);
-    let via = r.replace(&reg.addr, &proxy.addr);
+    let (_reg, d, proxy, via) = behind_proxy("c/bb", Fault::None);
     let host = d.host();
     let cfg = d.root.join("docker-config");
     let pulls: Vec<_> = (0..3)
@@ -338,12 +326,7 @@ fn hub_pulls_go_through_the_mirror() {
 #[test]
 fn client_hangup_cancels_the_pull() {
     use std::io::{BufRead, Write};
-    let reg = Registry::start(Auth::None);
-    let d = Berthd::start();
-    let r = seed(&d, &reg, "cancel/bb");
-    d.ok(&["rmi", "bb-seed", &r]);
-    let proxy = FaultProxy::start(&reg.addr, Fault::Stall);
-    let via = r.replace(&reg.addr, &proxy.addr);
+    let (_reg, d, _proxy, via) = behind_proxy("cancel/bb", Fault::Stall);
     let (name, tag) = via.rsplit_once(':').unwrap();
     let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
     write!(s, "POST /v1.44/images/create?fromImage={name}&tag={tag} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
@@ -359,8 +342,7 @@ fn client_hangup_cancels_the_pull() {
     std::thread::sleep(std::time::Duration::from_secs(5));
     assert!(d.ok(&["images", "-q"]).is_empty(), "a cancelled pull stored an image");
     assert!(d.log().contains("pull cancelled"), "no cancellation in the log");
-    let tmp = std::fs::read_dir(d.data_root().join("image/tmp")).map(|r| r.count()).unwrap_or(0);
-    assert_eq!(tmp, 0, "unpack folders left in image/tmp");
+    assert_eq!(d.image_tmp_entries(), 0, "unpack folders left in image/tmp");
     d.ok(&["pull", &via]);
     assert_eq!(d.ok(&["run", "--rm", &via, "echo", "ok"]), "ok");
 }

@@ -3,20 +3,8 @@
 
 use std::process::Command;
 
-use berth_e2e::registry::{header, http, BerthRegistry, Reply};
+use berth_e2e::registry::{digest_of, header, htpasswd, http, seed, BerthRegistry, Reply};
 use berth_e2e::{err, Berthd};
-
-fn sha(b: &[u8]) -> String {
-    use std::io::Write;
-    let mut c = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sha256sum");
-    c.stdin.take().unwrap().write_all(b).unwrap();
-    let o = c.wait_with_output().unwrap();
-    format!("sha256:{}", String::from_utf8_lossy(&o.stdout).split(' ').next().unwrap())
-}
 
 fn code(r: &Reply) -> String {
     let v: serde_json::Value = serde_json::from_slice(&r.2).unwrap_or_default();
@@ -32,7 +20,7 @@ fn path_of(loc: &str) -> String {
 }
 
 fn upload(addr: &str, repo: &str, data: &[u8]) -> String {
-    let d = sha(data);
+    let d = digest_of(data);
     let r = http(addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[], data).unwrap();
     assert_eq!(r.0, 201, "monolithic upload: {}", String::from_utf8_lossy(&r.2));
     d
@@ -107,11 +95,11 @@ fn spec_corners_and_hostile_input() {
     assert_eq!(code(&http(a, "GET", &format!("/v2/t/other/blobs/{d}"), &[], b"").unwrap()), "BLOB_UNKNOWN");
 
     // A wrong digest stores nothing.
-    let wrong = sha(b"something else");
+    let wrong = digest_of(b"something else");
     let r = http(a, "POST", &format!("/v2/t/r/blobs/uploads/?digest={wrong}"), &[], b"payload").unwrap();
     assert_eq!((r.0, code(&r)), (400, "DIGEST_INVALID".to_string()));
     assert_eq!(http(a, "HEAD", &format!("/v2/t/r/blobs/{wrong}"), &[], b"").unwrap().0, 404);
-    assert_eq!(http(a, "HEAD", &format!("/v2/t/r/blobs/{}", sha(b"payload")), &[], b"").unwrap().0, 404);
+    assert_eq!(http(a, "HEAD", &format!("/v2/t/r/blobs/{}", digest_of(b"payload")), &[], b"").unwrap().0, 404);
 
     // Chunked upload with an out-of-order chunk, status, and completion.
     let r = http(a, "POST", "/v2/t/r/blobs/uploads/", &[], b"").unwrap();
@@ -125,7 +113,7 @@ fn spec_corners_and_hostile_input() {
     assert_eq!((r.0, header(&r.1, "range")), (204, Some("0-4")));
     let r = http(a, "PATCH", &loc, &[("Content-Range", "5-10")], b" world").unwrap();
     assert_eq!(r.0, 202);
-    let whole = sha(b"hello world");
+    let whole = digest_of(b"hello world");
     let sep = if loc.contains('?') { '&' } else { '?' };
     let r = http(a, "PUT", &format!("{loc}{sep}digest={whole}"), &[], b"").unwrap();
     assert_eq!(r.0, 201, "{}", String::from_utf8_lossy(&r.2));
@@ -159,7 +147,7 @@ fn spec_corners_and_hostile_input() {
     // Manifests: missing blob, unknown type, too big, digest mismatch, then a good one.
     let cfg = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let cfg_d = upload(a, "t/r", cfg);
-    let missing = image_manifest(&cfg_d, cfg.len(), &sha(b"never uploaded"), 3);
+    let missing = image_manifest(&cfg_d, cfg.len(), &digest_of(b"never uploaded"), 3);
     let r = put_manifest(a, "t/r", "bad", OCI_MANIFEST, missing.to_string().as_bytes());
     assert_eq!((r.0, code(&r)), (400, "MANIFEST_BLOB_UNKNOWN".to_string()));
     assert_eq!(code(&http(a, "GET", "/v2/t/r/manifests/bad", &[], b"").unwrap()), "MANIFEST_UNKNOWN");
@@ -171,14 +159,14 @@ fn spec_corners_and_hostile_input() {
     let huge = vec![b' '; 5 << 20];
     assert_eq!(code(&put_manifest(a, "t/r", "huge", OCI_MANIFEST, &huge)), "MANIFEST_INVALID");
     let body = good.to_string();
-    let r = put_manifest(a, "t/r", &sha(b"not it"), OCI_MANIFEST, body.as_bytes());
+    let r = put_manifest(a, "t/r", &digest_of(b"not it"), OCI_MANIFEST, body.as_bytes());
     assert_eq!(code(&r), "DIGEST_INVALID");
     for t in ["a", "b", "c"] {
         assert_eq!(put_manifest(a, "t/r", t, OCI_MANIFEST, body.as_bytes()).0, 201);
     }
     let m = http(a, "GET", "/v2/t/r/manifests/a", &[("Accept", OCI_MANIFEST)], b"").unwrap();
     assert_eq!((m.0, header(&m.1, "content-type")), (200, Some(OCI_MANIFEST)));
-    assert_eq!(header(&m.1, "docker-content-digest"), Some(sha(body.as_bytes()).as_str()));
+    assert_eq!(header(&m.1, "docker-content-digest"), Some(digest_of(body.as_bytes()).as_str()));
     let page = http(a, "GET", "/v2/t/r/tags/list?n=2", &[], b"").unwrap();
     let v: serde_json::Value = serde_json::from_slice(&page.2).unwrap();
     assert_eq!(v["tags"], serde_json::json!(["a", "b"]));
@@ -188,12 +176,12 @@ fn spec_corners_and_hostile_input() {
     assert_eq!(code(&http(a, "GET", "/v2/none/here/tags/list", &[], b"").unwrap()), "NAME_UNKNOWN");
 
     // Referrers: a manifest with a subject, found by the subject, filtered by artifactType.
-    let subject = sha(body.as_bytes());
+    let subject = digest_of(body.as_bytes());
     let mut sig = good.clone();
     sig["artifactType"] = "application/vnd.example.sig".into();
     sig["subject"] = serde_json::json!({"mediaType": OCI_MANIFEST, "digest": subject, "size": body.len()});
     let sig_body = sig.to_string();
-    let r = put_manifest(a, "t/r", &sha(sig_body.as_bytes()), OCI_MANIFEST, sig_body.as_bytes());
+    let r = put_manifest(a, "t/r", &digest_of(sig_body.as_bytes()), OCI_MANIFEST, sig_body.as_bytes());
     assert_eq!((r.0, header(&r.1, "oci-subject")), (201, Some(subject.as_str())));
     let refs = http(a, "GET", &format!("/v2/t/r/referrers/{subject}"), &[], b"").unwrap();
     let v: serde_json::Value = serde_json::from_slice(&refs.2).unwrap();
@@ -218,7 +206,7 @@ fn replicas_finish_each_others_uploads() {
     let loc = path_of(header(&r.1, "location").unwrap());
     assert_eq!(http(&two.addr, "PATCH", &loc, &[], b"first half, ").unwrap().0, 202);
     assert_eq!(http(&one.addr, "PATCH", &loc, &[], b"second half").unwrap().0, 202);
-    let d = sha(b"first half, second half");
+    let d = digest_of(b"first half, second half");
     let sep = if loc.contains('?') { '&' } else { '?' };
     assert_eq!(http(&two.addr, "PUT", &format!("{loc}{sep}digest={d}"), &[], b"").unwrap().0, 201);
     assert_eq!(
@@ -227,10 +215,7 @@ fn replicas_finish_each_others_uploads() {
     );
     // A docker push through one replica is pulled through the other.
     let dm = Berthd::start();
-    dm.import_busybox("bb");
-    let r1 = format!("{}/rep/bb:1", one.addr);
-    dm.ok(&["tag", "bb", &r1]);
-    dm.ok(&["push", &r1]);
+    seed(&dm, &one.addr, "rep/bb");
     let r2 = format!("{}/rep/bb:1", two.addr);
     dm.ok(&["pull", &r2]);
     assert_eq!(dm.ok(&["run", "--rm", &r2, "echo", "replica"]), "replica");
@@ -239,9 +224,8 @@ fn replicas_finish_each_others_uploads() {
 #[test]
 fn htpasswd_and_token_auth() {
     let dir = tempfile::tempdir().unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, format!("bob:{}\n", bcrypt::hash("hunter2", 5).unwrap())).unwrap();
-    let h = htpasswd.to_str().unwrap();
+    let file = htpasswd(dir.path(), "bob", "hunter2");
+    let h = file.to_str().unwrap();
     for mode in ["htpasswd", "token"] {
         let reg = BerthRegistry::start(&["--auth", mode, "--htpasswd", h], &[("BERTH_REGISTRY_AUTH_SECRET", "s")]);
         let d = Berthd::start();
@@ -320,16 +304,14 @@ fn s3_replicas_serve_one_client() {
     let loc = path_of(header(&r.1, "location").unwrap());
     assert_eq!(http(&two.addr, "PATCH", &loc, &[("Content-Range", "0-4")], b"alpha").unwrap().0, 202);
     assert_eq!(http(&one.addr, "PATCH", &loc, &[("Content-Range", "5-8")], b"beta").unwrap().0, 202);
-    let d = sha(b"alphabeta");
+    let d = digest_of(b"alphabeta");
     let sep = if loc.contains('?') { '&' } else { '?' };
     assert_eq!(http(&two.addr, "PUT", &format!("{loc}{sep}digest={d}"), &[], b"").unwrap().0, 201);
-    let wrong = http(&one.addr, "POST", &format!("/v2/s3/x/blobs/uploads/?digest={}", sha(b"x")), &[], b"y").unwrap();
+    let wrong =
+        http(&one.addr, "POST", &format!("/v2/s3/x/blobs/uploads/?digest={}", digest_of(b"x")), &[], b"y").unwrap();
     assert_eq!(code(&wrong), "DIGEST_INVALID");
     let dm = Berthd::start();
-    dm.import_busybox("bb");
-    let r1 = format!("{}/s3/bb:1", one.addr);
-    dm.ok(&["tag", "bb", &r1]);
-    dm.ok(&["push", &r1]);
+    seed(&dm, &one.addr, "s3/bb");
     let r2 = format!("{}/s3/bb:1", two.addr);
     dm.ok(&["pull", &r2]);
     assert_eq!(dm.ok(&["run", "--rm", &r2, "echo", "s3"]), "s3");
@@ -363,11 +345,8 @@ fn tls_registry() {
     assert!(curl.status.success(), "https /v2/ failed");
     assert!(http(&reg.addr, "GET", "/v2/", &[], b"").map(|r| r.0 != 200).unwrap_or(true), "plain HTTP answered");
     let d = Berthd::start();
-    d.import_busybox("bb");
-    let r = format!("{}/tls/bb:1", reg.addr);
-    d.ok(&["tag", "bb", &r]);
-    d.ok(&["push", &r]);
-    d.ok(&["rmi", "bb", &r]);
+    let r = seed(&d, &reg.addr, "tls/bb");
+    d.ok(&["rmi", "bb-seed", &r]);
     d.ok(&["pull", &r]);
     assert_eq!(d.ok(&["run", "--rm", &r, "echo", "tls"]), "tls");
 }
@@ -380,16 +359,11 @@ fn every_driver_and_auth_mode_round_trips() {
     use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
     use oci_client::secrets::RegistryAuth;
     let dir = tempfile::tempdir().unwrap();
-    let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, format!("ann:{}\n", bcrypt::hash("pw-ann", 5).unwrap())).unwrap();
-    let h = htpasswd.to_str().unwrap().to_string();
+    let h = htpasswd(dir.path(), "ann", "pw-ann").to_str().unwrap().to_string();
     // A source OCI layout: busybox pushed by berthd to a scratch registry, copied out by skopeo.
     let scratch = BerthRegistry::start(&[], &[]);
     let d = Berthd::start();
-    d.import_busybox("bb");
-    let src = format!("{}/src/bb:1", scratch.addr);
-    d.ok(&["tag", "bb", &src]);
-    d.ok(&["push", &src]);
+    let src = seed(&d, &scratch.addr, "src/bb");
     let layout = format!("oci:{}:src", dir.path().join("layout").display());
     let skopeo = |args: &[&str]| {
         let o = Command::new("skopeo").args(args).output().expect("skopeo");

@@ -57,7 +57,7 @@ pub struct ImageService {
     registries: Arc<Registries>,
     /// Shared by every pull, as Docker's `max-concurrent-downloads`.
     downloads: Semaphore,
-    uploads: Arc<Semaphore>,
+    uploads: Semaphore,
     /// Layers (chain ids) being downloaded, so two pulls of one image fetch each layer once.
     inflight: Mutex<HashMap<Digest, watch::Receiver<bool>>>,
 }
@@ -82,7 +82,7 @@ impl ImageService {
             usage: OnceLock::new(),
             registries: Arc::new(Registries::new(dist.registry)),
             downloads: Semaphore::new(dist.max_concurrent_downloads.max(1)),
-            uploads: Arc::new(Semaphore::new(dist.max_concurrent_uploads.max(1))),
+            uploads: Semaphore::new(dist.max_concurrent_uploads.max(1)),
             inflight: Mutex::new(HashMap::new()),
         }
     }

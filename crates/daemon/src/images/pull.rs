@@ -51,14 +51,18 @@ impl Drop for Leases {
     }
 }
 
-/// Docker's wording for a registry's refusal, from the pull's point of view.
+/// Docker's wording for a refusal, from the pull's point of view (a 404, as Docker answers it).
+fn access_denied(r: &Reference, why: &str) -> Error {
+    Error::not_found(format!(
+        "pull access denied for {}, repository does not exist or may require 'docker login': {why}",
+        r.familiar_repository()
+    ))
+}
+
+/// A registry failure, worded for a pull.
 fn pull_error(r: &Reference, f: Failure) -> Error {
     match f {
-        Failure::Registry(e) if e.is_denied() => Error::not_found(format!(
-            "pull access denied for {}, repository does not exist or may require 'docker login': {}",
-            r.familiar_repository(),
-            e.message
-        )),
+        Failure::Registry(e) if e.is_denied() => access_denied(r, &e.message),
         Failure::Registry(e) if e.status == reqwest::StatusCode::NOT_FOUND => {
             let what = match (r.tag(), r.digest()) {
                 (_, Some(d)) => format!("{}@{d}", r.familiar_repository()),
@@ -130,23 +134,16 @@ impl ImageService {
         opts: &PullOptions,
     ) -> Result<(Arc<Repository>, Vec<Reference>, FetchedManifest)> {
         let r = &opts.reference;
-        let denied = |e: Error| {
-            if matches!(e.kind, ErrorKind::Unauthorized | ErrorKind::Forbidden) {
-                Error::not_found(format!(
-                    "pull access denied for {}, repository does not exist or may require 'docker login': {}",
-                    r.familiar_repository(),
-                    e.message
-                ))
-            } else {
-                e
-            }
+        let denied = |e: Error| match e.kind {
+            ErrorKind::Unauthorized | ErrorKind::Forbidden => access_denied(r, &e.message),
+            _ => e,
         };
         let repo = Arc::new(self.registries.open(group, r.path(), opts.auth.clone(), "pull").await.map_err(denied)?);
         let refs: Vec<Reference> = if r.tag().is_some() || r.digest().is_some() {
             vec![r.clone()]
         } else {
             let mut tags = repo.tags().await.map_err(|e| match e.kind {
-                ErrorKind::NotFound => denied(Error::unauthorized(e.message)),
+                ErrorKind::NotFound => access_denied(r, &e.message),
                 _ => denied(e),
             })?;
             tags.sort();
@@ -258,11 +255,13 @@ impl ImageService {
             chains.push(c.clone());
             parent = Some(c);
         }
+        let (store, all) = (self.store.clone(), chains.clone());
+        let present = blocking(move || all.iter().map(|c| store.has_layer(c)).collect::<Result<Vec<bool>>>()).await?;
         let mut tasks = tokio::task::JoinSet::new();
         for (i, desc) in m.layers.iter().enumerate() {
             let short = short_id(desc.digest.as_str()).to_string();
             leases.hold(&chains[i]);
-            if self.store.has_layer(&chains[i])? {
+            if present[i] {
                 p.send(progress::layer("Already exists", &short));
                 continue;
             }
@@ -327,7 +326,8 @@ impl ImageService {
                 Err(mut rx) => {
                     p.send(progress::layer("Waiting", &short));
                     let _ = rx.wait_for(|done| *done).await;
-                    if self.store.has_layer(chain)? {
+                    let (store, c) = (self.store.clone(), chain.clone());
+                    if blocking(move || store.has_layer(&c)).await? {
                         p.send(progress::layer("Download complete", &short));
                         p.send(progress::layer("Pull complete", &short));
                         return Ok(());

@@ -110,7 +110,7 @@ impl ImageService {
             }
         }
         // The config blob, exactly as stored: its digest is the image id.
-        let config = Bytes::from(std::fs::read(self.store.layout().blob(img.id.hex()))?);
+        let config = Bytes::from(tokio::fs::read(self.store.layout().blob(img.id.hex())).await?);
         if repo.blob_size(&img.id).await?.is_none() {
             let loc = repo.start_upload().await?;
             repo.upload_whole(&loc, &img.id, config.clone()).await?;
@@ -167,11 +167,11 @@ impl ImageService {
     /// One layer into the registry: skipped, mounted, or compressed and uploaded.
     async fn push_layer(&self, repo: &Arc<Repository>, tag: &Reference, l: &LayerInfo, p: &Progress) -> Result<Pushed> {
         let short = short_id(l.diff_id.as_str()).to_string();
-        let _permit = match self.uploads.clone().try_acquire_owned() {
+        let _permit = match self.uploads.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
                 p.send(progress::layer("Waiting", &short));
-                self.uploads.clone().acquire_owned().await.map_err(|e| Error::internal(e.to_string()))?
+                self.uploads.acquire().await.map_err(|e| Error::internal(e.to_string()))?
             }
         };
         let (registry, repository) = (tag.domain().to_string(), tag.path().to_string());
@@ -183,9 +183,11 @@ impl ImageService {
                 registry: registry.clone(),
                 repository: repository.clone(),
             };
-            self.store.record_blob(&l.diff_id, src)
+            let (store, diff) = (self.store.clone(), l.diff_id.clone());
+            blocking(move || store.record_blob(&diff, src))
         };
-        let known = self.store.blobs_of(&l.diff_id)?;
+        let (store, diff) = (self.store.clone(), l.diff_id.clone());
+        let known = blocking(move || store.blobs_of(&diff)).await?;
         // Known compressed forms, this registry first: a HEAD answers whether this repository has one.
         let mut here: Vec<&BlobSource> = known.iter().filter(|s| s.registry == registry).collect();
         here.sort_by_key(|s| s.repository != repository);
@@ -193,7 +195,7 @@ impl ImageService {
         for s in &here {
             if checked.insert(s.digest.clone()) {
                 if let Some(size) = repo.blob_size(&s.digest).await? {
-                    record(&s.digest, size, &s.media_type)?;
+                    record(&s.digest, size, &s.media_type).await?;
                     p.send(progress::layer("Layer already exists", &short));
                     return Ok(Pushed { digest: s.digest.clone(), size, media_type: s.media_type.clone() });
                 }
@@ -203,7 +205,7 @@ impl ImageService {
         for s in here.iter().filter(|s| s.repository != repository) {
             match repo.mount_blob(&s.digest, &s.repository).await {
                 Ok(None) => {
-                    record(&s.digest, s.size, &s.media_type)?;
+                    record(&s.digest, s.size, &s.media_type).await?;
                     p.send(progress::layer(
                         &format!("Mounted from {}", familiar_path(&registry, &s.repository)),
                         &short,
@@ -222,7 +224,7 @@ impl ImageService {
             None => repo.start_upload().await?,
         };
         let (digest, size) = self.upload_compressed(repo, &location, l, &short, p).await?;
-        record(&digest, size, DOCKER_LAYER_GZIP)?;
+        record(&digest, size, DOCKER_LAYER_GZIP).await?;
         p.send(progress::layer("Pushed", &short));
         Ok(Pushed { digest, size, media_type: DOCKER_LAYER_GZIP.into() })
     }
@@ -237,7 +239,7 @@ impl ImageService {
         p: &Progress,
     ) -> Result<(Digest, u64)> {
         let path = self.store.layer_tar(&l.chain_id);
-        let total = std::fs::metadata(&path)?.len();
+        let total = tokio::fs::metadata(&path).await?.len();
         let (tx, mut rx) = mpsc::channel::<Bytes>(16);
         let (ptx, mut prx) = tokio::sync::watch::channel(0u64);
         let compress = tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
