@@ -28,13 +28,22 @@ pub enum ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// A failed process's exit status (a build's RUN step), reported beside the message.
+    pub code: Option<i64>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), code: None }
+    }
+    /// A command that exited non-zero: the message plus its exit status.
+    pub fn exited(message: impl Into<String>, code: i64) -> Self {
+        Error { kind: ErrorKind::InvalidArgument, message: message.into(), code: Some(code) }
+    }
+    pub fn exit_code(&self) -> Option<i64> {
+        self.code
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidArgument, message)

@@ -1,0 +1,174 @@
+//! The legacy (classic) Docker builder: runs a parsed Dockerfile over a [`Backend`] that owns images
+//! and containers, with Docker's output stream and step cache.
+//!
+//! Each step turns the current image into the next one. The cache key of a step is the parent image
+//! id, the step's history line (`created_by`), the runtime config it leaves and, for COPY/ADD, a
+//! checksum of the sources' content and metadata, so an unchanged rebuild reuses every step.
+
+mod context;
+mod copy;
+mod dispatch;
+mod fetch;
+mod stages;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+
+use berth_api::container::HostConfig;
+use berth_api::image::ImageConfig;
+use berth_types::{Digest, Error, Reference, Result};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+pub use context::Context;
+
+/// An image as the builder sees it: `id` is `None` for `scratch`.
+#[derive(Debug, Clone, Default)]
+pub struct BaseImage {
+    pub id: Option<Digest>,
+    pub config: ImageConfig,
+}
+
+/// What RUN asks the backend to execute.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub workdir: String,
+    /// Resources, network mode, extra hosts, shm size, ulimits from the build request.
+    pub host: HostConfig,
+}
+
+/// Work on a mounted root: the destination root, and the root of `--from`'s image when there is one.
+pub type EditFn = Box<dyn FnOnce(&Path, Option<&Path>) -> Result<()> + Send>;
+
+/// The services a build needs; the daemon implements it over its image and container services.
+pub trait Backend: Send + Sync + 'static {
+    /// A finished layer: the backend's handle to a diff it can commit.
+    type Layer: Send + 'static;
+
+    /// A local image, or pulled (always when `pull`, else only when missing); progress goes to `out`.
+    fn base_image(
+        &self,
+        name: &str,
+        pull: bool,
+        auth: &Value,
+        out: &Output,
+    ) -> impl Future<Output = Result<BaseImage>> + Send;
+
+    /// Runs `spec` in a fresh container on `parent`, streaming its output; its changes become the layer.
+    /// A non-zero exit is `Err(Error::Build{code})`.
+    fn run(&self, parent: &BaseImage, spec: RunSpec, out: &Output) -> impl Future<Output = Result<Self::Layer>> + Send;
+
+    /// Mounts a writable root over `parent` (and `from`'s root read-only), runs `f` on a blocking
+    /// thread, and keeps what it changed as the layer.
+    fn edit(
+        &self,
+        parent: &BaseImage,
+        from: Option<&BaseImage>,
+        f: EditFn,
+    ) -> impl Future<Output = Result<Self::Layer>> + Send;
+
+    /// A new image: `parent`'s layers plus `layer`, with `config`. The last history entry is this
+    /// step's; an empty layer is marked `empty_layer` and not added.
+    fn commit(
+        &self,
+        parent: &BaseImage,
+        layer: Option<Self::Layer>,
+        config: ImageConfig,
+    ) -> impl Future<Output = Result<BaseImage>> + Send;
+
+    fn cache_get(&self, key: &Digest) -> impl Future<Output = Option<BaseImage>> + Send;
+    fn cache_put(&self, key: &Digest, image: &Digest, created_by: &str) -> impl Future<Output = ()> + Send;
+
+    fn tag(&self, image: &Digest, tags: &[Reference]) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The build's output stream: one JSON message per line, as `POST /build` answers.
+#[derive(Clone)]
+pub struct Output {
+    tx: mpsc::UnboundedSender<Value>,
+    quiet: bool,
+}
+
+impl Output {
+    pub fn new(quiet: bool) -> (Output, mpsc::UnboundedReceiver<Value>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Output { tx, quiet }, rx)
+    }
+
+    /// A `{"stream": ...}` line, dropped in quiet mode.
+    pub fn stream(&self, s: impl Into<String>) {
+        if !self.quiet {
+            let _ = self.tx.send(json!({ "stream": s.into() }));
+        }
+    }
+
+    /// A raw message (pull progress, aux), dropped in quiet mode unless `always`.
+    pub fn message(&self, v: Value, always: bool) {
+        if always || !self.quiet {
+            let _ = self.tx.send(v);
+        }
+    }
+
+    /// True once the client went away: the build stops at the next step.
+    pub fn gone(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// `POST /build`'s parameters, decoded.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Path of the Dockerfile inside the context.
+    pub dockerfile: String,
+    pub tags: Vec<Reference>,
+    pub build_args: BTreeMap<String, Option<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub quiet: bool,
+    pub host: HostConfig,
+    /// X-Registry-Config: registry host to auth config.
+    pub auths: Value,
+    pub platform: Option<String>,
+}
+
+/// The outcome of a whole build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub id: Digest,
+}
+
+/// Runs a whole build; progress and errors are also written to `out` in Docker's format.
+pub async fn build<B: Backend>(backend: &B, ctx: &Context, opts: &BuildOptions, out: &Output) -> Result<Built> {
+    let res = stages::run(backend, ctx, opts, out).await;
+    match &res {
+        Ok(b) => {
+            out.message(json!({"aux": {"ID": b.id.as_str()}}), true);
+            if opts.quiet {
+                out.message(json!({"stream": format!("{}\n", b.id)}), true);
+            }
+            out.stream(format!("Successfully built {}\n", berth_types::short_id(b.id.hex())));
+            for t in &opts.tags {
+                out.stream(format!("Successfully tagged {}\n", t.familiar()));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let mut detail = json!({ "message": msg });
+            if let Some(code) = e.exit_code() {
+                detail["code"] = json!(code);
+            }
+            out.message(json!({"errorDetail": detail, "error": msg}), true);
+        }
+    }
+    res
+}
+
+pub(crate) fn cancelled() -> Error {
+    Error::invalid("build cancelled: the client went away")
+}

@@ -1,0 +1,231 @@
+//! The build driver: which stages the target needs, step numbering, FROM, ONBUILD triggers, tags.
+
+use std::collections::BTreeSet;
+
+use berth_api::image::{ImageConfig, RootFs};
+use berth_dockerfile::{shell, Dockerfile, Instruction, Kind};
+use berth_types::{Error, Result};
+
+use crate::dispatch::StageState;
+use crate::{Backend, BaseImage, BuildOptions, Built, Context, Output};
+
+/// Args every build knows without an ARG line; used by RUN, kept out of history and cache keys.
+pub(crate) const PREDEFINED_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+pub(crate) struct Build<'a, B: Backend> {
+    pub backend: &'a B,
+    pub ctx: &'a Context,
+    pub opts: &'a BuildOptions,
+    pub out: &'a Output,
+    pub df: &'a Dockerfile,
+    /// Values of the ARGs declared before the first FROM.
+    pub meta: Vec<(String, Option<String>)>,
+    pub results: Vec<Option<BaseImage>>,
+    pub consumed: BTreeSet<String>,
+    pub step: usize,
+    pub total: usize,
+}
+
+fn platform_args() -> Vec<(String, Option<String>)> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let p = format!("linux/{arch}");
+    [
+        ("TARGETPLATFORM", p.clone()),
+        ("TARGETOS", "linux".into()),
+        ("TARGETARCH", arch.into()),
+        ("TARGETVARIANT", String::new()),
+        ("BUILDPLATFORM", p),
+        ("BUILDOS", "linux".into()),
+        ("BUILDARCH", arch.into()),
+        ("BUILDVARIANT", String::new()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Some(v)))
+    .collect()
+}
+
+pub(crate) fn lookup(vars: &[(String, Option<String>)], name: &str) -> Option<String> {
+    vars.iter().rev().find(|(k, _)| k == name).and_then(|(_, v)| v.clone())
+}
+
+/// A stage's dependencies on earlier stages: its base and each `COPY --from`.
+fn deps(df: &Dockerfile, idx: usize, meta: &[(String, Option<String>)]) -> Vec<usize> {
+    let env = |n: &str| lookup(meta, n);
+    let stage_ref = |name: &str| -> Option<usize> {
+        let name = shell::expand_word(name, df.escape, &env).unwrap_or_else(|_| name.to_string());
+        df.stage_index(&name).filter(|&i| i < idx)
+    };
+    let s = &df.stages[idx];
+    let mut out: Vec<usize> = stage_ref(&s.base).into_iter().collect();
+    for ins in &s.instructions {
+        if let (Kind::Copy(_), Some(from)) = (&ins.kind, ins.flag("from")) {
+            out.extend(stage_ref(from));
+        }
+    }
+    out
+}
+
+pub(crate) async fn run<B: Backend>(backend: &B, ctx: &Context, opts: &BuildOptions, out: &Output) -> Result<Built> {
+    let text = ctx.dockerfile(&opts.dockerfile)?;
+    ctx.apply_dockerignore()?;
+    let df = berth_dockerfile::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
+
+    let mut consumed = BTreeSet::new();
+    let mut meta = platform_args();
+    for decl in &df.meta_args {
+        let given = opts.build_args.get(&decl.name).cloned().flatten();
+        if given.is_some() {
+            consumed.insert(decl.name.clone());
+        }
+        let value = match (given, &decl.default) {
+            (Some(v), _) => Some(v),
+            (None, Some(d)) => Some(
+                shell::expand_word(d, df.escape, &|n: &str| lookup(&meta, n))
+                    .map_err(|e| Error::invalid(format!("failed to process \"{d}\": {e}")))?,
+            ),
+            (None, None) => None,
+        };
+        meta.push((decl.name.clone(), value));
+    }
+
+    let target = match &opts.target {
+        Some(t) if !t.is_empty() => df
+            .stage_index(t)
+            .ok_or_else(|| Error::invalid(format!("failed to reach build target {t} in Dockerfile")))?,
+        _ => df.stages.len() - 1,
+    };
+    // Only the stages the target reaches are built.
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if needed.insert(i) {
+            todo.extend(deps(&df, i, &meta));
+        }
+    }
+    let label_step = usize::from(!opts.labels.is_empty());
+    let total = needed.iter().map(|&i| 1 + df.stages[i].instructions.len()).sum::<usize>() + label_step;
+    let mut b = Build {
+        backend,
+        ctx,
+        opts,
+        out,
+        df: &df,
+        meta,
+        results: vec![None; df.stages.len()],
+        consumed,
+        step: 0,
+        total,
+    };
+    for &i in &needed {
+        let img = b.stage(i, i == target).await?;
+        b.results[i] = Some(img);
+    }
+    let final_img = b.results[target].clone().expect("target built");
+    let id = final_img.id.clone().ok_or_else(|| Error::invalid("No image was generated. Is your Dockerfile empty?"))?;
+    let unused: Vec<&String> =
+        opts.build_args.keys().filter(|k| !b.consumed.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str())).collect();
+    if !unused.is_empty() {
+        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        out.stream(format!("[Warning] One or more build-args [{}] were not consumed\n", names.join(" ")));
+    }
+    if !opts.tags.is_empty() {
+        backend.tag(&id, &opts.tags).await?;
+    }
+    Ok(Built { id })
+}
+
+impl<B: Backend> Build<'_, B> {
+    pub(crate) fn begin(&mut self, original: &str) -> Result<()> {
+        if self.out.gone() {
+            return Err(crate::cancelled());
+        }
+        self.step += 1;
+        self.out.stream(format!("Step {}/{} : {}\n", self.step, self.total, original));
+        Ok(())
+    }
+
+    async fn base(&mut self, idx: usize) -> Result<BaseImage> {
+        let s = &self.df.stages[idx];
+        let meta = self.meta.clone();
+        let name = shell::expand_word(&s.base, self.df.escape, &|n: &str| lookup(&meta, n))
+            .map_err(|e| Error::invalid(format!("failed to process \"{}\": {e}", s.base)))?;
+        if name.is_empty() {
+            return Err(Error::invalid(format!("base name ({}) should not be blank", s.base)));
+        }
+        if let Some(p) = &s.platform {
+            let p = shell::expand_word(p, self.df.escape, &|n: &str| lookup(&meta, n)).unwrap_or_default();
+            if !p.is_empty() && !p.starts_with("linux") {
+                return Err(Error::invalid(format!("unsupported platform {p}: only linux images can be built")));
+            }
+        }
+        if name.eq_ignore_ascii_case("scratch") {
+            return Ok(BaseImage {
+                id: None,
+                config: ImageConfig {
+                    architecture: platform_args()[2].1.clone().unwrap_or_default(),
+                    os: "linux".into(),
+                    rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
+                    ..Default::default()
+                },
+            });
+        }
+        if let Some(i) = self.df.stage_index(&name).filter(|&i| i < idx) {
+            return self.results[i].clone().ok_or_else(|| Error::internal(format!("stage {name} was not built")));
+        }
+        self.backend.base_image(&name, self.opts.pull, &self.opts.auths, self.out).await
+    }
+
+    async fn stage(&mut self, idx: usize, is_target: bool) -> Result<BaseImage> {
+        let s = &self.df.stages[idx];
+        self.begin(&s.original)?;
+        let base = self.base(idx).await?;
+        let mut st = StageState::new(base);
+        self.out.stream(format!(" ---> {}\n", st.short_id()));
+        let triggers = st.image.config.config.on_build.take().unwrap_or_default();
+        if !triggers.is_empty() {
+            let n = triggers.len();
+            self.out.stream(format!("# Executing {n} build trigger{}\n", if n == 1 { "" } else { "s" }));
+            for t in triggers {
+                let ins = berth_dockerfile::parse_instruction(&t, self.df.escape)
+                    .map_err(|e| Error::invalid(format!("failed to process ONBUILD trigger {t:?}: {}", e.message)))?;
+                self.dispatch(&mut st, &ins).await?;
+            }
+        }
+        for ins in &s.instructions {
+            self.begin(&ins.original)?;
+            self.dispatch(&mut st, ins).await?;
+        }
+        if is_target && !self.opts.labels.is_empty() {
+            let line = self.opts.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ");
+            let ins = Instruction {
+                line: 0,
+                original: format!("LABEL {line}"),
+                flags: vec![],
+                kind: Kind::Label(self.opts.labels.iter().map(|(k, v)| (quote(k), quote(v))).collect()),
+            };
+            self.begin(&ins.original)?;
+            self.dispatch(&mut st, &ins).await?;
+        }
+        Ok(st.image)
+    }
+}
+
+/// Quotes a build-request label so expansion leaves it as given.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
