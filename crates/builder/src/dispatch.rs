@@ -417,6 +417,8 @@ impl<B: Backend> Build<'_, B> {
             user: config.user.clone(),
             workdir: if config.working_dir.is_empty() { "/".into() } else { config.working_dir.clone() },
             host,
+            rm: self.opts.rm,
+            force_rm: self.opts.force_rm,
         };
         let parent = st.image.clone();
         let (backend, out) = (self.backend, self.out);

@@ -21,6 +21,7 @@ use berth_types::{Digest, Error, Reference, Result};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+pub use berth_dockerfile::Dockerfile;
 pub use context::Context;
 
 /// An image as the builder sees it: `id` is `None` for `scratch`.
@@ -39,6 +40,9 @@ pub struct RunSpec {
     pub workdir: String,
     /// Resources, network mode, extra hosts, shm size, ulimits from the build request.
     pub host: HostConfig,
+    /// Remove the container after a successful step (`rm`), and after a failed one too (`forcerm`).
+    pub rm: bool,
+    pub force_rm: bool,
 }
 
 /// Work on a mounted root: the destination root, and the root of `--from`'s image when there is one.
@@ -132,6 +136,8 @@ pub struct BuildOptions {
     pub pull: bool,
     pub quiet: bool,
     pub host: HostConfig,
+    pub rm: bool,
+    pub force_rm: bool,
     /// X-Registry-Config: registry host to auth config.
     pub auths: Value,
     pub platform: Option<String>,
@@ -143,9 +149,29 @@ pub struct Built {
     pub id: Digest,
 }
 
+/// Reads and parses the Dockerfile and applies `.dockerignore`: failures here are the request's
+/// (an HTTP error), not the build's. Blocking.
+pub fn prepare(ctx: &Context, opts: &BuildOptions) -> Result<Dockerfile> {
+    let text = ctx.dockerfile(&opts.dockerfile)?;
+    ctx.apply_dockerignore()?;
+    let df = berth_dockerfile::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
+    if let Some(t) = opts.target.as_deref().filter(|t| !t.is_empty()) {
+        if df.stage_index(t).is_none() {
+            return Err(Error::invalid(format!("failed to reach build target {t} in Dockerfile")));
+        }
+    }
+    Ok(df)
+}
+
 /// Runs a whole build; progress and errors are also written to `out` in Docker's format.
-pub async fn build<B: Backend>(backend: &B, ctx: &Context, opts: &BuildOptions, out: &Output) -> Result<Built> {
-    let res = stages::run(backend, ctx, opts, out).await;
+pub async fn build<B: Backend>(
+    backend: &B,
+    ctx: &Context,
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    out: &Output,
+) -> Result<Built> {
+    let res = stages::run(backend, ctx, df, opts, out).await;
     match &res {
         Ok(b) => {
             out.message(json!({"aux": {"ID": b.id.as_str()}}), true);

@@ -80,11 +80,13 @@ fn deps(df: &Dockerfile, idx: usize, meta: &[(String, Option<String>)]) -> Vec<u
     out
 }
 
-pub(crate) async fn run<B: Backend>(backend: &B, ctx: &Context, opts: &BuildOptions, out: &Output) -> Result<Built> {
-    let text = ctx.dockerfile(&opts.dockerfile)?;
-    ctx.apply_dockerignore()?;
-    let df = berth_dockerfile::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
-
+pub(crate) async fn run<B: Backend>(
+    backend: &B,
+    ctx: &Context,
+    df: &Dockerfile,
+    opts: &BuildOptions,
+    out: &Output,
+) -> Result<Built> {
     let mut consumed = BTreeSet::new();
     let mut meta = platform_args();
     for decl in &df.meta_args {
@@ -114,23 +116,13 @@ pub(crate) async fn run<B: Backend>(backend: &B, ctx: &Context, opts: &BuildOpti
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
         if needed.insert(i) {
-            todo.extend(deps(&df, i, &meta));
+            todo.extend(deps(df, i, &meta));
         }
     }
     let label_step = usize::from(!opts.labels.is_empty());
     let total = needed.iter().map(|&i| 1 + df.stages[i].instructions.len()).sum::<usize>() + label_step;
-    let mut b = Build {
-        backend,
-        ctx,
-        opts,
-        out,
-        df: &df,
-        meta,
-        results: vec![None; df.stages.len()],
-        consumed,
-        step: 0,
-        total,
-    };
+    let mut b =
+        Build { backend, ctx, opts, out, df, meta, results: vec![None; df.stages.len()], consumed, step: 0, total };
     for &i in &needed {
         let img = b.stage(i, i == target).await?;
         b.results[i] = Some(img);

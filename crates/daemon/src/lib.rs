@@ -1,6 +1,7 @@
 #![recursion_limit = "512"]
 //! The services behind the Engine API, composed by [`Daemon::open`].
 
+pub mod build;
 pub mod config;
 pub mod container;
 pub mod events;
@@ -16,6 +17,7 @@ use berth_image::ImageStore;
 use berth_store::Store;
 use berth_types::Result;
 
+pub use build::BuildService;
 pub use config::DaemonConfig;
 pub use container::ContainerService;
 pub use events::EventBus;
@@ -33,6 +35,7 @@ pub struct Daemon {
     pub volumes: Arc<VolumeService>,
     pub networks: Arc<NetworkService>,
     pub events: Arc<EventBus>,
+    pub builds: Arc<BuildService>,
 }
 
 impl Daemon {
@@ -73,7 +76,8 @@ impl Daemon {
             Arc::new(move |id: &str| c2.upgrade().map(|c| c.configured_on(id)).unwrap_or_default()),
         );
         let system = Arc::new(SystemService::new(config, containers.clone(), images.clone()));
-        Ok(Daemon { containers, images, system, volumes, networks, events })
+        let builds = Arc::new(BuildService::new(containers.clone(), images.clone()));
+        Ok(Daemon { containers, images, system, volumes, networks, events, builds })
     }
 
     /// Called on SIGTERM: leaves containers running (their shims carry on) and releases host state.

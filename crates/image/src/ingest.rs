@@ -159,6 +159,17 @@ impl ImageStore {
     /// Makes an image visible: config blob written, then record and tags in one transaction. The
     /// config's diff ids must be exactly those of `layers`.
     pub fn create_image(&self, config_bytes: &[u8], layers: &[LayerInfo], tags: &[Reference]) -> Result<Digest> {
+        self.create_child(config_bytes, layers, tags, None)
+    }
+
+    /// [`create_image`](Self::create_image) for a build step, recording the image it was made from.
+    pub fn create_child(
+        &self,
+        config_bytes: &[u8],
+        layers: &[LayerInfo],
+        tags: &[Reference],
+        parent: Option<&Digest>,
+    ) -> Result<Digest> {
         let config: ImageConfig =
             serde_json::from_slice(config_bytes).map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
         let want: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
@@ -174,6 +185,7 @@ impl ImageStore {
             id: id.clone(),
             chain: layers.iter().map(|l| l.chain_id.clone()).collect(),
             size: layers.iter().map(|l| l.size).sum(),
+            parent: parent.cloned(),
         };
         self.store.write(|tx| {
             tx.put(IMAGES, id.as_str(), &record)?;

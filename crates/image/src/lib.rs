@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod archive;
+mod buildcache;
 pub mod changes;
 pub mod compress;
 mod distmeta;
@@ -13,6 +14,7 @@ mod store;
 mod testutil;
 pub mod tree;
 
+pub use buildcache::{CacheEntry, CacheRecord};
 pub use distmeta::BlobSource;
 pub use ingest::{CommitOptions, LayerInfo, Unpacked};
 pub use layout::Layout;

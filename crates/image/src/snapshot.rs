@@ -10,10 +10,21 @@ use crate::store::{
 impl ImageStore {
     /// Creates the writable layer of container `key` over `image` and returns what to mount.
     pub fn prepare_snapshot(&self, key: &str, image: &Digest) -> Result<Snapshot> {
-        let rec = self
-            .store
-            .get::<ImageRecord>(IMAGES, image.as_str())?
-            .ok_or_else(|| Error::not_found(format!("No such image: {image}")))?;
+        self.prepare_snapshot_over(key, Some(image))
+    }
+
+    /// A snapshot over `image`, or over nothing (a build step on `scratch`).
+    pub fn prepare_snapshot_over(&self, key: &str, image: Option<&Digest>) -> Result<Snapshot> {
+        let parent = match image {
+            Some(image) => self
+                .store
+                .get::<ImageRecord>(IMAGES, image.as_str())?
+                .ok_or_else(|| Error::not_found(format!("No such image: {image}")))?
+                .chain
+                .last()
+                .cloned(),
+            None => None,
+        };
         let dir = self.layout.snapshot(key);
         for sub in ["upper", "work", "merged"] {
             std::fs::create_dir_all(dir.join(sub))?;
@@ -27,7 +38,7 @@ impl ImageStore {
         for f in ["etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"] {
             std::fs::File::create(init.join(f))?;
         }
-        self.store.put(SNAPSHOTS, key, &SnapshotRecord { parent: rec.chain.last().cloned() })?;
+        self.store.put(SNAPSHOTS, key, &SnapshotRecord { parent })?;
         self.snapshot_mounts(key)
     }
 

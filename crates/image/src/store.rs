@@ -30,6 +30,9 @@ pub(crate) struct ImageRecord {
     /// Chain ids, bottom layer first.
     pub(crate) chain: Vec<Digest>,
     pub(crate) size: u64,
+    /// The image a build step made this one from (Docker's `Parent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) parent: Option<Digest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +60,8 @@ pub struct Image {
     pub size: u64,
     /// Size of each layer, bottom first.
     pub layer_sizes: Vec<u64>,
+    /// The image a build step made this one from.
+    pub parent: Option<Digest>,
 }
 
 /// Who uses an image, for delete's conflict rules: the daemon knows containers, this crate does not.
@@ -155,7 +160,15 @@ impl ImageStore {
             .iter()
             .map(|c| Ok(self.store.get::<LayerRecord>(LAYERS, c.as_str())?.map(|l| l.size).unwrap_or(0)))
             .collect::<Result<Vec<u64>>>()?;
-        Ok(Image { id: rec.id.clone(), config, tags, repo_digests, size: rec.size, layer_sizes })
+        Ok(Image {
+            id: rec.id.clone(),
+            config,
+            tags,
+            repo_digests,
+            size: rec.size,
+            layer_sizes,
+            parent: rec.parent.clone(),
+        })
     }
 
     fn all_tags(&self) -> Result<Vec<(Reference, Digest)>> {
@@ -291,6 +304,19 @@ impl ImageStore {
         out.extend(refs.iter().map(|t| DeleteResponse::Untagged(t.familiar())));
         out.push(DeleteResponse::Deleted(img.id.to_string()));
         let _ = std::fs::remove_file(self.layout.blob(img.id.hex()));
+        // As Docker: untagged build parents nothing else uses go with their last child.
+        let mut parent = img.parent.clone();
+        while let Some(p) = parent.take() {
+            let Ok(pimg) = self.resolve(p.as_str()) else { break };
+            let children = self.store.list::<ImageRecord>(IMAGES)?.iter().any(|(_, r)| r.parent.as_ref() == Some(&p));
+            if !pimg.tags.is_empty() || !pimg.repo_digests.is_empty() || children || !usage(&p).is_empty() {
+                break;
+            }
+            self.store.delete(IMAGES, p.as_str())?;
+            let _ = std::fs::remove_file(self.layout.blob(p.hex()));
+            out.push(DeleteResponse::Deleted(p.to_string()));
+            parent = pimg.parent.clone();
+        }
         self.gc()?;
         Ok(out)
     }
@@ -304,8 +330,14 @@ impl ImageStore {
     ) -> Result<(Vec<DeleteResponse>, u64)> {
         let mut out = Vec::new();
         let mut reclaimed = 0;
-        for img in self.list()? {
-            if (!all && !img.tags.is_empty()) || !usage(&img.id).is_empty() || keep(&img) {
+        let images = self.list()?;
+        let parents: HashSet<&Digest> = images.iter().filter_map(|i| i.parent.as_ref()).collect();
+        for img in &images {
+            // Only top images: deleting one takes its untagged build parents along.
+            if parents.contains(&img.id) || self.store.get::<ImageRecord>(IMAGES, img.id.as_str())?.is_none() {
+                continue;
+            }
+            if (!all && !img.tags.is_empty()) || !usage(&img.id).is_empty() || keep(img) {
                 continue;
             }
             let before = self.layer_bytes()?;
@@ -315,7 +347,7 @@ impl ImageStore {
         Ok((out, reclaimed))
     }
 
-    fn layer_bytes(&self) -> Result<u64> {
+    pub(crate) fn layer_bytes(&self) -> Result<u64> {
         Ok(self.store.list::<LayerRecord>(LAYERS)?.iter().map(|(_, l)| l.size).sum())
     }
 

@@ -46,7 +46,7 @@ fn unix(t: Option<&str>) -> i64 {
 fn summary(img: &Image, v: &ApiVersion) -> Value {
     let mut s = json!({
         "Id": img.id,
-        "ParentId": "",
+        "ParentId": img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
         "RepoDigests": img.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
         "Created": unix(img.config.created.as_deref()),
@@ -83,8 +83,13 @@ async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) ->
         .first()
         .map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}")))))
         .transpose()?;
+    // Untagged images other images were built from are intermediate steps: only `-a` shows them.
+    let parents: std::collections::HashSet<&berth_types::Digest> =
+        all.iter().filter_map(|i| i.parent.as_ref()).collect();
+    let show_all = q.bool("all");
     let mut out: Vec<&Image> = all
         .iter()
+        .filter(|i| show_all || !(i.tags.is_empty() && i.repo_digests.is_empty() && parents.contains(&i.id)))
         .filter(|i| match f.get("dangling").first().map(String::as_str) {
             Some("true") | Some("1") => i.tags.is_empty(),
             Some("false") | Some("0") => !i.tags.is_empty(),
@@ -126,7 +131,7 @@ fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
         "Id": img.id,
         "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
         "RepoDigests": img.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-        "Parent": "",
+        "Parent": img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         "Comment": img.config.comment.clone().unwrap_or_default(),
         "Created": img.config.created.clone().unwrap_or_default(),
         "DockerVersion": img.config.docker_version.clone().unwrap_or_default(),

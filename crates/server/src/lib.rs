@@ -1,5 +1,6 @@
 //! The Engine API server.
 
+mod build;
 mod containers;
 pub mod error;
 mod hijack;
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::IntoResponse;
 use axum::Router;
-use berth_daemon::{ContainerService, Daemon, EventBus, ImageService, NetworkService, SystemService, VolumeService};
+use berth_daemon::{
+    BuildService, ContainerService, Daemon, EventBus, ImageService, NetworkService, SystemService, VolumeService,
+};
 use berth_types::Error;
 use serde::de::DeserializeOwned;
 
@@ -44,6 +47,7 @@ substate!(system: SystemService);
 substate!(events: EventBus);
 substate!(volumes: VolumeService);
 substate!(networks: NetworkService);
+substate!(builds: BuildService);
 
 /// The whole API as a service: version negotiation wraps routing, so `/v1.44/x` routes as `/x`.
 pub fn app(daemon: &Daemon) -> version::Api {
@@ -53,6 +57,7 @@ pub fn app(daemon: &Daemon) -> version::Api {
         .merge(images::routes())
         .merge(volumes::routes())
         .merge(networks::routes())
+        .merge(build::routes())
         .fallback(|| async { ApiError(Error::not_found("page not found")) })
         .with_state(AppState(daemon.clone()));
     version::layer(router)

@@ -31,14 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/events", get(events))
         .route("/plugins", get(|| async { json_response(&serde_json::json!([])) }))
         .route("/system/df", get(df))
-        .route("/auth", axum::routing::post(login))
-        // There is no build cache (POST /build is not implemented yet): nothing to prune.
-        .route(
-            "/build/prune",
-            axum::routing::post(|| async {
-                json_response(&serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
-            }),
-        );
+        .route("/auth", axum::routing::post(login));
     for p in ["swarm", "nodes", "services", "tasks", "secrets", "configs"] {
         r = r.route(&format!("/{p}"), swarm()).route(&format!("/{p}/{{*rest}}"), swarm());
     }
@@ -59,6 +52,7 @@ async fn df(
     State(images): State<Arc<berth_daemon::ImageService>>,
     State(containers): State<Arc<berth_daemon::ContainerService>>,
     State(volumes): State<Arc<berth_daemon::VolumeService>>,
+    State(builds): State<Arc<berth_daemon::BuildService>>,
 ) -> ApiResult<Response> {
     let filters = berth_api::filters::Filters::default();
     let mut cs = containers.list(true, None, &filters)?;
@@ -83,7 +77,7 @@ async fn df(
                 .map(|d| d.timestamp())
                 .unwrap_or(0);
             serde_json::json!({
-                "Id": i.id, "ParentId": "", "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+                "Id": i.id, "ParentId": i.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(), "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
                 "RepoDigests": i.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(), "Created": created, "Size": i.size, "SharedSize": 0,
                 "Labels": i.config.config.labels, "Containers": used,
             })
@@ -94,8 +88,31 @@ async fn df(
         "Images": image_json,
         "Containers": cs,
         "Volumes": volumes.usage().await?,
-        "BuildCache": [],
+        "BuildCache": build_cache(&builds).await?,
     })))
+}
+
+/// Build cache entries as `docker system df -v` lists them.
+async fn build_cache(builds: &berth_daemon::BuildService) -> ApiResult<Vec<serde_json::Value>> {
+    Ok(builds
+        .cache()
+        .await?
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "ID": e.key.hex(),
+                "Parents": e.parent.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "Type": "regular",
+                "Description": e.record.created_by,
+                "InUse": e.in_use,
+                "Shared": false,
+                "Size": e.size,
+                "CreatedAt": e.record.created,
+                "LastUsedAt": e.record.last_used,
+                "UsageCount": e.record.usage_count,
+            })
+        })
+        .collect())
 }
 
 async fn ping() -> Response {

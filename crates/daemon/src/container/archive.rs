@@ -117,22 +117,11 @@ impl ContainerService {
         // As Docker: freeze a running container while its changes are read, unless told not to.
         let paused_here =
             pause && rec.state.running() && !rec.state.paused && self.set_paused(name, true).await.is_ok();
-        let tmp = self.cfg.data_root.join("image/tmp").join(format!("commit-{}", berth_types::new_id()));
-        let tmp2 = tmp.clone();
-        let diff = self
-            .with_root(&e, move |_, upper| {
-                let f = std::fs::File::create(&tmp2)?;
-                let mut w = std::io::BufWriter::new(f);
-                tree::write_dir(&tree::open_dir(upper)?, Path::new(""), TreeMode::OverlayUpper, &mut w)?;
-                use std::io::Write;
-                w.flush()?;
-                Ok(())
-            })
-            .await;
+        let diff = self.write_diff(&e).await;
         if paused_here {
             let _ = self.set_paused(name, false).await;
         }
-        diff?;
+        let tmp = diff?;
         let mut c = config.unwrap_or_else(|| rec.config.clone());
         if c.image.is_empty() {
             c.image = rec.config.image.clone();
@@ -144,6 +133,37 @@ impl ContainerService {
         let id = res?;
         self.publish("commit", &rec, &[("comment", String::new())]);
         Ok(id)
+    }
+
+    /// Writes the container's changes as a layer tar into the image store's temp folder.
+    async fn write_diff(&self, e: &Arc<Entry>) -> Result<PathBuf> {
+        let tmp = self.cfg.data_root.join("image/tmp").join(format!("commit-{}", berth_types::new_id()));
+        let tmp2 = tmp.clone();
+        let res = self
+            .with_root(e, move |_, upper| {
+                let f = std::fs::File::create(&tmp2)?;
+                let mut w = std::io::BufWriter::new(f);
+                tree::write_dir(&tree::open_dir(upper)?, Path::new(""), TreeMode::OverlayUpper, &mut w)?;
+                use std::io::Write;
+                w.flush()?;
+                Ok(())
+            })
+            .await;
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res.map(|_| tmp)
+    }
+
+    /// A stopped container's changes as a layer tar (a build step), or `None` when it changed nothing.
+    pub async fn diff_tar(&self, name: &str) -> Result<Option<PathBuf>> {
+        let e = self.get(name)?;
+        let snap = self.images.snapshot_mounts(&e.id()).await?;
+        let empty = blocking(move || Ok(std::fs::read_dir(&snap.overlay.upper)?.next().is_none())).await?;
+        if empty {
+            return Ok(None);
+        }
+        self.write_diff(&e).await.map(Some)
     }
 
     /// `HEAD /containers/{id}/archive`: the stat of a path (a final symlink is not followed).

@@ -1,6 +1,6 @@
 //! The image service: `berth_image::ImageStore` on blocking threads, plus events and usage rules.
 
-mod pull;
+pub(crate) mod pull;
 mod push;
 
 use std::collections::{BTreeMap, HashMap};
@@ -95,6 +95,11 @@ impl ImageService {
     /// Wires in who uses which image; the container service provides it after both exist.
     pub fn set_usage(&self, f: UsageFn) {
         let _ = self.usage.set(f);
+    }
+
+    /// Who uses an image id (containers); nobody before the container service is up.
+    pub fn usage(&self) -> UsageFn {
+        self.usage.get().cloned().unwrap_or_else(|| Arc::new(|_: &Digest| Vec::new()))
     }
 
     /// Imports a rootfs tar streamed from `body`.

@@ -1,0 +1,150 @@
+//! `POST /build` (the classic builder's wire protocol) and `POST /build/prune`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use berth_api::container::HostConfig;
+use berth_daemon::build::BuildOptions;
+use berth_daemon::BuildService;
+use berth_types::{Error, Reference};
+use futures_util::TryStreamExt;
+use serde_json::{json, Value};
+use tokio_util::io::StreamReader;
+
+use crate::error::{ApiError, ApiResult};
+use crate::query::Query;
+use crate::{json_response, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/build", post(build).layer(DefaultBodyLimit::disable())).route("/build/prune", post(prune))
+}
+
+fn invalid(msg: String) -> ApiError {
+    ApiError(Error::invalid(msg))
+}
+
+/// A JSON-valued parameter; the CLI sends `null`, `{}` or `[]` when unset.
+fn json_param<T: serde::de::DeserializeOwned + Default>(q: &Query, k: &str) -> ApiResult<T> {
+    match q.str(k).map(str::trim).filter(|v| !v.is_empty() && *v != "null") {
+        None => Ok(T::default()),
+        Some(v) => serde_json::from_str(v).map_err(|e| invalid(format!("invalid {k} parameter {v:?}: {e}"))),
+    }
+}
+
+/// `X-Registry-Config`: base64url JSON, registry host to auth config; padding optional.
+fn registry_config(headers: &HeaderMap) -> ApiResult<Value> {
+    let Some(h) = headers.get("X-Registry-Config").and_then(|h| h.to_str().ok()).map(str::trim) else {
+        return Ok(json!({}));
+    };
+    if h.is_empty() {
+        return Ok(json!({}));
+    }
+    let t = h.trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(t))
+        .map_err(|e| invalid(format!("invalid X-Registry-Config header: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| invalid(format!("invalid X-Registry-Config header: {e}")))
+}
+
+fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildOptions> {
+    if q.str("version") == Some("2") {
+        return Err(invalid(
+            "BuildKit is not supported by this daemon: build with the classic builder (DOCKER_BUILDKIT=0)".into(),
+        ));
+    }
+    if q.str("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError(Error::not_implemented(
+            "remote build contexts are not supported: send the context as the request body",
+        )));
+    }
+    let mut tags = Vec::new();
+    for t in q.all("t").into_iter().filter(|t| !t.is_empty()) {
+        let r = Reference::parse_tagged(&t).map_err(|e| invalid(format!("invalid tag {t:?}: {}", e.message)))?;
+        if r.digest().is_some() {
+            return Err(invalid(format!("invalid tag {t:?}: a build cannot be tagged with a digest")));
+        }
+        tags.push(r);
+    }
+    let build_args: BTreeMap<String, Option<String>> = json_param(q, "buildargs")?;
+    let labels: BTreeMap<String, String> = json_param(q, "labels")?;
+    let _cache_from: Vec<String> = json_param(q, "cachefrom")?;
+    let ulimits: Vec<Value> = json_param(q, "ulimits")?;
+    let mut host = HostConfig {
+        network_mode: q.str("networkmode").filter(|m| *m != "default").unwrap_or("").to_string(),
+        memory: q.int("memory")?.unwrap_or(0),
+        cpu_shares: q.int("cpushares")?.unwrap_or(0),
+        ..Default::default()
+    };
+    let extra = &mut host.extra;
+    for (k, key) in
+        [("memswap", "MemorySwap"), ("cpuperiod", "CpuPeriod"), ("cpuquota", "CpuQuota"), ("shmsize", "ShmSize")]
+    {
+        if let Some(v) = q.int(k)?.filter(|v| *v != 0) {
+            extra.insert(key.into(), json!(v));
+        }
+    }
+    for (k, key) in [("cpusetcpus", "CpusetCpus"), ("cpusetmems", "CpusetMems"), ("cgroupparent", "CgroupParent")] {
+        if let Some(v) = q.str(k).filter(|v| !v.is_empty()) {
+            extra.insert(key.into(), json!(v));
+        }
+    }
+    if !ulimits.is_empty() {
+        extra.insert("Ulimits".into(), json!(ulimits));
+    }
+    let hosts: Vec<String> =
+        q.all("extrahosts").iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()).map(String::from).collect();
+    if !hosts.is_empty() {
+        extra.insert("ExtraHosts".into(), json!(hosts));
+    }
+    if let Some(p) = q.str("platform").filter(|p| !p.is_empty()) {
+        if !p.starts_with("linux") {
+            return Err(invalid(format!("unsupported platform {p}: only linux images can be built")));
+        }
+    }
+    Ok(BuildOptions {
+        dockerfile: q.str("dockerfile").unwrap_or("Dockerfile").to_string(),
+        tags,
+        build_args,
+        labels,
+        target: q.str("target").filter(|t| !t.is_empty()).map(String::from),
+        no_cache: q.bool("nocache"),
+        pull: q.bool("pull"),
+        quiet: q.bool("q"),
+        host,
+        // `rm` defaults to true when absent, as in Docker's API.
+        rm: q.str("rm").is_none() || q.bool("rm"),
+        force_rm: q.bool("forcerm"),
+        auths: registry_config(headers)?,
+        platform: q.str("platform").filter(|p| !p.is_empty()).map(String::from),
+    })
+}
+
+async fn build(State(svc): State<Arc<BuildService>>, q: Query, req: Request) -> ApiResult<Response> {
+    let opts = options(&q, req.headers())?;
+    let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
+    let prepared = svc.prepare(body, opts).await?;
+    let rx = svc.run(prepared);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let v = rx.recv().await?;
+        let mut line = serde_json::to_vec(&v).unwrap_or_default();
+        line.extend_from_slice(b"\r\n");
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(line)), rx))
+    });
+    Response::builder()
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError(Error::internal(e.to_string())))
+}
+
+async fn prune(State(svc): State<Arc<BuildService>>) -> ApiResult<Response> {
+    let (deleted, reclaimed) = svc.prune().await?;
+    Ok(json_response(&json!({"CachesDeleted": deleted, "SpaceReclaimed": reclaimed})))
+}
