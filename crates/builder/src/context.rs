@@ -133,14 +133,9 @@ fn prune(dir: &Path, rel: &str, ig: &Ignore) -> Result<()> {
 
 /// The real path of `rel` inside `root`, symlinks on the way resolved within the root.
 pub(crate) fn real_path(root: &Root, rel: &Path) -> Result<PathBuf> {
-    let (fd, _) = match root.open_dir(rel)? {
-        Some(fd) => (fd, ()),
-        None => {
-            // A file: open it (following links within the root) as a path fd.
-            let f = root.open_file(rel).or_else(|_| root.open_nofollow(rel).map(|(fd, _)| std::fs::File::from(fd)))?;
-            (std::os::fd::OwnedFd::from(f), ())
-        }
-    };
+    // Symlinks are followed within the root; one that leads nowhere inside it (`-> /etc/shadow`)
+    // is not found, as with Docker.
+    let fd = root.open_path(rel).map_err(|_| not_found(&rel.to_string_lossy()))?;
     use std::os::fd::AsRawFd;
     let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
     if !real.starts_with(root.path()) {

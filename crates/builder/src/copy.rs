@@ -94,7 +94,8 @@ pub fn run(job: &Job, src_root: Option<&Root>, dest_root: &Path) -> Result<()> {
             Source::Path(rel) => {
                 let src_root = src_root.ok_or_else(|| Error::internal("copy source without a root"))?;
                 let real = crate::context::real_path(src_root, rel)?;
-                let md = std::fs::metadata(&real)?;
+                // `real` is already resolved inside its root: never follow it again on the host.
+                let md = std::fs::symlink_metadata(&real)?;
                 if md.is_dir() {
                     w.dir(&dest_rel, None)?;
                     w.contents(&real, &dest_rel)?;

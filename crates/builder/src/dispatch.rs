@@ -12,6 +12,9 @@ use crate::copy::{Job, Source};
 use crate::stages::{lookup, Build, PREDEFINED_ARGS};
 use crate::{Backend, BaseImage, RunSpec};
 
+/// `(name, value)` pairs in order.
+type Vars = Vec<(String, String)>;
+
 pub(crate) struct StageState {
     pub image: BaseImage,
     /// ARGs declared in this stage, with their values.
@@ -144,7 +147,7 @@ impl<B: Backend> Build<'_, B> {
     }
 
     /// Build args RUN sees: declared ones with a value, plus the predefined proxy args given.
-    fn run_args(&self, st: &StageState) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    fn run_args(&self, st: &StageState) -> (Vars, Vars) {
         let mut declared: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in &st.args {
             if let Some(v) = v {
@@ -468,7 +471,7 @@ impl<B: Backend> Build<'_, B> {
             inline.push(crate::fetch::download(u, ins.flag("checksum"), self.out).await?);
         }
         let from = match ins.flag("from") {
-            Some(f) => Some(self.from_image(st, f).await?),
+            Some(f) => Some(self.copy_source_image(st, f).await?),
             None => None,
         };
         // The content part of the cache key.
@@ -541,7 +544,7 @@ impl<B: Backend> Build<'_, B> {
     }
 
     /// `COPY --from`: an earlier stage by name or number, or else an image.
-    async fn from_image(&mut self, st: &StageState, f: &str) -> Result<BaseImage> {
+    async fn copy_source_image(&mut self, st: &StageState, f: &str) -> Result<BaseImage> {
         let name = self.expand(st, f)?;
         if let Some(i) = self.df.stage_index(&name) {
             if let Some(img) = self.results.get(i).cloned().flatten() {

@@ -225,11 +225,18 @@ async fn get_dispatch(
                 })
             })
             .collect();
-        hist.reverse();
-        if let Some(top) = hist.first_mut() {
-            top["Id"] = json!(img.id);
-            top["Tags"] = json!(img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>());
+        // Each build step still present names the history entry it ended with, as in Docker.
+        let mut cur = Some(img.clone());
+        while let Some(i) = cur.take() {
+            if let Some(h) = i.config.history.len().checked_sub(1).and_then(|n| hist.get_mut(n)) {
+                h["Id"] = json!(i.id);
+                h["Tags"] = json!(i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>());
+            }
+            if let Some(p) = &i.parent {
+                cur = svc.resolve(p.as_str()).await.ok();
+            }
         }
+        hist.reverse();
         return Ok(json_response(&hist));
     }
     Err(ApiError(Error::not_found("page not found")))

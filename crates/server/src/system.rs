@@ -64,7 +64,14 @@ async fn df(
         c["SizeRootFs"] = serde_json::json!(size);
     }
     let imgs = images.list().await?;
-    let layers: u64 = imgs.iter().map(|i| i.size).sum();
+    // Shared layers count once: `docker system df` reports the disk actually used.
+    let layers: u64 = imgs
+        .iter()
+        .flat_map(|i| i.config.rootfs.diff_ids.iter().zip(&i.layer_sizes))
+        .collect::<std::collections::HashMap<_, _>>()
+        .values()
+        .copied()
+        .sum();
     let image_json: Vec<serde_json::Value> = imgs
         .iter()
         .map(|i| {

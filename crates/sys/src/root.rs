@@ -251,6 +251,11 @@ impl Root {
         Ok(std::fs::File::from(fd))
     }
 
+    /// Opens `p` as an O_PATH fd, following symlinks within the root (never blocks on a fifo).
+    pub fn open_path(&self, p: &Path) -> Result<OwnedFd> {
+        self.openat2(&clean(p), OFlags::PATH, Mode::empty()).map_err(|e| io_err(e, p))
+    }
+
     /// Opens `p` as an O_PATH fd without following a final symlink, with its stat.
     pub fn open_nofollow(&self, p: &Path) -> Result<(OwnedFd, rfs::Stat)> {
         let fd = self.openat2(&clean(p), OFlags::PATH | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| io_err(e, p))?;
