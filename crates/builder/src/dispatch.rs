@@ -9,7 +9,7 @@ use berth_types::{Digest, Error, Result};
 use serde_json::json;
 
 use crate::copy::{Job, Source};
-use crate::stages::{lookup, Build, PREDEFINED_ARGS};
+use crate::stages::{lookup, Cx, PREDEFINED_ARGS};
 use crate::{Backend, BaseImage, RunSpec};
 
 /// `(name, value)` pairs in order.
@@ -135,14 +135,14 @@ fn ensure_abs(path: &str, workdir: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), path)
 }
 
-impl<B: Backend> Build<'_, B> {
+impl<B: Backend> Cx<'_, '_, B> {
     fn expand(&self, st: &StageState, word: &str) -> Result<String> {
-        shell::expand_word(word, self.df.escape, &|n: &str| st.lookup(n))
+        shell::expand_word(word, self.b.df.escape, &|n: &str| st.lookup(n))
             .map_err(|e| Error::invalid(format!("failed to process \"{word}\": {e}")))
     }
 
     fn expand_words(&self, st: &StageState, word: &str) -> Result<Vec<String>> {
-        shell::expand_words(word, self.df.escape, &|n: &str| st.lookup(n))
+        shell::expand_words(word, self.b.df.escape, &|n: &str| st.lookup(n))
             .map_err(|e| Error::invalid(format!("failed to process \"{word}\": {e}")))
     }
 
@@ -158,7 +158,7 @@ impl<B: Backend> Build<'_, B> {
         }
         let mut proxies = Vec::new();
         for p in PREDEFINED_ARGS {
-            if let Some(Some(v)) = self.opts.build_args.get(*p) {
+            if let Some(Some(v)) = self.b.opts.build_args.get(*p) {
                 if !declared.contains_key(*p) && st.env_get(p).is_none() {
                     proxies.push((p.to_string(), v.clone()));
                 }
@@ -183,8 +183,8 @@ impl<B: Backend> Build<'_, B> {
         Fut: std::future::Future<Output = Result<Option<B::Layer>>>,
     {
         let key = self.key(st, &created_by, extra);
-        if !self.opts.no_cache {
-            if let Some(hit) = self.backend.cache_get(&key).await {
+        if !self.b.opts.no_cache {
+            if let Some(hit) = self.b.backend.cache_get(&key).await {
                 self.out.stream(" ---> Using cache\n");
                 st.image = hit;
                 self.out.stream(format!(" ---> {}\n", st.short_id()));
@@ -201,9 +201,9 @@ impl<B: Backend> Build<'_, B> {
             empty_layer: layer.is_none(),
             ..Default::default()
         });
-        let img = self.backend.commit(&st.image, layer, config).await?;
+        let img = self.b.backend.commit(&st.image, layer, config).await?;
         if let Some(id) = &img.id {
-            self.backend.cache_put(&key, id, &created_by).await;
+            self.b.backend.cache_put(&key, id, &created_by).await;
         }
         st.image = img;
         self.out.stream(format!(" ---> {}\n", st.short_id()));
@@ -239,14 +239,14 @@ impl<B: Backend> Build<'_, B> {
             Kind::Arg(decls) => {
                 let mut text = Vec::new();
                 for d in decls {
-                    let given = self.opts.build_args.get(&d.name).cloned().flatten();
+                    let given = self.b.opts.build_args.get(&d.name).cloned().flatten();
                     if given.is_some() {
-                        self.consumed.insert(d.name.clone());
+                        self.b.consumed.lock().expect("consumed lock").insert(d.name.clone());
                     }
                     let value = match (given, &d.default) {
                         (Some(v), _) => Some(v),
                         (None, Some(def)) => Some(self.expand(st, def)?),
-                        (None, None) => lookup(&self.meta, &d.name),
+                        (None, None) => lookup(&self.b.meta, &d.name),
                     };
                     text.push(match &d.default {
                         Some(def) => format!("{}={def}", d.name),
@@ -358,7 +358,7 @@ impl<B: Backend> Build<'_, B> {
                 let clean = if clean == "/" || clean == "//" { "/".to_string() } else { clean };
                 st.image.config.config.working_dir = clean.clone();
                 let parent = st.image.clone();
-                let backend = self.backend;
+                let backend = self.b.backend;
                 let dir = clean.clone();
                 self.finish(st, self.nop(&format!("WORKDIR {clean}")), "", || async move {
                     let f: crate::EditFn = Box::new(move |root, _| {
@@ -408,7 +408,7 @@ impl<B: Backend> Build<'_, B> {
         let config = &st.image.config.config;
         let mut env = config.env.clone();
         env.extend(declared.iter().chain(proxies.iter()).map(|(k, v)| format!("{k}={v}")));
-        let mut host = self.opts.host.clone();
+        let mut host = self.b.opts.host.clone();
         match ins.flag("network") {
             None | Some("default") => {}
             Some(n @ ("none" | "host")) => host.network_mode = n.to_string(),
@@ -420,12 +420,12 @@ impl<B: Backend> Build<'_, B> {
             user: config.user.clone(),
             workdir: if config.working_dir.is_empty() { "/".into() } else { config.working_dir.clone() },
             host,
-            rm: self.opts.rm,
-            force_rm: self.opts.force_rm,
+            rm: self.b.opts.rm,
+            force_rm: self.b.opts.force_rm,
         };
         let parent = st.image.clone();
-        let (backend, out) = (self.backend, self.out);
-        self.finish(st, created_by, "", || async move { Ok(Some(backend.run(&parent, spec, out).await?)) }).await
+        let (backend, out) = (self.b.backend, self.out.clone());
+        self.finish(st, created_by, "", || async move { Ok(Some(backend.run(&parent, spec, &out).await?)) }).await
     }
 
     async fn copy(&mut self, st: &mut StageState, ins: &Instruction, spec: &CopySpec, add: bool) -> Result<()> {
@@ -468,7 +468,7 @@ impl<B: Backend> Build<'_, B> {
             }
         }
         for u in &urls {
-            inline.push(crate::fetch::download(u, ins.flag("checksum"), self.out).await?);
+            inline.push(crate::fetch::download(u, ins.flag("checksum"), &self.out).await?);
         }
         let from = match ins.flag("from") {
             Some(f) => Some(self.copy_source_image(st, f).await?),
@@ -481,7 +481,7 @@ impl<B: Backend> Build<'_, B> {
                 ("from", format!("{id} {paths:?}"), None)
             }
             None => {
-                let ctx = self.ctx;
+                let ctx = self.b.ctx;
                 let p2 = paths.clone();
                 let (resolved, sum) = tokio::task::block_in_place(|| -> Result<_> {
                     let r = ctx.resolve(&p2)?;
@@ -505,8 +505,8 @@ impl<B: Backend> Build<'_, B> {
         let created_by = self.nop(&format!("{what} {kind}:{} in {dest} ", sum.hex()));
         let mut sources: Vec<Source> = inline;
         let parent = st.image.clone();
-        let backend = self.backend;
-        let ctx_root = self.ctx.path().to_path_buf();
+        let backend = self.b.backend;
+        let ctx_root = self.b.ctx.path().to_path_buf();
         self.finish(st, created_by, &extra, || async move {
             let f: crate::EditFn = Box::new(move |dest_root, from_root| {
                 let src = match from_root {
@@ -546,14 +546,14 @@ impl<B: Backend> Build<'_, B> {
     /// `COPY --from`: an earlier stage by name or number, or else an image.
     async fn copy_source_image(&mut self, st: &StageState, f: &str) -> Result<BaseImage> {
         let name = self.expand(st, f)?;
-        if let Some(i) = self.df.stage_index(&name) {
-            if let Some(img) = self.results.get(i).cloned().flatten() {
-                return Ok(img);
+        if let Some(i) = self.b.df.stage_index(&name) {
+            if i >= self.stage {
+                return Err(Error::invalid(format!(
+                    "invalid from flag value {name}: refers to the current or a later stage"
+                )));
             }
-            return Err(Error::invalid(format!(
-                "invalid from flag value {name}: refers to a later or the current stage"
-            )));
+            return self.b.stage_result(i).await;
         }
-        self.backend.base_image(&name, false, &self.opts.auths, self.out).await
+        self.b.backend.base_image(&name, false, &self.b.opts.auths, &self.out).await
     }
 }

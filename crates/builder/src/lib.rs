@@ -95,12 +95,20 @@ pub trait Backend: Send + Sync + 'static {
 pub struct Output {
     tx: mpsc::UnboundedSender<Value>,
     quiet: bool,
+    /// The client's stream when this is one stage's buffer.
+    parent: Option<mpsc::UnboundedSender<Value>>,
 }
 
 impl Output {
     pub fn new(quiet: bool) -> (Output, mpsc::UnboundedReceiver<Value>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Output { tx, quiet }, rx)
+        (Output { tx, quiet, parent: None }, rx)
+    }
+
+    /// A stage's own stream, replayed into this one in order; it notices the client leaving.
+    pub(crate) fn child(&self) -> (Output, mpsc::UnboundedReceiver<Value>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Output { tx, quiet: self.quiet, parent: Some(self.parent.clone().unwrap_or_else(|| self.tx.clone())) }, rx)
     }
 
     /// A `{"stream": ...}` line, dropped in quiet mode.
@@ -119,7 +127,7 @@ impl Output {
 
     /// True once the client went away: the build stops at the next step.
     pub fn gone(&self) -> bool {
-        self.tx.is_closed()
+        self.tx.is_closed() || self.parent.as_ref().is_some_and(|p| p.is_closed())
     }
 }
 

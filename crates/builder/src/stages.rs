@@ -1,6 +1,10 @@
 //! The build driver: which stages the target needs, step numbering, FROM, ONBUILD triggers, tags.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::watch;
 
 use berth_api::image::{ImageConfig, RootFs};
 use berth_dockerfile::{shell, Dockerfile, Instruction, Kind};
@@ -23,18 +27,32 @@ pub(crate) const PREDEFINED_ARGS: &[&str] = &[
     "all_proxy",
 ];
 
+/// What every stage of one build shares. Stages run concurrently (each as a [`Cx`]); a stage that
+/// needs another waits for its result.
+const SIBLING_FAILED: &str = "stopped: another stage of the build failed";
+
 pub(crate) struct Build<'a, B: Backend> {
     pub backend: &'a B,
     pub ctx: &'a Context,
     pub opts: &'a BuildOptions,
-    pub out: &'a Output,
     pub df: &'a Dockerfile,
     /// Values of the ARGs declared before the first FROM.
     pub meta: Vec<(String, Option<String>)>,
-    pub results: Vec<Option<BaseImage>>,
-    pub consumed: BTreeSet<String>,
-    pub step: usize,
+    results: Mutex<Vec<Option<std::result::Result<BaseImage, String>>>>,
+    finished: watch::Sender<()>,
+    pub consumed: Mutex<BTreeSet<String>>,
+    /// Set when a stage failed: the others stop at their next step.
+    failed: AtomicBool,
     pub total: usize,
+}
+
+/// One stage being built: its own output (replayed in stage order) and step counter.
+pub(crate) struct Cx<'b, 'a, B: Backend> {
+    pub b: &'b Build<'a, B>,
+    pub out: Output,
+    pub step: usize,
+    /// Index of the stage in the Dockerfile.
+    pub stage: usize,
 }
 
 fn platform_args() -> Vec<(String, Option<String>)> {
@@ -121,16 +139,73 @@ pub(crate) async fn run<B: Backend>(
     }
     let label_step = usize::from(!opts.labels.is_empty());
     let total = needed.iter().map(|&i| 1 + df.stages[i].instructions.len()).sum::<usize>() + label_step;
-    let mut b =
-        Build { backend, ctx, opts, out, df, meta, results: vec![None; df.stages.len()], consumed, step: 0, total };
+    // Each stage's steps are numbered as if the stages ran one after the other.
+    let mut first_step = vec![0; df.stages.len()];
+    let mut n = 0;
     for &i in &needed {
-        let img = b.stage(i, i == target).await?;
-        b.results[i] = Some(img);
+        first_step[i] = n;
+        n += 1 + df.stages[i].instructions.len();
     }
-    let final_img = b.results[target].clone().expect("target built");
+    let b = Build {
+        backend,
+        ctx,
+        opts,
+        df,
+        meta,
+        results: Mutex::new(vec![None; df.stages.len()]),
+        finished: watch::channel(()).0,
+        consumed: Mutex::new(consumed),
+        failed: AtomicBool::new(false),
+        total,
+    };
+    let mut receivers = Vec::new();
+    let mut stages = Vec::new();
+    for &i in &needed {
+        let (sout, rx) = out.child();
+        receivers.push(rx);
+        let mut cx = Cx { b: &b, out: sout, step: first_step[i], stage: i };
+        let b = &b;
+        stages.push(async move {
+            let r = cx.stage(i, i == target).await;
+            if r.is_err() {
+                b.failed.store(true, Ordering::SeqCst);
+            }
+            b.results.lock().expect("results lock")[i] = Some(r.clone().map_err(|e| e.to_string()));
+            b.finished.send_replace(());
+            drop(cx);
+            r
+        });
+    }
+    // Output goes out in stage order: the first unfinished stage streams live, later ones buffer.
+    let replay = async {
+        for mut rx in receivers {
+            while let Some(v) = rx.recv().await {
+                out.message(v, true);
+            }
+        }
+    };
+    let (results, ()) = futures_util::future::join(futures_util::future::join_all(stages), replay).await;
+    // The build's error is the first real failure in stage order, not a stage stopped because of it.
+    let mut final_img = None;
+    let mut first_err = None;
+    for (r, &i) in results.into_iter().zip(&needed) {
+        match r {
+            Ok(img) if i == target => final_img = Some(img),
+            Ok(_) => {}
+            Err(e) if e.message == SIBLING_FAILED => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let final_img = final_img.expect("target built");
     let id = final_img.id.clone().ok_or_else(|| Error::invalid("No image was generated. Is your Dockerfile empty?"))?;
+    let consumed = b.consumed.lock().expect("consumed lock").clone();
     let unused: Vec<&String> =
-        opts.build_args.keys().filter(|k| !b.consumed.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str())).collect();
+        opts.build_args.keys().filter(|k| !consumed.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str())).collect();
     if !unused.is_empty() {
         let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
         out.stream(format!("[Warning] One or more build-args [{}] were not consumed\n", names.join(" ")));
@@ -141,26 +216,29 @@ pub(crate) async fn run<B: Backend>(
     Ok(Built { id })
 }
 
-impl<B: Backend> Build<'_, B> {
+impl<B: Backend> Cx<'_, '_, B> {
     pub(crate) fn begin(&mut self, original: &str) -> Result<()> {
         if self.out.gone() {
             return Err(crate::cancelled());
         }
+        if self.b.failed.load(Ordering::SeqCst) {
+            return Err(Error::invalid(SIBLING_FAILED));
+        }
         self.step += 1;
-        self.out.stream(format!("Step {}/{} : {}\n", self.step, self.total, original));
+        self.out.stream(format!("Step {}/{} : {}\n", self.step, self.b.total, original));
         Ok(())
     }
 
     async fn base(&mut self, idx: usize) -> Result<BaseImage> {
-        let s = &self.df.stages[idx];
-        let meta = self.meta.clone();
-        let name = shell::expand_word(&s.base, self.df.escape, &|n: &str| lookup(&meta, n))
+        let s = &self.b.df.stages[idx];
+        let meta = self.b.meta.clone();
+        let name = shell::expand_word(&s.base, self.b.df.escape, &|n: &str| lookup(&meta, n))
             .map_err(|e| Error::invalid(format!("failed to process \"{}\": {e}", s.base)))?;
         if name.is_empty() {
             return Err(Error::invalid(format!("base name ({}) should not be blank", s.base)));
         }
         if let Some(p) = &s.platform {
-            let p = shell::expand_word(p, self.df.escape, &|n: &str| lookup(&meta, n)).unwrap_or_default();
+            let p = shell::expand_word(p, self.b.df.escape, &|n: &str| lookup(&meta, n)).unwrap_or_default();
             if !p.is_empty() && !p.starts_with("linux") {
                 return Err(Error::invalid(format!("unsupported platform {p}: only linux images can be built")));
             }
@@ -176,14 +254,14 @@ impl<B: Backend> Build<'_, B> {
                 },
             });
         }
-        if let Some(i) = self.df.stage_index(&name).filter(|&i| i < idx) {
-            return self.results[i].clone().ok_or_else(|| Error::internal(format!("stage {name} was not built")));
+        if let Some(i) = self.b.df.stage_index(&name).filter(|&i| i < idx) {
+            return self.b.stage_result(i).await;
         }
-        self.backend.base_image(&name, self.opts.pull, &self.opts.auths, self.out).await
+        self.b.backend.base_image(&name, self.b.opts.pull, &self.b.opts.auths, &self.out).await
     }
 
     async fn stage(&mut self, idx: usize, is_target: bool) -> Result<BaseImage> {
-        let s = &self.df.stages[idx];
+        let s = &self.b.df.stages[idx];
         self.begin(&s.original)?;
         let base = self.base(idx).await?;
         let mut st = StageState::new(base);
@@ -193,7 +271,7 @@ impl<B: Backend> Build<'_, B> {
             let n = triggers.len();
             self.out.stream(format!("# Executing {n} build trigger{}\n", if n == 1 { "" } else { "s" }));
             for t in triggers {
-                let ins = berth_dockerfile::parse_instruction(&t, self.df.escape)
+                let ins = berth_dockerfile::parse_instruction(&t, self.b.df.escape)
                     .map_err(|e| Error::invalid(format!("failed to process ONBUILD trigger {t:?}: {}", e.message)))?;
                 self.dispatch(&mut st, &ins).await?;
             }
@@ -202,18 +280,33 @@ impl<B: Backend> Build<'_, B> {
             self.begin(&ins.original)?;
             self.dispatch(&mut st, ins).await?;
         }
-        if is_target && !self.opts.labels.is_empty() {
-            let line = self.opts.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ");
+        if is_target && !self.b.opts.labels.is_empty() {
+            let line = self.b.opts.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ");
             let ins = Instruction {
                 line: 0,
                 original: format!("LABEL {line}"),
                 flags: vec![],
-                kind: Kind::Label(self.opts.labels.iter().map(|(k, v)| (quote(k), quote(v))).collect()),
+                kind: Kind::Label(self.b.opts.labels.iter().map(|(k, v)| (quote(k), quote(v))).collect()),
             };
             self.begin(&ins.original)?;
             self.dispatch(&mut st, &ins).await?;
         }
         Ok(st.image)
+    }
+}
+
+impl<B: Backend> Build<'_, B> {
+    /// The image an earlier stage made, waiting for it when it is still being built.
+    pub(crate) async fn stage_result(&self, i: usize) -> Result<BaseImage> {
+        let mut rx = self.finished.subscribe();
+        loop {
+            if let Some(r) = self.results.lock().expect("results lock")[i].clone() {
+                return r.map_err(|_| Error::invalid(SIBLING_FAILED));
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::internal("build ended before the stage finished"));
+            }
+        }
     }
 }
 

@@ -51,10 +51,15 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<
     if link_exists(name) && READY.lock().expect("bridge cache lock").contains(&key) {
         return Ok(());
     }
+    // Containers start concurrently (parallel build stages, compose): one check-and-create at a time,
+    // or two of them both see no bridge and the second `link add` fails.
+    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
     setup_bridge(name, gateway, subnet)?;
     READY.lock().expect("bridge cache lock").push(key);
     Ok(())
 }
+
+static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn setup_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<()> {
     let mut cmds = Vec::new();
@@ -71,6 +76,7 @@ fn setup_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<()> {
 }
 
 pub fn delete_link(name: &str) -> Result<()> {
+    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
     READY.lock().expect("bridge cache lock").retain(|(n, _)| n != name);
     if !link_exists(name) {
         return Ok(());

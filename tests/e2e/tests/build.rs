@@ -222,8 +222,7 @@ fn cache_hits_misses_and_prune() {
     assert!(all > shown + 5, "images {shown}, -a {all}");
     // The cache is reported and pruned.
     let df: Value =
-        serde_json::from_str(&d.ok(&["system", "df", "--format", "{{json .}}"]).lines().last().unwrap().to_string())
-            .unwrap();
+        serde_json::from_str(d.ok(&["system", "df", "--format", "{{json .}}"]).lines().last().unwrap()).unwrap();
     assert_eq!(df["Type"], "Build Cache");
     assert_ne!(df["TotalCount"], "0");
     let pruned = d.ok(&["builder", "prune", "-f"]);
@@ -388,4 +387,38 @@ except docker.errors.APIError as e:
     assert!(s.contains("TAGS ['py:1']"), "{s}");
     assert!(s.contains("from-python"), "{s}");
     assert!(s.contains("APIERR Cannot locate specified Dockerfile: missing.Dockerfile"), "{s}");
+}
+
+#[test]
+fn independent_stages_run_in_parallel_with_ordered_output() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let stage = |n: &str| {
+        format!("FROM busybox AS {n}\nRUN cut -d\" \" -f1 /proc/uptime > /start && sleep 1 && cut -d\" \" -f1 /proc/uptime > /end && echo {n}-done\n")
+    };
+    let df = format!(
+        "{}{}FROM busybox\nCOPY --from=a /start /a.start\nCOPY --from=a /end /a.end\nCOPY --from=b /start /b.start\nCOPY --from=b /end /b.end\n",
+        stage("a"),
+        stage("b")
+    );
+    let dir = context(&d, "par", &[("Dockerfile", df.as_str())]);
+    let o = build_ok(&d, &dir, &["-t", "par:1"]);
+    // Steps appear in order even though the stages overlapped.
+    let steps: Vec<usize> = o
+        .lines()
+        .filter_map(|l| l.strip_prefix("Step "))
+        .map(|l| l.split('/').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=9).collect::<Vec<_>>(), "{o}");
+    assert!(o.find("a-done").unwrap() < o.find("Step 3/9").unwrap(), "{o}");
+    let t = |f: &str| -> f64 { d.ok(&["run", "--rm", "par:1", "cat", f]).parse().unwrap() };
+    let (a0, a1, b0, b1) = (t("/a.start"), t("/a.end"), t("/b.start"), t("/b.end"));
+    assert!(a0 < b1 && b0 < a1, "stages a [{a0}, {a1}] and b [{b0}, {b1}] did not overlap");
+
+    // A failing stage fails the build with its own error, not the stop of its sibling.
+    let df = "FROM busybox AS a\nRUN sleep 1\nFROM busybox AS b\nRUN exit 3\nFROM busybox\nCOPY --from=a / /a\nCOPY --from=b / /b\n";
+    let dir = context(&d, "parfail", &[("Dockerfile", df)]);
+    let o = build(&d, &dir, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", out(&o), err(&o));
+    assert!(err(&o).contains("returned a non-zero code: 3"), "{}", err(&o));
 }

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Build benchmark (numbers, not pass/fail), as issue #9 specifies: a Dockerfile with 5 RUN steps and
+# a 50 MB COPY context, built cold, then rebuilt fully cached, then rebuilt after one source file
+# changed (COPY and the RUNs after it run again). `docker build` with DOCKER_BUILDKIT=0 (the classic
+# builder protocol) against a private release berthd on a temp root.
+set -eu
+cd "$(dirname "$0")/.."
+MB=${MB:-50}
+RUNS=${RUNS:-5}
+. bench/berthd.sh
+export DOCKER_BUILDKIT=0
+sh scripts/mk-busybox-tar.sh "$ROOT/bb.tar" >/dev/null
+docker import "$ROOT/bb.tar" busybox >/dev/null
+CTX=$ROOT/ctx
+mkdir -p "$CTX/data"
+# 50 files of 1 MB of incompressible data.
+i=0
+while [ $i -lt "$MB" ]; do
+  head -c 1048576 /dev/urandom > "$CTX/data/f$i"
+  i=$((i + 1))
+done
+cat > "$CTX/Dockerfile" <<EOF
+FROM busybox
+RUN echo one > /one
+RUN echo two > /two
+COPY data /data
+RUN du -s /data > /du
+RUN ls /data | wc -l > /count
+RUN echo done > /done
+EOF
+now() { date +%s.%N; }
+t0=$(now); docker build -q -t bench:build "$CTX" >/dev/null; t1=$(now)
+best=999
+i=0
+while [ $i -lt "$RUNS" ]; do
+  a=$(now); docker build -q -t bench:build "$CTX" >/dev/null; b=$(now)
+  best=$(echo "$b - $a" | bc -l | awk -v m="$best" '{ print ($1 < m) ? $1 : m }')
+  i=$((i + 1))
+done
+head -c 1048576 /dev/urandom > "$CTX/data/f0"
+t2=$(now); docker build -q -t bench:build "$CTX" >/dev/null; t3=$(now)
+printf 'context        %s MB in %s files, 5 RUN steps\n' "$MB" "$MB"
+printf 'cold build     %.2f s\n' "$(echo "$t1 - $t0" | bc -l)"
+printf 'cached rebuild %.3f s (best of %s)\n' "$best" "$RUNS"
+printf 'one file changed %.2f s\n' "$(echo "$t3 - $t2" | bc -l)"
