@@ -190,6 +190,13 @@ impl<B: Backend> Cx<'_, '_, B> {
                 self.out.stream(format!(" ---> {}\n", st.short_id()));
                 return Ok(());
             }
+            if let Some(img) = self.from_cache_sources(st, &created_by).await? {
+                self.out.stream(" ---> Using cache\n");
+                self.b.backend.cache_put(&key, img.id.as_ref().expect("committed"), &created_by).await;
+                st.image = img;
+                self.out.stream(format!(" ---> {}\n", st.short_id()));
+                return Ok(());
+            }
         }
         let layer = make().await?;
         let mut config = st.image.config.clone();
@@ -208,6 +215,43 @@ impl<B: Backend> Cx<'_, '_, B> {
         st.image = img;
         self.out.stream(format!(" ---> {}\n", st.short_id()));
         Ok(())
+    }
+
+    /// `--cache-from`: an image whose history continues this stage's with the same step reuses that
+    /// step's layer, as the classic builder's image cache does (history and layers must agree).
+    async fn from_cache_sources(&self, st: &StageState, created_by: &str) -> Result<Option<BaseImage>> {
+        let parent = &st.image.config;
+        let n = parent.history.len();
+        let layers = parent.rootfs.diff_ids.len();
+        for c in &self.b.cache_from {
+            let h = &c.config.history;
+            let same_history = h.len() > n
+                && h[..n]
+                    .iter()
+                    .zip(&parent.history)
+                    .all(|(a, b)| a.created_by == b.created_by && a.empty_layer == b.empty_layer);
+            let d = &c.config.rootfs.diff_ids;
+            if !same_history
+                || h[n].created_by.as_deref() != Some(created_by)
+                || !d.starts_with(&parent.rootfs.diff_ids)
+            {
+                continue;
+            }
+            let diff = match h[n].empty_layer {
+                true => None,
+                false => match d.get(layers).and_then(|x| x.parse().ok()) {
+                    Some(x) => Some(x),
+                    None => continue,
+                },
+            };
+            let mut config = st.image.config.clone();
+            config.created = h[n].created.clone();
+            config.history.push(h[n].clone());
+            if let Some(img) = self.b.backend.commit_existing(&st.image, diff, config).await? {
+                return Ok(Some(img));
+            }
+        }
+        Ok(None)
     }
 
     fn nop(&self, text: &str) -> String {

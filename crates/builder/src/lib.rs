@@ -84,6 +84,18 @@ pub trait Backend: Send + Sync + 'static {
         config: ImageConfig,
     ) -> impl Future<Output = Result<BaseImage>> + Send;
 
+    /// Like `commit`, with a layer already in the store (named by diff id on top of `parent`'s):
+    /// `None` when that layer is not there.
+    fn commit_existing(
+        &self,
+        parent: &BaseImage,
+        diff: Option<Digest>,
+        config: ImageConfig,
+    ) -> impl Future<Output = Result<Option<BaseImage>>> + Send;
+
+    /// A local image, never pulled (`--cache-from` sources).
+    fn local_image(&self, name: &str) -> impl Future<Output = Option<BaseImage>> + Send;
+
     fn cache_get(&self, key: &Digest) -> impl Future<Output = Option<BaseImage>> + Send;
     fn cache_put(&self, key: &Digest, image: &Digest, created_by: &str) -> impl Future<Output = ()> + Send;
 
@@ -149,6 +161,8 @@ pub struct BuildOptions {
     /// X-Registry-Config: registry host to auth config.
     pub auths: Value,
     pub platform: Option<String>,
+    /// Images whose build history may serve as cache (`--cache-from`).
+    pub cache_from: Vec<String>,
 }
 
 /// The outcome of a whole build.

@@ -44,6 +44,8 @@ pub(crate) struct Build<'a, B: Backend> {
     /// Set when a stage failed: the others stop at their next step.
     failed: AtomicBool,
     pub total: usize,
+    /// `--cache-from` images found locally.
+    pub cache_from: Vec<BaseImage>,
 }
 
 /// One stage being built: its own output (replayed in stage order) and step counter.
@@ -157,6 +159,13 @@ pub(crate) async fn run<B: Backend>(
         consumed: Mutex::new(consumed),
         failed: AtomicBool::new(false),
         total,
+        cache_from: {
+            let mut v = Vec::new();
+            for name in &opts.cache_from {
+                v.extend(backend.local_image(name).await);
+            }
+            v
+        },
     };
     let mut receivers = Vec::new();
     let mut stages = Vec::new();

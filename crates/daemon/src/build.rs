@@ -286,6 +286,40 @@ impl Backend for DaemonBackend {
         Ok(BaseImage { id: Some(id.0), config: id.1 })
     }
 
+    async fn commit_existing(
+        &self,
+        parent: &BaseImage,
+        diff: Option<Digest>,
+        mut config: ImageConfig,
+    ) -> Result<Option<BaseImage>> {
+        let store = self.images.store();
+        let parent_id = parent.id.clone();
+        blocking(move || {
+            let mut layers: Vec<LayerInfo> = match &parent_id {
+                Some(p) => store.layers_of(p)?,
+                None => Vec::new(),
+            };
+            if let Some(d) = &diff {
+                let chain = berth_image::chain_id(layers.last().map(|l| &l.chain_id), d);
+                match store.layer_info(&chain)? {
+                    Some(l) => layers.push(l),
+                    None => return Ok(None),
+                }
+            }
+            config.rootfs.kind = "layers".into();
+            config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
+            let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
+            let id = store.create_child(&bytes, &layers, &[], parent_id.as_ref())?;
+            Ok(Some(BaseImage { id: Some(id), config }))
+        })
+        .await
+    }
+
+    async fn local_image(&self, name: &str) -> Option<BaseImage> {
+        let img = self.images.resolve(name).await.ok()?;
+        Some(BaseImage { id: Some(img.id), config: img.config })
+    }
+
     async fn cache_get(&self, key: &Digest) -> Option<BaseImage> {
         let store = self.images.store();
         let key = key.clone();

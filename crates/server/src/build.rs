@@ -75,7 +75,7 @@ fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildOptions> {
     }
     let build_args: BTreeMap<String, Option<String>> = json_param(q, "buildargs")?;
     let labels: BTreeMap<String, String> = json_param(q, "labels")?;
-    let _cache_from: Vec<String> = json_param(q, "cachefrom")?;
+    let cache_from: Vec<String> = json_param(q, "cachefrom")?;
     let ulimits: Vec<Value> = json_param(q, "ulimits")?;
     let mut host = HostConfig {
         network_mode: q.str("networkmode").filter(|m| *m != "default").unwrap_or("").to_string(),
@@ -124,6 +124,7 @@ fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildOptions> {
         force_rm: q.bool("forcerm"),
         auths: registry_config(headers)?,
         platform: q.str("platform").filter(|p| !p.is_empty()).map(String::from),
+        cache_from,
     })
 }
 

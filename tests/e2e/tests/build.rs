@@ -422,3 +422,27 @@ fn independent_stages_run_in_parallel_with_ordered_output() {
     assert_eq!(o.status.code(), Some(3), "{}\n{}", out(&o), err(&o));
     assert!(err(&o).contains("returned a non-zero code: 3"), "{}", err(&o));
 }
+
+#[test]
+fn cache_from_a_loaded_image() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let df = "FROM busybox\nRUN echo one > /one\nCOPY f /f\nENV A=1\nRUN cat /f > /g\n";
+    let dir = context(&d, "cf", &[("Dockerfile", df), ("f", "content\n")]);
+    build_ok(&d, &dir, &["-t", "cf:1"]);
+    // Only the image survives (as after a `docker pull` on a CI runner): no local step cache.
+    let saved = d.root.join("cf.tar");
+    d.ok(&["save", "-o", saved.to_str().unwrap(), "cf:1"]);
+    d.ok(&["rmi", "cf:1"]);
+    d.ok(&["builder", "prune", "-f"]);
+    d.ok(&["load", "-i", saved.to_str().unwrap()]);
+    let o = build_ok(&d, &dir, &["--cache-from", "cf:1", "-t", "cf:2"]);
+    assert_eq!(o.matches("Using cache").count(), 4, "{o}");
+    assert_eq!(d.ok(&["run", "--rm", "cf:2", "cat", "/g"]), "content");
+    let layers = |n: &str| inspect(&d, n)["RootFS"]["Layers"].clone();
+    assert_eq!(layers("cf:1"), layers("cf:2"), "the cached steps reuse the loaded layers");
+    // A changed source stops the reuse at COPY.
+    std::fs::write(dir.join("f"), "other\n").unwrap();
+    let o = build_ok(&d, &dir, &["--cache-from", "cf:1", "-t", "cf:3"]);
+    assert_eq!(o.matches("Using cache").count(), 1, "{o}");
+}
