@@ -190,7 +190,7 @@ impl<B: Backend> Cx<'_, '_, B> {
                 self.out.stream(format!(" ---> {}\n", st.short_id()));
                 return Ok(());
             }
-            if let Some(img) = self.from_cache_sources(st, &created_by).await? {
+            if let Some(img) = self.reuse_cache_source(st, &created_by).await? {
                 self.out.stream(" ---> Using cache\n");
                 self.b.backend.cache_put(&key, img.id.as_ref().expect("committed"), &created_by).await;
                 st.image = img;
@@ -219,7 +219,7 @@ impl<B: Backend> Cx<'_, '_, B> {
 
     /// `--cache-from`: an image whose history continues this stage's with the same step reuses that
     /// step's layer, as the classic builder's image cache does (history and layers must agree).
-    async fn from_cache_sources(&self, st: &StageState, created_by: &str) -> Result<Option<BaseImage>> {
+    async fn reuse_cache_source(&self, st: &StageState, created_by: &str) -> Result<Option<BaseImage>> {
         let parent = &st.image.config;
         let n = parent.history.len();
         let layers = parent.rootfs.diff_ids.len();
