@@ -29,16 +29,16 @@ RUN ls /data | wc -l > /count
 RUN echo done > /done
 EOF
 now() { date +%s.%N; }
-t0=$(now); docker build -q -t bench:build "$CTX" >/dev/null; t1=$(now)
+t0=$(now); docker build -q -t bench:build "$CTX" >/dev/null 2>&1; t1=$(now)
 best=999
 i=0
 while [ $i -lt "$RUNS" ]; do
-  a=$(now); docker build -q -t bench:build "$CTX" >/dev/null; b=$(now)
+  a=$(now); docker build -q -t bench:build "$CTX" >/dev/null 2>&1; b=$(now)
   best=$(echo "$b - $a" | bc -l | awk -v m="$best" '{ print ($1 < m) ? $1 : m }')
   i=$((i + 1))
 done
 head -c 1048576 /dev/urandom > "$CTX/data/f0"
-t2=$(now); docker build -q -t bench:build "$CTX" >/dev/null; t3=$(now)
+t2=$(now); docker build -q -t bench:build "$CTX" >/dev/null 2>&1; t3=$(now)
 printf 'context        %s MB in %s files, 5 RUN steps\n' "$MB" "$MB"
 printf 'cold build     %.2f s\n' "$(echo "$t1 - $t0" | bc -l)"
 printf 'cached rebuild %.3f s (best of %s)\n' "$best" "$RUNS"
