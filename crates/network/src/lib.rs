@@ -1,5 +1,6 @@
 //! Networks: IPAM, bridges and veths, port proxies.
 
+pub mod dns;
 pub mod ipam;
 pub mod link;
 pub mod proxy;

@@ -129,7 +129,16 @@ fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildOptions> {
 }
 
 async fn build(State(svc): State<Arc<BuildService>>, q: Query, req: Request) -> ApiResult<Response> {
-    let opts = options(&q, req.headers())?;
+    let opts = match options(&q, req.headers()) {
+        Ok(o) => o,
+        Err(e) => {
+            // Read (a bounded part of) the context so the client sees the error, not a broken pipe.
+            let mut body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
+            let _ =
+                tokio::io::copy(&mut tokio::io::AsyncReadExt::take(&mut body, 64 << 20), &mut tokio::io::sink()).await;
+            return Err(e);
+        }
+    };
     let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
     let prepared = svc.prepare(body, opts).await?;
     let rx = svc.run(prepared);

@@ -183,3 +183,52 @@ fn dns_flags_and_extra_hosts() {
     let h = d.ok(&["run", "--rm", "--add-host", "db.local:10.1.2.3", "busybox", "cat", "/etc/hosts"]);
     assert!(h.contains("10.1.2.3\tdb.local"), "{h}");
 }
+
+#[test]
+fn embedded_dns_on_user_networks() {
+    let mut d = daemon();
+    d.ok(&["network", "create", "front"]);
+    d.ok(&["network", "create", "back"]);
+    d.ok(&["run", "-d", "--name", "api", "--network", "front", "--network-alias", "svc", "busybox", "sleep", "300"]);
+    d.ok(&["run", "-d", "--name", "db", "--network", "back", "busybox", "sleep", "300"]);
+    d.ok(&["run", "-d", "--name", "client", "--network", "front", "--dns", "10.9.9.9", "busybox", "sleep", "300"]);
+    let api_ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.front.IPAddress}}", "api"]);
+
+    // resolv.conf points at the embedded server and says where other names go.
+    let r = d.ok(&["exec", "client", "cat", "/etc/resolv.conf"]);
+    assert!(r.starts_with("nameserver 127.0.0.11\n") && r.contains("options ndots:0"), "{r}");
+    assert!(r.contains("# ExtServers: [host(10.9.9.9)]"), "{r}");
+    assert_eq!(r.matches("nameserver").count(), 1, "{r}");
+
+    let lookup = |d: &Berthd, name: &str| d.docker(&["exec", "client", "nslookup", name]);
+    for name in ["api", "svc", "api.front", "API"] {
+        let o = lookup(&d, name);
+        assert!(
+            o.status.success() && berth_e2e::out(&o).contains(&format!("Address: {api_ip}")),
+            "{name}: {}",
+            berth_e2e::out(&o)
+        );
+    }
+    // The short id resolves too; a container on another network does not.
+    let short = &d.ok(&["inspect", "-f", "{{.Id}}", "api"])[..12];
+    assert!(berth_e2e::out(&lookup(&d, short)).contains(&api_ip));
+    let o = lookup(&d, "db");
+    assert!(!berth_e2e::out(&o).contains("Address: 10."), "db is on another network: {}", berth_e2e::out(&o));
+    // Reverse lookups name the container on the shared network.
+    let o = d.ok(&["exec", "client", "nslookup", &api_ip]);
+    assert!(o.contains("api.front"), "{o}");
+    // /etc/hosts has only the container itself, as with Docker.
+    let h = d.ok(&["exec", "client", "cat", "/etc/hosts"]);
+    assert!(!h.contains("api"), "{h}");
+    // The default bridge has no embedded DNS.
+    let r = d.ok(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
+    assert!(!r.contains("127.0.0.11"), "{r}");
+
+    // A berthd restart re-opens the server for containers that kept running.
+    d.stop();
+    d.spawn();
+    let o = lookup(&d, "svc");
+    assert!(berth_e2e::out(&o).contains(&api_ip), "after restart: {}{}", berth_e2e::out(&o), err(&o));
+    d.ok(&["rm", "-f", "api", "db", "client"]);
+    d.ok(&["network", "rm", "front", "back"]);
+}

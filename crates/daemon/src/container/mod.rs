@@ -10,6 +10,7 @@
 mod archive;
 mod attach;
 mod create;
+mod dns;
 mod exec;
 mod health;
 mod inspect;
@@ -74,6 +75,8 @@ pub struct Entry {
     backoff: Mutex<std::time::Duration>,
     /// Serialises lifecycle operations (start, stop, remove) on one container.
     op: tokio::sync::Mutex<()>,
+    /// The embedded DNS server while the container runs on a user-defined network.
+    dns: Mutex<Option<berth_network::dns::DnsHandle>>,
 }
 
 impl Entry {
@@ -92,6 +95,7 @@ impl Entry {
             control: Mutex::new(None),
             backoff: Mutex::new(std::time::Duration::from_millis(100)),
             op: tokio::sync::Mutex::new(()),
+            dns: Mutex::new(None),
         });
         attach::spawn_stdin_forwarder(&e, rx);
         e

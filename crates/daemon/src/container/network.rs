@@ -165,8 +165,9 @@ impl ContainerService {
         Ok(())
     }
 
-    /// /etc/hosts of a container: its own address, then its peers on shared user-defined networks.
-    fn hosts_content(&self, rec: &ContainerRecord, all: &[ContainerRecord]) -> String {
+    /// /etc/hosts of a container: its own address and `--add-host` entries. Peers are found through
+    /// the embedded DNS, as with Docker, never written here.
+    fn hosts_content(&self, rec: &ContainerRecord, _all: &[ContainerRecord]) -> String {
         let mut s = if rec.host_config.network_mode == "host" {
             std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
         } else {
@@ -174,17 +175,6 @@ impl ContainerService {
         };
         if let Some(ip) = rec.endpoints.iter().find_map(|e| e.ip) {
             s.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
-        }
-        for ep in rec.endpoints.iter().filter(|e| e.ip.is_some() && e.network_name != "bridge") {
-            for peer in all.iter().filter(|p| p.id != rec.id && p.state.running()) {
-                for pe in peer.endpoints.iter().filter(|x| x.network_id == ep.network_id) {
-                    if let Some(ip) = pe.ip {
-                        let mut names = vec![peer.name.clone()];
-                        names.extend(pe.aliases.iter().cloned());
-                        s.push_str(&format!("{ip}\t{}\n", names.join(" ")));
-                    }
-                }
-            }
         }
         for h in rec.host_config.extra.get("ExtraHosts").and_then(|v| v.as_array()).into_iter().flatten() {
             if let Some((name, ip)) = h.as_str().and_then(|h| h.split_once(':')) {
@@ -288,6 +278,7 @@ impl ContainerService {
     /// Stops a container's proxies and forgets its running addresses.
     pub(super) async fn release_network(&self, e: &super::Entry) {
         self.proxies.lock().expect("proxies lock").remove(&e.id());
+        self.stop_dns(e);
         let rec = e.update(|r| {
             for ep in r.endpoints.iter_mut() {
                 ep.ip = None;

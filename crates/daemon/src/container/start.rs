@@ -221,7 +221,9 @@ impl ContainerService {
                 DEFAULT_HOSTS.to_string()
             };
             std::fs::write(cdir.join("hosts"), hosts)?;
-            std::fs::write(cdir.join("resolv.conf"), container_resolv_conf(&rec.host_config))?;
+            let resolv = container_resolv_conf(&rec.host_config);
+            let resolv = if super::dns::wants_dns(&rec) { super::dns::resolv_conf(&rec, &resolv) } else { resolv };
+            std::fs::write(cdir.join("resolv.conf"), resolv)?;
 
             let root = Root::open(&snapshot.target)?;
             let usr = user::resolve_user(&root, &rec.config.user)?;
@@ -296,6 +298,7 @@ impl ContainerService {
             }
         }
         let rec_now = e.record();
+        self.start_dns(&e).await;
         self.refresh_hosts(&rec_now).await;
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "network ready");
         let mut conn = ShimConn::connect(&shim_cfg.socket).await?;
@@ -452,6 +455,7 @@ impl ContainerService {
                     e.shim_ready.notify_waiters();
                     let rec = e.record();
                     self.start_health(&e);
+                    self.start_dns(&e).await;
                     if let Err(err) = self.publish_ports(&rec).await {
                         tracing::warn!(container = %id, "re-publish ports: {err}");
                     }
