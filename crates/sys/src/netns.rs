@@ -71,6 +71,22 @@ fn loopback_up() -> Result<()> {
     Ok(())
 }
 
+/// Runs `f` on a throwaway OS thread inside the network namespace pinned at `path`. Sockets `f`
+/// opens stay in that namespace after the thread ends (the embedded DNS listens this way).
+pub fn run_in<T: Send + 'static>(path: &Path, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let ns = std::fs::File::open(path).map_err(|e| Error::internal(format!("open netns {}: {e}", path.display())))?;
+    std::thread::spawn(move || -> Result<T> {
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| Error::internal(format!("setns: {e}")))?;
+        f()
+    })
+    .join()
+    .map_err(|_| Error::internal("netns thread panicked"))?
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -87,20 +103,4 @@ mod tests {
         assert!(!p.exists());
         super::remove(&p).unwrap();
     }
-}
-
-/// Runs `f` on a throwaway OS thread inside the network namespace pinned at `path`. Sockets `f`
-/// opens stay in that namespace after the thread ends (the embedded DNS listens this way).
-pub fn run_in<T: Send + 'static>(path: &Path, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let ns = std::fs::File::open(path).map_err(|e| Error::internal(format!("open netns {}: {e}", path.display())))?;
-    std::thread::spawn(move || -> Result<T> {
-        rustix::thread::move_into_link_name_space(
-            std::os::fd::AsFd::as_fd(&ns),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .map_err(|e| Error::internal(format!("setns: {e}")))?;
-        f()
-    })
-    .join()
-    .map_err(|_| Error::internal("netns thread panicked"))?
 }

@@ -298,7 +298,7 @@ impl ContainerService {
             }
         }
         let rec_now = e.record();
-        self.start_dns(&e).await;
+        self.start_dns(e).await;
         self.refresh_hosts(&rec_now).await;
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "network ready");
         let mut conn = ShimConn::connect(&shim_cfg.socket).await?;
