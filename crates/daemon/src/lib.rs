@@ -58,7 +58,12 @@ impl Daemon {
         let events = Arc::new(EventBus::new());
         let images = Arc::new(ImageService::new(Arc::new(image_store), events.clone(), config.distribution.clone()));
         let volumes = Arc::new(VolumeService::new(Arc::new(volume_store), events.clone()));
-        let networks = Arc::new(NetworkService::new(Arc::new(network_store), events.clone()));
+        let firewall = Arc::new(berth_network::firewall::Firewall::new(&config.bridge));
+        let networks = Arc::new(NetworkService::new(Arc::new(network_store), events.clone(), firewall));
+        // Rules are rebuilt from the records at start: nothing stale survives a restart.
+        if let Err(e) = networks.sync_firewall().await {
+            tracing::warn!("firewall: {e}");
+        }
         let containers = ContainerService::open(
             config.clone(),
             store,

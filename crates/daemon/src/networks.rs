@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use berth_api::filters::Filters;
+use berth_network::firewall::{Firewall, NetRule};
 use berth_network::store::CreateOptions;
 use berth_network::{Network, NetworkStore};
 use berth_types::{Error, Result};
@@ -20,6 +21,7 @@ pub struct NetworkService {
     store: Arc<NetworkStore>,
     events: Arc<EventBus>,
     attached: OnceLock<(AttachedFn, ConfiguredFn)>,
+    firewall: Arc<Firewall>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -27,8 +29,28 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 impl NetworkService {
-    pub fn new(store: Arc<NetworkStore>, events: Arc<EventBus>) -> NetworkService {
-        NetworkService { store, events, attached: OnceLock::new() }
+    pub fn new(store: Arc<NetworkStore>, events: Arc<EventBus>, firewall: Arc<Firewall>) -> NetworkService {
+        NetworkService { store, events, attached: OnceLock::new(), firewall }
+    }
+
+    /// Berth's nftables table (NAT, isolation, published ports).
+    pub fn firewall(&self) -> Arc<Firewall> {
+        self.firewall.clone()
+    }
+
+    /// Brings the firewall's network rules in line with the networks that exist.
+    pub async fn sync_firewall(&self) -> Result<()> {
+        let (s, fw) = (self.store.clone(), self.firewall.clone());
+        blocking(move || {
+            let nets = s
+                .list()?
+                .into_iter()
+                .filter(|n| n.driver == "bridge")
+                .filter_map(|n| Some(NetRule { subnet: n.subnet?, bridge: n.bridge, internal: n.internal }))
+                .collect();
+            fw.set_networks(nets)
+        })
+        .await
     }
 
     pub fn set_usage(&self, attached: AttachedFn, configured: ConfiguredFn) {
@@ -59,6 +81,9 @@ impl NetworkService {
     pub async fn create(&self, o: CreateOptions) -> Result<Network> {
         let s = self.store.clone();
         let n = blocking(move || s.create(o)).await?;
+        if let Err(e) = self.sync_firewall().await {
+            tracing::warn!("firewall: {e}");
+        }
         self.publish("create", &n, &[]);
         Ok(n)
     }
@@ -80,6 +105,9 @@ impl NetworkService {
             berth_network::link::delete_link(&n2.bridge)
         })
         .await?;
+        if let Err(e) = self.sync_firewall().await {
+            tracing::warn!("firewall: {e}");
+        }
         self.publish("destroy", &n, &[]);
         Ok(())
     }

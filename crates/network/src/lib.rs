@@ -1,6 +1,7 @@
 //! Networks: IPAM, bridges and veths, port proxies.
 
 pub mod dns;
+pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod proxy;

@@ -242,6 +242,11 @@ impl Berthd {
         out
     }
 
+    /// The nftables table of this daemon (named after its default bridge).
+    pub fn nft_table(&self) -> String {
+        format!("berth_{}", self.bridge)
+    }
+
     /// Linux bridges of this daemon still present.
     pub fn bridges(&self) -> Vec<String> {
         let out = Command::new("ip")
@@ -329,6 +334,8 @@ impl Drop for Berthd {
         for l in self.bridges() {
             let _ = Command::new("ip").args(["link", "del", &l]).output();
         }
+        // Its nftables table (berthd keeps it across restarts, as Docker keeps its rules).
+        let _ = Command::new("nft").args(["delete", "table", "ip", &self.nft_table()]).output();
         for _ in 0..50 {
             let left: Vec<PathBuf> = self.cgroups();
             if left.is_empty() {

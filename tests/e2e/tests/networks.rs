@@ -232,3 +232,92 @@ fn embedded_dns_on_user_networks() {
     d.ok(&["rm", "-f", "api", "db", "client"]);
     d.ok(&["network", "rm", "front", "back"]);
 }
+
+/// A network namespace standing in for another host: a veth pair to the host with 198.18.N.0/30,
+/// and no route back to the container subnets (so replies need berthd's masquerading).
+struct OtherHost {
+    ns: String,
+    host_veth: String,
+    host_ip: String,
+    ip: String,
+}
+
+impl OtherHost {
+    fn new(net: u8) -> OtherHost {
+        let ns = format!("bt-other-{net}");
+        let (hv, nv) = (format!("btoh{net}"), format!("btoc{net}"));
+        let (host_ip, ip) = (format!("198.18.{net}.1"), format!("198.18.{net}.2"));
+        let sh = |cmd: &str| {
+            let o = std::process::Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+            assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).output();
+        let _ = std::process::Command::new("ip").args(["link", "del", &hv]).output();
+        sh(&format!("ip netns add {ns}"));
+        let me = OtherHost { ns: ns.clone(), host_veth: hv.clone(), host_ip: host_ip.clone(), ip: ip.clone() };
+        sh(&format!("ip link add {hv} type veth peer name {nv} && ip link set {nv} netns {ns}"));
+        sh(&format!("ip addr add {host_ip}/30 dev {hv} && ip link set {hv} up"));
+        sh(&format!(
+            "ip netns exec {ns} sh -c 'ip addr add {ip}/30 dev {nv} && ip link set {nv} up && ip link set lo up'"
+        ));
+        me
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("ip").args(["netns", "exec", &self.ns]).args(args).output().unwrap()
+    }
+}
+
+impl Drop for OtherHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.host_veth]).output();
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[test]
+fn nat_isolation_internal_and_dnat() {
+    let d = daemon();
+    let other = OtherHost::new(d.net);
+    d.ok(&["network", "create", "one"]);
+    d.ok(&["network", "create", "two"]);
+    d.ok(&["network", "create", "--internal", "sealed"]);
+    let ping = |net: &str, ip: &str| {
+        d.docker(&["run", "--rm", "--network", net, "busybox", "ping", "-c", "1", "-W", "2", ip]).status.success()
+    };
+    // Outbound traffic is masqueraded: the other host has no route back to the container subnet.
+    assert!(ping("one", &other.ip), "masquerading for outbound traffic");
+    assert!(ping("bridge", &other.ip), "the default bridge is masqueraded too");
+    // --internal networks reach nothing outside.
+    assert!(!ping("sealed", &other.ip), "internal network got out");
+    // Networks are isolated from each other.
+    d.ok(&["run", "-d", "--name", "peer", "--network", "one", "busybox", "sleep", "300"]);
+    let a_ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.one.IPAddress}}", "peer"]);
+    assert!(ping("one", &a_ip));
+    assert!(!ping("two", &a_ip), "network two reached a container on network one");
+
+    // A published port from another host's view: DNAT in the kernel, the client's address kept.
+    let port = free_port().to_string();
+    let cgi = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www";
+    d.ok(&["run", "-d", "--name", "web", "--network", "one", "-p", &format!("{port}:80"), "busybox", "sh", "-c", cgi]);
+    let url = format!("http://{}:{port}/cgi-bin/ip", other.host_ip);
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let o = other.run(&["curl", "-s", "-m", "2", &url]);
+        seen = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if !seen.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // busybox httpd shows the v4-mapped form: [::ffff:198.18.N.2].
+    assert!(seen.contains(&other.ip), "the container sees the remote client, not a proxy: {seen}");
+    let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).output().unwrap();
+    let rules = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(rules.contains(&format!("dport {port} dnat")), "{rules}");
+    d.ok(&["rm", "-f", "web", "peer"]);
+    d.ok(&["network", "rm", "one", "two", "sealed"]);
+    let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).output().unwrap();
+    let rules = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(!rules.contains("dnat to"), "rules of removed containers stay: {rules}");
+}

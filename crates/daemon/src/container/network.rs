@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use berth_network::firewall::PortRule;
 use berth_network::link::{self, Attach};
 use berth_network::store::mac_for;
 use berth_network::{ipam, Endpoint};
@@ -232,6 +233,7 @@ impl ContainerService {
             }
         }
         let mut proxies = Vec::new();
+        let mut rules = Vec::new();
         for (spec, list) in &bindings {
             let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
             let cport: u16 = port.parse().map_err(|_| Error::invalid(format!("invalid container port {spec}")))?;
@@ -267,11 +269,23 @@ impl ContainerService {
                 )
                 .await?;
                 shown.push(json!({"HostIp": host_ip.to_string(), "HostPort": p.host.port().to_string()}));
+                if let IpAddr::V4(hip4) = host_ip {
+                    rules.push(PortRule {
+                        proto: proto.to_string(),
+                        host_ip: Some(hip4),
+                        host_port: p.host.port(),
+                        addr: ip,
+                        port: cport,
+                    });
+                }
                 proxies.push(p);
             }
             ports.insert(spec.clone(), if shown.is_empty() { Value::Null } else { json!(shown) });
         }
         self.proxies.lock().expect("proxies lock").insert(rec.id.clone(), proxies);
+        // Traffic from outside is DNATed in the kernel; the proxies serve the host's own loopback.
+        let (fw, id) = (self.networks.firewall(), rec.id.clone());
+        blocking(move || fw.set_ports(&id, rules)).await?;
         Ok(ports)
     }
 
@@ -279,6 +293,10 @@ impl ContainerService {
     pub(super) async fn release_network(&self, e: &super::Entry) {
         self.proxies.lock().expect("proxies lock").remove(&e.id());
         self.stop_dns(e);
+        let (fw, id) = (self.networks.firewall(), e.id());
+        if let Err(err) = blocking(move || fw.set_ports(&id, Vec::new())).await {
+            tracing::warn!(container = %e.id(), "firewall: {err}");
+        }
         let rec = e.update(|r| {
             for ep in r.endpoints.iter_mut() {
                 ep.ip = None;
