@@ -224,6 +224,13 @@ fn embedded_dns_on_user_networks() {
     let r = d.ok(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
     assert!(!r.contains("127.0.0.11"), "{r}");
 
+    // A container started on the default bridge gets the resolver when it joins a user network.
+    d.ok(&["run", "-d", "--name", "late", "busybox", "sleep", "300"]);
+    d.ok(&["network", "connect", "front", "late"]);
+    let o = d.ok(&["exec", "late", "nslookup", "api"]);
+    assert!(o.contains(&api_ip), "{o}");
+    d.ok(&["rm", "-f", "late"]);
+
     // A berthd restart re-opens the server for containers that kept running.
     d.stop();
     d.spawn();
@@ -277,7 +284,7 @@ impl Drop for OtherHost {
 
 #[test]
 fn nat_isolation_internal_and_dnat() {
-    let d = daemon();
+    let mut d = daemon();
     let other = OtherHost::new(d.net);
     d.ok(&["network", "create", "one"]);
     d.ok(&["network", "create", "two"]);
@@ -315,6 +322,11 @@ fn nat_isolation_internal_and_dnat() {
     let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).output().unwrap();
     let rules = String::from_utf8_lossy(&table.stdout).to_string();
     assert!(rules.contains(&format!("dport {port} dnat")), "{rules}");
+    // A berthd restart rebuilds the table from its records: the port still answers the same way.
+    d.stop();
+    d.spawn();
+    let o = other.run(&["curl", "-s", "-m", "2", &url]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&other.ip), "after restart: {o:?}");
     d.ok(&["rm", "-f", "web", "peer"]);
     d.ok(&["network", "rm", "one", "two", "sealed"]);
     let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).output().unwrap();

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use std::sync::Arc;
+
 use berth_network::firewall::PortRule;
 use berth_network::link::{self, Attach};
 use berth_network::store::mac_for;
@@ -340,7 +342,7 @@ impl ContainerService {
     }
 
     /// `POST /networks/{id}/connect`.
-    pub async fn connect(&self, network: &str, container: &str, cfg: Value) -> Result<()> {
+    pub async fn connect(self: &Arc<Self>, network: &str, container: &str, cfg: Value) -> Result<()> {
         let n = self.networks.get(network).await?;
         let e = self.get(container)?;
         let _op = e.op.lock().await;
@@ -369,6 +371,20 @@ impl ContainerService {
         self.networks.publish("connect", &n, &[("container", rec.id.clone())]);
         if rec.state.running() {
             self.refresh_hosts(&rec).await;
+            // First user network of a running container: it gets the embedded DNS now, as with Docker.
+            if super::dns::wants_dns(&rec) && e.dns.lock().expect("dns lock").is_none() {
+                let path = self.container_dir(&rec.id).join("resolv.conf");
+                let base = std::fs::read_to_string(&path).unwrap_or_default();
+                let content = super::dns::resolv_conf(&rec, &base);
+                let _ = blocking(move || {
+                    // In place: the file is bind-mounted into the container.
+                    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&path)?;
+                    std::io::Write::write_all(&mut f, content.as_bytes())?;
+                    Ok(())
+                })
+                .await;
+                self.start_dns(&e).await;
+            }
         }
         Ok(())
     }
