@@ -58,6 +58,9 @@ pub struct Args {
     /// Per-registry CA and client certificates: <dir>/<host[:port]>/{*.crt,*.cert,*.key}
     #[arg(long)]
     pub registry_certs_dir: Option<PathBuf>,
+    /// The init binary `--init` runs as pid 1 (default: /usr/bin/tini-static)
+    #[arg(long)]
+    pub init_path: Option<PathBuf>,
 }
 
 /// daemon.json, with Docker's key names.
@@ -91,6 +94,8 @@ struct FileConfig {
     max_concurrent_uploads: Option<usize>,
     #[serde(rename = "registry-certs-dir")]
     registry_certs_dir: Option<PathBuf>,
+    #[serde(rename = "init-path")]
+    init_path: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -112,6 +117,7 @@ pub struct Settings {
     pub bip: Option<berth_network::Ipv4Net>,
     pub pools: berth_network::Pools,
     pub distribution: berth_daemon::images::DistributionConfig,
+    pub init_path: Option<PathBuf>,
 }
 
 impl Settings {
@@ -210,6 +216,7 @@ impl Settings {
             max_concurrent_uploads: uploads,
         };
         Ok(Settings {
+            init_path: a.init_path.or(file.init_path),
             distribution,
             bridge,
             bip,

@@ -63,6 +63,7 @@ async fn run(s: Settings) -> Result<()> {
         bip: s.bip,
         pools: s.pools.clone(),
         distribution: s.distribution.clone(),
+        init_path: s.init_path.clone(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

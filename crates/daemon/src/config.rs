@@ -18,4 +18,6 @@ pub struct DaemonConfig {
     pub pools: berth_network::Pools,
     /// Registries, mirrors and transfer concurrency for pull and push.
     pub distribution: crate::images::DistributionConfig,
+    /// The init `--init` runs (Docker's `init-path`); tini-static when unset.
+    pub init_path: Option<PathBuf>,
 }

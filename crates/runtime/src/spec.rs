@@ -115,6 +115,183 @@ pub struct SpecInput {
     pub etc_files: Vec<(PathBuf, String)>,
     /// User mounts, parents first; a default mount at the same destination is dropped.
     pub mounts: Vec<SpecMount>,
+    /// PidMode/IpcMode/UTSMode: `("pid", None)` shares the host's namespace, `Some(path)` joins
+    /// another container's.
+    pub ns_join: Vec<(String, Option<PathBuf>)>,
+    /// `--init`: the host path of a static init (tini) to run as pid 1 in front of the command.
+    pub init: Option<PathBuf>,
+    /// `--device`s, resolved on the host.
+    pub devices: Vec<Device>,
+}
+
+/// A host device made available in the container (`--device /dev/x[:/dev/y[:rwm]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub path: String,
+    /// `c` or `b`.
+    pub kind: String,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub access: String,
+}
+
+/// Where the init binary appears in the container, as Docker's docker-init.
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// Resolves `--device` entries (`{PathOnHost, PathInContainer, CgroupPermissions}`) against the host.
+pub fn host_devices(hc: &HostConfig) -> berth_types::Result<Vec<Device>> {
+    let mut out = Vec::new();
+    for d in hc.extra.get("Devices").and_then(|v| v.as_array()).into_iter().flatten() {
+        let host = d["PathOnHost"].as_str().unwrap_or_default();
+        let inside = d["PathInContainer"].as_str().filter(|p| !p.is_empty()).unwrap_or(host);
+        let access = d["CgroupPermissions"].as_str().filter(|p| !p.is_empty()).unwrap_or("rwm");
+        let st = rustix::fs::stat(host).map_err(|e| {
+            berth_types::Error::invalid(format!(
+                "error gathering device information while adding custom device \"{host}\": {e}"
+            ))
+        })?;
+        let kind = match st.st_mode & libc_mode::S_IFMT {
+            libc_mode::S_IFCHR => "c",
+            libc_mode::S_IFBLK => "b",
+            _ => return Err(berth_types::Error::invalid(format!("{host} is not a device node"))),
+        };
+        out.push(Device {
+            path: inside.to_string(),
+            kind: kind.into(),
+            major: rustix::fs::major(st.st_rdev) as u64,
+            minor: rustix::fs::minor(st.st_rdev) as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            access: access.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+mod libc_mode {
+    pub const S_IFMT: u32 = 0o170000;
+    pub const S_IFCHR: u32 = 0o020000;
+    pub const S_IFBLK: u32 = 0o060000;
+}
+
+fn int(hc: &HostConfig, k: &str) -> Option<i64> {
+    hc.extra.get(k).and_then(|v| v.as_i64()).filter(|v| *v != 0)
+}
+
+fn text<'a>(hc: &'a HostConfig, k: &str) -> Option<&'a str> {
+    hc.extra.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty())
+}
+
+/// The parts of HostConfig beyond the basics: shm size, sysctls, ulimits, OOM score, more resources,
+/// devices, shared namespaces and the init.
+fn apply_extras(spec: &mut Value, input: &SpecInput) -> berth_types::Result<()> {
+    let hc = &input.host_config;
+    if let Some(shm) = int(hc, "ShmSize").filter(|v| *v > 0) {
+        for m in spec["mounts"].as_array_mut().into_iter().flatten() {
+            if m["destination"] == "/dev/shm" && m["source"] == "shm" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]);
+            }
+        }
+    }
+    if let Some(map) = hc.extra.get("Sysctls").and_then(|v| v.as_object()).filter(|m| !m.is_empty()) {
+        let host_net = input.netns.is_none();
+        let mut out = serde_json::Map::new();
+        for (k, v) in map {
+            let namespaced = k.starts_with("net.")
+                || k.starts_with("kernel.shm")
+                || k.starts_with("kernel.msg")
+                || k == "kernel.sem"
+                || k.starts_with("fs.mqueue.");
+            if !namespaced || (host_net && k.starts_with("net.")) {
+                return Err(berth_types::Error::invalid(format!(
+                    "sysctl \"{k}\" is not allowed: only namespaced sysctls are (and net.* not with the host network)"
+                )));
+            }
+            out.insert(k.clone(), json!(v.as_str().map(String::from).unwrap_or_else(|| v.to_string())));
+        }
+        spec["linux"]["sysctl"] = Value::Object(out);
+    }
+    if let Some(list) = hc.extra.get("Ulimits").and_then(|v| v.as_array()).filter(|l| !l.is_empty()) {
+        let rl: Vec<Value> = list
+            .iter()
+            .map(|u| {
+                json!({
+                    "type": format!("RLIMIT_{}", u["Name"].as_str().unwrap_or_default().to_ascii_uppercase()),
+                    "soft": u["Soft"].as_i64().unwrap_or(0),
+                    "hard": u["Hard"].as_i64().unwrap_or(0),
+                })
+            })
+            .collect();
+        spec["process"]["rlimits"] = json!(rl);
+    }
+    if let Some(adj) = int(hc, "OomScoreAdj") {
+        spec["process"]["oomScoreAdj"] = json!(adj);
+    }
+    let res = &mut spec["linux"]["resources"];
+    if let Some(v) = int(hc, "MemoryReservation") {
+        res["memory"]["reservation"] = json!(v);
+    }
+    if let Some(v) = int(hc, "MemorySwap") {
+        res["memory"]["swap"] = json!(v);
+    }
+    if let Some(v) = int(hc, "CpuQuota") {
+        res["cpu"]["quota"] = json!(v);
+        res["cpu"]["period"] = json!(int(hc, "CpuPeriod").unwrap_or(100_000));
+    } else if let Some(v) = int(hc, "CpuPeriod") {
+        res["cpu"]["period"] = json!(v);
+    }
+    if let Some(v) = text(hc, "CpusetCpus") {
+        res["cpu"]["cpus"] = json!(v);
+    }
+    if let Some(v) = text(hc, "CpusetMems") {
+        res["cpu"]["mems"] = json!(v);
+    }
+    if let Some(v) = int(hc, "BlkioWeight") {
+        res["blockIO"] = json!({"weight": v});
+    }
+    for d in &input.devices {
+        res["devices"].as_array_mut().expect("devices list").push(json!({
+            "allow": true, "type": d.kind, "major": d.major, "minor": d.minor, "access": d.access
+        }));
+    }
+    if !input.devices.is_empty() {
+        let devs: Vec<Value> = input
+            .devices
+            .iter()
+            .map(|d| {
+                json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor,
+                       "fileMode": d.mode, "uid": d.uid, "gid": d.gid})
+            })
+            .collect();
+        spec["linux"]["devices"] = json!(devs);
+    }
+    for (kind, path) in &input.ns_join {
+        if kind == "uts" {
+            // Only a private UTS namespace may have its own names.
+            if let Some(o) = spec.as_object_mut() {
+                o.remove("hostname");
+                o.remove("domainname");
+            }
+        }
+        let list = spec["linux"]["namespaces"].as_array_mut().expect("namespaces");
+        list.retain(|n| n["type"] != kind.as_str());
+        if let Some(p) = path {
+            list.push(json!({"type": kind, "path": p}));
+        }
+    }
+    if let Some(init) = &input.init {
+        spec["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": INIT_PATH, "type": "bind", "source": init, "options": ["rbind", "ro", "rprivate"]
+        }));
+        let mut args = vec![json!(INIT_PATH), json!("--")];
+        args.extend(spec["process"]["args"].as_array().cloned().unwrap_or_default());
+        spec["process"]["args"] = json!(args);
+    }
+    Ok(())
 }
 
 fn cap_name(c: &str) -> String {
@@ -294,6 +471,7 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     if sec.no_new_privileges {
         spec["process"]["noNewPrivileges"] = json!(true);
     }
+    apply_extras(&mut spec, input)?;
     Ok(spec)
 }
 

@@ -168,6 +168,11 @@ impl ContainerService {
             None => None,
         };
         let own_ns = !host_net && shared_ns.is_none();
+        let ns_join = self.namespace_modes(rec)?;
+        let init = match rec.host_config.init {
+            Some(true) => Some(self.init_binary()?),
+            _ => None,
+        };
         let netns = if host_net { None } else { shared_ns.clone().or_else(|| Some(self.netns_path(&id))) };
         let bundle = self.bundle_dir(&id);
         let cdir = self.container_dir(&id);
@@ -226,7 +231,21 @@ impl ContainerService {
             std::fs::write(cdir.join("resolv.conf"), resolv)?;
 
             let root = Root::open(&snapshot.target)?;
-            let usr = user::resolve_user(&root, &rec.config.user)?;
+            let mut usr = user::resolve_user(&root, &rec.config.user)?;
+            // --group-add: numbers as given, names through the container's /etc/group.
+            for g in rec.host_config.extra.get("GroupAdd").and_then(|v| v.as_array()).into_iter().flatten() {
+                let g = g.as_str().unwrap_or_default();
+                let gid = match g.parse::<u32>() {
+                    Ok(n) => n,
+                    Err(_) => user::resolve_user(&root, &format!("0:{g}"))
+                        .map_err(|_| Error::invalid(format!("Unable to find group {g}: no matching entries in group file")))?
+                        .gid,
+                };
+                if !usr.additional_gids.contains(&gid) {
+                    usr.additional_gids.push(gid);
+                }
+            }
+            let devices = spec::host_devices(&rec.host_config)?;
             let cwd = if rec.config.working_dir.is_empty() { "/".to_string() } else { rec.config.working_dir.clone() };
             root.mkdir(Path::new(&cwd), 0o755)?;
             let env = spec::process_env(&rec.config.env, &hostname, &usr.home, rec.config.tty);
@@ -261,6 +280,9 @@ impl ContainerService {
                     .map(|f| (cdir.join(f), format!("/etc/{f}")))
                     .collect(),
                 mounts,
+                ns_join,
+                init,
+                devices,
             };
             tracing::debug!(container = %rec.id, elapsed = ?t0.elapsed(), "rootfs, netns and files ready");
             let _ = std::fs::remove_dir_all(&bundle);
@@ -443,6 +465,42 @@ impl ContainerService {
         })
         .await
         .map_err(|err| tracing::warn!(container = %id, "release host state: {err}"));
+    }
+
+    /// PidMode, IpcMode and UTSMode: `host` shares the host's namespace, `container:<id>` another
+    /// running container's.
+    fn namespace_modes(&self, rec: &ContainerRecord) -> Result<Vec<(String, Option<std::path::PathBuf>)>> {
+        let mut out = Vec::new();
+        for (key, kind) in [("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts")] {
+            let mode = rec.host_config.extra.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+            if mode == "host" {
+                out.push((kind.to_string(), None));
+            } else if let Some(other) = mode.strip_prefix("container:") {
+                let o = self.get(other)?.record();
+                if !o.state.running() || o.state.pid <= 0 {
+                    return Err(Error::conflict(format!(
+                        "cannot join {kind} namespace of a non running container: {}",
+                        o.id
+                    )));
+                }
+                out.push((kind.to_string(), Some(format!("/proc/{}/ns/{kind}", o.state.pid).into())));
+            } else {
+                let valid = matches!(mode, "" | "private") || (kind == "ipc" && matches!(mode, "shareable" | "none"));
+                if !valid {
+                    return Err(Error::invalid(format!("invalid {key}: {mode}")));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The static init `--init` runs as pid 1: `--init-path`, else tini as Debian ships it.
+    fn init_binary(&self) -> Result<std::path::PathBuf> {
+        let candidates =
+            [self.cfg.init_path.clone(), Some("/usr/bin/tini-static".into()), Some("/usr/bin/docker-init".into())];
+        candidates.into_iter().flatten().find(|p: &std::path::PathBuf| p.is_file()).ok_or_else(|| {
+            Error::invalid("docker-init binary not found: install tini (tini-static) or set --init-path")
+        })
     }
 
     /// After a berthd restart: reconnect to a container's shim, or record the exit it had meanwhile.

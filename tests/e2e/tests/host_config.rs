@@ -1,0 +1,107 @@
+//! HostConfig coverage beyond the basics, through the docker CLI: shm size, sysctls, ulimits, OOM
+//! score, cpuset/quota and memory reservation/swap, devices, group-add, pid/ipc/uts modes, --init.
+
+use berth_e2e::{err, Berthd};
+
+fn daemon() -> Berthd {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d
+}
+
+fn run(d: &Berthd, args: &[&str]) -> String {
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(args);
+    d.ok(&a)
+}
+
+#[test]
+fn limits_sysctls_and_devices() {
+    let d = daemon();
+    assert!(run(&d, &["--shm-size", "128m", "busybox", "df", "-k", "/dev/shm"]).contains("131072"));
+    let s = run(
+        &d,
+        &[
+            "--sysctl",
+            "net.ipv4.ip_unprivileged_port_start=1000",
+            "--sysctl",
+            "kernel.shmmax=1234567",
+            "busybox",
+            "cat",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+            "/proc/sys/kernel/shmmax",
+        ],
+    );
+    assert_eq!(s, "1000\n1234567");
+    // A sysctl of the host's network namespace is refused with the host network.
+    let o = d.docker(&["run", "--rm", "--network", "host", "--sysctl", "net.ipv4.ip_forward=1", "busybox", "true"]);
+    assert!(!o.status.success() && err(&o).contains("not allowed"), "{}", err(&o));
+    assert_eq!(
+        run(&d, &["--ulimit", "nofile=1024:2048", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn"]),
+        "1024\n2048"
+    );
+    assert_eq!(run(&d, &["--oom-score-adj", "500", "busybox", "cat", "/proc/self/oom_score_adj"]), "500");
+    assert_eq!(
+        run(&d, &["--cpuset-cpus", "0", "busybox", "grep", "Cpus_allowed_list", "/proc/self/status"]),
+        "Cpus_allowed_list:\t0"
+    );
+    let cg = run(
+        &d,
+        &[
+            "--cpu-quota",
+            "50000",
+            "--memory",
+            "64m",
+            "--memory-reservation",
+            "32m",
+            "busybox",
+            "cat",
+            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+            "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
+        ],
+    );
+    assert_eq!(cg, "50000\n33554432");
+    let dev = run(
+        &d,
+        &["--device", "/dev/null:/dev/mynull", "busybox", "sh", "-c", "ls -l /dev/mynull && echo x > /dev/mynull"],
+    );
+    assert!(dev.starts_with("crw") && dev.contains("1,   3"), "{dev}");
+    let o = d.docker(&["run", "--rm", "--device", "/nonexistent", "busybox", "true"]);
+    assert!(!o.status.success() && err(&o).contains("error gathering device information"), "{}", err(&o));
+    let id = run(&d, &["--group-add", "1234", "--group-add", "staff", "busybox", "id"]);
+    assert!(id.contains("1234") && id.contains("50(staff)"), "{id}");
+    let o = d.docker(&["run", "--rm", "--group-add", "nosuchgroup", "busybox", "true"]);
+    assert!(!o.status.success() && err(&o).contains("Unable to find group nosuchgroup"), "{}", err(&o));
+}
+
+#[test]
+fn namespace_modes_and_init() {
+    let d = daemon();
+    let host_ns = |t: &str| std::fs::read_link(format!("/proc/self/ns/{t}")).unwrap().to_string_lossy().to_string();
+    assert_eq!(run(&d, &["--ipc", "host", "busybox", "readlink", "/proc/self/ns/ipc"]), host_ns("ipc"));
+    assert_ne!(run(&d, &["busybox", "readlink", "/proc/self/ns/ipc"]), host_ns("ipc"));
+    assert_eq!(run(&d, &["--pid", "host", "busybox", "readlink", "/proc/self/ns/pid"]), host_ns("pid"));
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    assert_eq!(run(&d, &["--uts", "host", "busybox", "hostname"]), host_name);
+    // Joining another container's pid namespace shows its processes.
+    d.ok(&["run", "-d", "--name", "pidsrc", "busybox", "sleep", "300"]);
+    let ps = run(&d, &["--pid", "container:pidsrc", "busybox", "ps"]);
+    assert!(ps.contains("sleep 300"), "{ps}");
+    let o = d.docker(&["run", "--rm", "--pid", "container:nosuch", "busybox", "true"]);
+    assert!(!o.status.success());
+    d.ok(&["rm", "-f", "pidsrc"]);
+
+    // --init: tini is pid 1, forwards SIGTERM (so stop ends with 143, not a SIGKILL after the
+    // timeout) and reaps.
+    assert_eq!(
+        run(&d, &["--init", "busybox", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"]).trim(),
+        "/sbin/docker-init -- sh -c tr '\\0' ' ' < /proc/1/cmdline"
+    );
+    d.ok(&["run", "-d", "--init", "--name", "inited", "busybox", "sleep", "300"]);
+    d.ok(&["stop", "-t", "20", "inited"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "inited"]), "143");
+    d.ok(&["run", "-d", "--name", "bare", "busybox", "sleep", "300"]);
+    d.ok(&["stop", "-t", "1", "bare"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "bare"]), "137", "sleep as pid 1 ignores SIGTERM");
+    d.ok(&["rm", "inited", "bare"]);
+}
