@@ -44,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/commit", post(commit))
         .route("/containers/{id}/pause", post(pause))
         .route("/containers/{id}/rename", post(rename))
+        .route("/containers/{id}/update", post(update))
         .route("/containers/{id}/top", get(top))
         .route("/containers/{id}/stats", get(stats))
         .route("/containers/{id}/unpause", post(unpause))
@@ -331,6 +332,14 @@ async fn rename(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<
     let name = q.str("name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError(Error::invalid("name is required")))?;
     svc.rename(&id, name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update(
+    State(svc): Svc,
+    Path(id): Path<String>,
+    crate::JsonBody(body): crate::JsonBody<berth_daemon::container::UpdateConfig>,
+) -> ApiResult<Response> {
+    Ok(json_response(&svc.update_resources(&id, body).await?))
 }
 
 async fn top(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {

@@ -105,3 +105,54 @@ fn namespace_modes_and_init() {
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "bare"]), "137", "sleep as pid 1 ignores SIGTERM");
     d.ok(&["rm", "inited", "bare"]);
 }
+
+#[test]
+fn update_changes_limits_live() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "upd", "--memory", "64m", "busybox", "sleep", "300"]);
+    d.ok(&[
+        "update",
+        "--memory",
+        "128m",
+        "--memory-swap",
+        "256m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "--cpu-shares",
+        "512",
+        "--restart",
+        "on-failure:3",
+        "upd",
+    ]);
+    let live = d.ok(&[
+        "exec",
+        "upd",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/pids/pids.max",
+        "/sys/fs/cgroup/cpu/cpu.shares",
+    ]);
+    assert_eq!(live, "134217728\n268435456\n50000\n50\n512");
+    let hc = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        "upd",
+    ]);
+    assert_eq!(hc, "134217728 268435456 500000000 50 on-failure:3");
+    // Docker's checks.
+    let o = d.docker(&["update", "--memory", "512m", "upd"]);
+    assert!(err(&o).contains("update the memoryswap at the same time"), "{}", err(&o));
+    let o = d.docker(&["update", "--memory", "2m", "upd"]);
+    assert!(err(&o).contains("Minimum memory limit allowed is 6MB"), "{}", err(&o));
+    // A stopped container keeps the new values for its next start.
+    d.ok(&["stop", "-t", "1", "upd"]);
+    d.ok(&["update", "--pids-limit", "20", "upd"]);
+    d.ok(&["start", "upd"]);
+    assert_eq!(d.ok(&["exec", "upd", "cat", "/sys/fs/cgroup/pids/pids.max"]), "20");
+    d.ok(&["rm", "-f", "upd"]);
+}

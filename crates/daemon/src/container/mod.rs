@@ -22,6 +22,7 @@ pub mod record;
 mod restart;
 mod start;
 mod stats;
+mod update;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ pub use exec::{ExecConfig, ExecStream};
 pub use logs::LogOptions;
 pub use ops::WaitCondition;
 use record::ContainerRecord;
+pub use update::UpdateConfig;
 
 use crate::config::DaemonConfig;
 use crate::events::EventBus;

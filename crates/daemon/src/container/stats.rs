@@ -39,7 +39,11 @@ pub(super) struct Cgroup {
 }
 
 impl Cgroup {
-    fn path(&self, controller: &str) -> PathBuf {
+    pub(super) fn v1(&self) -> bool {
+        self.v1
+    }
+
+    pub(super) fn path(&self, controller: &str) -> PathBuf {
         if self.v1 {
             Path::new("/sys/fs/cgroup").join(controller).join(&self.rel)
         } else {
