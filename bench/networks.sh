@@ -7,6 +7,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-20}
+# 50 networks need more than the default pools (31 networks, as with Docker).
+BERTHD_ARGS="--default-address-pool base=10.240.0.0/16,size=24"
 . bench/berthd.sh
 sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
 docker network create benchnet >/dev/null
