@@ -7,7 +7,7 @@ ROOT=$(mktemp -d /tmp/berth-bench-XXXXXX)
 SOCK=$ROOT/b.sock
 export DOCKER_HOST=unix://$SOCK
 "$BIN/berthd" --data-root "$ROOT/data" --exec-root "$ROOT/run" -H "unix://$SOCK" \
-  --cgroup-parent "/berth-bench-$$" --bridge "bb$$" --config-file /nonexistent --log-level warn ${BERTHD_ARGS:-} 2>"$ROOT/berthd.log" &
+  --cgroup-parent "/berth-bench-$$" --bridge "bb$$" --config-file /nonexistent --log-level ${BERTHD_LOG:-warn} ${BERTHD_ARGS:-} 2>"$ROOT/berthd.log" &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; nft delete table ip "berth_bb$$" 2>/dev/null || true; rm -rf "$ROOT"; }
 trap cleanup EXIT

@@ -98,3 +98,24 @@ fn limits_are_enforced() {
     assert!(!o.status.success() || berth_e2e::err(&o).contains("fork"), "{}", berth_e2e::err(&o));
     assert_eq!(d.ok(&["run", "--rm", "--name", "fine", "-m", "64m", "busybox", "true"]), "");
 }
+
+#[test]
+fn exec_runs_under_the_container_seccomp_profile() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "secx", "busybox", "sleep", "300"]);
+    // libcontainer's exec path drops the profile; berth applies it again (runc does the same).
+    let o = d.docker(&["exec", "secx", "unshare", "-U", "true"]);
+    assert!(!o.status.success(), "unshare of a user namespace must be blocked in an exec");
+    let status = |who: &str| {
+        let s = d.ok(&["exec", "secx", "cat", &format!("/proc/{who}/status")]);
+        s.lines().filter(|l| l.starts_with("Seccomp:") || l.starts_with("Cap")).map(String::from).collect::<Vec<_>>()
+    };
+    let (mine, init) = (status("self"), status("1"));
+    assert!(mine.contains(&"Seccomp:\t2".to_string()), "{mine:?}");
+    // The capability borrowed to load the filter is gone: the exec has exactly the container's sets.
+    assert_eq!(mine, init);
+    let user = d.ok(&["exec", "-u", "33", "secx", "grep", "Seccomp:", "/proc/self/status"]);
+    assert_eq!(user, "Seccomp:\t2");
+    d.ok(&["rm", "-f", "secx"]);
+}

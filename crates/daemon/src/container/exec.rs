@@ -153,6 +153,12 @@ impl ContainerService {
             let mut hc = rec2.host_config.clone();
             hc.privileged |= cfg.privileged;
             let caps = spec::capabilities(&hc);
+            // CAP_SYS_ADMIN in the permitted set only: the shim needs it for a moment to load the
+            // container's seccomp profile into the exec, then drops it before execve.
+            let mut permitted = caps.clone();
+            if !permitted.iter().any(|c| c == "CAP_SYS_ADMIN") {
+                permitted.push("CAP_SYS_ADMIN".into());
+            }
             let mut u = json!({"uid": usr.uid, "gid": usr.gid});
             if !usr.additional_gids.is_empty() {
                 u["additionalGids"] = json!(usr.additional_gids);
@@ -163,7 +169,7 @@ impl ContainerService {
                 "args": cfg.cmd,
                 "env": env,
                 "cwd": cwd,
-                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": permitted},
             });
             std::fs::write(&pj, serde_json::to_vec(&process).map_err(|e| Error::internal(e.to_string()))?)?;
             Ok(())
