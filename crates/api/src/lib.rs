@@ -1,6 +1,7 @@
 //! Docker Engine API wire types and codecs.
 
 pub mod container;
+pub mod detach;
 pub mod events;
 pub mod filters;
 pub mod image;

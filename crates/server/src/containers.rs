@@ -51,7 +51,8 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/exec", post(exec_create))
         .route("/exec/{id}/start", post(exec_start))
         .route("/exec/{id}/json", get(exec_inspect))
-        .route("/exec/{id}/resize", post(|| async { StatusCode::OK }))
+        .route("/exec/{id}/resize", post(exec_resize))
+        .route("/containers/{id}/resize", post(resize))
 }
 
 async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateRequest>) -> ApiResult<Response> {
@@ -121,7 +122,10 @@ async fn attach(State(svc): Svc, Path(id): Path<String>, q: Query, req: Request)
         logs: q.bool("logs"),
     };
     let a = svc.attach(&id, opts).await?;
-    Ok(hijack::respond(req, a))
+    let streams = hijack::Streams::from(a)
+        .with_detach_keys(q.str("detachKeys").unwrap_or(""))
+        .map_err(|e| ApiError(Error::invalid(e)))?;
+    Ok(hijack::respond(req, streams))
 }
 
 /// `since`/`until` as unix seconds with an optional fraction, or RFC 3339.
@@ -300,7 +304,12 @@ async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> Ap
     let req = Request::from_parts(parts, Body::empty());
     match svc.exec_start(&id, b.detach).await {
         Ok(_) if b.detach => Ok(StatusCode::OK.into_response()),
-        Ok(stream) => Ok(hijack::respond(req, stream)),
+        Ok(stream) => {
+            let keys = stream.detach_keys.clone();
+            let streams =
+                hijack::Streams::from(stream).with_detach_keys(&keys).map_err(|e| ApiError(Error::invalid(e)))?;
+            Ok(hijack::respond(req, streams))
+        }
         // As Docker: a process that cannot start is reported inside the hijacked stream (the exit
         // code is in exec inspect); a missing exec or stopped container is an HTTP error.
         Err(e) if b.detach || matches!(e.kind, berth_types::ErrorKind::NotFound | berth_types::ErrorKind::Conflict) => {
@@ -309,7 +318,7 @@ async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> Ap
         Err(e) => {
             let (tx, output) = tokio::sync::mpsc::unbounded_channel();
             let _ = tx.send((1, bytes::Bytes::from(format!("{}\r\n", e.message))));
-            Ok(hijack::respond(req, hijack::Streams { tty: false, output, stdin: None }))
+            Ok(hijack::respond(req, hijack::Streams { tty: false, output, stdin: None, detach: None }))
         }
     }
 }
@@ -332,6 +341,28 @@ async fn rename(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<
     let name = q.str("name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError(Error::invalid("name is required")))?;
     svc.rename(&id, name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `h` and `w` of a resize: Docker answers 400 for missing or malformed ones.
+fn size(q: &Query) -> ApiResult<(u16, u16)> {
+    let dim = |k: &str| -> ApiResult<u16> {
+        q.str(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError(Error::invalid(format!("invalid {k}: {:?}", q.str(k).unwrap_or("")))))
+    };
+    Ok((dim("h")?, dim("w")?))
+}
+
+async fn resize(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let (h, w) = size(&q)?;
+    svc.resize(&id, h, w).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn exec_resize(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let (h, w) = size(&q)?;
+    svc.exec_resize(&id, h, w).await?;
+    Ok(StatusCode::OK)
 }
 
 async fn update(

@@ -27,18 +27,23 @@ pub struct Streams {
     pub tty: bool,
     pub output: tokio::sync::mpsc::UnboundedReceiver<(u8, bytes::Bytes)>,
     pub stdin: Option<Box<dyn Fn(Option<bytes::Bytes>) + Send>>,
+    /// Detach keys of a TTY with stdin: typing them ends the attach, the container runs on.
+    pub detach: Option<Vec<u8>>,
 }
 
 impl From<AttachStream> for Streams {
     fn from(a: AttachStream) -> Streams {
+        let tty = a.tty;
         let stdin = a.stdin.map(|s| {
             Box::new(move |d: Option<bytes::Bytes>| match d {
                 Some(d) => s.send(d),
-                None if s.close_on_eof => s.close(),
+                // As Docker: the client's EOF closes a StdinOnce container's stdin, but never a
+                // TTY's (a terminal client going away is not the end of the input).
+                None if s.close_on_eof && !tty => s.close(),
                 None => {}
             }) as Box<dyn Fn(Option<bytes::Bytes>) + Send>
         });
-        Streams { tty: a.tty, output: a.output, stdin }
+        Streams { tty, output: a.output, stdin, detach: None }
     }
 }
 
@@ -49,7 +54,18 @@ impl From<ExecStream> for Streams {
                 let _ = tx.send(d);
             }) as Box<dyn Fn(Option<bytes::Bytes>) + Send>
         });
-        Streams { tty: x.tty, output: x.output, stdin }
+        Streams { tty: x.tty, output: x.output, stdin, detach: None }
+    }
+}
+
+impl Streams {
+    /// Sets the detach keys (Docker's notation) when they apply: a TTY with stdin attached.
+    pub fn with_detach_keys(mut self, spec: &str) -> Result<Streams, String> {
+        let keys = berth_api::detach::parse(spec)?;
+        if self.tty && self.stdin.is_some() {
+            self.detach = Some(keys);
+        }
+        Ok(self)
     }
 }
 
@@ -89,6 +105,8 @@ pub fn respond(mut req: Request, attach: impl Into<Streams>) -> Response {
 async fn relay<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(io: IO, mut attach: Streams) {
     let (mut rd, mut wr) = tokio::io::split(io);
     let stdin = attach.stdin.take();
+    let mut scanner = attach.detach.take().map(berth_api::detach::Scanner::new);
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -100,14 +118,34 @@ async fn relay<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send +
                     return;
                 }
                 Ok(n) => {
-                    if let Some(s) = &stdin {
-                        s(Some(bytes::Bytes::copy_from_slice(&buf[..n])));
+                    let Some(s) = &stdin else { continue };
+                    let data = match scanner.as_mut().map(|sc| sc.feed(&buf[..n])) {
+                        None => buf[..n].to_vec(),
+                        Some(berth_api::detach::Scan::Forward(d)) => d,
+                        Some(berth_api::detach::Scan::Detach(d)) => {
+                            if !d.is_empty() {
+                                s(Some(bytes::Bytes::from(d)));
+                            }
+                            let _ = detached_tx.send(());
+                            return;
+                        }
+                    };
+                    if !data.is_empty() {
+                        s(Some(bytes::Bytes::from(data)));
                     }
                 }
             }
         }
     });
-    while let Some((s, data)) = attach.output.recv().await {
+    loop {
+        let (s, data) = tokio::select! {
+            m = attach.output.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            // The detach keys: the attach ends here, the container keeps running.
+            Ok(()) = &mut detached => break,
+        };
         let res = if attach.tty { wr.write_all(&data).await } else { wr.write_all(&stdcopy::frame(s, &data)).await };
         if res.is_err() {
             break;

@@ -68,6 +68,8 @@ pub(super) struct ExecRoute {
 /// A started exec, as the server streams it.
 pub struct ExecStream {
     pub tty: bool,
+    /// The exec's DetachKeys (Docker's notation; empty is the default).
+    pub detach_keys: String,
     pub output: mpsc::UnboundedReceiver<Chunk>,
     pub stdin: Option<mpsc::UnboundedSender<Option<Bytes>>>,
 }
@@ -236,7 +238,7 @@ impl ContainerService {
             });
             tx
         });
-        Ok(ExecStream { tty: x.config.tty, output, stdin })
+        Ok(ExecStream { tty: x.config.tty, detach_keys: x.config.detach_keys.clone(), output, stdin })
     }
 
     /// Routes a shim frame about an exec (called by the container's supervisor).
