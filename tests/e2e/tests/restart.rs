@@ -112,6 +112,8 @@ fn tcp_on_loopback_serves_the_api() {
         .args(["--exec-root", root.join("run").to_str().unwrap()])
         .args(["-H", &format!("tcp://127.0.0.1:{port}"), "--config-file", "/nonexistent/daemon.json"])
         .args(["--cgroup-parent", &format!("{}-tcp", d.cgroup_parent)])
+        // Its own bridge name, so its nftables table is its own too.
+        .args(["--bridge", &format!("{}t", d.bridge)])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -134,6 +136,7 @@ fn tcp_on_loopback_serves_the_api() {
         rustix::process::Signal::TERM,
     );
     let st = child.wait().unwrap();
+    let _ = std::process::Command::new("nft").args(["delete", "table", "ip", &format!("{}t", d.nft_table())]).output();
     assert!(ok, "docker could not reach berthd over loopback TCP");
     assert!(st.success(), "berthd exits 0 on SIGTERM");
 }
