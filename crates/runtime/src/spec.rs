@@ -141,9 +141,49 @@ pub struct Device {
 /// Where the init binary appears in the container, as Docker's docker-init.
 pub const INIT_PATH: &str = "/sbin/docker-init";
 
-/// Resolves `--device` entries (`{PathOnHost, PathInContainer, CgroupPermissions}`) against the host.
+/// Every device node under the host's /dev, as a privileged container gets them (runc skips the
+/// same folders: they are mounted separately or meaningless in a container).
+fn all_host_devices(dir: &std::path::Path, out: &mut Vec<Device>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            if !matches!(name.as_str(), "pts" | "shm" | "fd" | "mqueue" | ".lxc" | ".lxd-mounts" | ".udev") {
+                all_host_devices(&p, out);
+            }
+            continue;
+        }
+        if name == "console" || ft.is_symlink() {
+            continue;
+        }
+        let Ok(st) = rustix::fs::stat(&p) else { continue };
+        let kind = match st.st_mode & libc_mode::S_IFMT {
+            libc_mode::S_IFCHR => "c",
+            libc_mode::S_IFBLK => "b",
+            _ => continue,
+        };
+        out.push(Device {
+            path: p.to_string_lossy().into_owned(),
+            kind: kind.into(),
+            major: rustix::fs::major(st.st_rdev) as u64,
+            minor: rustix::fs::minor(st.st_rdev) as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            access: "rwm".into(),
+        });
+    }
+}
+
+/// Resolves `--device` entries (`{PathOnHost, PathInContainer, CgroupPermissions}`) against the
+/// host; a privileged container gets every host device as well.
 pub fn host_devices(hc: &HostConfig) -> berth_types::Result<Vec<Device>> {
     let mut out = Vec::new();
+    if hc.privileged {
+        all_host_devices(std::path::Path::new("/dev"), &mut out);
+    }
     for d in hc.extra.get("Devices").and_then(|v| v.as_array()).into_iter().flatten() {
         let host = d["PathOnHost"].as_str().unwrap_or_default();
         let inside = d["PathInContainer"].as_str().filter(|p| !p.is_empty()).unwrap_or(host);
@@ -253,15 +293,22 @@ fn apply_extras(spec: &mut Value, input: &SpecInput) -> berth_types::Result<()> 
     if let Some(v) = int(hc, "BlkioWeight") {
         res["blockIO"] = json!({"weight": v});
     }
-    for d in &input.devices {
+    if hc.privileged {
+        // Privileged: the devices cgroup allows everything, as with Docker.
+        res["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    }
+    for d in input.devices.iter().filter(|_| !hc.privileged) {
         res["devices"].as_array_mut().expect("devices list").push(json!({
             "allow": true, "type": d.kind, "major": d.major, "minor": d.minor, "access": d.access
         }));
     }
     if !input.devices.is_empty() {
+        let mut seen = std::collections::HashSet::new();
         let devs: Vec<Value> = input
             .devices
             .iter()
+            // A `--device` inside a privileged container's /dev is listed once.
+            .filter(|d| seen.insert(d.path.clone()))
             .map(|d| {
                 json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor,
                        "fileMode": d.mode, "uid": d.uid, "gid": d.gid})

@@ -156,3 +156,31 @@ fn update_changes_limits_live() {
     assert_eq!(d.ok(&["exec", "upd", "cat", "/sys/fs/cgroup/pids/pids.max"]), "20");
     d.ok(&["rm", "-f", "upd"]);
 }
+
+#[test]
+fn privileged_sees_host_devices() {
+    let d = daemon();
+    // Some host device node outside Docker's default set.
+    let Some(dev) = ["/dev/loop0", "/dev/kmsg", "/dev/fuse", "/dev/loop-control"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        panic!("no extra device node on this host to check with");
+    };
+    let o = d.docker(&["run", "--rm", "busybox", "ls", dev]);
+    assert!(!o.status.success(), "{dev} visible without --privileged");
+    assert_eq!(run(&d, &["--privileged", "busybox", "ls", dev]), dev);
+    // And the devices cgroup lets it be opened.
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 0 /dev/kmsg 2>/dev/null || true; ls /dev | wc -l",
+    ]);
+    assert!(o.status.success());
+    let n: usize = berth_e2e::out(&o).trim().parse().unwrap();
+    assert!(n > 20, "only {n} devices in a privileged container");
+}

@@ -1,0 +1,32 @@
+#!/bin/sh
+# Container benchmarks for issue #4 (numbers, not pass/fail):
+#  - `docker exec <c> true` latency (median of N; target <= 15 ms)
+#  - 50 containers started with parallelism 10 (`docker run -d`), wall time
+#  - RSS of one idle berth-shim (target <= 2 MB)
+# Runs a private release berthd on a temp root; removes everything afterwards.
+set -eu
+cd "$(dirname "$0")/.."
+N=${N:-20}
+. bench/berthd.sh
+sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
+docker run -d --name idle --network none busybox sleep 600 >/dev/null
+docker exec idle true
+python3 - "$N" <<'PY'
+import subprocess, sys, time, statistics
+from concurrent.futures import ThreadPoolExecutor
+n = int(sys.argv[1])
+ts = []
+for _ in range(n):
+    t = time.perf_counter()
+    subprocess.run(["docker", "exec", "idle", "true"], check=True)
+    ts.append((time.perf_counter() - t) * 1000)
+print(f"docker exec idle true x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms")
+t = time.perf_counter()
+with ThreadPoolExecutor(10) as ex:
+    list(ex.map(lambda i: subprocess.run(["docker", "run", "-d", "--network", "none", "--name", f"p{i}", "busybox", "sleep", "600"], check=True, stdout=subprocess.DEVNULL), range(50)))
+print(f"50 containers, parallelism 10: {time.perf_counter() - t:.2f} s")
+PY
+SHIM=$(pgrep -f "berth-shim.*$ROOT" | head -1)
+sleep 1
+echo "idle berth-shim RSS: $(awk '/VmRSS/ {print $2}' /proc/$SHIM/status) KiB (pid $SHIM)"
+docker rm -f idle $(seq -f 'p%g' 0 49) >/dev/null
