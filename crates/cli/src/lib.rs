@@ -1,5 +1,6 @@
 //! The Engine API client shared by `berth` and the end-to-end tests.
 
+pub mod build;
 pub mod client;
 pub mod commands;
 pub mod registry;

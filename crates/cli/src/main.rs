@@ -148,6 +148,38 @@ enum Cmd {
         quiet: bool,
         image: String,
     },
+    /// Build an image from a Dockerfile
+    Build {
+        #[arg(short = 't', long = "tag")]
+        tag: Vec<String>,
+        #[arg(short = 'f', long = "file")]
+        file: Option<String>,
+        #[arg(long = "build-arg")]
+        build_arg: Vec<String>,
+        #[arg(long = "label")]
+        label: Vec<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long = "no-cache")]
+        no_cache: bool,
+        #[arg(long)]
+        pull: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        rm: bool,
+        #[arg(long = "force-rm")]
+        force_rm: bool,
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long = "add-host")]
+        add_host: Vec<String>,
+        #[arg(long = "cache-from")]
+        cache_from: Vec<String>,
+        #[arg(long)]
+        platform: Option<String>,
+        context: String,
+    },
     /// Log in to a registry (the daemon checks the credentials)
     Login {
         #[arg(short, long)]
@@ -364,6 +396,42 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         })
         .await),
+        Cmd::Build {
+            tag,
+            file,
+            build_arg,
+            label,
+            target,
+            no_cache,
+            pull,
+            quiet,
+            rm,
+            force_rm,
+            network,
+            add_host,
+            cache_from,
+            platform,
+            context,
+        } => {
+            let a = berth_cli::build::BuildArgs {
+                context,
+                tags: tag,
+                file,
+                build_args: build_arg,
+                labels: label,
+                target,
+                no_cache,
+                pull,
+                quiet,
+                rm,
+                force_rm,
+                network,
+                add_hosts: add_host,
+                cache_from,
+                platform,
+            };
+            berth_cli::build::build(&c, &a).await
+        }
         Cmd::Pull { all_tags, platform, quiet, image } => {
             registry::pull(&c, &image, all_tags, platform.as_deref(), quiet).await?;
             Ok(0)

@@ -79,3 +79,35 @@ fn berth_registry_commands() {
     assert!(!o.status.success());
     assert!(err(&o).contains("docker login"), "{}", err(&o));
 }
+
+#[test]
+fn berth_build_matches_docker_build() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let ctx = d.root.join("bctx");
+    std::fs::create_dir_all(ctx.join("sub")).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nARG WHO\nCOPY . /ctx/\nRUN echo \"hi $WHO\" > /hi\n")
+        .unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "secret.txt\n").unwrap();
+    std::fs::write(ctx.join("secret.txt"), "no").unwrap();
+    std::fs::write(ctx.join("sub/a.txt"), "a").unwrap();
+    let o = d.berth(&["build", "-t", "bb:1", "--build-arg", "WHO=berth", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", berth_e2e::out(&o), err(&o));
+    let s = berth_e2e::out(&o);
+    assert!(s.contains("Step 1/4 : FROM busybox") && s.contains("Successfully tagged bb:1"), "{s}");
+    assert_eq!(d.ok(&["run", "--rm", "bb:1", "cat", "/hi"]), "hi berth");
+    assert_eq!(
+        d.ok(&["run", "--rm", "bb:1", "ls", "/ctx"]),
+        "Dockerfile\nsub",
+        "the .dockerignore applies client-side"
+    );
+    // -q prints the id only; a Dockerfile outside the context is sent under a private name.
+    let outside = d.root.join("Other.Dockerfile");
+    std::fs::write(&outside, "FROM busybox\nRUN exit 6\n").unwrap();
+    let o = d.berth(&["build", "-q", "-f", outside.to_str().unwrap(), ctx.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(6), "the failed RUN's code, as docker: {}", err(&o));
+    assert!(err(&o).contains("returned a non-zero code: 6"), "{}", err(&o));
+    let o = d.berth(&["build", "-q", ctx.to_str().unwrap()]);
+    let id = berth_e2e::out(&o).trim().to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+}
