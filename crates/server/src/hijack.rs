@@ -137,14 +137,23 @@ async fn relay<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send +
             }
         }
     });
+    // A oneshot must not be polled again once it resolved (tokio panics): `watching` guards it.
+    let mut watching = true;
     loop {
         let (s, data) = tokio::select! {
             m = attach.output.recv() => match m {
                 Some(m) => m,
                 None => break,
             },
-            // The detach keys: the attach ends here, the container keeps running.
-            Ok(()) = &mut detached => break,
+            r = &mut detached, if watching => {
+                // Ok: the detach keys were typed, the attach ends and the container runs on.
+                // Err: stdin ended without them; the output goes on.
+                if r.is_ok() {
+                    break;
+                }
+                watching = false;
+                continue;
+            }
         };
         let res = if attach.tty { wr.write_all(&data).await } else { wr.write_all(&stdcopy::frame(s, &data)).await };
         if res.is_err() {
