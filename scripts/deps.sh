@@ -19,11 +19,11 @@ if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]==5.2.1' 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
 fi
-# docker-py: the build tests drive berthd through it as a second, independent client.
-if ! python3 -c 'import docker' >/dev/null 2>&1; then
-  echo "berth: installing docker-py (pip)" >&2
-  python3 -m pip install --quiet 'docker==7.1.0' 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages 'docker==7.1.0'
+# docker-py and testcontainers: client libraries the e2e tests drive berthd through, unchanged.
+if ! python3 -c 'import docker, testcontainers' >/dev/null 2>&1; then
+  echo "berth: installing docker-py and testcontainers (pip)" >&2
+  python3 -m pip install --quiet 'docker==7.1.0' 'testcontainers==4.15.0' 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages 'docker==7.1.0' 'testcontainers==4.15.0'
 fi
 command -v cargo >/dev/null 2>&1 || { echo "berth: cargo is required (rustup toolchain)" >&2; exit 1; }
 command -v docker >/dev/null 2>&1 || echo "berth: note: the docker CLI is not installed; the e2e tests need it" >&2

@@ -1,0 +1,51 @@
+//! Client libraries other than the docker CLI, unchanged against berthd: testcontainers (Python),
+//! on top of docker-py, the way test suites use it.
+
+use std::process::Command;
+
+use berth_e2e::{err, out, Berthd};
+
+#[test]
+fn testcontainers_python_generic_container() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let script = r#"
+import time, urllib.request
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.waiting_utils import wait_for_logs
+c = (DockerContainer("busybox:latest")
+     .with_command(["sh", "-c", "mkdir -p /w && echo hello-tc > /w/index.html && echo ready && exec httpd -f -p 80 -h /w"])
+     .with_exposed_ports(80)
+     .with_env("MODE", "test"))
+with c:
+    wait_for_logs(c, "ready", timeout=10)
+    host, port = c.get_container_host_ip(), c.get_exposed_port(80)
+    body = None
+    for _ in range(50):
+        try:
+            body = urllib.request.urlopen(f"http://{host}:{port}/index.html", timeout=2).read().decode().strip()
+            break
+        except Exception:
+            time.sleep(0.1)
+    print("http", body)
+    code, output = c.exec(["sh", "-c", "echo $MODE"])
+    print("exec", code, output.decode().strip())
+    cid = c.get_wrapped_container().id
+print("stopped", cid[:12])
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("DOCKER_HOST", d.host())
+        // Ryuk (the reaper) is an image from Docker Hub; this machine has no registry access.
+        .env("TESTCONTAINERS_RYUK_DISABLED", "true")
+        .output()
+        .unwrap();
+    let s = out(&o);
+    assert!(o.status.success(), "{s}\n{}", err(&o));
+    assert!(s.contains("http hello-tc"), "{s}");
+    assert!(s.contains("exec 0 test"), "{s}");
+    // The context manager removed the container.
+    let id = s.lines().find_map(|l| l.strip_prefix("stopped ")).unwrap().to_string();
+    assert!(!d.docker(&["inspect", &id]).status.success(), "container {id} left behind");
+}
