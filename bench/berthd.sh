@@ -9,7 +9,11 @@ export DOCKER_HOST=unix://$SOCK
 "$BIN/berthd" --data-root "$ROOT/data" --exec-root "$ROOT/run" -H "unix://$SOCK" \
   --cgroup-parent "/berth-bench-$$" --bridge "bb$$" --config-file /nonexistent --log-level ${BERTHD_LOG:-warn} ${BERTHD_ARGS:-} 2>"$ROOT/berthd.log" &
 PID=$!
-cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; nft delete table ip "berth_bb$$" 2>/dev/null || true
+cleanup() {
+  # Containers first: their shims outlive berthd by design and would keep mounts and cgroups.
+  ids=$("$BIN/berth" -H "unix://$SOCK" ps -aq 2>/dev/null || true)
+  [ -n "$ids" ] && "$BIN/berth" -H "unix://$SOCK" rm -f $ids >/dev/null 2>&1
+  kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; nft delete table ip "berth_bb$$" 2>/dev/null || true
   for d in /sys/fs/cgroup/*/berth-bench-$$ /sys/fs/cgroup/berth-bench-$$; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
   done

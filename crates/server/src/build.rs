@@ -142,10 +142,18 @@ async fn build(State(svc): State<Arc<BuildService>>, q: Query, req: Request) -> 
     let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
     let prepared = svc.prepare(body, opts).await?;
     let rx = svc.run(prepared);
+    // A quiet step (`RUN sleep 60`) writes nothing for a while; a newline every second (JSON
+    // stream readers skip whitespace) is how a client that went away gets noticed: the write fails,
+    // the stream is dropped and the build, with its RUN container, is cancelled.
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let v = rx.recv().await?;
-        let mut line = serde_json::to_vec(&v).unwrap_or_default();
-        line.extend_from_slice(b"\r\n");
+        let line = match tokio::time::timeout(std::time::Duration::from_secs(1), rx.recv()).await {
+            Ok(v) => {
+                let mut line = serde_json::to_vec(&v?).unwrap_or_default();
+                line.extend_from_slice(b"\r\n");
+                line
+            }
+            Err(_) => b"\n".to_vec(),
+        };
         Some((Ok::<_, std::io::Error>(bytes::Bytes::from(line)), rx))
     });
     Response::builder()

@@ -302,25 +302,32 @@ async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> Ap
         serde_json::from_slice(&bytes).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))?
     };
     let req = Request::from_parts(parts, Body::empty());
-    match svc.exec_start(&id, b.detach).await {
-        Ok(_) if b.detach => Ok(StatusCode::OK.into_response()),
-        Ok(stream) => {
-            let keys = stream.detach_keys.clone();
-            let streams =
-                hijack::Streams::from(stream).with_detach_keys(&keys).map_err(|e| ApiError(Error::invalid(e)))?;
-            Ok(hijack::respond(req, streams))
-        }
-        // As Docker: a process that cannot start is reported inside the hijacked stream (the exit
-        // code is in exec inspect); a missing exec or stopped container is an HTTP error.
-        Err(e) if b.detach || matches!(e.kind, berth_types::ErrorKind::NotFound | berth_types::ErrorKind::Conflict) => {
-            Err(e.into())
-        }
-        Err(e) => {
-            let (tx, output) = tokio::sync::mpsc::unbounded_channel();
-            let _ = tx.send((1, bytes::Bytes::from(format!("{}\r\n", e.message))));
-            Ok(hijack::respond(req, hijack::Streams { tty: false, output, stdin: None, detach: None }))
-        }
+    if b.detach {
+        svc.exec_start(&id, true).await?;
+        return Ok(StatusCode::OK.into_response());
     }
+    // A missing exec or a stopped container is an HTTP error; the rest happens on the stream.
+    let tty = svc.exec_check(&id)?;
+    Ok(hijack::respond_deferred(req, tty, move || async move {
+        match svc.exec_start(&id, false).await {
+            Ok(stream) => {
+                let keys = stream.detach_keys.clone();
+                let tty = stream.tty;
+                hijack::Streams::from(stream).with_detach_keys(&keys).unwrap_or_else(|e| error_stream(tty, e))
+            }
+            // As Docker: a process that cannot start is reported inside the hijacked stream (the
+            // exit code is in exec inspect).
+            Err(e) => error_stream(false, e.message),
+        }
+    })
+    .await)
+}
+
+/// A stream that only says `msg` (on stdout, as Docker reports exec start failures).
+fn error_stream(tty: bool, msg: String) -> hijack::Streams {
+    let (tx, output) = tokio::sync::mpsc::unbounded_channel();
+    let _ = tx.send((1, bytes::Bytes::from(format!("{msg}\r\n"))));
+    hijack::Streams { tty, output, stdin: None, detach: None }
 }
 
 async fn exec_inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {

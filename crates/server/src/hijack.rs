@@ -100,6 +100,34 @@ pub fn respond(mut req: Request, attach: impl Into<Streams>) -> Response {
     r
 }
 
+/// Like [`respond`], but the streams are made only once the connection is upgraded (the 101 is on
+/// the wire): an exec's process starts after its client reads the headers, as with Docker. A
+/// client that reads the 101 through a buffered reader (docker-py) would otherwise lose output that
+/// arrived in the same read as the headers.
+pub async fn respond_deferred<F, Fut>(mut req: Request, tty: bool, start: F) -> Response
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Streams> + Send + 'static,
+{
+    if !wants_upgrade(&req) {
+        return respond(req, start().await);
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => relay(TokioIo::new(upgraded), start().await).await,
+            Err(e) => tracing::warn!("exec upgrade failed: {e}"),
+        }
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(tty)));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    r
+}
+
 /// Output until the container's output ends, stdin until the client's EOF; the connection closes
 /// when the output ends, whatever the client is doing with its write side.
 async fn relay<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(io: IO, mut attach: Streams) {

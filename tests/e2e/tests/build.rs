@@ -446,3 +446,33 @@ fn cache_from_a_loaded_image() {
     let o = build_ok(&d, &dir, &["--cache-from", "cf:1", "-t", "cf:3"]);
     assert_eq!(o.matches("Using cache").count(), 1, "{o}");
 }
+
+#[test]
+fn a_client_that_goes_away_cancels_the_build() {
+    use std::io::BufRead;
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let dir = context(&d, "cancel", &[("Dockerfile", "FROM busybox\nRUN echo started && sleep 60\n")]);
+    let mut child = Command::new("docker")
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", d.root.join("docker-config"))
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("started")), "the RUN step never started");
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The RUN container is killed and removed, the context folder too.
+    let gone = (0..100).any(|_| {
+        let idle = d.ok(&["ps", "-aq"]).is_empty() && d.image_tmp_entries() == 0;
+        if !idle {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        idle
+    });
+    assert!(gone, "build container or context left: {} / {}", d.ok(&["ps", "-a"]), d.image_tmp_entries());
+}

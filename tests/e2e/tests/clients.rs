@@ -49,3 +49,21 @@ print("stopped", cid[:12])
     let id = s.lines().find_map(|l| l.strip_prefix("stopped ")).unwrap().to_string();
     assert!(!d.docker(&["inspect", &id]).status.success(), "container {id} left behind");
 }
+
+#[test]
+fn docker_py_exec_run_never_loses_output() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "pyexec", "-e", "MODE=test", "busybox", "sleep", "300"]);
+    // The exec starts only once the 101 is on the wire: a short process's output used to arrive in
+    // the same read as the headers and vanish into docker-py's buffered reader (1 run in 10).
+    let script = r#"
+import docker
+ct = docker.from_env().containers.get("pyexec")
+bad = [i for i in range(30) if ct.exec_run(["sh", "-c", "echo $MODE"]).output.strip() != b"test"]
+print("bad", len(bad))
+"#;
+    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).output().unwrap();
+    assert_eq!(out(&o).trim(), "bad 0", "{}", err(&o));
+    d.ok(&["rm", "-f", "pyexec"]);
+}

@@ -111,6 +111,20 @@ impl ContainerService {
         Ok(id)
     }
 
+    /// What `exec_start` would refuse, checked without starting: a missing or started exec, a
+    /// stopped container. Returns whether the exec has a TTY.
+    pub fn exec_check(&self, exec_id: &str) -> Result<bool> {
+        let x = self.exec_entry(exec_id)?;
+        if x.state.lock().expect("exec state lock").started {
+            return Err(Error::conflict(format!("exec instance {exec_id} is already started")));
+        }
+        let rec = self.get(&x.container_id)?.record();
+        if !rec.state.running() {
+            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
+        }
+        Ok(x.config.tty)
+    }
+
     pub async fn exec_start(&self, exec_id: &str, detach: bool) -> Result<ExecStream> {
         let x = self.exec_entry(exec_id)?;
         {
