@@ -3,4 +3,5 @@
 pub mod build;
 pub mod client;
 pub mod commands;
+pub mod context;
 pub mod registry;

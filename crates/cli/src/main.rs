@@ -14,6 +14,9 @@ struct Cli {
     /// Daemon socket to connect to (default: $BERTH_HOST, $DOCKER_HOST, unix:///run/berth/berth.sock)
     #[arg(short = 'H', long = "host", global = true)]
     host: Option<String>,
+    /// Name of the context to use (default: $BERTH_CONTEXT, $DOCKER_CONTEXT, the current context)
+    #[arg(long = "context", global = true)]
+    context: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -148,6 +151,9 @@ enum Cmd {
         quiet: bool,
         image: String,
     },
+    /// Manage contexts (named daemons), shared with the docker CLI's
+    #[command(subcommand)]
+    Context(ContextCmd),
     /// Build an image from a Dockerfile
     Build {
         #[arg(short = 't', long = "tag")]
@@ -201,6 +207,99 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ContextCmd {
+    /// Create a context
+    Create {
+        name: String,
+        /// Endpoint, as docker: host=unix:///path or host=tcp://host:port
+        #[arg(long, default_value = "")]
+        docker: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List contexts
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Set the current context
+    Use { name: String },
+    /// Remove one or more contexts
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Display detailed information on one or more contexts
+    Inspect { names: Vec<String> },
+    /// Print the name of the current context
+    Show,
+}
+
+fn context_cmd(cmd: ContextCmd) -> Result<i32> {
+    use berth_cli::context;
+    match cmd {
+        ContextCmd::Create { name, docker, description } => {
+            context::create(&name, &docker, &description)?;
+            println!("{name}");
+            eprintln!("Successfully created context \"{name}\"");
+        }
+        ContextCmd::Ls { quiet } => {
+            let cur = context::current();
+            let all = context::list()?;
+            if quiet {
+                all.iter().for_each(|c| println!("{}", c.name));
+                return Ok(0);
+            }
+            let rows: Vec<[String; 3]> = all
+                .iter()
+                .map(|c| {
+                    let name = if c.name == cur { format!("{} *", c.name) } else { c.name.clone() };
+                    [name, c.description.clone(), c.host.clone()]
+                })
+                .collect();
+            let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(4) + 3;
+            let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(11) + 3;
+            println!("{:w0$}{:w1$}{}", "NAME", "DESCRIPTION", "DOCKER ENDPOINT");
+            for r in rows {
+                println!("{:w0$}{:w1$}{}", r[0], r[1], r[2]);
+            }
+        }
+        ContextCmd::Use { name } => {
+            context::use_ctx(&name)?;
+            println!("{name}");
+            eprintln!("Current context is now \"{name}\"");
+        }
+        ContextCmd::Rm { force, names } => {
+            let mut code = 0;
+            for n in names {
+                match context::remove(&n, force) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            return Ok(code);
+        }
+        ContextCmd::Inspect { names } => {
+            let names = if names.is_empty() { vec![context::current()] } else { names };
+            let mut out = Vec::new();
+            for n in names {
+                out.push(context::inspect_json(&context::get(&n)?));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        ContextCmd::Show => println!("{}", context::current()),
+    }
+    Ok(0)
+}
+
 fn main() {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -240,11 +339,12 @@ where
 }
 
 async fn run(cli: Cli) -> Result<i32> {
-    let c = match &cli.host {
-        Some(h) => Client::new(h)?,
-        None => Client::from_env()?,
-    };
+    if let Cmd::Context(cmd) = cli.cmd {
+        return context_cmd(cmd);
+    }
+    let c = Client::new(&berth_cli::context::resolve_host(cli.host.as_deref(), cli.context.as_deref())?)?;
     match cli.cmd {
+        Cmd::Context(_) => unreachable!("handled before connecting"),
         Cmd::Version => {
             let v: Value = c.get("/version").await?;
             println!("Client:\n Version:    {}\n API version: {}", env!("CARGO_PKG_VERSION"), berth_api::API_VERSION);

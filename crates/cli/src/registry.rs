@@ -23,7 +23,7 @@ pub fn config_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".docker"))
 }
 
-fn read_config() -> Result<Value> {
+pub(crate) fn read_config() -> Result<Value> {
     let p = config_dir().join("config.json");
     match std::fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b).with_context(|| format!("invalid {}", p.display())),
@@ -32,7 +32,7 @@ fn read_config() -> Result<Value> {
     }
 }
 
-fn write_config(v: &Value) -> Result<()> {
+pub(crate) fn write_config(v: &Value) -> Result<()> {
     let dir = config_dir();
     std::fs::create_dir_all(&dir)?;
     let tmp = dir.join(".config.json.tmp");

@@ -111,3 +111,68 @@ fn berth_build_matches_docker_build() {
     let id = berth_e2e::out(&o).trim().to_string();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
 }
+
+#[test]
+fn contexts_drive_two_daemons_and_are_shared_with_docker() {
+    let a = Berthd::start();
+    let b = Berthd::start();
+    for (d, name) in [(&a, "on-a"), (&b, "on-b")] {
+        d.import_busybox("busybox");
+        d.ok(&["create", "--name", name, "busybox", "true"]);
+    }
+    let cfg = a.root.join("ctx-config");
+    let berth = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(berth_e2e::bin_dir().join("berth"));
+        c.env("BERTH_CONFIG", &cfg).env_remove("BERTH_HOST").env_remove("DOCKER_HOST").env_remove("BERTH_CONTEXT");
+        c.env_remove("DOCKER_CONTEXT").args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let ok = |args: &[&str], env: &[(&str, &str)]| {
+        let o = berth(args, env);
+        assert!(o.status.success(), "berth {args:?}: {}", err(&o));
+        berth_e2e::out(&o)
+    };
+    ok(&["context", "create", "da", "--docker", &format!("host={}", a.host()), "--description", "first"], &[]);
+    ok(&["context", "create", "db", "--docker", &format!("host={}", b.host())], &[]);
+    assert!(!berth(&["context", "create", "da", "--docker", "host=unix:///x"], &[]).status.success());
+    ok(&["context", "use", "da"], &[]);
+    assert_eq!(ok(&["context", "show"], &[]).trim(), "da");
+    let ps = ok(&["ps", "-a"], &[]);
+    assert!(ps.contains("on-a") && !ps.contains("on-b"), "{ps}");
+    assert!(ok(&["--context", "db", "ps", "-a"], &[]).contains("on-b"));
+    assert!(ok(&["ps", "-a"], &[("BERTH_CONTEXT", "db")]).contains("on-b"));
+    // -H still wins over everything.
+    assert!(ok(&["-H", &b.host(), "ps", "-a"], &[]).contains("on-b"));
+    let ls = ok(&["context", "ls"], &[]);
+    assert!(ls.starts_with("NAME") && ls.contains("da *") && ls.contains("first"), "{ls}");
+
+    // Stored as the docker CLI stores them: docker sees and uses the same contexts.
+    let docker = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .env("DOCKER_CONFIG", &cfg)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = docker(&["context", "ls", "--format", "{{.Name}} {{.Current}} {{.DockerEndpoint}}"]);
+    let s = berth_e2e::out(&o);
+    assert!(
+        s.contains(&format!("da true {}", a.host())) && s.contains(&format!("db false {}", b.host())),
+        "{s}{}",
+        err(&o)
+    );
+    assert!(berth_e2e::out(&docker(&["ps", "-a"])).contains("on-a"));
+    assert!(berth_e2e::out(&docker(&["--context", "db", "ps", "-a"])).contains("on-b"));
+
+    let o = berth(&["context", "rm", "da"], &[]);
+    assert!(!o.status.success() && err(&o).contains("context is in use"), "{}", err(&o));
+    ok(&["context", "rm", "-f", "da"], &[]);
+    assert_eq!(ok(&["context", "show"], &[]).trim(), "default");
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&["context", "inspect", "db"], &[])).unwrap();
+    assert_eq!(inspect[0]["Endpoints"]["docker"]["Host"], b.host());
+}
