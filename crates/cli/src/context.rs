@@ -39,7 +39,7 @@ fn env_host() -> Option<String> {
 
 /// The context in effect when no `--context` is given.
 pub fn current() -> String {
-    if let Some(c) = std::env::var("BERTH_CONTEXT").or_else(|_| std::env::var("DOCKER_CONTEXT")).ok() {
+    if let Ok(c) = std::env::var("BERTH_CONTEXT").or_else(|_| std::env::var("DOCKER_CONTEXT")) {
         if !c.is_empty() {
             return c;
         }

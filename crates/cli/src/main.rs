@@ -184,7 +184,9 @@ enum Cmd {
         cache_from: Vec<String>,
         #[arg(long)]
         platform: Option<String>,
-        context: String,
+        /// The build context folder (its id must not clash with the global --context)
+        #[arg(value_name = "PATH")]
+        path: String,
     },
     /// Log in to a registry (the daemon checks the credentials)
     Login {
@@ -264,7 +266,7 @@ fn context_cmd(cmd: ContextCmd) -> Result<i32> {
                 .collect();
             let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(4) + 3;
             let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(11) + 3;
-            println!("{:w0$}{:w1$}{}", "NAME", "DESCRIPTION", "DOCKER ENDPOINT");
+            println!("{:w0$}{:w1$}DOCKER ENDPOINT", "NAME", "DESCRIPTION");
             for r in rows {
                 println!("{:w0$}{:w1$}{}", r[0], r[1], r[2]);
             }
@@ -511,10 +513,10 @@ async fn run(cli: Cli) -> Result<i32> {
             add_host,
             cache_from,
             platform,
-            context,
+            path,
         } => {
             let a = berth_cli::build::BuildArgs {
-                context,
+                context: path,
                 tags: tag,
                 file,
                 build_args: build_arg,
