@@ -8,7 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::{enc, reader_body, ApiError, Client};
 
-/// Prints rows as docker does: columns padded to their widest cell, three spaces apart.
+/// Prints rows as docker does (Go's tabwriter with minwidth 10, padding 3): each column as wide as
+/// its widest cell plus three spaces, and at least ten.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
@@ -23,7 +24,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == n {
                 s.push_str(&c);
             } else {
-                s.push_str(&format!("{c:<width$}   ", width = w[i]));
+                s.push_str(&format!("{c:<width$}", width = (w[i] + 3).max(10)));
             }
         }
         s.trim_end().to_string() + "\n"

@@ -4,4 +4,5 @@ pub mod build;
 pub mod client;
 pub mod commands;
 pub mod context;
+pub mod objects;
 pub mod registry;

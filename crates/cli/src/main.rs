@@ -154,6 +154,12 @@ enum Cmd {
     /// Manage contexts (named daemons), shared with the docker CLI's
     #[command(subcommand)]
     Context(ContextCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// Build an image from a Dockerfile
     Build {
         #[arg(short = 't', long = "tag")]
@@ -203,6 +209,82 @@ enum Cmd {
     /// Create a tag TARGET that refers to SOURCE
     Tag { source: String, target: String },
     /// Return low-level information on a container or image
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// Create a network
+    Create {
+        name: String,
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        #[arg(long)]
+        subnet: Vec<String>,
+        #[arg(long)]
+        gateway: Vec<String>,
+        #[arg(long = "ip-range")]
+        ip_range: Vec<String>,
+        #[arg(long)]
+        internal: bool,
+        #[arg(long)]
+        attachable: bool,
+        #[arg(long)]
+        label: Vec<String>,
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove one or more networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Display detailed information on one or more networks
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// Create a volume
+    Create {
+        name: Option<String>,
+        #[arg(long = "name")]
+        name_flag: Option<String>,
+        #[arg(short, long, default_value = "local")]
+        driver: String,
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// List volumes
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove one or more volumes
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Display detailed information on one or more volumes
     Inspect {
         #[arg(required = true)]
         names: Vec<String>,
@@ -347,6 +429,56 @@ async fn run(cli: Cli) -> Result<i32> {
     let c = Client::new(&berth_cli::context::resolve_host(cli.host.as_deref(), cli.context.as_deref())?)?;
     match cli.cmd {
         Cmd::Context(_) => unreachable!("handled before connecting"),
+        Cmd::Network(n) => {
+            use berth_cli::objects;
+            match n {
+                NetworkCmd::Create { name, driver, subnet, gateway, ip_range, internal, attachable, label, opt } => {
+                    let nc = objects::NetworkCreate {
+                        name,
+                        driver,
+                        subnet,
+                        gateway,
+                        ip_range,
+                        internal,
+                        attachable,
+                        labels: label,
+                        opts: opt,
+                    };
+                    print!("{}", objects::network_create(&c, &nc).await?);
+                    Ok(0)
+                }
+                NetworkCmd::Ls { quiet } => {
+                    print!("{}", objects::network_ls(&c, quiet).await?);
+                    Ok(0)
+                }
+                NetworkCmd::Rm { names } => Ok(objects::remove_each(&c, "networks", &names, false).await),
+                NetworkCmd::Inspect { names } => {
+                    let (s, code) = objects::inspect_each(&c, "networks", &names).await?;
+                    print!("{s}");
+                    Ok(code)
+                }
+            }
+        }
+        Cmd::Volume(v) => {
+            use berth_cli::objects;
+            match v {
+                VolumeCmd::Create { name, name_flag, driver, opt, label } => {
+                    let name = name_flag.or(name);
+                    print!("{}", objects::volume_create(&c, name.as_deref(), &driver, &opt, &label).await?);
+                    Ok(0)
+                }
+                VolumeCmd::Ls { quiet } => {
+                    print!("{}", objects::volume_ls(&c, quiet).await?);
+                    Ok(0)
+                }
+                VolumeCmd::Rm { force, names } => Ok(objects::remove_each(&c, "volumes", &names, force).await),
+                VolumeCmd::Inspect { names } => {
+                    let (s, code) = objects::inspect_each(&c, "volumes", &names).await?;
+                    print!("{s}");
+                    Ok(code)
+                }
+            }
+        }
         Cmd::Version => {
             let v: Value = c.get("/version").await?;
             println!("Client:\n Version:    {}\n API version: {}", env!("CARGO_PKG_VERSION"), berth_api::API_VERSION);

@@ -176,3 +176,43 @@ fn contexts_drive_two_daemons_and_are_shared_with_docker() {
     let inspect: serde_json::Value = serde_json::from_str(&ok(&["context", "inspect", "db"], &[])).unwrap();
     assert_eq!(inspect[0]["Endpoints"]["docker"]["Host"], b.host());
 }
+
+#[test]
+fn berth_network_and_volume_match_docker() {
+    let d = Berthd::start();
+    let sorted = |s: String| {
+        let mut l: Vec<String> = s.lines().map(String::from).collect();
+        let head = l.remove(0);
+        l.sort();
+        (head, l)
+    };
+    let berth_ok = |args: &[&str]| {
+        let o = d.berth(args);
+        assert!(o.status.success(), "berth {args:?}: {}", err(&o));
+        berth_e2e::out(&o)
+    };
+    let id = berth_ok(&["network", "create", "--subnet", &format!("10.214.{}.64/28", d.net), "--label", "k=v", "bn1"]);
+    assert_eq!(id.trim().len(), 64);
+    berth_ok(&["network", "create", "--internal", "bn2"]);
+    assert_eq!(sorted(berth_ok(&["network", "ls"])), sorted(d.ok(&["network", "ls"]) + "\n"));
+    let mut q = berth_ok(&["network", "ls", "-q"]).lines().map(String::from).collect::<Vec<_>>();
+    let mut dq = d.ok(&["network", "ls", "-q"]).lines().map(String::from).collect::<Vec<_>>();
+    q.sort();
+    dq.sort();
+    assert_eq!(q, dq);
+    let insp: serde_json::Value = serde_json::from_str(&berth_ok(&["network", "inspect", "bn1"])).unwrap();
+    assert_eq!(insp[0]["Labels"]["k"], "v");
+    assert_eq!(insp[0]["IPAM"]["Config"][0]["Subnet"], format!("10.214.{}.64/28", d.net));
+    assert_eq!(berth_ok(&["network", "rm", "bn1", "bn2"]), "bn1\nbn2\n");
+    let o = d.berth(&["network", "rm", "nosuch"]);
+    assert!(!o.status.success() && err(&o).contains("network nosuch not found"), "{}", err(&o));
+
+    assert_eq!(berth_ok(&["volume", "create", "--label", "a=b", "bv1"]), "bv1\n");
+    let anon = berth_ok(&["volume", "create"]);
+    assert_eq!(anon.trim().len(), 64);
+    assert_eq!(sorted(berth_ok(&["volume", "ls"])), sorted(d.ok(&["volume", "ls"]) + "\n"));
+    let insp: serde_json::Value = serde_json::from_str(&berth_ok(&["volume", "inspect", "bv1"])).unwrap();
+    assert_eq!(insp[0]["Labels"]["a"], "b");
+    assert_eq!(berth_ok(&["volume", "rm", "bv1", anon.trim()]), format!("bv1\n{}", anon));
+    assert_eq!(berth_ok(&["volume", "ls", "-q"]), "");
+}
