@@ -264,9 +264,13 @@ impl Backend for DaemonBackend {
                 None => Vec::new(),
             };
             let top = layers.last().map(|l| l.chain_id.clone());
-            let made = match &layer {
-                Some(DiffTar(Some(p))) => Some(store.ingest_layer(std::fs::File::open(p)?, top.as_ref())?),
-                _ => None,
+            // Leased until the image exists: a parallel stage's cleanup runs gc meanwhile.
+            let (made, _lease) = match &layer {
+                Some(DiffTar(Some(p))) => {
+                    let (l, lease) = store.ingest_layer_leased(std::fs::File::open(p)?, top.as_ref())?;
+                    (Some(l), Some(lease))
+                }
+                _ => (None, None),
             };
             if let Some(h) = config.history.last_mut() {
                 h.empty_layer = made.is_none();

@@ -144,7 +144,24 @@ impl ImageStore {
     /// exists already, the unpacked copy is dropped. Serialised with `gc`, which would otherwise
     /// see a fresh folder without its record.
     pub fn commit_layer(&self, u: Unpacked, parent: Option<&Digest>) -> Result<LayerInfo> {
+        self.commit_layer_inner(u, parent, false)
+    }
+
+    /// Unpacks and names a layer that keeps a lease until the returned guard drops: a concurrent
+    /// gc (another build step, a container removal) cannot take it before an image references it.
+    pub fn ingest_layer_leased(&self, body: impl Read, parent: Option<&Digest>) -> Result<(LayerInfo, Lease<'_>)> {
+        let u = self.unpack(body, None)?;
+        let info = self.commit_layer_inner(u, parent, true)?;
+        let lease = Lease { store: self, chain: info.chain_id.clone() };
+        Ok((info, lease))
+    }
+
+    fn commit_layer_inner(&self, u: Unpacked, parent: Option<&Digest>, lease: bool) -> Result<LayerInfo> {
         let _gc = self.gc_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if lease {
+            // Under the gc lock: no gc runs between naming the layer and leasing it.
+            self.lease(&chain_id(parent, &u.diff_id));
+        }
         let chain = chain_id(parent, &u.diff_id);
         let dest = self.layout.layer(chain.hex());
         if !(self.store.get::<LayerRecord>(LAYERS, chain.as_str())?.is_some() && dest.exists()) {
@@ -201,7 +218,7 @@ impl ImageStore {
     pub fn import(&self, body: impl Read, opts: ImportOptions) -> Result<Digest> {
         let mut config = Config::default();
         crate::changes::apply(&mut config, &opts.changes)?;
-        let layer = self.ingest_layer(body, None)?;
+        let (layer, _lease) = self.ingest_layer_leased(body, None)?;
         let now = now();
         let comment = if opts.message.is_empty() { "Imported from -".to_string() } else { opts.message };
         let image = ImageConfig {
@@ -248,7 +265,7 @@ impl ImageStore {
         let base_img = self.resolve(base.as_str())?;
         let mut layers = self.layers_of(base)?;
         let parent = layers.last().map(|l| l.chain_id.clone());
-        let layer = self.ingest_layer(std::fs::File::open(diff_tar)?, parent.as_ref())?;
+        let (layer, _lease) = self.ingest_layer_leased(std::fs::File::open(diff_tar)?, parent.as_ref())?;
         let mut config = base_img.config.clone();
         let mut c = opts.config;
         crate::changes::apply(&mut c, &opts.changes)?;
@@ -274,6 +291,18 @@ impl ImageStore {
             let _ = self.gc();
         }
         res
+    }
+}
+
+/// Keeps a freshly ingested layer from gc until an image references it (see `ingest_layer_leased`).
+pub struct Lease<'a> {
+    store: &'a ImageStore,
+    chain: Digest,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.store.release(&self.chain);
     }
 }
 

@@ -16,6 +16,6 @@ pub mod tree;
 
 pub use buildcache::{CacheEntry, CacheRecord};
 pub use distmeta::BlobSource;
-pub use ingest::{CommitOptions, LayerInfo, Unpacked};
+pub use ingest::{CommitOptions, LayerInfo, Lease, Unpacked};
 pub use layout::Layout;
 pub use store::{chain_id, DeleteResponse, Image, ImageStore, ImportOptions, Snapshot, Usage};

@@ -444,6 +444,19 @@ mod tests {
     use crate::testutil::{store, tar_with};
 
     #[test]
+    fn a_leased_fresh_layer_survives_gc_until_released() {
+        let (_d, s) = store();
+        let tar = tar_with(&[("f", b"data")]);
+        let (info, lease) = s.ingest_layer_leased(&tar[..], None).unwrap();
+        // Another writer's gc runs before any image references the layer.
+        s.gc().unwrap();
+        assert!(s.has_layer(&info.chain_id).unwrap() && s.layout.layer(info.chain_id.hex()).exists());
+        drop(lease);
+        s.gc().unwrap();
+        assert!(!s.has_layer(&info.chain_id).unwrap(), "unreferenced once released");
+    }
+
+    #[test]
     fn import_resolve_tag_delete() {
         let (_d, s) = store();
         let tar = tar_with(&[("bin/true", b"x")]);
