@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use berth_dockerfile::pattern::Ignore;
-use futures_util::StreamExt;
-use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
 
@@ -172,38 +170,30 @@ pub async fn build(c: &Client, a: &BuildArgs) -> Result<i32> {
     let sent = c.send(Method::POST, &path, reader_body(file), Some("application/x-tar")).await;
     let _ = std::fs::remove_file(&tar);
     let resp = Client::check(sent?).await?;
-    let mut body = resp.into_body().into_data_stream();
-    let mut buf = Vec::new();
     let mut id = None;
     let mut out = std::io::stdout();
-    while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk?);
-        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            let Ok(v) = serde_json::from_slice::<Value>(&line) else { continue };
-            if let Some(e) = v["error"].as_str() {
-                eprintln!("{}", e.trim_end());
-                let code = v["errorDetail"]["code"].as_i64().filter(|c| *c != 0).unwrap_or(1);
-                return Ok(code as i32);
-            }
-            if let Some(s) = v["stream"].as_str() {
-                if !a.quiet {
+    let failed = crate::client::read_json_lines(resp, |v| {
+        if let Some(e) = v["error"].as_str() {
+            eprintln!("{}", e.trim_end());
+            return Ok(Some(v["errorDetail"]["code"].as_i64().filter(|c| *c != 0).unwrap_or(1) as i32));
+        }
+        if !a.quiet {
+            match v["stream"].as_str() {
+                Some(s) => {
                     let _ = out.write_all(s.as_bytes());
                     let _ = out.flush();
                 }
-            } else if let Some(s) = v["status"].as_str() {
-                if !a.quiet {
-                    match v["id"].as_str() {
-                        Some(i) if v["progressDetail"]["current"].is_null() => println!("{i}: {s}"),
-                        None => println!("{s}"),
-                        _ => {}
-                    }
-                }
-            }
-            if let Some(i) = v["aux"]["ID"].as_str() {
-                id = Some(i.to_string());
+                None => crate::client::print_status(&v),
             }
         }
+        if let Some(i) = v["aux"]["ID"].as_str() {
+            id = Some(i.to_string());
+        }
+        Ok(None)
+    })
+    .await?;
+    if let Some(code) = failed {
+        return Ok(code);
     }
     if a.quiet {
         match id {

@@ -186,3 +186,37 @@ impl Client {
         Ok(TokioIo::new(up))
     }
 }
+
+/// Reads a JSON-lines body (pull, push, build), calling `f` on each message until it returns a
+/// value or the body ends.
+pub async fn read_json_lines<T>(
+    resp: Response<Incoming>,
+    mut f: impl FnMut(Value) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    use futures_util::StreamExt;
+    let mut body = resp.into_body().into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk?);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else { continue };
+            if let Some(done) = f(v)? {
+                return Ok(Some(done));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A progress message as the docker CLI prints it without a terminal (no per-byte progress).
+pub fn print_status(v: &Value) {
+    let status = v["status"].as_str().unwrap_or("");
+    if status.is_empty() || !v["progressDetail"]["current"].is_null() {
+        return;
+    }
+    match v["id"].as_str() {
+        Some(id) => println!("{id}: {status}"),
+        None => println!("{status}"),
+    }
+}

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{json, Value};
@@ -78,27 +77,18 @@ pub fn auth_header(registry: &str) -> Result<String> {
 
 /// Prints a JSON progress stream as docker does without a terminal; the first in-band error fails.
 async fn print_progress(resp: hyper::Response<hyper::body::Incoming>, quiet: bool) -> Result<Vec<Value>> {
-    let mut body = resp.into_body().into_data_stream();
-    let mut buf = Vec::new();
     let mut lines = Vec::new();
-    while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk?);
-        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            let Ok(v) = serde_json::from_slice::<Value>(&line) else { continue };
-            if let Some(e) = v["error"].as_str() {
-                bail!("{e}");
-            }
-            let status = v["status"].as_str().unwrap_or("");
-            if !quiet && !status.is_empty() && v["progressDetail"]["current"].is_null() {
-                match v["id"].as_str() {
-                    Some(id) => println!("{id}: {status}"),
-                    None => println!("{status}"),
-                }
-            }
-            lines.push(v);
+    crate::client::read_json_lines(resp, |v| -> Result<Option<()>> {
+        if let Some(e) = v["error"].as_str() {
+            bail!("{e}");
         }
-    }
+        if !quiet {
+            crate::client::print_status(&v);
+        }
+        lines.push(v);
+        Ok(None)
+    })
+    .await?;
     Ok(lines)
 }
 

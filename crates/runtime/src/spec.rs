@@ -138,6 +138,27 @@ pub struct Device {
     pub access: String,
 }
 
+impl Device {
+    /// The device at `path` in the container, from a host node's stat; `None` if it is no device.
+    fn from_stat(path: &str, st: &rustix::fs::Stat, access: &str) -> Option<Device> {
+        let kind = match st.st_mode & libc_mode::S_IFMT {
+            libc_mode::S_IFCHR => "c",
+            libc_mode::S_IFBLK => "b",
+            _ => return None,
+        };
+        Some(Device {
+            path: path.to_string(),
+            kind: kind.into(),
+            major: rustix::fs::major(st.st_rdev) as u64,
+            minor: rustix::fs::minor(st.st_rdev) as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            access: access.to_string(),
+        })
+    }
+}
+
 /// Where the init binary appears in the container, as Docker's docker-init.
 pub const INIT_PATH: &str = "/sbin/docker-init";
 
@@ -158,22 +179,9 @@ fn all_host_devices(dir: &std::path::Path, out: &mut Vec<Device>) {
         if name == "console" || ft.is_symlink() {
             continue;
         }
-        let Ok(st) = rustix::fs::stat(&p) else { continue };
-        let kind = match st.st_mode & libc_mode::S_IFMT {
-            libc_mode::S_IFCHR => "c",
-            libc_mode::S_IFBLK => "b",
-            _ => continue,
-        };
-        out.push(Device {
-            path: p.to_string_lossy().into_owned(),
-            kind: kind.into(),
-            major: rustix::fs::major(st.st_rdev) as u64,
-            minor: rustix::fs::minor(st.st_rdev) as u64,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            access: "rwm".into(),
-        });
+        if let Some(d) = rustix::fs::stat(&p).ok().and_then(|st| Device::from_stat(&p.to_string_lossy(), &st, "rwm")) {
+            out.push(d);
+        }
     }
 }
 
@@ -193,21 +201,9 @@ pub fn host_devices(hc: &HostConfig) -> berth_types::Result<Vec<Device>> {
                 "error gathering device information while adding custom device \"{host}\": {e}"
             ))
         })?;
-        let kind = match st.st_mode & libc_mode::S_IFMT {
-            libc_mode::S_IFCHR => "c",
-            libc_mode::S_IFBLK => "b",
-            _ => return Err(berth_types::Error::invalid(format!("{host} is not a device node"))),
-        };
-        out.push(Device {
-            path: inside.to_string(),
-            kind: kind.into(),
-            major: rustix::fs::major(st.st_rdev) as u64,
-            minor: rustix::fs::minor(st.st_rdev) as u64,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            access: access.to_string(),
-        });
+        let dev = Device::from_stat(inside, &st, access)
+            .ok_or_else(|| berth_types::Error::invalid(format!("{host} is not a device node")))?;
+        out.push(dev);
     }
     Ok(out)
 }

@@ -91,6 +91,11 @@ pub fn respond(mut req: Request, attach: impl Into<Streams>) -> Response {
             Err(e) => tracing::warn!("attach upgrade failed: {e}"),
         }
     });
+    switching_protocols(tty)
+}
+
+/// The `101` that hands the connection over to the raw stream.
+fn switching_protocols(tty: bool) -> Response {
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
@@ -119,13 +124,7 @@ where
             Err(e) => tracing::warn!("exec upgrade failed: {e}"),
         }
     });
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(tty)));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    r
+    switching_protocols(tty)
 }
 
 /// Output until the container's output ends, stdin until the client's EOF; the connection closes
