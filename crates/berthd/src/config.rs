@@ -61,6 +61,21 @@ pub struct Args {
     /// The init binary `--init` runs as pid 1 (default: /usr/bin/tini-static)
     #[arg(long)]
     pub init_path: Option<PathBuf>,
+    /// Serve TCP hosts over TLS (implied by --tlsverify)
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve TCP hosts over TLS and require client certificates signed by --tlscacert
+    #[arg(long)]
+    pub tlsverify: bool,
+    /// CA that signs the client certificates accepted with --tlsverify
+    #[arg(long)]
+    pub tlscacert: Option<PathBuf>,
+    /// The daemon's TLS certificate
+    #[arg(long)]
+    pub tlscert: Option<PathBuf>,
+    /// The daemon's TLS key
+    #[arg(long)]
+    pub tlskey: Option<PathBuf>,
 }
 
 /// daemon.json, with Docker's key names.
@@ -96,6 +111,11 @@ struct FileConfig {
     registry_certs_dir: Option<PathBuf>,
     #[serde(rename = "init-path")]
     init_path: Option<PathBuf>,
+    tls: Option<bool>,
+    tlsverify: Option<bool>,
+    tlscacert: Option<PathBuf>,
+    tlscert: Option<PathBuf>,
+    tlskey: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -118,6 +138,7 @@ pub struct Settings {
     pub pools: berth_network::Pools,
     pub distribution: berth_daemon::images::DistributionConfig,
     pub init_path: Option<PathBuf>,
+    pub tls: Option<crate::listen::TlsSettings>,
 }
 
 impl Settings {
@@ -215,7 +236,20 @@ impl Settings {
             max_concurrent_downloads: downloads,
             max_concurrent_uploads: uploads,
         };
+        let verify = a.tlsverify || file.tlsverify.unwrap_or(false);
+        let tls = if a.tls || verify || file.tls.unwrap_or(false) {
+            let cert = a.tlscert.or(file.tlscert).context("--tls needs --tlscert and --tlskey")?;
+            let key = a.tlskey.or(file.tlskey).context("--tls needs --tlscert and --tlskey")?;
+            let ca = a.tlscacert.or(file.tlscacert);
+            if verify && ca.is_none() {
+                bail!("--tlsverify needs --tlscacert (the CA that signs client certificates)");
+            }
+            Some(crate::listen::TlsSettings { cert, key, client_ca: if verify { ca } else { None } })
+        } else {
+            None
+        };
         Ok(Settings {
+            tls,
             init_path: a.init_path.or(file.init_path),
             distribution,
             bridge,

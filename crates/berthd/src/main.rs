@@ -49,7 +49,7 @@ async fn run(s: Settings) -> Result<()> {
     std::fs::create_dir_all(&s.data_root).with_context(|| format!("create {}", s.data_root.display()))?;
     std::fs::create_dir_all(&s.exec_root).with_context(|| format!("create {}", s.exec_root.display()))?;
     let _lock = config::lock_data_root(&s.data_root)?;
-    let listeners = listen::open_all(&s.hosts).await?;
+    let listeners = listen::open_all(&s.hosts, s.tls.as_ref()).await?;
     if let Some(p) = &s.pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("write pidfile {}", p.display()))?;

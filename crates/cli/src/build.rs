@@ -14,22 +14,52 @@ use serde_json::Value;
 
 use crate::client::{enc, reader_body, Client};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct BuildArgs {
+    /// The build context folder (its id must not clash with the global --context)
+    #[arg(id = "path", value_name = "PATH")]
     pub context: String,
+    /// Name and optionally a tag in the "name:tag" format
+    #[arg(short = 't', long = "tag")]
     pub tags: Vec<String>,
+    /// Name of the Dockerfile (default: "PATH/Dockerfile")
+    #[arg(short = 'f', long = "file")]
     pub file: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
     pub build_args: Vec<String>,
+    /// Set metadata for an image
+    #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
     pub target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long = "no-cache")]
     pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
     pub pull: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short, long)]
     pub quiet: bool,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub rm: bool,
+    /// Always remove intermediate containers
+    #[arg(long = "force-rm")]
     pub force_rm: bool,
+    /// Set the networking mode for the RUN instructions during build
+    #[arg(long)]
     pub network: Option<String>,
+    /// Add a custom host-to-IP mapping ("host:ip")
+    #[arg(long = "add-host")]
     pub add_hosts: Vec<String>,
+    /// Images to consider as cache sources
+    #[arg(long = "cache-from")]
     pub cache_from: Vec<String>,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
     pub platform: Option<String>,
 }
 

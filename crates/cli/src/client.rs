@@ -1,6 +1,6 @@
 //! A typed Engine API client over a UNIX socket or TCP.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -10,9 +10,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 
-pub const API_PREFIX: &str = "/v1.44";
+use crate::transport::{Endpoint, Io, Transport};
+
+/// The newest API version this client speaks; lowered to the daemon's by negotiation.
+pub const API_VERSION: &str = berth_api::API_VERSION;
 pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
 
 /// An error answer from the daemon, with Docker's message.
@@ -31,18 +34,12 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 #[derive(Debug, Clone)]
-enum Host {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
-#[derive(Debug, Clone)]
 pub struct Client {
-    host: Host,
+    transport: Transport,
+    /// `/v1.xx`: fixed by `$DOCKER_API_VERSION`, else negotiated with `/_ping` on first use.
+    prefix: Arc<tokio::sync::OnceCell<String>>,
+    fixed: Option<String>,
 }
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -65,17 +62,24 @@ pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+fn version_num(v: &str) -> (u32, u32) {
+    let (a, b) = v.split_once('.').unwrap_or((v, "0"));
+    (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+}
+
 impl Client {
-    /// `unix:///path` or `tcp://host:port`.
+    /// `unix:///path`, `tcp://host:port` or `ssh://user@host`, without TLS.
     pub fn new(host: &str) -> Result<Client> {
-        let host = if let Some(p) = host.strip_prefix("unix://") {
-            Host::Unix(PathBuf::from(p))
-        } else if let Some(a) = host.strip_prefix("tcp://") {
-            Host::Tcp(a.to_string())
-        } else {
-            bail!("unsupported host {host:?}: use unix:///path or tcp://host:port")
-        };
-        Ok(Client { host })
+        Client::connect_to(&Endpoint::plain(host))
+    }
+
+    pub fn connect_to(ep: &Endpoint) -> Result<Client> {
+        let fixed = std::env::var("BERTH_API_VERSION")
+            .or_else(|_| std::env::var("DOCKER_API_VERSION"))
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("/v{}", v.trim_start_matches('v')));
+        Ok(Client { transport: Transport::new(ep)?, prefix: Arc::new(tokio::sync::OnceCell::new()), fixed })
     }
 
     /// `$BERTH_HOST`, else `$DOCKER_HOST`, else the default socket.
@@ -87,14 +91,29 @@ impl Client {
     }
 
     async fn connect(&self) -> Result<Box<dyn Io>> {
-        Ok(match &self.host {
-            Host::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await.with_context(|| {
-                format!("Cannot connect to the Berth daemon at unix://{}. Is berthd running?", p.display())
-            })?),
-            Host::Tcp(a) => {
-                Box::new(tokio::net::TcpStream::connect(a).await.with_context(|| format!("connect to tcp://{a}"))?)
-            }
-        })
+        self.transport.connect().await
+    }
+
+    /// The API version both sides speak: ours, or the daemon's `Api-Version` if older (as the docker CLI
+    /// negotiates). A daemon that does not answer `/_ping` gets ours.
+    pub async fn api_prefix(&self) -> Result<String> {
+        if let Some(f) = &self.fixed {
+            return Ok(f.clone());
+        }
+        let p = self
+            .prefix
+            .get_or_try_init(|| async {
+                let io = TokioIo::new(self.connect().await?);
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(conn);
+                let req = Request::builder().method(Method::GET).uri("/_ping").header("Host", "berth").body(empty())?;
+                let resp = sender.send_request(req).await?;
+                let server = resp.headers().get("api-version").and_then(|v| v.to_str().ok()).unwrap_or(API_VERSION);
+                let v = if version_num(server) < version_num(API_VERSION) { server } else { API_VERSION };
+                Ok::<_, anyhow::Error>(format!("/v{v}"))
+            })
+            .await?;
+        Ok(p.clone())
     }
 
     /// Sends one request on a fresh connection.
@@ -117,12 +136,13 @@ impl Client {
         content_type: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<Response<Incoming>> {
+        let prefix = self.api_prefix().await?;
         let io = TokioIo::new(self.connect().await?);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        let mut req = Request::builder().method(method).uri(format!("{API_PREFIX}{path}")).header("Host", "berth");
+        let mut req = Request::builder().method(method).uri(format!("{prefix}{path}")).header("Host", "berth");
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
         }
@@ -166,6 +186,12 @@ impl Client {
 
     /// `POST` with Upgrade: tcp; returns the raw bidirectional stream after `101`.
     pub async fn hijack(&self, path: &str) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        self.hijack_with(path, None).await
+    }
+
+    /// `hijack` with a JSON body (exec start sends `{"Detach":false,"Tty":…}`).
+    pub async fn hijack_with(&self, path: &str, body: Option<&Value>) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let prefix = self.api_prefix().await?;
         let io = TokioIo::new(self.connect().await?);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
@@ -173,11 +199,14 @@ impl Client {
         });
         let req = Request::builder()
             .method(Method::POST)
-            .uri(format!("{API_PREFIX}{path}"))
+            .uri(format!("{prefix}{path}"))
             .header("Host", "berth")
             .header("Connection", "Upgrade")
-            .header("Upgrade", "tcp")
-            .body(empty())?;
+            .header("Upgrade", "tcp");
+        let req = match body {
+            Some(v) => req.header("Content-Type", "application/json").body(full(serde_json::to_vec(v)?))?,
+            None => req.body(empty())?,
+        };
         let resp = Self::check(sender.send_request(req).await?).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             bail!("daemon did not upgrade the connection ({})", resp.status());

@@ -13,12 +13,21 @@ use sha2::{Digest, Sha256};
 
 use crate::client::DEFAULT_HOST;
 use crate::registry::{config_dir, read_config, write_config};
+use crate::transport::{Endpoint, Tls};
 
 pub const DEFAULT: &str = "default";
 
+fn ctx_id(name: &str) -> String {
+    hex::encode(Sha256::digest(name.as_bytes()))
+}
+
 fn meta_dir(name: &str) -> PathBuf {
-    let id = hex::encode(Sha256::digest(name.as_bytes()));
-    config_dir().join("contexts").join("meta").join(id)
+    config_dir().join("contexts").join("meta").join(ctx_id(name))
+}
+
+/// Where docker keeps a context's TLS files: `contexts/tls/<id>/docker/{ca,cert,key}.pem`.
+fn tls_dir(name: &str) -> PathBuf {
+    config_dir().join("contexts").join("tls").join(ctx_id(name)).join("docker")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +35,47 @@ pub struct Ctx {
     pub name: String,
     pub description: String,
     pub host: String,
+    pub skip_tls_verify: bool,
+    /// TLS material stored with the context (docker's layout), if any.
+    pub tls: Option<Tls>,
+}
+
+/// The global TLS flags (`--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFlags {
+    pub tls: bool,
+    pub verify: bool,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    /// TLS for a `-H`/`$DOCKER_HOST` endpoint, as the docker CLI decides it: `--tlsverify` or
+    /// `$DOCKER_TLS_VERIFY` verify; `--tls` only encrypts; files default to `$DOCKER_CERT_PATH` (or the
+    /// config folder) `{ca,cert,key}.pem`.
+    pub fn resolve(&self) -> Option<Tls> {
+        let env_verify = std::env::var("BERTH_TLS_VERIFY")
+            .or_else(|_| std::env::var("DOCKER_TLS_VERIFY"))
+            .is_ok_and(|v| !v.is_empty());
+        let verify = self.verify || env_verify;
+        let explicit = self.ca.is_some() || self.cert.is_some() || self.key.is_some();
+        if !(self.tls || verify || explicit) {
+            return None;
+        }
+        let dir = std::env::var_os("BERTH_CERT_PATH")
+            .or_else(|| std::env::var_os("DOCKER_CERT_PATH"))
+            .map(PathBuf::from)
+            .unwrap_or_else(config_dir);
+        let pick =
+            |flag: &Option<PathBuf>, file: &str| flag.clone().or_else(|| Some(dir.join(file)).filter(|p| p.exists()));
+        Some(Tls {
+            ca: pick(&self.ca, "ca.pem"),
+            cert: pick(&self.cert, "cert.pem"),
+            key: pick(&self.key, "key.pem"),
+            verify,
+        })
+    }
 }
 
 fn valid_name(n: &str) -> bool {
@@ -53,6 +103,8 @@ fn default_ctx() -> Ctx {
         name: DEFAULT.into(),
         description: "Current DOCKER_HOST based configuration".into(),
         host: env_host().unwrap_or_else(|| DEFAULT_HOST.into()),
+        skip_tls_verify: false,
+        tls: None,
     }
 }
 
@@ -63,10 +115,17 @@ pub fn get(name: &str) -> Result<Ctx> {
     let p = meta_dir(name).join("meta.json");
     let raw = std::fs::read(&p).map_err(|_| anyhow::anyhow!("context \"{name}\" does not exist"))?;
     let v: Value = serde_json::from_slice(&raw).with_context(|| format!("invalid {}", p.display()))?;
+    let skip = v["Endpoints"]["docker"]["SkipTLSVerify"].as_bool().unwrap_or(false);
+    let dir = tls_dir(name);
+    let file = |f: &str| Some(dir.join(f)).filter(|p| p.exists());
+    let tls =
+        dir.exists().then(|| Tls { ca: file("ca.pem"), cert: file("cert.pem"), key: file("key.pem"), verify: !skip });
     Ok(Ctx {
         name: name.into(),
         description: v["Metadata"]["Description"].as_str().unwrap_or_default().into(),
         host: v["Endpoints"]["docker"]["Host"].as_str().unwrap_or_default().into(),
+        skip_tls_verify: skip,
+        tls,
     })
 }
 
@@ -93,20 +152,43 @@ pub fn create(name: &str, docker: &str, description: &str) -> Result<()> {
         bail!("context \"{name}\" already exists");
     }
     let mut host = None;
+    let mut skip = false;
+    let mut files: Vec<(&str, PathBuf)> = Vec::new();
     for kv in docker.split(',').filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
             Some(("host", h)) => host = Some(h.to_string()),
-            Some(("skip-tls-verify", _)) | Some(("ca", _)) | Some(("cert", _)) | Some(("key", _)) => {}
+            Some(("skip-tls-verify", v)) => {
+                skip = v.parse().map_err(|_| anyhow::anyhow!("invalid skip-tls-verify {v:?}"))?
+            }
+            Some(("ca", p)) => files.push(("ca.pem", PathBuf::from(p))),
+            Some(("cert", p)) => files.push(("cert.pem", PathBuf::from(p))),
+            Some(("key", p)) => files.push(("key.pem", PathBuf::from(p))),
             _ => bail!("unable to create docker endpoint config: unrecognized config key: {kv}"),
         }
     }
     let host = host.or_else(env_host).unwrap_or_else(|| DEFAULT_HOST.into());
     crate::client::Client::new(&host)?;
+    // Read every TLS file before writing anything, so a bad path leaves no half-made context.
+    let mut material = Vec::new();
+    for (dst, src) in files {
+        material.push((dst, std::fs::read(&src).with_context(|| format!("unable to read {}", src.display()))?));
+    }
     let meta = json!({
         "Name": name,
         "Metadata": {"Description": description},
-        "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": false}},
+        "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": skip}},
     });
+    if !material.is_empty() {
+        let tdir = tls_dir(name);
+        std::fs::create_dir_all(&tdir)?;
+        for (dst, data) in material {
+            std::fs::write(tdir.join(dst), data)?;
+            if dst == "key.pem" {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(tdir.join(dst), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
     let dir = meta_dir(name);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("meta.json"), serde_json::to_vec(&meta)?)?;
@@ -122,6 +204,7 @@ pub fn remove(name: &str, force: bool) -> Result<()> {
         bail!("{name}: context is in use, set -f flag to force remove");
     }
     std::fs::remove_dir_all(meta_dir(name))?;
+    let _ = std::fs::remove_dir_all(tls_dir(name).parent().expect("tls dir has a parent"));
     if current() == name {
         use_ctx(DEFAULT)?;
     }
@@ -144,18 +227,26 @@ pub fn use_ctx(name: &str) -> Result<()> {
     write_config(&cfg)
 }
 
-/// The host a command talks to, from the flags and the environment.
-pub fn resolve_host(flag_host: Option<&str>, flag_context: Option<&str>) -> Result<String> {
+/// The daemon a command talks to, from the flags and the environment.
+pub fn resolve(flag_host: Option<&str>, flag_context: Option<&str>, tls: &TlsFlags) -> Result<Endpoint> {
     if let Some(h) = flag_host {
-        return Ok(h.to_string());
+        return Ok(Endpoint { host: h.to_string(), tls: tls.resolve() });
     }
     if let Some(c) = flag_context {
-        return Ok(get(c)?.host);
+        let c = get(c)?;
+        return Ok(Endpoint { host: c.host, tls: c.tls });
     }
     if let Some(h) = env_host() {
-        return Ok(h);
+        return Ok(Endpoint { host: h, tls: tls.resolve() });
     }
-    Ok(get(&current())?.host)
+    let c = get(&current())?;
+    let tls = if c.name == DEFAULT { tls.resolve() } else { c.tls };
+    Ok(Endpoint { host: c.host, tls })
+}
+
+/// The host alone (what `context ls` and the tests show).
+pub fn resolve_host(flag_host: Option<&str>, flag_context: Option<&str>) -> Result<String> {
+    Ok(resolve(flag_host, flag_context, &TlsFlags::default())?.host)
 }
 
 /// `context inspect`: docker's JSON shape.
@@ -163,11 +254,20 @@ pub fn inspect_json(c: &Ctx) -> Value {
     json!({
         "Name": c.name,
         "Metadata": {"Description": c.description},
-        "Endpoints": {"docker": {"Host": c.host, "SkipTLSVerify": false}},
-        "TLSMaterial": {},
+        "Endpoints": {"docker": {"Host": c.host, "SkipTLSVerify": c.skip_tls_verify}},
+        "TLSMaterial": match &c.tls {
+            Some(t) => {
+                let files: Vec<&str> = [(&t.ca, "ca.pem"), (&t.cert, "cert.pem"), (&t.key, "key.pem")]
+                    .into_iter()
+                    .filter_map(|(p, n)| p.as_ref().map(|_| n))
+                    .collect();
+                json!({ "docker": files })
+            }
+            None => json!({}),
+        },
         "Storage": {
             "MetadataPath": if c.name == DEFAULT { "<IN MEMORY>".to_string() } else { meta_dir(&c.name).display().to_string() },
-            "TLSPath": "<IN MEMORY>",
+            "TLSPath": if c.name == DEFAULT { "<IN MEMORY>".to_string() } else { tls_dir(&c.name).parent().expect("parent").display().to_string() },
         },
     })
 }

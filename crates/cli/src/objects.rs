@@ -5,7 +5,6 @@ use hyper::Method;
 use serde_json::{json, Map, Value};
 
 use crate::client::{enc, Client};
-use crate::commands::table;
 
 /// `KEY=VALUE` list flags (`--label`, `--opt`) as a JSON object.
 fn kv_map(list: &[String]) -> Value {
@@ -65,19 +64,56 @@ pub async fn network_create(c: &Client, n: &NetworkCreate) -> Result<String> {
     Ok(format!("{}\n", v["Id"].as_str().unwrap_or_default()))
 }
 
-pub async fn network_ls(c: &Client, quiet: bool) -> Result<String> {
-    let list: Vec<Value> = c.get("/networks").await?;
-    if quiet {
-        return Ok(list.iter().map(|n| short(n["Id"].as_str().unwrap_or_default()) + "\n").collect());
-    }
-    let rows: Vec<Vec<String>> = list
+pub const NETWORK_HEADERS: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("IPv6", "IPV6"),
+    ("Internal", "INTERNAL"),
+    ("Labels", "LABELS"),
+    ("CreatedAt", "CREATED AT"),
+];
+
+fn labels_text(v: &Value) -> String {
+    let mut l: Vec<String> =
+        v.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+    l.sort();
+    l.join(",")
+}
+
+pub async fn network_ls(
+    c: &Client,
+    quiet: bool,
+    filters: &[String],
+    format: Option<&str>,
+    no_trunc: bool,
+) -> Result<String> {
+    let list: Vec<Value> = c.get(&format!("/networks?{}", crate::cmd::filters_query(filters))).await?;
+    let rows: Vec<Value> = list
         .iter()
         .map(|n| {
             let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
-            vec![short(&s("Id")), s("Name"), s("Driver"), s("Scope")]
+            json!({
+                "ID": if no_trunc { s("Id") } else { short(&s("Id")) },
+                "Name": s("Name"),
+                "Driver": s("Driver"),
+                "Scope": s("Scope"),
+                "IPv6": n["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
+                "Internal": n["Internal"].as_bool().unwrap_or(false).to_string(),
+                "Labels": labels_text(&n["Labels"]),
+                "CreatedAt": s("Created"),
+            })
         })
         .collect();
-    Ok(table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows))
+    if quiet && format.is_none() {
+        return Ok(rows.iter().map(|r| format!("{}\n", r["ID"].as_str().unwrap_or_default())).collect());
+    }
+    crate::output::Format::parse(format)?.render(
+        &rows,
+        NETWORK_HEADERS,
+        "table {{.ID}}\\t{{.Name}}\\t{{.Driver}}\\t{{.Scope}}",
+    )
 }
 
 pub async fn volume_create(
@@ -97,17 +133,36 @@ pub async fn volume_create(
     Ok(format!("{}\n", v["Name"].as_str().unwrap_or_default()))
 }
 
-pub async fn volume_ls(c: &Client, quiet: bool) -> Result<String> {
-    let v: Value = c.get("/volumes").await?;
+pub const VOLUME_HEADERS: &[(&str, &str)] = &[
+    ("Name", "VOLUME NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("Labels", "LABELS"),
+    ("Size", "SIZE"),
+];
+
+pub async fn volume_ls(c: &Client, quiet: bool, filters: &[String], format: Option<&str>) -> Result<String> {
+    let v: Value = c.get(&format!("/volumes?{}", crate::cmd::filters_query(filters))).await?;
     let list = v["Volumes"].as_array().cloned().unwrap_or_default();
-    if quiet {
-        return Ok(list.iter().map(|v| format!("{}\n", v["Name"].as_str().unwrap_or_default())).collect());
-    }
-    let rows: Vec<Vec<String>> = list
+    let rows: Vec<Value> = list
         .iter()
-        .map(|v| vec![v["Driver"].as_str().unwrap_or_default().into(), v["Name"].as_str().unwrap_or_default().into()])
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            json!({
+                "Name": s("Name"),
+                "Driver": s("Driver"),
+                "Scope": s("Scope"),
+                "Mountpoint": s("Mountpoint"),
+                "Labels": labels_text(&v["Labels"]),
+                "Size": match v["UsageData"]["Size"].as_i64() { Some(n) if n >= 0 => crate::units::human_size(n as f64), _ => "N/A".into() },
+            })
+        })
         .collect();
-    Ok(table(&["DRIVER", "VOLUME NAME"], &rows))
+    if quiet && format.is_none() {
+        return Ok(rows.iter().map(|r| format!("{}\n", r["Name"].as_str().unwrap_or_default())).collect());
+    }
+    crate::output::Format::parse(format)?.render(&rows, VOLUME_HEADERS, "table {{.Driver}}\\t{{.Name}}")
 }
 
 /// `network rm` / `volume rm`: each name printed when removed, errors reported and counted.
@@ -126,18 +181,8 @@ pub async fn remove_each(c: &Client, kind: &str, names: &[String], force: bool) 
     code
 }
 
-/// `network inspect` / `volume inspect`: a JSON array of the objects, as docker prints it.
-pub async fn inspect_each(c: &Client, kind: &str, names: &[String]) -> Result<(String, i32)> {
-    let mut out = Vec::new();
-    let mut code = 0;
-    for n in names {
-        match c.get::<Value>(&format!("/{kind}/{}", enc(n))).await {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                eprintln!("{e:#}");
-                code = 1;
-            }
-        }
-    }
-    Ok((serde_json::to_string_pretty(&out)? + "\n", code))
+/// `network inspect` / `volume inspect`: a JSON array of the objects (or `--format`), as docker prints it.
+pub async fn inspect_each(c: &Client, kind: &str, names: &[String], format: Option<&str>) -> Result<i32> {
+    let paths: Vec<String> = names.iter().map(|n| format!("/{kind}/{}", enc(n))).collect();
+    crate::cmd::inspect_format(c, &paths, names, format, "").await
 }

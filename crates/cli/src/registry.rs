@@ -75,25 +75,48 @@ pub fn auth_header(registry: &str) -> Result<String> {
     Ok(base64::engine::general_purpose::URL_SAFE.encode(serde_json::to_vec(&a)?))
 }
 
-/// Prints a JSON progress stream as docker does without a terminal; the first in-band error fails.
-async fn print_progress(resp: hyper::Response<hyper::body::Incoming>, quiet: bool) -> Result<Vec<Value>> {
+/// Shows a JSON progress stream (bars on a terminal, docker's plain lines otherwise); the first
+/// in-band error fails.
+pub async fn print_progress(
+    resp: hyper::Response<hyper::body::Incoming>,
+    quiet: bool,
+    to_stderr: bool,
+) -> Result<Vec<Value>> {
     let mut lines = Vec::new();
-    crate::client::read_json_lines(resp, |v| -> Result<Option<()>> {
+    let mut p = crate::progress::Progress::new(quiet, to_stderr);
+    let r = crate::client::read_json_lines(resp, |v| -> Result<Option<()>> {
         if let Some(e) = v["error"].as_str() {
             bail!("{e}");
         }
-        if !quiet {
-            crate::client::print_status(&v);
-        }
+        p.show(&v);
         lines.push(v);
         Ok(None)
     })
-    .await?;
+    .await;
+    p.finish();
+    r?;
     Ok(lines)
 }
 
 /// `berth pull [-a] [--platform p] [-q] NAME[:TAG|@DIGEST]`
 pub async fn pull(c: &Client, image: &str, all_tags: bool, platform: Option<&str>, quiet: bool) -> Result<()> {
+    pull_to(c, image, all_tags, platform, quiet, false).await?;
+    if quiet {
+        let (name, _) = split_reference(image);
+        println!("{}", if all_tags { name } else { image.to_string() });
+    }
+    Ok(())
+}
+
+/// Pulls with the progress on stdout or (for `run` and `create`) stderr.
+pub async fn pull_to(
+    c: &Client,
+    image: &str,
+    all_tags: bool,
+    platform: Option<&str>,
+    quiet: bool,
+    to_stderr: bool,
+) -> Result<()> {
     let (name, tag) = split_reference(image);
     let tag = if all_tags { String::new() } else { tag.unwrap_or_else(|| "latest".into()) };
     let mut path = format!("/images/create?fromImage={}&tag={}", enc(&name), enc(&tag));
@@ -103,10 +126,7 @@ pub async fn pull(c: &Client, image: &str, all_tags: bool, platform: Option<&str
     let auth = auth_header(&registry_of(&name))?;
     let resp =
         Client::check(c.send_with(Method::POST, &path, empty(), None, &[("X-Registry-Auth", &auth)]).await?).await?;
-    print_progress(resp, quiet).await?;
-    if quiet {
-        println!("{}", if all_tags { name } else { image.to_string() });
-    }
+    print_progress(resp, quiet, to_stderr).await?;
     Ok(())
 }
 
@@ -118,7 +138,7 @@ pub async fn push(c: &Client, image: &str, all_tags: bool, quiet: bool) -> Resul
     let path = format!("/images/{name}/push?tag={}", enc(&tag));
     let resp =
         Client::check(c.send_with(Method::POST, &path, empty(), None, &[("X-Registry-Auth", &auth)]).await?).await?;
-    print_progress(resp, quiet).await?;
+    print_progress(resp, quiet, false).await?;
     Ok(())
 }
 

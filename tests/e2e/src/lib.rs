@@ -55,6 +55,8 @@ pub struct Berthd {
     /// This daemon's default bridge, and the third octet of its private 10.213/10.214 subnets.
     pub bridge: String,
     pub net: u8,
+    /// Extra berthd flags (a TLS listener, say), kept across restarts.
+    pub extra: Vec<String>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -62,13 +64,20 @@ pub struct Berthd {
 impl Berthd {
     /// Starts a berthd with its own data root, exec root, socket and cgroup parent.
     pub fn start() -> Berthd {
+        Berthd::start_with(&[])
+    }
+
+    /// `start` with extra berthd flags.
+    pub fn start_with(extra: &[&str]) -> Berthd {
         let dir = tempfile::Builder::new().prefix("bt-").tempdir_in("/tmp").expect("tempdir");
         let root = dir.path().to_path_buf();
         let tag = rand_tag();
         let cgroup_parent = format!("/berth-test-{tag}");
         let bridge = format!("bt{}", &tag[..6]);
         let net = u8::from_str_radix(&tag[6..8], 16).unwrap_or(1);
-        let mut d = Berthd { socket: root.join("b.sock"), root, cgroup_parent, bridge, net, child: None, _dir: dir };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut d =
+            Berthd { socket: root.join("b.sock"), root, cgroup_parent, bridge, net, extra, child: None, _dir: dir };
         d.spawn();
         d
     }
@@ -94,6 +103,7 @@ impl Berthd {
             .args(["--default-address-pool", &format!("base=10.214.{}.0/24,size=28", self.net)])
             .args(["--config-file", self.root.join("daemon.json").to_str().unwrap()])
             .args(["--log-level", "debug"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -1,0 +1,397 @@
+//! `berth` against the real docker CLI on one berthd: the same scenario through both gives the same
+//! effect and output; TLS, ssh and contexts reach other daemons; terminals behave under a pty.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use berth_e2e::{bin_dir, err, out, Berthd};
+
+fn berth_ok(d: &Berthd, args: &[&str]) -> String {
+    let o = d.berth(args);
+    assert!(o.status.success(), "berth {args:?} failed ({}):\n{}\n{}", o.status, out(&o), err(&o));
+    out(&o)
+}
+
+/// Runs the same arguments through both CLIs and asserts equal stdout and exit codes.
+fn same(d: &Berthd, args: &[&str]) -> String {
+    let a = d.berth(args);
+    let b = d.docker(args);
+    assert_eq!(out(&a), out(&b), "stdout differs for {args:?}\nberth stderr: {}\ndocker stderr: {}", err(&a), err(&b));
+    assert_eq!(a.status.code(), b.status.code(), "exit codes differ for {args:?}: {} / {}", err(&a), err(&b));
+    out(&a)
+}
+
+#[test]
+fn container_and_image_commands_match_docker() {
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    d.ok(&["run", "-d", "--name", "web", "-p", "127.0.0.1::80", "-e", "A=1", "-l", "tier=front", "bb", "sleep", "300"]);
+    berth_ok(&d, &["create", "--name", "idle", "--memory", "32m", "--restart", "on-failure:2", "bb", "true"]);
+    let o = d.berth(&["run", "--name", "done", "bb", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((o.status.code(), out(&o), err(&o)), (Some(3), "out\n".into(), "err\n".into()));
+
+    // Listings through templates (all but the time columns, which tick) and docker's table.
+    same(&d, &["ps", "-a", "--format", "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.Ports}}\t{{.Names}}"]);
+    same(&d, &["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.Labels}} {{.State}} {{.Networks}}"]);
+    same(&d, &["ps", "-q"]);
+    same(&d, &["ps", "-a", "--filter", "name=idle", "--format", "{{json .Names}}"]);
+    same(&d, &["images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}"]);
+    same(&d, &["images", "-q"]);
+    same(&d, &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    same(&d, &["network", "ls"]);
+    same(&d, &["volume", "ls"]);
+    same(&d, &["history", "--format", "{{.ID}} {{.Size}} {{.CreatedBy}}", "bb"]);
+
+    // Inspect and friends.
+    let tmpl = "{{.Name}} {{.State.Status}} {{.HostConfig.Memory}} {{json .Config.Env}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}} {{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}{{index .Config.Cmd 0}}";
+    same(&d, &["inspect", "-f", tmpl, "web", "idle"]);
+    same(&d, &["container", "inspect", "--format", "{{.State.ExitCode}}", "done"]);
+    same(&d, &["inspect", "--format", "{{.Id}}", "bb"]);
+    same(&d, &["inspect", "nosuch"]);
+    same(&d, &["image", "inspect", "-f", "{{.Config.Cmd}}", "bb"]);
+    same(&d, &["port", "web"]);
+    same(&d, &["port", "web", "80"]);
+    same(&d, &["top", "web"]);
+    same(&d, &["logs", "done"]);
+    same(&d, &["logs", "--tail", "1", "web"]);
+    same(&d, &["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"]);
+    same(&d, &["info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.Images}} {{.Driver}}"]);
+
+    // exec: output, exit code, -e/-w/-u.
+    same(&d, &["exec", "-e", "X=5", "-w", "/tmp", "-u", "1:1", "web", "sh", "-c", "echo $X $(pwd) $(id -u)"]);
+    same(&d, &["exec", "web", "sh", "-c", "exit 9"]);
+    same(&d, &["exec", "idle", "true"]);
+
+    // cp both ways, diff, commit, history.
+    let local = d.root.join("cp-src");
+    std::fs::create_dir_all(local.join("sub")).unwrap();
+    std::fs::write(local.join("sub/f"), "payload\n").unwrap();
+    berth_ok(&d, &["cp", local.to_str().unwrap(), "web:/tmp/in"]);
+    assert_eq!(d.ok(&["exec", "web", "cat", "/tmp/in/sub/f"]), "payload");
+    let back = d.root.join("cp-back");
+    berth_ok(&d, &["cp", "web:/tmp/in", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(back.join("sub/f")).unwrap(), "payload\n");
+    berth_ok(&d, &["cp", "web:/tmp/in/sub/f", d.root.join("one").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(d.root.join("one")).unwrap(), "payload\n");
+    same(&d, &["diff", "web"]);
+    let id = berth_ok(&d, &["commit", "-m", "snap", "-c", "ENV Z=1", "web", "snap:1"]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    same(&d, &["inspect", "-f", "{{.Comment}} {{.Config.Env}}", "snap:1"]);
+
+    // Lifecycle: rename, pause, wait, kill, restart, rm.
+    berth_ok(&d, &["rename", "idle", "idle2"]);
+    berth_ok(&d, &["pause", "web"]);
+    same(&d, &["inspect", "-f", "{{.State.Status}}", "web"]);
+    berth_ok(&d, &["unpause", "web"]);
+    assert_eq!(berth_ok(&d, &["wait", "done"]), "3\n");
+    berth_ok(&d, &["start", "idle2"]);
+    assert_eq!(berth_ok(&d, &["wait", "idle2"]), "0\n");
+    assert_eq!(berth_ok(&d, &["kill", "-s", "TERM", "web"]), "web\n");
+    same(&d, &["inspect", "-f", "{{.State.Running}}", "web"]);
+
+    // Stats on a running container: docker's columns and figures.
+    d.ok(&["start", "web"]);
+    let s = berth_ok(&d, &["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}"]);
+    assert!(s.starts_with("web 1 ") && s.contains(" / "), "{s}");
+    let s = berth_ok(&d, &["stats", "--no-stream", "web"]);
+    assert!(s.starts_with("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT"), "{s}");
+
+    // save → rmi → load, export.
+    let tar = d.root.join("bb.tar");
+    berth_ok(&d, &["save", "-o", tar.to_str().unwrap(), "snap:1"]);
+    berth_ok(&d, &["rmi", "snap:1"]);
+    assert!(berth_ok(&d, &["load", "-i", tar.to_str().unwrap()]).contains("Loaded image: snap:1"));
+    same(&d, &["images", "--format", "{{.Repository}}:{{.Tag}}", "snap"]);
+    let exp = d.root.join("web.tar");
+    berth_ok(&d, &["export", "-o", exp.to_str().unwrap(), "web"]);
+    let listing = Command::new("tar").arg("tf").arg(&exp).output().unwrap();
+    assert!(out(&listing).lines().any(|l| l.trim_start_matches("./") == "etc/passwd"), "{}", out(&listing));
+
+    // Events between two fixed times read the same through both CLIs.
+    let now = chrono_now();
+    same(&d, &["events", "--since", "0", "--until", &now]);
+    same(
+        &d,
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &now,
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ],
+    );
+    same(&d, &["system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}"]);
+
+    // Prunes and removal.
+    d.ok(&["stop", "-t", "0", "web"]);
+    same(&d, &["container", "prune", "-f", "--filter", "label=none=1"]);
+    let pruned = berth_ok(&d, &["container", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:") && pruned.contains("Total reclaimed space:"), "{pruned}");
+    same(&d, &["ps", "-aq"]);
+
+    // Bad input: docker's messages' shape and exit codes.
+    for args in [&["run", "--nosuch", "bb"][..], &["nosuchcmd"], &["rm"], &["ps", "--last", "x"], &["rm", "nosuch"]] {
+        let (a, b) = (d.berth(args), d.docker(args));
+        assert_eq!(a.status.code(), b.status.code(), "{args:?}: {} / {}", err(&a), err(&b));
+    }
+    assert!(err(&d.berth(&["run", "--nosuch", "bb"])).starts_with("unknown flag: --nosuch"));
+}
+
+fn chrono_now() -> String {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", err(&o));
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as docker's TLS guide makes them.
+fn make_certs(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend(["-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=berth-test-ca"]);
+    openssl(dir, &a);
+    for (name, ext) in [
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let mut a = vec!["req"];
+        a.extend(ec);
+        let (key, csr, cert) = (format!("{name}-key.pem"), format!("{name}.csr"), format!("{name}-cert.pem"));
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=berth-test"]);
+        openssl(dir, &a);
+        let ext = format!("{name}.ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+    // The client files under docker's default names, for DOCKER_CERT_PATH.
+    std::fs::copy(dir.join("client-cert.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cli(bin: &str, cfg: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(bin);
+    c.env("BERTH_CONFIG", cfg).env("DOCKER_CONFIG", cfg);
+    for k in ["BERTH_HOST", "DOCKER_HOST", "BERTH_CONTEXT", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"] {
+        c.env_remove(k);
+    }
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.args(args).output().unwrap()
+}
+
+#[test]
+fn tls_listener_serves_both_clients_with_client_certificates() {
+    let tmp = tempfile::Builder::new().prefix("bt-tls-").tempdir_in("/tmp").unwrap();
+    let certs = tmp.path().join("certs");
+    make_certs(&certs);
+    let p = |f: &str| certs.join(f).to_str().unwrap().to_string();
+    let port = free_port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let d = Berthd::start_with(&[
+        "-H",
+        &tcp,
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("server-cert.pem"),
+        "--tlskey",
+        &p("server-key.pem"),
+    ]);
+    d.import_busybox("bb");
+    let cfg = tmp.path().join("cfg");
+    let berth = bin_dir().join("berth");
+    let berth = berth.to_str().unwrap();
+    let tls_flags =
+        ["--tlsverify", "--tlscacert", &p("ca.pem"), "--tlscert", &p("cert.pem"), "--tlskey", &p("key.pem")];
+    let with = |bin: &str, extra: &[&str]| {
+        let mut a: Vec<&str> = vec!["-H", &tcp];
+        a.extend(tls_flags);
+        a.extend(extra);
+        cli(bin, &cfg, &[], &a)
+    };
+    for bin in ["docker", berth] {
+        let o = with(bin, &["run", "--rm", "bb", "echo", "over-tls"]);
+        assert!(o.status.success(), "{bin}: {}", err(&o));
+        assert_eq!(out(&o), "over-tls\n", "{bin}");
+        let o = with(bin, &["version", "--format", "{{.Server.APIVersion}}"]);
+        assert_eq!(out(&o).trim(), "1.44", "{bin}: {}", err(&o));
+    }
+    // No client certificate, or no TLS at all: refused.
+    let o = cli(berth, &cfg, &[], &["-H", &tcp, "--tlsverify", "--tlscacert", &p("ca.pem"), "ps"]);
+    assert!(!o.status.success(), "a client without a certificate got in");
+    let o = cli(berth, &cfg, &[], &["-H", &tcp, "ps"]);
+    assert!(!o.status.success(), "plain HTTP got in");
+    // DOCKER_TLS_VERIFY + DOCKER_CERT_PATH, as docker reads them.
+    let env = [("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", certs.to_str().unwrap())];
+    let o = cli(berth, &cfg, &env, &["-H", &tcp, "ps", "-a", "--format", "{{.ID}}"]);
+    assert!(o.status.success(), "{}", err(&o));
+    // A context carrying the TLS material, stored where docker keeps it: both CLIs use it.
+    let ep = format!("host={tcp},ca={},cert={},key={}", p("ca.pem"), p("cert.pem"), p("key.pem"));
+    let o = cli(berth, &cfg, &[], &["context", "create", "secure", "--docker", &ep]);
+    assert!(o.status.success(), "{}", err(&o));
+    for bin in ["docker", berth] {
+        let o = cli(bin, &cfg, &[], &["--context", "secure", "images", "--format", "{{.Repository}}"]);
+        assert_eq!(out(&o).trim(), "bb", "{bin}: {}", err(&o));
+    }
+}
+
+#[test]
+fn ssh_hosts_run_dial_stdio_on_the_remote_side() {
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    d.ok(&["create", "--name", "far", "bb", "true"]);
+    // A stand-in for ssh that "logs in" locally: drops its options and the target, runs the command
+    // with the remote's daemon in the environment.
+    let fake = d.root.join("fake-ssh");
+    let script = format!(
+        "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done\nshift; echo \"$1\" >> {log}\nshift\nPATH={bin}:$PATH BERTH_HOST={host} exec \"$@\"\n",
+        log = d.root.join("ssh.log").display(),
+        bin = bin_dir().display(),
+        host = d.host()
+    );
+    std::fs::write(&fake, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = d.root.join("ssh-cfg");
+    let env = [("BERTH_SSH", fake.to_str().unwrap())];
+    let berth = bin_dir().join("berth");
+    let o =
+        cli(berth.to_str().unwrap(), &cfg, &env, &["-H", "ssh://me@far-host", "ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(out(&o), "far\n", "{}", err(&o));
+    let o = cli(
+        berth.to_str().unwrap(),
+        &cfg,
+        &env,
+        &["-H", "ssh://me@far-host:2222", "run", "--rm", "bb", "echo", "via-ssh"],
+    );
+    assert_eq!(out(&o), "via-ssh\n", "{}", err(&o));
+    let log = std::fs::read_to_string(d.root.join("ssh.log")).unwrap();
+    assert!(log.lines().all(|l| l == "me@far-host"), "{log}");
+}
+
+/// Runs `cmd` under a pseudo-terminal (util-linux `script`), feeding `input` step by step.
+fn under_pty(cmd: &str, steps: &[(u64, &str)]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for (wait_ms, s) in steps {
+        std::thread::sleep(std::time::Duration::from_millis(*wait_ms));
+        let _ = stdin.write_all(s.as_bytes());
+        let _ = stdin.flush();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn run_it_attach_and_detach_under_a_pty() {
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let berth = format!("BERTH_HOST={} {}", d.host(), bin_dir().join("berth").display());
+    let o = under_pty(
+        &format!("stty cols 91 rows 33; {berth} run -it --rm bb sh -c 'tty; sleep 0.5; stty size; exit 7'"),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(7), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("/dev/pts/"), "{}", out(&o));
+    assert!(out(&o).contains("33 91"), "window size not sent: {}", out(&o));
+    // ctrl-p ctrl-q detaches and leaves the container running; attach joins it again.
+    let o = under_pty(&format!("{berth} run -it --name det bb sh"), &[(1500, "echo typed-in\r"), (500, "\x10\x11")]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("typed-in"), "{}", out(&o));
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "det"]), "true");
+    let o = under_pty(&format!("{berth} attach det"), &[(1000, "echo again\r"), (300, "exit 3\r")]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("again"), "{}", out(&o));
+    // exec -it into a running container.
+    d.ok(&["run", "-d", "--name", "bg", "bb", "sleep", "60"]);
+    let o = under_pty(&format!("{berth} exec -it bg sh"), &[(1000, "echo inside-$((6*7))\r"), (300, "exit 4\r")]);
+    assert_eq!(o.status.code(), Some(4), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("inside-42"), "{}", out(&o));
+    d.ok(&["rm", "-f", "bg", "det"]);
+}
+
+#[test]
+fn help_completion_and_management_forms() {
+    let d = Berthd::start();
+    let o = d.berth(&["completion", "bash"]);
+    assert!(o.status.success() && out(&o).contains("_berth"), "{}", err(&o));
+    for shell in ["zsh", "fish"] {
+        assert!(d.berth(&["completion", shell]).status.success());
+    }
+    for cmd in [
+        "run",
+        "create",
+        "exec",
+        "ps",
+        "images",
+        "build",
+        "pull",
+        "push",
+        "cp",
+        "stats",
+        "top",
+        "logs",
+        "commit",
+        "save",
+        "load",
+        "events",
+        "inspect",
+        "container",
+        "image",
+        "network",
+        "volume",
+        "system",
+        "context",
+    ] {
+        let o = d.berth(&[cmd, "--help"]);
+        assert!(o.status.success() && !out(&o).is_empty(), "{cmd} --help: {}", err(&o));
+    }
+    // Management forms and shortcuts are the same commands.
+    d.import_busybox("bb");
+    assert_eq!(berth_ok(&d, &["container", "ls", "-aq"]), berth_ok(&d, &["ps", "-aq"]));
+    assert_eq!(berth_ok(&d, &["image", "ls", "-q"]), berth_ok(&d, &["images", "-q"]));
+    assert_eq!(berth_ok(&d, &["system", "info", "--format", "{{.Images}}"]), "1\n");
+    berth_ok(&d, &["image", "tag", "bb", "bb:two"]);
+    assert!(berth_ok(&d, &["image", "rm", "bb:two"]).contains("Untagged: bb:two"));
+}
