@@ -5,6 +5,7 @@ pub mod build;
 pub mod client;
 pub mod cmd;
 pub mod context;
+pub mod creds;
 pub mod format;
 pub mod objects;
 pub mod output;

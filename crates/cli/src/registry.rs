@@ -57,8 +57,20 @@ pub fn registry_of(image: &str) -> String {
 /// `X-Registry-Auth` for a registry from the stored credentials (`e30=` when there are none).
 pub fn auth_header(registry: &str) -> Result<String> {
     let cfg = read_config()?;
-    let entry = &cfg["auths"][registry];
     let mut a = json!({"serveraddress": registry});
+    if let Some(helper) = crate::creds::helper_for(&cfg, registry) {
+        if let Some((user, secret)) = crate::creds::get(&helper, registry)? {
+            if user == "<token>" {
+                a["identitytoken"] = secret.into();
+            } else {
+                a["username"] = user.into();
+                a["password"] = secret.into();
+            }
+            return Ok(base64::engine::general_purpose::URL_SAFE.encode(serde_json::to_vec(&a)?));
+        }
+        return Ok("e30=".into());
+    }
+    let entry = &cfg["auths"][registry];
     if let Some(tok) = entry["identitytoken"].as_str().filter(|t| !t.is_empty()) {
         a["identitytoken"] = tok.into();
     }
@@ -169,6 +181,17 @@ pub async fn login(c: &Client, server: Option<&str>, user: &str, password: &str)
     if !cfg["auths"].is_object() {
         cfg["auths"] = json!({});
     }
+    if let Some(helper) = crate::creds::helper_for(&cfg, &key) {
+        // With a helper the secret lives in the helper; config.json only lists the registry.
+        match answer["IdentityToken"].as_str().filter(|t| !t.is_empty()) {
+            Some(tok) => crate::creds::store(&helper, &key, "<token>", tok)?,
+            None => crate::creds::store(&helper, &key, user, password)?,
+        }
+        cfg["auths"][&key] = json!({});
+        write_config(&cfg)?;
+        println!("{}", answer["Status"].as_str().unwrap_or("Login Succeeded"));
+        return Ok(());
+    }
     let entry = match answer["IdentityToken"].as_str().filter(|t| !t.is_empty()) {
         Some(tok) => {
             json!({"auth": base64::engine::general_purpose::STANDARD.encode(format!("{user}:")), "identitytoken": tok})
@@ -188,7 +211,10 @@ pub fn logout(server: Option<&str>) -> Result<()> {
         Some(s) => registry_of(&format!("{}/x", s.trim_start_matches("https://").trim_start_matches("http://"))),
     };
     let mut cfg = read_config()?;
-    let removed = cfg["auths"].as_object_mut().and_then(|m| m.remove(&key)).is_some();
+    let mut removed = cfg["auths"].as_object_mut().and_then(|m| m.remove(&key)).is_some();
+    if let Some(helper) = crate::creds::helper_for(&cfg, &key) {
+        removed |= crate::creds::erase(&helper, &key).is_ok();
+    }
     if removed {
         write_config(&cfg)?;
         println!("Removing login credentials for {key}");

@@ -216,3 +216,62 @@ fn berth_network_and_volume_match_docker() {
     assert_eq!(berth_ok(&["volume", "rm", "bv1", anon.trim()]), format!("bv1\n{}", anon));
     assert_eq!(berth_ok(&["volume", "ls", "-q"]), "");
 }
+
+/// `credsStore`: login hands the secret to `docker-credential-<name>`, pushes and pulls read it back,
+/// and the docker CLI uses the same helper; config.json keeps no secret.
+#[test]
+fn credential_helpers_hold_the_secrets() {
+    use berth_e2e::registry::{Auth, Registry};
+    use std::os::unix::fs::PermissionsExt;
+    let reg = Registry::start(Auth::Basic { user: "dave".into(), password: "s3cret".into() });
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let bin = d.root.join("helper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let store = d.root.join("helper-store.json");
+    let helper = bin.join("docker-credential-fake");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ns={}\ncase \"$1\" in\n store) cat > \"$s\" ;;\n get) cat >/dev/null; if [ -f \"$s\" ]; then cat \"$s\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n erase) cat >/dev/null; rm -f \"$s\" ;;\nesac\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = d.root.join("docker-config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("config.json"), r#"{"credsStore": "fake"}"#).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |prog: &std::path::Path, args: &[&str], stdin: Option<&[u8]>| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(prog);
+        c.env("PATH", &path).env("BERTH_CONFIG", &cfg).env("DOCKER_CONFIG", &cfg);
+        c.env("BERTH_HOST", d.host()).env("DOCKER_HOST", d.host()).args(args);
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(i) = stdin {
+            child.stdin.take().unwrap().write_all(i).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    let berth = berth_e2e::bin_dir().join("berth");
+    let r = format!("{}/helper/bb:1", reg.addr);
+    assert!(run(&berth, &["tag", "bb", &r], None).status.success());
+    let o = run(&berth, &["login", "-u", "dave", "--password-stdin", &reg.addr], Some(b"s3cret\n"));
+    assert!(o.status.success(), "{}", err(&o));
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(&store).unwrap()).unwrap();
+    assert_eq!((stored["Username"].as_str(), stored["Secret"].as_str()), (Some("dave"), Some("s3cret")));
+    let conf = std::fs::read_to_string(cfg.join("config.json")).unwrap();
+    assert!(!conf.contains("s3cret") && !conf.contains("ZGF2ZT"), "{conf}");
+    let o = run(&berth, &["push", "-q", &r], None);
+    assert!(o.status.success(), "{}", err(&o));
+    // docker reads the secret through the same helper.
+    let o = run(std::path::Path::new("docker"), &["pull", "-q", &r], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(&berth, &["logout", &reg.addr], None);
+    assert!(o.status.success() && !store.exists(), "{}", err(&o));
+    let o = run(&berth, &["pull", &r], None);
+    assert!(!o.status.success(), "pulled after logout");
+}
