@@ -26,7 +26,9 @@ with ThreadPoolExecutor(10) as ex:
     list(ex.map(lambda i: subprocess.run(["docker", "run", "-d", "--network", "none", "--name", f"p{i}", "busybox", "sleep", "600"], check=True, stdout=subprocess.DEVNULL), range(50)))
 print(f"50 containers, parallelism 10: {time.perf_counter() - t:.2f} s")
 PY
-SHIM=$(pgrep -f "berth-shim.*$ROOT" | head -1)
-sleep 1
-echo "idle berth-shim RSS: $(awk '/VmRSS/ {print $2}' /proc/$SHIM/status) KiB (pid $SHIM)"
+ID=$(docker inspect -f '{{.Id}}' idle)
+SHIM=$(pgrep -f "berth-shim.*$ID" | head -1)
+# A shim sheds its setup memory after a second without activity.
+sleep 2.5
+echo "idle berth-shim RSS: $(awk '/VmRSS/ {print $2}' /proc/$SHIM/status) KiB, PSS $(awk '/^Pss:/ {print $2}' /proc/$SHIM/smaps_rollup) KiB (pid $SHIM)"
 docker rm -f idle $(seq -f 'p%g' 0 49) >/dev/null

@@ -2,9 +2,12 @@
 
 mod exec;
 mod log;
+mod memory;
+mod seccomp;
 mod stdio;
 mod supervisor;
 mod tty;
+mod workload;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -65,9 +68,11 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
     berth_sys::process::set_child_subreaper().map_err(|e| e.to_string())?;
     berth_sys::process::sigpipe_noop_handler().map_err(|e| e.to_string())?;
     let listener = supervisor::listen(&cfg.socket)?;
+    let seccomp = workload::take_from_spec(cfg)?;
     let base = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
         .with_root_path(&cfg.state_root)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_executor(workload::Workload { size: None, seccomp });
     let (builder, pending) = stdio::prepare(base, cfg.tty, cfg.open_stdin, &cfg.bundle, "console.sock")?;
     let container = builder
         .validate_id()

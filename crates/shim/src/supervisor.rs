@@ -70,6 +70,8 @@ pub struct Supervisor {
     exited_at: Option<Instant>,
     log: JsonLog,
     execs: Vec<ExecProc>,
+    /// Setup work (a start, an exec) happened since memory was last shed; shed on the next idle poll.
+    shed_pending: bool,
 }
 
 /// What a polled fd is.
@@ -114,6 +116,7 @@ impl Supervisor {
             exited_at: None,
             log,
             execs: Vec::new(),
+            shed_pending: false,
         })
     }
 
@@ -166,8 +169,15 @@ impl Supervisor {
             let busy = self.exited_at.is_some() || self.execs.iter().any(|e| e.exit.is_some());
             let timeout = if busy { Duration::from_millis(50) } else { Duration::from_secs(1) };
             let ts = Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
-            if poll(&mut fds, Some(&ts)).is_err() {
-                return;
+            match poll(&mut fds, Some(&ts)) {
+                Err(_) => return,
+                // Idle for a whole timeout: the processes we forked have exec'd, so the pages we share
+                // with them no longer pin our code in memory.
+                Ok(0) if self.shed_pending && !busy => {
+                    self.shed_pending = false;
+                    crate::memory::shed();
+                }
+                Ok(_) => {}
             }
             srcs.iter().zip(fds.iter()).filter(|(_, f)| f.revents().intersects(readable)).map(|(s, _)| *s).collect()
         };
@@ -287,6 +297,7 @@ impl Supervisor {
         match kind {
             proto::START if !self.started => {
                 self.started = true;
+                self.shed_pending = true;
                 match self.container.start() {
                     Ok(()) => send(&mut self.clients[i], proto::STARTED, &self.pid.to_be_bytes()),
                     Err(e) => send(&mut self.clients[i], proto::ERROR, format!("start container: {e}").as_bytes()),
@@ -326,6 +337,7 @@ impl Supervisor {
                         Ok(p) => {
                             let a = proto::ExecStarted { exec_id: req.exec_id.clone(), pid: p.pid, error: None };
                             self.execs.push(p);
+                            self.shed_pending = true;
                             a
                         }
                         Err(e) => proto::ExecStarted { exec_id: req.exec_id, pid: 0, error: Some(e) },

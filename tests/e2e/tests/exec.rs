@@ -56,3 +56,30 @@ fn exec_runs_in_the_container() {
     assert!(err(&o).contains("is not running"), "{}", err(&o));
     d.ok(&["rm", "box"]);
 }
+
+/// A shim idle for a while hands its setup code and heap back to the kernel; everything it does
+/// afterwards (exec, logs, attach, stop) faults what it needs back in.
+#[test]
+fn an_idle_shim_still_serves_everything() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quiet",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; trap 'echo bye; exit 3' TERM; while true; do sleep 0.1; done",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(d.ok(&["exec", "quiet", "echo", "after-idle"]), "after-idle");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(d.ok(&["exec", "-u", "1", "quiet", "sh", "-c", "id -u"]), "1");
+    assert_eq!(d.ok(&["logs", "quiet"]), "before");
+    d.ok(&["stop", "-t", "5", "quiet"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "quiet"]), "3");
+    assert_eq!(d.ok(&["logs", "quiet"]), "before\nbye");
+    d.ok(&["rm", "quiet"]);
+}

@@ -39,6 +39,18 @@ fn default_confinement() {
     // Capabilities: Docker's default set; drop and add work.
     let caps = d.ok(&["run", "--rm", "busybox", "grep", "CapEff", "/proc/self/status"]);
     assert_eq!(caps, "CapEff:\t00000000a80425fb", "Docker's 14 default capabilities");
+    // The capability borrowed to load the seccomp filter is gone by the time the program runs.
+    let caps = d.ok(&["run", "--rm", "busybox", "grep", "-E", "^Cap(Prm|Bnd)", "/proc/self/status"]);
+    assert_eq!(caps, "CapPrm:\t00000000a80425fb\nCapBnd:\t00000000a80425fb");
+    for user in ["0", "1000:1000"] {
+        let s = d.ok(&["run", "--rm", "-u", user, "busybox", "grep", "-E", "^(Seccomp|CapPrm):", "/proc/self/status"]);
+        let want = if user == "0" {
+            "CapPrm:\t00000000a80425fb\nSeccomp:\t2"
+        } else {
+            "CapPrm:\t0000000000000000\nSeccomp:\t2"
+        };
+        assert_eq!(s, want, "user {user}");
+    }
     let o = d.docker(&["run", "--rm", "--cap-drop", "CHOWN", "busybox", "chown", "1", "/tmp"]);
     assert!(!o.status.success());
     // No remount of /, no view of host processes.
