@@ -395,3 +395,43 @@ fn help_completion_and_management_forms() {
     berth_ok(&d, &["image", "tag", "bb", "bb:two"]);
     assert!(berth_ok(&d, &["image", "rm", "bb:two"]).contains("Untagged: bb:two"));
 }
+
+/// `cp` works on the filesystem the container's processes see: its /etc files, volumes and tmpfs.
+#[test]
+fn cp_sees_what_the_container_sees() {
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "seen",
+        "-h",
+        "seen-host",
+        "-v",
+        "cpvol:/data",
+        "--tmpfs",
+        "/scratch",
+        "bb",
+        "sleep",
+        "300",
+    ]);
+    for bin in ["docker", "berth"] {
+        let dst = d.root.join(format!("hostname-{bin}"));
+        let o = if bin == "docker" {
+            d.docker(&["cp", "seen:/etc/hostname", dst.to_str().unwrap()])
+        } else {
+            d.berth(&["cp", "seen:/etc/hostname", dst.to_str().unwrap()])
+        };
+        assert!(o.status.success(), "{bin}: {}", err(&o));
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), "seen-host\n", "{bin}");
+    }
+    let f = d.root.join("in-volume");
+    std::fs::write(&f, "kept\n").unwrap();
+    berth_ok(&d, &["cp", f.to_str().unwrap(), "seen:/data/"]);
+    berth_ok(&d, &["cp", f.to_str().unwrap(), "seen:/scratch/t"]);
+    assert_eq!(d.ok(&["exec", "seen", "cat", "/scratch/t"]), "kept");
+    d.ok(&["rm", "-f", "seen"]);
+    // The file went into the volume, not the container's own layer.
+    assert_eq!(d.ok(&["run", "--rm", "-v", "cpvol:/data", "bb", "cat", "/data/in-volume"]), "kept");
+}

@@ -86,6 +86,23 @@ impl ContainerService {
         .await
     }
 
+    /// Runs `f` on the container's filesystem as its processes see it, which is what `docker cp`
+    /// reads and writes: a running container's through `/proc/<pid>/root` (its volumes, binds, tmpfs
+    /// and /etc/hosts, hostname and resolv.conf included), a stopped one's root filesystem.
+    async fn with_view<T: Send + 'static>(
+        &self,
+        e: &Arc<Entry>,
+        f: impl FnOnce(&Path) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let rec = e.record();
+        if rec.state.running() && rec.state.pid > 0 {
+            let _op = e.op.lock().await;
+            let root = PathBuf::from(format!("/proc/{}/root", rec.state.pid));
+            return blocking(move || f(&root)).await;
+        }
+        self.with_root(e, move |root, _| f(root)).await
+    }
+
     /// `GET /containers/{id}/export`: the container's whole filesystem as a tar.
     pub async fn export(&self, name: &str, out: impl AsyncWrite + Send + Unpin + 'static) -> Result<()> {
         let e = self.get(name)?;
@@ -170,7 +187,7 @@ impl ContainerService {
     pub async fn archive_stat(&self, name: &str, path: &str) -> Result<Value> {
         let e = self.get(name)?;
         let p = path.to_string();
-        self.with_root(&e, move |root, _| stat_in(&Root::open(root)?, &p).map(|(v, _)| v)).await
+        self.with_view(&e, move |root| stat_in(&Root::open(root)?, &p).map(|(v, _)| v)).await
     }
 
     /// `GET /containers/{id}/archive`: the stat, then a tar of the path streamed into `out`.
@@ -184,7 +201,7 @@ impl ContainerService {
         let p = path.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let svc = self.clone();
-        let work_fn = move |root: &Path, _: &Path| {
+        let work_fn = move |root: &Path| {
             let r = Root::open(root)?;
             let (stat, resolved) = match stat_in(&r, &p) {
                 Ok(x) => x,
@@ -219,7 +236,7 @@ impl ContainerService {
             Ok(())
         };
         // The stat is known before the body streams; the tar is written as the client reads.
-        let work = tokio::spawn(async move { svc.with_root(&e, work_fn).await });
+        let work = tokio::spawn(async move { svc.with_view(&e, work_fn).await });
         let stat = rx.await.map_err(|_| Error::internal("archive task ended early"))??;
         drop(work);
         Ok(stat)
@@ -235,7 +252,7 @@ impl ContainerService {
     ) -> Result<()> {
         let e = self.get(name)?;
         let p = path.to_string();
-        self.with_root(&e, move |root, _| {
+        self.with_view(&e, move |root| {
             let r = Root::open(root)?;
             let st = r
                 .stat(Path::new(&p))
