@@ -378,19 +378,22 @@ async fn run(cli: Cli) -> Result<i32> {
 }
 
 async fn login(c: &Client, a: LoginArgs) -> Result<i32> {
+    let tty = berth_cli::tty::stdin_is_tty();
     let user = match a.username {
         Some(u) => u,
-        None => anyhow::bail!("Error: cannot perform an interactive login without a terminal: use -u"),
+        None if tty && !a.password_stdin => berth_cli::tty::prompt_line("Username: ", false)?,
+        None => anyhow::bail!("Error: Cannot perform an interactive login from a non TTY device"),
     };
     let password = match (a.password, a.password_stdin) {
         (Some(p), false) => p,
+        (None, false) if tty => berth_cli::tty::prompt_line("Password: ", true)?,
         (None, true) => {
             let mut p = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut p)?;
             p.trim_end_matches(['\n', '\r']).to_string()
         }
         (Some(_), true) => anyhow::bail!("--password and --password-stdin are mutually exclusive"),
-        (None, false) => anyhow::bail!("Error: a password is required: use -p or --password-stdin"),
+        (None, false) => anyhow::bail!("Error: Cannot perform an interactive login from a non TTY device"),
     };
     registry::login(c, a.server.as_deref(), &user, &password).await?;
     Ok(0)

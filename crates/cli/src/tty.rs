@@ -49,6 +49,29 @@ impl Drop for RawGuard {
     }
 }
 
+/// Reads a line from the terminal after `prompt`; with `secret`, echo is off while typing (docker
+/// login's password prompt) and restored however the read ends.
+pub fn prompt_line(prompt: &str, secret: bool) -> Result<String> {
+    use std::io::Write;
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let saved = rustix::termios::tcgetattr(stdin_fd())?;
+    let restore = secret.then(|| {
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+        let _ = rustix::termios::tcsetattr(stdin_fd(), rustix::termios::OptionalActions::Now, &quiet);
+        RawGuard { saved: saved.clone() }
+    });
+    let mut line = String::new();
+    let r = std::io::stdin().read_line(&mut line);
+    drop(restore);
+    if secret {
+        eprintln!();
+    }
+    r?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// The terminal's size as (height, width), from stdout or stdin.
 pub fn size() -> Option<(u16, u16)> {
     for fd in [1, 0] {

@@ -435,3 +435,25 @@ fn cp_sees_what_the_container_sees() {
     // The file went into the volume, not the container's own layer.
     assert_eq!(d.ok(&["run", "--rm", "-v", "cpvol:/data", "bb", "cat", "/data/in-volume"]), "kept");
 }
+
+/// `login` without flags prompts on a terminal, without echoing the password.
+#[test]
+fn interactive_login_under_a_pty() {
+    use berth_e2e::registry::{Auth, Registry};
+    let reg = Registry::start(Auth::Basic { user: "erin".into(), password: "hidden-pw".into() });
+    let d = Berthd::start();
+    let cfg = d.root.join("login-cfg");
+    let cmd = format!(
+        "BERTH_HOST={} BERTH_CONFIG={} {} login {}",
+        d.host(),
+        cfg.display(),
+        bin_dir().join("berth").display(),
+        reg.addr
+    );
+    let o = under_pty(&cmd, &[(800, "erin\r"), (500, "hidden-pw\r")]);
+    let text = out(&o);
+    assert!(text.contains("Username: ") && text.contains("Password: "), "{text}");
+    assert!(text.contains("Login Succeeded"), "{text}{}", err(&o));
+    assert!(!text.contains("hidden-pw"), "password echoed: {text}");
+    assert!(std::fs::read_to_string(cfg.join("config.json")).unwrap().contains(&reg.addr));
+}
