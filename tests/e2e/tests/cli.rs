@@ -457,3 +457,33 @@ fn interactive_login_under_a_pty() {
     assert!(!text.contains("hidden-pw"), "password echoed: {text}");
     assert!(std::fs::read_to_string(cfg.join("config.json")).unwrap().contains(&reg.addr));
 }
+
+/// network connect/disconnect and the prunes, through berth, seen by docker (and the reverse).
+#[test]
+fn networks_volumes_and_prunes_match_docker() {
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let subnet = format!("10.214.{}.64/28", d.net);
+    berth_ok(&d, &["network", "create", "--subnet", &subnet, "--label", "k=v", "side"]);
+    same(&d, &["network", "ls", "--filter", "label=k=v", "--format", "{{.Name}} {{.Driver}} {{.Labels}}"]);
+    d.ok(&["run", "-d", "--name", "joiner", "bb", "sleep", "300"]);
+    berth_ok(&d, &["network", "connect", "--alias", "other", "side", "joiner"]);
+    let nets = d.ok(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", "joiner"]);
+    assert!(nets.contains("side") && nets.contains("bridge"), "{nets}");
+    same(&d, &["network", "inspect", "-f", "{{range .Containers}}{{.Name}}{{end}}", "side"]);
+    berth_ok(&d, &["network", "disconnect", "side", "joiner"]);
+    assert!(!d.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "joiner"]).contains("side"));
+    d.ok(&["rm", "-f", "joiner"]);
+    berth_ok(&d, &["volume", "create", "--label", "keep=no", "scratch"]);
+    berth_ok(&d, &["volume", "create", "kept"]);
+    d.ok(&["create", "--name", "holder", "-v", "kept:/k", "bb", "true"]);
+    same(&d, &["volume", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    let o = berth_ok(&d, &["volume", "prune", "-a", "-f"]);
+    assert!(o.contains("Deleted Volumes:\nscratch\n") && !o.contains("kept"), "{o}");
+    let o = berth_ok(&d, &["network", "prune", "-f"]);
+    assert!(o.contains("Deleted Networks:\nside"), "{o}");
+    let o = berth_ok(&d, &["system", "prune", "-f"]);
+    assert!(o.contains("Deleted Containers:") && o.contains("Total reclaimed space:"), "{o}");
+    same(&d, &["ps", "-aq"]);
+    same(&d, &["volume", "ls", "-q"]);
+}
