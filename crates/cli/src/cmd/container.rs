@@ -80,6 +80,7 @@ pub struct OneContainer {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth ps [OPTIONS]")]
 pub struct PsArgs {
     /// Show all containers (default shows just running)
     #[arg(short, long)]
@@ -107,6 +108,7 @@ pub struct PsArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth rm [OPTIONS] CONTAINER [CONTAINER...]")]
 pub struct RmArgs {
     /// Force the removal of a running container (uses SIGKILL)
     #[arg(short, long)]
@@ -122,6 +124,7 @@ pub struct RmArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth stop [OPTIONS] CONTAINER [CONTAINER...]")]
 pub struct StopArgs {
     /// Signal to send to the container
     #[arg(short, long)]
@@ -134,6 +137,7 @@ pub struct StopArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth kill [OPTIONS] CONTAINER [CONTAINER...]")]
 pub struct KillArgs {
     /// Signal to send to the container
     #[arg(short, long)]
@@ -143,6 +147,7 @@ pub struct KillArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth logs [OPTIONS] CONTAINER")]
 pub struct LogsArgs {
     /// Show extra details provided to logs
     #[arg(long)]
@@ -177,6 +182,7 @@ pub struct InspectArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]")]
 pub struct CommitArgs {
     /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
     #[arg(short, long)]
@@ -195,6 +201,8 @@ pub struct CommitArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-
+        berth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH")]
 pub struct CpArgs {
     /// Archive mode (copy all uid/gid information)
     #[arg(short, long)]

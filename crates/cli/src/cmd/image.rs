@@ -43,6 +43,7 @@ pub enum ImageCmd {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth images [OPTIONS] [REPOSITORY[:TAG]]")]
 pub struct ImagesArgs {
     /// Show all images (default hides intermediate images)
     #[arg(short, long)]
@@ -129,6 +130,7 @@ pub struct ImagePruneArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth pull [OPTIONS] NAME[:TAG|@DIGEST]")]
 pub struct PullArgs {
     /// Download all tagged images in the repository
     #[arg(short, long = "all-tags")]
@@ -143,6 +145,7 @@ pub struct PullArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth push [OPTIONS] NAME[:TAG]")]
 pub struct PushArgs {
     /// Push all tags of an image to the repository
     #[arg(short, long = "all-tags")]
@@ -154,6 +157,7 @@ pub struct PushArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth rmi [OPTIONS] IMAGE [IMAGE...]")]
 pub struct RmiArgs {
     /// Force removal of the image
     #[arg(short, long)]
@@ -175,6 +179,7 @@ pub struct SaveArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]")]
 pub struct TagArgs {
     pub source: String,
     pub target: String,

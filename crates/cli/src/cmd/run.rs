@@ -13,6 +13,7 @@ use crate::client::{empty, enc, ApiError, Client};
 use crate::tty::{self, StdinEnd};
 
 #[derive(Args, Debug, Clone)]
+#[command(override_usage = "berth run [OPTIONS] IMAGE [COMMAND] [ARG...]")]
 #[command(disable_help_flag = true)]
 pub struct RunArgs {
     /// Print help (`-h` is --hostname, as in docker)
@@ -32,6 +33,7 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(override_usage = "berth create [OPTIONS] IMAGE [COMMAND] [ARG...]")]
 #[command(disable_help_flag = true)]
 pub struct CreateArgs {
     /// Print help (`-h` is --hostname, as in docker)
@@ -42,6 +44,7 @@ pub struct CreateArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(override_usage = "berth start [OPTIONS] CONTAINER [CONTAINER...]")]
 pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals
     #[arg(short = 'a', long = "attach")]
@@ -57,6 +60,7 @@ pub struct StartArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(override_usage = "berth attach [OPTIONS] CONTAINER")]
 pub struct AttachArgs {
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
@@ -71,6 +75,7 @@ pub struct AttachArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(override_usage = "berth exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
 pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short = 'd', long = "detach")]
