@@ -12,15 +12,18 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 echo "berthd idle RSS (fresh):        $(rss) KiB"
 sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
 docker run --rm busybox true # warm-up
-python3 - "$N" <<'PY'
+python3 - "$N" "$BIN/berth" <<'PY'
 import subprocess, sys, time, statistics
 n = int(sys.argv[1])
-ts = []
-for _ in range(n):
-    t = time.perf_counter()
-    subprocess.run(["docker", "run", "--rm", "busybox", "true"], check=True)
-    ts.append((time.perf_counter() - t) * 1000)
-print(f"docker run --rm busybox true x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms, max {max(ts):.1f} ms")
+# Through the docker CLI and through berth; with the default bridge and with --network none.
+for cli in ("docker", sys.argv[2]):
+    for net in ([], ["--network", "none"]):
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter()
+            subprocess.run([cli, "run", "--rm"] + net + ["busybox", "true"], check=True)
+            ts.append((time.perf_counter() - t) * 1000)
+        print(f"{cli.split('/')[-1]} run --rm {' '.join(net) + ' ' if net else ''}busybox true x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms, max {max(ts):.1f} ms")
 PY
 sleep 2
 echo "berthd idle RSS (after runs):   $(rss) KiB"
