@@ -28,9 +28,11 @@ pub fn stderr_is_tty() -> bool {
     rustix::termios::isatty(unsafe { BorrowedFd::borrow_raw(2) })
 }
 
-/// Raw mode on stdin until dropped (drop runs on return, `?` and panic alike).
+/// Raw mode on stdin until dropped (drop runs on return, `?` and panic alike). A SIGTERM or SIGHUP
+/// while raw restores the terminal before the process exits with 128+signal, as a shell expects.
 pub struct RawGuard {
     saved: rustix::termios::Termios,
+    on_signal: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RawGuard {
@@ -39,12 +41,31 @@ impl RawGuard {
         let mut raw = saved.clone();
         raw.make_raw();
         rustix::termios::tcsetattr(stdin_fd(), rustix::termios::OptionalActions::Now, &raw)?;
-        Ok(RawGuard { saved })
+        let restore = saved.clone();
+        let on_signal = tokio::runtime::Handle::try_current().ok().map(|h| {
+            h.spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+                else {
+                    return;
+                };
+                let code = tokio::select! {
+                    _ = term.recv() => 128 + 15,
+                    _ = hup.recv() => 128 + 1,
+                };
+                let _ = rustix::termios::tcsetattr(stdin_fd(), rustix::termios::OptionalActions::Now, &restore);
+                std::process::exit(code);
+            })
+        });
+        Ok(RawGuard { saved, on_signal })
     }
 }
 
 impl Drop for RawGuard {
     fn drop(&mut self) {
+        if let Some(t) = self.on_signal.take() {
+            t.abort();
+        }
         let _ = rustix::termios::tcsetattr(stdin_fd(), rustix::termios::OptionalActions::Now, &self.saved);
     }
 }
@@ -60,7 +81,7 @@ pub fn prompt_line(prompt: &str, secret: bool) -> Result<String> {
         let mut quiet = saved.clone();
         quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
         let _ = rustix::termios::tcsetattr(stdin_fd(), rustix::termios::OptionalActions::Now, &quiet);
-        RawGuard { saved: saved.clone() }
+        RawGuard { saved: saved.clone(), on_signal: None }
     });
     let mut line = String::new();
     let r = std::io::stdin().read_line(&mut line);

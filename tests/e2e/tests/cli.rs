@@ -343,12 +343,22 @@ fn run_it_attach_and_detach_under_a_pty() {
     let o = under_pty(&format!("{berth} attach det"), &[(1000, "echo again\r"), (300, "exit 3\r")]);
     assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains("again"), "{}", out(&o));
+    // SIGTERM to the client while the terminal is raw: the terminal comes back as it was.
+    let script = format!(
+        "stty -g > {d}/before; {berth} run -it --rm --name term bb sh & pid=$!; sleep 1.5; kill -TERM $pid; wait $pid; echo code=$?; stty -g > {d}/after",
+        d = d.root.display()
+    );
+    let o = under_pty(&script, &[]);
+    assert!(out(&o).contains("code=143"), "{}{}", out(&o), err(&o));
+    let (before, after) =
+        (std::fs::read_to_string(d.root.join("before")), std::fs::read_to_string(d.root.join("after")));
+    assert_eq!(before.unwrap(), after.unwrap(), "terminal settings not restored");
     // exec -it into a running container.
     d.ok(&["run", "-d", "--name", "bg", "bb", "sleep", "60"]);
     let o = under_pty(&format!("{berth} exec -it bg sh"), &[(1000, "echo inside-$((6*7))\r"), (300, "exit 4\r")]);
     assert_eq!(o.status.code(), Some(4), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains("inside-42"), "{}", out(&o));
-    d.ok(&["rm", "-f", "bg", "det"]);
+    d.ok(&["rm", "-f", "bg", "det", "term"]);
 }
 
 #[test]
