@@ -4,6 +4,7 @@ pub mod dns;
 pub mod firewall;
 pub mod ipam;
 pub mod link;
+pub mod netlink;
 pub mod proxy;
 pub mod store;
 

@@ -78,10 +78,7 @@ fn setup_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<()> {
 pub fn delete_link(name: &str) -> Result<()> {
     let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
     READY.lock().expect("bridge cache lock").retain(|(n, _)| n != name);
-    if !link_exists(name) {
-        return Ok(());
-    }
-    ip_batch(&[format!("link del {name}")], None)
+    crate::netlink::delete(name)
 }
 
 /// What to configure for one endpoint.
@@ -99,29 +96,7 @@ pub struct Attach<'a> {
 /// Creates a veth pair, the host end on the bridge, the other end configured as `if_name` in the
 /// network namespace of `pid`.
 pub fn attach(pid: i32, a: &Attach) -> Result<()> {
-    let tmp = format!("{}p", a.host_veth);
-    ip_batch(
-        &[
-            format!("link add {} type veth peer name {tmp} netns {pid}", a.host_veth),
-            format!("link set {} master {}", a.host_veth, a.bridge),
-            format!("link set {} up", a.host_veth),
-        ],
-        None,
-    )?;
-    let mut inside = vec![
-        format!("link set {tmp} name {}", a.if_name),
-        format!("link set {} address {}", a.if_name, a.mac),
-        format!("addr add {}/{} dev {}", a.ip, a.prefix_len, a.if_name),
-        format!("link set {} up", a.if_name),
-    ];
-    if let (true, Some(gw)) = (a.default_route, a.gateway) {
-        inside.push(format!("route add default via {gw} dev {}", a.if_name));
-    }
-    let r = ip_batch(&inside, Some(pid));
-    if r.is_err() {
-        let _ = delete_link(a.host_veth);
-    }
-    r
+    crate::netlink::attach(pid, a)
 }
 
 /// A fresh host-side veth name (15 characters at most).
