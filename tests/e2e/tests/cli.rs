@@ -93,6 +93,17 @@ fn container_and_image_commands_match_docker() {
     d.ok(&["start", "web"]);
     let s = berth_ok(&d, &["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}"]);
     assert!(s.starts_with("web 1 ") && s.contains(" / "), "{s}");
+    // Streaming: the table keeps coming from per-container streams until the client is stopped.
+    let mut child = Command::new(bin_dir().join("berth"))
+        .env("BERTH_HOST", d.host())
+        .args(["stats", "--format", "{{.Name}} {{.PIDs}}", "web"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    child.kill().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(out(&o).lines().filter(|l| *l == "web 1").count() >= 2, "{}", out(&o));
     let s = berth_ok(&d, &["stats", "--no-stream", "web"]);
     assert!(s.starts_with("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT"), "{s}");
 

@@ -1,6 +1,9 @@
 //! `berth stats`: docker's figures (CPU % from the cpu/precpu deltas, memory without the page cache,
 //! network and block I/O sums) from `/containers/{id}/stats`, once or redrawn every second.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use anyhow::Result;
 use serde_json::{json, Value};
 
@@ -109,15 +112,48 @@ pub async fn stats(c: &Client, a: StatsArgs) -> Result<i32> {
         print!("{}", fmt.render(&rows, STATS_HEADERS, DEFAULT)?);
         return Ok(code);
     }
+    // As the docker CLI: one streaming request per container feeding the latest row; the table is
+    // redrawn every 500 ms, and (without names) containers that appear or go are picked up each time.
+    let latest: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
+    let mut streams: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
     loop {
-        let (rows, _) = sample(c, &names(c.clone()).await?, trunc).await;
+        let current = names(c.clone()).await?;
+        streams.retain(|n, t| {
+            let keep = current.contains(n) && !t.is_finished();
+            if !keep {
+                t.abort();
+                latest.lock().expect("stats lock").remove(n);
+            }
+            keep
+        });
+        for n in &current {
+            if !streams.contains_key(n) {
+                streams.insert(n.clone(), tokio::spawn(follow(c.clone(), n.clone(), trunc, latest.clone())));
+            }
+        }
+        let rows: Vec<Value> =
+            current.iter().filter_map(|n| latest.lock().expect("stats lock").get(n).cloned()).collect();
         // Clear and redraw as docker does on a terminal; plain appends when piped.
         if crate::tty::stdout_is_tty() {
             print!("\x1b[2J\x1b[H");
         }
         print!("{}", fmt.render(&rows, STATS_HEADERS, DEFAULT)?);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// Reads `/containers/{name}/stats?stream=1` and keeps the newest row for `name`.
+async fn follow(c: Client, name: String, trunc: bool, latest: Arc<Mutex<BTreeMap<String, Value>>>) {
+    let path = format!("/containers/{}/stats?stream=1", enc(&name));
+    let Ok(resp) = c.send(hyper::Method::GET, &path, crate::client::empty(), None).await else { return };
+    let Ok(resp) = Client::check(resp).await else { return };
+    let _ = crate::client::read_json_lines(resp, |s| -> Result<Option<()>> {
+        latest.lock().expect("stats lock").insert(name.clone(), row(&name, &s, trunc));
+        Ok(None)
+    })
+    .await;
 }
 
 #[cfg(test)]
