@@ -34,6 +34,7 @@ fn container_and_image_commands_match_docker() {
     same(&d, &["ps", "-a", "--format", "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.Ports}}\t{{.Names}}"]);
     same(&d, &["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.Labels}} {{.State}} {{.Networks}}"]);
     same(&d, &["ps", "-q"]);
+    same(&d, &["ps", "--format", "{{.Names}} {{.Label \"tier\"}}"]);
     same(&d, &["ps", "-a", "--filter", "name=idle", "--format", "{{json .Names}}"]);
     same(&d, &["images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}"]);
     same(&d, &["images", "-q"]);

@@ -558,10 +558,30 @@ fn eval_cmd(cmd: &[Arg], dot: &Value, vars: &Vars, piped: Option<Value>) -> Resu
         }
         return call(name, &args);
     }
+    // `.Label "key"`: the one method of docker's formatter contexts that takes an argument.
+    if let (Arg::Field(path), [key]) = (&cmd[0], &cmd[1..]) {
+        if path.last().map(String::as_str) == Some("Label") {
+            let owner = walk(dot, &path[..path.len() - 1]);
+            let key = to_text(&eval_arg(key, dot, vars)?);
+            return Ok(label(&owner, &key));
+        }
+    }
     if cmd.len() > 1 || piped.is_some() {
         bail!("template: can't give argument to non-function {:?}", cmd[0]);
     }
     eval_arg(&cmd[0], dot, vars)
+}
+
+/// A label of a row: from a `Labels` object, or from docker's `k=v,k2=v2` column text.
+fn label(owner: &Value, key: &str) -> Value {
+    match &owner["Labels"] {
+        Value::Object(m) => m.get(key).cloned().unwrap_or_else(|| json!("")),
+        Value::String(s) => json!(s
+            .split(',')
+            .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+            .unwrap_or_default()),
+        _ => json!(""),
+    }
 }
 
 fn eval_arg(a: &Arg, dot: &Value, vars: &Vars) -> Result<Value> {
@@ -649,6 +669,7 @@ mod tests {
         assert_eq!(r("{{index .Env 1}} {{index .L \"a\"}}", v.clone()), "B=2 x");
         assert_eq!(r("{{join .Env \",\"}} {{len .Env}}", v.clone()), "A=1,B=2 2");
         assert_eq!(r("{{.State.Status | upper}}", v), "RUNNING");
+        assert_eq!(r("{{.Label \"tier\"}}|{{.Label \"x\"}}", json!({"Labels": "a=1,tier=web"})), "web|");
     }
 
     #[test]
