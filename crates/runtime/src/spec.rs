@@ -287,7 +287,34 @@ fn apply_extras(spec: &mut Value, input: &SpecInput) -> berth_types::Result<()> 
         res["cpu"]["mems"] = json!(v);
     }
     if let Some(v) = int(hc, "BlkioWeight") {
-        res["blockIO"] = json!({"weight": v});
+        res["blockIO"]["weight"] = json!(v);
+    }
+    // Per-device weights and throttles (`--blkio-weight-device`, `--device-read-bps`, …): Docker's
+    // {Path, Weight|Rate} become OCI {major, minor, weight|rate} from the host node's numbers.
+    for (key, oci, field) in [
+        ("BlkioWeightDevice", "weightDevice", "Weight"),
+        ("BlkioDeviceReadBps", "throttleReadBpsDevice", "Rate"),
+        ("BlkioDeviceWriteBps", "throttleWriteBpsDevice", "Rate"),
+        ("BlkioDeviceReadIOps", "throttleReadIOPSDevice", "Rate"),
+        ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice", "Rate"),
+    ] {
+        let Some(list) = hc.extra.get(key).and_then(|v| v.as_array()).filter(|l| !l.is_empty()) else { continue };
+        let mut out = Vec::new();
+        for d in list {
+            let path = d["Path"].as_str().unwrap_or_default();
+            let st = rustix::fs::stat(path).map_err(|e| berth_types::Error::invalid(format!("{key}: {path}: {e}")))?;
+            if st.st_mode & libc_mode::S_IFMT != libc_mode::S_IFBLK {
+                return Err(berth_types::Error::invalid(format!("{key}: {path} is not a block device")));
+            }
+            let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+            let value = d[field].as_u64().unwrap_or(0);
+            out.push(if field == "Weight" {
+                json!({"major": major, "minor": minor, "weight": value})
+            } else {
+                json!({"major": major, "minor": minor, "rate": value})
+            });
+        }
+        res["blockIO"][oci] = json!(out);
     }
     if hc.privileged {
         // Privileged: the devices cgroup allows everything, as with Docker.

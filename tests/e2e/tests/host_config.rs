@@ -184,3 +184,48 @@ fn privileged_sees_host_devices() {
     let n: usize = berth_e2e::out(&o).trim().parse().unwrap();
     assert!(n > 20, "only {n} devices in a privileged container");
 }
+
+/// Block I/O throttles reach the container's blkio cgroup, from the docker CLI and from berth alike.
+#[test]
+fn block_io_throttles() {
+    let d = daemon();
+    // The root disk of this machine; any block device works.
+    let disk = ["/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/xvda"].into_iter().find(|p| {
+        std::fs::metadata(p).map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type())).unwrap_or(false)
+    });
+    let Some(disk) = disk else {
+        eprintln!("skipped: no block device");
+        return;
+    };
+    let st = rustix::fs::stat(disk).unwrap();
+    let dev = format!("{}:{}", rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+    let cg = |id: &str, file: &str| {
+        let p = std::path::Path::new("/sys/fs/cgroup/blkio")
+            .join(d.cgroup_parent.trim_start_matches('/'))
+            .join(id)
+            .join(file);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--device-read-bps",
+        &format!("{disk}:1mb"),
+        "--device-write-iops",
+        &format!("{disk}:100"),
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(cg(&id, "blkio.throttle.read_bps_device").trim(), format!("{dev} 1048576"));
+    assert_eq!(cg(&id, "blkio.throttle.write_iops_device").trim(), format!("{dev} 100"));
+    let hc = d.ok(&["inspect", "-f", "{{json .HostConfig.BlkioDeviceReadBps}}", &id]);
+    assert_eq!(hc, format!(r#"[{{"Path":"{disk}","Rate":1048576}}]"#));
+    let o = d.berth(&["run", "-d", "--device-write-bps", &format!("{disk}:2m"), "busybox", "sleep", "60"]);
+    let id2 = berth_e2e::out(&o).trim().to_string();
+    assert_eq!(cg(&id2, "blkio.throttle.write_bps_device").trim(), format!("{dev} 2097152"), "{}", err(&o));
+    // Not a block device: refused with a clear error.
+    let o = d.docker(&["run", "--rm", "--device-read-bps", "/dev/null:1mb", "busybox", "true"]);
+    assert!(!o.status.success() && err(&o).contains("not a block device"), "{}", err(&o));
+    d.ok(&["rm", "-f", &id, &id2]);
+}

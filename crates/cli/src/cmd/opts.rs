@@ -54,6 +54,21 @@ pub struct ContainerOpts {
     /// Add a host device to the container
     #[arg(long = "device")]
     pub device: Vec<String>,
+    /// Limit read rate (bytes per second) from a device
+    #[arg(long = "device-read-bps")]
+    pub device_read_bps: Vec<String>,
+    /// Limit write rate (bytes per second) to a device
+    #[arg(long = "device-write-bps")]
+    pub device_write_bps: Vec<String>,
+    /// Limit read rate (IO per second) from a device
+    #[arg(long = "device-read-iops")]
+    pub device_read_iops: Vec<String>,
+    /// Limit write rate (IO per second) to a device
+    #[arg(long = "device-write-iops")]
+    pub device_write_iops: Vec<String>,
+    /// Block IO weight (relative device weight)
+    #[arg(long = "blkio-weight-device")]
+    pub blkio_weight_device: Vec<String>,
     /// Set custom DNS servers
     #[arg(long = "dns")]
     pub dns: Vec<String>,
@@ -508,6 +523,27 @@ impl ContainerOpts {
             };
             devices.push(json!({"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms}));
         }
+        // `PATH:RATE` (bytes with a unit for bps, a number for iops; a weight for --blkio-weight-device).
+        let throttles = |list: &[String], bytes: bool, field: &str| -> Result<Vec<Value>> {
+            list.iter()
+                .map(|t| {
+                    let (path, rate) = t.rsplit_once(':').ok_or_else(|| anyhow!("bad format: {t}"))?;
+                    let n: i64 = if bytes {
+                        parse_bytes(rate)?
+                    } else {
+                        rate.parse().map_err(|_| {
+                            anyhow!("invalid rate for device: {t}. The correct format is <device-path>:<number>")
+                        })?
+                    };
+                    Ok(json!({"Path": path, field: n}))
+                })
+                .collect()
+        };
+        let read_bps = throttles(&self.device_read_bps, true, "Rate")?;
+        let write_bps = throttles(&self.device_write_bps, true, "Rate")?;
+        let read_iops = throttles(&self.device_read_iops, false, "Rate")?;
+        let write_iops = throttles(&self.device_write_iops, false, "Rate")?;
+        let weight_device = throttles(&self.blkio_weight_device, false, "Weight")?;
         let restart = match self.restart.split_once(':') {
             Some(("on-failure", n)) => {
                 json!({"Name": "on-failure", "MaximumRetryCount": n.parse::<i64>().map_err(|_| anyhow!("invalid restart policy format: maximum retry count must be an integer"))?})
@@ -639,6 +675,11 @@ impl ContainerOpts {
             "NanoCpus": self.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
             "CgroupParent": opt_str(&self.cgroup_parent),
             "BlkioWeight": self.blkio_weight.unwrap_or(0),
+            "BlkioWeightDevice": weight_device,
+            "BlkioDeviceReadBps": read_bps,
+            "BlkioDeviceWriteBps": write_bps,
+            "BlkioDeviceReadIOps": read_iops,
+            "BlkioDeviceWriteIOps": write_iops,
             "CpuPeriod": self.cpu_period.unwrap_or(0),
             "CpuQuota": self.cpu_quota.unwrap_or(0),
             "CpusetCpus": opt_str(&self.cpuset_cpus),
