@@ -143,17 +143,18 @@ pub fn list() -> Result<Vec<Ctx>> {
     Ok(out)
 }
 
-/// `context create NAME --docker host=...`.
-pub fn create(name: &str, docker: &str, description: &str) -> Result<()> {
-    if !valid_name(name) || name == DEFAULT {
-        bail!("context name {name:?} is invalid, names are validated against regexp \"^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$\"");
-    }
-    if meta_dir(name).exists() {
-        bail!("context \"{name}\" already exists");
-    }
+/// An endpoint from `--docker host=…,ca=…,cert=…,key=…,skip-tls-verify=…`, TLS files read up front
+/// so a bad path leaves nothing half-written.
+struct EndpointSpec {
+    host: String,
+    skip: bool,
+    material: Vec<(&'static str, Vec<u8>)>,
+}
+
+fn parse_endpoint(docker: &str) -> Result<EndpointSpec> {
     let mut host = None;
     let mut skip = false;
-    let mut files: Vec<(&str, PathBuf)> = Vec::new();
+    let mut files: Vec<(&'static str, PathBuf)> = Vec::new();
     for kv in docker.split(',').filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
             Some(("host", h)) => host = Some(h.to_string()),
@@ -168,22 +169,27 @@ pub fn create(name: &str, docker: &str, description: &str) -> Result<()> {
     }
     let host = host.or_else(env_host).unwrap_or_else(|| DEFAULT_HOST.into());
     crate::client::Client::new(&host)?;
-    // Read every TLS file before writing anything, so a bad path leaves no half-made context.
     let mut material = Vec::new();
     for (dst, src) in files {
         material.push((dst, std::fs::read(&src).with_context(|| format!("unable to read {}", src.display()))?));
     }
+    Ok(EndpointSpec { host, skip, material })
+}
+
+/// Writes a context's meta.json and (replacing any earlier) TLS material, in docker's layout.
+fn write_ctx(name: &str, description: &str, ep: &EndpointSpec) -> Result<()> {
     let meta = json!({
         "Name": name,
         "Metadata": {"Description": description},
-        "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": skip}},
+        "Endpoints": {"docker": {"Host": ep.host, "SkipTLSVerify": ep.skip}},
     });
-    if !material.is_empty() {
-        let tdir = tls_dir(name);
+    let tdir = tls_dir(name);
+    let _ = std::fs::remove_dir_all(&tdir);
+    if !ep.material.is_empty() {
         std::fs::create_dir_all(&tdir)?;
-        for (dst, data) in material {
+        for (dst, data) in &ep.material {
             std::fs::write(tdir.join(dst), data)?;
-            if dst == "key.pem" {
+            if *dst == "key.pem" {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(tdir.join(dst), std::fs::Permissions::from_mode(0o600))?;
             }
@@ -193,6 +199,39 @@ pub fn create(name: &str, docker: &str, description: &str) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("meta.json"), serde_json::to_vec(&meta)?)?;
     Ok(())
+}
+
+/// `context create NAME --docker host=...`.
+pub fn create(name: &str, docker: &str, description: &str) -> Result<()> {
+    if !valid_name(name) || name == DEFAULT {
+        bail!("context name {name:?} is invalid, names are validated against regexp \"^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$\"");
+    }
+    if meta_dir(name).exists() {
+        bail!("context \"{name}\" already exists");
+    }
+    write_ctx(name, description, &parse_endpoint(docker)?)
+}
+
+/// `context update NAME [--docker ...] [--description ...]`: what is given replaces what was there.
+pub fn update(name: &str, docker: Option<&str>, description: Option<&str>) -> Result<()> {
+    if name == DEFAULT {
+        bail!("context \"default\" cannot be updated");
+    }
+    let cur = get(name)?;
+    let ep = match docker {
+        Some(d) => parse_endpoint(d)?,
+        None => {
+            let dir = tls_dir(name);
+            let mut material = Vec::new();
+            for f in ["ca.pem", "cert.pem", "key.pem"] {
+                if let Ok(data) = std::fs::read(dir.join(f)) {
+                    material.push((f, data));
+                }
+            }
+            EndpointSpec { host: cur.host.clone(), skip: cur.skip_tls_verify, material }
+        }
+    };
+    write_ctx(name, description.unwrap_or(&cur.description), &ep)
 }
 
 pub fn remove(name: &str, force: bool) -> Result<()> {

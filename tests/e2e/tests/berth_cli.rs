@@ -175,6 +175,15 @@ fn contexts_drive_two_daemons_and_are_shared_with_docker() {
     assert_eq!(ok(&["context", "show"], &[]).trim(), "default");
     let inspect: serde_json::Value = serde_json::from_str(&ok(&["context", "inspect", "db"], &[])).unwrap();
     assert_eq!(inspect[0]["Endpoints"]["docker"]["Host"], b.host());
+    // update: the endpoint moves to the other daemon, the description is kept unless given; docker agrees.
+    ok(&["context", "update", "db", "--description", "moved"], &[]);
+    ok(&["context", "update", "db", "--docker", &format!("host={}", a.host())], &[]);
+    assert_eq!(
+        ok(&["context", "inspect", "-f", "{{.Metadata.Description}} {{.Endpoints.docker.Host}}", "db"], &[]).trim(),
+        format!("moved {}", a.host())
+    );
+    assert!(berth_e2e::out(&docker(&["--context", "db", "ps", "-a"])).contains("on-a"));
+    assert!(!berth(&["context", "update", "default", "--description", "x"], &[]).status.success());
 }
 
 #[test]

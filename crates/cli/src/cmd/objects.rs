@@ -265,6 +265,16 @@ pub enum ContextCmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Update a context
+    Update {
+        name: String,
+        /// Endpoint, as for create (replaces the current one)
+        #[arg(long)]
+        docker: Option<String>,
+        /// Description of the context
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Set the current context
     Use { name: String },
     /// Remove one or more contexts
@@ -326,6 +336,11 @@ pub fn context(cmd: ContextCmd) -> Result<i32> {
             let mut headers = CONTEXT_HEADERS.to_vec();
             headers.push(("NameMarked", "NAME"));
             print!("{}", fmt.render(&rows, &headers, default)?);
+        }
+        ContextCmd::Update { name, docker, description } => {
+            context::update(&name, docker.as_deref(), description.as_deref())?;
+            println!("{name}");
+            eprintln!("Successfully updated context \"{name}\"");
         }
         ContextCmd::Use { name } => {
             context::use_ctx(&name)?;
