@@ -75,37 +75,6 @@ impl StageState {
     }
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds.
-fn duration_ns(s: &str) -> Result<i64> {
-    let bad = || Error::invalid(format!("time: invalid duration \"{s}\""));
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        let num: f64 = rest[..n].parse().map_err(|_| bad())?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let mult = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += num * mult;
-        rest = &rest[u..];
-    }
-    Ok(total as i64)
-}
-
 fn expand_ports(words: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for w in words {
@@ -382,7 +351,7 @@ impl<B: Backend> Cx<'_, '_, B> {
                             ("start-interval", "StartInterval"),
                         ] {
                             if let Some(Some(d)) = h.flags.iter().rev().find(|(k, _)| k == flag).map(|(_, v)| v) {
-                                v[key] = json!(duration_ns(d)?);
+                                v[key] = json!(berth_dockerfile::duration::parse(d).map_err(Error::invalid)?);
                             }
                         }
                         if let Some(Some(r)) = h.flags.iter().rev().find(|(k, _)| k == "retries").map(|(_, v)| v) {

@@ -82,14 +82,6 @@ impl Client {
         Ok(Client { transport: Transport::new(ep)?, prefix: Arc::new(tokio::sync::OnceCell::new()), fixed })
     }
 
-    /// `$BERTH_HOST`, else `$DOCKER_HOST`, else the default socket.
-    pub fn from_env() -> Result<Client> {
-        let h = std::env::var("BERTH_HOST")
-            .or_else(|_| std::env::var("DOCKER_HOST"))
-            .unwrap_or_else(|_| DEFAULT_HOST.to_string());
-        Client::new(&h)
-    }
-
     async fn connect(&self) -> Result<Box<dyn Io>> {
         self.transport.connect().await
     }

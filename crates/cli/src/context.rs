@@ -283,11 +283,6 @@ pub fn resolve(flag_host: Option<&str>, flag_context: Option<&str>, tls: &TlsFla
     Ok(Endpoint { host: c.host, tls })
 }
 
-/// The host alone (what `context ls` and the tests show).
-pub fn resolve_host(flag_host: Option<&str>, flag_context: Option<&str>) -> Result<String> {
-    Ok(resolve(flag_host, flag_context, &TlsFlags::default())?.host)
-}
-
 /// `context inspect`: docker's JSON shape.
 pub fn inspect_json(c: &Ctx) -> Value {
     json!({

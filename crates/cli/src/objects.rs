@@ -5,6 +5,7 @@ use hyper::Method;
 use serde_json::{json, Map, Value};
 
 use crate::client::{enc, Client};
+use crate::units::short;
 
 /// `KEY=VALUE` list flags (`--label`, `--opt`) as a JSON object.
 fn kv_map(list: &[String]) -> Value {
@@ -16,10 +17,6 @@ fn kv_map(list: &[String]) -> Value {
         })
         .collect();
     Value::Object(m)
-}
-
-fn short(id: &str) -> String {
-    id.chars().take(12).collect()
 }
 
 #[derive(Debug, Clone, Default)]

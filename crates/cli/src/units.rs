@@ -88,53 +88,9 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
     Ok((n * mult) as i64)
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds: `1h2m3.5s`, `300ms`, `10us`.
+/// Go's `time.ParseDuration`, in nanoseconds (`1m30s`, `300ms`).
 pub fn parse_duration(s: &str) -> Result<i64> {
-    let bad = || anyhow!("time: invalid duration \"{s}\"");
-    if s == "0" {
-        return Ok(0);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        let v: f64 = rest[..n].parse().map_err(|_| bad())?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let mult = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += v * mult;
-        rest = &rest[u..];
-    }
-    Ok(total as i64)
-}
-
-/// Go's `Duration.String()` for whole seconds or more (`1m30s`, `10s`), as inspect-like output shows them.
-pub fn fmt_duration_ns(ns: i64) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    let s = ns as f64 / 1e9;
-    let (h, m, sec) = ((s / 3600.0).floor(), ((s % 3600.0) / 60.0).floor(), s % 60.0);
-    let mut out = String::new();
-    if h > 0.0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0.0 || m > 0.0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&format!("{sec}s"));
-    out
+    berth_dockerfile::duration::parse(s).map_err(|e| anyhow!(e))
 }
 
 /// The first 12 characters of an id, without its `sha256:` prefix.
@@ -174,7 +130,6 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
         assert_eq!(parse_duration("300ms").unwrap(), 300_000_000);
         assert!(parse_duration("5").is_err());
-        assert_eq!(fmt_duration_ns(90_000_000_000), "1m30s");
     }
 
     #[test]

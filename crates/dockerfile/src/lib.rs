@@ -1,6 +1,7 @@
 //! A Dockerfile parser on BuildKit's grammar. [`parse`] gives the stages with typed instructions; the
 //! arguments stay unexpanded because expansion depends on build state (ARG, ENV) only the builder has.
 
+pub mod duration;
 mod lines;
 pub mod pattern;
 pub mod shell;

@@ -1,4 +1,5 @@
-//! Bridge-driver plumbing with iproute2: bridges, veth pairs, addresses inside a namespace.
+//! Bridge-driver plumbing: bridges with iproute2 (once per network, replayable by an operator); veth
+//! pairs and their configuration over netlink (`netlink.rs`).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -8,18 +9,9 @@ use berth_types::{Error, Result};
 
 use crate::ipam::Ipv4Net;
 
-/// Runs `ip -batch -` with `cmds`, one per line; `netns_pid` runs it inside that process's
-/// network namespace (through nsenter), without berthd's own threads ever switching namespace.
-fn ip_batch(cmds: &[String], netns_pid: Option<i32>) -> Result<()> {
-    let mut c = match netns_pid {
-        Some(pid) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net=/proc/{pid}/ns/net")).arg("--").arg("ip");
-            c
-        }
-        None => Command::new("ip"),
-    };
-    let mut child = c
+/// Runs `ip -batch -` with `cmds`, one per line, in the host namespace.
+fn ip_batch(cmds: &[String]) -> Result<()> {
+    let mut child = Command::new("ip")
         .args(["-batch", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -72,7 +64,7 @@ fn setup_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<()> {
         cmds.push(format!("addr add {gateway}/{} dev {name}", subnet.len));
     }
     cmds.push(format!("link set {name} up"));
-    ip_batch(&cmds, None)
+    ip_batch(&cmds)
 }
 
 pub fn delete_link(name: &str) -> Result<()> {

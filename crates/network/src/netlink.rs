@@ -8,7 +8,6 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use berth_types::{Error, Result};
-use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -96,17 +95,5 @@ pub fn delete(name: &str) -> Result<()> {
         // Removed meanwhile (the namespace died and took the pair along).
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
         Err(e) => Err(nl_err("delete link")(e)),
-    })
-}
-
-/// Whether a link exists in the host namespace, by netlink (sysfs may lag a deletion).
-pub fn exists(name: &str) -> Result<bool> {
-    with_handle(async |h| {
-        let mut s = h.link().get().match_name(name.to_string()).execute();
-        match s.try_next().await {
-            Ok(found) => Ok(found.is_some()),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(false),
-            Err(e) => Err(nl_err("get link")(e)),
-        }
     })
 }

@@ -134,7 +134,7 @@ fn is_no_such_image(e: &anyhow::Error) -> bool {
 }
 
 /// POST /containers/create, pulling the image first when `--pull` says so (docker prints the pull to stderr).
-async fn create(c: &Client, o: &ContainerOpts, detach: bool) -> Result<String> {
+async fn create(c: &Client, o: &ContainerOpts, detach: bool) -> Result<(String, Value)> {
     let body = o.to_body(detach)?;
     let mut path = "/containers/create?".to_string();
     if let Some(n) = &o.name {
@@ -166,7 +166,7 @@ async fn create(c: &Client, o: &ContainerOpts, detach: bool) -> Result<String> {
     if let Some(f) = &o.cidfile {
         std::fs::write(f, &id)?;
     }
-    Ok(id)
+    Ok((id, body))
 }
 
 /// A failure of `run`/`create` itself (not of the container): docker's message, hint and 125.
@@ -177,7 +177,7 @@ fn run_failure(cmd: &str, e: &anyhow::Error) -> i32 {
 
 pub async fn create_cmd(c: &Client, a: CreateArgs) -> Result<i32> {
     match create(c, &a.opts, true).await {
-        Ok(id) => {
+        Ok((id, _)) => {
             println!("{id}");
             Ok(0)
         }
@@ -188,8 +188,8 @@ pub async fn create_cmd(c: &Client, a: CreateArgs) -> Result<i32> {
 /// `berth run`: create, then (unless detached) wait and attach before start, as the docker CLI does.
 pub async fn run(c: &Client, a: RunArgs) -> Result<i32> {
     let o = &a.opts;
-    let id = match create(c, o, a.detach).await {
-        Ok(id) => id,
+    let (id, body) = match create(c, o, a.detach).await {
+        Ok(x) => x,
         Err(e) => return Ok(run_failure("run", &e)),
     };
     if a.detach {
@@ -201,59 +201,112 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32> {
         println!("{id}");
         return Ok(0);
     }
-    let body = o.to_body(false)?;
-    let (att_in, att_out, att_err) =
-        (body["AttachStdin"] == true, body["AttachStdout"] == true, body["AttachStderr"] == true);
-    let (keys, key_spec) = detach_keys(&a.detach_keys)?;
-    let cond = if o.rm { "removed" } else { "next-exit" };
-    let wait =
-        Client::check(c.send(Method::POST, &format!("/containers/{id}/wait?condition={cond}"), empty(), None).await?);
-    let wait = tokio::spawn(wait);
-    let stream = if att_in || att_out || att_err {
+    let j = Join {
+        id: &id,
+        tty: o.tty,
+        stdin: body["AttachStdin"] == true,
+        stdout: body["AttachStdout"] == true,
+        stderr: body["AttachStderr"] == true,
+        detach_keys: &a.detach_keys,
+        sig_proxy: a.sig_proxy,
+        condition: if o.rm { "removed" } else { "next-exit" },
+        start: true,
+    };
+    match join_container(c, &j).await? {
+        Joined::Exited(code) => Ok(code),
+        Joined::Detached => Ok(0),
+        Joined::StartFailed(e) => {
+            let code = start_failure_code(&e.to_string());
+            run_failure("run", &e);
+            if o.rm {
+                let _ = c.call(Method::DELETE, &format!("/containers/{id}?force=1"), None).await;
+            }
+            Ok(code)
+        }
+        Joined::WaitFailed(m) => {
+            eprintln!("berth: {m}");
+            Ok(125)
+        }
+    }
+}
+
+/// How a client joined to a container's streams (`run`, `start -a`, `attach`) should behave.
+struct Join<'a> {
+    id: &'a str,
+    tty: bool,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    detach_keys: &'a Option<String>,
+    sig_proxy: bool,
+    /// The wait condition whose answer gives the exit code.
+    condition: &'a str,
+    /// Start the container once attached (`run`, `start -a`).
+    start: bool,
+}
+
+enum Joined {
+    Exited(i32),
+    Detached,
+    StartFailed(anyhow::Error),
+    WaitFailed(String),
+}
+
+/// Docker's order: wait, attach, (raw mode), start, resize and signal proxy, pump the streams; then the
+/// exit code from the wait, unless the user detached.
+async fn join_container(c: &Client, j: &Join<'_>) -> Result<Joined> {
+    let id = j.id;
+    let (keys, spec) = detach_keys(j.detach_keys)?;
+    let wait = tokio::spawn(Client::check(
+        c.send(Method::POST, &format!("/containers/{id}/wait?condition={}", j.condition), empty(), None).await?,
+    ));
+    let stream = if j.stdin || j.stdout || j.stderr {
         let mut q = format!(
             "/containers/{id}/attach?stream=1&stdin={}&stdout={}&stderr={}",
-            att_in as u8, att_out as u8, att_err as u8
+            j.stdin as u8, j.stdout as u8, j.stderr as u8
         );
-        if let Some(k) = &key_spec {
+        if let Some(k) = &spec {
             q.push_str(&format!("&detachKeys={}", enc(k)));
         }
         Some(c.hijack(&q).await?)
     } else {
         None
     };
-    let raw = if o.tty && att_in && tty::stdin_is_tty() { Some(tty::RawGuard::new()?) } else { None };
-    if let Err(e) = c.call(Method::POST, &format!("/containers/{id}/start"), None).await {
-        drop(raw);
-        let code = start_failure_code(&e.to_string());
-        run_failure("run", &e);
-        if o.rm {
-            let _ = c.call(Method::DELETE, &format!("/containers/{id}?force=1"), None).await;
+    let raw = if j.tty && j.stdin && tty::stdin_is_tty() { Some(tty::RawGuard::new()?) } else { None };
+    if j.start {
+        if let Err(e) = c.call(Method::POST, &format!("/containers/{id}/start"), None).await {
+            return Ok(Joined::StartFailed(e));
         }
-        return Ok(code);
     }
-    let resize = (o.tty && tty::stdout_is_tty()).then(|| tty::monitor_size(c, format!("/containers/{id}/resize")));
-    let signals = (a.sig_proxy && !o.tty).then(|| tty::proxy_signals(c, id.clone()));
+    let resize = (j.tty && tty::stdout_is_tty()).then(|| tty::monitor_size(c, format!("/containers/{id}/resize")));
+    let signals = (j.sig_proxy && !j.tty).then(|| tty::proxy_signals(c, id.to_string()));
     let detached = match stream {
-        Some(s) => join_stream(s, att_in, o.tty, o.tty.then_some(keys)).await?,
+        Some(s) => join_stream(s, j.stdin, j.tty, j.tty.then_some(keys)).await?,
         None => false,
     };
     drop(raw);
-    if let Some(t) = resize {
-        t.abort();
-    }
-    if let Some(t) = signals {
+    for t in [resize, signals].into_iter().flatten() {
         t.abort();
     }
     if detached {
-        return Ok(0);
+        return Ok(Joined::Detached);
     }
     let resp = wait.await??;
     let v: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
     if let Some(m) = v["Error"]["Message"].as_str().filter(|m| !m.is_empty()) {
-        eprintln!("berth: {m}");
-        return Ok(125);
+        return Ok(Joined::WaitFailed(m.to_string()));
     }
-    Ok(v["StatusCode"].as_i64().unwrap_or(125) as i32)
+    Ok(Joined::Exited(v["StatusCode"].as_i64().unwrap_or(125) as i32))
+}
+
+/// Exit code of a joined container for `start -a` and `attach`, whose failures are plain errors.
+fn joined_code(j: Joined) -> Result<i32> {
+    match j {
+        Joined::Exited(code) => Ok(code),
+        Joined::Detached => Ok(0),
+        Joined::StartFailed(e) => Err(e),
+        Joined::WaitFailed(m) => bail!(m),
+    }
 }
 
 /// Pumps stdin (if attached) into the stream and the stream to stdout/stderr until the output
@@ -301,29 +354,18 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<i32> {
     let id = info["Id"].as_str().unwrap_or_default().to_string();
     let tty_ctr = info["Config"]["Tty"] == true;
     let stdin = a.interactive && info["Config"]["OpenStdin"] == true;
-    let (keys, spec) = detach_keys(&a.detach_keys)?;
-    let mut q = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", stdin as u8);
-    if let Some(k) = &spec {
-        q.push_str(&format!("&detachKeys={}", enc(k)));
-    }
-    let wait = tokio::spawn(Client::check(
-        c.send(Method::POST, &format!("/containers/{id}/wait?condition=next-exit"), empty(), None).await?,
-    ));
-    let stream = c.hijack(&q).await?;
-    let raw = if tty_ctr && stdin && tty::stdin_is_tty() { Some(tty::RawGuard::new()?) } else { None };
-    c.call(Method::POST, &format!("/containers/{id}/start"), None).await?;
-    let resize = (tty_ctr && tty::stdout_is_tty()).then(|| tty::monitor_size(c, format!("/containers/{id}/resize")));
-    let detached = join_stream(stream, stdin, tty_ctr, tty_ctr.then_some(keys)).await?;
-    drop(raw);
-    if let Some(t) = resize {
-        t.abort();
-    }
-    if detached {
-        return Ok(0);
-    }
-    let resp = wait.await??;
-    let v: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
-    Ok(v["StatusCode"].as_i64().unwrap_or(0) as i32)
+    let j = Join {
+        id: &id,
+        tty: tty_ctr,
+        stdin,
+        stdout: true,
+        stderr: true,
+        detach_keys: &a.detach_keys,
+        sig_proxy: !tty_ctr,
+        condition: "next-exit",
+        start: true,
+    };
+    joined_code(join_container(c, &j).await?)
 }
 
 /// `berth attach CONTAINER`: joins a running container; exits with its code when it ends.
@@ -341,29 +383,18 @@ pub async fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
     }
     let tty_ctr = info["Config"]["Tty"] == true;
     let stdin = !a.no_stdin && info["Config"]["OpenStdin"] == true;
-    let (keys, spec) = detach_keys(&a.detach_keys)?;
-    let mut q = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", stdin as u8);
-    if let Some(k) = &spec {
-        q.push_str(&format!("&detachKeys={}", enc(k)));
-    }
-    let wait = tokio::spawn(Client::check(
-        c.send(Method::POST, &format!("/containers/{id}/wait?condition=not-running"), empty(), None).await?,
-    ));
-    let stream = c.hijack(&q).await?;
-    let raw = if tty_ctr && stdin && tty::stdin_is_tty() { Some(tty::RawGuard::new()?) } else { None };
-    let resize = (tty_ctr && tty::stdout_is_tty()).then(|| tty::monitor_size(c, format!("/containers/{id}/resize")));
-    let signals = (a.sig_proxy && !tty_ctr).then(|| tty::proxy_signals(c, id.clone()));
-    let detached = join_stream(stream, stdin, tty_ctr, tty_ctr.then_some(keys)).await?;
-    drop(raw);
-    for t in [resize, signals].into_iter().flatten() {
-        t.abort();
-    }
-    if detached {
-        return Ok(0);
-    }
-    let resp = wait.await??;
-    let v: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
-    Ok(v["StatusCode"].as_i64().unwrap_or(0) as i32)
+    let j = Join {
+        id: &id,
+        tty: tty_ctr,
+        stdin,
+        stdout: true,
+        stderr: true,
+        detach_keys: &a.detach_keys,
+        sig_proxy: a.sig_proxy,
+        condition: "not-running",
+        start: false,
+    };
+    joined_code(join_container(c, &j).await?)
 }
 
 /// `berth exec [-d] [-it] [-e] [-u] [-w] [--privileged] CONTAINER CMD...`
