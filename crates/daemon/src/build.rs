@@ -178,7 +178,7 @@ impl Backend for DaemonBackend {
             ..Default::default()
         };
         let req = CreateRequest { config, host_config: spec.host, networking_config: None };
-        let (id, _) = self.containers.create(req, None).await?;
+        let id = self.containers.create_build_step(req).await?;
         out.stream(format!(" ---> Running in {}\n", short_id(&id)));
         let result = self.run_container(&id, out).await;
         let code = match result {
@@ -198,6 +198,9 @@ impl Backend for DaemonBackend {
         if spec.rm || diff.is_err() {
             self.remove(&id).await;
             out.stream(format!(" ---> Removed intermediate container {}\n", short_id(&id)));
+        } else {
+            // `--rm=false` keeps it: from now on it is the user's, not the build's.
+            self.containers.adopt_build_step(&id).await?;
         }
         Ok(DiffTar(diff?))
     }

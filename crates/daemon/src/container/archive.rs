@@ -133,7 +133,7 @@ impl ContainerService {
         let CommitRequest { reference, config, changes, author, comment, pause } = req;
         // As Docker: freeze a running container while its changes are read, unless told not to.
         let paused_here =
-            pause && rec.state.running() && !rec.state.paused && self.set_paused(name, true).await.is_ok();
+            pause && rec.state.running() && !rec.state.paused() && self.set_paused(name, true).await.is_ok();
         let diff = self.write_diff(&e).await;
         if paused_here {
             let _ = self.set_paused(name, false).await;

@@ -104,8 +104,7 @@ impl ContainerService {
         if opts.stream {
             // A stopped container may be attached to: the stream starts with its next start, as
             // `docker start -a` relies on. (The docker CLI itself refuses `attach` to a stopped one.)
-            let status = rec.state.status.as_str();
-            if matches!(status, "removing" | "dead") {
+            if matches!(rec.state.status, super::Status::Removing | super::Status::Dead) {
                 return Err(Error::conflict(format!("container {} is marked for removal", rec.id)));
             }
             e.subscribers.lock().expect("subscribers lock").push(Subscriber {

@@ -77,6 +77,26 @@ fn image_not_found(name: &str) -> Error {
 
 impl ContainerService {
     pub async fn create(&self, req: CreateRequest, name: Option<&str>) -> Result<(String, Vec<String>)> {
+        self.create_as(req, name, false).await
+    }
+
+    /// A RUN step's container: recorded as the build's, so recovery collects it after a crash.
+    pub async fn create_build_step(&self, req: CreateRequest) -> Result<String> {
+        self.create_as(req, None, true).await.map(|(id, _)| id)
+    }
+
+    /// A build step's container that the build keeps (`--rm=false`) becomes an ordinary one.
+    pub async fn adopt_build_step(&self, id: &str) -> Result<()> {
+        let rec = self.get(id)?.update(|r| r.build_step = false);
+        self.persist(&rec).await
+    }
+
+    async fn create_as(
+        &self,
+        req: CreateRequest,
+        name: Option<&str>,
+        build_step: bool,
+    ) -> Result<(String, Vec<String>)> {
         let mut config = req.config;
         let host_config = req.host_config;
         if let Some(n) = name.filter(|n| !n.is_empty()) {
@@ -119,11 +139,39 @@ impl ContainerService {
             config.hostname = id[..12].to_string();
         }
 
-        // Reserve the name under the lock, before any slow work, so two creates cannot both win it.
+        // Reserve the name before any slow work, so two creates cannot both win it.
         let name = match name.filter(|n| !n.is_empty()) {
-            Some(n) => validate_name(n)?.to_string(),
-            None => self.unused_random_name(),
+            Some(n) => {
+                let n = validate_name(n)?.to_string();
+                self.reserve_name(&n, &id)?;
+                n
+            }
+            None => self.reserve_random_name(&id),
         };
+        let image_id = image.id.clone();
+        let res = self
+            .create_reserved(req.networking_config, config, host_config, image_id, path, args, &id, &name, build_step)
+            .await;
+        if res.is_err() {
+            self.release_name(&name, &id);
+        }
+        res.map(|()| (id, Vec::new()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_reserved(
+        &self,
+        networking_config: Option<serde_json::Value>,
+        config: Config,
+        host_config: berth_api::container::HostConfig,
+        image_id: berth_types::Digest,
+        path: String,
+        args: Vec<String>,
+        id: &str,
+        name: &str,
+        build_step: bool,
+    ) -> Result<()> {
+        let (id, name) = (id.to_string(), name.to_string());
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let record = ContainerRecord {
             id: id.clone(),
@@ -131,37 +179,23 @@ impl ContainerService {
             created: now,
             config,
             host_config,
-            image_id: image.id.clone(),
+            image_id,
             path,
             args,
             state: State::default(),
             restart_count: 0,
             manual_stop: false,
-            networking_config: req.networking_config,
+            networking_config,
             mounts: Vec::new(),
             endpoints: Vec::new(),
             ports: Default::default(),
+            build_step,
         };
         let mut record = record;
         record.endpoints = self.resolve_endpoints(&record).await?;
         record.mounts = self.resolve_mounts(&record).await?;
         let entry = Entry::new(record.clone());
-        let conflict = {
-            let mut entries = self.entries.lock().expect("entries lock");
-            match entries.values().find(|e| e.record.lock().expect("record lock").name == name) {
-                Some(other) => Some(other.id()),
-                None => {
-                    entries.insert(id.clone(), entry.clone());
-                    None
-                }
-            }
-        };
-        if let Some(other) = conflict {
-            self.remove_anonymous_volumes(&record).await;
-            return Err(Error::conflict(format!(
-                "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
-            )));
-        }
+        self.entries.lock().expect("entries lock").insert(id.clone(), entry);
         let res = self.finish_create(&record).await;
         if let Err(e) = res {
             self.entries.lock().expect("entries lock").remove(&id);
@@ -171,24 +205,13 @@ impl ContainerService {
             return Err(e);
         }
         self.publish("create", &record, &[]);
-        Ok((id, Vec::new()))
+        Ok(())
     }
 
     async fn finish_create(&self, record: &ContainerRecord) -> Result<()> {
         self.images.prepare_snapshot(&record.id, &record.image_id).await?;
         std::fs::create_dir_all(self.container_dir(&record.id))?;
         self.persist(record).await
-    }
-
-    fn unused_random_name(&self) -> String {
-        let entries = self.entries.lock().expect("entries lock");
-        for attempt in 0.. {
-            let n = crate::names::random(attempt.min(1));
-            if !entries.values().any(|e| e.record.lock().expect("record lock").name == n) {
-                return n;
-            }
-        }
-        unreachable!()
     }
 
     /// Ids of every container, for callers that iterate.

@@ -89,10 +89,16 @@ impl ContainerService {
     pub async fn exec_create(&self, name: &str, config: ExecConfig) -> Result<String> {
         let e = self.get(name)?;
         let rec = e.record();
+        if rec.state.restarting() {
+            return Err(Error::conflict(format!(
+                "Container {} is restarting, wait until the container is running",
+                rec.id
+            )));
+        }
         if !rec.state.running() {
             return Err(Error::conflict(format!("Container {} is not running", rec.id)));
         }
-        if rec.state.paused {
+        if rec.state.paused() {
             return Err(Error::conflict(format!("Container {} is paused, unpause the container before exec", rec.id)));
         }
         if config.cmd.is_empty() {

@@ -51,8 +51,8 @@ fn since(t: &str) -> i64 {
 }
 
 fn status_text(r: &ContainerRecord) -> String {
-    match r.state.status.as_str() {
-        "running" if r.state.paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
+    match r.state.shown() {
+        "paused" => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
         "running" if r.state.health.is_some() => {
             let h = match r.state.health.as_ref().map(|h| h.status.as_str()) {
                 Some("starting") => "health: starting".to_string(),
@@ -65,6 +65,9 @@ fn status_text(r: &ContainerRecord) -> String {
         "exited" => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
         "created" => "Created".into(),
         "removing" => "Removal In Progress".into(),
+        "restarting" => {
+            format!("Restarting ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at)))
+        }
         "dead" => "Dead".into(),
         other => other.to_string(),
     }
@@ -108,11 +111,12 @@ impl ContainerService {
             "Args": r.args,
             "State": {
                 "Status": r.state.shown(),
-                "Running": r.state.running(),
-                "Paused": r.state.paused,
-                "Restarting": false,
+                // Docker counts a restarting container as running (its policy owns it).
+                "Running": r.state.running() || r.state.restarting(),
+                "Paused": r.state.paused(),
+                "Restarting": r.state.restarting(),
                 "OOMKilled": r.state.oom_killed,
-                "Dead": r.state.status == "dead",
+                "Dead": r.state.status == super::Status::Dead,
                 "Pid": r.state.pid,
                 "ExitCode": r.state.exit_code,
                 "Error": r.state.error,
@@ -193,7 +197,7 @@ impl ContainerService {
             .filter(|r| any("name", &|n| r.name.contains(n.trim_start_matches('/'))))
             .filter(|r| any("status", &|s| r.state.shown() == s))
             .filter(|r| any("health", &|h| r.state.health.as_ref().map(|x| x.status.as_str()).unwrap_or("none") == h))
-            .filter(|r| any("exited", &|c| r.state.status == "exited" && c.parse() == Ok(r.state.exit_code)))
+            .filter(|r| any("exited", &|c| r.state.shown() == "exited" && c.parse() == Ok(r.state.exit_code)))
             .filter(|r| any("ancestor", &|a| r.config.image == a || r.image_id.as_str() == a || r.image_id.hex().starts_with(a)))
             .filter(|r| filters.match_labels(&r.config.labels))
             .take(limit.unwrap_or(usize::MAX))

@@ -19,8 +19,10 @@ mod mounts;
 mod network;
 mod ops;
 pub mod record;
+mod recovery;
 mod restart;
 mod start;
+pub mod state;
 mod stats;
 mod update;
 
@@ -41,6 +43,7 @@ pub use exec::{ExecConfig, ExecStream};
 pub use logs::LogOptions;
 pub use ops::WaitCondition;
 use record::ContainerRecord;
+pub use state::{Event, Status, WaitState};
 pub use update::UpdateConfig;
 
 use crate::config::DaemonConfig;
@@ -53,16 +56,6 @@ const CONTAINERS: Table = Table::new("containers");
 
 /// A piece of output: (stdcopy stream number, bytes).
 pub type Chunk = (u8, Bytes);
-
-/// What `wait` watches.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WaitState {
-    pub exits: u64,
-    pub exit_code: i64,
-    pub running: bool,
-    pub removed: bool,
-    pub error: Option<String>,
-}
 
 pub struct Entry {
     record: Mutex<ContainerRecord>,
@@ -84,15 +77,14 @@ pub struct Entry {
 impl Entry {
     fn new(record: ContainerRecord) -> Arc<Entry> {
         let (stdin, rx) = mpsc::unbounded_channel();
-        let running = record.state.running();
-        let exit_code = record.state.exit_code;
+        let wait = WaitState::of(&record.state);
         let e = Arc::new(Entry {
             record: Mutex::new(record),
             subscribers: Mutex::new(Vec::new()),
             shim: Arc::new(tokio::sync::Mutex::new(None)),
             shim_ready: Arc::new(Notify::new()),
             stdin,
-            wait: watch::channel(WaitState { running, exit_code, ..Default::default() }).0,
+            wait: watch::channel(wait).0,
             exec_routes: Default::default(),
             control: Mutex::new(None),
             backoff: Mutex::new(std::time::Duration::from_millis(100)),
@@ -111,10 +103,55 @@ impl Entry {
         self.record.lock().expect("record lock").id.clone()
     }
 
+    /// Changes fields that are not the state. The state only changes through `transition`.
     fn update(&self, f: impl FnOnce(&mut ContainerRecord)) -> ContainerRecord {
         let mut r = self.record.lock().expect("record lock");
+        let before = r.state.status;
         f(&mut r);
+        debug_assert_eq!(before, r.state.status, "state changed outside the state machine");
         r.clone()
+    }
+
+    /// Asks the state machine for a transition; on success the record changes and waiters are
+    /// woken before the lock is released, so a waiter that subscribed earlier sees it and one that
+    /// subscribes later reads the new state.
+    fn transition(&self, ev: Event) -> Result<ContainerRecord> {
+        self.transition_then(ev, |_| None)
+    }
+
+    /// `transition`, then the follow-up transition `next` picks from the new record, in one step
+    /// (an exit and the restart the policy wants, say). A refused follow-up leaves the first.
+    fn transition_then(
+        &self,
+        ev: Event,
+        next: impl FnOnce(&ContainerRecord) -> Option<Event>,
+    ) -> Result<ContainerRecord> {
+        let mut r = self.record.lock().expect("record lock");
+        let (id, name) = (r.id.clone(), r.name.clone());
+        r.state.apply(ev, &id, &name)?;
+        if let Some(ev2) = next(&r) {
+            let mut s = r.state.clone();
+            if s.apply(ev2, &id, &name).is_ok() {
+                r.state = s;
+            }
+        }
+        let removed = self.wait.borrow().removed;
+        self.wait.send_replace(WaitState { removed, ..WaitState::of(&r.state) });
+        Ok(r.clone())
+    }
+
+    /// Marks the container gone for `wait --condition removed`.
+    fn mark_removed(&self) {
+        let _r = self.record.lock().expect("record lock");
+        self.wait.send_modify(|w| w.removed = true);
+    }
+
+    /// The wait state now and a receiver of every later change, read under the record's lock.
+    fn subscribe_wait(&self) -> (WaitState, watch::Receiver<WaitState>) {
+        let _r = self.record.lock().expect("record lock");
+        let rx = self.wait.subscribe();
+        let now = rx.borrow().clone();
+        (now, rx)
     }
 }
 
@@ -126,6 +163,9 @@ pub struct ContainerService {
     networks: Arc<NetworkService>,
     events: Arc<EventBus>,
     entries: Mutex<BTreeMap<String, Arc<Entry>>>,
+    /// Container names (without the slash) to ids: the one place a name is reserved, so two
+    /// creates or renames can never both win one.
+    names: Mutex<std::collections::HashMap<String, String>>,
     ipam_lock: Mutex<()>,
     proxies: Mutex<std::collections::HashMap<String, Vec<berth_network::proxy::Proxy>>>,
     execs: Mutex<std::collections::HashMap<String, Arc<exec::ExecEntry>>>,
@@ -154,6 +194,7 @@ impl ContainerService {
             networks,
             events,
             entries: Mutex::new(BTreeMap::new()),
+            names: Mutex::new(records.iter().map(|(id, r)| (r.name.clone(), id.clone())).collect()),
             ipam_lock: Mutex::new(()),
             proxies: Default::default(),
             execs: Default::default(),
@@ -161,18 +202,19 @@ impl ContainerService {
         // Volumes mounted for containers that kept running stay mounted until those exit.
         let live_volumes: Vec<String> = records
             .iter()
-            .filter(|(_, r)| r.state.running())
+            .filter(|(_, r)| r.state.status.alive())
             .flat_map(|(_, r)| r.mounts.iter().filter(|m| m.kind == "volume").map(|m| m.name.clone()))
             .collect();
         svc.volumes.store().restore_users(&live_volumes);
         for (id, rec) in records {
-            let running = rec.state.running();
+            let running = rec.state.status.alive();
             let e = Entry::new(rec);
             svc.entries.lock().expect("entries lock").insert(id, e.clone());
             if running {
                 svc.clone().reconnect(e).await;
             }
         }
+        svc.recover().await;
         svc.restart_on_boot();
         Ok(svc)
     }
@@ -207,6 +249,42 @@ impl ContainerService {
         blocking(move || store.put(CONTAINERS, &rec.id, &rec)).await
     }
 
+    /// Reserves `name` for `id`: Docker's conflict error if another container holds it.
+    fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        let mut names = self.names.lock().expect("names lock");
+        match names.get(name) {
+            Some(other) if other != id => Err(Error::conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+            ))),
+            _ => {
+                names.insert(name.to_string(), id.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Draws random names until one is free and reserves it in the same step: a generated name
+    /// never fails a create (after a few draws a digit is added, as Docker does).
+    fn reserve_random_name(&self, id: &str) -> String {
+        let mut names = self.names.lock().expect("names lock");
+        for attempt in 0.. {
+            let n = crate::names::random(if attempt < 8 { 0 } else { attempt });
+            if let std::collections::hash_map::Entry::Vacant(v) = names.entry(n.clone()) {
+                v.insert(id.to_string());
+                return n;
+            }
+        }
+        unreachable!("an endless supply of names")
+    }
+
+    /// Frees `name` if `id` holds it.
+    fn release_name(&self, name: &str, id: &str) {
+        let mut names = self.names.lock().expect("names lock");
+        if names.get(name).is_some_and(|held| held == id) {
+            names.remove(name);
+        }
+    }
+
     /// Finds a container by full id, name, or unique id prefix.
     pub fn get(&self, name: &str) -> Result<Arc<Entry>> {
         let entries = self.entries.lock().expect("entries lock");
@@ -214,7 +292,8 @@ impl ContainerService {
             return Ok(e.clone());
         }
         let bare = name.strip_prefix('/').unwrap_or(name);
-        if let Some(e) = entries.values().find(|e| e.record.lock().expect("record lock").name == bare) {
+        let by_name = self.names.lock().expect("names lock").get(bare).cloned();
+        if let Some(e) = by_name.and_then(|id| entries.get(&id)) {
             return Ok(e.clone());
         }
         if !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit()) {

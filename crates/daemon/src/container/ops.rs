@@ -7,7 +7,10 @@ use std::time::Duration;
 use berth_runtime::proto;
 use berth_types::{Error, Result};
 
-use super::{blocking, ContainerService, Entry, WaitState, CONTAINERS};
+use super::{blocking, ContainerService, Entry, Event, Status, WaitState, CONTAINERS};
+
+/// How long a shim has to answer a PAUSE or RESUME before the request fails.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitCondition {
@@ -31,11 +34,13 @@ impl ContainerService {
     /// Resolves the container now (so a 404 is immediate) and returns the wait itself.
     pub fn wait(&self, name: &str, cond: WaitCondition) -> Result<impl Future<Output = WaitState> + Send + 'static> {
         let e = self.get(name)?;
-        let mut rx = e.wait.subscribe();
-        let start = rx.borrow().clone();
+        // Read under the record's lock: an exit is either in `start` or arrives through `rx`.
+        let (start, mut rx) = e.subscribe_wait();
         Ok(async move {
             let done = |w: &WaitState| match cond {
-                WaitCondition::NotRunning => !start.running && w.exits == start.exits || w.exits > start.exits,
+                // Level-triggered: not running now, or an exit since the wait began (a restart
+                // policy may already have started the next run).
+                WaitCondition::NotRunning => !w.running || w.exits > start.exits,
                 WaitCondition::NextExit => w.exits > start.exits,
                 WaitCondition::Removed => w.removed,
             };
@@ -52,14 +57,10 @@ impl ContainerService {
     }
 
     pub(super) async fn set_paused_locked(&self, e: &Entry, pause: bool) -> Result<()> {
+        // Checked by the state machine first (Docker's errors), applied once the shim confirms.
         let rec = e.record();
-        if !rec.state.running() {
-            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
-        }
-        if rec.state.paused == pause {
-            let what = if pause { "already paused" } else { "not paused" };
-            return Err(Error::conflict(format!("Container {} is {what}", rec.id)));
-        }
+        let mut probe = rec.state.clone();
+        probe.apply(if pause { Event::Pause } else { Event::Unpause }, &rec.id, &rec.name)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         *e.control.lock().expect("control lock") = Some(tx);
         {
@@ -67,8 +68,16 @@ impl ContainerService {
             let w = g.as_mut().ok_or_else(|| Error::conflict(format!("Container {} is not running", rec.id)))?;
             w.send(if pause { proto::PAUSE } else { proto::RESUME }, &[]).await?;
         }
-        rx.await.map_err(|_| Error::internal("the shim went away"))??;
-        let rec = e.update(|r| r.state.paused = pause);
+        // The exit handler fails a pending request, and the deadline bounds a shim that hangs.
+        match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(Error::conflict(format!("Container {} is not running", rec.id))),
+            Err(_) => {
+                e.control.lock().expect("control lock").take();
+                return Err(Error::internal(format!("container {}: the shim did not answer within 10s", rec.id)));
+            }
+        }
+        let rec = e.transition(if pause { Event::Pause } else { Event::Unpause })?;
         self.persist(&rec).await?;
         self.publish(if pause { "pause" } else { "unpause" }, &rec, &[]);
         Ok(())
@@ -76,7 +85,7 @@ impl ContainerService {
 
     /// Stop, kill and remove thaw a paused container first, so its processes can get the signal.
     async fn thaw(&self, e: &Entry) {
-        if e.record().state.paused {
+        if e.record().state.paused() {
             let _ = self.set_paused_locked(e, false).await;
         }
     }
@@ -101,10 +110,8 @@ impl ContainerService {
         let e = self.get(name)?;
         let _op = e.op.lock().await;
         // A manual stop also cancels a restart the policy had scheduled.
-        let rec = e.update(|r| {
-            r.manual_stop = true;
-            r.state.restarting = false;
-        });
+        e.update(|r| r.manual_stop = true);
+        let rec = e.transition(Event::RestartCancelled)?;
         self.persist(&rec).await?;
         if !rec.state.running() {
             return Err(Error::not_modified());
@@ -114,7 +121,10 @@ impl ContainerService {
         let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         self.thaw(&e).await;
         let exits = e.wait.borrow().exits;
-        self.send_signal(&e, sig).await?;
+        if let Err(err) = self.send_signal(&e, sig).await {
+            // It exited between the check and the signal: stopped is what was asked for.
+            return if e.record().state.running() { Err(err) } else { Ok(()) };
+        }
         self.publish("kill", &rec, &[("signal", sig.to_string())]);
         let limit = (secs >= 0).then(|| Duration::from_secs(secs as u64));
         if !Self::wait_exit(&e, exits, limit).await {
@@ -149,21 +159,25 @@ impl ContainerService {
     pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let e = self.get(name)?;
         let rec = e.record();
-        if rec.state.running() {
-            if !force {
-                return Err(Error::conflict(format!(
-                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
-                    rec.name
-                )));
+        // Refused in Docker's words: without force a running, paused or restarting container, and
+        // any being removed. (With force the process is killed first; `remove_entry` checks again.)
+        if !force || rec.state.status == Status::Removing {
+            rec.state.clone().apply(Event::Remove { force: false }, &rec.id, &rec.name)?;
+        }
+        if force {
+            // The policy must not start it again while it goes.
+            e.update(|r| r.manual_stop = true);
+            let _ = e.transition(Event::RestartCancelled);
+            if e.record().state.status.alive() {
+                let exits = e.wait.borrow().exits;
+                self.thaw(&e).await;
+                let _ = self.send_signal(&e, 9).await;
+                self.publish("kill", &rec, &[("signal", "9".into())]);
+                Self::wait_exit(&e, exits, Some(Duration::from_secs(30))).await;
             }
-            let exits = e.wait.borrow().exits;
-            self.thaw(&e).await;
-            let _ = self.send_signal(&e, 9).await;
-            self.publish("kill", &rec, &[("signal", "9".into())]);
-            Self::wait_exit(&e, exits, Some(Duration::from_secs(30))).await;
         }
         let _op = e.op.lock().await;
-        self.remove_entry(&e, volumes).await
+        self.remove_entry(&e, volumes, force).await
     }
 
     /// `POST /containers/prune`: every stopped container matching the label and `until` filters.
@@ -190,8 +204,7 @@ impl ContainerService {
                 Some((k, v)) => r.config.labels.get(k).is_some_and(|x| x == v),
                 None => r.config.labels.contains_key(l.as_str()),
             });
-            if r.state.running()
-                || r.state.restarting
+            if !matches!(r.state.status, Status::Created | Status::Exited | Status::Dead)
                 || !filters.match_labels(&r.config.labels)
                 || excluded
                 || until.is_some_and(|u| created >= u)
@@ -199,7 +212,7 @@ impl ContainerService {
                 continue;
             }
             let size = self.size_rw(&r.id);
-            if self.remove_entry(&e, false).await.is_ok() {
+            if self.remove_entry(&e, false, false).await.is_ok() {
                 space += size;
                 deleted.push(r.id);
             }
@@ -207,13 +220,11 @@ impl ContainerService {
         Ok((deleted, space))
     }
 
-    /// Deletes a stopped container and everything it owns. Idempotent: the first caller does it.
-    pub(super) async fn remove_entry(&self, e: &Arc<Entry>, volumes: bool) -> Result<()> {
-        let id = e.id();
-        if self.entries.lock().expect("entries lock").remove(&id).is_none() {
-            return Ok(());
-        }
-        let rec = e.update(|r| r.state.status = "removing".into());
+    /// Deletes a stopped container and everything it owns, once the state machine moved it to
+    /// `removing` (which only one caller can do).
+    pub(super) async fn remove_entry(&self, e: &Arc<Entry>, volumes: bool, force: bool) -> Result<()> {
+        let rec = e.transition(Event::Remove { force })?;
+        let id = rec.id.clone();
         self.release_host_state(&id).await;
         let snap = self.images.remove_snapshot(&id).await;
         let (cdir, bdir, store) = (self.container_dir(&id), self.bundle_dir(&id), self.store.clone());
@@ -228,12 +239,22 @@ impl ContainerService {
             store.delete(CONTAINERS, &id2)
         })
         .await;
+        if let Err(err) = snap.as_ref().and(files.as_ref()) {
+            // Docker's `dead`: visible, and only `rm -f` may try again.
+            tracing::error!(container = %id, "remove: {err}");
+            if let Ok(rec) = e.transition(Event::RemoveFailed) {
+                let _ = self.persist(&rec).await;
+            }
+            return snap.and(files);
+        }
+        self.entries.lock().expect("entries lock").remove(&id);
+        self.release_name(&rec.name, &id);
         self.publish("destroy", &rec, &[]);
         self.forget_execs(&id);
         if volumes {
             self.remove_anonymous_volumes(&rec).await;
         }
-        e.wait.send_modify(|w| w.removed = true);
-        snap.and(files)
+        e.mark_removed();
+        Ok(())
     }
 }

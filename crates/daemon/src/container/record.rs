@@ -1,69 +1,10 @@
-//! What the daemon persists about a container, and its Docker state machine.
+//! What the daemon persists about a container (its state machine is `state.rs`).
 
 use berth_api::container::{Config, HostConfig};
 use berth_types::Digest;
 use serde::{Deserialize, Serialize};
 
-/// Docker's zero time, shown for times that have not happened.
-pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct State {
-    /// created | running | exited | dead | removing
-    pub status: String,
-    pub pid: i32,
-    pub exit_code: i64,
-    pub error: String,
-    pub started_at: String,
-    pub finished_at: String,
-    pub oom_killed: bool,
-    /// Frozen by `docker pause`; the status stays `running`, as the process does.
-    #[serde(default)]
-    pub paused: bool,
-    /// Waiting out the restart policy's backoff before the next run.
-    #[serde(default)]
-    pub restarting: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<super::health::Health>,
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State {
-            status: "created".into(),
-            pid: 0,
-            exit_code: 0,
-            error: String::new(),
-            started_at: ZERO_TIME.into(),
-            finished_at: ZERO_TIME.into(),
-            oom_killed: false,
-            paused: false,
-            restarting: false,
-            health: None,
-        }
-    }
-}
-
-impl State {
-    pub fn running(&self) -> bool {
-        self.status == "running"
-    }
-
-    /// The status Docker shows: `paused` for a frozen running container.
-    pub fn shown(&self) -> &str {
-        if self.running() {
-            if self.paused {
-                "paused"
-            } else {
-                "running"
-            }
-        } else if self.restarting {
-            "restarting"
-        } else {
-            &self.status
-        }
-    }
-}
+pub use super::state::{State, Status, ZERO_TIME};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
@@ -87,6 +28,9 @@ pub struct ContainerRecord {
     pub mounts: Vec<super::mounts::MountPoint>,
     #[serde(default)]
     pub endpoints: Vec<berth_network::Endpoint>,
+    /// Made by the builder for a RUN step: owned by its build, collected if berthd dies mid-build.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build_step: bool,
     /// Published ports while running, as `NetworkSettings.Ports` shows them.
     #[serde(default)]
     pub ports: std::collections::BTreeMap<String, serde_json::Value>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::ContainerRecord;
-use super::{ContainerService, Entry};
+use super::{ContainerService, Entry, Event, Status};
 
 const FIRST: Duration = Duration::from_millis(100);
 const CAP: Duration = Duration::from_secs(60);
@@ -37,7 +37,14 @@ impl ContainerService {
     /// Called after an exit was recorded: schedules the next run if the policy wants one.
     pub(super) fn maybe_restart(self: &Arc<Self>, e: &Arc<Entry>) {
         let rec = e.record();
-        if rec.state.status == "removing" || rec.state.running() || !should_restart(&rec) {
+        // `on_exit` moves a container straight from running to restarting (one step, so `rm`
+        // never sees it exited in between); a failed restart comes back here exited.
+        let scheduled = match rec.state.status {
+            Status::Restarting => true,
+            Status::Exited if should_restart(&rec) => e.transition(Event::RestartScheduled).is_ok(),
+            _ => false,
+        };
+        if !scheduled {
             *e.backoff.lock().expect("backoff lock") = FIRST;
             return;
         }
@@ -50,35 +57,21 @@ impl ContainerService {
             *b = (*b * 2).min(CAP);
             d
         };
-        let rec = e.update(|r| {
-            r.state.restarting = true;
-            r.restart_count += 1;
-        });
+        let rec = e.update(|r| r.restart_count += 1);
         let (svc, e) = (self.clone(), e.clone());
         tokio::spawn(async move {
             let _ = svc.persist(&rec).await;
             tokio::time::sleep(delay).await;
             let now = e.record();
-            // Removed, or stopped by hand meanwhile: nothing to do.
-            if !now.state.restarting || now.manual_stop || svc.get(&now.id).is_err() {
-                return;
-            }
-            // Started meanwhile (by hand, or by the boot-time start): the restart is done.
-            if now.state.running() {
-                let rec = e.update(|r| r.state.restarting = false);
-                let _ = svc.persist(&rec).await;
+            // Removed, stopped or started by hand meanwhile: nothing to do.
+            if now.state.status != Status::Restarting || now.manual_stop || svc.get(&now.id).is_err() {
                 return;
             }
             match svc.start_inner_checked(&e).await {
                 Ok(()) => {}
-                Err(err) if err.kind == berth_types::ErrorKind::NotModified => {
-                    let rec = e.update(|r| r.state.restarting = false);
-                    let _ = svc.persist(&rec).await;
-                }
+                Err(err) if err.kind == berth_types::ErrorKind::NotModified => {}
                 Err(err) => {
                     tracing::warn!(container = %now.id, "restart: {err}");
-                    let rec = e.update(|r| r.state.restarting = false);
-                    let _ = svc.persist(&rec).await;
                     svc.maybe_restart(&e);
                 }
             }
@@ -91,7 +84,7 @@ impl ContainerService {
         for e in self.all() {
             let r = e.record();
             let wants = matches!(r.host_config.restart_policy.name.as_str(), "always" | "unless-stopped");
-            if wants && !r.manual_stop && !r.state.running() && r.state.status != "created" {
+            if wants && !r.manual_stop && matches!(r.state.status, Status::Exited | Status::Restarting) {
                 let (svc, e) = (self.clone(), e.clone());
                 tokio::spawn(async move {
                     if let Err(err) = svc.start_inner_checked(&e).await {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::record::ContainerRecord;
-use super::{blocking, ContainerService, Entry};
+use super::{blocking, ContainerService, Entry, Event, Status};
 
 use super::network::DEFAULT_HOSTS;
 
@@ -86,73 +86,58 @@ fn start_failure_code(msg: &str) -> i64 {
 impl ContainerService {
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<()> {
         let e = self.get(name)?;
-        // A manual start re-arms the restart policy and cancels a pending backoff.
-        let rec = e.update(|r| {
-            r.manual_stop = false;
-            r.state.restarting = false;
-        });
-        if rec.state.running() {
-            return Err(Error::not_modified());
-        }
+        // A manual start re-arms the restart policy.
+        e.update(|r| r.manual_stop = false);
         self.start_inner_checked(&e).await
     }
 
-    /// Starts a container (the lifecycle lock held), with the state bookkeeping of a start.
+    /// Starts a container under its lifecycle lock, through the state machine: `starting` here;
+    /// `running` is recorded by the supervisor when the shim reports STARTED (before it can see the
+    /// exit), or the start fails and the state goes back.
     pub(super) async fn start_inner_checked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<()> {
         let e = e.clone();
         let _op = e.op.lock().await;
-        let rec = e.record();
-        if rec.state.running() {
-            return Err(Error::not_modified());
-        }
-        if rec.state.status == "removing" || rec.state.status == "dead" {
-            return Err(Error::conflict(format!("container {} is marked for removal and cannot be started", rec.id)));
-        }
+        let rec = e.transition(Event::Start)?;
         match self.start_inner(&e, &rec).await {
-            Ok(pid) => {
-                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                let rec = e.update(|r| {
-                    r.state.restarting = false;
-                    r.state.status = "running".into();
-                    r.state.pid = pid;
-                    r.state.started_at = now;
-                    r.state.error.clear();
-                    r.state.exit_code = 0;
-                });
-                self.persist(&rec).await?;
-                e.wait.send_modify(|w| w.running = true);
-                self.start_health(&e);
-                match self.publish_ports(&rec).await {
-                    Ok(ports) => {
-                        let rec = e.update(|r| r.ports = ports);
-                        self.persist(&rec).await?;
-                    }
-                    Err(err) => tracing::warn!(container = %rec.id, "publish ports: {err}"),
-                }
-                self.publish_volume_mounts(&rec);
-                self.publish("start", &rec, &[]);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(err) => {
                 *e.shim.lock().await = None;
                 self.release_host_state(&rec.id).await;
                 self.release_volumes(&rec, false).await;
                 self.release_network(&e).await;
                 let msg = err.message.clone();
-                let rec = e.update(|r| {
-                    r.state.error = msg.clone();
-                    r.state.exit_code = start_failure_code(&msg);
-                });
-                let _ = self.persist(&rec).await;
+                let failed = Event::StartFailed { error: msg.clone(), code: start_failure_code(&msg) };
+                if let Ok(rec) = e.transition(failed) {
+                    let _ = self.persist(&rec).await;
+                }
                 if rec.host_config.auto_remove {
-                    let _ = self.remove_entry(&e, true).await;
+                    let _ = self.remove_entry(&e, true, false).await;
                 }
                 Err(err)
             }
         }
     }
 
-    async fn start_inner(self: &Arc<Self>, e: &Arc<Entry>, rec: &ContainerRecord) -> Result<i32> {
+    /// What a start does once the process runs: the supervisor calls it on STARTED, before it
+    /// reads the next frame, so an exit is always recorded after the start it ends.
+    async fn on_started(self: &Arc<Self>, e: &Arc<Entry>, pid: i32) -> Result<()> {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let rec = e.transition(Event::Started { pid, at: now })?;
+        self.persist(&rec).await?;
+        self.start_health(e);
+        match self.publish_ports(&rec).await {
+            Ok(ports) => {
+                let rec = e.update(|r| r.ports = ports);
+                self.persist(&rec).await?;
+            }
+            Err(err) => tracing::warn!(container = %rec.id, "publish ports: {err}"),
+        }
+        self.publish_volume_mounts(&rec);
+        self.publish("start", &rec, &[]);
+        Ok(())
+    }
+
+    async fn start_inner(self: &Arc<Self>, e: &Arc<Entry>, rec: &ContainerRecord) -> Result<()> {
         let id = rec.id.clone();
         let snapshot = self.images.snapshot_mounts(&id).await?;
         let host_net = rec.host_config.network_mode == "host";
@@ -328,32 +313,29 @@ impl ContainerService {
         let (tx, rx) = oneshot::channel();
         *e.shim.lock().await = Some(conn.writer);
         e.shim_ready.notify_waiters();
-        tokio::spawn(self.clone().supervise(e.clone(), conn.reader, Some(tx)));
+        let start = PendingStart { done: tx, pid: hello.pid.max(pid) };
+        tokio::spawn(self.clone().supervise(e.clone(), conn.reader, Some(start)));
         if let Some(w) = e.shim.lock().await.as_mut() {
             w.send(proto::START, &[]).await?;
         }
         let started = rx.await;
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "container started");
         match started {
-            Ok(Ok(())) => Ok(hello.pid.max(pid)),
-            Ok(Err(e)) => Err(e),
+            Ok(r) => r,
             Err(_) => Err(Error::internal(format!("shim for {id} went away during start"))),
         }
     }
 
-    /// Relays a shim's frames until the container exits.
-    async fn supervise(
-        self: Arc<Self>,
-        e: Arc<Entry>,
-        mut reader: ShimReader,
-        mut started: Option<oneshot::Sender<Result<()>>>,
-    ) {
+    /// Relays a shim's frames until the container exits. Frames are handled in order, so the
+    /// start (STARTED) is recorded before the exit (EXITED) that follows it.
+    async fn supervise(self: Arc<Self>, e: Arc<Entry>, mut reader: ShimReader, mut start: Option<PendingStart>) {
         let id = e.id();
         let status = loop {
             match reader.recv().await {
                 Ok(Some((proto::STARTED, _))) => {
-                    if let Some(tx) = started.take() {
-                        let _ = tx.send(Ok(()));
+                    if let Some(s) = start.take() {
+                        let r = self.on_started(&e, s.pid).await;
+                        let _ = s.done.send(r);
                     }
                 }
                 Ok(Some((proto::ACK, _))) => {
@@ -367,9 +349,9 @@ impl ContainerService {
                         let _ = tx.send(Err(Error::internal(msg)));
                         continue;
                     }
-                    match started.take() {
-                        Some(tx) => {
-                            let _ = tx.send(Err(Error::internal(msg)));
+                    match start.take() {
+                        Some(s) => {
+                            let _ = s.done.send(Err(Error::internal(msg)));
                         }
                         None => tracing::warn!(container = %id, "shim: {msg}"),
                     }
@@ -389,10 +371,13 @@ impl ContainerService {
                 Ok(None) | Err(_) => break None,
             }
         };
-        let status = status.or_else(|| shim::read_exit(&self.bundle_dir(&id).join("exit.json")));
-        if let Some(tx) = started.take() {
-            let _ = tx.send(Err(Error::internal(format!("container {id} exited before it started"))));
+        if let Some(s) = start.take() {
+            // It never started (or its shim failed before): the start's failure path cleans up
+            // and records the outcome; a second clean-up here would release things twice.
+            let _ = s.done.send(Err(Error::internal(format!("container {id} exited before it started"))));
+            return;
         }
+        let status = status.or_else(|| shim::read_exit(&self.bundle_dir(&id).join("exit.json")));
         self.on_exit(&e, status).await;
     }
 
@@ -400,6 +385,10 @@ impl ContainerService {
     async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, status: Option<ExitStatus>) {
         let t0 = std::time::Instant::now();
         *e.shim.lock().await = None;
+        // A pause or resume in flight will never be answered now.
+        if let Some(tx) = e.control.lock().expect("control lock").take() {
+            let _ = tx.send(Err(Error::conflict(format!("Container {} is not running", e.id()))));
+        }
         e.subscribers.lock().expect("subscribers lock").clear();
         // Execs still running died with the container's pid namespace.
         let orphans: Vec<String> = e.exec_routes.lock().expect("exec routes lock").keys().cloned().collect();
@@ -419,17 +408,15 @@ impl ContainerService {
                 "the container's shim exited without reporting a status".to_string(),
             ),
         };
-        let rec = e.update(|r| {
-            if r.state.status == "running" {
-                r.state.status = "exited".into();
+        let exited = Event::Exited { code, at: finished, oom, error };
+        let restart = |r: &ContainerRecord| super::restart::should_restart(r).then_some(Event::RestartScheduled);
+        let rec = match e.transition_then(exited, restart) {
+            Ok(rec) => rec,
+            Err(err) => {
+                tracing::warn!(container = %id, "exit report: {err}");
+                return;
             }
-            r.state.pid = 0;
-            r.state.paused = false;
-            r.state.exit_code = code;
-            r.state.finished_at = finished;
-            r.state.error = error;
-            r.state.oom_killed = oom;
-        });
+        };
         if oom {
             self.publish("oom", &rec, &[]);
         }
@@ -438,15 +425,10 @@ impl ContainerService {
         }
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "exit recorded");
         self.publish("die", &rec, &[("exitCode", code.to_string())]);
-        e.wait.send_modify(|w| {
-            w.exits += 1;
-            w.exit_code = code;
-            w.running = false;
-        });
         let _ = std::fs::remove_dir_all(self.bundle_dir(&id));
         self.maybe_restart(e);
         if rec.host_config.auto_remove {
-            if let Err(err) = self.remove_entry(e, true).await {
+            if let Err(err) = self.remove_entry(e, true, false).await {
                 tracing::error!(container = %id, "auto-remove: {err}");
             }
             tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "auto-removed");
@@ -508,7 +490,17 @@ impl ContainerService {
         let id = e.id();
         match ShimConn::connect(&self.shim_socket(&id)).await {
             Ok(mut conn) => match read_hello(&mut conn.reader).await {
-                Ok(_) => {
+                Ok(hello) => {
+                    if e.record().state.status == Status::Starting {
+                        // berthd died during this start: finish the books on what the shim says.
+                        if hello.started {
+                            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                            let _ = e.transition(Event::Started { pid: hello.pid, at: now });
+                        } else {
+                            tracing::info!(container = %id, "recovery: killing a start interrupted by a crash");
+                            let _ = conn.writer.send(proto::SIGNAL, &9i32.to_be_bytes()).await;
+                        }
+                    }
                     *e.shim.lock().await = Some(conn.writer);
                     e.shim_ready.notify_waiters();
                     let rec = e.record();
@@ -531,6 +523,12 @@ impl ContainerService {
             }
         }
     }
+}
+
+/// A start waiting for the shim's STARTED: answered by the supervisor once `running` is recorded.
+struct PendingStart {
+    done: oneshot::Sender<Result<()>>,
+    pid: i32,
 }
 
 async fn read_hello(reader: &mut ShimReader) -> Result<Hello> {

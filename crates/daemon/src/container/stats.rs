@@ -159,16 +159,10 @@ impl ContainerService {
         if old == new_name {
             return Err(Error::invalid("Renaming a container with the same name as its current name"));
         }
-        {
-            let entries = self.entries.lock().expect("entries lock");
-            if let Some(o) = entries.values().find(|x| x.record.lock().expect("record lock").name == new_name) {
-                return Err(Error::conflict(format!(
-                    "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                    o.id()
-                )));
-            }
-            e.record.lock().expect("record lock").name = new_name.clone();
-        }
+        let id = e.id();
+        self.reserve_name(&new_name, &id)?;
+        e.update(|r| r.name = new_name.clone());
+        self.release_name(&old, &id);
         let rec = e.record();
         self.persist(&rec).await?;
         self.publish("rename", &rec, &[("oldName", format!("/{old}"))]);

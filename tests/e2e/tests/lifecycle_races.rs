@@ -1,0 +1,222 @@
+//! The container life cycle under concurrency: many clients at once, operations racing an exit,
+//! generated names, restarting containers. Every request has a client deadline; a deadline that
+//! passes fails the test (a hang is a bug, never a slow run).
+
+use std::time::Duration;
+
+use berth_cli::client::Client;
+use berth_e2e::{err, Berthd};
+use hyper::Method;
+use serde_json::{json, Value};
+
+/// Generous: a request that needs this long is hung, not slow.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn daemon() -> Berthd {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("runtime")
+}
+
+/// One API call with the deadline; the error names the call.
+async fn call(c: &Client, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    match tokio::time::timeout(DEADLINE, c.call(method.clone(), path, body.as_ref())).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{method} {path}: {e}")),
+        Err(_) => panic!("{method} {path}: no answer within {DEADLINE:?} (hung)"),
+    }
+}
+
+async fn create(c: &Client, cmd: &[&str], host_config: Value) -> String {
+    let body = json!({"Image": "busybox", "Cmd": cmd, "HostConfig": host_config});
+    let v = call(c, Method::POST, "/containers/create", Some(body)).await.expect("create");
+    v["Id"].as_str().expect("id").to_string()
+}
+
+/// 16 clients × create → start → wait → rm. Before the state machine, about one cycle in 400 lost
+/// its exit: the wait never answered, and every later wait on that container hung too.
+#[test]
+fn concurrent_lifecycles_never_lose_an_exit() {
+    let d = daemon();
+    const CLIENTS: usize = 16;
+    const CYCLES: usize = 25;
+    let host = d.host();
+    rt().block_on(async move {
+        let mut tasks = Vec::new();
+        for worker in 0..CLIENTS {
+            let c = Client::new(&host).expect("client");
+            tasks.push(tokio::spawn(async move {
+                let mut kept = None;
+                for cycle in 0..CYCLES {
+                    let code = (worker + cycle) % 3;
+                    let cmd = format!("exit {code}");
+                    let id = create(&c, &["sh", "-c", &cmd], json!({})).await;
+                    call(&c, Method::POST, &format!("/containers/{id}/start"), None).await.expect("start");
+                    let w = call(&c, Method::POST, &format!("/containers/{id}/wait"), None).await.expect("wait");
+                    assert_eq!(w["StatusCode"], code as i64, "{id}: {w}");
+                    // A second wait on the exited container answers at once with the same code.
+                    let w = call(&c, Method::POST, &format!("/containers/{id}/wait"), None).await.expect("wait");
+                    assert_eq!(w["StatusCode"], code as i64, "{id}: {w}");
+                    let st = call(&c, Method::GET, &format!("/containers/{id}/json"), None).await.expect("inspect");
+                    assert_eq!(st["State"]["Status"], "exited", "{id}: {}", st["State"]);
+                    if cycle == CYCLES - 1 {
+                        kept = Some(id);
+                    } else {
+                        call(&c, Method::DELETE, &format!("/containers/{id}"), None).await.expect("rm");
+                    }
+                }
+                kept.expect("kept")
+            }));
+        }
+        for t in tasks {
+            t.await.expect("worker");
+        }
+    });
+    // The docker CLI's `wait` on exited containers answers at once.
+    let ids: Vec<String> = d.ok(&["ps", "-aq"]).lines().map(String::from).collect();
+    assert_eq!(ids.len(), CLIENTS);
+    let mut args = vec!["wait"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_eq!(d.ok(&args).lines().count(), CLIENTS);
+}
+
+/// `commit` (which pauses by default) right after `start`, as the container exits: every commit
+/// answers. Before, a pause sent as the process exited was never answered, and the commit hung.
+#[test]
+fn commit_racing_an_exit_always_answers() {
+    let d = daemon();
+    let host = d.host();
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        for i in 0..24 {
+            let id = create(&c, &["touch", "/test"], json!({})).await;
+            call(&c, Method::POST, &format!("/containers/{id}/start"), None).await.expect("start");
+            let v = call(&c, Method::POST, &format!("/commit?container={id}&repo=racy&tag={i}"), None)
+                .await
+                .expect("commit");
+            assert!(v["Id"].as_str().is_some_and(|s| s.starts_with("sha256:")), "{v}");
+            let w = call(&c, Method::POST, &format!("/containers/{id}/wait"), None).await.expect("wait");
+            assert_eq!(w["StatusCode"], 0);
+            // Not paused, whatever the order: a later rm needs no unpause.
+            call(&c, Method::DELETE, &format!("/containers/{id}"), None).await.expect("rm");
+        }
+    });
+}
+
+/// Generated names are drawn and reserved in one step: 120 unnamed creates at once all succeed,
+/// each with its own name. (Before, two creates could draw the same name and one failed with
+/// "Conflict. The container name … is already in use".)
+#[test]
+fn generated_names_never_collide() {
+    let d = daemon();
+    let host = d.host();
+    let names = rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        let mut tasks = Vec::new();
+        for _ in 0..120 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move { create(&c, &["true"], json!({})).await }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.expect("create task"));
+        }
+        let mut names = Vec::new();
+        for id in ids {
+            let v = call(&c, Method::GET, &format!("/containers/{id}/json"), None).await.expect("inspect");
+            names.push(v["Name"].as_str().expect("name").to_string());
+        }
+        names
+    });
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "duplicate generated names: {names:?}");
+    // A chosen name that is taken is still a conflict, in Docker's words.
+    let taken = names[0].trim_start_matches('/');
+    let o = d.docker(&["create", "--name", taken, "busybox", "true"]);
+    assert!(err(&o).contains("is already in use by container"), "{}", err(&o));
+}
+
+/// A container the restart policy is about to run again cannot be removed without force (409 in
+/// Docker's words); with force it goes, and the policy does not bring it back.
+#[test]
+fn restarting_container_needs_force_to_remove() {
+    let d = daemon();
+    let id = d.ok(&["run", "-d", "--restart", "always", "busybox", "false"]);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut saw_restarting = false;
+    while !saw_restarting {
+        assert!(std::time::Instant::now() < deadline, "never saw it restarting");
+        let o = d.docker(&["rm", &id]);
+        assert!(!o.status.success(), "a restarting container was removed without force");
+        let e = err(&o);
+        if e.contains("You cannot remove a restarting container") {
+            assert!(e.contains("Stop the container before attempting removal or force remove"), "{e}");
+            saw_restarting = true;
+        } else {
+            assert!(e.contains("container is running"), "{e}");
+        }
+    }
+    let st = d.ok(&["inspect", "-f", "{{.State.Restarting}} {{.State.Running}}", &id]);
+    assert!(st == "true true" || st == "false true", "{st}");
+    d.ok(&["rm", "-f", &id]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+}
+
+/// Polls `f` until it is true, failing after the deadline with `what`.
+fn poll(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// kill -9 of berthd while a build's RUN step runs, three times (once with the step's shim killed
+/// too, as after a reboot): the next start collects the step containers and their cgroups, and
+/// nothing of them is left (before: 8 cgroups after three kills).
+#[test]
+fn crash_mid_build_leaves_nothing_behind() {
+    let mut d = daemon();
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN echo step-running; sleep 300\n").unwrap();
+    for round in 0..3 {
+        let mut build = std::process::Command::new("docker")
+            .env("DOCKER_HOST", d.host())
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", ctx.path().to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker build");
+        poll("the RUN step to run", || !d.ok(&["ps", "-q", "--filter", "status=running"]).is_empty());
+        d.crash();
+        if round == 2 {
+            for pid in d.shims() {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+        let _ = build.wait();
+        d.spawn();
+        assert_eq!(d.ok(&["ps", "-aq"]), "", "round {round}: build-step containers left:\n{}", d.log_tail());
+        assert!(d.log().contains("recovery: removed build-step containers"), "{}", d.log_tail());
+        // Only the parent itself may remain in each hierarchy: no container cgroup under it.
+        let leftover: Vec<_> = d
+            .cgroups()
+            .iter()
+            .flat_map(|p| std::fs::read_dir(p).into_iter().flatten().flatten())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path())
+            .collect();
+        assert!(leftover.is_empty(), "round {round}: cgroups left: {leftover:?}");
+        assert!(d.mounts().iter().all(|m| !m.contains("/snapshots/")), "{:?}", d.mounts());
+    }
+}
