@@ -8,6 +8,7 @@ pub mod events;
 pub mod images;
 mod names;
 pub mod networks;
+pub mod perms;
 pub mod system;
 pub mod volumes;
 
@@ -51,6 +52,9 @@ impl Daemon {
             let images = ImageStore::open(store.clone(), &cfg.data_root)?;
             let volumes = berth_volume::VolumeStore::open(store.clone(), &cfg.data_root)?;
             let networks = berth_network::NetworkStore::open(store.clone(), cfg.pools.clone(), &cfg.bridge, cfg.bip)?;
+            for f in perms::secure_roots(&cfg.data_root, &cfg.exec_root)? {
+                tracing::warn!("closed to other users: {f}");
+            }
             Ok((store, images, volumes, networks))
         })
         .await

@@ -20,10 +20,17 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// A container's output is its own business: root only, as Docker's json-file logs.
+const LOG_MODE: u32 = 0o600;
+
 impl JsonLog {
     /// Opens the log; `None` for the `none` driver, which keeps nothing.
     pub fn open(path: Option<&std::path::Path>, max_size: u64, max_files: u32) -> JsonLog {
-        let file = path.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
+        let file = path.and_then(|p| {
+            std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), LOG_MODE)
+                .open(p)
+                .ok()
+        });
         let written = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
         let path = path.map(|p| p.to_path_buf()).unwrap_or_default();
         JsonLog { file, partial: [Vec::new(), Vec::new()], path, written, max_size, max_files: max_files.max(1) }
@@ -42,7 +49,12 @@ impl JsonLog {
             }
             let _ = std::fs::rename(&self.path, name(1));
         }
-        self.file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&self.path).ok();
+        self.file = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new().create(true).write(true).truncate(true),
+            LOG_MODE,
+        )
+        .open(&self.path)
+        .ok();
         self.written = 0;
     }
 

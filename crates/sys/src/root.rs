@@ -15,6 +15,10 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawMode, ResolveF
 use rustix::io::Errno;
 
 /// Cleans `p` into a relative path with no `.`, `..` or empty components.
+/// The most [`Root::read`] reads: files berthd reads whole from a container or an image are small
+/// (passwd, group, manifests, a Dockerfile).
+pub const READ_LIMIT: u64 = 16 << 20;
+
 pub fn clean(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -199,17 +203,19 @@ impl Root {
             Some(x) => x,
             None => (self.dir(Path::new(""), false)?, PathBuf::from(".")),
         };
-        let owner = (Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)));
-        rfs::chownat(&dir, &name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io_err(e, p))?;
-        // chmod follows a final symlink (Linux has no lchmod): never chmod through one. An entry
-        // may have been replaced by a symlink after it was created (a later tar entry of that name).
-        let is_link = rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
-            .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+        // Everything through one O_PATH fd of the entry itself: a process in the container that
+        // swaps the entry for a symlink after we looked cannot redirect any of these calls.
+        let fd = rfs::openat(&dir, &name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| io_err(e, p))?;
+        let owner = (Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)));
+        rfs::chownat(&fd, c"", owner.0, owner.1, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err(e, p))?;
+        let is_link = FileType::from_raw_mode(rfs::fstat(&fd).map_err(|e| io_err(e, p))?.st_mode) == FileType::Symlink;
+        // Linux has no lchmod, and a symlink's mode means nothing: never chmod one.
         if let Some(mode) = mode.filter(|_| !is_link) {
-            // chmod after chown: chown clears setuid/setgid bits.
-            rfs::chmodat(&dir, &name, Mode::from_raw_mode(mode as RawMode), AtFlags::empty())
-                .map_err(|e| io_err(e, p))?;
+            // chmod after chown: chown clears setuid/setgid bits. fchmod refuses O_PATH fds; the
+            // fd's /proc link names the inode already resolved, so it cannot be redirected.
+            rfs::chmod(proc_fd(&fd).as_str(), Mode::from_raw_mode(mode as RawMode)).map_err(|e| io_err(e, p))?;
         }
         let t = Timespec { tv_sec: mtime, tv_nsec: 0 };
         rfs::utimensat(&dir, &name, &Timestamps { last_access: t, last_modification: t }, AtFlags::SYMLINK_NOFOLLOW)
@@ -220,18 +226,35 @@ impl Root {
         let fd = self.openat2(&clean(p), OFlags::PATH | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| io_err(e, p))?;
         // fsetxattr does not work on O_PATH fds; go through the fd's /proc link, which names the
         // already-resolved inode and so cannot be redirected.
-        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        rfs::setxattr(proc.as_str(), key.as_bytes(), value, rfs::XattrFlags::empty())
+        rfs::setxattr(proc_fd(&fd).as_str(), key.as_bytes(), value, rfs::XattrFlags::empty())
             .or_else(|e| if e == Errno::LOOP { Ok(()) } else { Err(e) })
             .map_err(|e| io_err(e, p))
     }
 
-    /// Reads a whole regular file inside the root, following symlinks within it.
+    /// Reads a whole regular file inside the root (following symlinks within it), of at most
+    /// [`READ_LIMIT`] bytes.
     pub fn read(&self, p: &Path) -> Result<Vec<u8>> {
-        let fd = self.openat2(&clean(p), OFlags::RDONLY, Mode::empty()).map_err(|e| io_err(e, p))?;
-        let mut f = std::fs::File::from(fd);
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut buf)?;
+        self.read_limited(p, READ_LIMIT)
+    }
+
+    /// Reads a regular file of at most `limit` bytes. What a container or an image put there is
+    /// hostile: a fifo must not block (O_NONBLOCK, and only regular files are read), and
+    /// `/dev/zero` or a huge file must not exhaust memory (the size is checked and the read capped).
+    pub fn read_limited(&self, p: &Path, limit: u64) -> Result<Vec<u8>> {
+        let fd = self.openat2(&clean(p), OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).map_err(|e| io_err(e, p))?;
+        let st = rfs::fstat(&fd).map_err(|e| io_err(e, p))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(Error::invalid(format!("{}: not a regular file", p.display())));
+        }
+        if st.st_size as u64 > limit {
+            return Err(Error::invalid(format!("{}: larger than {limit} bytes", p.display())));
+        }
+        let mut buf = Vec::with_capacity(st.st_size as usize);
+        // Capped again while reading: the file may grow after the fstat.
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::from(fd), limit + 1), &mut buf)?;
+        if buf.len() as u64 > limit {
+            return Err(Error::invalid(format!("{}: larger than {limit} bytes", p.display())));
+        }
         Ok(buf)
     }
 
@@ -246,8 +269,12 @@ impl Root {
     }
 
     /// Opens a regular file inside the root for reading, following symlinks within it.
+    /// Only regular files: a fifo or a device there is refused, never opened blocking.
     pub fn open_file(&self, p: &Path) -> Result<std::fs::File> {
-        let fd = self.openat2(&clean(p), OFlags::RDONLY, Mode::empty()).map_err(|e| io_err(e, p))?;
+        let fd = self.openat2(&clean(p), OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).map_err(|e| io_err(e, p))?;
+        if FileType::from_raw_mode(rfs::fstat(&fd).map_err(|e| io_err(e, p))?.st_mode) != FileType::RegularFile {
+            return Err(Error::invalid(format!("{}: not a regular file", p.display())));
+        }
         Ok(std::fs::File::from(fd))
     }
 
@@ -278,6 +305,11 @@ impl Root {
         let fd = self.openat2(&clean(p), OFlags::PATH, Mode::empty()).map_err(|e| io_err(e, p))?;
         rfs::fstat(fd.as_fd()).map_err(|e| io_err(e, p))
     }
+}
+
+/// The /proc link of an fd: a path that resolves to exactly that open inode.
+fn proc_fd(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd))
 }
 
 fn not_found_is_none<T>(e: Error) -> Result<Option<T>> {
@@ -336,6 +368,25 @@ pub fn cwd() -> impl AsFd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_bounded_and_never_block() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", t.path().join("etc/passwd")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, t.path().join("etc/group"), FileType::Fifo, Mode::from_raw_mode(0o644), 0)
+            .unwrap();
+        std::fs::write(t.path().join("etc/big"), vec![b'x'; 4096]).unwrap();
+        std::fs::write(t.path().join("etc/ok"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        let r = Root::open(t.path()).unwrap();
+        // /dev/zero is outside the root: the symlink resolves inside it, to nothing.
+        assert!(r.read(Path::new("/etc/passwd")).is_err());
+        let e = r.read(Path::new("/etc/group")).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        let e = r.read_limited(Path::new("/etc/big"), 1024).unwrap_err();
+        assert!(e.message.contains("larger than 1024 bytes"), "{e}");
+        assert_eq!(r.read(Path::new("/etc/ok")).unwrap().len(), 26);
+    }
 
     #[test]
     fn clean_never_climbs() {

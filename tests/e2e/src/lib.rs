@@ -296,19 +296,53 @@ impl Berthd {
     }
 }
 
+/// How long one client command may take before the test fails as hung (`BERTH_TEST_CLIENT_TIMEOUT`
+/// seconds overrides it). Generous: it catches hangs, it does not time anything.
+pub fn client_timeout() -> Duration {
+    let secs = std::env::var("BERTH_TEST_CLIENT_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(240);
+    Duration::from_secs(secs)
+}
+
 fn run_with(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut child = cmd
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn client");
-    if let Some(data) = stdin {
-        let mut s = child.stdin.take().expect("stdin");
-        s.write_all(data).expect("write stdin");
-    }
-    child.wait_with_output().expect("client output")
+    let data = stdin.map(<[u8]>::to_vec);
+    let mut input = child.stdin.take();
+    let writer = std::thread::spawn(move || {
+        if let (Some(s), Some(d)) = (input.as_mut(), data) {
+            let _ = s.write_all(&d);
+        }
+    });
+    let reader = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = reader(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let errs = reader(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let deadline = Instant::now() + client_timeout();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("client wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("client {cmd:?} did not finish within {:?}: hung", client_timeout());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = writer.join();
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: errs.join().unwrap_or_default() }
 }
 
 pub fn out(o: &Output) -> String {

@@ -131,3 +131,111 @@ fn exec_runs_under_the_container_seccomp_profile() {
     assert_eq!(user, "Seccomp:\t2");
     d.ok(&["rm", "-f", "secx"]);
 }
+
+/// An exec gets every process setting of its container: no-new-privileges, rlimits, --group-add.
+/// (Before, `docker exec` printed NoNewPrivs 0 in a no-new-privileges container.)
+#[test]
+fn exec_inherits_the_containers_process_settings() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "nnp",
+        "--security-opt",
+        "no-new-privileges",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--group-add",
+        "1234",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(d.ok(&["exec", "nnp", "grep", "NoNewPrivs", "/proc/1/status"]), "NoNewPrivs:\t1");
+    assert_eq!(d.ok(&["exec", "nnp", "grep", "NoNewPrivs", "/proc/self/status"]), "NoNewPrivs:\t1");
+    assert_eq!(d.ok(&["exec", "-u", "33", "nnp", "grep", "NoNewPrivs", "/proc/self/status"]), "NoNewPrivs:\t1");
+    assert_eq!(d.ok(&["exec", "nnp", "sh", "-c", "ulimit -n; ulimit -Hn"]), "1024\n2048");
+    assert!(d.ok(&["exec", "nnp", "id", "-G"]).split(' ').any(|g| g == "1234"));
+    // Without the option, execs have no_new_privs off, as the init.
+    d.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "300"]);
+    assert_eq!(d.ok(&["exec", "plain", "grep", "NoNewPrivs", "/proc/self/status"]), "NoNewPrivs:\t0");
+    d.ok(&["rm", "-f", "nnp", "plain"]);
+}
+
+/// An image whose /etc/passwd is a fifo and whose /etc/group is /dev/zero (a char device): berthd
+/// reads neither (it only reads bounded regular files), so start, exec and a named user answer
+/// promptly instead of hanging a worker or exhausting memory.
+#[test]
+fn hostile_user_files_are_not_read() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        "rm /etc/passwd /etc/group; mkfifo /etc/passwd; mknod /etc/group c 1 5",
+    ]);
+    d.ok(&["commit", "mk", "hostile"]);
+    assert_eq!(d.ok(&["run", "--rm", "hostile", "echo", "ok"]), "ok");
+    let o = d.docker(&["run", "--rm", "--user", "www", "hostile", "true"]);
+    assert!(err(&o).contains("unable to find user www"), "{}", err(&o));
+    d.ok(&["run", "-d", "--name", "hx", "hostile", "sleep", "300"]);
+    assert_eq!(d.ok(&["exec", "hx", "echo", "ok"]), "ok");
+    assert_eq!(d.ok(&["exec", "-u", "0:0", "hx", "echo", "ok"]), "ok");
+    d.ok(&["rm", "-f", "hx", "mk"]);
+}
+
+/// Runs `sh -c script` as the unprivileged host user nobody; returns whether it succeeded.
+fn as_nobody(script: &str) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script])
+        .output()
+        .expect("setpriv")
+}
+
+/// No unprivileged host user reaches layers, bundles or logs (Docker's CVE-2021-41091 class): the
+/// data root is 0710 and what is under it root-only, the exec root 0711 with root-only contents,
+/// and a root loosened while berthd was down is closed again at the next start.
+#[test]
+fn host_users_cannot_reach_layers_bundles_or_logs() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = Berthd::start();
+    // The test's own temp dir is 0700: open it, so only berthd's modes stand in the way.
+    std::fs::set_permissions(&d.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "up", "-e", "SECRET=hunter2", "busybox", "sh", "-c", "echo logged; sleep 300"]);
+    let log = d.ok(&["inspect", "-f", "{{.LogPath}}", "up"]);
+    let data = d.data_root();
+    let run = d.root.join("run");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&data), 0o710);
+    assert_eq!(mode(&run), 0o711);
+    assert_eq!(mode(std::path::Path::new(&log)), 0o600);
+    let layers = std::fs::read_dir(data.join("image/layers")).unwrap().flatten().next().expect("a layer").path();
+    for target in [
+        format!("ls {}", data.display()),
+        format!("ls {}/bin/busybox", layers.display()),
+        format!("cat {log}"),
+        format!("cat {}/containers/*/config.json", run.display()),
+        format!("ls {}/containers", run.display()),
+    ] {
+        let o = as_nobody(&target);
+        assert!(!o.status.success(), "nobody could run `{target}`: {}", String::from_utf8_lossy(&o.stdout));
+    }
+    // The container itself still works as before, and setuid binaries in it too.
+    assert_eq!(d.ok(&["logs", "up"]), "logged");
+    d.ok(&["rm", "-f", "up"]);
+    // Loosened while down: closed again at start.
+    d.stop();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("image"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.spawn();
+    assert_eq!(mode(&data), 0o710);
+    assert_eq!(mode(&data.join("image")), 0o700);
+    assert!(d.log().contains("closed to other users"), "{}", d.log_tail());
+}

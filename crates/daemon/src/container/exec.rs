@@ -148,9 +148,16 @@ impl ContainerService {
         let snap = self.images.snapshot_mounts(&rec.id).await?;
         let process_json = self.bundle_dir(&rec.id).join(format!("exec-{}.json", &exec_id[..16]));
         let (cfg, rec2, pj) = (x.config.clone(), rec.clone(), process_json.clone());
+        let container_spec = self.bundle_dir(&rec.id).join("config.json");
         let prepared = blocking(move || {
             let root = Root::open(&snap.target)?;
-            let usr = user::resolve_user(&root, if cfg.user.is_empty() { &rec2.config.user } else { &cfg.user })?;
+            let mut usr = user::resolve_user(&root, if cfg.user.is_empty() { &rec2.config.user } else { &cfg.user })?;
+            super::start::group_add(&root, &rec2.host_config, &mut usr)?;
+            // The container's own process settings bind every exec too (no-new-privileges,
+            // rlimits): read from the spec it runs with, which berthd wrote.
+            let init: serde_json::Value = serde_json::from_slice(&std::fs::read(&container_spec)?)
+                .map_err(|e| Error::internal(format!("container spec: {e}")))?;
+            let nnp = init["process"]["noNewPrivileges"] == true;
             let cwd = if !cfg.working_dir.is_empty() {
                 cfg.working_dir.clone()
             } else if !rec2.config.working_dir.is_empty() {
@@ -177,15 +184,16 @@ impl ContainerService {
             let caps = spec::capabilities(&hc);
             // CAP_SYS_ADMIN in the permitted set only: the shim needs it for a moment to load the
             // container's seccomp profile into the exec, then drops it before execve.
+            // (With no-new-privileges the load needs no capability at all.)
             let mut permitted = caps.clone();
-            if !permitted.iter().any(|c| c == "CAP_SYS_ADMIN") {
+            if !nnp && !permitted.iter().any(|c| c == "CAP_SYS_ADMIN") {
                 permitted.push("CAP_SYS_ADMIN".into());
             }
             let mut u = json!({"uid": usr.uid, "gid": usr.gid});
             if !usr.additional_gids.is_empty() {
                 u["additionalGids"] = json!(usr.additional_gids);
             }
-            let process = json!({
+            let mut process = json!({
                 "terminal": cfg.tty,
                 "user": u,
                 "args": cfg.cmd,
@@ -193,6 +201,12 @@ impl ContainerService {
                 "cwd": cwd,
                 "capabilities": {"bounding": caps, "effective": caps, "permitted": permitted},
             });
+            if nnp {
+                process["noNewPrivileges"] = json!(true);
+            }
+            if let Some(r) = init["process"].get("rlimits") {
+                process["rlimits"] = r.clone();
+            }
             std::fs::write(&pj, serde_json::to_vec(&process).map_err(|e| Error::internal(e.to_string()))?)?;
             Ok(())
         })

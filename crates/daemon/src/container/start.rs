@@ -72,6 +72,32 @@ pub(super) fn console_size(v: Option<&serde_json::Value>) -> Option<[u16; 2]> {
     Some([a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16])
 }
 
+/// `--group-add` on top of the user's groups: numbers as given, names through the container's
+/// /etc/group. For the init and for every exec alike.
+pub(super) fn group_add(
+    root: &Root,
+    hc: &berth_api::container::HostConfig,
+    usr: &mut user::ResolvedUser,
+) -> Result<()> {
+    for g in hc.extra.get("GroupAdd").and_then(|v| v.as_array()).into_iter().flatten() {
+        let g = g.as_str().unwrap_or_default();
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                user::resolve_user(root, &format!("0:{g}"))
+                    .map_err(|_| {
+                        Error::invalid(format!("Unable to find group {g}: no matching entries in group file"))
+                    })?
+                    .gid
+            }
+        };
+        if !usr.additional_gids.contains(&gid) {
+            usr.additional_gids.push(gid);
+        }
+    }
+    Ok(())
+}
+
 /// Exit code Docker records when a start fails, by the runtime's message.
 fn start_failure_code(msg: &str) -> i64 {
     if msg.contains("executable file not found") || msg.contains("no such file or directory") {
@@ -217,19 +243,7 @@ impl ContainerService {
 
             let root = Root::open(&snapshot.target)?;
             let mut usr = user::resolve_user(&root, &rec.config.user)?;
-            // --group-add: numbers as given, names through the container's /etc/group.
-            for g in rec.host_config.extra.get("GroupAdd").and_then(|v| v.as_array()).into_iter().flatten() {
-                let g = g.as_str().unwrap_or_default();
-                let gid = match g.parse::<u32>() {
-                    Ok(n) => n,
-                    Err(_) => user::resolve_user(&root, &format!("0:{g}"))
-                        .map_err(|_| Error::invalid(format!("Unable to find group {g}: no matching entries in group file")))?
-                        .gid,
-                };
-                if !usr.additional_gids.contains(&gid) {
-                    usr.additional_gids.push(gid);
-                }
-            }
+            group_add(&root, &rec.host_config, &mut usr)?;
             let devices = spec::host_devices(&rec.host_config)?;
             let cwd = if rec.config.working_dir.is_empty() { "/".to_string() } else { rec.config.working_dir.clone() };
             root.mkdir(Path::new(&cwd), 0o755)?;
