@@ -244,6 +244,11 @@ impl Settings {
             if verify && ca.is_none() {
                 bail!("--tlsverify needs --tlscacert (the CA that signs client certificates)");
             }
+            if !verify && ca.is_some() {
+                // A CA alone suggests client certificates are checked; without --tlsverify they
+                // would not be.
+                bail!("--tlscacert is given without --tlsverify: client certificates would not be checked; add --tlsverify");
+            }
             Some(crate::listen::TlsSettings { cert, key, client_ca: if verify { ca } else { None } })
         } else {
             None

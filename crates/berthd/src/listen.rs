@@ -27,9 +27,10 @@ pub enum Listener {
 
 pub async fn open_all(hosts: &[String], tls: Option<&TlsSettings>) -> Result<Vec<Listener>> {
     let acceptor = tls.map(acceptor).transpose()?;
+    let verified = tls.is_some_and(|t| t.client_ca.is_some());
     let mut out = Vec::new();
     for h in hosts {
-        out.push(open(h, acceptor.as_ref()).await?);
+        out.push(open(h, acceptor.as_ref(), verified).await?);
     }
     Ok(out)
 }
@@ -62,7 +63,7 @@ fn acceptor(t: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(b.with_single_cert(certs, key)?)))
 }
 
-async fn open(host: &str, tls: Option<&tokio_rustls::TlsAcceptor>) -> Result<Listener> {
+async fn open(host: &str, tls: Option<&tokio_rustls::TlsAcceptor>, verified: bool) -> Result<Listener> {
     if let Some(path) = host.strip_prefix("unix://") {
         let path = std::path::Path::new(path);
         if path.exists() {
@@ -81,6 +82,16 @@ async fn open(host: &str, tls: Option<&tokio_rustls::TlsAcceptor>) -> Result<Lis
     if let Some(addr) = host.strip_prefix("tcp://") {
         let addr: SocketAddr = addr.parse().with_context(|| format!("invalid TCP address {addr:?}"))?;
         if let Some(acc) = tls {
+            if !verified && !addr.ip().is_loopback() {
+                // Encrypted, but anyone who can reach the port owns the host: say so loudly.
+                for _ in 0..3 {
+                    tracing::warn!(
+                        %addr,
+                        "SECURITY: serving the API with --tls but without --tlsverify: ANY client that reaches \
+                         this address gets root on this host. Use --tlsverify with --tlscacert."
+                    );
+                }
+            }
             let l = TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
             return Ok(Listener::Tls(l, acc.clone()));
         }
@@ -92,6 +103,23 @@ async fn open(host: &str, tls: Option<&tokio_rustls::TlsAcceptor>) -> Result<Lis
     }
     bail!("unsupported host {host:?}: use unix:///path or tcp://127.0.0.1:port")
 }
+
+/// Where a listener's clients come from, for the request checks that depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exposure {
+    /// A UNIX socket: its file mode decides who connects.
+    Socket,
+    /// Plain TCP on loopback: any local process, and any web page a local browser shows.
+    Loopback,
+    /// TCP with TLS.
+    Tls,
+}
+
+/// A client gets this long to send a request's headers (a slow or idle client must not hold a
+/// connection and a task forever).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub async fn serve<S>(l: Listener, app: S, mut stop: tokio::sync::watch::Receiver<bool>)
 where
@@ -105,30 +133,64 @@ where
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let l = match l {
-        Listener::Tls(l, acc) => return serve_tls(l, acc, app, shutdown).await,
-        other => other,
-    };
-    let svc = axum::ServiceExt::<Request>::into_make_service(app);
-    let res = match l {
-        Listener::Unix(l) => axum::serve(l, svc).with_graceful_shutdown(shutdown).await,
-        Listener::Tcp(l) => axum::serve(l, svc).with_graceful_shutdown(shutdown).await,
-        Listener::Tls(..) => unreachable!("served above"),
-    };
-    if let Err(e) = res {
-        tracing::error!("listener failed: {e}");
+    tokio::pin!(shutdown);
+    loop {
+        // Accept errors (EMFILE under a flood of connections, say) never end the server: back off
+        // a moment and accept again.
+        let accepted = tokio::select! {
+            r = accept(&l) => r,
+            _ = &mut shutdown => return,
+        };
+        let conn = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            match conn {
+                Conn::Unix(s) => serve_conn(s, app, Exposure::Socket).await,
+                Conn::Tcp(s) => serve_conn(s, app, Exposure::Loopback).await,
+                Conn::Tls(tcp, acc, peer) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(tcp)).await {
+                    Ok(Ok(t)) => serve_conn(t, app, Exposure::Tls).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
+        });
     }
 }
 
-/// TLS connections: each handshake (and client-certificate check) runs on its own task, so a slow
-/// or hostile client never stalls the accept loop; hijacked streams (attach, exec) keep working
-/// through the upgrade.
-async fn serve_tls<S>(
-    l: TcpListener,
-    acc: tokio_rustls::TlsAcceptor,
-    app: S,
-    shutdown: impl std::future::Future<Output = ()>,
-) where
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+    Tls(tokio::net::TcpStream, tokio_rustls::TlsAcceptor, SocketAddr),
+}
+
+async fn accept(l: &Listener) -> std::io::Result<Conn> {
+    Ok(match l {
+        Listener::Unix(l) => Conn::Unix(l.accept().await?.0),
+        Listener::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Conn::Tcp(s)
+        }
+        Listener::Tls(l, acc) => {
+            let (s, peer) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Conn::Tls(s, acc.clone(), peer)
+        }
+    })
+}
+
+/// One HTTP/1 connection, with upgrades (attach, exec) and a header-read deadline; every request
+/// passes the checks for where it came from before it reaches the API.
+async fn serve_conn<IO, S>(io: IO, app: S, exposure: Exposure)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
         + Clone
         + Send
@@ -136,37 +198,21 @@ async fn serve_tls<S>(
         + 'static,
     S::Future: Send,
 {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = l.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return,
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acc, app) = (acc.clone(), app.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(30), acc.accept(tcp)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let mut app = app.clone();
-                async move { tower::Service::call(&mut app, req.map(axum::body::Body::new)).await }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                .with_upgrades()
-                .await;
-        });
-    }
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut app = app.clone();
+        async move {
+            if let Some(refused) =
+                berth_server::guard::check(&req, exposure == Exposure::Loopback, exposure != Exposure::Socket)
+            {
+                return Ok(refused);
+            }
+            tower::Service::call(&mut app, req.map(axum::body::Body::new)).await
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .with_upgrades()
+        .await;
 }

@@ -35,7 +35,13 @@ pub(crate) fn write_config(v: &Value) -> Result<()> {
     let dir = config_dir();
     std::fs::create_dir_all(&dir)?;
     let tmp = dir.join(".config.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
+    // It holds credentials: 0600 from its creation (as the docker CLI), never readable for a moment.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f =
+        std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
+            .open(&tmp)?;
+    std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(v)?)?;
+    drop(f);
     std::fs::rename(&tmp, dir.join("config.json"))?;
     Ok(())
 }

@@ -145,14 +145,32 @@ fn pax_xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> Vec<(Vec<u8>, Vec<u8>)> {
     exts.filter_map(|x| x.ok())
         .filter_map(|x| {
             let k = x.key_bytes().strip_prefix(b"SCHILY.xattr.")?.to_vec();
-            Some((k, x.value_bytes().to_vec()))
+            allowed_xattr(&k).then(|| (k, x.value_bytes().to_vec()))
         })
         .collect()
+}
+
+/// Which extended attributes a layer may set. `trusted.*` is the kernel's and overlayfs's own
+/// (`trusted.overlay.*` would forge whiteouts, opaque dirs, redirects and metacopy in a lower
+/// layer) and most of `security.*` belongs to the host's LSMs and integrity subsystems: a layer
+/// keeps file capabilities (`security.capability`, which `ping` and friends need), ACLs and `user.*`.
+fn allowed_xattr(key: &[u8]) -> bool {
+    key.starts_with(b"user.") || key == b"security.capability" || key.starts_with(b"system.posix_acl_")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layers_cannot_set_the_kernels_xattrs() {
+        assert!(allowed_xattr(b"user.mime"));
+        assert!(allowed_xattr(b"security.capability"));
+        assert!(allowed_xattr(b"system.posix_acl_access"));
+        for k in [&b"trusted.overlay.opaque"[..], b"trusted.overlay.redirect", b"security.ima", b"security.selinux"] {
+            assert!(!allowed_xattr(k), "{}", String::from_utf8_lossy(k));
+        }
+    }
 
     fn tar_of(entries: &[(&str, EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());

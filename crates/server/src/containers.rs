@@ -243,8 +243,9 @@ async fn commit(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
         .str("container")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError(Error::invalid("container is required")))?;
-    let body =
-        axum::body::to_bytes(req.into_body(), 4 << 20).await.map_err(|e| ApiError(Error::invalid(e.to_string())))?;
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 4 << 20).await.map_err(|e| ApiError(Error::invalid(e.to_string())))?;
+    crate::guard::json_content(&parts.headers, &body)?;
     let config: Option<berth_api::container::Config> = if body.iter().all(|b| b.is_ascii_whitespace()) {
         None
     } else {
@@ -296,6 +297,7 @@ struct ExecStartBody {
 async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError(Error::invalid(e.to_string())))?;
+    crate::guard::json_content(&parts.headers, &bytes)?;
     let b: ExecStartBody = if bytes.iter().all(|c| c.is_ascii_whitespace()) {
         ExecStartBody::default()
     } else {

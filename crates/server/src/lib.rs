@@ -3,6 +3,7 @@
 mod build;
 mod containers;
 pub mod error;
+pub mod guard;
 mod hijack;
 mod images;
 mod networks;
@@ -69,9 +70,11 @@ pub struct JsonBody<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        let body = axum::body::to_bytes(req.into_body(), MAX_JSON)
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_JSON)
             .await
             .map_err(|e| ApiError(Error::invalid(format!("failed to read request body: {e}"))))?;
+        guard::json_content(&parts.headers, &body)?;
         let text: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { &body };
         serde_json::from_slice(text).map(JsonBody).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))
     }

@@ -478,6 +478,10 @@ fn interactive_login_under_a_pty() {
     assert!(text.contains("Login Succeeded"), "{text}{}", err(&o));
     assert!(!text.contains("hidden-pw"), "password echoed: {text}");
     assert!(std::fs::read_to_string(cfg.join("config.json")).unwrap().contains(&reg.addr));
+    // Credentials are for its owner only, as the docker CLI writes them.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(cfg.join("config.json")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 /// network connect/disconnect and the prunes, through berth, seen by docker (and the reverse).

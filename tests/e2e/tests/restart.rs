@@ -131,6 +131,28 @@ fn tcp_on_loopback_serves_the_api() {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    // What a web page could send: refused (CSRF with Origin, DNS rebinding with a foreign Host,
+    // a "simple" form post that is not JSON). curl answers the HTTP status.
+    let status = |args: &[&str]| {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let create = format!("{base}/containers/create");
+    let body = r#"{"Image":"busybox","HostConfig":{"Privileged":true}}"#;
+    assert_eq!(status(&["-H", "Origin: http://evil.example", &format!("{base}/_ping")]), "403");
+    assert_eq!(status(&["-H", "Host: evil.example", &format!("{base}/_ping")]), "403");
+    assert_eq!(status(&["-H", "Content-Type: text/plain", "-d", body, &create]), "400");
+    assert_eq!(status(&["-H", "Content-Type: application/x-www-form-urlencoded", "-d", body, &create]), "400");
+    assert_eq!(status(&[&format!("{base}/_ping")]), "200");
+    // A client that idles without sending its headers is dropped, and the server still answers.
+    let idle: Vec<_> = (0..64).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    assert_eq!(status(&[&format!("{base}/_ping")]), "200");
+    drop(idle);
     let _ = rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
         rustix::process::Signal::TERM,
