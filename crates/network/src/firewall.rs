@@ -128,6 +128,17 @@ fn render(table: &str, st: &State) -> String {
         };
         let _ = writeln!(s, "    {dst} {} dport {} dnat to {}:{}", p.proto, p.host_port, p.addr, p.port);
     }
+    s.push_str("  }\n");
+    // A port published on a loopback address is for this host alone. DNAT happens before the
+    // routing decision that would drop a packet to 127/8 from another interface as martian, so
+    // without this a neighbour routing 127.0.0.1 to us reaches the container (as Docker 28 does,
+    // drop such packets before NAT, in the raw hook).
+    s.push_str("  chain raw_prerouting {\n    type filter hook prerouting priority raw; policy accept;\n");
+    for p in st.ports.values().flatten() {
+        if let Some(ip) = p.host_ip.filter(|ip| ip.is_loopback()) {
+            let _ = writeln!(s, "    iifname != \"lo\" ip daddr {ip} {} dport {} drop", p.proto, p.host_port);
+        }
+    }
     s.push_str("  }\n}\n");
     s
 }
@@ -194,6 +205,8 @@ mod tests {
         assert!(!s.contains("10.2.0.0/24"), "internal networks are not masqueraded: {s}");
         assert!(s.contains("fib daddr type local tcp dport 8080 dnat to 10.1.0.2:80"), "{s}");
         assert!(s.contains("ip daddr 127.0.0.1 udp dport 53 dnat to 10.1.0.2:5353"), "{s}");
+        assert!(s.contains("iifname != \"lo\" ip daddr 127.0.0.1 udp dport 53 drop"), "{s}");
+        assert!(!s.contains("tcp dport 8080 drop"), "{s}");
         assert_eq!(Firewall::new("bt-1\"x").table(), "berth_bt1x");
     }
 }

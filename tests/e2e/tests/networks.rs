@@ -333,3 +333,81 @@ fn nat_isolation_internal_and_dnat() {
     let rules = String::from_utf8_lossy(&table.stdout).to_string();
     assert!(!rules.contains("dnat to"), "rules of removed containers stay: {rules}");
 }
+
+/// A port published on 127.0.0.1 is for this host alone: a neighbour that routes 127.0.0.1 to us
+/// (a SYN with destination 127.0.0.1 sent to our MAC) must not reach the container, while the
+/// same neighbour still reaches a port published on every address. Observed in the container as
+/// half-open connections (SYN_RECV) from the neighbour's source ports.
+#[test]
+fn loopback_published_ports_are_not_reachable_from_other_hosts() {
+    let d = daemon();
+    let other = OtherHost::new(d.net);
+    // The neighbour must not answer the container's SYN-ACKs with resets (that would end the
+    // half-open connections we look for).
+    let o = other.run(&["nft", "add table ip q; add chain ip q out { type filter hook output priority 0; }; add rule ip q out tcp flags rst drop"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (lo_port, all_port) = (free_port(), free_port());
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loweb",
+        "-p",
+        &format!("127.0.0.1:{lo_port}:80"),
+        "-p",
+        &format!("{all_port}:80"),
+        // httpd: a listen backlog that holds three half-open connections (nc's holds two).
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    ]);
+    let script = berth_e2e::workspace().join("tests/e2e/tools/syn_to_loopback.py");
+    let syn = |dst: &str, dport: u16, sport: u16| {
+        let o = other.run(&[
+            "python3",
+            script.to_str().unwrap(),
+            &other.ip,
+            &other.host_ip,
+            dst,
+            &dport.to_string(),
+            &sport.to_string(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // Remote ports of SYN_RECV entries (state 03) in the container.
+    let half_open = || -> Vec<u16> {
+        // busybox listens on ::, so v4 clients show in tcp6 too.
+        let t = d.ok(&["exec", "loweb", "cat", "/proc/net/tcp", "/proc/net/tcp6"]);
+        t.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(3) == Some(&"03")).then(|| u16::from_str_radix(f[2].rsplit(':').next()?, 16).ok()).flatten()
+            })
+            .collect()
+    };
+    let wait_for = |sport: u16| {
+        for _ in 0..200 {
+            if half_open().contains(&sport) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).output().unwrap();
+        panic!(
+            "the control SYN from port {sport} never reached the container:\n{}\n{}",
+            d.ok(&["exec", "loweb", "cat", "/proc/net/tcp", "/proc/net/tcp6"]),
+            String::from_utf8_lossy(&table.stdout)
+        );
+    };
+    // Control: the path works for a port published on every address.
+    syn(&other.host_ip, all_port, 41001);
+    wait_for(41001);
+    // The attack, then a second control behind it: once that one arrived, so would have the attack.
+    syn("127.0.0.1", lo_port, 41002);
+    syn(&other.host_ip, all_port, 41003);
+    wait_for(41003);
+    assert!(!half_open().contains(&41002), "a SYN to 127.0.0.1 from another host reached the container");
+    d.ok(&["rm", "-f", "loweb"]);
+}

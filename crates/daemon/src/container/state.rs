@@ -39,10 +39,12 @@ impl Status {
     }
 
     /// Docker's `State.Status` word.
-    pub fn docker_word(self, ever_started: bool) -> &'static str {
+    pub fn docker_word(self, ever_started: bool, by_policy: bool) -> &'static str {
         match self {
             Status::Created => "created",
-            // Docker does not show a start in flight: the container is still what it was.
+            // Docker does not show a start in flight: the container is still what it was
+            // (restarting, for a start the restart policy made).
+            Status::Starting if by_policy => "restarting",
             Status::Starting if ever_started => "exited",
             Status::Starting => "created",
             Status::Running => "running",
@@ -105,6 +107,9 @@ pub struct State {
     /// Exits recorded since berthd loaded the record: what `wait` counts.
     #[serde(skip)]
     pub exits: u64,
+    /// The start in flight is the restart policy's (shown as `restarting`, as Docker does).
+    #[serde(skip)]
+    pub by_policy: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::Health>,
 }
@@ -123,6 +128,7 @@ impl Default for State {
             finished_at: ZERO_TIME.into(),
             oom_killed: false,
             exits: 0,
+            by_policy: false,
             health: None,
         }
     }
@@ -162,6 +168,7 @@ impl From<StateWire> for State {
             finished_at: w.finished_at,
             oom_killed: w.oom_killed,
             exits: 0,
+            by_policy: false,
             health: w.health,
         }
     }
@@ -177,13 +184,14 @@ impl State {
         self.status == Status::Paused
     }
 
+    /// Waiting out the policy's backoff, or in the start the policy made.
     pub fn restarting(&self) -> bool {
-        self.status == Status::Restarting
+        self.status == Status::Restarting || self.status == Status::Starting && self.by_policy
     }
 
     /// The status Docker shows.
     pub fn shown(&self) -> &'static str {
-        self.status.docker_word(self.started_at != ZERO_TIME)
+        self.status.docker_word(self.started_at != ZERO_TIME, self.by_policy)
     }
 
     /// Applies `ev` if the table allows it from the current status; otherwise Docker's error for
@@ -193,6 +201,7 @@ impl State {
         let not_running = || Error::conflict(format!("Container {id} is not running"));
         let restarting =
             || Error::conflict(format!("Container {id} is restarting, wait until the container is running"));
+        let from_restarting = self.status == Restarting;
         match (self.status, ev) {
             (Running | Starting, Event::Start) => return Err(Error::not_modified()),
             (Paused, Event::Start) => {
@@ -201,7 +210,11 @@ impl State {
             (Removing | Dead, Event::Start) => {
                 return Err(Error::conflict(format!("container {id} is marked for removal and cannot be started")));
             }
-            (Created | Exited | Restarting, Event::Start) => self.status = Starting,
+            (Created | Exited | Restarting, Event::Start) => {
+                self.status = Starting;
+                self.by_policy = from_restarting;
+                return Ok(());
+            }
 
             (Starting, Event::Started { pid, at }) => {
                 self.status = Running;
@@ -272,6 +285,7 @@ impl State {
             (Removing, Event::RemoveFailed) => self.status = Dead,
             (_, Event::RemoveFailed) => {}
         }
+        self.by_policy = false;
         Ok(())
     }
 }
@@ -324,6 +338,8 @@ mod tests {
         s.apply(Event::RestartScheduled, "c", "n").unwrap();
         assert_eq!(s.shown(), "restarting");
         s.apply(Event::Start, "c", "n").unwrap();
+        // The policy's start still shows as restarting until the process runs (or fails).
+        assert_eq!(s.shown(), "restarting");
         s.apply(Event::StartFailed { error: "boom".into(), code: 127 }, "c", "n").unwrap();
         assert_eq!((s.status, s.exit_code), (Status::Exited, 127));
         s.apply(Event::Remove { force: false }, "c", "n").unwrap();
