@@ -48,6 +48,52 @@ pub fn busybox_tar() -> PathBuf {
     .clone()
 }
 
+/// A reservation held for the life of the value (or the process): an flock'd file under
+/// /tmp/berth-e2e-locks, shared by every test binary running at the same time, so two tests never
+/// get the same subnet or port (random picks collided about once a run at four threads).
+pub struct Reservation {
+    pub n: u32,
+    _lock: std::fs::File,
+}
+
+/// Reserves one number of `range` (starting at a random place), or panics if all are taken.
+fn reserve(kind: &str, range: std::ops::Range<u32>, usable: impl Fn(u32) -> bool) -> Reservation {
+    let dir = Path::new("/tmp/berth-e2e-locks");
+    std::fs::create_dir_all(dir).expect("lock dir");
+    let mut b = [0u8; 4];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).expect("random");
+    let len = range.end - range.start;
+    let offset = u32::from_le_bytes(b) % len;
+    for i in 0..len {
+        let n = range.start + (offset + i) % len;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{kind}-{n}")))
+            .expect("lock file");
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() && usable(n) {
+            return Reservation { n, _lock: f };
+        }
+    }
+    panic!("every {kind} in {range:?} is reserved")
+}
+
+/// The third octet of a daemon's private 10.213.N.0/24 and 10.214.N.0/24, reserved for its life.
+pub fn reserve_subnet() -> Reservation {
+    reserve("subnet", 1..255, |_| true)
+}
+
+/// A loopback TCP port nobody listens on, reserved for the rest of this test process: outside the
+/// kernel's ephemeral range (so no client socket takes it) and locked against other tests.
+pub fn free_port() -> u16 {
+    static HELD: std::sync::Mutex<Vec<Reservation>> = std::sync::Mutex::new(Vec::new());
+    let r = reserve("port", 20000..30000, |p| std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok());
+    let port = r.n as u16;
+    HELD.lock().expect("held ports").push(r);
+    port
+}
+
 pub struct Berthd {
     pub root: PathBuf,
     pub socket: PathBuf,
@@ -58,6 +104,7 @@ pub struct Berthd {
     /// Extra berthd flags (a TLS listener, say), kept across restarts.
     pub extra: Vec<String>,
     child: Option<Child>,
+    _subnet: Reservation,
     _dir: tempfile::TempDir,
 }
 
@@ -74,10 +121,20 @@ impl Berthd {
         let tag = rand_tag();
         let cgroup_parent = format!("/berth-test-{tag}");
         let bridge = format!("bt{}", &tag[..6]);
-        let net = u8::from_str_radix(&tag[6..8], 16).unwrap_or(1);
+        let subnet = reserve_subnet();
+        let net = subnet.n as u8;
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut d =
-            Berthd { socket: root.join("b.sock"), root, cgroup_parent, bridge, net, extra, child: None, _dir: dir };
+        let mut d = Berthd {
+            socket: root.join("b.sock"),
+            root,
+            cgroup_parent,
+            bridge,
+            net,
+            extra,
+            child: None,
+            _subnet: subnet,
+            _dir: dir,
+        };
         d.spawn();
         d
     }

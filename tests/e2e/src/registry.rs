@@ -56,10 +56,7 @@ pub fn seed(d: &crate::Berthd, registry: &str, repo: &str) -> String {
     r
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+pub use crate::free_port;
 
 impl Registry {
     pub fn start(auth: Auth) -> Registry {

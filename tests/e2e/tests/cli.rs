@@ -13,12 +13,22 @@ fn berth_ok(d: &Berthd, args: &[&str]) -> String {
 }
 
 /// Runs the same arguments through both CLIs and asserts equal stdout and exit codes.
+/// The same command through berth and docker: both succeed, with the same output. (Comparing alone
+/// passed when both failed alike.)
 fn same(d: &Berthd, args: &[&str]) -> String {
-    let a = d.berth(args);
-    let b = d.docker(args);
+    let (a, b) = (d.berth(args), d.docker(args));
+    assert!(b.status.success(), "docker {args:?} failed: {}", err(&b));
+    assert!(a.status.success(), "berth {args:?} failed: {}", err(&a));
     assert_eq!(out(&a), out(&b), "stdout differs for {args:?}\nberth stderr: {}\ndocker stderr: {}", err(&a), err(&b));
-    assert_eq!(a.status.code(), b.status.code(), "exit codes differ for {args:?}: {} / {}", err(&a), err(&b));
     out(&a)
+}
+
+/// The same failing command through both: the same exit code and the same stdout.
+fn same_failure(d: &Berthd, args: &[&str]) {
+    let (a, b) = (d.berth(args), d.docker(args));
+    assert!(!b.status.success(), "docker {args:?} succeeded");
+    assert_eq!(a.status.code(), b.status.code(), "exit codes differ for {args:?}: {} / {}", err(&a), err(&b));
+    assert_eq!(out(&a), out(&b), "stdout differs for {args:?}");
 }
 
 #[test]
@@ -48,7 +58,7 @@ fn container_and_image_commands_match_docker() {
     same(&d, &["inspect", "-f", tmpl, "web", "idle"]);
     same(&d, &["container", "inspect", "--format", "{{.State.ExitCode}}", "done"]);
     same(&d, &["inspect", "--format", "{{.Id}}", "bb"]);
-    same(&d, &["inspect", "nosuch"]);
+    same_failure(&d, &["inspect", "nosuch"]);
     same(&d, &["image", "inspect", "-f", "{{.Config.Cmd}}", "bb"]);
     same(&d, &["port", "web"]);
     same(&d, &["port", "web", "80"]);
@@ -60,8 +70,8 @@ fn container_and_image_commands_match_docker() {
 
     // exec: output, exit code, -e/-w/-u.
     same(&d, &["exec", "-e", "X=5", "-w", "/tmp", "-u", "1:1", "web", "sh", "-c", "echo $X $(pwd) $(id -u)"]);
-    same(&d, &["exec", "web", "sh", "-c", "exit 9"]);
-    same(&d, &["exec", "idle", "true"]);
+    same_failure(&d, &["exec", "web", "sh", "-c", "exit 9"]);
+    same_failure(&d, &["exec", "idle", "true"]);
 
     // cp both ways, diff, commit, history.
     let local = d.root.join("cp-src");
@@ -207,9 +217,7 @@ fn make_certs(dir: &Path) {
     std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use berth_e2e::free_port;
 
 fn cli(bin: &str, cfg: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
     let mut c = Command::new(bin);

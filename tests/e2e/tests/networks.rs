@@ -33,9 +33,7 @@ fn answers_soon(port: u16) -> bool {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use berth_e2e::free_port;
 
 #[test]
 fn builtin_networks_and_default_bridge() {

@@ -105,7 +105,7 @@ fn daemon_json_and_tcp_loopback() {
 #[test]
 fn tcp_on_loopback_serves_the_api() {
     let d = Berthd::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = berth_e2e::free_port();
     let root = d.root.join("tcp");
     let mut child = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
         .args(["--data-root", root.join("data").to_str().unwrap()])
