@@ -9,4 +9,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The e2e suites run the built binaries (berthd, berth-shim, berth), so build them first.
 cargo build --workspace --bins --locked
-cargo test --workspace --locked --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-4}"
+# --include-ignored: the tests marked `needs root` run too (this script runs as root).
+cargo test --workspace --locked --no-fail-fast -- --include-ignored --test-threads="${BERTH_TEST_THREADS:-4}"

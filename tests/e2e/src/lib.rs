@@ -353,6 +353,16 @@ impl Berthd {
     }
 }
 
+/// Polls `f` until it holds; panics naming `what` after a generous deadline. The way tests wait for
+/// a state: never a fixed sleep.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// How long one client command may take before the test fails as hung (`BERTH_TEST_CLIENT_TIMEOUT`
 /// seconds overrides it). Generous: it catches hangs, it does not time anything.
 pub fn client_timeout() -> Duration {

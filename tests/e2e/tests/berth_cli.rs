@@ -25,7 +25,7 @@ fn berth_commands() {
     let o = d.berth(&["run", "-d", "--name", "bg", "bb", "sh", "-c", "echo started; sleep 100"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o).trim().len(), 64);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    berth_e2e::eventually("bg to log", || out(&d.berth(&["logs", "bg"])).contains("started"));
     let o = d.berth(&["ps"]);
     assert!(out(&o).contains("bg"), "{}", out(&o));
     assert!(out(&o).contains("Up "), "{}", out(&o));

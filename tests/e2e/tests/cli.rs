@@ -111,10 +111,19 @@ fn container_and_image_commands_match_docker() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(3000));
+    // Read until the second redraw (the client's deadline bounds it), then stop the client.
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut seen, mut line) = (0, String::new());
+    while seen < 2 {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0, "stats stream ended");
+        // Redraws start with the terminal's clear-screen sequence; the row is what follows.
+        if line.trim_end().ends_with("web 1") {
+            seen += 1;
+        }
+    }
     child.kill().unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(out(&o).lines().filter(|l| *l == "web 1").count() >= 2, "{}", out(&o));
+    let _ = child.wait();
     let s = berth_ok(&d, &["stats", "--no-stream", "web"]);
     assert!(s.starts_with("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT"), "{s}");
 
@@ -322,9 +331,11 @@ fn ssh_hosts_run_dial_stdio_on_the_remote_side() {
     assert!(log.lines().all(|l| l == "me@far-host"), "{log}");
 }
 
-/// Runs `cmd` under a pseudo-terminal (util-linux `script`), feeding `input` step by step.
-fn under_pty(cmd: &str, steps: &[(u64, &str)]) -> Output {
-    use std::io::Write;
+/// Runs `cmd` under a pseudo-terminal (util-linux `script`). Each step waits until the output
+/// holds its text at least `n` times (a prompt, an echo), then types its input: no guessed delays.
+/// Returns once the command exits (the client deadline bounds the wait).
+fn under_pty(cmd: &str, steps: &[(&str, usize, &str)]) -> Output {
+    use std::io::{Read, Write};
     let mut child = Command::new("script")
         .args(["-qec", cmd, "/dev/null"])
         .stdin(std::process::Stdio::piped())
@@ -332,15 +343,31 @@ fn under_pty(cmd: &str, steps: &[(u64, &str)]) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
     let mut stdin = child.stdin.take().unwrap();
-    for (wait_ms, s) in steps {
-        std::thread::sleep(std::time::Duration::from_millis(*wait_ms));
-        let _ = stdin.write_all(s.as_bytes());
+    for (expect, n, input) in steps {
+        berth_e2e::eventually(&format!("{expect:?} ×{n} on the terminal"), || {
+            String::from_utf8_lossy(&seen.lock().unwrap()).matches(expect).count() >= *n
+        });
+        let _ = stdin.write_all(input.as_bytes());
         let _ = stdin.flush();
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    berth_e2e::eventually("the command under the pty to exit", || child.try_wait().unwrap().is_some());
     drop(stdin);
-    child.wait_with_output().unwrap()
+    let status = child.wait().unwrap();
+    let _ = reader.join();
+    let mut stderr = Vec::new();
+    let _ = child.stderr.take().unwrap().read_to_end(&mut stderr);
+    let stdout = seen.lock().unwrap().clone();
+    Output { status, stdout, stderr }
 }
 
 #[test]
@@ -356,11 +383,14 @@ fn run_it_attach_and_detach_under_a_pty() {
     assert!(out(&o).contains("/dev/pts/"), "{}", out(&o));
     assert!(out(&o).contains("33 91"), "window size not sent: {}", out(&o));
     // ctrl-p ctrl-q detaches and leaves the container running; attach joins it again.
-    let o = under_pty(&format!("{berth} run -it --name det bb sh"), &[(1500, "echo typed-in\r"), (500, "\x10\x11")]);
+    let o = under_pty(
+        &format!("{berth} run -it --name det bb sh"),
+        &[("# ", 1, "echo typed-in\r"), ("typed-in", 2, "\x10\x11")],
+    );
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains("typed-in"), "{}", out(&o));
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "det"]), "true");
-    let o = under_pty(&format!("{berth} attach det"), &[(1000, "echo again\r"), (300, "exit 3\r")]);
+    let o = under_pty(&format!("{berth} attach det"), &[("", 0, "echo again\r"), ("again", 2, "exit 3\r")]);
     assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains("again"), "{}", out(&o));
     // SIGTERM to the client while the terminal is raw: the terminal comes back as it was.
@@ -375,7 +405,10 @@ fn run_it_attach_and_detach_under_a_pty() {
     assert_eq!(before.unwrap(), after.unwrap(), "terminal settings not restored");
     // exec -it into a running container.
     d.ok(&["run", "-d", "--name", "bg", "bb", "sleep", "60"]);
-    let o = under_pty(&format!("{berth} exec -it bg sh"), &[(1000, "echo inside-$((6*7))\r"), (300, "exit 4\r")]);
+    let o = under_pty(
+        &format!("{berth} exec -it bg sh"),
+        &[("# ", 1, "echo inside-$((6*7))\r"), ("inside-42", 1, "exit 4\r")],
+    );
     assert_eq!(o.status.code(), Some(4), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains("inside-42"), "{}", out(&o));
     d.ok(&["rm", "-f", "bg", "det", "term"]);
@@ -480,7 +513,7 @@ fn interactive_login_under_a_pty() {
         bin_dir().join("berth").display(),
         reg.addr
     );
-    let o = under_pty(&cmd, &[(800, "erin\r"), (500, "hidden-pw\r")]);
+    let o = under_pty(&cmd, &[("Username: ", 1, "erin\r"), ("Password: ", 1, "hidden-pw\r")]);
     let text = out(&o);
     assert!(text.contains("Username: ") && text.contains("Password: "), "{text}");
     assert!(text.contains("Login Succeeded"), "{text}{}", err(&o));

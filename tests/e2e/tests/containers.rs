@@ -1,6 +1,6 @@
 //! Containers, first cut: run, attach, wait, logs, stop, kill, rm, ps, inspect, --rm, exit codes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_e2e::{err, out, Berthd};
 use serde_json::Value;
@@ -101,7 +101,7 @@ fn detached_logs_stop_kill_rm() {
         "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
     ]);
     assert_eq!(id.len(), 64);
-    std::thread::sleep(Duration::from_millis(600));
+    berth_e2e::eventually("three ticks", || d.ok(&["logs", "ticker"]).lines().count() >= 3);
     assert_eq!(d.ok(&["ps", "--format", "{{.Names}} {{.State}}"]), "ticker running");
     assert_eq!(d.ok(&["ps", "-q", "--filter", "label=team=a"]), &id[..12]);
     assert_eq!(d.ok(&["ps", "-q", "--filter", "label=team=b"]), "");
@@ -114,17 +114,14 @@ fn detached_logs_stop_kill_rm() {
     assert!(ts.split(' ').next().unwrap().ends_with('Z'), "{ts}");
     let o = d.docker(&["rm", "ticker"]);
     assert!(err(&o).contains("container is running"), "{}", err(&o));
-    let t = Instant::now();
+    // Its TERM handler ended it (exit 0, "bye"), not the SIGKILL after the timeout (137).
     d.ok(&["stop", "ticker"]);
-    assert!(t.elapsed() < Duration::from_secs(5), "TERM handler should end it at once");
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker"]), "exited 0");
     assert!(d.ok(&["logs", "--tail", "1", "ticker"]).ends_with("bye"));
     // Restart from exited, then stop with a short timeout: SIGKILL after it.
     d.ok(&["run", "-d", "--name", "stubborn", "busybox", "sleep", "1000"]);
-    let t = Instant::now();
+    // sleep ignores TERM as pid 1: only the SIGKILL after the timeout ends it (137).
     d.ok(&["stop", "-t", "1", "stubborn"]);
-    let el = t.elapsed();
-    assert!(el >= Duration::from_millis(900), "stop waited {el:?}");
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]), "137");
     let o = d.docker(&["stop", "stubborn"]);
     assert!(o.status.success(), "stop of a stopped container is a no-op: {}", err(&o));
@@ -229,7 +226,7 @@ fn pause_unpause_freezes_processes() {
         "-c",
         "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.1; done",
     ]);
-    std::thread::sleep(Duration::from_millis(400));
+    berth_e2e::eventually("the first count", || d.docker(&["cp", "counter:/count", "-"]).status.success());
     d.ok(&["pause", "counter"]);
     assert_eq!(
         d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", "counter"]),
@@ -238,6 +235,8 @@ fn pause_unpause_freezes_processes() {
     assert!(d.ok(&["ps", "--format", "{{.Status}}"]).ends_with("(Paused)"));
     let read = || d.ok(&["cp", "counter:/count", "-"]);
     let a = read();
+    // Not a synchronisation: the window in which a running counter would have moved (it ticks
+    // every 0.1 s).
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(read(), a, "a paused container kept running");
     let o = d.docker(&["exec", "counter", "true"]);
@@ -245,8 +244,7 @@ fn pause_unpause_freezes_processes() {
     let o = d.docker(&["pause", "counter"]);
     assert!(err(&o).contains("already paused"), "{}", err(&o));
     d.ok(&["unpause", "counter"]);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_ne!(read(), a);
+    berth_e2e::eventually("the counter to move again", || read() != a);
     // commit pauses by default and leaves it running after.
     d.ok(&["commit", "counter", "snap:1"]);
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "counter"]), "running");
@@ -259,12 +257,13 @@ fn pause_unpause_freezes_processes() {
 fn rename_top_stats() {
     let d = daemon();
     d.ok(&["run", "-d", "--name", "busy", "-m", "64m", "busybox", "sh", "-c", "while true; do :; done"]);
-    std::thread::sleep(Duration::from_millis(600));
+    berth_e2e::eventually("the shell to run", || d.ok(&["top", "busy"]).contains("sh"));
     let stats = d.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}"]);
     let f: Vec<&str> = stats.split_whitespace().collect();
     assert_eq!(f[0], "busy");
     let cpu: f64 = f[1].trim_end_matches('%').parse().unwrap();
-    assert!(cpu > 10.0, "a spinning shell shows CPU use: {stats}");
+    // Behaviour, not speed: a spinning shell shows some CPU use (how much belongs in bench/).
+    assert!(cpu > 0.0, "a spinning shell shows CPU use: {stats}");
     assert!(stats.contains("/ 64MiB"), "{stats}");
     assert_eq!(f.last().copied(), Some("1"));
     let top = d.ok(&["top", "busy", "-o", "pid,comm"]);
