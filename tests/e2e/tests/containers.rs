@@ -1,4 +1,4 @@
-//! Containers, first cut: run, attach, wait, logs, stop, kill, rm, ps, inspect, --rm, exit codes.
+//! Containers: run, attach, wait, logs, stop, kill, rm, ps, inspect, --rm, exit codes, pause, health.
 
 use std::time::Duration;
 

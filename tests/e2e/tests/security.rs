@@ -1,4 +1,4 @@
-//! Isolation: Docker's default seccomp profile and capabilities, no host processes, no remounts.
+//! Security: the default seccomp profile and capabilities, exec confinement, hostile image files, host users kept out of berthd's directories.
 
 use berth_e2e::{err, Berthd};
 

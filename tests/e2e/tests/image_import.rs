@@ -1,4 +1,4 @@
-//! Minimal image store: import, list, inspect, rmi, normalisation, hostile and malformed tars.
+//! Image import and the image list: import, list, inspect, rmi, normalisation, hostile and malformed tars.
 
 use std::io::Write;
 

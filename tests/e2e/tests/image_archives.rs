@@ -1,4 +1,4 @@
-//! The complete image store: save/load, commit, export/import, cp, diff, history, prune, df, and
+//! Images in and out as archives: save/load, commit, export/import, cp, diff, history, prune, df, and
 //! archives made by another tool (skopeo).
 
 use std::process::Command;

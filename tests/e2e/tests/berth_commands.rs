@@ -1,4 +1,4 @@
-//! The `berth` CLI, first cut, against berthd.
+//! `berth` commands on their own against berthd: run, registry, build, contexts over two daemons, networks and volumes, credential helpers.
 
 use berth_e2e::{busybox_tar, err, out, Berthd};
 
