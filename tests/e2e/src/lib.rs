@@ -370,6 +370,11 @@ pub fn client_timeout() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// Runs any client command with the client deadline: a hang fails the test.
+pub fn run_bounded(cmd: &mut Command) -> Output {
+    run_with(cmd, None)
+}
+
 fn run_with(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     use std::io::{Read, Write};
     let mut child = cmd

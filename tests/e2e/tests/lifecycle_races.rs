@@ -220,3 +220,44 @@ fn crash_mid_build_leaves_nothing_behind() {
         assert!(d.mounts().iter().all(|m| !m.contains("/snapshots/")), "{:?}", d.mounts());
     }
 }
+
+/// Attach, then start (compose v1's `run -T`, docker-py's attach_socket): the output and exit code
+/// of a short-lived container are never lost, whatever the timing, with the machine loaded by two
+/// spinning processes and eight such runs at a time.
+#[test]
+fn attached_output_survives_load() {
+    let d = daemon();
+    let spinners: Vec<std::process::Child> =
+        (0..2).map(|_| std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap()).collect();
+    let script = r#"
+import docker, os, threading
+c = docker.DockerClient(base_url=os.environ["DOCKER_HOST"], timeout=60)
+lost = []
+def one(i):
+    ctr = c.containers.create("busybox", ["sh", "-c", "echo line-%d; echo err-%d >&2; exit %d" % (i, i, i % 4)])
+    s = c.api.attach_socket(ctr.id, params={"stdout": 1, "stderr": 1, "stream": 1})
+    ctr.start()
+    sock, data = s._sock, b""
+    sock.settimeout(60)
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            break
+        data += b
+    code = ctr.wait(timeout=60)["StatusCode"]
+    if b"line-%d" % i not in data or b"err-%d" % i not in data or code != i % 4:
+        lost.append((i, code, data[:120]))
+    ctr.remove()
+for batch in range(6):
+    ts = [threading.Thread(target=one, args=(batch * 8 + k,)) for k in range(8)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+print("LOST", lost)
+"#;
+    let o = berth_e2e::run_bounded(
+        std::process::Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()),
+    );
+    drop(spinners);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "LOST []");
+}
