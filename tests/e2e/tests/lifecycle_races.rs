@@ -227,8 +227,19 @@ fn crash_mid_build_leaves_nothing_behind() {
 #[test]
 fn attached_output_survives_load() {
     let d = daemon();
-    let spinners: Vec<std::process::Child> =
-        (0..2).map(|_| std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap()).collect();
+    /// Load that ends with the test, however it ends (dropping a Child does not kill it).
+    struct Spinners(Vec<std::process::Child>);
+    impl Drop for Spinners {
+        fn drop(&mut self) {
+            for s in &mut self.0 {
+                let _ = s.kill();
+                let _ = s.wait();
+            }
+        }
+    }
+    let spinners = Spinners(
+        (0..2).map(|_| std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap()).collect(),
+    );
     let script = r#"
 import docker, os, threading
 c = docker.DockerClient(base_url=os.environ["DOCKER_HOST"], timeout=60)
