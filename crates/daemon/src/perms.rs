@@ -15,7 +15,7 @@ pub const DATA_ROOT_MODE: u32 = 0o710;
 pub const EXEC_ROOT_MODE: u32 = 0o711;
 /// What berthd makes under each root (the stores make theirs when they open).
 const DATA_DIRS: &[&str] = &["containers", "volumes", "snapshots"];
-const EXEC_DIRS: &[&str] = &["containers", "s", "netns", "runtime"];
+const EXEC_DIRS: &[&str] = &["containers", "s", "netns", "runtime", "subpaths"];
 
 /// Sets the modes above; returns what it had to correct, for the log.
 pub fn secure_roots(data_root: &Path, exec_root: &Path) -> std::io::Result<Vec<String>> {

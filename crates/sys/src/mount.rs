@@ -83,6 +83,15 @@ pub fn mount_fs(source: &str, target: &Path, fstype: &str, options: &[String]) -
         .map_err(|e| Error::internal(format!("mount {source} on {}: {e}", target.display())))
 }
 
+/// Bind-mounts the inode `fd` refers to on `target` (a file or directory that exists). The source
+/// is the fd's /proc link, which names the inode already resolved: nothing re-resolves a path that
+/// someone else (a container sharing a volume) could have turned into a symlink meanwhile.
+pub fn bind_fd(fd: &std::os::fd::OwnedFd, target: &Path) -> Result<()> {
+    let source = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+    rustix::mount::mount_bind(source.as_str(), target)
+        .map_err(|e| Error::internal(format!("bind mount on {}: {e}", target.display())))
+}
+
 /// Detaches whatever is mounted on `target`; not mounted is not an error.
 pub fn unmount(target: &Path) -> Result<()> {
     match umount2(target, UnmountFlags::DETACH) {

@@ -283,6 +283,13 @@ impl Root {
         self.openat2(&clean(p), OFlags::PATH, Mode::empty()).map_err(|e| io_err(e, p))
     }
 
+    /// Opens `p` as an O_PATH fd, following symlinks only within the root, with its stat.
+    pub fn open_in_root(&self, p: &Path) -> Result<(OwnedFd, rfs::Stat)> {
+        let fd = self.openat2(&clean(p), OFlags::PATH, Mode::empty()).map_err(|e| io_err(e, p))?;
+        let st = rfs::fstat(&fd).map_err(|e| io_err(e, p))?;
+        Ok((fd, st))
+    }
+
     /// Opens `p` as an O_PATH fd without following a final symlink, with its stat.
     pub fn open_nofollow(&self, p: &Path) -> Result<(OwnedFd, rfs::Stat)> {
         let fd = self.openat2(&clean(p), OFlags::PATH | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| io_err(e, p))?;

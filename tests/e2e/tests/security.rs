@@ -239,3 +239,34 @@ fn host_users_cannot_reach_layers_bundles_or_logs() {
     assert_eq!(mode(&data.join("image")), 0o700);
     assert!(d.log().contains("closed to other users"), "{}", d.log_tail());
 }
+
+/// A volume subpath that another container turned into a symlink to `/` must not mount the host's
+/// root: the subpath resolves inside the volume (to the volume's own root here), and what is
+/// mounted is the inode resolved, not a path the runtime resolves again.
+#[test]
+fn volume_subpath_cannot_escape_the_volume() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["volume", "create", "shared"]);
+    d.ok(&["run", "--rm", "-v", "shared:/v", "busybox", "sh", "-c", "echo vol > /v/marker; ln -s / /v/app"]);
+    let host_marker = d.root.join("host-only-marker");
+    std::fs::write(&host_marker, "host").unwrap();
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=shared,dst=/x,volume-subpath=app",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("ls /x; cat /x{} 2>&1; true", host_marker.display()),
+    ]);
+    let seen = berth_e2e::out(&o);
+    assert!(o.status.success(), "{}", err(&o));
+    // Inside the volume, `/` is the volume's root: its marker shows, the host's files do not.
+    assert!(seen.contains("marker"), "{seen}");
+    assert!(!seen.contains("host\n") && !seen.contains("etc\n"), "the host's root was mounted: {seen}");
+    // Staging mounts go with the container.
+    assert!(d.mounts().iter().all(|m| !m.contains("/subpaths/")), "{:?}", d.mounts());
+    d.ok(&["volume", "rm", "shared"]);
+}

@@ -232,6 +232,12 @@ impl ContainerService {
         self.cfg.exec_root.join("s").join(format!("{}.sock", &id[..16]))
     }
 
+    /// Where volume subpaths are bound before the runtime mounts them (root-only, outside the
+    /// bundle, which a start removes and recreates).
+    fn staging_dir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("subpaths").join(id)
+    }
+
     fn netns_path(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("netns").join(&id[..16])
     }

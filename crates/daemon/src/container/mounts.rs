@@ -6,7 +6,7 @@
 //! content into empty volumes, and produces the OCI mounts, parents before children.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_runtime::spec::SpecMount;
 use berth_sys::root::Root;
@@ -425,11 +425,17 @@ impl ContainerService {
 }
 
 /// Mounts volumes, copies image content into empty ones, and returns the OCI mounts (blocking).
-pub(super) fn spec_mounts(mounts: &[MountPoint], volumes: &VolumeStore, rootfs: &Root) -> Result<Vec<SpecMount>> {
+/// `staging` is a root-only directory of this container where volume subpaths are bound first.
+pub(super) fn spec_mounts(
+    mounts: &[MountPoint],
+    volumes: &VolumeStore,
+    rootfs: &Root,
+    staging: &Path,
+) -> Result<Vec<SpecMount>> {
     let mut sorted: Vec<&MountPoint> = mounts.iter().collect();
     sorted.sort_by_key(|m| Path::new(&m.destination).components().count());
     let mut out = Vec::new();
-    for m in sorted {
+    for (n, m) in sorted.into_iter().enumerate() {
         match m.kind.as_str() {
             "tmpfs" => out.push(SpecMount {
                 destination: m.destination.clone(),
@@ -446,11 +452,9 @@ pub(super) fn spec_mounts(mounts: &[MountPoint], volumes: &VolumeStore, rootfs: 
                     }
                     source = v.mountpoint.display().to_string();
                     if !m.subpath.is_empty() {
-                        let sub = v.mountpoint.join(berth_sys::root::clean(Path::new(&m.subpath)));
-                        Root::open(&v.mountpoint)?.stat(Path::new(&m.subpath)).map_err(|_| {
-                            Error::invalid(format!("cannot access path {}: no such file or directory", sub.display()))
-                        })?;
-                        source = sub.display().to_string();
+                        source = stage_subpath(&v.mountpoint, &m.subpath, &staging.join(n.to_string()))?
+                            .display()
+                            .to_string();
                     }
                 }
                 let mut options = vec!["rbind".to_string()];
@@ -463,6 +467,37 @@ pub(super) fn spec_mounts(mounts: &[MountPoint], volumes: &VolumeStore, rootfs: 
         }
     }
     Ok(out)
+}
+
+/// A volume subpath, resolved inside the volume (a symlink in it cannot lead out: another
+/// container may have planted `app -> /`), opened, and bound from that fd onto `target`, which the
+/// runtime then mounts. The runtime never resolves a path inside the volume.
+fn stage_subpath(volume: &Path, subpath: &str, target: &Path) -> Result<PathBuf> {
+    let (fd, st) = Root::open(volume)?.open_in_root(Path::new(subpath)).map_err(|_| {
+        let shown = volume.join(berth_sys::root::clean(Path::new(subpath)));
+        Error::invalid(format!("cannot access path {}: no such file or directory", shown.display()))
+    })?;
+    std::fs::create_dir_all(target.parent().expect("staging dir"))?;
+    berth_sys::mount::unmount(target)?;
+    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    if is_dir {
+        std::fs::create_dir_all(target)?;
+    } else {
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(target)?;
+    }
+    berth_sys::mount::bind_fd(&fd, target)?;
+    Ok(target.to_path_buf())
+}
+
+/// Undoes `stage_subpath` for a container: detaches and removes its staging directory.
+pub(super) fn release_staging(staging: &Path) {
+    let Ok(entries) = std::fs::read_dir(staging) else { return };
+    for e in entries.flatten() {
+        let _ = berth_sys::mount::unmount(&e.path());
+        // A directory or file that is no mount point any more: removing it cannot reach a volume.
+        let _ = std::fs::remove_dir(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+    }
+    let _ = std::fs::remove_dir(staging);
 }
 
 #[cfg(test)]

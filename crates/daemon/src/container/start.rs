@@ -207,6 +207,7 @@ impl ContainerService {
         };
         let shim_bin = self.cfg.shim_path.clone();
         let vstore = self.volumes.store();
+        let staging = self.staging_dir(&id);
         let shim_cfg2 = shim_cfg.clone();
         let t0 = std::time::Instant::now();
         // Processes a crashed shim left in the container's cgroup would block a new create.
@@ -253,7 +254,7 @@ impl ContainerService {
                 .find_map(|v| v.strip_prefix("PATH="))
                 .unwrap_or(spec::DEFAULT_PATH)
                 .to_string();
-            let mounts = super::mounts::spec_mounts(&rec.mounts, &vstore, &root)?;
+            let mounts = super::mounts::spec_mounts(&rec.mounts, &vstore, &root, &staging)?;
             user::check_command(&root, &rec.path, &path_env, &cwd).map_err(|e| {
                 Error::invalid(format!(
                     "failed to create task for container: failed to create shim task: OCI runtime create failed: unable to start container process: {}: unknown",
@@ -453,7 +454,9 @@ impl ContainerService {
     pub(super) async fn release_host_state(&self, id: &str) {
         let target = self.images.snapshot_mounts(id).await.map(|s| s.target);
         let netns = self.netns_path(id);
+        let staging = self.staging_dir(id);
         let _ = blocking(move || {
+            super::mounts::release_staging(&staging);
             if let Ok(t) = target {
                 berth_sys::mount::unmount(&t)?;
             }
