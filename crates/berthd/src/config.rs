@@ -116,6 +116,8 @@ struct FileConfig {
     tlscacert: Option<PathBuf>,
     tlscert: Option<PathBuf>,
     tlskey: Option<PathBuf>,
+    #[serde(rename = "log-opts")]
+    log_opts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -139,6 +141,7 @@ pub struct Settings {
     pub distribution: berth_daemon::images::DistributionConfig,
     pub init_path: Option<PathBuf>,
     pub tls: Option<crate::listen::TlsSettings>,
+    pub log_opts: std::collections::BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -253,7 +256,13 @@ impl Settings {
         } else {
             None
         };
+        // json-file logs rotate by default (Docker's never do): a container that writes without end
+        // must not fill the disk. daemon.json `log-opts` replaces the defaults.
+        let log_opts = file.log_opts.unwrap_or_else(|| {
+            [("max-size", "100m"), ("max-file", "3")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        });
         Ok(Settings {
+            log_opts,
             tls,
             init_path: a.init_path.or(file.init_path),
             distribution,

@@ -64,6 +64,7 @@ async fn run(s: Settings) -> Result<()> {
         pools: s.pools.clone(),
         distribution: s.distribution.clone(),
         init_path: s.init_path.clone(),
+        log_opts: s.log_opts.clone(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

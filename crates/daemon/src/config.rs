@@ -20,4 +20,6 @@ pub struct DaemonConfig {
     pub distribution: crate::images::DistributionConfig,
     /// The init `--init` runs (Docker's `init-path`); tini-static when unset.
     pub init_path: Option<PathBuf>,
+    /// daemon.json `log-opts`: json-file options every container gets unless it sets its own.
+    pub log_opts: std::collections::BTreeMap<String, String>,
 }

@@ -280,6 +280,24 @@ fn rename_top_stats() {
 #[test]
 fn log_rotation_and_none_driver() {
     let d = daemon();
+    // Rotation by default (daemon.json `log-opts` would replace it), shown in inspect; a
+    // container's own options win key by key.
+    d.ok(&["create", "--name", "quietdefault", "busybox", "true"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "quietdefault"]),
+        r#"{"max-file":"3","max-size":"100m"}"#
+    );
+    d.ok(&["create", "--name", "own", "--log-opt", "max-size=1m", "busybox", "true"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "own"]),
+        r#"{"max-file":"3","max-size":"1m"}"#
+    );
+    d.ok(&["rm", "quietdefault", "own"]);
+    // A tail is read from the end: the last lines of a long log, in order.
+    d.ok(&["run", "--name", "long", "busybox", "sh", "-c", "seq 1 200000"]);
+    assert_eq!(d.ok(&["logs", "--tail", "3", "long"]), "199998\n199999\n200000");
+    assert_eq!(d.ok(&["logs", "--tail", "0", "long"]), "");
+    d.ok(&["rm", "long"]);
     d.ok(&[
         "run",
         "--name",

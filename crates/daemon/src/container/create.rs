@@ -119,6 +119,14 @@ impl ContainerService {
         if !matches!(host_config.log_config.kind.as_str(), "" | "json-file" | "none") {
             return Err(Error::invalid(format!("logging driver {:?} is not supported", host_config.log_config.kind)));
         }
+        // The daemon's log options fill what the container leaves unset (as dockerd merges them),
+        // so inspect shows the rotation that applies.
+        let mut host_config = host_config;
+        if matches!(host_config.log_config.kind.as_str(), "" | "json-file") {
+            for (k, v) in &self.cfg.log_opts {
+                host_config.log_config.config.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         for (k, v) in &host_config.log_config.config {
             let ok = match k.as_str() {
                 "max-size" => super::start::parse_size(v).is_some(),

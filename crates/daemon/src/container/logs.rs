@@ -1,6 +1,7 @@
 //! `docker logs`: the json-file log read back, with tail, since/until, timestamps and follow.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_types::{Error, Result};
@@ -53,6 +54,91 @@ impl LogOptions {
     }
 }
 
+/// The log's files, oldest first: rotated ones (highest number first), then the current one.
+fn log_files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> =
+        (1..100).map(|i| PathBuf::from(format!("{}.{i}", path.display()))).take_while(|p| p.exists()).collect();
+    files.reverse();
+    files.push(path.to_path_buf());
+    files
+}
+
+/// The last `n` complete lines over `files` (oldest first), read backwards from the end in blocks,
+/// and the offset just after the last complete line of the newest file (where following resumes).
+fn tail_lines(files: &[PathBuf], n: usize) -> (Vec<String>, u64) {
+    const BLOCK: u64 = 64 << 10;
+    let mut out: Vec<String> = Vec::new();
+    for f in files.iter().rev() {
+        let Ok(mut file) = std::fs::File::open(f) else { continue };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // Bytes from `at` to the end of the complete lines not yet split off.
+        let mut at = len;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut end_of_complete = None;
+        while at > 0 && out.len() < n {
+            let start = at.saturating_sub(BLOCK);
+            let mut block = vec![0u8; (at - start) as usize];
+            if file.seek(SeekFrom::Start(start)).and_then(|_| file.read_exact(&mut block)).is_err() {
+                break;
+            }
+            block.extend_from_slice(&pending);
+            pending = block;
+            at = start;
+            if end_of_complete.is_none() {
+                // A last line without its newline is still being written: not part of the tail.
+                match pending.iter().rposition(|b| *b == b'\n') {
+                    Some(p) => {
+                        end_of_complete = Some(at + p as u64 + 1);
+                        pending.truncate(p + 1);
+                    }
+                    None => continue,
+                }
+            }
+            // Split off every complete line that starts inside what we hold (keep the first
+            // fragment unless we reached the start of the file).
+            while out.len() < n {
+                let body = &pending[..pending.len() - 1];
+                match body.iter().rposition(|b| *b == b'\n') {
+                    Some(p) => {
+                        out.push(String::from_utf8_lossy(&pending[p + 1..]).into_owned());
+                        pending.truncate(p + 1);
+                    }
+                    None if at == 0 && !pending.is_empty() => {
+                        out.push(String::from_utf8_lossy(&pending).into_owned());
+                        pending.clear();
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+    }
+    out.reverse();
+    (out, files.last().map(|f| complete_end(f)).unwrap_or(0))
+}
+
+/// The offset just after the last newline of `path` (0 for none), read from the end.
+fn complete_end(path: &Path) -> u64 {
+    let Ok(mut file) = std::fs::File::open(path) else { return 0 };
+    let mut at = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut block = vec![0u8; 4096];
+    while at > 0 {
+        let start = at.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(at - start) as usize];
+        if file.seek(SeekFrom::Start(start)).and_then(|_| file.read_exact(chunk)).is_err() {
+            return 0;
+        }
+        if let Some(p) = chunk.iter().rposition(|b| *b == b'\n') {
+            return start + p as u64 + 1;
+        }
+        at = start;
+    }
+    0
+}
+
 impl ContainerService {
     /// Streams the log; with `follow`, until the container stops or the receiver is dropped.
     pub fn logs(&self, name: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<Chunk>)> {
@@ -70,41 +156,45 @@ impl ContainerService {
         let path = self.log_path(&rec.id);
         let (tx, rx) = mpsc::channel(256);
         tokio::task::spawn_blocking(move || {
-            let mut lines: Vec<String> = Vec::new();
-            // Rotated files first, oldest (highest number) first.
-            let mut rotated: Vec<std::path::PathBuf> = (1..100)
-                .map(|i| std::path::PathBuf::from(format!("{}.{i}", path.display())))
-                .take_while(|p| p.exists())
-                .collect();
-            rotated.reverse();
-            for p in rotated {
-                if let Ok(f) = std::fs::File::open(&p) {
-                    lines.extend(BufReader::new(f).lines().map_while(|l| l.ok()).map(|l| l + "\n"));
-                }
-            }
-            let Ok(file) = std::fs::File::open(&path) else {
-                return;
-            };
-            let mut reader = BufReader::new(file);
-            let mut buf = String::new();
-            while reader.read_line(&mut buf).unwrap_or(0) > 0 {
-                if buf.ends_with('\n') {
-                    lines.push(std::mem::take(&mut buf));
-                }
-            }
-            let skip = opts.tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
-            for l in &lines[skip..] {
-                if let Some(c) = opts.render(l) {
-                    if tx.blocking_send(c).is_err() {
-                        return;
+            // Never the whole log in memory: all of it is streamed line by line, and a tail is read
+            // from the end of the newest files backwards.
+            let send = |l: &str| opts.render(l).is_none_or(|c| tx.blocking_send(c).is_ok());
+            let files = log_files(&path);
+            let mut pos: u64 = match opts.tail {
+                Some(n) => {
+                    let (lines, end) = tail_lines(&files, n);
+                    for l in &lines {
+                        if !send(l) {
+                            return;
+                        }
                     }
+                    end
                 }
-            }
+                None => {
+                    let mut end = 0;
+                    for f in &files {
+                        let Ok(file) = std::fs::File::open(f) else { continue };
+                        let mut reader = BufReader::new(file);
+                        let mut line = String::new();
+                        end = 0;
+                        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                            if !line.ends_with('\n') {
+                                break;
+                            }
+                            end += line.len() as u64;
+                            if !send(&line) {
+                                return;
+                            }
+                            line.clear();
+                        }
+                    }
+                    end
+                }
+            };
             if !opts.follow {
                 return;
             }
             // Follow: poll for growth until the container stops and the file is drained.
-            let mut pos = reader.stream_position().unwrap_or(0) - buf.len() as u64;
             loop {
                 let running = e.wait.borrow().running;
                 let mut reader = match std::fs::File::open(&path) {
@@ -124,10 +214,8 @@ impl ContainerService {
                         break;
                     }
                     pos += line.len() as u64;
-                    if let Some(c) = opts.render(&line) {
-                        if tx.blocking_send(c).is_err() {
-                            return;
-                        }
+                    if !send(&line) {
+                        return;
                     }
                     line.clear();
                 }
@@ -138,5 +226,30 @@ impl ContainerService {
             }
         });
         Ok((rec.config.tty, rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_read_backwards_across_rotated_files() {
+        let t = tempfile::tempdir().unwrap();
+        let cur = t.path().join("c-json.log");
+        std::fs::write(t.path().join("c-json.log.1"), "a\nb\n").unwrap();
+        // Lines longer than a block, and a last line still being written.
+        let long = "x".repeat(100_000);
+        std::fs::write(&cur, format!("c\n{long}\nd\npartial")).unwrap();
+        let files = log_files(&cur);
+        let (l, end) = tail_lines(&files, 2);
+        assert_eq!(l, vec![format!("{long}\n"), "d\n".into()]);
+        assert_eq!(end, (2 + long.len() + 1 + 2) as u64);
+        assert_eq!(tail_lines(&files, 0), (vec![], end));
+        let (l, _) = tail_lines(&files, 4);
+        assert_eq!(l, vec!["b\n".to_string(), "c\n".into(), format!("{long}\n"), "d\n".into()]);
+        let (l, _) = tail_lines(&files, 100);
+        assert_eq!(l.len(), 5);
+        assert_eq!(l[0], "a\n");
     }
 }
