@@ -25,7 +25,7 @@ fn wants_upgrade(req: &Request) -> bool {
 /// What a hijacked connection relays: output to the client, client bytes to a stdin (None = EOF).
 pub struct Streams {
     pub tty: bool,
-    pub output: tokio::sync::mpsc::UnboundedReceiver<(u8, bytes::Bytes)>,
+    pub output: berth_daemon::container::Output,
     pub stdin: Option<Box<dyn Fn(Option<bytes::Bytes>) + Send>>,
     /// Detach keys of a TTY with stdin: typing them ends the attach, the container runs on.
     pub detach: Option<Vec<u8>>,
@@ -43,7 +43,7 @@ impl From<AttachStream> for Streams {
                 None => {}
             }) as Box<dyn Fn(Option<bytes::Bytes>) + Send>
         });
-        Streams { tty, output: a.output, stdin, detach: None }
+        Streams { tty, output: berth_daemon::container::Output::Attach(a.output), stdin, detach: None }
     }
 }
 
@@ -54,7 +54,7 @@ impl From<ExecStream> for Streams {
                 let _ = tx.send(d);
             }) as Box<dyn Fn(Option<bytes::Bytes>) + Send>
         });
-        Streams { tty: x.tty, output: x.output, stdin, detach: None }
+        Streams { tty: x.tty, output: berth_daemon::container::Output::Exec(x.output), stdin, detach: None }
     }
 }
 

@@ -16,21 +16,48 @@ pub enum StdinMsg {
     Close,
 }
 
+/// Chunks (of up to 32 KiB) queued for one attached client: what berthd holds for it at most.
+const QUEUE: usize = 64;
+/// How long a client that stopped reading may hold up the container's output before it is
+/// disconnected (the container's output waits meanwhile, as with Docker).
+const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One attached client's output channel and which streams it wants.
+#[derive(Clone)]
 pub(super) struct Subscriber {
     stdout: bool,
     stderr: bool,
-    tx: mpsc::UnboundedSender<Chunk>,
+    tx: mpsc::Sender<Chunk>,
 }
 
 impl Subscriber {
-    /// Delivers a chunk; false once the client has gone.
-    pub(super) fn send(&self, stream: u8, chunk: &Bytes) -> bool {
+    /// Delivers a chunk, waiting while the client's queue is full; false once the client has gone
+    /// or has not read for `STALL`.
+    pub(super) async fn send(&self, stream: u8, chunk: &Bytes) -> bool {
         let wanted = (stream == 1 && self.stdout) || (stream == 2 && self.stderr);
         if !wanted {
             return !self.tx.is_closed();
         }
-        self.tx.send((stream, chunk.clone())).is_ok()
+        matches!(tokio::time::timeout(STALL, self.tx.send((stream, chunk.clone()))).await, Ok(Ok(())))
+    }
+
+    fn same(&self, other: &Subscriber) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+}
+
+/// Hands a chunk to every attached client: bounded queues, so a client that stops reading slows
+/// the container's output (or is dropped after `STALL`) instead of growing berthd.
+pub(super) async fn broadcast(e: &Entry, stream: u8, chunk: Bytes) {
+    let subs: Vec<Subscriber> = e.subscribers.lock().expect("subscribers lock").clone();
+    let mut gone = Vec::new();
+    for s in &subs {
+        if !s.send(stream, &chunk).await {
+            gone.push(s.clone());
+        }
+    }
+    if !gone.is_empty() {
+        e.subscribers.lock().expect("subscribers lock").retain(|s| !gone.iter().any(|g| g.same(s)));
     }
 }
 
@@ -46,7 +73,7 @@ pub struct AttachOptions {
 /// An attached client's view: output until the container exits, and stdin if it asked for it.
 pub struct AttachStream {
     pub tty: bool,
-    pub output: mpsc::UnboundedReceiver<Chunk>,
+    pub output: mpsc::Receiver<Chunk>,
     pub stdin: Option<StdinSink>,
 }
 
@@ -93,26 +120,40 @@ impl ContainerService {
     pub async fn attach(&self, name: &str, opts: AttachOptions) -> Result<AttachStream> {
         let e = self.get(name)?;
         let rec = e.record();
-        let (tx, output) = mpsc::unbounded_channel();
-        if opts.logs {
+        let (tx, output) = mpsc::channel(QUEUE);
+        let past = if opts.logs {
             let lo = LogOptions { stdout: opts.stdout, stderr: opts.stderr, ..Default::default() };
-            let (_, mut past) = self.logs(name, lo)?;
-            while let Some(c) = past.recv().await {
-                let _ = tx.send(c);
-            }
-        }
-        if opts.stream {
+            Some(self.logs(name, lo)?.1)
+        } else {
+            None
+        };
+        let live = if opts.stream {
             // A stopped container may be attached to: the stream starts with its next start, as
             // `docker start -a` relies on. (The docker CLI itself refuses `attach` to a stopped one.)
             if matches!(rec.state.status, super::Status::Removing | super::Status::Dead) {
                 return Err(Error::conflict(format!("container {} is marked for removal", rec.id)));
             }
+            let (live_tx, live_rx) = mpsc::channel(QUEUE);
             e.subscribers.lock().expect("subscribers lock").push(Subscriber {
                 stdout: opts.stdout,
                 stderr: opts.stderr,
-                tx,
+                tx: live_tx,
             });
-        }
+            Some(live_rx)
+        } else {
+            None
+        };
+        // The log first, then live output (subscribed before the log was read, so nothing falls
+        // in between), through the client's one bounded queue.
+        tokio::spawn(async move {
+            for mut rx in [past, live].into_iter().flatten() {
+                while let Some(c) = rx.recv().await {
+                    if tx.send(c).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
         self.publish("attach", &rec, &[]);
         let stdin = (opts.stdin && rec.config.open_stdin)
             .then(|| StdinSink { tx: e.stdin.clone(), close_on_eof: rec.config.stdin_once });

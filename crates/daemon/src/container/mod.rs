@@ -57,6 +57,21 @@ const CONTAINERS: Table = Table::new("containers");
 /// A piece of output: (stdcopy stream number, bytes).
 pub type Chunk = (u8, Bytes);
 
+/// The output end a hijacked connection reads: an attach's bounded queue or an exec's stream.
+pub enum Output {
+    Attach(mpsc::Receiver<Chunk>),
+    Exec(mpsc::UnboundedReceiver<Chunk>),
+}
+
+impl Output {
+    pub async fn recv(&mut self) -> Option<Chunk> {
+        match self {
+            Output::Attach(rx) => rx.recv().await,
+            Output::Exec(rx) => rx.recv().await,
+        }
+    }
+}
+
 pub struct Entry {
     record: Mutex<ContainerRecord>,
     subscribers: Mutex<Vec<attach::Subscriber>>,

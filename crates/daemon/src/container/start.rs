@@ -373,8 +373,7 @@ impl ContainerService {
                 }
                 Ok(Some((kind @ (proto::STDOUT | proto::STDERR), data))) => {
                     let stream = if kind == proto::STDOUT { 1 } else { 2 };
-                    let chunk = Bytes::from(data);
-                    e.subscribers.lock().expect("subscribers lock").retain(|s| s.send(stream, &chunk));
+                    super::attach::broadcast(&e, stream, Bytes::from(data)).await;
                 }
                 Ok(Some((kind @ (proto::EXEC_STARTED | proto::EXEC_OUTPUT | proto::EXEC_EXITED), data))) => {
                     self.exec_frame(&e, kind, &data);
