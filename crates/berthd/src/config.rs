@@ -181,9 +181,7 @@ impl Settings {
             None => find_shim()?,
         };
         let bridge = a.bridge.or(file.bridge).unwrap_or_else(|| "berth0".into());
-        if bridge.is_empty() || bridge.len() > 15 {
-            bail!("invalid bridge name {bridge:?}: 1 to 15 characters");
-        }
+        berth_network::link::validate_bridge_name(&bridge).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let bip = a
             .bip
             .or(file.bip)

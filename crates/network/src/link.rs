@@ -38,6 +38,28 @@ fn link_exists(name: &str) -> bool {
 static READY: std::sync::Mutex<Vec<(String, Ipv4Addr)>> = std::sync::Mutex::new(Vec::new());
 
 /// Creates (or reuses) the bridge `name` with the gateway address, and brings it up.
+/// A bridge name the kernel accepts and nothing else misreads (it reaches netlink, nft scripts and
+/// /sys paths): 1 to 15 bytes, not `.` or `..`, none of `/`, `:`, quotes, backslash, whitespace or
+/// control characters.
+pub fn validate_bridge_name(name: &str) -> Result<()> {
+    let bad_char =
+        |c: char| c == '/' || c == ':' || c == '"' || c == '\'' || c == '\\' || c.is_whitespace() || c.is_control();
+    if name.is_empty() || name.len() > 15 || name == "." || name == ".." || name.chars().any(bad_char) {
+        return Err(berth_types::Error::invalid(format!(
+            "invalid bridge name {name:?}: 1 to 15 characters, without '/', ':', quotes, backslashes or spaces"
+        )));
+    }
+    // An existing interface that is not a bridge (eth0, say) must never be taken over: removing
+    // the network would delete it.
+    let sys = std::path::Path::new("/sys/class/net").join(name);
+    if sys.exists() && !sys.join("bridge").exists() {
+        return Err(berth_types::Error::conflict(format!(
+            "{name} is an existing network interface that is not a bridge"
+        )));
+    }
+    Ok(())
+}
+
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, subnet: &Ipv4Net) -> Result<()> {
     let key = (name.to_string(), gateway);
     if link_exists(name) && READY.lock().expect("bridge cache lock").contains(&key) {
@@ -94,4 +116,17 @@ pub fn attach(pid: i32, a: &Attach) -> Result<()> {
 /// A fresh host-side veth name (15 characters at most).
 pub fn veth_name() -> String {
     format!("veth{}", &berth_types::new_id()[..7])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_are_validated() {
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "x\"; drop", "sixteen-chars-xx", "lo"] {
+            assert!(validate_bridge_name(bad).is_err(), "{bad:?}");
+        }
+        validate_bridge_name("br-test0").unwrap();
+    }
 }

@@ -200,9 +200,7 @@ impl NetworkStore {
         let id = berth_types::new_id();
         let bridge =
             o.options.get("com.docker.network.bridge.name").cloned().unwrap_or_else(|| format!("br-{}", &id[..12]));
-        if bridge.len() > 15 {
-            return Err(Error::invalid(format!("bridge name {bridge} is longer than 15 characters")));
-        }
+        crate::link::validate_bridge_name(&bridge)?;
         let n = Network {
             id: id.clone(),
             name: o.name,
