@@ -48,32 +48,31 @@ pub fn busybox_tar() -> PathBuf {
     .clone()
 }
 
-/// A reservation held for the life of the value (or the process): an flock'd file under
-/// /tmp/berth-e2e-locks, shared by every test binary running at the same time, so two tests never
-/// get the same subnet or port (random picks collided about once a run at four threads).
+/// A reservation held for the life of the value (or the process): a bound abstract UNIX socket
+/// (`@berth-e2e-<kind>-<n>`), which only one socket on the host can hold and which the kernel
+/// releases when its holder exits, however it exits. Every test binary running at the same time
+/// sees it, so two tests never get the same subnet or port (random picks collided about once a
+/// run at four threads), and nothing is left on disk.
 pub struct Reservation {
     pub n: u32,
-    _lock: std::fs::File,
+    _held: std::os::unix::net::UnixListener,
 }
 
 /// Reserves one number of `range` (starting at a random place), or panics if all are taken.
 fn reserve(kind: &str, range: std::ops::Range<u32>, usable: impl Fn(u32) -> bool) -> Reservation {
-    let dir = Path::new("/tmp/berth-e2e-locks");
-    std::fs::create_dir_all(dir).expect("lock dir");
+    use std::os::linux::net::SocketAddrExt;
     let mut b = [0u8; 4];
     rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).expect("random");
     let len = range.end - range.start;
     let offset = u32::from_le_bytes(b) % len;
     for i in 0..len {
         let n = range.start + (offset + i) % len;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("{kind}-{n}")))
-            .expect("lock file");
-        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() && usable(n) {
-            return Reservation { n, _lock: f };
+        let name = format!("berth-e2e-{kind}-{n}");
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract name");
+        if let Ok(held) = std::os::unix::net::UnixListener::bind_addr(&addr) {
+            if usable(n) {
+                return Reservation { n, _held: held };
+            }
         }
     }
     panic!("every {kind} in {range:?} is reserved")
