@@ -449,6 +449,33 @@ impl ContainerService {
         }
     }
 
+    /// After a crash the freezer is the truth: a pause (a commit's, say) cut off between freezing
+    /// and recording leaves a "running" container frozen, where no signal can end it; a resume cut
+    /// off the same way leaves a "paused" one running.
+    async fn reconcile_freezer(&self, e: &Arc<Entry>) {
+        let rec = e.record();
+        let cg = self.cgroup(&rec.id);
+        let frozen = blocking(move || Ok(cg.frozen())).await.unwrap_or(false);
+        match (rec.state.status, frozen) {
+            (Status::Running, true) => {
+                let cg = self.cgroup(&rec.id);
+                match blocking(move || Ok(cg.thaw()?)).await {
+                    Ok(()) => {
+                        tracing::info!(container = %rec.id, "recovery: thawed a container an interrupted pause left frozen")
+                    }
+                    Err(err) => tracing::warn!(container = %rec.id, "recovery: thaw: {err}"),
+                }
+            }
+            (Status::Paused, false) => {
+                if let Ok(rec) = e.transition(Event::Unpause) {
+                    let _ = self.persist(&rec).await;
+                    tracing::info!(container = %rec.id, "recovery: a paused container found running is recorded as running");
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Unmounts the root and removes the network namespace of a container that is not running.
     pub(super) async fn release_host_state(&self, id: &str) {
         let target = self.images.snapshot_mounts(id).await.map(|s| s.target);
@@ -519,6 +546,7 @@ impl ContainerService {
                     }
                     *e.shim.lock().await = Some(conn.writer);
                     e.shim_ready.notify_waiters();
+                    self.reconcile_freezer(&e).await;
                     let rec = e.record();
                     self.start_health(&e);
                     self.start_dns(&e).await;

@@ -51,6 +51,24 @@ impl Cgroup {
         }
     }
 
+    /// Whether the freezer holds the container's processes (v1 `freezer.state`, v2 `cgroup.freeze`).
+    pub(super) fn frozen(&self) -> bool {
+        if self.v1 {
+            std::fs::read_to_string(self.path("freezer").join("freezer.state")).is_ok_and(|s| s.trim() != "THAWED")
+        } else {
+            std::fs::read_to_string(self.path("").join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+        }
+    }
+
+    /// Thaws the container's processes.
+    pub(super) fn thaw(&self) -> std::io::Result<()> {
+        if self.v1 {
+            std::fs::write(self.path("freezer").join("freezer.state"), "THAWED")
+        } else {
+            std::fs::write(self.path("").join("cgroup.freeze"), "0")
+        }
+    }
+
     pub(super) fn pids(&self) -> Vec<i32> {
         std::fs::read_to_string(self.path("pids").join("cgroup.procs"))
             .unwrap_or_default()
