@@ -90,7 +90,13 @@ impl SystemService {
         let id_file = cfg.data_root.join("engine-id");
         let id = std::fs::read_to_string(&id_file).unwrap_or_else(|_| {
             let id = berth_types::new_id();
-            let _ = std::fs::write(&id_file, &id);
+            // Root-only like everything under the data root (see perms.rs).
+            let _ = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().write(true).create_new(true),
+                0o600,
+            )
+            .open(&id_file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, id.as_bytes()));
             id
         });
         SystemService { cfg, containers, images, id: id.trim().to_string() }
