@@ -30,12 +30,18 @@ fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Applies the (already decompressed) tar stream `r` onto `root`.
 pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
-    apply_at(r, root, Path::new(""), false)
+    apply_tar(r, root, Path::new(""), false, true)
 }
 
 /// Applies `r` under the directory `at` of `root` (`docker cp` into a container). With
 /// `no_overwrite_dir_non_dir`, replacing a directory by a non-directory (or the reverse) fails.
+/// Whiteout files are files here (only a layer's whiteouts delete), and hardlink targets are names
+/// within the archive, so under `at` too, as Docker extracts them.
 pub fn apply_at(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: bool) -> Result<Applied> {
+    apply_tar(r, root, at, no_overwrite_dir_non_dir, false)
+}
+
+fn apply_tar(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: bool, layer: bool) -> Result<Applied> {
     let mut archive = tar::Archive::new(r);
     let mut applied = Applied::default();
     let mut dirs: Vec<(PathBuf, u32, u32, u32, i64)> = Vec::new();
@@ -56,7 +62,7 @@ pub fn apply_at(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: 
         applied.entries += 1;
 
         let name = rel.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
-        if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        if layer && name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
             let parent = rel.parent().unwrap_or(Path::new(""));
             if name == OPAQUE.as_bytes() {
                 root.mkdir(parent, 0o755)?;
@@ -101,7 +107,7 @@ pub fn apply_at(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: 
             EntryType::Link => {
                 let target =
                     e.link_name().map_err(|x| bad(&raw, x))?.ok_or_else(|| bad(&raw, "hardlink without target"))?;
-                root.hardlink(&rel, &clean(&target)).map_err(|x| bad(&raw, x))?;
+                root.hardlink(&rel, &clean(&at.join(clean(&target)))).map_err(|x| bad(&raw, x))?;
                 // A hardlink shares its target's inode and metadata.
                 continue;
             }
@@ -229,6 +235,28 @@ mod tests {
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "wrote outside the root");
         assert!(t.path().join("escaped").exists());
         assert!(t.path().join("pwned2").exists());
+    }
+
+    #[test]
+    fn cp_joins_hardlinks_to_its_directory_and_keeps_whiteout_names() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/shadow"), "secret").unwrap();
+        std::fs::create_dir_all(t.path().join("data")).unwrap();
+        std::fs::write(t.path().join("data/keep"), "kept").unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let tar = tar_of(&[
+            ("etc/shadow", EntryType::Regular, b"mine", None),
+            ("link", EntryType::Link, b"", Some("etc/shadow")),
+            (".wh.keep", EntryType::Regular, b"", None),
+        ]);
+        apply_at(&tar[..], &root, Path::new("data"), false).unwrap();
+        // The link is to the archive's own etc/shadow under data/, never the container's.
+        assert_eq!(std::fs::read_to_string(t.path().join("data/link")).unwrap(), "mine");
+        assert_eq!(std::fs::read_to_string(t.path().join("etc/shadow")).unwrap(), "secret");
+        // A file named like a whiteout is just a file in docker cp: nothing is deleted.
+        assert_eq!(std::fs::read_to_string(t.path().join("data/keep")).unwrap(), "kept");
+        assert!(t.path().join("data/.wh.keep").exists());
     }
 
     #[test]
