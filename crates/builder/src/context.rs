@@ -36,9 +36,13 @@ impl Context {
     pub fn extract(body: impl Read, dir: PathBuf) -> Result<Context> {
         std::fs::create_dir_all(&dir)?;
         let ctx = Context { root: Root::open(&dir)?, dir, sums: Mutex::new(HashMap::new()) };
-        let plain = berth_image::compress::decompress(body)?;
-        berth_image::apply::apply(plain, &ctx.root)
-            .map_err(|e| Error::invalid(format!("invalid build context: {e}")))?;
+        let mut plain = berth_image::compress::decompress(body)?;
+        let applied = berth_image::apply::apply(&mut plain, &ctx.root);
+        // The client may still be sending the archive's padding (or the rest of a bad one): read
+        // it (bounded), so the error answered next (a Dockerfile parse error, say) reaches the
+        // client instead of a broken pipe.
+        let _ = std::io::copy(&mut std::io::Read::take(&mut plain, 64 << 20), &mut std::io::sink());
+        applied.map_err(|e| Error::invalid(format!("invalid build context: {e}")))?;
         Ok(ctx)
     }
 
