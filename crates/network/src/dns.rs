@@ -61,6 +61,13 @@ struct Server {
     upstream: Vec<SocketAddr>,
 }
 
+/// Queries answered at once over UDP; more are dropped until some finish.
+const MAX_UDP_IN_FLIGHT: usize = 64;
+/// TCP connections served at once.
+const MAX_TCP_CONNECTIONS: usize = 16;
+/// A TCP connection without a query for this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
 /// Serves `asker`'s queries on its sockets until the handle is dropped. Needs a tokio runtime.
 pub fn serve(
     asker: String,
@@ -73,13 +80,20 @@ pub fn serve(
     let tcp = tokio::net::TcpListener::from_std(tcp)?;
     let srv = Arc::new(Server { asker, names, upstream });
     let s = srv.clone();
+    // A container is hostile: it may send queries without end. Each query in flight holds a task
+    // and (when forwarded) a host socket, so they are bounded; a query over the bound is dropped,
+    // as a busy resolver drops it, and the client retries.
+    let udp_slots = Arc::new(tokio::sync::Semaphore::new(MAX_UDP_IN_FLIGHT));
+    let tcp_slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
     let u = tokio::spawn(async move {
         let udp = Arc::new(udp);
         let mut buf = vec![0u8; 4096];
         loop {
             let Ok((n, peer)) = udp.recv_from(&mut buf).await else { continue };
+            let Ok(permit) = udp_slots.clone().try_acquire_owned() else { continue };
             let (q, s, udp) = (buf[..n].to_vec(), s.clone(), udp.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Some(resp) = s.answer(&q).await {
                     let _ = udp.send_to(&resp, peer).await;
                 }
@@ -88,14 +102,24 @@ pub fn serve(
     });
     let t = tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = tcp.accept().await else { continue };
+            let mut conn = match tcp.accept().await {
+                Ok((c, _)) => c,
+                Err(_) => {
+                    // Out of descriptors, say: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = tcp_slots.clone().try_acquire_owned() else { continue };
             let s = srv.clone();
             tokio::spawn(async move {
-                // RFC 1035 4.2.2: each message is prefixed by its length.
+                let _permit = permit;
+                // RFC 1035 4.2.2: each message is prefixed by its length. An idle connection is
+                // closed, so it cannot hold its slot.
                 loop {
-                    let Ok(len) = conn.read_u16().await else { return };
+                    let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, conn.read_u16()).await else { return };
                     let mut q = vec![0u8; len as usize];
-                    if conn.read_exact(&mut q).await.is_err() {
+                    if !matches!(tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut q)).await, Ok(Ok(_))) {
                         return;
                     }
                     let Some(resp) = s.answer(&q).await else { return };
@@ -268,5 +292,37 @@ mod tests {
             upstream_from_resolv_conf("# x\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nsearch a\n"),
             vec!["127.0.0.53:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]
         );
+    }
+
+    /// A container flooding its resolver: at most MAX_UDP_IN_FLIGHT forwards (each a task and a
+    /// host socket) at once. The upstream here never answers, so every forward holds its slot for
+    /// its 2 s timeout: in the first 1.5 s no more than the bound can reach the upstream (before,
+    /// every one of the 200 did).
+    #[tokio::test]
+    async fn a_query_flood_is_bounded() {
+        let up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let upstream = up.local_addr().unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_nonblocking(true).unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let addr = udp.local_addr().unwrap();
+        let _h = serve("me".into(), udp, tcp, Arc::new(Fixed), vec![upstream]).unwrap();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0..200u16 {
+            client.send_to(&query(&format!("n{i}.example.org."), RecordType::A, i), addr).await.unwrap();
+        }
+        let mut buf = [0u8; 512];
+        up.recv_from(&mut buf).await.unwrap();
+        let mut seen = 1;
+        let window = tokio::time::sleep(Duration::from_millis(1500));
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                r = up.recv_from(&mut buf) => { r.unwrap(); seen += 1; }
+                _ = &mut window => break,
+            }
+        }
+        assert!(seen <= MAX_UDP_IN_FLIGHT, "{seen} forwards in flight at once");
     }
 }
