@@ -46,6 +46,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    raise_nofile();
     let a = Args::parse();
     let mut c = config::load(a.config.as_deref(), std::env::vars())?;
     if let Some(v) = a.listen {
@@ -138,19 +139,30 @@ async fn main() -> Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
         tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
     };
-    match (&c.tls.cert, &c.tls.key) {
-        (Some(cert), Some(key)) => serve_tls(listener, router, cert, key, shutdown).await,
-        _ => Ok(axum::serve(listener, router).with_graceful_shutdown(shutdown).await?),
+    let tls = match (&c.tls.cert, &c.tls.key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    serve(listener, router, tls, shutdown).await;
+    Ok(())
+}
+
+/// A registry holds a socket per client and a file per upload: take the whole descriptor allowance
+/// the hard limit grants, not the 1024 a shell's soft limit leaves.
+fn raise_nofile() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
     }
 }
 
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+/// A client gets this long to send a request's headers, and to finish a TLS handshake: idle or
+/// slow connections cannot pile up until the registry runs out of descriptors.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor> {
     use tokio_rustls::rustls;
     let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
         .collect::<Result<_, _>>()
@@ -161,20 +173,54 @@ async fn serve_tls(
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// One accept loop for plain HTTP and TLS: accept errors (EMFILE) back off and never end the
+/// server; every connection has a handshake and a header-read deadline.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => r?,
-            _ = &mut shutdown => return Ok(()),
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = &mut shutdown => return,
         };
-        let (acceptor, router) = (acceptor.clone(), router.clone());
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tls, router) = (tls.clone(), router.clone());
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
-            let svc = hyper_util::service::TowerToHyperService::new(router);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                .await;
+            match tls {
+                Some(acc) => {
+                    if let Ok(Ok(s)) = tokio::time::timeout(HEADER_TIMEOUT, acc.accept(tcp)).await {
+                        serve_conn(s, router).await;
+                    }
+                }
+                None => serve_conn(tcp, router).await,
+            }
         });
     }
+}
+
+async fn serve_conn<IO>(io: IO, router: axum::Router)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(router);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .await;
 }

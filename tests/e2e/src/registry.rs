@@ -392,6 +392,11 @@ impl BerthRegistry {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
     }
+
+    /// The registry process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
 }
 
 impl Drop for BerthRegistry {

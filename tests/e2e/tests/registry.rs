@@ -348,6 +348,21 @@ fn tls_registry() {
         .unwrap();
     assert!(curl.status.success(), "https /v2/ failed");
     assert!(http(&reg.addr, "GET", "/v2/", &[], b"").map(|r| r.0 != 200).unwrap_or(true), "plain HTTP answered");
+    // Out of descriptors under a flood of idle connections (EMFILE on accept): the registry waits
+    // and serves again once they go. (The TLS accept loop used to end the process on the first
+    // accept error.)
+    let o = Command::new("prlimit").args(["--pid", &reg.pid().to_string(), "--nofile=64:64"]).output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let idle: Vec<_> = (0..100).filter_map(|_| std::net::TcpStream::connect(&reg.addr).ok()).collect();
+    drop(idle);
+    berth_e2e::eventually("the registry to serve again after the flood", || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "5", "--cacert", cert.to_str().unwrap(), &format!("https://{}/v2/", reg.addr)])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
     let d = Berthd::start();
     let r = seed(&d, &reg.addr, "tls/bb");
     d.ok(&["rmi", "bb-seed", &r]);
