@@ -327,9 +327,8 @@ async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> Ap
 
 /// A stream that only says `msg` (on stdout, as Docker reports exec start failures).
 fn error_stream(tty: bool, msg: String) -> hijack::Streams {
-    let (tx, output) = tokio::sync::mpsc::unbounded_channel();
-    let _ = tx.send((1, bytes::Bytes::from(format!("{msg}\r\n"))));
-    hijack::Streams { tty, output: berth_daemon::container::Output::Exec(output), stdin: None, detach: None }
+    let output = berth_daemon::container::Output::Fixed(vec![(1, bytes::Bytes::from(format!("{msg}\r\n")))]);
+    hijack::Streams { tty, output, stdin: None, detach: None }
 }
 
 async fn exec_inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {

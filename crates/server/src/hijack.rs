@@ -43,7 +43,7 @@ impl From<AttachStream> for Streams {
                 None => {}
             }) as Box<dyn Fn(Option<bytes::Bytes>) + Send>
         });
-        Streams { tty, output: berth_daemon::container::Output::Attach(a.output), stdin, detach: None }
+        Streams { tty, output: berth_daemon::container::Output::Stream(a.output), stdin, detach: None }
     }
 }
 
@@ -54,7 +54,7 @@ impl From<ExecStream> for Streams {
                 let _ = tx.send(d);
             }) as Box<dyn Fn(Option<bytes::Bytes>) + Send>
         });
-        Streams { tty: x.tty, output: berth_daemon::container::Output::Exec(x.output), stdin, detach: None }
+        Streams { tty: x.tty, output: berth_daemon::container::Output::Stream(x.output), stdin, detach: None }
     }
 }
 

@@ -17,10 +17,10 @@ pub enum StdinMsg {
 }
 
 /// Chunks (of up to 32 KiB) queued for one attached client: what berthd holds for it at most.
-const QUEUE: usize = 64;
+pub(super) const QUEUE: usize = 64;
 /// How long a client that stopped reading may hold up the container's output before it is
 /// disconnected (the container's output waits meanwhile, as with Docker).
-const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+pub(super) const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One attached client's output channel and which streams it wants.
 #[derive(Clone)]

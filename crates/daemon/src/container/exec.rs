@@ -61,7 +61,7 @@ pub struct ExecEntry {
 
 /// How the supervisor reaches an exec's caller.
 pub(super) struct ExecRoute {
-    out: Option<mpsc::UnboundedSender<Chunk>>,
+    out: Option<mpsc::Sender<Chunk>>,
     started: Option<oneshot::Sender<ExecStarted>>,
 }
 
@@ -70,7 +70,7 @@ pub struct ExecStream {
     pub tty: bool,
     /// The exec's DetachKeys (Docker's notation; empty is the default).
     pub detach_keys: String,
-    pub output: mpsc::UnboundedReceiver<Chunk>,
+    pub output: mpsc::Receiver<Chunk>,
     pub stdin: Option<mpsc::UnboundedSender<Option<Bytes>>>,
 }
 
@@ -218,7 +218,7 @@ impl ContainerService {
             st.exit_code = Some(code);
             return Err(err);
         }
-        let (out_tx, output) = mpsc::unbounded_channel();
+        let (out_tx, output) = mpsc::channel(super::attach::QUEUE);
         let (started_tx, started_rx) = oneshot::channel();
         e.exec_routes
             .lock()
@@ -276,7 +276,7 @@ impl ContainerService {
     }
 
     /// Routes a shim frame about an exec (called by the container's supervisor).
-    pub(super) fn exec_frame(&self, e: &Entry, kind: u8, data: &[u8]) {
+    pub(super) async fn exec_frame(&self, e: &Entry, kind: u8, data: &[u8]) {
         match kind {
             proto::EXEC_STARTED => {
                 if let Ok(s) = serde_json::from_slice::<ExecStarted>(data) {
@@ -290,10 +290,16 @@ impl ContainerService {
             proto::EXEC_OUTPUT => {
                 let Some((&stream, rest)) = data.split_first() else { return };
                 if let Some((id, bytes)) = proto::split_id(rest) {
-                    if let Some(Some(out)) =
-                        e.exec_routes.lock().expect("exec routes lock").get(&id).map(|r| r.out.as_ref())
-                    {
-                        let _ = out.send((stream, Bytes::copy_from_slice(bytes)));
+                    let out = e.exec_routes.lock().expect("exec routes lock").get(&id).and_then(|r| r.out.clone());
+                    if let Some(out) = out {
+                        // Bounded, as an attach: a client that stops reading slows the exec's
+                        // output, and after STALL its stream is dropped (the exec runs on).
+                        let chunk = (stream, Bytes::copy_from_slice(bytes));
+                        if !matches!(tokio::time::timeout(super::attach::STALL, out.send(chunk)).await, Ok(Ok(()))) {
+                            if let Some(r) = e.exec_routes.lock().expect("exec routes lock").get_mut(&id) {
+                                r.out = None;
+                            }
+                        }
                     }
                 }
             }

@@ -57,17 +57,18 @@ const CONTAINERS: Table = Table::new("containers");
 /// A piece of output: (stdcopy stream number, bytes).
 pub type Chunk = (u8, Bytes);
 
-/// The output end a hijacked connection reads: an attach's bounded queue or an exec's stream.
+/// The output end a hijacked connection reads: an attach's or exec's bounded queue, or a fixed
+/// message.
 pub enum Output {
-    Attach(mpsc::Receiver<Chunk>),
-    Exec(mpsc::UnboundedReceiver<Chunk>),
+    Stream(mpsc::Receiver<Chunk>),
+    Fixed(Vec<Chunk>),
 }
 
 impl Output {
     pub async fn recv(&mut self) -> Option<Chunk> {
         match self {
-            Output::Attach(rx) => rx.recv().await,
-            Output::Exec(rx) => rx.recv().await,
+            Output::Stream(rx) => rx.recv().await,
+            Output::Fixed(v) => (!v.is_empty()).then(|| v.remove(0)),
         }
     }
 }

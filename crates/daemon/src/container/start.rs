@@ -376,7 +376,7 @@ impl ContainerService {
                     super::attach::broadcast(&e, stream, Bytes::from(data)).await;
                 }
                 Ok(Some((kind @ (proto::EXEC_STARTED | proto::EXEC_OUTPUT | proto::EXEC_EXITED), data))) => {
-                    self.exec_frame(&e, kind, &data);
+                    self.exec_frame(&e, kind, &data).await;
                 }
                 Ok(Some((proto::EXITED, data))) => {
                     break serde_json::from_slice::<ExitStatus>(&data).ok();
