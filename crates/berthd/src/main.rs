@@ -54,10 +54,16 @@ async fn run(s: Settings) -> Result<()> {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("write pidfile {}", p.display()))?;
     }
+    // Shims run from a sealed in-memory copy: nothing a container reaches through /proc/<pid>/exe
+    // can rewrite the binary on the host (CVE-2019-5736). The fd lives as long as berthd.
+    let sealed_shim = berth_sys::process::sealed_copy(&s.shim_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shim_exec =
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&sealed_shim)));
     let daemon = berth_daemon::Daemon::open(berth_daemon::DaemonConfig {
         data_root: s.data_root.clone(),
         exec_root: s.exec_root.clone(),
         cgroup_parent: s.cgroup_parent.clone(),
+        shim_exec: shim_exec.clone(),
         shim_path: s.shim_path.clone(),
         bridge: s.bridge.clone(),
         bip: s.bip,

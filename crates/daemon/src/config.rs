@@ -10,6 +10,9 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// The `berth-shim` binary.
     pub shim_path: PathBuf,
+    /// What is executed for a shim: a sealed in-memory copy of `shim_path` (see
+    /// `berth_sys::process::sealed_copy`), `/proc/self/fd/N` of berthd.
+    pub shim_exec: PathBuf,
     /// The Linux bridge of the default `bridge` network (Docker's `bridge`, default `berth0`).
     pub bridge: String,
     /// Gateway address and subnet of the default bridge (Docker's `bip`); None picks a free one.

@@ -1,6 +1,7 @@
 //! The daemon's side of a shim: spawn it, read its readiness, talk to its socket.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -52,6 +53,8 @@ pub fn spawn(shim_bin: &Path, cfg: &ShimConfig) -> Result<i32> {
     let json = serde_json::to_vec_pretty(cfg).map_err(|e| Error::internal(e.to_string()))?;
     std::fs::write(cfg.bundle.join(CONFIG_FILE), json)?;
     let mut child = Command::new(shim_bin)
+        // Run from a memfd it would show as its fd number: keep the name tools look for.
+        .arg0("berth-shim")
         .arg(&cfg.bundle)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -132,6 +132,24 @@ pub fn parse_signal(s: &str) -> Result<i32> {
     Ok(n)
 }
 
+/// A sealed in-memory copy of the executable at `path`, to run instead of the file (the
+/// CVE-2019-5736 defence): a process in a container that reaches `/proc/<pid>/exe` of something
+/// berthd started finds an anonymous memfd whose content can never change (write, shrink, grow
+/// and further seals are sealed), never the binary on the host.
+pub fn sealed_copy(path: &std::path::Path) -> berth_types::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+    let err = |what: &str, e: std::io::Error| berth_types::Error::internal(format!("{what} {}: {e}", path.display()));
+    let fd = memfd_create("berth-shim", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(|e| err("memfd for", e.into()))?;
+    let mut src = std::fs::File::open(path).map_err(|e| err("open", e))?;
+    let mut dst = std::fs::File::from(fd);
+    std::io::copy(&mut src, &mut dst).map_err(|e| err("copy", e))?;
+    let fd = std::os::fd::OwnedFd::from(dst);
+    fcntl_add_seals(&fd, SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE)
+        .map_err(|e| err("seal copy of", e.into()))?;
+    Ok(fd)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -270,3 +270,29 @@ fn volume_subpath_cannot_escape_the_volume() {
     assert!(d.mounts().iter().all(|m| !m.contains("/subpaths/")), "{:?}", d.mounts());
     d.ok(&["volume", "rm", "shared"]);
 }
+
+/// CVE-2019-5736 class: shims (and so every process forked from them before it execs the
+/// container's program) run from a sealed in-memory copy of berth-shim, so what a container finds
+/// behind `/proc/<pid>/exe` cannot be written, truncated or resealed, and the binary on the host
+/// is not it.
+#[test]
+fn shims_run_from_a_sealed_copy() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "sealed", "busybox", "sleep", "300"]);
+    let shim = *d.shims().first().expect("a shim");
+    let exe = std::fs::read_link(format!("/proc/{shim}/exe")).unwrap();
+    assert!(exe.to_string_lossy().starts_with("/memfd:berth-shim"), "{}", exe.display());
+    // Even root cannot change it: the memfd is sealed against writes, growth and shrinking.
+    let w = std::fs::OpenOptions::new().write(true).open(format!("/proc/{shim}/exe"));
+    let write_refused = match w {
+        Err(_) => true,
+        Ok(mut f) => std::io::Write::write_all(&mut f, b"#!/bin/sh\n").is_err(),
+    };
+    assert!(write_refused, "the shim's executable could be written");
+    let f = std::fs::File::open(format!("/proc/{shim}/exe")).unwrap();
+    assert!(f.set_len(0).is_err(), "the shim's executable could be truncated");
+    // The container still works through it: exec, stop.
+    assert_eq!(d.ok(&["exec", "sealed", "echo", "ok"]), "ok");
+    d.ok(&["rm", "-f", "sealed"]);
+}

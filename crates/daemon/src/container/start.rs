@@ -205,7 +205,7 @@ impl ContainerService {
             log_none: rec.host_config.log_config.kind == "none",
             cgroups_path: cgroups_path.clone(),
         };
-        let shim_bin = self.cfg.shim_path.clone();
+        let shim_bin = self.cfg.shim_exec.clone();
         let vstore = self.volumes.store();
         let staging = self.staging_dir(&id);
         let shim_cfg2 = shim_cfg.clone();
