@@ -67,3 +67,20 @@ print("bad", len(bad))
     assert_eq!(out(&o).trim(), "bad 0", "{}", err(&o));
     d.ok(&["rm", "-f", "pyexec"]);
 }
+
+/// docker-py's `containers.run(remove=True)` follows the log, waits, removes the container, and
+/// only then reads what it followed: the output written before the exit must reach it even though
+/// the log file is gone by then (the follower keeps the file open).
+#[test]
+fn docker_py_run_with_remove_keeps_the_output() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let script = r#"
+import docker
+c = docker.from_env()
+bad = [i for i in range(30) if c.containers.run("busybox", ["echo", "n%d" % i], remove=True).strip() != b"n%d" % i]
+print("bad", bad)
+"#;
+    let o = berth_e2e::run_bounded(Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()));
+    assert_eq!(out(&o).trim(), "bad []", "{}", err(&o));
+}

@@ -159,6 +159,7 @@ impl ContainerService {
             // Never the whole log in memory: all of it is streamed line by line, and a tail is read
             // from the end of the newest files backwards.
             let send = |l: &str| opts.render(l).is_none_or(|c| tx.blocking_send(c).is_ok());
+            let current = std::fs::File::open(&path).ok();
             let files = log_files(&path);
             let mut pos: u64 = match opts.tail {
                 Some(n) => {
@@ -194,20 +195,25 @@ impl ContainerService {
             if !opts.follow {
                 return;
             }
-            // Follow: poll for growth until the container stops and the file is drained.
+            // Follow: poll for growth until the container stops and the file is drained. The file
+            // stays open (opened before the first read), so output written before an exit is read
+            // even when a client removes the container at once (docker-py's `run` does).
+            let mut current = current;
             loop {
                 let running = e.wait.borrow().running;
-                let mut reader = match std::fs::File::open(&path) {
-                    Ok(mut f) => {
-                        // Rotated under us: the new file starts from its beginning.
-                        if f.metadata().map(|m| m.len() < pos).unwrap_or(false) {
-                            pos = 0;
-                        }
-                        let _ = f.seek(SeekFrom::Start(pos));
-                        BufReader::new(f)
+                // Not created yet (a container that has not started): wait for it while it may come.
+                let Some(file) = current.as_mut() else {
+                    current = std::fs::File::open(&path).ok();
+                    if current.is_none() && (!running || tx.is_closed()) {
+                        return;
                     }
-                    Err(_) => return,
+                    if current.is_none() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    continue;
                 };
+                let _ = file.seek(SeekFrom::Start(pos));
+                let mut reader = BufReader::new(&*file);
                 let mut line = String::new();
                 while reader.read_line(&mut line).unwrap_or(0) > 0 {
                     if !line.ends_with('\n') {
@@ -218,6 +224,21 @@ impl ContainerService {
                         return;
                     }
                     line.clear();
+                }
+                // Rotated under us (another inode at the path): go on with the new file from its
+                // start. Removed (no file at the path): what was written has been read.
+                use std::os::unix::fs::MetadataExt;
+                match (std::fs::metadata(&path), file.metadata()) {
+                    (Ok(now), Ok(ours)) if now.ino() != ours.ino() => match std::fs::File::open(&path) {
+                        Ok(f) => {
+                            current = Some(f);
+                            pos = 0;
+                            continue;
+                        }
+                        Err(_) => return,
+                    },
+                    (Err(_), _) => return,
+                    _ => {}
                 }
                 if !running || tx.is_closed() {
                     return;
