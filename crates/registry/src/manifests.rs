@@ -71,10 +71,31 @@ fn descriptor_digest(v: &Value) -> RegResult<Digest> {
     s.parse::<Digest>().map_err(|_| invalid(format!("invalid descriptor digest {s:?}")))
 }
 
+/// A request body of at most `max` bytes. A larger one is still read to its end (up to 64 MiB,
+/// discarded), so the client gets the error: closing with unread data makes the kernel reset the
+/// connection, and the client sees a broken pipe instead of MANIFEST_INVALID.
+async fn read_capped(body: Body, max: usize) -> RegResult<Bytes> {
+    use futures_util::StreamExt;
+    const DRAIN: usize = 64 << 20;
+    let mut stream = body.into_data_stream();
+    let (mut buf, mut seen) = (Vec::new(), 0usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| invalid(format!("reading the manifest: {e}")))?;
+        seen += chunk.len();
+        if seen <= max {
+            buf.extend_from_slice(&chunk);
+        } else if seen > max + DRAIN {
+            break;
+        }
+    }
+    if seen > max {
+        return Err(invalid(format!("manifest larger than {max} bytes")));
+    }
+    Ok(Bytes::from(buf))
+}
+
 pub(crate) async fn put(reg: &Registry, name: &str, r: &Reference, h: &HeaderMap, body: Body) -> RegResult<Response> {
-    let bytes = axum::body::to_bytes(body, MAX_MANIFEST)
-        .await
-        .map_err(|_| invalid(format!("manifest larger than {MAX_MANIFEST} bytes")))?;
+    let bytes = read_capped(body, MAX_MANIFEST).await?;
     let d = Digest::of(&bytes);
     if let Reference::Digest(want) = r {
         if *want != d {

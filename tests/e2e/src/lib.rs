@@ -308,6 +308,16 @@ impl Berthd {
         out
     }
 
+    /// Container cgroups still under this daemon's parent, in every hierarchy (empty when clean).
+    pub fn container_cgroups(&self) -> Vec<PathBuf> {
+        self.cgroups()
+            .iter()
+            .flat_map(|p| std::fs::read_dir(p).into_iter().flatten().flatten())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path())
+            .collect()
+    }
+
     /// The nftables table of this daemon (named after its default bridge).
     pub fn nft_table(&self) -> String {
         format!("berth_{}", self.bridge)

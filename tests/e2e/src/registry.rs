@@ -127,7 +127,12 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
+    // A server may answer before it read the whole body (a size limit): read its answer anyway.
+    if let Err(e) = s.write_all(body) {
+        if !matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) {
+            return Err(e);
+        }
+    }
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| std::io::Error::other("no header end"))?;

@@ -209,13 +209,7 @@ fn crash_mid_build_leaves_nothing_behind() {
         assert_eq!(d.ok(&["ps", "-aq"]), "", "round {round}: build-step containers left:\n{}", d.log_tail());
         assert!(d.log().contains("recovery: removed build-step containers"), "{}", d.log_tail());
         // Only the parent itself may remain in each hierarchy: no container cgroup under it.
-        let leftover: Vec<_> = d
-            .cgroups()
-            .iter()
-            .flat_map(|p| std::fs::read_dir(p).into_iter().flatten().flatten())
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.path())
-            .collect();
+        let leftover = d.container_cgroups();
         assert!(leftover.is_empty(), "round {round}: cgroups left: {leftover:?}");
         assert!(d.mounts().iter().all(|m| !m.contains("/snapshots/")), "{:?}", d.mounts());
     }
@@ -348,13 +342,7 @@ fn kill_9_under_load_leaves_a_consistent_state() {
         assert!(snapshots.is_empty(), "round {round}: rootfs mounts left: {snapshots:?}");
         let netns = std::fs::read_dir(d.root.join("run/netns")).map(|r| r.count()).unwrap_or(0);
         assert_eq!(netns, 0, "round {round}: network namespaces left");
-        let cgroups: Vec<_> = d
-            .cgroups()
-            .iter()
-            .flat_map(|p| std::fs::read_dir(p).into_iter().flatten().flatten())
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.path())
-            .collect();
+        let cgroups = d.container_cgroups();
         assert!(cgroups.is_empty(), "round {round}: cgroups left: {cgroups:?}");
         assert_eq!(d.image_tmp_entries(), 0, "round {round}: unpack folders left");
     }
