@@ -54,6 +54,23 @@ impl LogOptions {
     }
 }
 
+/// Sends every complete line `r` holds (a last line still being written waits for its newline);
+/// returns the bytes consumed, or None once the receiver is gone.
+fn send_lines(mut r: impl BufRead, send: &impl Fn(&str) -> bool) -> Option<u64> {
+    let (mut line, mut consumed) = (String::new(), 0);
+    while r.read_line(&mut line).unwrap_or(0) > 0 {
+        if !line.ends_with('\n') {
+            break;
+        }
+        consumed += line.len() as u64;
+        if !send(&line) {
+            return None;
+        }
+        line.clear();
+    }
+    Some(consumed)
+}
+
 /// The log's files, oldest first: rotated ones (highest number first), then the current one.
 fn log_files(path: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> =
@@ -172,24 +189,21 @@ impl ContainerService {
                     end
                 }
                 None => {
-                    let mut end = 0;
-                    for f in &files {
+                    // Rotated files by name; the current one through the handle kept for following,
+                    // so the offset below is an offset in that very file.
+                    for f in &files[..files.len() - 1] {
                         let Ok(file) = std::fs::File::open(f) else { continue };
-                        let mut reader = BufReader::new(file);
-                        let mut line = String::new();
-                        end = 0;
-                        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                            if !line.ends_with('\n') {
-                                break;
-                            }
-                            end += line.len() as u64;
-                            if !send(&line) {
-                                return;
-                            }
-                            line.clear();
+                        if send_lines(BufReader::new(file), &send).is_none() {
+                            return;
                         }
                     }
-                    end
+                    match current.as_ref() {
+                        Some(file) => match send_lines(BufReader::new(file), &send) {
+                            Some(n) => n,
+                            None => return,
+                        },
+                        None => 0,
+                    }
                 }
             };
             if !opts.follow {
@@ -213,17 +227,9 @@ impl ContainerService {
                     continue;
                 };
                 let _ = file.seek(SeekFrom::Start(pos));
-                let mut reader = BufReader::new(&*file);
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    if !line.ends_with('\n') {
-                        break;
-                    }
-                    pos += line.len() as u64;
-                    if !send(&line) {
-                        return;
-                    }
-                    line.clear();
+                match send_lines(BufReader::new(&*file), &send) {
+                    Some(n) => pos += n,
+                    None => return,
                 }
                 // Rotated under us (another inode at the path): go on with the new file from its
                 // start. Removed (no file at the path): what was written has been read.
