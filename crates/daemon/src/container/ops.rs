@@ -59,8 +59,7 @@ impl ContainerService {
     pub(super) async fn set_paused_locked(&self, e: &Entry, pause: bool) -> Result<()> {
         // Checked by the state machine first (Docker's errors), applied once the shim confirms.
         let rec = e.record();
-        let mut probe = rec.state.clone();
-        probe.apply(if pause { Event::Pause } else { Event::Unpause }, &rec.id, &rec.name)?;
+        rec.state.check(if pause { Event::Pause } else { Event::Unpause }, &rec.id, &rec.name)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         *e.control.lock().expect("control lock") = Some(tx);
         {
@@ -162,7 +161,7 @@ impl ContainerService {
         // Refused in Docker's words: without force a running, paused or restarting container, and
         // any being removed. (With force the process is killed first; `remove_entry` checks again.)
         if !force || rec.state.status == Status::Removing {
-            rec.state.clone().apply(Event::Remove { force: false }, &rec.id, &rec.name)?;
+            rec.state.check(Event::Remove { force: false }, &rec.id, &rec.name)?;
         }
         if force {
             // The policy must not start it again while it goes.

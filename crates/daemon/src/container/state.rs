@@ -194,6 +194,12 @@ impl State {
         self.status.docker_word(self.started_at != ZERO_TIME, self.by_policy)
     }
 
+    /// Docker's error if the table refuses `ev` now; nothing changes either way (for operations
+    /// that must ask before they act, and apply once the act succeeded).
+    pub fn check(&self, ev: Event, id: &str, name: &str) -> Result<()> {
+        self.clone().apply(ev, id, name)
+    }
+
     /// Applies `ev` if the table allows it from the current status; otherwise Docker's error for
     /// this status, and nothing changes. `id`/`name` only word the errors.
     pub fn apply(&mut self, ev: Event, id: &str, name: &str) -> Result<()> {
