@@ -70,11 +70,18 @@ impl BuildService {
     /// cancels the build at the next step (and kills a running RUN).
     pub fn run(self: &Arc<Self>, p: Prepared) -> mpsc::UnboundedReceiver<Value> {
         let (out, rx) = Output::new(p.opts.quiet);
-        let backend = DaemonBackend { containers: self.containers.clone(), images: self.images.clone() };
+        let build = new_id();
+        let backend =
+            DaemonBackend { containers: self.containers.clone(), images: self.images.clone(), build: build.clone() };
         tokio::spawn(async move {
             let Prepared { ctx, df, opts } = p;
             if let Err(e) = berth_builder::build(&backend, &ctx, &df, &opts, &out).await {
                 tracing::info!("build failed: {e}");
+            }
+            // Its images are the client's now (a failed build's steps stay as cache, as Docker's).
+            let store = backend.images.store();
+            if let Err(e) = blocking(move || store.build_finished(&build)).await {
+                tracing::warn!("build bookkeeping: {e}");
             }
             // The context folder goes with the last reference.
             drop(ctx);
@@ -100,6 +107,8 @@ impl BuildService {
 struct DaemonBackend {
     containers: Arc<ContainerService>,
     images: Arc<ImageService>,
+    /// Recorded with every image the build makes, until it ends: see `collect_interrupted_builds`.
+    build: String,
 }
 
 /// The X-Registry-Config entry for a reference's registry.
@@ -260,6 +269,7 @@ impl Backend for DaemonBackend {
     async fn commit(&self, parent: &BaseImage, layer: Option<DiffTar>, mut config: ImageConfig) -> Result<BaseImage> {
         let store = self.images.store();
         let parent_id = parent.id.clone();
+        let build = self.build.clone();
         let layer = layer.and_then(|mut l| l.0.take().map(|p| DiffTar(Some(p))));
         let id = blocking(move || {
             let mut layers: Vec<LayerInfo> = match &parent_id {
@@ -286,7 +296,7 @@ impl Backend for DaemonBackend {
             }
             config.docker_version = Some(berth_api::ENGINE_VERSION.into());
             let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
-            let id = store.create_child(&bytes, &layers, &[], parent_id.as_ref())?;
+            let id = store.create_child(&bytes, &layers, &[], parent_id.as_ref(), Some(&build))?;
             Ok((id, config))
         })
         .await?;
@@ -301,6 +311,7 @@ impl Backend for DaemonBackend {
     ) -> Result<Option<BaseImage>> {
         let store = self.images.store();
         let parent_id = parent.id.clone();
+        let build = self.build.clone();
         blocking(move || {
             let mut layers: Vec<LayerInfo> = match &parent_id {
                 Some(p) => store.layers_of(p)?,
@@ -316,7 +327,7 @@ impl Backend for DaemonBackend {
             config.rootfs.kind = "layers".into();
             config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
             let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
-            let id = store.create_child(&bytes, &layers, &[], parent_id.as_ref())?;
+            let id = store.create_child(&bytes, &layers, &[], parent_id.as_ref(), Some(&build))?;
             Ok(Some(BaseImage { id: Some(id), config }))
         })
         .await

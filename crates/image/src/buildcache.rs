@@ -9,6 +9,13 @@ use crate::{DeleteResponse, Image, Usage};
 use berth_store::Table;
 
 const BUILD_CACHE: Table = Table::new("build_cache");
+/// Images made by builds that have not finished, keyed `<build id>/<image id>`.
+const BUILDS: Table = Table::new("builds_in_progress");
+
+/// Records, in the transaction that creates it, that `image` was made by the unfinished `build`.
+pub(crate) fn record_build_image(tx: &mut berth_store::Txn, build: &str, image: &Digest) -> Result<()> {
+    tx.put(BUILDS, &format!("{build}/{image}"), &())
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheRecord {
@@ -64,6 +71,45 @@ impl ImageStore {
         self.store.put(BUILD_CACHE, key.as_str(), &rec)
     }
 
+    /// A build ended (built or failed; either way its client saw the outcome): the images it made
+    /// are ordinary images and build cache from now on.
+    pub fn build_finished(&self, build: &str) -> Result<()> {
+        let prefix = format!("{build}/");
+        let keys: Vec<String> =
+            self.store.list::<()>(BUILDS)?.into_iter().map(|(k, _)| k).filter(|k| k.starts_with(&prefix)).collect();
+        self.store.write(|tx| keys.iter().try_for_each(|k| tx.delete(BUILDS, k)))
+    }
+
+    /// At start: the images of builds a crash cut off (no client got their result) that nothing
+    /// holds — no tag, no container, no child image — are deleted with their untagged parents, as
+    /// the build would have been had it finished and been pruned. Returns how many were deleted.
+    pub fn collect_interrupted_builds(&self, usage: &dyn Fn(&Digest) -> Vec<Usage>) -> Result<usize> {
+        let made: Vec<Digest> =
+            self.store.list::<()>(BUILDS)?.iter().filter_map(|(k, _)| k.split_once('/')?.1.parse().ok()).collect();
+        let mut deleted = 0;
+        // Newest first is not known from the keys; repeat while something goes, so a step's image
+        // is considered once its child from the same build is gone.
+        loop {
+            let records = self.store.list::<ImageRecord>(IMAGES)?;
+            let has_child = |id: &Digest| records.iter().any(|(_, r)| r.parent.as_ref() == Some(id));
+            let free = made.iter().find(|id| {
+                records.iter().any(|(k, _)| k == id.as_str())
+                    && !has_child(id)
+                    && usage(id).is_empty()
+                    && self.resolve(id.as_str()).is_ok_and(|i| i.tags.is_empty() && i.repo_digests.is_empty())
+            });
+            let Some(id) = free else { break };
+            deleted += self
+                .delete(id.as_str(), false, usage)?
+                .iter()
+                .filter(|d| matches!(d, DeleteResponse::Deleted(_)))
+                .count();
+        }
+        let keys: Vec<String> = self.store.list::<()>(BUILDS)?.into_iter().map(|(k, _)| k).collect();
+        self.store.write(|tx| keys.iter().try_for_each(|k| tx.delete(BUILDS, k)))?;
+        Ok(deleted)
+    }
+
     /// Live cache entries; `in_use` when a tag or a container holds the step's image.
     pub fn cache_list(&self, usage: &dyn Fn(&Digest) -> Vec<Usage>) -> Result<Vec<CacheEntry>> {
         let mut out = Vec::new();
@@ -98,5 +144,50 @@ impl ImageStore {
         }
         self.gc()?;
         Ok((removed, before.saturating_sub(self.layer_bytes()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{store, tar_with};
+    use crate::ImportOptions;
+    use berth_api::image::ImageConfig;
+    use berth_types::Reference;
+
+    /// A step image on `parent`: the parent's layers and config, one more history entry.
+    fn step(s: &ImageStore, parent: &Digest, n: u32, build: &str) -> Digest {
+        let img = s.resolve(parent.as_str()).unwrap();
+        let mut config: ImageConfig = img.config.clone();
+        config.config.env = vec![format!("STEP={n}")];
+        let bytes = serde_json::to_vec(&config).unwrap();
+        s.create_child(&bytes, &s.layers_of(parent).unwrap(), &[], Some(parent), Some(build)).unwrap()
+    }
+
+    #[test]
+    fn images_of_an_interrupted_build_are_collected_and_a_finished_builds_kept() {
+        let (_d, s) = store();
+        let opts = ImportOptions { reference: Some(Reference::parse_tagged("base").unwrap()), ..Default::default() };
+        let base = s.import(&tar_with(&[("f", b"x")])[..], opts).unwrap();
+        let none = |_: &Digest| Vec::new();
+        // A finished build: its (untagged) images stay as build cache.
+        let done = step(&s, &base, 1, "b1");
+        s.build_finished("b1").unwrap();
+        // An interrupted one: three steps, the last held by a container, another build's image
+        // tagged by a user meanwhile.
+        let a = step(&s, &base, 2, "b2");
+        let b = step(&s, &a, 3, "b2");
+        let tagged = step(&s, &base, 4, "b2");
+        s.tag(tagged.as_str(), &Reference::parse_tagged("kept").unwrap()).unwrap();
+        let used = step(&s, &base, 5, "b2");
+        let usage = |d: &Digest| if d == &used { vec![Usage::Stopped("c".repeat(64))] } else { Vec::new() };
+        assert_eq!(s.collect_interrupted_builds(&usage).unwrap(), 2, "the chain a <- b");
+        let left: Vec<Digest> = s.list().unwrap().into_iter().map(|i| i.id).collect();
+        for (id, kept) in [(&base, true), (&done, true), (&a, false), (&b, false), (&tagged, true), (&used, true)] {
+            assert_eq!(left.contains(id), kept, "{id}");
+        }
+        // The bookkeeping is gone: a second start collects nothing more.
+        assert_eq!(s.collect_interrupted_builds(&none).unwrap(), 0);
+        assert!(left.contains(&used));
     }
 }

@@ -176,16 +176,19 @@ impl ImageStore {
     /// Makes an image visible: config blob written, then record and tags in one transaction. The
     /// config's diff ids must be exactly those of `layers`.
     pub fn create_image(&self, config_bytes: &[u8], layers: &[LayerInfo], tags: &[Reference]) -> Result<Digest> {
-        self.create_child(config_bytes, layers, tags, None)
+        self.create_child(config_bytes, layers, tags, None, None)
     }
 
-    /// [`create_image`](Self::create_image) for a build step, recording the image it was made from.
+    /// [`create_image`](Self::create_image) for a build step, recording the image it was made from
+    /// and, in the same transaction, the build that made it (so that a build a crash cuts off
+    /// leaves no image recovery cannot find: see [`collect_interrupted_builds`](Self::collect_interrupted_builds)).
     pub fn create_child(
         &self,
         config_bytes: &[u8],
         layers: &[LayerInfo],
         tags: &[Reference],
         parent: Option<&Digest>,
+        build: Option<&str>,
     ) -> Result<Digest> {
         let config: ImageConfig =
             serde_json::from_slice(config_bytes).map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
@@ -208,6 +211,9 @@ impl ImageStore {
             tx.put(IMAGES, id.as_str(), &record)?;
             for r in tags {
                 tx.put(TAGS, &r.to_string(), &id)?;
+            }
+            if let Some(b) = build {
+                crate::buildcache::record_build_image(tx, b, &id)?;
             }
             Ok(())
         })?;

@@ -206,6 +206,12 @@ impl Berthd {
         }
     }
 
+    /// Stop (SIGTERM) and start again on the same roots.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
     /// SIGKILL: a crash.
     pub fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -225,6 +231,16 @@ impl Berthd {
     /// Runs the real docker CLI against this daemon.
     pub fn docker(&self, args: &[&str]) -> Output {
         self.docker_stdin(args, None)
+    }
+
+    /// docker with extra environment (for example `DOCKER_BUILDKIT=0` for the classic builder).
+    pub fn docker_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", self.host()).env("DOCKER_CONFIG", self.root.join("docker-config")).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run_with(&mut c, None)
     }
 
     pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -382,6 +398,17 @@ pub fn client_timeout() -> Duration {
 /// Runs any client command with the client deadline: a hang fails the test.
 pub fn run_bounded(cmd: &mut Command) -> Output {
     run_with(cmd, None)
+}
+
+/// `Command::output` with the client deadline: a client that hangs fails the test, never the run.
+pub trait Bounded {
+    fn bounded(&mut self) -> Output;
+}
+
+impl Bounded for Command {
+    fn bounded(&mut self) -> Output {
+        run_with(self, None)
+    }
 }
 
 fn run_with(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {

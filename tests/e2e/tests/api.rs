@@ -1,6 +1,6 @@
 //! Engine API core: negotiation, headers, errors, info, events.
 
-use berth_e2e::{err, out, Berthd};
+use berth_e2e::{err, out, Berthd, Bounded};
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
@@ -208,11 +208,7 @@ fn live_events_follow() {
         let mut body = resp.into_body();
         let host = d.host();
         let h = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("docker")
-                .env("DOCKER_HOST", host)
-                .args(["create", "busybox", "true"])
-                .output()
-                .unwrap()
+            std::process::Command::new("docker").env("DOCKER_HOST", host).args(["create", "busybox", "true"]).bounded()
         });
         let frame =
             tokio::time::timeout(std::time::Duration::from_secs(10), body.frame()).await.unwrap().unwrap().unwrap();

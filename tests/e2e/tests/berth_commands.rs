@@ -1,6 +1,6 @@
 //! `berth` commands on their own against berthd: run, registry, build, contexts over two daemons, networks and volumes, credential helpers.
 
-use berth_e2e::{busybox_tar, err, out, Berthd};
+use berth_e2e::{busybox_tar, err, out, Berthd, Bounded};
 
 #[test]
 fn berth_commands() {
@@ -128,7 +128,7 @@ fn contexts_drive_two_daemons_and_are_shared_with_docker() {
         for (k, v) in env {
             c.env(k, v);
         }
-        c.output().unwrap()
+        c.bounded()
     };
     let ok = |args: &[&str], env: &[(&str, &str)]| {
         let o = berth(args, env);
@@ -156,8 +156,7 @@ fn contexts_drive_two_daemons_and_are_shared_with_docker() {
             .env_remove("DOCKER_HOST")
             .env_remove("DOCKER_CONTEXT")
             .args(args)
-            .output()
-            .unwrap()
+            .bounded()
     };
     let o = docker(&["context", "ls", "--format", "{{.Name}} {{.Current}} {{.DockerEndpoint}}"]);
     let s = berth_e2e::out(&o);

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use berth_e2e::{bin_dir, err, out, Berthd};
+use berth_e2e::{bin_dir, err, out, Berthd, Bounded};
 
 fn berth_ok(d: &Berthd, args: &[&str]) -> String {
     let o = d.berth(args);
@@ -135,7 +135,7 @@ fn container_and_image_commands_match_docker() {
     same(&d, &["images", "--format", "{{.Repository}}:{{.Tag}}", "snap"]);
     let exp = d.root.join("web.tar");
     berth_ok(&d, &["export", "-o", exp.to_str().unwrap(), "web"]);
-    let listing = Command::new("tar").arg("tf").arg(&exp).output().unwrap();
+    let listing = Command::new("tar").arg("tf").arg(&exp).bounded();
     assert!(out(&listing).lines().any(|l| l.trim_start_matches("./") == "etc/passwd"), "{}", out(&listing));
 
     // Events between two fixed times read the same through both CLIs.
@@ -177,7 +177,7 @@ fn chrono_now() -> String {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    let o = Command::new("openssl").current_dir(dir).args(args).bounded();
     assert!(o.status.success(), "openssl {args:?}: {}", err(&o));
 }
 
@@ -237,7 +237,7 @@ fn cli(bin: &str, cfg: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
     for (k, v) in envs {
         c.env(k, v);
     }
-    c.args(args).output().unwrap()
+    c.args(args).bounded()
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use berth_e2e::{err, out, Berthd};
+use berth_e2e::{err, out, Berthd, Bounded};
 use serde_json::Value;
 
 fn context(d: &Berthd, name: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -29,8 +29,7 @@ fn build(d: &Berthd, dir: &Path, args: &[&str]) -> Output {
         .arg("build")
         .args(args)
         .arg(dir)
-        .output()
-        .unwrap()
+        .bounded()
 }
 
 fn build_ok(d: &Berthd, dir: &Path, args: &[&str]) -> String {
@@ -293,8 +292,7 @@ fn failures_are_reported_with_the_step() {
     let o = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", "--unix-socket", &sock, "-X", "POST", "--data-binary", "x"])
         .arg("http://d/v1.44/build?buildargs=%7Bnot-json")
-        .output()
-        .unwrap();
+        .bounded();
     let s = out(&o);
     assert!(s.ends_with("400") && s.contains("\"message\":\"invalid buildargs parameter"), "{s}");
 }
@@ -349,8 +347,7 @@ fn hostile_contexts_cannot_read_or_write_outside() {
         .args(["-s", "--unix-socket", &sock, "-X", "POST", "-H", "Content-Type: application/x-tar", "--data-binary"])
         .arg(format!("@{}", tarball.display()))
         .arg("http://d/v1.44/build?t=hostile")
-        .output()
-        .unwrap();
+        .bounded();
     assert!(out(&o).contains("Successfully built"), "{}", out(&o));
     assert!(!canary.exists(), "a context entry escaped to {}", canary.display());
     assert_eq!(d.image_tmp_entries(), 0, "context folders are removed after the build");
@@ -381,7 +378,7 @@ except docker.errors.APIError as e:
         host = d.host(),
         dir = dir.display()
     );
-    let o = Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    let o = Command::new("python3").arg("-c").arg(&script).bounded();
     let s = out(&o);
     assert!(o.status.success(), "{s}\n{}", err(&o));
     assert!(s.contains("TAGS ['py:1']"), "{s}");

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use berth_e2e::{err, out, Berthd};
+use berth_e2e::{err, out, Berthd, Bounded};
 
 #[test]
 fn testcontainers_python_generic_container() {
@@ -39,8 +39,7 @@ print("stopped", cid[:12])
         .env("DOCKER_HOST", d.host())
         // Ryuk (the reaper) is an image from Docker Hub; this machine has no registry access.
         .env("TESTCONTAINERS_RYUK_DISABLED", "true")
-        .output()
-        .unwrap();
+        .bounded();
     let s = out(&o);
     assert!(o.status.success(), "{s}\n{}", err(&o));
     assert!(s.contains("http hello-tc"), "{s}");
@@ -63,7 +62,7 @@ ct = docker.from_env().containers.get("pyexec")
 bad = [i for i in range(30) if ct.exec_run(["sh", "-c", "echo $MODE"]).output.strip() != b"test"]
 print("bad", len(bad))
 "#;
-    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).output().unwrap();
+    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded();
     assert_eq!(out(&o).trim(), "bad 0", "{}", err(&o));
     d.ok(&["rm", "-f", "pyexec"]);
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use berth_e2e::{err, out, Berthd};
+use berth_e2e::{err, out, Berthd, Bounded};
 use serde_json::Value;
 
 fn daemon() -> Berthd {
@@ -160,11 +160,7 @@ fn inspect_shape_and_wait_conditions() {
     assert_eq!(d.ok(&["wait", "shape"]), "0");
     let host = d.host();
     let waiter = std::thread::spawn(move || {
-        std::process::Command::new("docker")
-            .env("DOCKER_HOST", host)
-            .args(["container", "wait", "shape"])
-            .output()
-            .unwrap()
+        std::process::Command::new("docker").env("DOCKER_HOST", host).args(["container", "wait", "shape"]).bounded()
     });
     d.ok(&["start", "shape"]);
     let w = waiter.join().unwrap();

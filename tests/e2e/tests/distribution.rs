@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use berth_e2e::registry::{digest_of, free_port, header, http, Auth, Fault, FaultProxy, Registry};
 use berth_e2e::token::TokenServer;
-use berth_e2e::{err, out, Berthd};
+use berth_e2e::{err, out, Berthd, Bounded};
 
 /// A busybox image pushed to `reg` as `<reg>/<repo>:1`; returns that reference.
 fn seed(d: &Berthd, reg: &Registry, repo: &str) -> String {
@@ -36,10 +36,7 @@ fn push_pull_run_and_skips() {
     assert!(push.contains(&format!("The push refers to repository [{}/team/bb]", reg.addr)), "{push}");
     assert!(push.contains("1: digest: sha256:"), "{push}");
     // The registry has what we sent: skopeo reads it independently.
-    let sk = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", &format!("docker://{r}")])
-        .output()
-        .expect("skopeo");
+    let sk = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{r}")]).bounded();
     assert!(sk.status.success(), "skopeo: {}", err(&sk));
     let info: serde_json::Value = serde_json::from_slice(&sk.stdout).unwrap();
     assert_eq!(info["Architecture"], "amd64");

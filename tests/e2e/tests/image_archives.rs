@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use berth_e2e::{err, out, Berthd};
+use berth_e2e::{err, out, Berthd, Bounded};
 use serde_json::Value;
 
 fn daemon() -> Berthd {
@@ -13,7 +13,7 @@ fn daemon() -> Berthd {
 }
 
 fn skopeo(args: &[&str]) -> std::process::Output {
-    Command::new("skopeo").arg("--insecure-policy").args(args).output().expect("skopeo (installed by scripts/deps.sh)")
+    Command::new("skopeo").arg("--insecure-policy").args(args).bounded()
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn save_load_round_trip_and_commit() {
 
     let archive = d.root.join("saved.tar");
     d.ok(&["save", "-o", archive.to_str().unwrap(), "made:v1", "busybox"]);
-    let listing = Command::new("tar").arg("tf").arg(&archive).output().unwrap();
+    let listing = Command::new("tar").arg("tf").arg(&archive).bounded();
     let names = out(&listing);
     for f in ["manifest.json", "index.json", "oci-layout", "repositories"] {
         assert!(names.lines().any(|l| l == f), "{f} missing from the archive: {names}");

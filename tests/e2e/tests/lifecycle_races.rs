@@ -179,12 +179,15 @@ fn poll(what: &str, mut f: impl FnMut() -> bool) {
 
 /// kill -9 of berthd while a build's RUN step runs, three times (once with the step's shim killed
 /// too, as after a reboot): the next start collects the step containers and their cgroups, and
-/// nothing of them is left (before: 8 cgroups after three kills).
+/// the images of the steps that had finished, and nothing of them is left (before: 8 cgroups after
+/// three kills, and a dangling image per kill).
 #[test]
 fn crash_mid_build_leaves_nothing_behind() {
     let mut d = daemon();
     let ctx = tempfile::tempdir().expect("context");
-    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN echo step-running; sleep 300\n").unwrap();
+    let df = "FROM busybox\nRUN echo one > /one\nENV STEP=two\nRUN echo step-running; sleep 300\n";
+    std::fs::write(ctx.path().join("Dockerfile"), df).unwrap();
+    let base = d.ok(&["images", "-aq", "--no-trunc"]);
     for round in 0..3 {
         let mut build = std::process::Command::new("docker")
             .env("DOCKER_HOST", d.host())
@@ -194,7 +197,10 @@ fn crash_mid_build_leaves_nothing_behind() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("docker build");
-        poll("the RUN step to run", || !d.ok(&["ps", "-q", "--filter", "status=running"]).is_empty());
+        // The last step: the ones before it have made their images by then.
+        poll("the last RUN step to run", || {
+            d.ok(&["ps", "--no-trunc", "--filter", "status=running", "--format", "{{.Command}}"]).contains("sleep 300")
+        });
         d.crash();
         if round == 2 {
             for pid in d.shims() {
@@ -212,7 +218,17 @@ fn crash_mid_build_leaves_nothing_behind() {
         let leftover = d.container_cgroups();
         assert!(leftover.is_empty(), "round {round}: cgroups left: {leftover:?}");
         assert!(d.mounts().iter().all(|m| !m.contains("/snapshots/")), "{:?}", d.mounts());
+        assert_eq!(d.ok(&["images", "-aq", "--no-trunc"]), base, "round {round}: step images left");
+        assert!(d.log().contains("recovery: removed dangling images of interrupted builds"), "{}", d.log_tail());
     }
+    // A build that ends (here: fails) keeps its step images as cache, as Docker's classic builder.
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN echo one > /one\nRUN false\n").unwrap();
+    let o = d.docker_env(&[("DOCKER_BUILDKIT", "0")], &["build", ctx.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    let after = d.ok(&["images", "-aq"]).lines().count();
+    assert_eq!(after, 2, "the finished step's image is kept");
+    d.restart();
+    assert_eq!(d.ok(&["images", "-aq"]).lines().count(), after, "a finished build's images survive a restart");
 }
 
 /// Attach, then start (compose v1's `run -T`, docker-py's attach_socket): the output and exit code

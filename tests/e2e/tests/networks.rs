@@ -1,6 +1,6 @@
 //! Networks: bridge, user networks with names and aliases, isolation, ports, connect/disconnect.
 
-use berth_e2e::{err, Berthd};
+use berth_e2e::{err, Berthd, Bounded};
 use serde_json::Value;
 
 fn daemon() -> Berthd {
@@ -253,7 +253,7 @@ impl OtherHost {
         let (hv, nv) = (format!("btoh{net}"), format!("btoc{net}"));
         let (host_ip, ip) = (format!("198.18.{net}.1"), format!("198.18.{net}.2"));
         let sh = |cmd: &str| {
-            let o = std::process::Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+            let o = std::process::Command::new("sh").arg("-c").arg(cmd).bounded();
             assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
         };
         let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).output();
@@ -269,7 +269,7 @@ impl OtherHost {
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new("ip").args(["netns", "exec", &self.ns]).args(args).output().unwrap()
+        std::process::Command::new("ip").args(["netns", "exec", &self.ns]).args(args).bounded()
     }
 }
 
@@ -317,7 +317,7 @@ fn nat_isolation_internal_and_dnat() {
     }
     // busybox httpd shows the v4-mapped form: [::ffff:198.18.N.2].
     assert!(seen.contains(&other.ip), "the container sees the remote client, not a proxy: {seen}");
-    let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).output().unwrap();
+    let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).bounded();
     let rules = String::from_utf8_lossy(&table.stdout).to_string();
     assert!(rules.contains(&format!("dport {port} dnat")), "{rules}");
     // A berthd restart rebuilds the table from its records: the port still answers the same way.
@@ -327,7 +327,7 @@ fn nat_isolation_internal_and_dnat() {
     assert!(String::from_utf8_lossy(&o.stdout).contains(&other.ip), "after restart: {o:?}");
     d.ok(&["rm", "-f", "web", "peer"]);
     d.ok(&["network", "rm", "one", "two", "sealed"]);
-    let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).output().unwrap();
+    let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).bounded();
     let rules = String::from_utf8_lossy(&table.stdout).to_string();
     assert!(!rules.contains("dnat to"), "rules of removed containers stay: {rules}");
 }
@@ -392,7 +392,7 @@ fn loopback_published_ports_are_not_reachable_from_other_hosts() {
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
-        let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).output().unwrap();
+        let table = std::process::Command::new("nft").args(["list", "table", "ip", &d.nft_table()]).bounded();
         panic!(
             "the control SYN from port {sport} never reached the container:\n{}\n{}",
             d.ok(&["exec", "loweb", "cat", "/proc/net/tcp", "/proc/net/tcp6"]),

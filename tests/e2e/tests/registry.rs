@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use berth_e2e::registry::{digest_of, header, htpasswd, http, seed, BerthRegistry, Reply};
-use berth_e2e::{err, Berthd};
+use berth_e2e::{err, Berthd, Bounded};
 
 fn code(r: &Reply) -> String {
     let v: serde_json::Value = serde_json::from_slice(&r.2).unwrap_or_default();
@@ -57,8 +57,7 @@ fn docker_and_skopeo_round_trip() {
     {
         let o = Command::new("skopeo")
             .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false", &from, &to])
-            .output()
-            .expect("skopeo");
+            .bounded();
         assert!(o.status.success(), "skopeo copy {from} {to}: {}\n{}", err(&o), reg.log());
     }
     let copy = format!("{}/copy/bb:2", reg.addr);
@@ -319,7 +318,7 @@ fn s3_replicas_serve_one_client() {
     let r2 = format!("{}/s3/bb:1", two.addr);
     dm.ok(&["pull", &r2]);
     assert_eq!(dm.ok(&["run", "--rm", &r2, "echo", "s3"]), "s3");
-    let o = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{r2}")]).output().unwrap();
+    let o = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{r2}")]).bounded();
     assert!(o.status.success(), "{}", err(&o));
 }
 
@@ -338,28 +337,25 @@ fn tls_registry() {
             "-out",
             cert.to_str().unwrap(),
         ])
-        .output()
-        .unwrap();
+        .bounded();
     assert!(o.status.success(), "{}", err(&o));
     let reg = BerthRegistry::start(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()], &[]);
     let curl = Command::new("curl")
         .args(["-sf", "--cacert", cert.to_str().unwrap(), &format!("https://{}/v2/", reg.addr)])
-        .output()
-        .unwrap();
+        .bounded();
     assert!(curl.status.success(), "https /v2/ failed");
     assert!(http(&reg.addr, "GET", "/v2/", &[], b"").map(|r| r.0 != 200).unwrap_or(true), "plain HTTP answered");
     // Out of descriptors under a flood of idle connections (EMFILE on accept): the registry waits
     // and serves again once they go. (The TLS accept loop used to end the process on the first
     // accept error.)
-    let o = Command::new("prlimit").args(["--pid", &reg.pid().to_string(), "--nofile=64:64"]).output().unwrap();
+    let o = Command::new("prlimit").args(["--pid", &reg.pid().to_string(), "--nofile=64:64"]).bounded();
     assert!(o.status.success(), "{}", err(&o));
     let idle: Vec<_> = (0..100).filter_map(|_| std::net::TcpStream::connect(&reg.addr).ok()).collect();
     drop(idle);
     berth_e2e::eventually("the registry to serve again after the flood", || {
         Command::new("curl")
             .args(["-sf", "--max-time", "5", "--cacert", cert.to_str().unwrap(), &format!("https://{}/v2/", reg.addr)])
-            .output()
-            .unwrap()
+            .bounded()
             .status
             .success()
     });
@@ -385,7 +381,7 @@ fn every_driver_and_auth_mode_round_trips() {
     let src = seed(&d, &scratch.addr, "src/bb");
     let layout = format!("oci:{}:src", dir.path().join("layout").display());
     let skopeo = |args: &[&str]| {
-        let o = Command::new("skopeo").args(args).output().expect("skopeo");
+        let o = Command::new("skopeo").args(args).bounded();
         assert!(o.status.success(), "skopeo {args:?}: {}", err(&o));
         o
     };
@@ -413,8 +409,7 @@ fn every_driver_and_auth_mode_round_trips() {
                 creds.extend(["--dest-creds", "ann:pw-ann"]);
                 let o = Command::new("skopeo")
                     .args(["copy", "--dest-tls-verify=false", &layout, &format!("docker://{repo}:anon")])
-                    .output()
-                    .unwrap();
+                    .bounded();
                 assert!(!o.status.success(), "{what}: anonymous push accepted");
             }
             let mut push = vec!["copy"];

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use berth_e2e::{err, Berthd};
+use berth_e2e::{err, Berthd, Bounded};
 
 #[test]
 fn restart_preserves_images_and_containers() {
@@ -59,16 +59,14 @@ fn second_daemon_on_the_same_root_refuses() {
         .args(["--exec-root", d.root.join("run2").to_str().unwrap()])
         .args(["-H", &format!("unix://{}", d.root.join("other.sock").display())])
         .args(["--config-file", "/nonexistent/daemon.json"])
-        .output()
-        .unwrap();
+        .bounded();
     assert!(!o.status.success());
     assert!(err(&o).contains("already using data root"), "{}", err(&o));
     // Non-loopback TCP is refused until TLS lands.
     let o = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
         .args(["--data-root", d.root.join("data3").to_str().unwrap()])
         .args(["-H", "tcp://0.0.0.0:23750", "--config-file", "/nonexistent/daemon.json"])
-        .output()
-        .unwrap();
+        .bounded();
     assert!(!o.status.success());
     assert!(err(&o).contains("without TLS"), "{}", err(&o));
 }
@@ -98,8 +96,7 @@ fn daemon_json_and_tcp_loopback() {
             "--config-file",
             d.root.join("daemon.json").to_str().unwrap(),
         ])
-        .output()
-        .unwrap();
+        .bounded();
     assert!(!o.status.success());
     assert!(err(&o).contains("invalid config file"), "{}", err(&o));
     std::fs::remove_file(d.root.join("daemon.json")).unwrap();
@@ -126,8 +123,7 @@ fn tcp_on_loopback_serves_the_api() {
     for _ in 0..200 {
         let o = std::process::Command::new("docker")
             .args(["-H", &host, "version", "--format", "{{.Server.APIVersion}}"])
-            .output()
-            .unwrap();
+            .bounded();
         if o.status.success() {
             assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.44");
             ok = true;
@@ -141,8 +137,7 @@ fn tcp_on_loopback_serves_the_api() {
         let o = std::process::Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30"])
             .args(args)
-            .output()
-            .unwrap();
+            .bounded();
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     let base = format!("http://127.0.0.1:{port}");

@@ -1,6 +1,6 @@
 //! Security: the default seccomp profile and capabilities, exec confinement, hostile image files, host users kept out of berthd's directories.
 
-use berth_e2e::{err, Berthd};
+use berth_e2e::{err, Berthd, Bounded};
 
 #[test]
 fn default_confinement() {
@@ -194,8 +194,7 @@ fn hostile_user_files_are_not_read() {
 fn as_nobody(script: &str) -> std::process::Output {
     std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script])
-        .output()
-        .expect("setpriv")
+        .bounded()
 }
 
 /// No unprivileged host user reaches layers, bundles or logs (Docker's CVE-2021-41091 class): the

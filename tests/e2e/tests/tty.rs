@@ -1,6 +1,6 @@
 //! TTYs: `run -t`, `run -it` and `exec -it` through a real pseudo-terminal on the client side.
 
-use berth_e2e::Berthd;
+use berth_e2e::{Berthd, Bounded};
 
 /// Runs the docker CLI inside a pty of `rows`x`cols` (via python's pty module), feeding `input`
 /// after a moment; returns (output, exit code).
@@ -38,8 +38,7 @@ sys.exit(os.waitstatus_to_exitcode(st))
         .arg(input)
         .args(args)
         .env("DOCKER_HOST", d.host())
-        .output()
-        .unwrap();
+        .bounded();
     (String::from_utf8_lossy(&o.stdout).to_string(), o.status.code().unwrap_or(-1))
 }
 
@@ -94,15 +93,14 @@ while s.recv(4096): pass
 print("closed")
 "#
     );
-    let o = std::process::Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    let o = std::process::Command::new("python3").arg("-c").arg(&script).bounded();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "closed", "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "dk"]), "true");
     // A window change reaches the container's terminal.
     let o = std::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", &sock, "-X", "POST"])
         .arg("http://d/v1.44/containers/dk/resize?h=40&w=100")
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "200");
     assert_eq!(d.ok(&["exec", "dk", "stty", "-F", "/dev/pts/0", "size"]), "40 100");
     let o = d.docker(&["attach", "--detach-keys", "ctrl-ab", "dk"]);

@@ -5,7 +5,9 @@
 //! - cgroups under our parent that belong to no live container (a shim killed with its daemon,
 //!   a build step cut off mid-run): their processes are killed and the cgroups removed;
 //! - snapshots (writable layers) of containers that have no record: a create cut off before it
-//!   persisted.
+//!   persisted;
+//! - images of builds that died with their daemon, that nothing holds (no tag, no container, no
+//!   child): the dangling step images no client ever got.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +27,13 @@ impl ContainerService {
         }
         if !steps.is_empty() {
             tracing::info!(count = steps.len(), "recovery: removed build-step containers of interrupted builds");
+        }
+        let store = self.images.store();
+        let usage = self.usage_fn();
+        match blocking(move || store.collect_interrupted_builds(&*usage)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "recovery: removed dangling images of interrupted builds"),
+            Err(e) => tracing::warn!("recovery: images of interrupted builds: {e}"),
         }
         let live: Vec<String> =
             self.all().iter().map(|e| e.record()).filter(|r| r.state.status.alive()).map(|r| r.id).collect();
