@@ -79,6 +79,9 @@ pub struct ExecStarted {
     pub exec_id: String,
     pub pid: i32,
     pub error: Option<String>,
+    /// The exec failed because the container's process has exited (or was exiting).
+    #[serde(default)]
+    pub not_running: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -335,17 +335,29 @@ impl Supervisor {
                 let answer = match serde_json::from_slice::<proto::ExecRequest>(payload) {
                     Ok(req) => match crate::exec::spawn(&self.cfg, &req) {
                         Ok(p) => {
-                            let a = proto::ExecStarted { exec_id: req.exec_id.clone(), pid: p.pid, error: None };
+                            let a = proto::ExecStarted {
+                                exec_id: req.exec_id.clone(),
+                                pid: p.pid,
+                                error: None,
+                                not_running: false,
+                            };
                             self.execs.push(p);
                             self.shed_pending = true;
                             a
                         }
-                        Err(e) => proto::ExecStarted { exec_id: req.exec_id, pid: 0, error: Some(e) },
+                        // Failed because the container is going (its namespaces with it)?
+                        Err(e) => proto::ExecStarted {
+                            exec_id: req.exec_id,
+                            pid: 0,
+                            error: Some(e),
+                            not_running: self.exit.is_some() || !berth_sys::process::alive(self.pid),
+                        },
                     },
                     Err(e) => proto::ExecStarted {
                         exec_id: String::new(),
                         pid: 0,
                         error: Some(format!("bad exec request: {e}")),
+                        not_running: false,
                     },
                 };
                 send(&mut self.clients[i], proto::EXEC_STARTED, &serde_json::to_vec(&answer).unwrap_or_default());

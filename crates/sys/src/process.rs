@@ -52,6 +52,14 @@ pub fn kill(pid: i32, sig: i32) -> Result<()> {
     Ok(())
 }
 
+/// Whether `pid` is a live process: it exists and is neither a zombie nor dead (`/proc/<pid>/stat`,
+/// the state after the command's closing parenthesis — the command itself may hold one).
+pub fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
+}
+
 /// Reaps `pid` if it exited: `Some(docker_exit_code, signal)`.
 pub fn try_wait(pid: i32) -> Option<(i32, Option<i32>)> {
     let mut status = 0;

@@ -388,6 +388,15 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// [`eventually`] for async conditions (API calls from a test's runtime).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// How long one client command may take before the test fails as hung (`BERTH_TEST_CLIENT_TIMEOUT`
 /// seconds overrides it). Generous: it catches hangs, it does not time anything.
 pub fn client_timeout() -> Duration {

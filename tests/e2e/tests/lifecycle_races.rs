@@ -31,6 +31,18 @@ async fn call(c: &Client, method: Method, path: &str, body: Option<Value>) -> Re
     }
 }
 
+/// One API call with the deadline: the answer, or Docker's status and message.
+async fn call_status(c: &Client, method: Method, path: &str, body: Option<Value>) -> Result<Value, (u16, String)> {
+    match tokio::time::timeout(DEADLINE, c.call(method.clone(), path, body.as_ref())).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => match e.downcast_ref::<berth_cli::client::ApiError>() {
+            Some(a) => Err((a.status.as_u16(), a.message.clone())),
+            None => panic!("{method} {path}: {e:#}"),
+        },
+        Err(_) => panic!("{method} {path}: no answer within {DEADLINE:?} (hung)"),
+    }
+}
+
 async fn create(c: &Client, cmd: &[&str], host_config: Value) -> String {
     let body = json!({"Image": "busybox", "Cmd": cmd, "HostConfig": host_config});
     let v = call(c, Method::POST, "/containers/create", Some(body)).await.expect("create");
@@ -168,15 +180,6 @@ fn restarting_container_needs_force_to_remove() {
     assert_eq!(d.ok(&["ps", "-aq"]), "");
 }
 
-/// Polls `f` until it is true, failing after the deadline with `what`.
-fn poll(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while !f() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// kill -9 of berthd while a build's RUN step runs, three times (once with the step's shim killed
 /// too, as after a reboot): the next start collects the step containers and their cgroups, and
 /// the images of the steps that had finished, and nothing of them is left (before: 8 cgroups after
@@ -198,7 +201,7 @@ fn crash_mid_build_leaves_nothing_behind() {
             .spawn()
             .expect("docker build");
         // The last step: the ones before it have made their images by then.
-        poll("the last RUN step to run", || {
+        berth_e2e::eventually("the last RUN step to run", || {
             d.ok(&["ps", "--no-trunc", "--filter", "status=running", "--format", "{{.Command}}"]).contains("sleep 300")
         });
         d.crash();
@@ -362,4 +365,161 @@ fn kill_9_under_load_leaves_a_consistent_state() {
         assert!(cgroups.is_empty(), "round {round}: cgroups left: {cgroups:?}");
         assert_eq!(d.image_tmp_entries(), 0, "round {round}: unpack folders left");
     }
+}
+
+/// Which operation races the exit in `operations_racing_an_exit_answer`.
+#[derive(Clone, Copy, Debug)]
+enum Racer {
+    Stop,
+    Kill,
+    Exec,
+    Pause,
+    Remove,
+}
+
+/// Sends `op` to a container whose process exits at about the same moment, and checks that the
+/// answer is one Docker gives for one of the two orders (before or after the exit).
+async fn race_one(c: &Client, op: Racer, id: &str) {
+    let path = |p: &str| format!("/containers/{id}{p}");
+    let r = match op {
+        Racer::Stop => call_status(c, Method::POST, &path("/stop?t=1"), None).await,
+        Racer::Kill => call_status(c, Method::POST, &path("/kill"), None).await,
+        Racer::Pause => call_status(c, Method::POST, &path("/pause"), None).await,
+        Racer::Remove => call_status(c, Method::DELETE, &path(""), None).await,
+        Racer::Exec => {
+            let body = json!({"Cmd": ["true"], "AttachStdout": false});
+            match call_status(c, Method::POST, &path("/exec"), Some(body)).await {
+                Ok(v) => {
+                    let exec = v["Id"].as_str().expect("exec id").to_string();
+                    let started =
+                        call_status(c, Method::POST, &format!("/exec/{exec}/start"), Some(json!({"Detach": true})))
+                            .await;
+                    // Started or refused, the exec never reports running once the container is gone.
+                    call(c, Method::POST, &path("/wait"), None).await.expect("wait");
+                    berth_e2e::eventually_async("the exec to end", || async {
+                        let v = call(c, Method::GET, &format!("/exec/{exec}/json"), None).await.expect("exec inspect");
+                        v["Running"] == false
+                    })
+                    .await;
+                    started
+                }
+                refused => refused,
+            }
+        }
+    };
+    match r {
+        Ok(_) => {}
+        // Stop of an exited container: 304; the rest: 409 in Docker's words.
+        Err((304, _)) if matches!(op, Racer::Stop) => {}
+        Err((409, m)) if m.contains("is not running") || m.contains("container is running") => {}
+        Err(other) => panic!("{op:?} on {id}: unexpected answer {other:?}"),
+    }
+    if matches!(op, Racer::Pause) {
+        // Paused before the exit: frozen, so it cannot have exited; unpause lets it finish.
+        let st = call(c, Method::GET, &path("/json"), None).await.expect("inspect");
+        if st["State"]["Paused"] == true {
+            // Or the pause froze a process that had just exited (a zombie): its exit lands now.
+            match call_status(c, Method::POST, &path("/unpause"), None).await {
+                Ok(_) => {}
+                Err((409, m)) if m.contains("is not running") => {}
+                Err(e) => panic!("unpause of {id}: {e:?}"),
+            }
+        }
+    }
+    if let Ok(st) = call_status(c, Method::GET, &path("/json"), None).await {
+        let w = call(c, Method::POST, &path("/wait"), None).await.expect("wait");
+        assert!(w["StatusCode"].is_i64(), "{op:?}: {w}");
+        let st2 = call(c, Method::GET, &path("/json"), None).await.expect("inspect");
+        assert_eq!(st2["State"]["Status"], "exited", "{op:?} on {id}: {} then {}", st["State"], st2["State"]);
+        assert_eq!(st2["State"]["Running"], false);
+        call(c, Method::DELETE, &path(""), None).await.expect("rm");
+    }
+}
+
+/// stop, kill, exec, pause and rm, each sent as the container's process exits (started without
+/// waiting, the process living 0–3 ms): every request answers, with an answer Docker gives for one
+/// of the two orders, and the container always ends exited with its code and removable.
+#[test]
+fn operations_racing_an_exit_answer() {
+    let d = daemon();
+    let host = d.host();
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        let mut tasks = Vec::new();
+        for (k, op) in [Racer::Stop, Racer::Kill, Racer::Exec, Racer::Pause, Racer::Remove].into_iter().enumerate() {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..16 {
+                    // usleep is not in busybox's sh; a short loop is a process that ends by itself.
+                    let spin = format!("i=0; while [ $i -lt {} ]; do i=$((i+1)); done", (i + k) % 4 * 40);
+                    let id = create(&c, &["sh", "-c", &spin], json!({})).await;
+                    let start = {
+                        let (c, id) = (c.clone(), id.clone());
+                        tokio::spawn(async move {
+                            call_status(&c, Method::POST, &format!("/containers/{id}/start"), None).await
+                        })
+                    };
+                    // Half the time right after start returns, half while it runs.
+                    let started = if i % 2 == 0 {
+                        let s = start.await.expect("start task");
+                        race_one(&c, op, &id).await;
+                        s
+                    } else {
+                        tokio::task::yield_now().await;
+                        let raced = race_one(&c, op, &id);
+                        tokio::join!(raced, start).1.expect("start task")
+                    };
+                    match started {
+                        Ok(_) => {}
+                        // rm got there first: the container went, or is going, before the start.
+                        Err((404, _)) if matches!(op, Racer::Remove) => {}
+                        Err((409, m)) if matches!(op, Racer::Remove) && m.contains("marked for removal") => {}
+                        Err(e) => panic!("start of {id} racing {op:?}: {e:?}"),
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("racer");
+        }
+    });
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+}
+
+/// wait registered just before start, as the process exits, and after: every condition
+/// (next-exit, not-running, removed) answers with the exit code.
+#[test]
+fn waits_around_an_exit_all_answer() {
+    let d = daemon();
+    let host = d.host();
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        for i in 0..20 {
+            let code = i % 5;
+            let id = create(&c, &["sh", "-c", &format!("exit {code}")], json!({})).await;
+            let wait = |cond: &'static str| {
+                let (c, id) = (c.clone(), id.clone());
+                tokio::spawn(async move {
+                    call(&c, Method::POST, &format!("/containers/{id}/wait?condition={cond}"), None).await
+                })
+            };
+            // Registered on a created container: the coming exit is the one that counts.
+            let before = wait("next-exit");
+            let removed = wait("removed");
+            // Docker answers a not-running wait on a created container at once; so the races
+            // start here, as the start answers and the process exits.
+            call(&c, Method::POST, &format!("/containers/{id}/start"), None).await.expect("start");
+            let during = wait("not-running");
+            let v = before.await.expect("wait task").expect("before");
+            assert_eq!(v["StatusCode"], code, "wait registered before the start of {id}: {v}");
+            let after = wait("not-running");
+            for (what, w) in [("during", during), ("after", after)] {
+                let v = w.await.expect("wait task").expect(what);
+                assert_eq!(v["StatusCode"], code, "wait {what} the exit of {id}: {v}");
+            }
+            call(&c, Method::DELETE, &format!("/containers/{id}"), None).await.expect("rm");
+            let v = removed.await.expect("wait task").expect("removed");
+            assert_eq!(v["StatusCode"], code, "wait removed of {id}: {v}");
+        }
+    });
 }

@@ -212,6 +212,10 @@ impl ContainerService {
         })
         .await;
         if let Err(err) = prepared {
+            // The rootfs goes with the exit: a failure then is the exit's, in Docker's words.
+            if !e.running_now().await {
+                return Err(not_running(&rec.id));
+            }
             let code =
                 if err.message.contains("not found") || err.message.contains("no such file") { 127 } else { 126 };
             let mut st = x.state.lock().expect("exec state lock");
@@ -231,20 +235,21 @@ impl ContainerService {
             tty: x.config.tty,
             console_size: super::start::console_size(x.config.console_size.as_ref()),
         };
-        let sent = match e.shim.lock().await.as_mut() {
-            Some(w) => {
-                w.send(proto::EXEC, &serde_json::to_vec(&req).map_err(|e| Error::internal(e.to_string()))?).await
-            }
-            None => Err(Error::conflict(format!("Container {} is not running", rec.id))),
-        };
+        let sent =
+            e.shim_send(proto::EXEC, &serde_json::to_vec(&req).map_err(|e| Error::internal(e.to_string()))?).await;
         if let Err(err) = sent {
             e.exec_routes.lock().expect("exec routes lock").remove(exec_id);
+            let _ = std::fs::remove_file(&process_json);
             return Err(err);
         }
-        let started = started_rx.await.map_err(|_| Error::conflict(format!("Container {} is not running", rec.id)))?;
+        let started = started_rx.await.map_err(|_| not_running(&rec.id));
         let _ = std::fs::remove_file(&process_json);
+        let started = started?;
         if let Some(msg) = started.error {
             e.exec_routes.lock().expect("exec routes lock").remove(exec_id);
+            if started.not_running {
+                return Err(not_running(&rec.id));
+            }
             let mut st = x.state.lock().expect("exec state lock");
             st.exit_code = Some(126);
             return Err(Error::invalid(msg));
@@ -331,12 +336,7 @@ impl ContainerService {
         let e = self.get(&x.container_id)?;
         let mut size = h.to_be_bytes().to_vec();
         size.extend_from_slice(&w.to_be_bytes());
-        let mut guard = e.shim.lock().await;
-        let r = match guard.as_mut() {
-            Some(s) => s.send(proto::EXEC_RESIZE, &proto::with_id(exec_id, &size)).await,
-            None => Err(Error::conflict(format!("Container {} is not running", x.container_id))),
-        };
-        r
+        e.shim_send(proto::EXEC_RESIZE, &proto::with_id(exec_id, &size)).await
     }
 
     /// `POST /containers/{id}/resize`.
@@ -344,12 +344,7 @@ impl ContainerService {
         let e = self.get(name)?;
         let mut size = h.to_be_bytes().to_vec();
         size.extend_from_slice(&w.to_be_bytes());
-        let mut guard = e.shim.lock().await;
-        let r = match guard.as_mut() {
-            Some(s) => s.send(proto::RESIZE, &size).await,
-            None => Err(Error::conflict(format!("Container {} is not running", e.id()))),
-        };
-        r
+        e.shim_send(proto::RESIZE, &size).await
     }
 
     /// `GET /exec/{id}/json`.
@@ -387,4 +382,9 @@ impl ContainerService {
     pub(super) fn forget_execs(&self, container_id: &str) {
         self.execs.lock().expect("execs lock").retain(|_, x| x.container_id != container_id);
     }
+}
+
+/// Docker's answer to an exec in a container whose process is not running.
+fn not_running(id: &str) -> Error {
+    Error::conflict(format!("Container {id} is not running"))
 }

@@ -156,6 +156,27 @@ impl Entry {
         Ok(r.clone())
     }
 
+    /// Running and not exiting: an exit being handled drops the shim before it releases the
+    /// rootfs and network and records the exit (so that waiters wake to a released container).
+    async fn running_now(&self) -> bool {
+        self.record().state.running() && self.shim.lock().await.is_some()
+    }
+
+    /// Sends a control message to the shim. No shim, or a shim whose socket is closing, means the
+    /// container's process has exited or is exiting: Docker's "is not running" (409), never the
+    /// socket's error (a pause or kill racing an exit answered 500 "Broken pipe" before).
+    async fn shim_send(&self, kind: u8, payload: &[u8]) -> Result<()> {
+        let mut g = self.shim.lock().await;
+        let not_running = || Error::conflict(format!("Container {} is not running", self.id()));
+        match g.as_mut() {
+            Some(w) => w.send(kind, payload).await.map_err(|err| {
+                tracing::debug!(container = %self.id(), "shim gone: {err}");
+                not_running()
+            }),
+            None => Err(not_running()),
+        }
+    }
+
     /// Marks the container gone for `wait --condition removed`.
     fn mark_removed(&self) {
         let _r = self.record.lock().expect("record lock");

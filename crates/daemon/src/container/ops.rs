@@ -62,10 +62,9 @@ impl ContainerService {
         rec.state.check(if pause { Event::Pause } else { Event::Unpause }, &rec.id, &rec.name)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         *e.control.lock().expect("control lock") = Some(tx);
-        {
-            let mut g = e.shim.lock().await;
-            let w = g.as_mut().ok_or_else(|| Error::conflict(format!("Container {} is not running", rec.id)))?;
-            w.send(if pause { proto::PAUSE } else { proto::RESUME }, &[]).await?;
+        if let Err(err) = e.shim_send(if pause { proto::PAUSE } else { proto::RESUME }, &[]).await {
+            e.control.lock().expect("control lock").take();
+            return Err(err);
         }
         // The exit handler fails a pending request, and the deadline bounds a shim that hangs.
         match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
@@ -90,9 +89,7 @@ impl ContainerService {
     }
 
     async fn send_signal(&self, e: &Entry, sig: i32) -> Result<()> {
-        let mut guard = e.shim.lock().await;
-        let w = guard.as_mut().ok_or_else(|| Error::conflict(format!("Container {} is not running", e.id())))?;
-        w.send(proto::SIGNAL, &sig.to_be_bytes()).await
+        e.shim_send(proto::SIGNAL, &sig.to_be_bytes()).await
     }
 
     async fn wait_exit(e: &Entry, exits_before: u64, timeout: Option<Duration>) -> bool {
