@@ -286,8 +286,8 @@ print("LOST", lost)
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "LOST []");
 }
 
-/// kill -9 of berthd while clients create, start, exec into, commit and remove containers and load
-/// images, three times: each restart finds a consistent state (every container inspects as created,
+/// kill -9 of berthd while clients create, start, exec into, commit and remove containers, load
+/// images and pull them from a registry, three times: each restart finds a consistent state (every container inspects as created,
 /// running, paused or exited and can be removed), and once everything is removed nothing is left: no
 /// mount, cgroup, network namespace, shim or unpack folder. (It found a commit's pause cut off by
 /// the crash: a "running" container left frozen, which `rm -f` could not kill.)
@@ -296,13 +296,16 @@ fn kill_9_under_load_leaves_a_consistent_state() {
     let mut d = daemon();
     let tar = d.root.join("bb.tar");
     d.ok(&["save", "-o", tar.to_str().unwrap(), "busybox"]);
+    let reg = berth_e2e::registry::BerthRegistry::start(&[], &[]);
+    let remote = berth_e2e::registry::seed(&d, &reg.addr, "crash/pulled");
     for round in 0..3 {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ops = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let host = d.host();
-        let workers: Vec<_> = (0..6)
+        let workers: Vec<_> = (0..8)
             .map(|w| {
                 let (stop, ops, host, tar) = (stop.clone(), ops.clone(), host.clone(), tar.clone());
+                let remote = remote.clone();
                 std::thread::spawn(move || {
                     let docker = |args: &[&str]| {
                         berth_e2e::run_bounded(
@@ -327,8 +330,12 @@ fn kill_9_under_load_leaves_a_consistent_state() {
                                 docker(&["create", "--name", &name, "busybox", "true"]);
                                 docker(&["start", &name]);
                             }
-                            _ => {
+                            5 => {
                                 docker(&["load", "-i", tar.to_str().unwrap()]);
+                            }
+                            _ => {
+                                docker(&["rmi", &remote]);
+                                docker(&["pull", &remote]);
                             }
                         }
                         ops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -356,6 +363,9 @@ fn kill_9_under_load_leaves_a_consistent_state() {
         }
         assert_eq!(d.ok(&["ps", "-aq"]), "", "round {round}");
         assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "alive"]), "alive");
+        // A pull the crash cut off leaves either the whole image or none of it: pulled again, it runs.
+        d.ok(&["pull", &remote]);
+        assert_eq!(d.ok(&["run", "--rm", &remote, "echo", "pulled"]), "pulled");
         berth_e2e::eventually("every shim to exit", || d.shims().is_empty());
         let snapshots: Vec<String> = d.mounts().into_iter().filter(|m| m.contains("/snapshots/")).collect();
         assert!(snapshots.is_empty(), "round {round}: rootfs mounts left: {snapshots:?}");
@@ -522,4 +532,41 @@ fn waits_around_an_exit_all_answer() {
             assert_eq!(v["StatusCode"], code, "wait removed of {id}: {v}");
         }
     });
+}
+
+/// kill -9 of berthd while a pull is half-way through a layer (the proxy stalls it): the restart
+/// finds neither the image nor any part of it (no layer, no unpack folder), and the pull then
+/// works from the start.
+#[test]
+fn kill_9_during_pull_leaves_no_part_of_the_image() {
+    use berth_e2e::registry::{seed, BerthRegistry, Fault, FaultProxy};
+    // No local busybox: its layer would make the pull skip the download.
+    let mut d = Berthd::start();
+    let reg = BerthRegistry::start(&[], &[]);
+    seed(&d, &reg.addr, "crash/pulled");
+    d.ok(&["rmi", &format!("{}/crash/pulled:1", reg.addr), "bb-seed"]);
+    let count = |d: &Berthd, dir: &str| std::fs::read_dir(d.data_root().join(dir)).map(|r| r.count()).unwrap_or(0);
+    let layers = |d: &Berthd| (count(d, "image/layers"), count(d, "image/blobs/sha256"));
+    let before = layers(&d);
+    let proxy = FaultProxy::start(&reg.addr, Fault::Stall);
+    let remote = format!("{}/crash/pulled:1", proxy.addr);
+    let pull = {
+        let (host, remote) = (d.host(), remote.clone());
+        std::thread::spawn(move || {
+            berth_e2e::run_bounded(
+                std::process::Command::new("docker").env("DOCKER_HOST", host).args(["pull", &remote]),
+            )
+        })
+    };
+    berth_e2e::eventually("the layer download to start", || {
+        proxy.layer_gets.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    d.crash();
+    assert!(!pull.join().expect("pull").status.success(), "the pull finished before the crash");
+    d.spawn();
+    assert!(!d.docker(&["image", "inspect", &remote]).status.success(), "a half-pulled image exists");
+    assert_eq!(layers(&d), before, "layers or blobs of the cut-off pull are left");
+    assert_eq!(d.image_tmp_entries(), 0, "download or unpack folders left");
+    d.ok(&["pull", &remote]);
+    assert_eq!(d.ok(&["run", "--rm", &remote, "echo", "pulled"]), "pulled");
 }
