@@ -52,12 +52,18 @@ pub fn kill(pid: i32, sig: i32) -> Result<()> {
     Ok(())
 }
 
-/// Whether `pid` is a live process: it exists and is neither a zombie nor dead (`/proc/<pid>/stat`,
-/// the state after the command's closing parenthesis — the command itself may hold one).
+/// Whether `pid` is a live process: it exists, is neither a zombie nor dead, and is not on its way
+/// out (PF_EXITING: a pid namespace's init waiting in exit for its namespace to empty looks
+/// running by its state alone). Read from `/proc/<pid>/stat`, after the command's closing
+/// parenthesis (the command itself may hold one).
 pub fn alive(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, None | Some('Z' | 'X' | 'x'))
+    let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first().and_then(|s| s.chars().next());
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    !matches!(state, None | Some('Z' | 'X' | 'x')) && flags & PF_EXITING == 0
 }
 
 /// Reaps `pid` if it exited: `Some(docker_exit_code, signal)`.
@@ -167,5 +173,19 @@ mod tests {
         assert_eq!(super::parse_signal("10").unwrap(), 10);
         assert!(super::parse_signal("NOPE").is_err());
         assert!(super::parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn alive_is_false_for_zombies_and_the_gone() {
+        assert!(super::alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped yet: a zombie once it has exited.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!super::alive(pid));
+        child.wait().unwrap();
+        assert!(!super::alive(pid));
     }
 }

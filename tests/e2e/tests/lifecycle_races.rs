@@ -424,6 +424,12 @@ async fn race_one(c: &Client, op: Racer, id: &str) {
         Err((409, m)) if m.contains("is not running") || m.contains("container is running") => {}
         Err(other) => panic!("{op:?} on {id}: unexpected answer {other:?}"),
     }
+}
+
+/// After the race and the start have both answered: whatever the order, the container ends
+/// exited with a code (or was removed), and goes.
+async fn settle(c: &Client, op: Racer, id: &str) {
+    let path = |p: &str| format!("/containers/{id}{p}");
     if matches!(op, Racer::Pause) {
         // Paused before the exit: frozen, so it cannot have exited; unpause lets it finish.
         let st = call(c, Method::GET, &path("/json"), None).await.expect("inspect");
@@ -479,6 +485,7 @@ fn operations_racing_an_exit_answer() {
                         let raced = race_one(&c, op, &id);
                         tokio::join!(raced, start).1.expect("start task")
                     };
+                    settle(&c, op, &id).await;
                     match started {
                         Ok(_) => {}
                         // rm got there first: the container went, or is going, before the start.
