@@ -57,12 +57,18 @@ impl Scanner {
         Scanner { keys, matched: 0 }
     }
 
+    /// Scans one chunk. After a `Detach` the scanner starts over (a caller may go on feeding the
+    /// rest of a pipelined chunk); with no keys it never detaches.
     pub fn feed(&mut self, data: &[u8]) -> Scan {
         let mut out = Vec::with_capacity(data.len());
+        if self.keys.is_empty() {
+            return Scan::Forward(data.to_vec());
+        }
         for &b in data {
             if b == self.keys[self.matched] {
                 self.matched += 1;
                 if self.matched == self.keys.len() {
+                    self.matched = 0;
                     return Scan::Detach(out);
                 }
                 continue;
@@ -73,6 +79,7 @@ impl Scanner {
             if b == self.keys[0] {
                 self.matched = 1;
                 if self.keys.len() == 1 {
+                    self.matched = 0;
                     return Scan::Detach(out);
                 }
             } else {
@@ -104,5 +111,17 @@ mod tests {
         assert_eq!(s.feed(b"\x11rest"), Scan::Detach(vec![]));
         let mut s = Scanner::new(vec![b'q']);
         assert_eq!(s.feed(b"abq"), Scan::Detach(b"ab".to_vec()));
+    }
+
+    /// Found by the fuzzer: feeding after a detach indexed past the keys and panicked.
+    #[test]
+    fn feeds_after_a_detach_start_over() {
+        let mut s = Scanner::new(vec![1]);
+        assert_eq!(s.feed(b"\x01"), Scan::Detach(vec![]));
+        assert_eq!(s.feed(b"x"), Scan::Forward(b"x".to_vec()));
+        let mut s = Scanner::new(vec![16, 17]);
+        assert_eq!(s.feed(b"\x10\x11"), Scan::Detach(vec![]));
+        assert_eq!(s.feed(b"\x10y"), Scan::Forward(b"\x10y".to_vec()));
+        assert_eq!(Scanner::new(vec![]).feed(b"z"), Scan::Forward(b"z".to_vec()));
     }
 }

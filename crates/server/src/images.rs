@@ -111,32 +111,7 @@ async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) ->
 fn reference_matches(pattern: &str, r: &Reference) -> bool {
     let fam = r.familiar();
     let repo = r.familiar_repository();
-    glob(pattern, &fam) || glob(pattern, &repo)
-}
-
-/// `*` matches any run of characters. Linear in both lengths (one backtrack point, the last `*`):
-/// a pattern of many stars must not tie a worker up or overflow the stack.
-fn glob(p: &str, s: &str) -> bool {
-    let (p, s): (Vec<char>, Vec<char>) = (p.chars().collect(), s.chars().collect());
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == s[si] {
-            pi += 1;
-            si += 1;
-        } else if let Some((sp, ss)) = star {
-            // Let the last star take one more character and try again from there.
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    berth_api::filters::glob(pattern, &fam) || berth_api::filters::glob(pattern, &repo)
 }
 
 fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
@@ -367,17 +342,17 @@ async fn create(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
 mod tests {
     #[test]
     fn globs() {
-        assert!(super::glob("bus*", "busybox:latest"));
-        assert!(super::glob("*box*", "busybox:latest"));
-        assert!(!super::glob("alp*", "busybox"));
-        assert!(super::glob("busybox", "busybox"));
-        assert!(super::glob("a*b*c", "aXbYbZc"));
-        assert!(!super::glob("a*b*c", "aXbYbZ"));
-        assert!(super::glob("**", ""));
+        assert!(berth_api::filters::glob("bus*", "busybox:latest"));
+        assert!(berth_api::filters::glob("*box*", "busybox:latest"));
+        assert!(!berth_api::filters::glob("alp*", "busybox"));
+        assert!(berth_api::filters::glob("busybox", "busybox"));
+        assert!(berth_api::filters::glob("a*b*c", "aXbYbZc"));
+        assert!(!berth_api::filters::glob("a*b*c", "aXbYbZ"));
+        assert!(berth_api::filters::glob("**", ""));
         // Once exponential (25 stars) and a stack overflow (200k): now a linear scan.
         let hostile = "*".repeat(25) + "x";
-        assert!(!super::glob(&hostile, &"a".repeat(60)));
+        assert!(!berth_api::filters::glob(&hostile, &"a".repeat(60)));
         let huge = "*a".repeat(100_000);
-        assert!(!super::glob(&huge, &"a".repeat(1000)));
+        assert!(!berth_api::filters::glob(&huge, &"a".repeat(1000)));
     }
 }

@@ -53,6 +53,23 @@ impl Query {
     }
 }
 
+/// Docker's `since`/`until`: unix seconds, optionally with a fractional part, or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Result<i64, ApiError> {
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(d.timestamp_nanos_opt().unwrap_or(0));
+    }
+    // Any value a client sends must parse or fail cleanly: digits only, and no overflow.
+    let bad = || ApiError(Error::invalid(format!("invalid timestamp {s:?}")));
+    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let secs: i64 = secs.parse().map_err(|_| bad())?;
+    if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let frac = format!("{frac:0<9}");
+    let nanos: i64 = frac[..9].parse().map_err(|_| bad())?;
+    secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos)).ok_or_else(bad)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Query {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {

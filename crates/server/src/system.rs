@@ -141,23 +141,6 @@ async fn info(State(sys): State<Arc<SystemService>>) -> Response {
     json_response(&sys.info().await)
 }
 
-/// Docker's `since`/`until`: unix seconds, optionally with a fractional part, or an RFC 3339 time.
-fn parse_time(s: &str) -> Result<i64, ApiError> {
-    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(d.timestamp_nanos_opt().unwrap_or(0));
-    }
-    // Any value a client sends must parse or fail cleanly: digits only, and no overflow.
-    let bad = || ApiError(Error::invalid(format!("invalid timestamp {s:?}")));
-    let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
-    let secs: i64 = secs.parse().map_err(|_| bad())?;
-    if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let frac = format!("{frac:0<9}");
-    let nanos: i64 = frac[..9].parse().map_err(|_| bad())?;
-    secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos)).ok_or_else(bad)
-}
-
 async fn events(State(bus): State<Arc<EventBus>>, q: Query) -> ApiResult<Response> {
     let filters = q.filters()?;
     filters
@@ -178,8 +161,8 @@ async fn events(State(bus): State<Arc<EventBus>>, q: Query) -> ApiResult<Respons
             "plugin",
         ])
         .map_err(|e| ApiError(Error::invalid(e)))?;
-    let since = q.str("since").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
-    let until = q.str("until").filter(|s| !s.is_empty()).map(parse_time).transpose()?;
+    let since = q.str("since").filter(|s| !s.is_empty()).map(crate::query::parse_time).transpose()?;
+    let until = q.str("until").filter(|s| !s.is_empty()).map(crate::query::parse_time).transpose()?;
     let (past, rx) = bus.subscribe(since);
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let deadline = until.map(|u| Duration::from_nanos((u - now).max(0) as u64));
@@ -218,12 +201,12 @@ async fn events(State(bus): State<Arc<EventBus>>, q: Query) -> ApiResult<Respons
 mod tests {
     #[test]
     fn times() {
-        assert_eq!(super::parse_time("12").unwrap(), 12_000_000_000);
-        assert_eq!(super::parse_time("12.5").unwrap(), 12_500_000_000);
-        assert!(super::parse_time("x").is_err());
+        assert_eq!(crate::query::parse_time("12").unwrap(), 12_000_000_000);
+        assert_eq!(crate::query::parse_time("12.5").unwrap(), 12_500_000_000);
+        assert!(crate::query::parse_time("x").is_err());
         // Once a panic in the handler: multi-byte fractions, and overflowing seconds.
-        assert!(super::parse_time("1.ééééé").is_err());
-        assert!(super::parse_time("99999999999999999.1").is_err());
-        assert!(super::parse_time("1.").is_err());
+        assert!(crate::query::parse_time("1.ééééé").is_err());
+        assert!(crate::query::parse_time("99999999999999999.1").is_err());
+        assert!(crate::query::parse_time("1.").is_err());
     }
 }

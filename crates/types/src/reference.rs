@@ -59,7 +59,8 @@ impl Reference {
     /// Parses and normalises a reference as `docker pull`/`docker tag` would.
     pub fn parse(s: &str) -> Result<Reference> {
         let bad = || Error::invalid("invalid reference format");
-        if s.is_empty() || s.len() > 255 + 200 {
+        // Bounds the work only; Docker's own limit (on the normalised name) is checked below.
+        if s.is_empty() || s.len() > 4096 {
             return Err(bad());
         }
         let (rest, digest) = match s.split_once('@') {
@@ -101,6 +102,11 @@ impl Reference {
         }
         if !path.split('/').all(is_path_component) {
             return Err(bad());
+        }
+        // As distribution/reference: the normalised name, domain included, at most 255 characters
+        // (so that whatever parses prints as a reference that parses again).
+        if domain.len() + 1 + path.len() > 255 {
+            return Err(Error::invalid("repository name must not be more than 255 characters"));
         }
         Ok(Reference { domain, path, tag, digest })
     }
@@ -207,6 +213,18 @@ mod tests {
         assert_eq!(r.familiar(), "user/app:v1");
         let r = Reference::parse("127.0.0.1:5000/x").unwrap();
         assert_eq!(r.domain(), "127.0.0.1:5000");
+    }
+
+    /// Found by the fuzzer: a short name under 455 bytes parsed, but its normalised form (with
+    /// `docker.io/library/`) did not parse again. Docker limits the normalised name to 255.
+    #[test]
+    fn name_limit_is_on_the_normalised_name() {
+        let name = "a".repeat(255 - "docker.io/library/".len());
+        let r = Reference::parse(&name).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
+        let e = Reference::parse(&format!("{name}a")).unwrap_err();
+        assert_eq!(e.message, "repository name must not be more than 255 characters");
+        assert!(Reference::parse(&format!("{name}:{}", "t".repeat(128))).is_ok());
     }
 
     #[test]
