@@ -577,3 +577,23 @@ fn kill_9_during_pull_leaves_no_part_of_the_image() {
     d.ok(&["pull", &remote]);
     assert_eq!(d.ok(&["run", "--rm", &remote, "echo", "pulled"]), "pulled");
 }
+
+/// Restart after restart: the next start begins the moment the exit is recorded. Before, the exit
+/// handler removed the bundle folder after recording the exit, and now and then deleted the new
+/// start's bundle under it (the restart failed with 404 "No such file or directory").
+#[test]
+fn back_to_back_restarts_all_succeed() {
+    let d = daemon();
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "600"]);
+    let host = d.host();
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        for i in 0..60 {
+            let r = call(&c, Method::POST, &format!("/containers/{id}/restart?t=0"), None).await;
+            assert!(r.is_ok(), "restart {i}: {r:?}");
+        }
+        let st = call(&c, Method::GET, &format!("/containers/{id}/json"), None).await.expect("inspect");
+        assert_eq!(st["State"]["Status"], "running");
+        assert_eq!(st["RestartCount"], 0, "restarts by the client are not the policy's");
+    });
+}

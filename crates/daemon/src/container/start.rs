@@ -413,6 +413,10 @@ impl ContainerService {
         self.release_host_state(&id).await;
         self.release_volumes(&e.record(), true).await;
         self.release_network(e).await;
+        // Before the exit is recorded: a start that follows at once (restart, a policy, a client
+        // woken by wait) writes a new bundle here, which a later removal would delete under it.
+        let bundle = self.bundle_dir(&id);
+        let _ = blocking(move || Ok(std::fs::remove_dir_all(bundle))).await;
         let oom = status.as_ref().is_some_and(|s| s.oom_killed);
         let (code, finished, error) = match status {
             Some(s) => (s.code as i64, s.finished_at, String::new()),
@@ -439,7 +443,6 @@ impl ContainerService {
         }
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "exit recorded");
         self.publish("die", &rec, &[("exitCode", code.to_string())]);
-        let _ = std::fs::remove_dir_all(self.bundle_dir(&id));
         self.maybe_restart(e);
         if rec.host_config.auto_remove {
             if let Err(err) = self.remove_entry(e, true, false).await {
