@@ -1,5 +1,6 @@
 //! The Engine API server.
 
+mod body;
 mod build;
 mod containers;
 pub mod error;
@@ -60,6 +61,7 @@ pub fn app(daemon: &Daemon) -> version::Api {
         .merge(networks::routes())
         .merge(build::routes())
         .fallback(|| async { ApiError(Error::not_found("page not found")) })
+        .layer(axum::middleware::from_fn(body::settle))
         .with_state(AppState(daemon.clone()));
     version::layer(router)
 }

@@ -206,6 +206,11 @@ impl Berthd {
         }
     }
 
+    /// berthd's process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("berthd is running")
+    }
+
     /// Stop (SIGTERM) and start again on the same roots.
     pub fn restart(&mut self) {
         self.stop();

@@ -251,12 +251,12 @@ impl ContainerService {
         body: impl AsyncRead + Send + Unpin + 'static,
     ) -> Result<()> {
         let e = self.get(name)?;
-        let p = path.to_string();
+        let (p, id) = (path.to_string(), name.to_string());
         self.with_view(&e, move |root| {
             let r = Root::open(root)?;
             let st = r
                 .stat(Path::new(&p))
-                .map_err(|_| Error::not_found(format!("Could not find the file {p} in container {}", "")))?;
+                .map_err(|_| Error::not_found(format!("Could not find the file {p} in container {id}")))?;
             if st.st_mode & 0o170000 != 0o040000 {
                 return Err(Error::invalid(format!("extraction point is not a directory: {p}")));
             }

@@ -205,12 +205,15 @@ impl ContainerService {
         };
         blocking(move || {
             let pids = cg.pids();
-            let out = std::process::Command::new("ps")
-                .args(&args)
-                .output()
-                .map_err(|e| Error::internal(format!("ps: {e}")))?;
+            // The arguments are the client's: ps refusing them (or a NUL in them) is a bad request.
+            let out = std::process::Command::new("ps").args(&args).output().map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidInput => Error::invalid(format!("Error running ps: {e}")),
+                _ => Error::internal(format!("Error running ps: {e}")),
+            })?;
             if !out.status.success() {
-                return Err(Error::internal(format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim())));
+                let why = String::from_utf8_lossy(&out.stderr);
+                let why = why.lines().next().unwrap_or("").trim();
+                return Err(Error::invalid(format!("Error running ps: {why}")));
             }
             let text = String::from_utf8_lossy(&out.stdout).to_string();
             let mut lines = text.lines();
