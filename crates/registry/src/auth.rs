@@ -310,3 +310,153 @@ async fn issue(
     }
     Ok(axum::Json(answer).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(secret: &[u8]) -> TokenSettings {
+        TokenSettings {
+            realm: "https://r/token".into(),
+            service: "berth-registry".into(),
+            issuer: "berth".into(),
+            secret: secret.to_vec(),
+            anonymous_pull: false,
+            lifetime_secs: 300,
+        }
+    }
+
+    fn grant(name: &str, actions: &[&str]) -> Grant {
+        Grant { kind: "repository".into(), name: name.into(), actions: actions.iter().map(|s| s.to_string()).collect() }
+    }
+
+    fn need(name: &str, action: &str) -> Access {
+        Access { kind: "repository".into(), name: name.into(), actions: vec![action.into()] }
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    /// The challenge of a refusal, or `None` when the request may go on.
+    fn refused(a: &Authenticator, h: &HeaderMap, n: &Access) -> Option<String> {
+        rt().block_on(a.check(h, n)).err().map(|e| format!("{e:?}"))
+    }
+
+    fn token_auth() -> Authenticator {
+        Authenticator::new(Mode::Token(settings(b"0123456789abcdef0123456789abcdef")), HashMap::new())
+    }
+
+    fn signed(a: &Authenticator, access: Vec<Grant>, refresh: bool) -> String {
+        let Mode::Token(t) = &a.mode else { unreachable!() };
+        a.sign(t, "alice", access, 300, refresh).unwrap()
+    }
+
+    /// Claims signed by hand: expired ones, another audience or issuer.
+    fn forged(secret: &[u8], edit: impl FnOnce(&mut Claims)) -> String {
+        let n = now();
+        let mut c = Claims {
+            iss: "berth".into(),
+            sub: "alice".into(),
+            aud: "berth-registry".into(),
+            exp: n + 300,
+            nbf: n - 10,
+            iat: n,
+            jti: "j".into(),
+            access: vec![grant("team/app", &["pull", "push"])],
+            refresh: None,
+        };
+        edit(&mut c);
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    #[test]
+    fn a_token_opens_only_its_repositories_and_actions() {
+        let a = token_auth();
+        let t = signed(&a, vec![grant("team/app", &["pull"])], false);
+        assert_eq!(refused(&a, &bearer(&t), &need("team/app", "pull")), None);
+        let other = refused(&a, &bearer(&t), &need("team/other", "pull")).expect("another repository");
+        assert!(other.contains("insufficient_scope") && other.contains("repository:team/other:pull"), "{other}");
+        let push = refused(&a, &bearer(&t), &need("team/app", "push")).expect("push with a pull token");
+        assert!(push.contains("insufficient_scope"), "{push}");
+        // A prefix is not a grant.
+        assert!(refused(&a, &bearer(&t), &need("team/app2", "pull")).is_some());
+        // `*` grants every action on its repository only.
+        let star = signed(&a, vec![grant("team/app", &["*"])], false);
+        assert_eq!(refused(&a, &bearer(&star), &need("team/app", "delete")), None);
+        assert!(refused(&a, &bearer(&star), &need("team/x", "pull")).is_some());
+    }
+
+    #[test]
+    fn refresh_expired_and_forged_tokens_are_refused() {
+        let a = token_auth();
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let n = need("team/app", "pull");
+        // A refresh token is an identity, not a grant.
+        let refresh = signed(&a, vec![grant("team/app", &["pull"])], true);
+        assert!(refused(&a, &bearer(&refresh), &n).is_some());
+        // Expired (past the validation leeway), not yet valid, another audience or issuer.
+        let expired = forged(secret, |c| c.exp = now() - 3600);
+        assert!(refused(&a, &bearer(&expired), &n).is_some(), "expired");
+        let other_aud = forged(secret, |c| c.aud = "someone-else".into());
+        assert!(refused(&a, &bearer(&other_aud), &n).is_some(), "audience");
+        let other_iss = forged(secret, |c| c.iss = "mallory".into());
+        assert!(refused(&a, &bearer(&other_iss), &n).is_some(), "issuer");
+        // Signed with another secret, or the signature cut off, or alg none.
+        let wrong_key = forged(b"another-secret-another-secret-xx", |_| {});
+        assert!(refused(&a, &bearer(&wrong_key), &n).is_some(), "forged signature");
+        let good = forged(secret, |_| {});
+        assert_eq!(refused(&a, &bearer(&good), &n), None);
+        let unsigned = good.rsplit_once('.').map(|(h, _)| format!("{h}.")).unwrap();
+        assert!(refused(&a, &bearer(&unsigned), &n).is_some(), "no signature");
+        let none_header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = good.split('.').nth(1).unwrap();
+        assert!(refused(&a, &bearer(&format!("{none_header}.{body}.")), &n).is_some(), "alg none");
+        // No token at all: the challenge names the scope, without an error.
+        let c = refused(&a, &HeaderMap::new(), &n).unwrap();
+        assert!(
+            c.contains("scope=") && c.contains("repository:team/app:pull") && !c.contains("insufficient_scope"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn htpasswd_checks_the_password_of_a_known_user() {
+        let users: HashMap<String, String> = [("alice".to_string(), bcrypt::hash("pw", 4).unwrap())].into();
+        let a = Authenticator::new(Mode::Htpasswd { realm: "r".into() }, users);
+        let basic = |u: &str, p: &str| {
+            let mut h = HeaderMap::new();
+            let v = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            h.insert("authorization", format!("Basic {v}").parse().unwrap());
+            h
+        };
+        let n = Access::base();
+        assert_eq!(refused(&a, &basic("alice", "pw"), &n), None);
+        // Cached after the first check; a wrong password is not.
+        assert_eq!(refused(&a, &basic("alice", "pw"), &n), None);
+        assert!(refused(&a, &basic("alice", "nope"), &n).is_some());
+        assert!(refused(&a, &basic("mallory", "pw"), &n).is_some());
+        assert!(refused(&a, &basic("alice", ""), &n).is_some());
+        let c = refused(&a, &HeaderMap::new(), &n).unwrap();
+        assert!(c.contains("Basic realm"), "{c}");
+    }
+
+    #[test]
+    fn scopes_parse_as_docker_sends_them() {
+        let g = requested(&["repository:team/app:pull,push repository:x:pull".into(), "registry:catalog:*".into()]);
+        let got: Vec<(String, String, Vec<String>)> = g.into_iter().map(|g| (g.kind, g.name, g.actions)).collect();
+        assert_eq!(got[0], ("repository".into(), "team/app".into(), vec!["pull".into(), "push".into()]));
+        assert_eq!(got[1].1, "x");
+        assert_eq!(got[2], ("registry".into(), "catalog".into(), vec!["*".into()]));
+        // A repository on a registry with a port: the name keeps its colon.
+        let g = requested(&["repository:host:5000/app:pull".into()]);
+        assert_eq!(g[0].name, "host:5000/app");
+        assert!(requested(&["garbage".into()]).is_empty());
+    }
+}
