@@ -597,3 +597,29 @@ fn back_to_back_restarts_all_succeed() {
         assert_eq!(st["RestartCount"], 0, "restarts by the client are not the policy's");
     });
 }
+
+/// The shim of a running container killed while berthd runs (an OOM killer's choice, an operator's
+/// mistake): berthd records the exit (255, with the reason), the container's processes do not
+/// outlive it unsupervised, and the container starts again and goes without a trace.
+#[test]
+fn a_killed_shim_ends_its_container_cleanly() {
+    let d = daemon();
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "600"]);
+    let shims = d.shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+    rustix::process::kill_process(rustix::process::Pid::from_raw(shims[0]).unwrap(), rustix::process::Signal::KILL)
+        .unwrap();
+    assert_eq!(d.ok(&["wait", &id]), "255");
+    let st = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Error}}", &id]);
+    assert!(st.starts_with("exited ") && st.contains("shim"), "{st}");
+    berth_e2e::eventually("the container's process to be gone", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    });
+    assert!(d.container_cgroups().is_empty(), "{:?}", d.container_cgroups());
+    assert!(d.mounts().iter().all(|m| !m.contains("/snapshots/")), "{:?}", d.mounts());
+    d.ok(&["start", &id]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", &id]), "running");
+    d.ok(&["rm", "-f", &id]);
+    berth_e2e::eventually("every shim to exit", || d.shims().is_empty());
+}

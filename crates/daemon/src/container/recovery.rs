@@ -85,6 +85,17 @@ pub(crate) fn collect_cgroups(root: &Path, parent: &str, live: &[String]) -> usi
     removed
 }
 
+/// A container's cgroup `rel` (under the cgroup root), in every hierarchy: its processes killed and
+/// the cgroups removed. For a container whose shim died without reporting an exit: nothing else
+/// supervises those processes any more.
+pub(crate) fn kill_cgroup(rel: &str) -> usize {
+    let root = Path::new(CGROUP_ROOT);
+    let mut hierarchies: Vec<PathBuf> =
+        std::fs::read_dir(root).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    hierarchies.push(root.to_path_buf());
+    hierarchies.iter().map(|h| h.join(rel)).filter(|p| p.is_dir()).filter(|p| remove_cgroup(p)).count()
+}
+
 /// Kills what runs in a cgroup (and its children) and removes it, retrying while the kernel
 /// reaps the processes. A bounded number of tries: a cgroup that will not go is logged and left.
 fn remove_cgroup(dir: &Path) -> bool {

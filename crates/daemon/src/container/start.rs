@@ -410,6 +410,13 @@ impl ContainerService {
             self.exec_exited(e, &x, 137);
         }
         let id = e.id();
+        if status.is_none() {
+            // The shim died without reporting: the container's processes are nobody's now. End
+            // them (as containerd deletes the task of a dead shim) before their rootfs goes.
+            let rel = self.cgroup(&id).rel;
+            let n = blocking(move || Ok(super::recovery::kill_cgroup(&rel))).await.unwrap_or(0);
+            tracing::warn!(container = %id, cgroups = n, "the shim exited without reporting: container processes killed");
+        }
         self.release_host_state(&id).await;
         self.release_volumes(&e.record(), true).await;
         self.release_network(e).await;

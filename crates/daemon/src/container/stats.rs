@@ -35,7 +35,7 @@ fn system_cpu_ns() -> u64 {
 
 pub(super) struct Cgroup {
     v1: bool,
-    rel: String,
+    pub(super) rel: String,
 }
 
 impl Cgroup {
