@@ -247,7 +247,9 @@ fn fill(path: &str, o: &Objects) -> String {
 
 fn objects(d: &Berthd) -> Objects {
     d.import_busybox("busybox");
-    let c = d.ok(&["run", "-d", "--name", "target", "busybox", "sleep", "600"]);
+    // Stopped by SIGKILL: stop and restart answer at once, not after the 10 s grace (sleep as
+    // PID 1 ignores SIGTERM).
+    let c = d.ok(&["run", "-d", "--name", "target", "--stop-signal", "KILL", "busybox", "sleep", "600"]);
     let v = d.ok(&["volume", "create", "vol"]);
     let n = d.ok(&["network", "create", "net"]);
     let x = {

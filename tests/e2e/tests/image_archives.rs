@@ -84,8 +84,16 @@ fn save_load_round_trip_and_commit() {
         .status()
         .unwrap()
         .success());
+    // Loaded into an empty store (the images were there already, a load that did nothing passed).
+    d.ok(&["rmi", "made:v1", "busybox"]);
+    assert_eq!(d.ok(&["images", "-q"]), "");
     d.ok(&["load", "-q", "-i", gz.to_str().unwrap()]);
-    assert_eq!(d.ok(&["images", "-q"]).lines().count(), 2);
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Id}}", "made:v1"]), id);
+    assert_eq!(d.ok(&["run", "--rm", "made:v1"]), "made");
+    let before = d.ok(&["images", "-q", "--no-trunc"]);
+    assert_eq!(before.lines().count(), 2);
+    d.ok(&["load", "-q", "-i", gz.to_str().unwrap()]);
+    assert_eq!(d.ok(&["images", "-q", "--no-trunc"]), before);
 }
 
 #[test]
@@ -150,8 +158,24 @@ fn hostile_cp_and_archives() {
     add("esc/pwned", tar::EntryType::Regular, "", b"x");
     add("hl", tar::EntryType::Link, "../../../../etc/passwd", b"");
     let evil = b.into_inner().unwrap();
-    let _ = d.docker_stdin(&["cp", "-", "target:/tmp"], Some(&evil));
-    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0, "cp wrote outside the container");
+    let passwd_links = std::fs::metadata("/etc/passwd").map(|m| std::os::unix::fs::MetadataExt::nlink(&m)).unwrap();
+    let o = d.docker_stdin(&["cp", "-", "target:/tmp"], Some(&evil));
+    // Refused at the hard link, which names nothing inside the archive's destination.
+    assert!(!o.status.success() && err(&o).contains("invalid tar entry hl"), "{}", err(&o));
+    // Every escape target is checked: the symlink's victim, the climb's landing places above the
+    // container's root, and the host file the hard link names.
+    assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0, "cp wrote through a symlink");
+    let mut above: Vec<std::path::PathBuf> = vec!["/escape".into(), "/tmp/escape".into()];
+    let mut dir = d.data_root();
+    while dir.starts_with(&d.root) {
+        above.push(dir.join("escape"));
+        dir = dir.parent().unwrap().to_path_buf();
+    }
+    for p in &above {
+        assert!(std::fs::symlink_metadata(p).is_err(), "cp climbed out to {}", p.display());
+    }
+    let now = std::fs::metadata("/etc/passwd").map(|m| std::os::unix::fs::MetadataExt::nlink(&m)).unwrap();
+    assert_eq!(now, passwd_links, "cp hard-linked a host file");
     // A load whose layer does not match its manifest is refused, nothing stored.
     d.ok(&["tag", "busybox", "orig:1"]);
     let archive = d.root.join("a.tar");

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use berth_e2e::{busybox_tar, err, out, Berthd};
+use berth_e2e::{busybox_tar, err, Berthd};
 use serde_json::Value;
 
 #[test]
@@ -118,7 +118,7 @@ fn malformed_tar_is_400_and_stores_nothing() {
     let gz = enc.finish().unwrap();
     let o = d.docker_stdin(&["import", "-", "trunc"], Some(&gz[..gz.len() / 2]));
     assert!(!o.status.success());
-    assert_eq!(out(&d.docker(&["images", "-q"])).trim(), "");
+    assert_eq!(d.ok(&["images", "-q"]), "");
     assert_eq!(std::fs::read_dir(d.data_root().join("image/layers")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(d.data_root().join("image/tmp")).unwrap().count(), 0);
 }

@@ -81,6 +81,11 @@ impl ContainerService {
             None => None,
             Some(s) => {
                 let ip: Ipv4Addr = s.parse().map_err(|_| Error::invalid(format!("invalid IPv4 address: {s}")))?;
+                // Docker's two refusals, in its order: not on the built-in networks at all, then
+                // only where the user chose the subnet.
+                if !n.user_defined() {
+                    return Err(Error::invalid("user specified IP address is supported on user defined networks only"));
+                }
                 if !n.user_subnet {
                     return Err(Error::invalid("user specified IP address is supported only when connecting to networks with user configured subnets"));
                 }
