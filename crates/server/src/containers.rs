@@ -292,6 +292,9 @@ async fn exec_create(
 #[serde(rename_all = "PascalCase", default)]
 struct ExecStartBody {
     detach: bool,
+    /// Chooses the framing of the answer, as Docker: raw for a TTY, multiplexed (stdcopy)
+    /// otherwise — whatever the exec was created with (its process keeps its pty either way).
+    tty: bool,
 }
 
 async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
@@ -309,17 +312,19 @@ async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> Ap
         return Ok(StatusCode::OK.into_response());
     }
     // A missing exec or a stopped container is an HTTP error; the rest happens on the stream.
-    let tty = svc.exec_check(&id)?;
+    svc.exec_check(&id)?;
+    let tty = b.tty;
     Ok(hijack::respond_deferred(req, tty, move || async move {
         match svc.exec_start(&id, false).await {
             Ok(stream) => {
                 let keys = stream.detach_keys.clone();
-                let tty = stream.tty;
-                hijack::Streams::from(stream).with_detach_keys(&keys).unwrap_or_else(|e| error_stream(tty, e))
+                let mut streams = hijack::Streams::from(stream);
+                streams.tty = tty;
+                streams.with_detach_keys(&keys).unwrap_or_else(|e| error_stream(tty, e))
             }
             // As Docker: a process that cannot start is reported inside the hijacked stream (the
             // exit code is in exec inspect).
-            Err(e) => error_stream(false, e.message),
+            Err(e) => error_stream(tty, e.message),
         }
     })
     .await)

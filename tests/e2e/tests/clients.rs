@@ -83,3 +83,31 @@ print("bad", bad)
     let o = berth_e2e::run_bounded(Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()));
     assert_eq!(out(&o).trim(), "bad []", "{}", err(&o));
 }
+
+/// The framing of an exec's output follows the start request's `Tty`, as Docker: an exec created
+/// with a TTY and started with `Tty: false` answers stdcopy frames (docker-py demultiplexes them;
+/// raw bytes made it fail with "104 is not a valid stream"), and the reverse answers raw bytes.
+#[test]
+fn exec_framing_follows_the_start_request() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "frames", "busybox", "sleep", "300"]);
+    let script = r#"
+import docker
+api = docker.from_env(timeout=60).api
+def run(create_tty, start_tty):
+    x = api.exec_create("frames", ["sh", "-c", "echo framed-output"], tty=create_tty)
+    return api.exec_start(x["Id"], tty=start_tty)
+# A TTY exec started without one: frames, demultiplexed by docker-py into plain output.
+print(repr(run(True, False)))
+# A plain exec started as a TTY: raw bytes, the frame header would show if it were there.
+print(repr(run(False, True)))
+"#;
+    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded();
+    assert!(o.status.success(), "{}", err(&o));
+    let lines: Vec<String> = out(&o).lines().map(String::from).collect();
+    // Through the TTY the line ends in \r\n; demultiplexed, nothing else is in it.
+    assert_eq!(lines[0], r"b'framed-output\r\n'", "{}", out(&o));
+    assert_eq!(lines[1], r"b'framed-output\n'", "{}", out(&o));
+    d.ok(&["rm", "-f", "frames"]);
+}
