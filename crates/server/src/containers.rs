@@ -121,11 +121,12 @@ async fn attach(State(svc): Svc, Path(id): Path<String>, q: Query, req: Request)
         stream: q.bool("stream"),
         logs: q.bool("logs"),
     };
+    let opts_logs = opts.logs;
     let a = svc.attach(&id, opts).await?;
     let streams = hijack::Streams::from(a)
         .with_detach_keys(q.str("detachKeys").unwrap_or(""))
         .map_err(|e| ApiError(Error::invalid(e)))?;
-    Ok(hijack::respond(req, streams))
+    Ok(hijack::respond(req, streams, opts_logs))
 }
 
 /// `since`/`until` as unix seconds with an optional fraction, or RFC 3339.

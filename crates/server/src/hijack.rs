@@ -71,7 +71,8 @@ impl Streams {
 
 /// Answers an attach or exec start: with `Upgrade: tcp`, a 101 and a task relaying both ways over
 /// the hijacked connection; without it (old clients), a 200 with the output as the body.
-pub fn respond(mut req: Request, attach: impl Into<Streams>) -> Response {
+/// `ready`: output is there at once (an attach with `logs`), see `HEAD_GAP`.
+pub fn respond(mut req: Request, attach: impl Into<Streams>, ready: bool) -> Response {
     let attach: Streams = attach.into();
     let tty = attach.tty;
     if !wants_upgrade(&req) {
@@ -87,11 +88,95 @@ pub fn respond(mut req: Request, attach: impl Into<Streams>) -> Response {
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
+            Ok(upgraded) if ready => relay(after_head(upgraded, true).await, attach).await,
             Ok(upgraded) => relay(TokioIo::new(upgraded), attach).await,
             Err(e) => tracing::warn!("attach upgrade failed: {e}"),
         }
     });
     switching_protocols(tty)
+}
+
+/// Output ready at once (an attach's logs) must not share the client's first read with the 101:
+/// docker-py reads the head through a buffered reader, then reads the raw socket, so bytes that
+/// came with the head are lost (an exited container's logs came back empty now and then). On the
+/// UNIX socket the output waits until the client has read the head (bounded); on TCP, where that
+/// cannot be seen, for a moment — Docker's attach has that moment by nature (it opens and parses
+/// the log first).
+async fn head_read(s: &tokio::net::UnixStream) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while berth_sys::socket::unread_by_peer(s).is_ok_and(|n| n > 0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// The upgraded connection, once the client has read the 101 (see `head_read`); where that
+/// cannot be seen (TCP), after a moment if `gap`.
+async fn after_head(upgraded: hyper::upgrade::Upgraded, gap: bool) -> Box<dyn Duplex> {
+    match upgraded.downcast::<TokioIo<tokio::net::UnixStream>>() {
+        Ok(parts) => {
+            let unix = parts.io.into_inner();
+            head_read(&unix).await;
+            Box::new(Rewind { pre: parts.read_buf, io: unix })
+        }
+        Err(upgraded) => {
+            if gap {
+                tokio::time::sleep(HEAD_GAP).await;
+            }
+            Box::new(TokioIo::new(upgraded))
+        }
+    }
+}
+
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// See `head_read`.
+const HEAD_GAP: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// An upgraded connection with the bytes hyper read past the request (early stdin) in front.
+struct Rewind<T> {
+    pre: bytes::Bytes,
+    io: T,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            let head = self.pre.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// The `101` that hands the connection over to the raw stream.
@@ -115,12 +200,16 @@ where
     Fut: std::future::Future<Output = Streams> + Send + 'static,
 {
     if !wants_upgrade(&req) {
-        return respond(req, start().await);
+        return respond(req, start().await, false);
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => relay(TokioIo::new(upgraded), start().await).await,
+            Ok(upgraded) => {
+                // The process starts now; a short one's output must not beat the head either.
+                let io = after_head(upgraded, false).await;
+                relay(io, start().await).await
+            }
             Err(e) => tracing::warn!("exec upgrade failed: {e}"),
         }
     });

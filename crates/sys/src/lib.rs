@@ -4,3 +4,4 @@ pub mod mount;
 pub mod netns;
 pub mod process;
 pub mod root;
+pub mod socket;

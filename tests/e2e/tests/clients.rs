@@ -111,3 +111,28 @@ print(repr(run(False, True)))
     assert_eq!(lines[1], r"b'framed-output\n'", "{}", out(&o));
     d.ok(&["rm", "-f", "frames"]);
 }
+
+/// docker-py's `attach(logs=True, stream=False)` on an exited container returns its logs, every
+/// time (the logs were ready at once and came in the client's first read with the 101, which
+/// docker-py's buffered reader swallowed: empty answers now and then).
+#[test]
+fn attach_logs_of_an_exited_container() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let id = d.ok(&["run", "-d", "busybox", "sh", "-c", "echo out1; echo err1 >&2"]);
+    assert_eq!(d.ok(&["wait", &id]), "0");
+    let script = format!(
+        r#"
+import docker
+c = docker.from_env(timeout=60).containers.get("{id}")
+got = set()
+for i in range(20):
+    got.add((c.attach(logs=True, stream=False), c.attach(logs=True, stream=False, stderr=False),
+             c.attach(logs=True, stream=False, stdout=False)))
+print(sorted(got))
+"#
+    );
+    let o = Command::new("python3").arg("-c").arg(&script).env("DOCKER_HOST", d.host()).bounded();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), r"[(b'out1\nerr1\n', b'out1\n', b'err1\n')]");
+}
