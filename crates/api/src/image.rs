@@ -46,6 +46,12 @@ pub struct ImageConfig {
     pub docker_version: Option<String>,
     #[serde(default)]
     pub config: Config,
+    /// The container a `docker commit` made this image from, and its config then (Docker's image
+    /// JSON; inspect shows them as `Container`/`ContainerConfig` below API 1.45).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_config: Option<Config>,
     #[serde(default)]
     pub rootfs: RootFs,
     #[serde(default, deserialize_with = "nullable")]

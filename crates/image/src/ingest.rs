@@ -282,6 +282,9 @@ impl ImageStore {
         config.comment = (!opts.comment.is_empty()).then(|| opts.comment.clone());
         config.docker_version = Some(berth_api::ENGINE_VERSION.into());
         config.rootfs.diff_ids.push(layer.diff_id.to_string());
+        let (container, container_config) = opts.container.map(|(id, c)| (Some(id), Some(c))).unwrap_or_default();
+        config.container = container;
+        config.container_config = container_config;
         config.history.push(History {
             created: Some(now),
             created_by: Some(opts.created_by),
@@ -292,7 +295,8 @@ impl ImageStore {
         layers.push(layer);
         let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
         let refs: Vec<Reference> = opts.reference.into_iter().collect();
-        let res = self.create_image(&bytes, &layers, &refs);
+        // As Docker: a committed image's parent is the image its container ran.
+        let res = self.create_child(&bytes, &layers, &refs, Some(&base_img.id), None);
         if res.is_err() {
             let _ = self.gc();
         }
@@ -320,4 +324,6 @@ pub struct CommitOptions {
     pub author: String,
     pub comment: String,
     pub created_by: String,
+    /// The committed container's id and config, recorded in the image as Docker does.
+    pub container: Option<(String, Config)>,
 }

@@ -294,6 +294,20 @@ impl ImageStore {
                 }
             }
         }
+        // An image other images were built or committed on stays while they do, as Docker's: by
+        // reference it is only untagged; by id it is a hard conflict, force or not.
+        let has_children =
+            self.store.list::<ImageRecord>(IMAGES)?.iter().any(|(_, r)| r.parent.as_ref() == Some(&img.id));
+        if has_children {
+            if by_ref {
+                let r = Reference::parse_tagged(name)?;
+                self.store.delete(TAGS, &r.to_string())?;
+                return Ok(vec![DeleteResponse::Untagged(r.familiar())]);
+            }
+            return Err(Error::conflict(format!(
+                "conflict: unable to delete {short} (cannot be forced) - image has dependent child images"
+            )));
+        }
         let refs: Vec<&Reference> = img.tags.iter().chain(&img.repo_digests).collect();
         self.store.write(|tx| {
             for t in &refs {

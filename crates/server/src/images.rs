@@ -138,8 +138,11 @@ fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
     }
     if v.less_than("1.44") {
         j["VirtualSize"] = json!(img.size);
-        j["Container"] = json!("");
-        j["ContainerConfig"] = json!(img.config.config);
+    }
+    // Removed at 1.45 (moby's version history).
+    if v.less_than("1.45") {
+        j["Container"] = json!(img.config.container.clone().unwrap_or_default());
+        j["ContainerConfig"] = json!(img.config.container_config.clone().unwrap_or_default());
     }
     j
 }

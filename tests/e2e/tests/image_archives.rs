@@ -247,3 +247,30 @@ fn prune_and_df() {
     assert_eq!(d.ok(&["images", "-q"]), "");
     assert_eq!(std::fs::read_dir(d.data_root().join("image/layers")).unwrap().count(), 0);
 }
+
+/// A committed image records its container and parent as Docker's: `Parent` is the image the
+/// container ran, `Container`/`ContainerConfig` (API < 1.45) the container and its config. The
+/// parent then stays while the child does: untagged by reference, a conflict by id.
+#[test]
+fn commit_records_its_container_and_parent() {
+    let d = daemon();
+    let base = d.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]);
+    let id = d.ok(&["run", "-d", "busybox", "sh", "-c", "touch /made; sleep 300"]);
+    let img = d.ok(&["commit", &id, "child:1"]);
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Parent}}", "child:1"]), base);
+    let v: Value = serde_json::from_str(&d.ok(&["image", "inspect", "child:1"])).unwrap();
+    // The docker CLI negotiates 1.44 with berthd, where both fields are still shown.
+    assert_eq!(v[0]["Container"], id.as_str());
+    assert_eq!(v[0]["ContainerConfig"]["Cmd"], serde_json::json!(["sh", "-c", "touch /made; sleep 300"]));
+    d.ok(&["rm", "-f", &id]);
+    // By reference: only untagged, and hidden from the list as an intermediate image.
+    assert_eq!(d.ok(&["rmi", "busybox"]), "Untagged: busybox:latest");
+    assert_eq!(d.ok(&["images", "-q", "--no-trunc"]), img);
+    assert_eq!(d.ok(&["images", "-aq", "--no-trunc"]).lines().count(), 2);
+    // By id: a hard conflict, force or not.
+    let o = d.docker(&["rmi", "-f", &base]);
+    assert!(err(&o).contains("image has dependent child images"), "{}", err(&o));
+    // The child goes, and its untagged parent with it.
+    d.ok(&["rmi", "child:1"]);
+    assert_eq!(d.ok(&["images", "-aq"]), "");
+}

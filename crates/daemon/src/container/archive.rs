@@ -144,7 +144,9 @@ impl ContainerService {
             c.image = rec.config.image.clone();
         }
         c.hostname = String::new();
-        let opts = CommitOptions { reference, config: c, changes, author, comment, created_by: rec.command() };
+        let container = Some((rec.id.clone(), rec.config.clone()));
+        let opts =
+            CommitOptions { reference, config: c, changes, author, comment, created_by: rec.command(), container };
         let res = self.images.commit(rec.image_id.clone(), tmp.clone(), opts).await;
         let _ = std::fs::remove_file(&tmp);
         let id = res?;
