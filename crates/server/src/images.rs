@@ -167,10 +167,16 @@ async fn save_many(State(svc): Svc, q: Query) -> ApiResult<Response> {
 
 async fn load(State(svc): Svc, req: Request) -> ApiResult<Response> {
     let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
-    let lines = svc.load(body).await?;
+    // As Docker: the answer is a 200 JSON stream whatever happens, and a load that fails says so
+    // in it (the docker CLI prints it and exits 1; docker-py raises ImageLoadError from it).
     let mut out = Vec::new();
-    for l in lines {
-        out.extend(progress::stream(&format!("{l}\n")));
+    match svc.load(body).await {
+        Ok(lines) => {
+            for l in lines {
+                out.extend(progress::stream(&format!("{l}\n")));
+            }
+        }
+        Err(e) => out.extend(progress::error(&e.message)),
     }
     Response::builder()
         .header("Content-Type", "application/json")

@@ -136,3 +136,24 @@ print(sorted(got))
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o).trim(), r"[(b'out1\nerr1\n', b'out1\n', b'err1\n')]");
 }
+
+/// A load of something that is not an image archive answers as Docker's: a 200 JSON stream with
+/// the error in it, which docker-py raises as `ImageLoadError` and the docker CLI prints.
+#[test]
+fn a_bad_archive_load_is_an_error_in_the_stream() {
+    let d = Berthd::start();
+    let script = r#"
+import docker
+try:
+    docker.from_env(timeout=60).images.load(b"this is not a tar archive" * 100)
+    print("loaded")
+except docker.errors.ImageLoadError as e:
+    print("ImageLoadError", "invalid" in str(e) or "tar" in str(e))
+"#;
+    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded();
+    assert_eq!(out(&o).trim(), "ImageLoadError True", "{}", err(&o));
+    let o = d.docker_stdin(&["load"], Some(b"not a tar"));
+    assert!(!o.status.success());
+    assert!(!err(&o).is_empty());
+    assert_eq!(d.ok(&["images", "-aq"]), "");
+}
