@@ -64,11 +64,30 @@ async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateReques
 
 async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-    Ok(json_response(&svc.list(q.bool("all"), limit, &q.filters()?)?))
+    let mut out = svc.list(q.bool("all"), limit, &q.filters()?)?;
+    if q.bool("size") {
+        for c in out.iter_mut() {
+            add_sizes(&svc, c).await;
+        }
+    }
+    Ok(json_response(&out))
 }
 
-async fn inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(json_response(&svc.inspect(&id)?))
+async fn inspect(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
+    let mut v = svc.inspect(&id)?;
+    if q.bool("size") {
+        add_sizes(&svc, &mut v).await;
+    }
+    Ok(json_response(&v))
+}
+
+/// `SizeRw`/`SizeRootFs` for `size=1` (cri-dockerd reads them unchecked for every stats call).
+/// A container removed meanwhile reports zeros rather than failing the whole list.
+pub(crate) async fn add_sizes(svc: &std::sync::Arc<berth_daemon::ContainerService>, c: &mut serde_json::Value) {
+    let id = c["Id"].as_str().unwrap_or_default().to_string();
+    let (rw, rootfs) = svc.sizes(&id).await.unwrap_or((0, 0));
+    c["SizeRw"] = serde_json::json!(rw);
+    c["SizeRootFs"] = serde_json::json!(rootfs);
 }
 
 async fn start(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode> {

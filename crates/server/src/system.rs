@@ -57,11 +57,7 @@ async fn df(
     let filters = berth_api::filters::Filters::default();
     let mut cs = containers.list(true, None, &filters)?;
     for c in cs.iter_mut() {
-        let id = c["Id"].as_str().unwrap_or("").to_string();
-        let svc = containers.clone();
-        let size = tokio::task::spawn_blocking(move || svc.size_rw(&id)).await.unwrap_or(0);
-        c["SizeRw"] = serde_json::json!(size);
-        c["SizeRootFs"] = serde_json::json!(size);
+        crate::containers::add_sizes(&containers, c).await;
     }
     let imgs = images.list().await?;
     // Shared layers count once: `docker system df` reports the disk actually used.

@@ -381,3 +381,27 @@ fn container_and_system_prune() {
     assert_eq!(d.ok(&["ps", "-a", "--format", "{{.Names}}"]), "alive", "running containers are never pruned");
     d.ok(&["rm", "-f", "alive"]);
 }
+
+/// `size=1` on inspect and list reports `SizeRw` (the writable layer) and `SizeRootFs` (that plus
+/// the image), as Docker: `docker inspect -s`, `docker ps -s`, and cri-dockerd, which reads
+/// `SizeRw` without a nil check on every stats call (it crashed on their absence).
+#[test]
+fn sizes_on_request() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let image: u64 = d.ok(&["image", "inspect", "-f", "{{.Size}}", "busybox"]).parse().unwrap();
+    let id = d.ok(&["run", "-d", "busybox", "sh", "-c", "head -c 1048576 /dev/zero > /blob; sleep 300"]);
+    berth_e2e::eventually("the file to be written", || {
+        d.docker(&["exec", &id, "sh", "-c", "[ $(wc -c < /blob) = 1048576 ]"]).status.success()
+    });
+    let sizes = d.ok(&["inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", &id]);
+    let (rw, rootfs) = sizes.split_once(' ').unwrap();
+    let (rw, rootfs): (u64, u64) = (rw.parse().unwrap(), rootfs.parse().unwrap());
+    assert!(rw >= 1 << 20, "{sizes}");
+    assert_eq!(rootfs, rw + image, "{sizes}");
+    // Not asked for: not there (the walk of the writable layer is not free).
+    assert_eq!(d.ok(&["inspect", "-f", "{{.SizeRw}}", &id]), "<nil>");
+    let ps = d.ok(&["ps", "-s", "--format", "{{.Size}}"]);
+    assert!(ps.contains("MB (virtual "), "{ps}");
+    d.ok(&["rm", "-f", &id]);
+}

@@ -1,5 +1,7 @@
 //! Inspect and list shapes, with every key Docker emits.
 
+use std::sync::Arc;
+
 use berth_api::filters::Filters;
 use berth_types::{Error, Result};
 use serde_json::{json, Value};
@@ -167,6 +169,19 @@ impl ContainerService {
     /// Bytes written by a container into its writable layer.
     pub fn size_rw(&self, id: &str) -> u64 {
         berth_sys::root::tree_size(&self.cfg.data_root.join("snapshots").join(id).join("upper"))
+    }
+
+    /// `SizeRw` and `SizeRootFs` as Docker reports them (`size=1`): the writable layer, and that
+    /// plus the image's layers. The walk of the writable layer runs off the async workers.
+    pub async fn sizes(self: &Arc<Self>, name: &str) -> Result<(u64, u64)> {
+        let rec = self.get(name)?.record();
+        let svc = self.clone();
+        let id = rec.id.clone();
+        let rw = tokio::task::spawn_blocking(move || svc.size_rw(&id))
+            .await
+            .map_err(|e| Error::internal(format!("size: {e}")))?;
+        let image = self.images.resolve(rec.image_id.as_str()).await.map(|i| i.size).unwrap_or(0);
+        Ok((rw, rw + image))
     }
 
     /// `GET /containers/json`.
