@@ -412,3 +412,46 @@ fn loopback_published_ports_are_not_reachable_from_other_hosts() {
     assert!(!half_open().contains(&41002), "a SYN to 127.0.0.1 from another host reached the container");
     d.ok(&["rm", "-f", "loweb"]);
 }
+
+/// `--network container:<name>` shares the other container's network namespace and, as Docker,
+/// its hostname, /etc/hosts and /etc/resolv.conf (a pod's DNS and name come from its sandbox);
+/// joining a container on the host network joins the host's (it failed with ENOENT before).
+#[test]
+fn container_network_mode_shares_the_sandbox() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sandbox",
+        "--hostname",
+        "podhost",
+        "--add-host",
+        "extra:1.2.3.4",
+        "--dns",
+        "9.9.9.9",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let seen = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:sandbox",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; grep nameserver /etc/resolv.conf; grep extra /etc/hosts; ip -4 -o addr show eth0 | wc -l",
+    ]);
+    let lines: Vec<&str> = seen.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "podhost", "{seen}");
+    assert_eq!(lines[1], "nameserver 9.9.9.9", "{seen}");
+    assert!(lines[2].starts_with("1.2.3.4") && lines[2].ends_with("extra"), "{seen}");
+    assert_eq!(lines[3], "1", "the sandbox's eth0: {seen}");
+    d.ok(&["run", "-d", "--name", "onhost", "--network", "host", "busybox", "sleep", "300"]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(d.ok(&["run", "--rm", "--network", "container:onhost", "busybox", "hostname"]), host.trim());
+    d.ok(&["rm", "-f", "sandbox", "onhost"]);
+}

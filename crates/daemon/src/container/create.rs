@@ -144,7 +144,13 @@ impl ContainerService {
         let (path, args) = command(&config)?;
         let id = new_id();
         if config.hostname.is_empty() {
-            config.hostname = id[..12].to_string();
+            // As Docker: on the host's network the container is named as the host.
+            let host = (host_config.network_mode == "host")
+                .then(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .flatten()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty());
+            config.hostname = host.unwrap_or_else(|| id[..12].to_string());
         }
 
         // Reserve the name before any slow work, so two creates cannot both win it.

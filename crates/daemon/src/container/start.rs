@@ -166,18 +166,29 @@ impl ContainerService {
     async fn start_inner(self: &Arc<Self>, e: &Arc<Entry>, rec: &ContainerRecord) -> Result<()> {
         let id = rec.id.clone();
         let snapshot = self.images.snapshot_mounts(&id).await?;
-        let host_net = rec.host_config.network_mode == "host";
-        // `container:<id>` joins the other container's namespace; otherwise we make our own.
-        let shared_ns = match rec.host_config.network_mode.strip_prefix("container:") {
+        // `container:<id>` joins the other container's network namespace (the host's, when that one
+        // runs on the host network) and, as Docker, shares its hostname, hosts and resolv.conf.
+        let joined = match rec.host_config.network_mode.strip_prefix("container:") {
             Some(other) => {
                 let o = self.get(other)?.record();
                 if !o.state.running() {
                     return Err(Error::conflict(format!("cannot join network of a non running container: {}", o.id)));
                 }
-                Some(self.netns_path(&o.id))
+                Some(o)
             }
             None => None,
         };
+        let rec = &match &joined {
+            Some(o) => e.update(|r| {
+                r.config.hostname = o.config.hostname.clone();
+                r.config.domainname = o.config.domainname.clone();
+            }),
+            None => rec.clone(),
+        };
+        let host_net = rec.host_config.network_mode == "host"
+            || joined.as_ref().is_some_and(|o| o.host_config.network_mode == "host");
+        let shared_ns = joined.as_ref().filter(|_| !host_net).map(|o| self.netns_path(&o.id));
+        let etc_dir = joined.as_ref().map(|o| self.container_dir(&o.id));
         let own_ns = !host_net && shared_ns.is_none();
         let ns_join = self.namespace_modes(rec)?;
         let init = match rec.host_config.init {
@@ -229,18 +240,23 @@ impl ContainerService {
                 berth_sys::netns::remove(ns)?;
                 berth_sys::netns::create(ns)?;
             }
-            // /etc files, kept with the container like Docker's hostname, hosts and resolv.conf.
+            // /etc files, kept with the container like Docker's hostname, hosts and resolv.conf;
+            // a container on another's network uses that one's.
             let hostname = rec.config.hostname.clone();
-            std::fs::write(cdir.join("hostname"), format!("{hostname}\n"))?;
-            let hosts = if host_net {
-                std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
-            } else {
-                DEFAULT_HOSTS.to_string()
-            };
-            std::fs::write(cdir.join("hosts"), hosts)?;
-            let resolv = container_resolv_conf(&rec.host_config);
-            let resolv = if super::dns::wants_dns(&rec) { super::dns::resolv_conf(&rec, &resolv) } else { resolv };
-            std::fs::write(cdir.join("resolv.conf"), resolv)?;
+            if etc_dir.is_none() {
+                std::fs::write(cdir.join("hostname"), format!("{hostname}\n"))?;
+                let hosts = if host_net {
+                    std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
+                } else {
+                    DEFAULT_HOSTS.to_string()
+                };
+                std::fs::write(cdir.join("hosts"), hosts)?;
+                let resolv = container_resolv_conf(&rec.host_config);
+                let resolv =
+                    if super::dns::wants_dns(&rec) { super::dns::resolv_conf(&rec, &resolv) } else { resolv };
+                std::fs::write(cdir.join("resolv.conf"), resolv)?;
+            }
+            let etc = etc_dir.unwrap_or_else(|| cdir.clone());
 
             let root = Root::open(&snapshot.target)?;
             let mut usr = user::resolve_user(&root, &rec.config.user)?;
@@ -277,7 +293,7 @@ impl ContainerService {
                 host_config: rec.host_config.clone(),
                 etc_files: ["hostname", "hosts", "resolv.conf"]
                     .iter()
-                    .map(|f| (cdir.join(f), format!("/etc/{f}")))
+                    .map(|f| (etc.join(f), format!("/etc/{f}")))
                     .collect(),
                 mounts,
                 ns_join,
