@@ -423,6 +423,22 @@ pub fn process_env(env: &[String], hostname: &str, home: &str, tty: bool) -> Vec
     out
 }
 
+/// `MaskedPaths` and `ReadonlyPaths` as applied, as Docker: none when privileged or with
+/// `--security-opt systempaths=unconfined`; the HostConfig's lists when given (cri-dockerd sends
+/// the kubelet's); Docker's defaults otherwise.
+pub fn system_paths(hc: &HostConfig) -> (Vec<String>, Vec<String>) {
+    if hc.privileged || security_opt_list(hc).iter().any(|o| o == "systempaths=unconfined") {
+        return (Vec::new(), Vec::new());
+    }
+    let list = |key: &str, default: &[&str]| -> Vec<String> {
+        match hc.extra.get(key).and_then(|v| v.as_array()) {
+            Some(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        }
+    };
+    (list("MaskedPaths", &MASKED_PATHS), list("ReadonlyPaths", &READONLY_PATHS))
+}
+
 /// HostConfig.SecurityOpt as strings.
 pub fn security_opt_list(hc: &HostConfig) -> Vec<String> {
     hc.extra
@@ -491,8 +507,7 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
         resources["pids"] = json!({"limit": p});
     }
-    let (masked, readonly): (&[&str], &[&str]) =
-        if hc.privileged { (&[], &[]) } else { (&MASKED_PATHS, &READONLY_PATHS) };
+    let (masked, readonly) = system_paths(hc);
     let mut user = json!({"uid": input.user.uid, "gid": input.user.gid});
     if !input.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(input.user.additional_gids);

@@ -295,3 +295,37 @@ fn shims_run_from_a_sealed_copy() {
     assert_eq!(d.ok(&["exec", "sealed", "echo", "ok"]), "ok");
     d.ok(&["rm", "-f", "sealed"]);
 }
+
+/// `MaskedPaths` and `ReadonlyPaths` are applied, not just stored (cri-dockerd sends the kubelet's):
+/// given lists replace Docker's defaults, `systempaths=unconfined` and privileged lift them.
+#[test]
+fn masked_and_readonly_paths_are_applied() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let ro_proc_sys = "grep -c ' /proc/sys ' /proc/self/mounts || true";
+    // Docker's defaults: /proc/timer_list masked (an empty /dev/null), /proc/sys read-only.
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "sh", "-c", ro_proc_sys]), "1");
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "wc", "-c", "/proc/timer_list"]), "0 /proc/timer_list");
+    // Lifted.
+    assert_eq!(
+        d.ok(&["run", "--rm", "--security-opt", "systempaths=unconfined", "busybox", "sh", "-c", ro_proc_sys]),
+        "0"
+    );
+    // Given through the API: exactly these, instead of the defaults.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let c = d.client();
+    let body = serde_json::json!({
+        "Image": "busybox",
+        "Cmd": ["sh", "-c", "cat /proc/version | wc -c; touch /etc/x 2>&1 | grep -c Read-only; grep -c ' /proc/sys ' /proc/self/mounts; true"],
+        "HostConfig": {"MaskedPaths": ["/proc/version"], "ReadonlyPaths": ["/etc"]},
+    });
+    let id = rt.block_on(c.call(hyper::Method::POST, "/containers/create", Some(&body))).expect("create")["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.ok(&["start", "-a", &id]);
+    let got = d.ok(&["logs", &id]);
+    let lines: Vec<&str> = got.lines().map(str::trim).collect();
+    assert_eq!(lines, ["0", "1", "0"], "masked /proc/version, read-only /etc, /proc/sys not in the list: {got}");
+    d.ok(&["rm", &id]);
+}
