@@ -577,6 +577,21 @@ mod tests {
     }
 
     #[test]
+    fn system_paths_as_docker() {
+        let mut hc = HostConfig::default();
+        let (m, r) = system_paths(&hc);
+        assert!(m.contains(&"/proc/kcore".to_string()) && r.contains(&"/proc/sys".to_string()));
+        // Given lists replace the defaults, an empty one included.
+        hc.extra.insert("MaskedPaths".into(), serde_json::json!(["/proc/version"]));
+        hc.extra.insert("ReadonlyPaths".into(), serde_json::json!([]));
+        assert_eq!(system_paths(&hc), (vec!["/proc/version".to_string()], vec![]));
+        hc.extra.insert("SecurityOpt".into(), serde_json::json!(["systempaths=unconfined"]));
+        assert_eq!(system_paths(&hc), (vec![], vec![]));
+        let privileged = HostConfig { privileged: true, ..Default::default() };
+        assert_eq!(system_paths(&privileged), (vec![], vec![]));
+    }
+
+    #[test]
     fn env_defaults() {
         let e = process_env(&["A=1".into()], "abc", "/root", false);
         assert_eq!(e, vec![format!("PATH={DEFAULT_PATH}"), "HOSTNAME=abc".into(), "A=1".into(), "HOME=/root".into()]);

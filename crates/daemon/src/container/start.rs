@@ -19,6 +19,11 @@ use super::network::DEFAULT_HOSTS;
 
 /// The host's resolv.conf without loopback nameservers, which mean nothing inside a container.
 fn container_resolv_conf(hc: &berth_api::container::HostConfig) -> String {
+    resolv_conf_from(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(), hc)
+}
+
+/// [`container_resolv_conf`] from the host's file as text.
+fn resolv_conf_from(host: &str, hc: &berth_api::container::HostConfig) -> String {
     let list = |k: &str| -> Vec<String> {
         hc.extra
             .get(k)
@@ -27,7 +32,6 @@ fn container_resolv_conf(hc: &berth_api::container::HostConfig) -> String {
             .unwrap_or_default()
     };
     let (dns, search, opts) = (list("Dns"), list("DnsSearch"), list("DnsOptions"));
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut out: Vec<String> = host
         .lines()
         .filter(|l| {
@@ -607,5 +611,48 @@ async fn read_hello(reader: &mut ShimReader) -> Result<Hello> {
             serde_json::from_slice(&data).map_err(|e| Error::internal(format!("bad shim hello: {e}")))
         }
         _ => Err(Error::internal("shim closed before hello")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hc(extra: serde_json::Value) -> berth_api::container::HostConfig {
+        serde_json::from_value(extra).unwrap()
+    }
+
+    #[test]
+    fn resolv_conf_follows_dockers_rules() {
+        let host = "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n";
+        // Loopback servers mean nothing in the container's namespace; the rest is kept.
+        let plain = resolv_conf_from(host, &hc(serde_json::json!({})));
+        assert_eq!(plain, "nameserver 10.0.0.2\nsearch corp.example\noptions edns0\n");
+        // --dns, --dns-search, --dns-option replace the host's lines of their kind.
+        let given = resolv_conf_from(
+            host,
+            &hc(serde_json::json!({"Dns": ["9.9.9.9"], "DnsSearch": ["a.test"], "DnsOptions": ["ndots:2"]})),
+        );
+        assert_eq!(given, "nameserver 9.9.9.9\nsearch a.test\noptions ndots:2\n");
+        // Only loopback servers on the host: Docker's public fallbacks.
+        let fallback = resolv_conf_from("nameserver 127.0.0.1\nnameserver ::1\n", &hc(serde_json::json!({})));
+        assert_eq!(fallback, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+
+    #[test]
+    fn log_sizes_console_sizes_and_start_failure_codes() {
+        assert_eq!(parse_size("100m"), Some(100 << 20));
+        assert_eq!(parse_size("10K"), Some(10 << 10));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("ten"), None);
+        assert_eq!(console_size(Some(&serde_json::json!([24, 80]))), Some([24, 80]));
+        assert_eq!(console_size(Some(&serde_json::json!([24]))), None);
+        assert_eq!(console_size(None), None);
+        // As Docker: 127 when the command is not there, 126 when it cannot run, 128 otherwise.
+        assert_eq!(start_failure_code("exec: \"nope\": executable file not found in $PATH"), 127);
+        assert_eq!(start_failure_code("open /x: no such file or directory"), 127);
+        assert_eq!(start_failure_code("exec /etc/passwd: permission denied"), 126);
+        assert_eq!(start_failure_code("cgroup: device or resource busy"), 128);
     }
 }
