@@ -266,11 +266,8 @@ async fn commit(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 4 << 20).await.map_err(|e| ApiError(Error::invalid(e.to_string())))?;
     crate::guard::json_content(&parts.headers, &body)?;
-    let config: Option<berth_api::container::Config> = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        None
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))?
-    };
+    let config: Option<berth_api::container::Config> =
+        if body.iter().all(|b| b.is_ascii_whitespace()) { None } else { crate::from_json(&body)? };
     let reference = match q.str("repo").filter(|r| !r.is_empty()) {
         None => None,
         Some(repo) => {
@@ -324,7 +321,7 @@ async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> Ap
     let b: ExecStartBody = if bytes.iter().all(|c| c.is_ascii_whitespace()) {
         ExecStartBody::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))?
+        crate::from_json(&bytes)?
     };
     let req = Request::from_parts(parts, Body::empty());
     if b.detach {

@@ -78,8 +78,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .map_err(|e| ApiError(Error::invalid(format!("failed to read request body: {e}"))))?;
         guard::json_content(&parts.headers, &body)?;
         let text: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) { b"{}" } else { &body };
-        serde_json::from_slice(text).map(JsonBody).map_err(|e| ApiError(Error::invalid(format!("invalid JSON: {e}"))))
+        from_json(text).map(JsonBody)
     }
+}
+
+/// A JSON request body as Docker's server reads it (`null` members are absent), with Docker's 400.
+pub(crate) fn from_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
+    let invalid = |e: serde_json::Error| ApiError(Error::invalid(format!("invalid JSON: {e}")));
+    let mut v: serde_json::Value = serde_json::from_slice(text).map_err(invalid)?;
+    berth_api::serde_helpers::strip_nulls(&mut v);
+    serde_json::from_value(v).map_err(invalid)
 }
 
 /// `application/json` with Docker's trailing newline.

@@ -40,8 +40,7 @@ pub fn routes() -> Router<AppState> {
 
 /// `POST /auth` (`docker login`): the daemon checks the credentials against the registry.
 async fn login(State(images): State<Arc<berth_daemon::ImageService>>, body: axum::body::Bytes) -> ApiResult<Response> {
-    let mut auth: berth_distribution::AuthConfig = serde_json::from_slice(&body)
-        .map_err(|e| ApiError(Error::invalid(format!("invalid JSON in login request: {e}"))))?;
+    let mut auth: berth_distribution::AuthConfig = crate::from_json(&body)?;
     auth.normalise();
     let token = images.login(auth).await?;
     Ok(json_response(&serde_json::json!({"Status": "Login Succeeded", "IdentityToken": token})))

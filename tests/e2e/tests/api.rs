@@ -217,3 +217,36 @@ fn live_events_follow() {
         assert!(h.await.unwrap().status.success());
     });
 }
+
+/// Go and Python clients send `null` for empty slices, maps, strings and structs: every body reads
+/// a `null` member as absent, as Docker's server does (before: "invalid type: null, expected a
+/// string" 400s on network create, IPAM configs and more).
+#[test]
+fn null_members_read_as_absent() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    rt().block_on(async {
+        let create = br#"{"Image":"busybox","Cmd":["true"],"Env":null,"Labels":null,"ExposedPorts":null,"Volumes":null,
+            "Entrypoint":null,"Healthcheck":null,"HostConfig":{"Binds":null,"PortBindings":null,"Dns":null,"ExtraHosts":null,
+            "CapAdd":null,"SecurityOpt":null,"Tmpfs":null,"Ulimits":null,"Mounts":null,"LogConfig":{"Type":"","Config":null},
+            "RestartPolicy":null,"Sysctls":null,"GroupAdd":null,"MaskedPaths":null},
+            "NetworkingConfig":{"EndpointsConfig":{"bridge":{"IPAMConfig":null,"Aliases":null,"DriverOpts":null}}}}"#;
+        let (st, _, body) = raw(&d, "POST", "/v1.44/containers/create?name=nulls", create).await;
+        assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
+        let net = br#"{"Name":"n1","Driver":null,"Options":null,"Labels":null,"IPAM":{"Driver":null,"Config":null,"Options":null}}"#;
+        let (st, _, body) = raw(&d, "POST", "/v1.44/networks/create", net).await;
+        assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
+        let (st, _, body) = raw(&d, "POST", "/v1.44/networks/create", br#"{"Name":"n2","IPAM":{"Config":[{"Subnet":"10.99.0.0/28","Gateway":null,"IPRange":null}]}}"#).await;
+        assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
+        let (st, _, body) =
+            raw(&d, "POST", "/v1.44/networks/n1/connect", br#"{"Container":"nulls","EndpointConfig":null}"#).await;
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        let (st, _, body) = raw(&d, "POST", "/v1.44/volumes/create", br#"{"Name":"v1","Driver":null,"DriverOpts":null,"Labels":null}"#).await;
+        assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
+    });
+    // Nulls were absent, not values: the defaults apply.
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "nulls"]), "json-file");
+    assert_eq!(d.ok(&["network", "inspect", "-f", "{{.Driver}}", "n1"]), "bridge");
+    d.ok(&["rm", "nulls"]);
+    d.ok(&["network", "rm", "n1", "n2"]);
+}
