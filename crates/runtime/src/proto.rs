@@ -39,6 +39,10 @@ pub const EXEC_OUTPUT: u8 = 17;
 pub const EXEC_EXITED: u8 = 18;
 
 /// Frames larger than this are a protocol violation.
+/// The `ERROR` payload for a request that failed because the container's process is gone (a
+/// pause racing the exit, say): the daemon answers Docker's 409 "is not running" for it.
+pub const ERR_NOT_RUNNING: &str = "container is not running";
+
 pub const MAX_FRAME: usize = 16 << 20;
 
 /// The shim's state, sent in `HELLO`.

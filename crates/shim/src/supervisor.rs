@@ -315,6 +315,10 @@ impl Supervisor {
                 let r = if kind == proto::PAUSE { self.container.pause() } else { self.container.resume() };
                 match r {
                     Ok(()) => send(&mut self.clients[i], proto::ACK, &[]),
+                    // Refused because the init has exited (libcontainer: "status Stopped")?
+                    Err(_) if self.exit.is_some() || !berth_sys::process::alive(self.pid) => {
+                        send(&mut self.clients[i], proto::ERROR, proto::ERR_NOT_RUNNING.as_bytes())
+                    }
                     Err(e) => send(&mut self.clients[i], proto::ERROR, e.to_string().as_bytes()),
                 }
             }

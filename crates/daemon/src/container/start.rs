@@ -381,7 +381,12 @@ impl ContainerService {
                 Ok(Some((proto::ERROR, msg))) => {
                     let msg = String::from_utf8_lossy(&msg).to_string();
                     if let Some(tx) = e.control.lock().expect("control lock").take() {
-                        let _ = tx.send(Err(Error::internal(msg)));
+                        let err = if msg == proto::ERR_NOT_RUNNING {
+                            Error::conflict(format!("Container {id} is not running"))
+                        } else {
+                            Error::internal(msg)
+                        };
+                        let _ = tx.send(Err(err));
                         continue;
                     }
                     match start.take() {
