@@ -116,8 +116,16 @@ impl ContainerService {
         if host_config.auto_remove && !matches!(restart, "" | "no") {
             return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
         }
-        if !matches!(host_config.log_config.kind.as_str(), "" | "json-file" | "none") {
-            return Err(Error::invalid(format!("logging driver {:?} is not supported", host_config.log_config.kind)));
+        match host_config.log_config.kind.as_str() {
+            "" | "json-file" | "none" => {}
+            // Docker's other drivers exist but are not built into berthd: refused plainly.
+            d @ ("local" | "journald" | "syslog" | "gelf" | "fluentd" | "awslogs" | "splunk" | "etwlogs"
+            | "gcplogs" | "logentries") => {
+                return Err(Error::invalid(format!("logging driver {d:?} is not supported by berthd")));
+            }
+            other => {
+                return Err(Error::invalid(format!("logger: no log driver named '{other}' is registered")));
+            }
         }
         // The daemon's log options fill what the container leaves unset (as dockerd merges them),
         // so inspect shows the rotation that applies.
