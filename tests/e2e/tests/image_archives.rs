@@ -274,3 +274,43 @@ fn commit_records_its_container_and_parent() {
     d.ok(&["rmi", "child:1"]);
     assert_eq!(d.ok(&["images", "-aq"]), "");
 }
+
+/// `docker cp` into and out of a volume of a container that is not running works as Docker's (the
+/// path is looked up in the volume, not in the empty mount point of the rootfs; it answered 404);
+/// a read-only mount refuses the copy in; a destination folder that does not exist is a 404.
+#[test]
+fn cp_with_volumes_of_a_stopped_container() {
+    let d = daemon();
+    d.ok(&[
+        "create",
+        "--name",
+        "holder",
+        "-v",
+        "vol1:/vol1",
+        "-v",
+        "ro1:/ro1:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /vol1/in.txt",
+    ]);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in.txt"), "into the volume\n").unwrap();
+    let src = host.path().join("in.txt");
+    d.ok(&["cp", src.to_str().unwrap(), "holder:/vol1/in.txt"]);
+    // It landed in the volume: the container reads it when it runs, and so does another one.
+    assert_eq!(d.ok(&["start", "-a", "holder"]), "into the volume");
+    assert_eq!(d.ok(&["run", "--rm", "-v", "vol1:/v", "busybox", "cat", "/v/in.txt"]), "into the volume");
+    // Out of it, the file and the whole volume folder by its name.
+    let out_dir = tempfile::tempdir().unwrap();
+    d.ok(&["cp", "holder:/vol1/in.txt", out_dir.path().join("back.txt").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out_dir.path().join("back.txt")).unwrap(), "into the volume\n");
+    d.ok(&["cp", "holder:/vol1", out_dir.path().to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out_dir.path().join("vol1/in.txt")).unwrap(), "into the volume\n");
+    // Read-only: refused; a folder that does not exist: not found.
+    let o = d.docker(&["cp", src.to_str().unwrap(), "holder:/ro1/in.txt"]);
+    assert!(err(&o).contains("marked read-only"), "{}", err(&o));
+    let o = d.docker(&["cp", src.to_str().unwrap(), "holder:/nosuchdir/in.txt"]);
+    assert!(!o.status.success() && err(&o).contains("Could not find the file /nosuchdir"), "{}", err(&o));
+    d.ok(&["rm", "-v", "holder"]);
+}

@@ -89,18 +89,33 @@ impl ContainerService {
     /// Runs `f` on the container's filesystem as its processes see it, which is what `docker cp`
     /// reads and writes: a running container's through `/proc/<pid>/root` (its volumes, binds, tmpfs
     /// and /etc/hosts, hostname and resolv.conf included), a stopped one's root filesystem.
-    async fn with_view<T: Send + 'static>(
+    /// The container's filesystem for one path: `f` gets a root and the path inside it. For a
+    /// container that is not running, a path inside one of its volumes or binds is looked up in
+    /// that mount's host folder, as Docker mounts them for the copy (the rootfs holds only the
+    /// empty mount point); `write` refuses a read-only mount there.
+    async fn with_path_view<T: Send + 'static>(
         &self,
         e: &Arc<Entry>,
-        f: impl FnOnce(&Path) -> Result<T> + Send + 'static,
+        path: &str,
+        write: bool,
+        f: impl FnOnce(&Path, &str) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let rec = e.record();
         if rec.state.running() && rec.state.pid > 0 {
             let _op = e.op.lock().await;
             let root = PathBuf::from(format!("/proc/{}/root", rec.state.pid));
-            return blocking(move || f(&root)).await;
+            let p = path.to_string();
+            return blocking(move || f(&root, &p)).await;
         }
-        self.with_root(e, move |root, _| f(root)).await
+        if let Some((m, inside)) = mount_for(&rec, path) {
+            if write && !m.rw {
+                return Err(Error::invalid("mounted volume is marked read-only"));
+            }
+            let src = PathBuf::from(&m.source);
+            return blocking(move || f(&src, &inside)).await;
+        }
+        let p = path.to_string();
+        self.with_root(e, move |root, _| f(root, &p)).await
     }
 
     /// `GET /containers/{id}/export`: the container's whole filesystem as a tar.
@@ -189,7 +204,10 @@ impl ContainerService {
     pub async fn archive_stat(&self, name: &str, path: &str) -> Result<Value> {
         let e = self.get(name)?;
         let p = path.to_string();
-        self.with_view(&e, move |root| stat_in(&Root::open(root)?, &p).map(|(v, _)| v)).await
+        self.with_path_view(&e, path, false, move |root, inside| {
+            stat_in(&Root::open(root)?, inside).map(|(v, _)| named(v, &p))
+        })
+        .await
     }
 
     /// `GET /containers/{id}/archive`: the stat, then a tar of the path streamed into `out`.
@@ -203,10 +221,10 @@ impl ContainerService {
         let p = path.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let svc = self.clone();
-        let work_fn = move |root: &Path| {
+        let work_fn = move |root: &Path, inside: &str| {
             let r = Root::open(root)?;
-            let (stat, resolved) = match stat_in(&r, &p) {
-                Ok(x) => x,
+            let (stat, resolved) = match stat_in(&r, inside) {
+                Ok((v, res)) => (named(v, &p), res),
                 Err(err) => {
                     let _ = tx.send(Err(err.clone()));
                     return Err(err);
@@ -215,8 +233,15 @@ impl ContainerService {
             let _ = tx.send(Ok(stat.clone()));
             let base = stat["name"].as_str().unwrap_or("").to_string();
             let mut w = SyncIoBridge::new(out);
-            let (parent, fname) =
-                r.open_parent(&resolved)?.ok_or_else(|| Error::invalid("cannot copy the root itself by name"))?;
+            let Some((parent, fname)) = r.open_parent(&resolved)? else {
+                // A mount's own folder (a stopped container's volume): its contents under its name.
+                let dir = r
+                    .open_dir(Path::new(""))?
+                    .ok_or_else(|| Error::not_found(format!("Could not find the file {p}")))?;
+                tree::write_dir(&dir, Path::new(&base), TreeMode::Plain, &mut w)?;
+                let _ = w.shutdown();
+                return Ok(());
+            };
             let contents_only = p.ends_with("/.");
             if contents_only {
                 let dir = rustix::fs::openat(
@@ -238,7 +263,8 @@ impl ContainerService {
             Ok(())
         };
         // The stat is known before the body streams; the tar is written as the client reads.
-        let work = tokio::spawn(async move { svc.with_view(&e, work_fn).await });
+        let path = path.to_string();
+        let work = tokio::spawn(async move { svc.with_path_view(&e, &path, false, work_fn).await });
         let stat = rx.await.map_err(|_| Error::internal("archive task ended early"))??;
         drop(work);
         Ok(stat)
@@ -254,20 +280,53 @@ impl ContainerService {
     ) -> Result<()> {
         let e = self.get(name)?;
         let (p, id) = (path.to_string(), name.to_string());
-        self.with_view(&e, move |root| {
+        self.with_path_view(&e, path, true, move |root, inside| {
             let r = Root::open(root)?;
             let st = r
-                .stat(Path::new(&p))
+                .stat(Path::new(inside))
                 .map_err(|_| Error::not_found(format!("Could not find the file {p} in container {id}")))?;
             if st.st_mode & 0o170000 != 0o040000 {
                 return Err(Error::invalid(format!("extraction point is not a directory: {p}")));
             }
             let plain = berth_image::compress::decompress(SyncIoBridge::new(body))?;
-            berth_image::apply::apply_at(plain, &r, Path::new(&p), no_overwrite_dir_non_dir)?;
+            berth_image::apply::apply_at(plain, &r, Path::new(inside), no_overwrite_dir_non_dir)?;
             Ok(())
         })
         .await
     }
+}
+
+/// The volume or bind (not tmpfs: its contents live only while the container runs) mounted at the
+/// longest destination that holds `path`, and the path inside that mount's host folder (under
+/// its subpath, so that the lookup stays confined to the volume).
+fn mount_for(rec: &super::record::ContainerRecord, path: &str) -> Option<(super::mounts::MountPoint, String)> {
+    let clean = berth_sys::root::clean(Path::new(path));
+    let clean = Path::new("/").join(clean);
+    let m = rec
+        .mounts
+        .iter()
+        .filter(|m| m.kind != "tmpfs" && clean.starts_with(&m.destination))
+        .max_by_key(|m| m.destination.len())?;
+    let rel = clean.strip_prefix(&m.destination).ok()?;
+    let mut inside = PathBuf::from("/").join(&m.subpath).join(rel).to_string_lossy().into_owned();
+    // A trailing `/` or `/.` asks to follow the final component or copy contents only: kept.
+    if path.ends_with("/.") {
+        inside.push_str("/.");
+    } else if path.ends_with('/') && !inside.ends_with('/') {
+        inside.push('/');
+    }
+    Some((m.clone(), inside))
+}
+
+/// A stat named by the path the client asked for (inside a mount the folder itself has no name).
+fn named(mut stat: Value, asked: &str) -> Value {
+    if stat["name"] == "/" {
+        let name = Path::new(asked).file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(n) = name {
+            stat["name"] = Value::String(n);
+        }
+    }
+    stat
 }
 
 /// Resolves `p` in the container root: parents follow symlinks (inside the root), the final
