@@ -171,13 +171,18 @@ impl ContainerService {
             None => self.reserve_random_name(&id),
         };
         let image_id = image.id.clone();
+        let mut host_config = host_config;
+        let warnings: Vec<String> = clamp_oom_score_adj(&mut host_config).into_iter().collect();
+        for w in &warnings {
+            tracing::warn!(container = %id, "{w}");
+        }
         let res = self
             .create_reserved(req.networking_config, config, host_config, image_id, path, args, &id, &name, build_step)
             .await;
         if res.is_err() {
             self.release_name(&name, &id);
         }
-        res.map(|()| (id, Vec::new()))
+        res.map(|()| (id, warnings))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -240,6 +245,29 @@ impl ContainerService {
     pub fn ids(&self) -> Vec<String> {
         self.entries.lock().expect("entries lock").keys().cloned().collect()
     }
+}
+
+/// Lowering `oom_score_adj` takes `CAP_SYS_RESOURCE`, which berthd may lack (some VMs, nested
+/// containers): cri-dockerd asks -998 for every sandbox, and the start would fail. Without the
+/// capability a value below berthd's own is raised to it — the lowest the kernel allows here — and
+/// the create says so in its warnings (Docker fails the start instead).
+fn clamp_oom_score_adj(hc: &mut berth_api::container::HostConfig) -> Option<String> {
+    let asked = hc.extra.get("OomScoreAdj").and_then(|v| v.as_i64())?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let cap_eff = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    let caps = u64::from_str_radix(cap_eff.trim(), 16).ok()?;
+    const CAP_SYS_RESOURCE: u64 = 24;
+    if caps & (1 << CAP_SYS_RESOURCE) != 0 {
+        return None;
+    }
+    let own: i64 = std::fs::read_to_string("/proc/self/oom_score_adj").ok()?.trim().parse().ok()?;
+    if asked >= own {
+        return None;
+    }
+    hc.extra.insert("OomScoreAdj".into(), serde_json::json!(own));
+    Some(format!(
+        "OomScoreAdj {asked} needs CAP_SYS_RESOURCE, which the daemon lacks: set to {own}, the lowest allowed here"
+    ))
 }
 
 #[cfg(test)]
