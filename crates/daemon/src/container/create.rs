@@ -171,7 +171,6 @@ impl ContainerService {
             None => self.reserve_random_name(&id),
         };
         let image_id = image.id.clone();
-        let mut host_config = host_config;
         let warnings: Vec<String> = clamp_oom_score_adj(&mut host_config).into_iter().collect();
         for w in &warnings {
             tracing::warn!(container = %id, "{w}");
