@@ -455,3 +455,30 @@ fn container_network_mode_shares_the_sandbox() {
     assert_eq!(d.ok(&["run", "--rm", "--network", "container:onhost", "busybox", "hostname"]), host.trim());
     d.ok(&["rm", "-f", "sandbox", "onhost"]);
 }
+
+/// `--add-host name:host-gateway` (compose's and testcontainers' `host.docker.internal`) names the
+/// default bridge's gateway, as Docker's, on the default bridge and on user networks alike.
+#[test]
+fn host_gateway_names_the_bridge_gateway() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let gw = format!("10.213.{}.1", d.net);
+    let line = |net: &str| {
+        d.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "--add-host",
+            "host.docker.internal:host-gateway",
+            "busybox",
+            "grep",
+            "host.docker.internal",
+            "/etc/hosts",
+        ])
+    };
+    assert_eq!(line("bridge").split_whitespace().collect::<Vec<_>>(), [gw.as_str(), "host.docker.internal"]);
+    d.ok(&["network", "create", "usernet"]);
+    assert_eq!(line("usernet").split_whitespace().collect::<Vec<_>>(), [gw.as_str(), "host.docker.internal"]);
+    d.ok(&["network", "rm", "usernet"]);
+}

@@ -175,7 +175,7 @@ impl ContainerService {
 
     /// /etc/hosts of a container: its own address and `--add-host` entries. Peers are found through
     /// the embedded DNS, as with Docker, never written here.
-    fn hosts_content(&self, rec: &ContainerRecord, _all: &[ContainerRecord]) -> String {
+    fn hosts_content(&self, rec: &ContainerRecord, gateway: Option<std::net::Ipv4Addr>) -> String {
         let mut s = if rec.host_config.network_mode == "host" {
             std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| DEFAULT_HOSTS.to_string())
         } else {
@@ -186,7 +186,13 @@ impl ContainerService {
         }
         for h in rec.host_config.extra.get("ExtraHosts").and_then(|v| v.as_array()).into_iter().flatten() {
             if let Some((name, ip)) = h.as_str().and_then(|h| h.split_once(':')) {
-                s.push_str(&format!("{ip}\t{name}\n"));
+                // Docker's `host-gateway` (`host.docker.internal:host-gateway`): the default
+                // bridge's gateway, the host's address as containers reach it.
+                match (ip, gateway) {
+                    ("host-gateway", Some(gw)) => s.push_str(&format!("{gw}\t{name}\n")),
+                    ("host-gateway", None) => {}
+                    _ => s.push_str(&format!("{ip}\t{name}\n")),
+                }
             }
         }
         s
@@ -196,13 +202,14 @@ impl ContainerService {
     /// the networks of `rec`, and for `rec` itself.
     pub(super) async fn refresh_hosts(&self, rec: &ContainerRecord) {
         let all: Vec<ContainerRecord> = self.all().iter().map(|e| e.record()).collect();
+        let gateway = self.networks.get("bridge").await.ok().and_then(|n| n.gateway);
         let nets: Vec<&str> = rec.endpoints.iter().map(|e| e.network_id.as_str()).collect();
         let mut writes = Vec::new();
         for r in all.iter().filter(|r| {
             r.id == rec.id || (r.state.running() && r.endpoints.iter().any(|e| nets.contains(&e.network_id.as_str())))
         }) {
             let r = if r.id == rec.id { rec } else { r };
-            writes.push((self.container_dir(&r.id).join("hosts"), self.hosts_content(r, &all)));
+            writes.push((self.container_dir(&r.id).join("hosts"), self.hosts_content(r, gateway)));
         }
         let _ = blocking(move || {
             for (p, content) in writes {
