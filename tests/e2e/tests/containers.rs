@@ -410,3 +410,51 @@ fn sizes_on_request() {
     assert!(ps.contains("MB (virtual "), "{ps}");
     d.ok(&["rm", "-f", &id]);
 }
+
+/// `docker ps --filter` applies every filter Docker's list takes (they were accepted and ignored):
+/// before/since, network, volume, publish/expose (ports and ranges), is-task, and `name` as a
+/// regular expression over the slashed name.
+#[test]
+fn list_filters_are_applied() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["network", "create", "flt"]);
+    d.ok(&["create", "--name", "first", "-p", "127.0.0.1::8080", "busybox", "true"]);
+    d.ok(&[
+        "create",
+        "--name",
+        "second",
+        "--network",
+        "flt",
+        "-v",
+        "fvol:/data",
+        "--expose",
+        "9000/udp",
+        "busybox",
+        "true",
+    ]);
+    d.ok(&["create", "--name", "third", "busybox", "true"]);
+    let ps = |f: &str| {
+        let mut names: Vec<String> =
+            d.ok(&["ps", "-a", "--filter", f, "--format", "{{.Names}}"]).lines().map(String::from).collect();
+        names.sort();
+        names.join(",")
+    };
+    assert_eq!(ps("before=third"), "first,second");
+    assert_eq!(ps("since=first"), "second,third");
+    assert_eq!(ps("network=flt"), "second");
+    assert_eq!(ps("volume=fvol"), "second");
+    assert_eq!(ps("volume=/data"), "second");
+    assert_eq!(ps("publish=8080"), "first");
+    assert_eq!(ps("publish=8000-8100/tcp"), "first");
+    assert_eq!(ps("expose=9000/udp"), "second");
+    assert_eq!(ps("expose=8080"), "first");
+    assert_eq!(ps("is-task=true"), "");
+    assert_eq!(ps("is-task=false"), "first,second,third");
+    assert_eq!(ps("name=^/th"), "third");
+    assert_eq!(ps("name=ir"), "first,third");
+    let o = d.docker(&["ps", "-a", "--filter", "before=nosuch"]);
+    assert!(err(&o).contains("No such container: nosuch"), "{}", err(&o));
+    d.ok(&["rm", "first", "second", "third"]);
+    d.ok(&["network", "rm", "flt"]);
+}

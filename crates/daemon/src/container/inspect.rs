@@ -199,22 +199,14 @@ impl ContainerService {
         }
         let mut recs: Vec<ContainerRecord> = self.all().iter().map(|e| e.record()).collect();
         recs.sort_by(|a, b| b.created.cmp(&a.created));
-        let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
-            let v = filters.get(key);
-            v.is_empty() || v.iter().any(|x| pred(x))
-        };
+        let created_of = |name: &str| self.get(name).ok().map(|e| e.record().created);
+        let filter = super::list_filter::ListFilter::new(filters, &created_of)?;
         let images = self.images.clone();
         let show_all = all || limit.is_some() || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
         let out: Vec<Value> = recs
             .into_iter()
             .filter(|r| show_all || r.state.running())
-            .filter(|r| any("id", &|id| r.id.starts_with(id)))
-            .filter(|r| any("name", &|n| r.name.contains(n.trim_start_matches('/'))))
-            .filter(|r| any("status", &|s| r.state.shown() == s))
-            .filter(|r| any("health", &|h| r.state.health.as_ref().map(|x| x.status.as_str()).unwrap_or("none") == h))
-            .filter(|r| any("exited", &|c| r.state.shown() == "exited" && c.parse() == Ok(r.state.exit_code)))
-            .filter(|r| any("ancestor", &|a| r.config.image == a || r.image_id.as_str() == a || r.image_id.hex().starts_with(a)))
-            .filter(|r| filters.match_labels(&r.config.labels))
+            .filter(|r| filter.matches(r))
             .take(limit.unwrap_or(usize::MAX))
             .map(|r| {
                 json!({
