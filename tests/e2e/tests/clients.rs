@@ -157,3 +157,32 @@ except docker.errors.ImageLoadError as e:
     assert!(!err(&o).is_empty());
     assert_eq!(d.ok(&["images", "-aq"]), "");
 }
+
+/// Once an exec's stream has ended, exec inspect says it is not running and gives its exit code
+/// (cri-dockerd's ExecSync, docker-py's exec_run). Before, a quick exit could be recorded before
+/// the start's own "running" update, which then stuck: Running true with the exit code, for good.
+#[test]
+fn exec_inspect_after_the_stream_is_final() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "execs", "busybox", "sleep", "300"]);
+    let script = r#"
+import docker, threading
+api = docker.from_env(timeout=60).api
+bad = []
+def one(i):
+    x = api.exec_create("execs", ["sh", "-c", "echo x; exit %d" % (i % 5)])
+    api.exec_start(x["Id"])
+    r = api.exec_inspect(x["Id"])
+    if r["Running"] or r["ExitCode"] != i % 5:
+        bad.append((i, r["Running"], r["ExitCode"]))
+for b in range(20):
+    ts = [threading.Thread(target=one, args=(b * 8 + k,)) for k in range(8)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+print("bad", bad)
+"#;
+    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded();
+    assert_eq!(out(&o).trim(), "bad []", "{}", err(&o));
+    d.ok(&["rm", "-f", "execs"]);
+}

@@ -254,11 +254,8 @@ impl ContainerService {
             st.exit_code = Some(126);
             return Err(Error::invalid(msg));
         }
-        {
-            let mut st = x.state.lock().expect("exec state lock");
-            st.running = true;
-            st.pid = started.pid;
-        }
+        // Running was recorded by the supervisor as it read EXEC_STARTED, in order with the exit
+        // report: set here, after a wake-up, it could land after a quick exit and stick.
         self.publish(&format!("exec_start: {}", x.config.cmd.join(" ")), &rec, &[("execID", exec_id.to_string())]);
         let stdin = (x.config.attach_stdin && !detach).then(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<Option<Bytes>>();
@@ -285,6 +282,13 @@ impl ContainerService {
         match kind {
             proto::EXEC_STARTED => {
                 if let Ok(s) = serde_json::from_slice::<ExecStarted>(data) {
+                    if s.error.is_none() {
+                        if let Ok(x) = self.exec_entry(&s.exec_id) {
+                            let mut st = x.state.lock().expect("exec state lock");
+                            st.running = true;
+                            st.pid = s.pid;
+                        }
+                    }
                     if let Some(r) = e.exec_routes.lock().expect("exec routes lock").get_mut(&s.exec_id) {
                         if let Some(tx) = r.started.take() {
                             let _ = tx.send(s);
