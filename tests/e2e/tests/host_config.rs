@@ -259,3 +259,24 @@ fn oom_score_adj_below_the_daemons_own() {
     // Raising it needs nothing.
     assert_eq!(d.ok(&["run", "--rm", "--oom-score-adj", "500", "busybox", "cat", "/proc/self/oom_score_adj"]), "500");
 }
+
+/// Inspect shows what applies, as Docker fills it in at create: runtime runc, a 64 MiB /dev/shm, a
+/// private IPC namespace, the host's cgroup namespace. A runtime or cgroupns mode berthd does not
+/// have is refused (it was stored and ignored).
+#[test]
+fn host_config_defaults_and_refusals() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let id = d.ok(&["create", "busybox", "true"]);
+    let f = "{{.HostConfig.Runtime}} {{.HostConfig.ShmSize}} {{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}}";
+    assert_eq!(d.ok(&["inspect", "-f", f, &id]), "runc 67108864 private host");
+    assert_eq!(d.ok(&["start", "-a", &id]), "");
+    let o = d.docker(&["create", "--runtime", "nope", "busybox", "true"]);
+    assert!(err(&o).contains("unknown or invalid runtime name: nope"), "{}", err(&o));
+    let o = d.docker(&["create", "--cgroupns", "private", "busybox", "true"]);
+    assert!(err(&o).contains("not supported by berthd"), "{}", err(&o));
+    // Given values stay as given.
+    let id2 = d.ok(&["create", "--shm-size", "8m", "--runtime", "runc", "busybox", "true"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.ShmSize}}", &id2]), "8388608");
+    d.ok(&["rm", &id, &id2]);
+}

@@ -171,6 +171,7 @@ impl ContainerService {
             None => self.reserve_random_name(&id),
         };
         let image_id = image.id.clone();
+        apply_host_defaults(&mut host_config)?;
         let warnings: Vec<String> = clamp_oom_score_adj(&mut host_config).into_iter().collect();
         for w in &warnings {
             tracing::warn!(container = %id, "{w}");
@@ -244,6 +245,36 @@ impl ContainerService {
     pub fn ids(&self) -> Vec<String> {
         self.entries.lock().expect("entries lock").keys().cloned().collect()
     }
+}
+
+/// What Docker fills in at create, so that inspect shows what applies: the runtime (only runc's
+/// equivalent exists here: any other name is refused, never stored and ignored), the 64 MiB
+/// /dev/shm, a private IPC namespace, and the host's cgroup namespace (berthd makes none).
+fn apply_host_defaults(hc: &mut berth_api::container::HostConfig) -> Result<()> {
+    match hc.extra.get("Runtime").and_then(|v| v.as_str()).unwrap_or("") {
+        "" | "runc" => {
+            hc.extra.insert("Runtime".into(), serde_json::json!("runc"));
+        }
+        other => return Err(Error::invalid(format!("unknown or invalid runtime name: {other}"))),
+    }
+    let missing = |v: Option<&serde_json::Value>| v.is_none_or(|v| v.is_null() || v == "" || v == 0);
+    if missing(hc.extra.get("ShmSize")) {
+        hc.extra.insert("ShmSize".into(), serde_json::json!(64u64 << 20));
+    }
+    if missing(hc.extra.get("IpcMode")) {
+        hc.extra.insert("IpcMode".into(), serde_json::json!("private"));
+    }
+    match hc.extra.get("CgroupnsMode").and_then(|v| v.as_str()).unwrap_or("") {
+        "" | "host" => {
+            hc.extra.insert("CgroupnsMode".into(), serde_json::json!("host"));
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "cgroup namespace mode {other:?} is not supported by berthd: containers share the host's"
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// Lowering `oom_score_adj` takes `CAP_SYS_RESOURCE`, which berthd may lack (some VMs, nested
