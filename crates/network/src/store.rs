@@ -59,8 +59,18 @@ pub struct Endpoint {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     pub mac: String,
+    /// Requested with `--mac-address` (`EndpointsConfig[].MacAddress`); kept across restarts.
+    #[serde(default)]
+    pub static_mac: Option<String>,
     /// The host end of the veth pair while running.
     pub host_veth: String,
+}
+
+/// A MAC address a client may ask for: six hex octets, unicast. Normalised to lower case.
+pub fn parse_mac(s: &str) -> Option<String> {
+    let octets: Vec<u8> =
+        s.split(':').map(|o| u8::from_str_radix(o, 16).ok().filter(|_| o.len() == 2)).collect::<Option<_>>()?;
+    (octets.len() == 6 && octets[0] & 1 == 0).then(|| s.to_ascii_lowercase())
 }
 
 /// Options for a new network, from the API.
@@ -233,6 +243,15 @@ impl NetworkStore {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn macs_parse_unicast_only() {
+        assert_eq!(super::parse_mac("02:42:AC:11:00:02").as_deref(), Some("02:42:ac:11:00:02"));
+        assert_eq!(super::parse_mac("03:00:00:00:00:01"), None, "multicast");
+        assert_eq!(super::parse_mac("02:42:ac:11:00"), None);
+        assert_eq!(super::parse_mac("2:42:ac:11:00:02"), None);
+        assert_eq!(super::parse_mac("zz:42:ac:11:00:02"), None);
+    }
+
     use super::*;
 
     fn open() -> (tempfile::TempDir, NetworkStore) {

@@ -482,3 +482,29 @@ fn host_gateway_names_the_bridge_gateway() {
     assert_eq!(line("usernet").split_whitespace().collect::<Vec<_>>(), [gw.as_str(), "host.docker.internal"]);
     d.ok(&["network", "rm", "usernet"]);
 }
+
+/// `--mac-address` is applied (it was stored and ignored): on the default bridge and a user
+/// network, through `EndpointsConfig[].MacAddress`; a malformed or multicast one is refused.
+#[test]
+fn mac_address_is_applied() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let mac = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "cat", "/sys/class/net/eth0/address"]);
+        d.ok(&a)
+    };
+    assert_eq!(mac(&["--mac-address", "02:42:AC:11:00:99"]), "02:42:ac:11:00:99");
+    d.ok(&["network", "create", "macnet"]);
+    assert_eq!(mac(&["--network", "macnet", "--mac-address", "02:00:00:00:be:ef"]), "02:00:00:00:be:ef");
+    let o = d.docker(&["create", "--network", "macnet", "--mac-address", "03:00:00:00:00:01", "busybox"]);
+    assert!(!o.status.success(), "a multicast MAC was accepted");
+    // Kept across a restart.
+    let id =
+        d.ok(&["run", "-d", "--network", "macnet", "--mac-address", "02:00:00:00:00:42", "busybox", "sleep", "300"]);
+    d.ok(&["restart", "-t", "0", &id]);
+    assert_eq!(d.ok(&["exec", &id, "cat", "/sys/class/net/eth0/address"]), "02:00:00:00:00:42");
+    d.ok(&["rm", "-f", &id]);
+    d.ok(&["network", "rm", "macnet"]);
+}

@@ -61,12 +61,22 @@ impl ContainerService {
             if n.driver != "bridge" {
                 return Err(Error::invalid(format!("container cannot be connected to network {}", n.name)));
             }
-            let cfg = configs
+            let mut cfg = configs
                 .get(&name)
                 .or_else(|| configs.get(&n.id))
                 .or_else(|| if n.name == "bridge" { configs.get("default") } else { None })
                 .cloned()
                 .unwrap_or(Value::Null);
+            // The deprecated top-level Config.MacAddress (API < 1.44) belongs to the primary network.
+            if out.is_empty()
+                && cfg["MacAddress"].as_str().is_none_or(str::is_empty)
+                && !rec.config.mac_address.is_empty()
+            {
+                if !cfg.is_object() {
+                    cfg = Value::Object(Default::default());
+                }
+                cfg["MacAddress"] = Value::String(rec.config.mac_address.clone());
+            }
             out.push(self.endpoint_for(&n, &cfg, rec)?);
         }
         Ok(out)
@@ -99,6 +109,13 @@ impl ContainerService {
             // Docker adds the short id as an alias on user-defined networks.
             aliases.push(rec.id[..12].to_string());
         }
+        let static_mac = match cfg["MacAddress"].as_str().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(m) => Some(
+                berth_network::store::parse_mac(m)
+                    .ok_or_else(|| Error::invalid(format!("invalid MAC address: {m}")))?,
+            ),
+        };
         Ok(Endpoint {
             network_id: n.id.clone(),
             network_name: n.name.clone(),
@@ -109,6 +126,7 @@ impl ContainerService {
             prefix_len: n.subnet.map(|s| s.len).unwrap_or(0),
             gateway: n.gateway,
             mac: String::new(),
+            static_mac,
             host_veth: String::new(),
         })
     }
@@ -137,7 +155,7 @@ impl ContainerService {
             ep.ip = Some(ip);
             ep.prefix_len = subnet.len;
             ep.gateway = n.gateway;
-            ep.mac = mac_for(ip);
+            ep.mac = ep.static_mac.clone().unwrap_or_else(|| mac_for(ip));
             ep.endpoint_id = berth_types::new_id();
             ep.host_veth = link::veth_name();
         }
