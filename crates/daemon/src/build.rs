@@ -97,10 +97,10 @@ impl BuildService {
     }
 
     /// `POST /build/prune`.
-    pub async fn prune(&self) -> Result<(Vec<String>, u64)> {
+    pub async fn prune(&self, opts: berth_image::CachePruneOptions) -> Result<(Vec<String>, u64)> {
         let store = self.images.store();
         let usage = self.images.usage();
-        blocking(move || store.cache_prune(&*usage)).await
+        blocking(move || store.cache_prune(&*usage, &opts)).await
     }
 }
 

@@ -26,6 +26,14 @@ pub struct CacheRecord {
     pub usage_count: u64,
 }
 
+/// What `docker builder prune` keeps: the cache used at or after `until` (RFC 3339), and, when
+/// `keep_storage` is not 0, the newest entries up to that many bytes.
+#[derive(Debug, Clone, Default)]
+pub struct CachePruneOptions {
+    pub until: Option<String>,
+    pub keep_storage: u64,
+}
+
 /// One entry as `docker system df` shows build cache.
 #[derive(Debug, Clone)]
 pub struct CacheEntry {
@@ -123,24 +131,42 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// `docker builder prune`: forgets every cache entry and deletes the step images nothing else
-    /// holds (no tag, no container). Returns the entries removed and the bytes freed.
-    pub fn cache_prune(&self, usage: &dyn Fn(&Digest) -> Vec<Usage>) -> Result<(Vec<String>, u64)> {
+    /// `docker builder prune`: forgets the cache entries nothing uses (no tag, no container) and
+    /// deletes their step images — only those last used before `opts.until`, and, with
+    /// `keep_storage`, only the oldest until the rest fits in it. Returns the entries removed and
+    /// the bytes freed.
+    pub fn cache_prune(
+        &self,
+        usage: &dyn Fn(&Digest) -> Vec<Usage>,
+        opts: &CachePruneOptions,
+    ) -> Result<(Vec<String>, u64)> {
         let before: u64 = self.layer_bytes()?;
+        let entries = self.cache_list(usage)?;
+        let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        let mut candidates: Vec<&CacheEntry> = entries
+            .iter()
+            .filter(|e| !e.in_use)
+            .filter(|e| opts.until.as_ref().is_none_or(|u| e.record.last_used.as_str() < u.as_str()))
+            .collect();
+        // Oldest first: with a budget, the most recently used survive.
+        candidates.sort_by(|a, b| a.record.last_used.cmp(&b.record.last_used));
         let mut removed = Vec::new();
-        for e in self.cache_list(usage)? {
+        for e in candidates {
+            if opts.keep_storage > 0 && total <= opts.keep_storage {
+                break;
+            }
             self.store.delete(BUILD_CACHE, e.key.as_str())?;
             removed.push(e.key.hex().to_string());
-            if e.in_use {
-                continue;
-            }
+            total = total.saturating_sub(e.size);
             if self.store.get::<ImageRecord>(IMAGES, e.record.image.as_str())?.is_some() {
                 let _: Vec<DeleteResponse> = self.delete(e.record.image.as_str(), false, usage).unwrap_or_default();
             }
         }
         // Entries whose image is gone already.
-        for (k, _) in self.store.list::<CacheRecord>(BUILD_CACHE)? {
-            self.store.delete(BUILD_CACHE, &k)?;
+        for (k, rec) in self.store.list::<CacheRecord>(BUILD_CACHE)? {
+            if self.store.get::<ImageRecord>(IMAGES, rec.image.as_str())?.is_none() {
+                self.store.delete(BUILD_CACHE, &k)?;
+            }
         }
         self.gc()?;
         Ok((removed, before.saturating_sub(self.layer_bytes()?)))

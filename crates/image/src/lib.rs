@@ -14,7 +14,7 @@ mod store;
 mod testutil;
 pub mod tree;
 
-pub use buildcache::{CacheEntry, CacheRecord};
+pub use buildcache::{CacheEntry, CachePruneOptions, CacheRecord};
 pub use distmeta::BlobSource;
 pub use ingest::{CommitOptions, LayerInfo, Lease, Unpacked};
 pub use layout::Layout;

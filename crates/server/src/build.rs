@@ -162,7 +162,38 @@ async fn build(State(svc): State<Arc<BuildService>>, q: Query, req: Request) -> 
         .map_err(|e| ApiError(Error::internal(e.to_string())))
 }
 
-async fn prune(State(svc): State<Arc<BuildService>>) -> ApiResult<Response> {
-    let (deleted, reclaimed) = svc.prune().await?;
+/// `POST /build/prune`: `keep-storage` (and its newer names `reserved-space`, `max-used-space`),
+/// and the `until` filter (a Go duration or a time). `all` changes nothing here: every entry of the
+/// classic builder's cache is a step image, so "dangling" and "unused" are the same entries.
+async fn prune(State(svc): State<Arc<BuildService>>, q: crate::query::Query) -> ApiResult<Response> {
+    let f = q.filters()?;
+    f.validate(&["until", "unused-for"]).map_err(|e| ApiError(Error::invalid(e)))?;
+    let until = match f.get("until").first().or(f.get("unused-for").first()) {
+        None => None,
+        Some(u) => Some(prune_cutoff(u)?),
+    };
+    let keep = ["keep-storage", "reserved-space", "max-used-space"]
+        .iter()
+        .filter_map(|k| q.int(k).transpose())
+        .next()
+        .transpose()?
+        .unwrap_or(0)
+        .max(0) as u64;
+    let opts = berth_image::CachePruneOptions { until, keep_storage: keep };
+    let (deleted, reclaimed) = svc.prune(opts).await?;
     Ok(json_response(&json!({"CachesDeleted": deleted, "SpaceReclaimed": reclaimed})))
+}
+
+/// `until=24h` (a Go duration: that long ago) or a time (unix seconds or RFC 3339), as RFC 3339.
+fn prune_cutoff(u: &str) -> ApiResult<String> {
+    let bad = || ApiError(Error::invalid(format!("invalid filter 'until={u}'")));
+    let at = if let Ok(ns) = berth_dockerfile::duration::parse(u) {
+        chrono::Utc::now() - chrono::Duration::nanoseconds(ns)
+    } else if let Ok(d) = chrono::DateTime::parse_from_rfc3339(u) {
+        d.with_timezone(&chrono::Utc)
+    } else {
+        let secs: i64 = u.split('.').next().unwrap_or("").parse().map_err(|_| bad())?;
+        chrono::DateTime::from_timestamp(secs, 0).ok_or_else(bad)?
+    };
+    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
 }

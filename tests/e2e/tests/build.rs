@@ -224,6 +224,19 @@ fn cache_hits_misses_and_prune() {
         serde_json::from_str(d.ok(&["system", "df", "--format", "{{json .}}"]).lines().last().unwrap()).unwrap();
     assert_eq!(df["Type"], "Build Cache");
     assert_ne!(df["TotalCount"], "0");
+    // Only what was last used before `until`, and only past `keep-storage`: here, nothing.
+    let count = || {
+        let df: Value =
+            serde_json::from_str(d.ok(&["system", "df", "--format", "{{json .}}"]).lines().last().unwrap()).unwrap();
+        df["TotalCount"].as_str().unwrap().to_string()
+    };
+    let cached = count();
+    d.ok(&["builder", "prune", "-f", "--filter", "until=24h"]);
+    assert_eq!(count(), cached, "until=24h pruned fresh cache");
+    d.ok(&["builder", "prune", "-f", "--keep-storage", "10GB"]);
+    assert_eq!(count(), cached, "keep-storage pruned cache that fits");
+    let o = d.docker(&["builder", "prune", "-f", "--filter", "label=x"]);
+    assert!(err(&o).contains("invalid filter 'label'"), "{}", err(&o));
     let pruned = d.ok(&["builder", "prune", "-f"]);
     assert!(pruned.contains("Total reclaimed space:"), "{pruned}");
     let again = build_ok(&d, &dir, &["-t", "c:2"]);
