@@ -267,9 +267,20 @@ fn apply_extras(spec: &mut Value, input: &SpecInput) -> berth_types::Result<()> 
     if let Some(adj) = int(hc, "OomScoreAdj") {
         spec["process"]["oomScoreAdj"] = json!(adj);
     }
+    // `Annotations` (API 1.43+) go into the OCI spec, as Docker passes them to the runtime.
+    if let Some(a) = hc.extra.get("Annotations").and_then(|v| v.as_object()).filter(|a| !a.is_empty()) {
+        spec["annotations"] = Value::Object(a.clone());
+    }
     let res = &mut spec["linux"]["resources"];
     if let Some(v) = int(hc, "MemoryReservation") {
         res["memory"]["reservation"] = json!(v);
+    }
+    if hc.extra.get("OomKillDisable").and_then(|v| v.as_bool()) == Some(true) {
+        res["memory"]["disableOOMKiller"] = json!(true);
+    }
+    // -1 (or absent) is the kernel's default; 0–100 is applied (validated at create).
+    if let Some(v) = hc.extra.get("MemorySwappiness").and_then(|v| v.as_i64()).filter(|v| *v >= 0) {
+        res["memory"]["swappiness"] = json!(v);
     }
     if let Some(v) = int(hc, "MemorySwap") {
         res["memory"]["swap"] = json!(v);

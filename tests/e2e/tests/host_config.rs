@@ -280,3 +280,40 @@ fn host_config_defaults_and_refusals() {
     assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.ShmSize}}", &id2]), "8388608");
     d.ok(&["rm", &id, &id2]);
 }
+
+/// Memory swappiness, the OOM-killer switch and annotations are applied, not stored and echoed:
+/// the container's memory cgroup and the OCI spec carry them; an out-of-range swappiness is refused.
+#[test]
+fn swappiness_oom_kill_disable_and_annotations_are_applied() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "-m",
+        "64m",
+        "--memory-swappiness",
+        "10",
+        "--oom-kill-disable",
+        "--annotation",
+        "org.example.team=core",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").exists();
+    if v1 {
+        let dir =
+            d.cgroups().into_iter().find(|p| p.starts_with("/sys/fs/cgroup/memory")).expect("memory cgroup").join(&id);
+        assert_eq!(std::fs::read_to_string(dir.join("memory.swappiness")).unwrap().trim(), "10");
+        let oom = std::fs::read_to_string(dir.join("memory.oom_control")).unwrap();
+        assert!(oom.contains("oom_kill_disable 1"), "{oom}");
+    }
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.root.join("run/containers").join(&id).join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(spec["annotations"]["org.example.team"], "core");
+    let o = d.docker(&["create", "--memory-swappiness", "101", "busybox"]);
+    assert!(!o.status.success(), "swappiness 101 accepted");
+    d.ok(&["rm", "-f", &id]);
+}

@@ -172,7 +172,14 @@ impl ContainerService {
         };
         let image_id = image.id.clone();
         apply_host_defaults(&mut host_config)?;
-        let warnings: Vec<String> = clamp_oom_score_adj(&mut host_config).into_iter().collect();
+        let mut warnings: Vec<String> = clamp_oom_score_adj(&mut host_config).into_iter().collect();
+        if host_config.extra.get("OomKillDisable").and_then(|v| v.as_bool()) == Some(true)
+            && crate::system::cgroup_version() != "1"
+        {
+            // As Docker: cgroup v2 has no OOM-killer switch; discarded, and said so.
+            host_config.extra.insert("OomKillDisable".into(), serde_json::json!(false));
+            warnings.push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".into());
+        }
         for w in &warnings {
             tracing::warn!(container = %id, "{w}");
         }
@@ -256,6 +263,16 @@ fn apply_host_defaults(hc: &mut berth_api::container::HostConfig) -> Result<()> 
             hc.extra.insert("Runtime".into(), serde_json::json!("runc"));
         }
         other => return Err(Error::invalid(format!("unknown or invalid runtime name: {other}"))),
+    }
+    match hc.extra.get("MemorySwappiness").and_then(|v| v.as_i64()) {
+        None | Some(-1..=100) => {}
+        Some(v) => return Err(Error::invalid(format!("invalid value: {v}, valid memory swappiness range is 0-100"))),
+    }
+    if let Some(a) = hc.extra.get("Annotations").filter(|a| !a.is_null()) {
+        let ok = a.as_object().is_some_and(|m| m.iter().all(|(k, v)| !k.is_empty() && v.is_string()));
+        if !ok {
+            return Err(Error::invalid("invalid Annotations: keys must be non-empty and values strings"));
+        }
     }
     let missing = |v: Option<&serde_json::Value>| v.is_none_or(|v| v.is_null() || v == "" || v == 0);
     if missing(hc.extra.get("ShmSize")) {

@@ -318,6 +318,14 @@ impl ContainerService {
         .await?;
 
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "shim created the container");
+        if rec.host_config.extra.get("OomKillDisable").and_then(|v| v.as_bool()) == Some(true) {
+            // The cgroup exists and the init waits for START: nothing has run yet.
+            let cg = self.cgroup(&id);
+            if let Err(err) = blocking(move || Ok(cg.disable_oom_killer()?)).await {
+                let _ = berth_sys::process::kill(pid, 9);
+                return Err(Error::internal(format!("oom-kill-disable: {}", err.message)));
+            }
+        }
         if own_ns && !rec.endpoints.is_empty() {
             let mut eps = rec.endpoints.clone();
             let plumbed = match self.assign_addresses(&id, &mut eps) {

@@ -69,6 +69,12 @@ impl Cgroup {
         }
     }
 
+    /// `--oom-kill-disable` on cgroup v1 (`memory.oom_control`; v2 has no such switch). Set by
+    /// berthd because libcontainer applies every memory setting but this one.
+    pub(super) fn disable_oom_killer(&self) -> std::io::Result<()> {
+        std::fs::write(self.path("memory").join("memory.oom_control"), "1")
+    }
+
     pub(super) fn pids(&self) -> Vec<i32> {
         std::fs::read_to_string(self.path("pids").join("cgroup.procs"))
             .unwrap_or_default()
