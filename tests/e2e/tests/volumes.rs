@@ -219,3 +219,36 @@ fn driver_options_and_bad_input() {
     let df = d.docker(&["system", "df", "--format", "{{.Type}}"]);
     assert!(out(&df).contains("Local Volumes"), "{}", out(&df));
 }
+
+/// Bind recursion as Docker 25+: a bind carries the mounts under its source, a read-only bind is
+/// read-only all the way down, `bind-recursive=disabled` (NonRecursive) leaves the submounts out and
+/// `bind-recursive=writable` (ReadOnlyNonRecursive) makes only the top read-only. These options were
+/// accepted and ignored before.
+#[test]
+fn bind_recursion_options_are_applied() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let src = d.root.join("bindsrc");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    /// The tmpfs under the bind source, unmounted however the test ends.
+    struct Sub(std::path::PathBuf);
+    impl Drop for Sub {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let sub = Sub(src.join("sub"));
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&sub.0).status().unwrap().success());
+    let run = |opts: &str, cmd: &str| {
+        let m = format!("type=bind,src={},dst=/m{opts}", src.display());
+        d.ok(&["run", "--rm", "--mount", &m, "busybox", "sh", "-c", cmd])
+    };
+    let has_sub = "grep -c ' /m/sub ' /proc/self/mounts || true";
+    assert_eq!(run("", has_sub), "1");
+    assert_eq!(run(",bind-recursive=disabled", has_sub), "0");
+    let writes = "touch /m/top 2>/dev/null && echo top-rw || echo top-ro; touch /m/sub/x 2>/dev/null && echo sub-rw || echo sub-ro";
+    assert_eq!(run(",readonly", writes), "top-ro\nsub-ro");
+    assert_eq!(run(",readonly,bind-recursive=writable", writes), "top-ro\nsub-rw");
+    assert_eq!(run("", writes), "top-rw\nsub-rw");
+    drop(sub);
+}

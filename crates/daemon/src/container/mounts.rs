@@ -34,6 +34,13 @@ pub struct MountPoint {
     pub nocopy: bool,
     pub subpath: String,
     pub tmpfs_options: Vec<String>,
+    /// `BindOptions.NonRecursive`: the source alone, without the mounts under it.
+    #[serde(default)]
+    pub non_recursive: bool,
+    /// `BindOptions.ReadOnlyNonRecursive`: read-only on the top mount only (Docker's behaviour
+    /// before 25); otherwise a read-only bind is read-only all the way down.
+    #[serde(default)]
+    pub ro_non_recursive: bool,
 }
 
 impl MountPoint {
@@ -91,6 +98,9 @@ struct ApiMount {
 struct BindOptions {
     propagation: String,
     create_mountpoint: bool,
+    non_recursive: bool,
+    read_only_non_recursive: bool,
+    read_only_force_recursive: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +195,8 @@ impl ContainerService {
                 nocopy,
                 subpath: String::new(),
                 tmpfs_options: Vec::new(),
+                non_recursive: false,
+                ro_non_recursive: false,
             };
             if kind == "volume" {
                 if !src.is_empty() {
@@ -215,6 +227,8 @@ impl ContainerService {
                 nocopy: false,
                 subpath: String::new(),
                 tmpfs_options: Vec::new(),
+                non_recursive: false,
+                ro_non_recursive: false,
             };
             match m.kind.as_str() {
                 "bind" => {
@@ -236,6 +250,18 @@ impl ContainerService {
                         return Err(bad_mount("bind", format!("invalid propagation mode: {p}")));
                     }
                     mp.propagation = if p.is_empty() { "rprivate".into() } else { p };
+                    let bo = m.bind_options.unwrap_or_default();
+                    if (bo.read_only_non_recursive || bo.read_only_force_recursive) && !m.read_only {
+                        return Err(bad_mount("bind", "read-only recursion options require a read-only mount"));
+                    }
+                    if bo.read_only_non_recursive && bo.read_only_force_recursive {
+                        return Err(bad_mount("bind", "ReadOnlyNonRecursive and ReadOnlyForceRecursive conflict"));
+                    }
+                    if bo.non_recursive && bo.read_only_force_recursive {
+                        return Err(bad_mount("bind", "NonRecursive and ReadOnlyForceRecursive conflict"));
+                    }
+                    mp.non_recursive = bo.non_recursive;
+                    mp.ro_non_recursive = bo.read_only_non_recursive;
                     push(&mut out, mp)?;
                 }
                 "volume" => {
@@ -307,6 +333,8 @@ impl ContainerService {
                         nocopy: false,
                         subpath: String::new(),
                         tmpfs_options: tmpfs_opts(&user),
+                        non_recursive: false,
+                        ro_non_recursive: false,
                     },
                 )?;
             }
@@ -351,6 +379,8 @@ impl ContainerService {
                 nocopy: false,
                 subpath: String::new(),
                 tmpfs_options: Vec::new(),
+                non_recursive: false,
+                ro_non_recursive: false,
             });
         }
         for (i, req) in vols {
@@ -457,10 +487,14 @@ pub(super) fn spec_mounts(
                             .to_string();
                     }
                 }
-                let mut options = vec!["rbind".to_string()];
+                let mut options = vec![if m.non_recursive { "bind" } else { "rbind" }.to_string()];
                 options.push(if m.propagation.is_empty() { "rprivate".into() } else { m.propagation.clone() });
                 if !m.rw {
                     options.push("ro".into());
+                    // As Docker 25+: read-only all the way down (mount_setattr), unless asked not to.
+                    if !m.non_recursive && !m.ro_non_recursive {
+                        options.push("rro".into());
+                    }
                 }
                 out.push(SpecMount { destination: m.destination.clone(), kind: "bind".into(), source, options });
             }
