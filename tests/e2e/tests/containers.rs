@@ -458,3 +458,31 @@ fn list_filters_are_applied() {
     d.ok(&["rm", "first", "second", "third"]);
     d.ok(&["network", "rm", "flt"]);
 }
+
+/// `--health-start-interval` (compose `start_interval`): during the start period the probe runs
+/// that often, so a one-hour interval still finds the container healthy within seconds. (It was
+/// stored and ignored: the first probe came after the interval.)
+#[test]
+fn health_start_interval_is_applied() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1h",
+        "--health-start-period",
+        "5m",
+        "--health-start-interval",
+        "1s",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    berth_e2e::eventually("the container to be healthy", || {
+        d.ok(&["inspect", "-f", "{{.State.Health.Status}}", &id]) == "healthy"
+    });
+    d.ok(&["rm", "-f", &id]);
+}

@@ -38,6 +38,9 @@ struct Probe {
     interval: Duration,
     timeout: Duration,
     start_period: Duration,
+    /// Between probes during the start period while still "starting" (API 1.44's StartInterval,
+    /// compose's `start_interval`; Docker's default 5 s).
+    start_interval: Duration,
     retries: i64,
 }
 
@@ -61,6 +64,7 @@ fn probe(hc: Option<&Value>) -> Option<Probe> {
         interval: d("Interval", 30_000_000_000),
         timeout: d("Timeout", 30_000_000_000),
         start_period: d("StartPeriod", 0),
+        start_interval: d("StartInterval", 5_000_000_000),
         retries: hc["Retries"].as_i64().filter(|r| *r > 0).unwrap_or(3),
     })
 }
@@ -81,7 +85,9 @@ impl ContainerService {
         tokio::spawn(async move {
             let began = std::time::Instant::now();
             loop {
-                tokio::time::sleep(p.interval).await;
+                let starting = e.record().state.health.as_ref().is_some_and(|h| h.status == "starting");
+                let wait = if starting && began.elapsed() < p.start_period { p.start_interval } else { p.interval };
+                tokio::time::sleep(wait).await;
                 // This run of the container is over: stop probing.
                 if e.wait.borrow().exits != run || !e.record().state.running() {
                     return;
