@@ -508,3 +508,22 @@ fn mac_address_is_applied() {
     d.ok(&["rm", "-f", &id]);
     d.ok(&["network", "rm", "macnet"]);
 }
+
+/// `Config.NetworkDisabled` gives the container loopback only (it was stored and ignored: the
+/// container got an address on the bridge).
+#[test]
+fn network_disabled_means_loopback_only() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let body =
+        serde_json::json!({"Image": "busybox", "Cmd": ["sh", "-c", "ls /sys/class/net"], "NetworkDisabled": true});
+    let id = rt.block_on(d.client().call(hyper::Method::POST, "/containers/create", Some(&body))).expect("create")
+        ["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(d.ok(&["start", "-a", &id]), "lo");
+    assert_eq!(d.ok(&["inspect", "-f", "{{len .NetworkSettings.Networks}}", &id]), "0");
+    d.ok(&["rm", &id]);
+}

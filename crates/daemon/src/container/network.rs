@@ -33,6 +33,11 @@ impl ContainerService {
     /// At create: the endpoints of the container's NetworkMode and NetworkingConfig.
     pub(super) async fn resolve_endpoints(&self, rec: &ContainerRecord) -> Result<Vec<Endpoint>> {
         let mode = rec.host_config.network_mode.as_str();
+        // `NetworkDisabled`: its own network namespace with loopback only, as Docker allocates no
+        // network for it.
+        if rec.config.network_disabled && mode != "host" && !mode.starts_with("container:") {
+            return Ok(Vec::new());
+        }
         if let Some(other) = mode.strip_prefix("container:") {
             self.get(other)?;
             return Ok(Vec::new());
