@@ -252,3 +252,28 @@ fn bind_recursion_options_are_applied() {
     assert_eq!(run("", writes), "top-rw\nsub-rw");
     drop(sub);
 }
+
+/// `TmpfsOptions.Options` (API 1.46) is applied: `exec` lifts the default `noexec`; an option that
+/// could widen the container's reach (`suid`) is refused, not dropped.
+#[test]
+fn tmpfs_options_are_applied() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let create = |opts: serde_json::Value| {
+        let body = serde_json::json!({
+            "Image": "busybox",
+            "Cmd": ["sh", "-c", "cp /bin/busybox /t/true && /t/true && echo ran || echo refused"],
+            "HostConfig": {"Mounts": [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Options": opts}}]},
+        });
+        rt.block_on(d.client().call(hyper::Method::POST, "/containers/create", Some(&body)))
+            .map(|v| v["Id"].as_str().unwrap().to_string())
+    };
+    let exec = create(serde_json::json!([["exec"]])).expect("create");
+    assert_eq!(d.ok(&["start", "-a", &exec]), "ran");
+    let plain = create(serde_json::json!([])).expect("create");
+    assert_eq!(d.ok(&["start", "-a", &plain]), "refused");
+    let e = create(serde_json::json!([["suid"]])).expect_err("suid accepted");
+    assert!(format!("{e:#}").contains("unsupported tmpfs option"), "{e:#}");
+    d.ok(&["rm", &exec, &plain]);
+}

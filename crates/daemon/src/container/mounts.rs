@@ -124,6 +124,8 @@ struct DriverConfig {
 struct TmpfsOptions {
     size_bytes: i64,
     mode: u32,
+    /// API 1.46: `[["exec"]]`, `[["nr_inodes", "1000"]]`.
+    options: Option<Vec<Vec<String>>>,
 }
 
 /// Docker's tmpfs defaults, with the user's options after them (so `exec` can undo `noexec`).
@@ -304,6 +306,21 @@ impl ContainerService {
                         }
                         if t.mode != 0 {
                             o.push(format!("mode={:o}", t.mode));
+                        }
+                        // Only what cannot widen a container's reach: exec (as `--tmpfs /x:exec`),
+                        // and inode or huge-page limits. Anything else is refused, not dropped.
+                        for opt in t.options.iter().flatten() {
+                            match opt.as_slice() {
+                                [f] if f == "exec" || f == "noexec" => o.push(f.clone()),
+                                [k, v]
+                                    if (k == "nr_inodes" && v.parse::<u64>().is_ok())
+                                        || (k == "huge"
+                                            && matches!(v.as_str(), "never" | "always" | "within_size" | "advise")) =>
+                                {
+                                    o.push(format!("{k}={v}"))
+                                }
+                                _ => return Err(bad_mount("tmpfs", format!("unsupported tmpfs option {opt:?}"))),
+                            }
                         }
                     }
                     if m.read_only {
