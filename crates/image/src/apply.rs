@@ -30,7 +30,7 @@ fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Applies the (already decompressed) tar stream `r` onto `root`.
 pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
-    apply_tar(r, root, Path::new(""), false, true)
+    apply_tar(r, root, Path::new(""), false, true, None)
 }
 
 /// Applies `r` under the directory `at` of `root` (`docker cp` into a container). With
@@ -38,10 +38,29 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
 /// Whiteout files are files here (only a layer's whiteouts delete), and hardlink targets are names
 /// within the archive, so under `at` too, as Docker extracts them.
 pub fn apply_at(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: bool) -> Result<Applied> {
-    apply_tar(r, root, at, no_overwrite_dir_non_dir, false)
+    apply_tar(r, root, at, no_overwrite_dir_non_dir, false, None)
 }
 
-fn apply_tar(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: bool, layer: bool) -> Result<Applied> {
+/// [`apply_at`] with every entry owned by `owner` (uid, gid) instead of the archive's owners, as
+/// `docker cp` extracts: the container's root, or its user with `copyUIDGID`.
+pub fn apply_at_owned(
+    r: impl Read,
+    root: &Root,
+    at: &Path,
+    no_overwrite_dir_non_dir: bool,
+    owner: (u32, u32),
+) -> Result<Applied> {
+    apply_tar(r, root, at, no_overwrite_dir_non_dir, false, Some(owner))
+}
+
+fn apply_tar(
+    r: impl Read,
+    root: &Root,
+    at: &Path,
+    no_overwrite_dir_non_dir: bool,
+    layer: bool,
+    owner: Option<(u32, u32)>,
+) -> Result<Applied> {
     let mut archive = tar::Archive::new(r);
     let mut applied = Applied::default();
     let mut dirs: Vec<(PathBuf, u32, u32, u32, i64)> = Vec::new();
@@ -54,8 +73,8 @@ fn apply_tar(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: boo
         let (mode, uid, gid) = (
             h.mode().map_err(|x| bad(&raw, x))? & 0o7777,
             // Go's archive/tar reads an empty numeric field as 0; so do we.
-            h.uid().unwrap_or(0) as u32,
-            h.gid().unwrap_or(0) as u32,
+            owner.map_or(h.uid().unwrap_or(0) as u32, |o| o.0),
+            owner.map_or(h.gid().unwrap_or(0) as u32, |o| o.1),
         );
         let mtime = h.mtime().unwrap_or(0) as i64;
         let kind = h.entry_type();

@@ -253,7 +253,7 @@ async fn archive_put(State(svc): Svc, Path(id): Path<String>, q: Query, req: Req
     use futures_util::TryStreamExt;
     let path = archive_path(&q)?;
     let body = tokio_util::io::StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
-    svc.archive_put(&id, &path, q.bool("noOverwriteDirNonDir"), body).await?;
+    svc.archive_put(&id, &path, q.bool("noOverwriteDirNonDir"), q.bool("copyUIDGID"), body).await?;
     Ok(StatusCode::OK)
 }
 

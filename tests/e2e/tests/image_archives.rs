@@ -314,3 +314,20 @@ fn cp_with_volumes_of_a_stopped_container() {
     assert!(!o.status.success() && err(&o).contains("Could not find the file /nosuchdir"), "{}", err(&o));
     d.ok(&["rm", "-v", "holder"]);
 }
+
+/// `docker cp` into a container owns what it extracts as Docker does: by the container's root, or
+/// with `-a` (copyUIDGID) by the container's user — never by whatever uid the archive carried.
+#[test]
+fn cp_ownership_as_docker() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "owned", "-u", "33:33", "busybox", "sleep", "300"]);
+    let host = tempfile::tempdir().unwrap();
+    let f = host.path().join("f.txt");
+    std::fs::write(&f, "x").unwrap();
+    std::os::unix::fs::chown(&f, Some(1234), Some(1234)).unwrap();
+    d.ok(&["cp", f.to_str().unwrap(), "owned:/tmp/plain.txt"]);
+    d.ok(&["cp", "-a", f.to_str().unwrap(), "owned:/tmp/archive.txt"]);
+    let owners = d.ok(&["exec", "owned", "stat", "-c", "%u:%g", "/tmp/plain.txt", "/tmp/archive.txt"]);
+    assert_eq!(owners.lines().collect::<Vec<_>>(), ["0:0", "33:33"]);
+    d.ok(&["rm", "-f", "owned"]);
+}

@@ -271,14 +271,27 @@ impl ContainerService {
     }
 
     /// `PUT /containers/{id}/archive`: extracts a tar into the directory `path`.
+    /// Entries are owned by the container's root, or with `copy_uid_gid` (`docker cp -a`) by its
+    /// user, as Docker extracts them.
     pub async fn archive_put(
         &self,
         name: &str,
         path: &str,
         no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
         body: impl AsyncRead + Send + Unpin + 'static,
     ) -> Result<()> {
         let e = self.get(name)?;
+        let owner = if copy_uid_gid {
+            let user = e.record().config.user.clone();
+            self.with_path_view(&e, "/", false, move |root, _| {
+                let u = berth_runtime::user::resolve_user(&Root::open(root)?, &user)?;
+                Ok((u.uid, u.gid))
+            })
+            .await?
+        } else {
+            (0, 0)
+        };
         let (p, id) = (path.to_string(), name.to_string());
         self.with_path_view(&e, path, true, move |root, inside| {
             let r = Root::open(root)?;
@@ -289,7 +302,7 @@ impl ContainerService {
                 return Err(Error::invalid(format!("extraction point is not a directory: {p}")));
             }
             let plain = berth_image::compress::decompress(SyncIoBridge::new(body))?;
-            berth_image::apply::apply_at(plain, &r, Path::new(inside), no_overwrite_dir_non_dir)?;
+            berth_image::apply::apply_at_owned(plain, &r, Path::new(inside), no_overwrite_dir_non_dir, owner)?;
             Ok(())
         })
         .await
