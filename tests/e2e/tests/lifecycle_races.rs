@@ -625,3 +625,35 @@ fn a_killed_shim_ends_its_container_cleanly() {
     d.ok(&["rm", "-f", &id]);
     berth_e2e::eventually("every shim to exit", || d.shims().is_empty());
 }
+
+/// Sixteen creates of the same explicit name at once: exactly one wins, the others get Docker's
+/// 409 naming the winner, and the name is free again once the winner is removed.
+#[test]
+fn same_name_creates_race_to_one_winner() {
+    let d = daemon();
+    let host = d.host();
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let body = json!({"Image": "busybox", "Cmd": ["true"]});
+                    call_status(&c, Method::POST, "/containers/create?name=contested", Some(body)).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            match t.await.expect("create task") {
+                Ok(v) => winners.push(v["Id"].as_str().unwrap().to_string()),
+                Err((409, m)) => assert!(m.contains("\"/contested\" is already in use by container"), "{m}"),
+                Err(e) => panic!("unexpected answer {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        call(&c, Method::DELETE, &format!("/containers/{}", winners[0]), None).await.expect("rm");
+        let body = json!({"Image": "busybox", "Cmd": ["true"]});
+        call(&c, Method::POST, "/containers/create?name=contested", Some(body)).await.expect("the name is free again");
+    });
+}
