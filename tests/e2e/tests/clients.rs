@@ -5,6 +5,21 @@ use std::process::Command;
 
 use berth_e2e::{err, out, Berthd, Bounded};
 
+/// A daemon with busybox and, if `name` is given, a container of that name sleeping.
+fn daemon_with(name: Option<&str>) -> Berthd {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    if let Some(n) = name {
+        d.ok(&["run", "-d", "--name", n, "busybox", "sleep", "300"]);
+    }
+    d
+}
+
+/// A Python script (docker-py) against `d`, with the client deadline.
+fn py(d: &Berthd, script: &str) -> std::process::Output {
+    Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded()
+}
+
 #[test]
 fn testcontainers_python_generic_container() {
     let d = Berthd::start();
@@ -62,7 +77,7 @@ ct = docker.from_env().containers.get("pyexec")
 bad = [i for i in range(30) if ct.exec_run(["sh", "-c", "echo $MODE"]).output.strip() != b"test"]
 print("bad", len(bad))
 "#;
-    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded();
+    let o = py(&d, script);
     assert_eq!(out(&o).trim(), "bad 0", "{}", err(&o));
     d.ok(&["rm", "-f", "pyexec"]);
 }
@@ -89,9 +104,7 @@ print("bad", bad)
 /// raw bytes made it fail with "104 is not a valid stream"), and the reverse answers raw bytes.
 #[test]
 fn exec_framing_follows_the_start_request() {
-    let d = Berthd::start();
-    d.import_busybox("busybox");
-    d.ok(&["run", "-d", "--name", "frames", "busybox", "sleep", "300"]);
+    let d = daemon_with(Some("frames"));
     let script = r#"
 import docker
 api = docker.from_env(timeout=60).api
@@ -103,7 +116,7 @@ print(repr(run(True, False)))
 # A plain exec started as a TTY: raw bytes, the frame header would show if it were there.
 print(repr(run(False, True)))
 "#;
-    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded();
+    let o = py(&d, script);
     assert!(o.status.success(), "{}", err(&o));
     let lines: Vec<String> = out(&o).lines().map(String::from).collect();
     // Through the TTY the line ends in \r\n; demultiplexed, nothing else is in it.
@@ -132,7 +145,7 @@ for i in range(20):
 print(sorted(got))
 "#
     );
-    let o = Command::new("python3").arg("-c").arg(&script).env("DOCKER_HOST", d.host()).bounded();
+    let o = py(&d, &script);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o).trim(), r"[(b'out1\nerr1\n', b'out1\n', b'err1\n')]");
 }
@@ -150,7 +163,7 @@ try:
 except docker.errors.ImageLoadError as e:
     print("ImageLoadError", "invalid" in str(e) or "tar" in str(e))
 "#;
-    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded();
+    let o = py(&d, script);
     assert_eq!(out(&o).trim(), "ImageLoadError True", "{}", err(&o));
     let o = d.docker_stdin(&["load"], Some(b"not a tar"));
     assert!(!o.status.success());
@@ -163,9 +176,7 @@ except docker.errors.ImageLoadError as e:
 /// the start's own "running" update, which then stuck: Running true with the exit code, for good.
 #[test]
 fn exec_inspect_after_the_stream_is_final() {
-    let d = Berthd::start();
-    d.import_busybox("busybox");
-    d.ok(&["run", "-d", "--name", "execs", "busybox", "sleep", "300"]);
+    let d = daemon_with(Some("execs"));
     let script = r#"
 import docker, threading
 api = docker.from_env(timeout=60).api
@@ -182,7 +193,7 @@ for b in range(20):
     [t.join() for t in ts]
 print("bad", bad)
 "#;
-    let o = Command::new("python3").arg("-c").arg(script).env("DOCKER_HOST", d.host()).bounded();
+    let o = py(&d, script);
     assert_eq!(out(&o).trim(), "bad []", "{}", err(&o));
     d.ok(&["rm", "-f", "execs"]);
 }
