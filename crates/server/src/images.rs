@@ -196,6 +196,13 @@ async fn get_dispatch(
     Path(rest): Path<String>,
     Extension(v): Extension<ApiVersion>,
 ) -> ApiResult<Response> {
+    // `docker search` asks an index (Docker Hub's search API); berthd has none to ask. A clear
+    // 501 the CLI prints, rather than "page not found" or an image lookup of "search".
+    if rest == "search" {
+        return Err(ApiError(Error::not_implemented(
+            "image search is not supported by berthd: it has no index service to search (list a registry's repositories with GET /v2/_catalog)",
+        )));
+    }
     if let Some(name) = rest.strip_suffix("/get") {
         return tar_stream(&svc, vec![name.to_string()]);
     }

@@ -250,3 +250,16 @@ fn null_members_read_as_absent() {
     d.ok(&["rm", "nulls"]);
     d.ok(&["network", "rm", "n1", "n2"]);
 }
+
+/// `docker search` gets a clear 501 in Docker's format (it got "page not found").
+#[test]
+fn image_search_is_a_clear_501() {
+    let d = Berthd::start();
+    let o = d.docker(&["search", "busybox"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("image search is not supported by berthd"), "{}", err(&o));
+    rt().block_on(async {
+        let (st, _, _) = raw(&d, "GET", "/v1.44/images/search?term=busybox", b"").await;
+        assert_eq!(st, 501);
+    });
+}
