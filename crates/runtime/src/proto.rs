@@ -39,8 +39,9 @@ pub const EXEC_OUTPUT: u8 = 17;
 pub const EXEC_EXITED: u8 = 18;
 
 /// Frames larger than this are a protocol violation.
-/// The `ERROR` payload for a request that failed because the container's process is gone (a
-/// pause racing the exit, say): the daemon answers Docker's 409 "is not running" for it.
+/// The error a shim reports (an `ERROR` payload, an `ExecStarted.error`) for a request that failed
+/// because the container's process is gone (a pause or exec racing the exit): the daemon answers
+/// Docker's 409 "is not running" for it.
 pub const ERR_NOT_RUNNING: &str = "container is not running";
 
 pub const MAX_FRAME: usize = 16 << 20;
@@ -82,10 +83,8 @@ pub struct ExecRequest {
 pub struct ExecStarted {
     pub exec_id: String,
     pub pid: i32,
+    /// Why it did not start; `ERR_NOT_RUNNING` when the container's process was gone.
     pub error: Option<String>,
-    /// The exec failed because the container's process has exited (or was exiting).
-    #[serde(default)]
-    pub not_running: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

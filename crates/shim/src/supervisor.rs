@@ -231,6 +231,17 @@ impl Supervisor {
         self.broadcast(proto::EXEC_OUTPUT, &payload);
     }
 
+    /// The error to report for a request the runtime refused: `ERR_NOT_RUNNING` when it failed
+    /// because the init has exited or is exiting (libcontainer's "status Stopped", a setns into a
+    /// dying namespace), so the daemon answers Docker's 409; the runtime's message otherwise.
+    fn refusal(&self, msg: String) -> String {
+        if self.exit.is_some() || !berth_sys::process::alive(self.pid) {
+            proto::ERR_NOT_RUNNING.to_string()
+        } else {
+            msg
+        }
+    }
+
     /// Reports execs that exited and whose output is drained (or that had their grace period).
     fn finish_execs(&mut self) {
         let mut done = Vec::new();
@@ -315,11 +326,10 @@ impl Supervisor {
                 let r = if kind == proto::PAUSE { self.container.pause() } else { self.container.resume() };
                 match r {
                     Ok(()) => send(&mut self.clients[i], proto::ACK, &[]),
-                    // Refused because the init has exited (libcontainer: "status Stopped")?
-                    Err(_) if self.exit.is_some() || !berth_sys::process::alive(self.pid) => {
-                        send(&mut self.clients[i], proto::ERROR, proto::ERR_NOT_RUNNING.as_bytes())
+                    Err(e) => {
+                        let msg = self.refusal(e.to_string());
+                        send(&mut self.clients[i], proto::ERROR, msg.as_bytes())
                     }
-                    Err(e) => send(&mut self.clients[i], proto::ERROR, e.to_string().as_bytes()),
                 }
             }
             proto::RESIZE => {
@@ -339,29 +349,17 @@ impl Supervisor {
                 let answer = match serde_json::from_slice::<proto::ExecRequest>(payload) {
                     Ok(req) => match crate::exec::spawn(&self.cfg, &req) {
                         Ok(p) => {
-                            let a = proto::ExecStarted {
-                                exec_id: req.exec_id.clone(),
-                                pid: p.pid,
-                                error: None,
-                                not_running: false,
-                            };
+                            let a = proto::ExecStarted { exec_id: req.exec_id.clone(), pid: p.pid, error: None };
                             self.execs.push(p);
                             self.shed_pending = true;
                             a
                         }
-                        // Failed because the container is going (its namespaces with it)?
-                        Err(e) => proto::ExecStarted {
-                            exec_id: req.exec_id,
-                            pid: 0,
-                            error: Some(e),
-                            not_running: self.exit.is_some() || !berth_sys::process::alive(self.pid),
-                        },
+                        Err(e) => proto::ExecStarted { exec_id: req.exec_id, pid: 0, error: Some(self.refusal(e)) },
                     },
                     Err(e) => proto::ExecStarted {
                         exec_id: String::new(),
                         pid: 0,
                         error: Some(format!("bad exec request: {e}")),
-                        not_running: false,
                     },
                 };
                 send(&mut self.clients[i], proto::EXEC_STARTED, &serde_json::to_vec(&answer).unwrap_or_default());

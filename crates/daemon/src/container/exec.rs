@@ -118,17 +118,17 @@ impl ContainerService {
     }
 
     /// What `exec_start` would refuse, checked without starting: a missing or started exec, a
-    /// stopped container. Returns whether the exec has a TTY.
-    pub fn exec_check(&self, exec_id: &str) -> Result<bool> {
+    /// stopped container.
+    pub fn exec_check(&self, exec_id: &str) -> Result<()> {
         let x = self.exec_entry(exec_id)?;
         if x.state.lock().expect("exec state lock").started {
             return Err(Error::conflict(format!("exec instance {exec_id} is already started")));
         }
         let rec = self.get(&x.container_id)?.record();
         if !rec.state.running() {
-            return Err(Error::conflict(format!("Container {} is not running", rec.id)));
+            return Err(not_running(&rec.id));
         }
-        Ok(x.config.tty)
+        Ok(())
     }
 
     pub async fn exec_start(&self, exec_id: &str, detach: bool) -> Result<ExecStream> {
@@ -247,7 +247,7 @@ impl ContainerService {
         let started = started?;
         if let Some(msg) = started.error {
             e.exec_routes.lock().expect("exec routes lock").remove(exec_id);
-            if started.not_running {
+            if msg == proto::ERR_NOT_RUNNING {
                 return Err(not_running(&rec.id));
             }
             let mut st = x.state.lock().expect("exec state lock");

@@ -1,8 +1,6 @@
 //! `docker ps --filter`: every filter Docker's container list takes, applied (none stored and
 //! ignored). Built once per request from the query; `matches` is then a pure test per record.
 
-use std::collections::BTreeMap;
-
 use berth_api::filters::Filters;
 use berth_types::{Error, Result};
 
@@ -76,14 +74,9 @@ impl ListFilter {
         };
         // Docker matches the name with its leading slash, as a regular expression.
         let slashed = format!("/{}", r.name);
-        let exposed: BTreeMap<&String, ()> = r
-            .config
-            .exposed_ports
-            .iter()
-            .flatten()
-            .map(|(k, _)| (k, ()))
-            .chain(r.host_config.port_bindings.keys().map(|k| (k, ())))
-            .collect();
+        // Exposed: the image's and the create's ports, and every published one.
+        let mut exposed =
+            r.config.exposed_ports.iter().flatten().map(|(k, _)| k).chain(r.host_config.port_bindings.keys());
         (self.names.is_empty() || self.names.iter().any(|re| re.is_match(&slashed)))
             && any("id", &|id| r.id.starts_with(id))
             && any("status", &|s| r.state.shown() == s)
@@ -98,7 +91,7 @@ impl ListFilter {
             && self.since.as_ref().is_none_or(|t| r.created > *t)
             && (self.publish.is_empty()
                 || self.publish.iter().any(|p| r.host_config.port_bindings.keys().any(|k| p.holds(k))))
-            && (self.expose.is_empty() || self.expose.iter().any(|p| exposed.keys().any(|k| p.holds(k))))
+            && (self.expose.is_empty() || exposed.any(|k| self.expose.iter().any(|p| p.holds(k))))
             && self.filters.match_labels(&r.config.labels)
     }
 }

@@ -66,11 +66,8 @@ impl ContainerService {
 /// Every hierarchy's copy of `<root>/<hierarchy>/<parent>/<id>` whose id is not in `live`:
 /// processes killed, directories removed. Returns how many were removed.
 pub(crate) fn collect_cgroups(root: &Path, parent: &str, live: &[String]) -> usize {
-    let mut hierarchies: Vec<PathBuf> =
-        std::fs::read_dir(root).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    hierarchies.push(root.to_path_buf());
     let mut removed = 0;
-    for h in hierarchies {
+    for h in hierarchies(root) {
         let Ok(children) = std::fs::read_dir(h.join(parent)) else { continue };
         for c in children.flatten() {
             let name = c.file_name().to_string_lossy().to_string();
@@ -89,11 +86,20 @@ pub(crate) fn collect_cgroups(root: &Path, parent: &str, live: &[String]) -> usi
 /// the cgroups removed. For a container whose shim died without reporting an exit: nothing else
 /// supervises those processes any more.
 pub(crate) fn kill_cgroup(rel: &str) -> usize {
-    let root = Path::new(CGROUP_ROOT);
-    let mut hierarchies: Vec<PathBuf> =
+    hierarchies(Path::new(CGROUP_ROOT))
+        .iter()
+        .map(|h| h.join(rel))
+        .filter(|p| p.is_dir())
+        .filter(|p| remove_cgroup(p))
+        .count()
+}
+
+/// Each v1 hierarchy under `root`, and `root` itself (the v2 tree, or the empty cgroup2 mount).
+fn hierarchies(root: &Path) -> Vec<PathBuf> {
+    let mut h: Vec<PathBuf> =
         std::fs::read_dir(root).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    hierarchies.push(root.to_path_buf());
-    hierarchies.iter().map(|h| h.join(rel)).filter(|p| p.is_dir()).filter(|p| remove_cgroup(p)).count()
+    h.push(root.to_path_buf());
+    h
 }
 
 /// Kills what runs in a cgroup (and its children) and removes it, retrying while the kernel
