@@ -459,6 +459,38 @@ pub fn security_opt_list(hc: &HostConfig) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `/sys/fs/cgroup` on a cgroup v1 host, as runc makes it: a tmpfs with, for each controller
+/// hierarchy, a bind of the container's own cgroup there, read-only unless privileged. libcontainer's
+/// own v1 cgroup mount leaves them writable (a container could raise its own memory limit) and
+/// binds whole named hierarchies (the host's name=systemd root), and it misreads its cgroups when
+/// the container joins another's pid namespace. Empty on a host without v1 hierarchies.
+fn cgroup_v1_mounts(mountinfo: &str, cgroups_path: &str, privileged: bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    for l in mountinfo.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else { continue };
+        let post: Vec<&str> = post.split_whitespace().collect();
+        let point = pre.split_whitespace().nth(4).unwrap_or_default();
+        if post.first() != Some(&"cgroup") || !point.starts_with("/sys/fs/cgroup/") {
+            continue;
+        }
+        let named = post.get(2).is_some_and(|o| o.split(',').any(|x| x.starts_with("name=")));
+        if named {
+            continue;
+        }
+        if out.is_empty() {
+            out.push(json!({"destination": "/sys/fs/cgroup", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"]}));
+        }
+        let mut options = vec!["rbind", "nosuid", "noexec", "nodev", "rprivate"];
+        if !privileged {
+            options.push("ro");
+        }
+        out.push(json!({"destination": point, "type": "bind",
+                        "source": format!("{point}/{}", cgroups_path.trim_start_matches('/')), "options": options}));
+    }
+    out
+}
+
 pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     let hc = &input.host_config;
     let caps = capabilities(hc);
@@ -476,6 +508,15 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
     ];
+    let v1 = cgroup_v1_mounts(
+        &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        &input.cgroups_path,
+        hc.privileged,
+    );
+    if !v1.is_empty() {
+        mounts.retain(|m| m["type"] != "cgroup");
+        mounts.extend(v1);
+    }
     mounts.retain(|m| !input.mounts.iter().any(|u| m["destination"] == u.destination.as_str()));
     for (src, dest) in &input.etc_files {
         if !input.mounts.iter().any(|u| &u.destination == dest) {
@@ -518,7 +559,11 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
         resources["pids"] = json!({"limit": p});
     }
-    let (masked, readonly) = system_paths(hc);
+    let (masked, mut readonly) = system_paths(hc);
+    if !hc.privileged && !readonly.is_empty() {
+        // The tmpfs that holds the cgroup v1 binds (see `cgroup_v1_mounts`), read-only once they are in.
+        readonly.push("/sys/fs/cgroup".into());
+    }
     let mut user = json!({"uid": input.user.uid, "gid": input.user.gid});
     if !input.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(input.user.additional_gids);
@@ -585,6 +630,22 @@ mod tests {
         assert_eq!(c.len(), 14);
         hc.cap_drop = vec!["ALL".into()];
         assert_eq!(capabilities(&hc), vec!["CAP_NET_ADMIN".to_string()]);
+    }
+
+    #[test]
+    fn cgroup_v1_binds_the_containers_own_cgroups_read_only() {
+        let mi = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
+        let m = cgroup_v1_mounts(mi, "/berth/abc", false);
+        let dests: Vec<&str> = m.iter().map(|v| v["destination"].as_str().unwrap()).collect();
+        assert_eq!(dests, ["/sys/fs/cgroup", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory"]);
+        assert_eq!(m[2]["source"], "/sys/fs/cgroup/memory/berth/abc");
+        assert!(m[2]["options"].as_array().unwrap().contains(&json!("ro")));
+        assert!(!cgroup_v1_mounts(mi, "/berth/abc", true)[1]["options"].as_array().unwrap().contains(&json!("ro")));
+        assert!(cgroup_v1_mounts("41 31 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw", "/x", false).is_empty());
     }
 
     #[test]

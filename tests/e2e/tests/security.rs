@@ -111,6 +111,52 @@ fn limits_are_enforced() {
     assert_eq!(d.ok(&["run", "--rm", "--name", "fine", "-m", "64m", "busybox", "true"]), "");
 }
 
+/// The container's cgroups are visible but read-only, and only its own (cgroup v1 here): a
+/// container cannot raise its own memory limit, nor write into the host's named hierarchies.
+#[test]
+fn cgroups_are_read_only_and_the_containers_own() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+        echo 999999999 > /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+        cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+        mkdir /sys/fs/cgroup/x /sys/fs/cgroup/systemd/x /sys/fs/cgroup/memory/x; \
+        ls /sys/fs/cgroup";
+    let o = d.docker(&["run", "--rm", "-m", "64m", "busybox", "sh", "-c", script]);
+    let (stdout, stderr) = (berth_e2e::out(&o), err(&o));
+    assert!(stdout.starts_with("67108864\n67108864\n"), "the limit stays: {stdout}");
+    assert!(stderr.contains("memory.limit_in_bytes: Read-only file system"), "{stderr}");
+    assert_eq!(stderr.matches("Read-only file system").count(), 3, "no folder is made anywhere: {stderr}");
+    assert!(stdout.contains("memory") && !stdout.contains("systemd"), "{stdout}");
+    // The same with a shared pid namespace (libcontainer misread its cgroups there).
+    d.ok(&["run", "-d", "--name", "pidowner", "busybox", "sleep", "100"]);
+    for _ in 0..5 {
+        let s = d.ok(&[
+            "run",
+            "--rm",
+            "--pid",
+            "container:pidowner",
+            "-m",
+            "32m",
+            "busybox",
+            "cat",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ]);
+        assert_eq!(s, "33554432");
+    }
+    // Privileged containers keep them writable, as with Docker.
+    d.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 999999999 > /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    d.ok(&["rm", "-f", "pidowner"]);
+}
+
 #[test]
 fn exec_runs_under_the_container_seccomp_profile() {
     let d = Berthd::start();
