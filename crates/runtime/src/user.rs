@@ -39,7 +39,8 @@ pub fn resolve_user(root: &Root, spec: &str) -> Result<ResolvedUser> {
             f.get(5).cloned().unwrap_or_else(|| "/".into()),
             f[0].clone(),
         ),
-        (None, Ok(uid)) => (uid, uid, "/".to_string(), String::new()),
+        // As runc: a uid without a passwd entry keeps the default group, 0.
+        (None, Ok(uid)) => (uid, 0, "/".to_string(), String::new()),
         (None, Err(_)) => {
             return Err(Error::invalid(format!("unable to find user {user}: no matching entries in passwd file")))
         }
@@ -127,6 +128,8 @@ mod tests {
             ResolvedUser { uid: 1000, gid: 50, additional_gids: vec![], home: "/".into() }
         );
         assert_eq!(resolve_user(&r, "www:extra").unwrap().gid, 50);
+        // runc keeps the default group for a uid without an entry (Docker: uid=4242 gid=0).
+        assert_eq!((resolve_user(&r, "4242").unwrap().uid, resolve_user(&r, "4242").unwrap().gid), (4242, 0));
         assert!(resolve_user(&r, "nobody2").unwrap_err().message.contains("no matching entries in passwd file"));
     }
 
