@@ -61,6 +61,9 @@ pub struct Args {
     /// The init binary `--init` runs as pid 1 (default: /usr/bin/tini-static)
     #[arg(long)]
     pub init_path: Option<PathBuf>,
+    /// Run containers in a user namespace: default, USER[:GROUP] or UID[:GID] (ids from /etc/subuid, /etc/subgid)
+    #[arg(long)]
+    pub userns_remap: Option<String>,
     /// Serve TCP hosts over TLS (implied by --tlsverify)
     #[arg(long)]
     pub tls: bool,
@@ -111,6 +114,8 @@ struct FileConfig {
     registry_certs_dir: Option<PathBuf>,
     #[serde(rename = "init-path")]
     init_path: Option<PathBuf>,
+    #[serde(rename = "userns-remap")]
+    userns_remap: Option<String>,
     tls: Option<bool>,
     tlsverify: Option<bool>,
     tlscacert: Option<PathBuf>,
@@ -140,6 +145,7 @@ pub struct Settings {
     pub pools: berth_network::Pools,
     pub distribution: berth_daemon::images::DistributionConfig,
     pub init_path: Option<PathBuf>,
+    pub userns_remap: Option<String>,
     pub tls: Option<crate::listen::TlsSettings>,
     pub log_opts: std::collections::BTreeMap<String, String>,
 }
@@ -263,6 +269,7 @@ impl Settings {
             log_opts,
             tls,
             init_path: a.init_path.or(file.init_path),
+            userns_remap: a.userns_remap.or(file.userns_remap).filter(|s| !s.is_empty()),
             distribution,
             bridge,
             bip,

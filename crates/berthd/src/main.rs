@@ -46,6 +46,15 @@ async fn run(s: Settings) -> Result<()> {
     // Handlers first: a SIGTERM that arrives while we start must still end in a clean shutdown.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // Checked before anything is made on disk.
+    let userns_remap = match &s.userns_remap {
+        Some(spec) => {
+            let r = berth_daemon::remap::resolve(spec).map_err(|e| anyhow::anyhow!("userns-remap: {}", e.message))?;
+            tracing::info!(spec = %spec, uids = ?r.uids, gids = ?r.gids, "containers run in user namespaces");
+            Some(r)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&s.data_root).with_context(|| format!("create {}", s.data_root.display()))?;
     std::fs::create_dir_all(&s.exec_root).with_context(|| format!("create {}", s.exec_root.display()))?;
     let _lock = config::lock_data_root(&s.data_root)?;
@@ -71,6 +80,7 @@ async fn run(s: Settings) -> Result<()> {
         distribution: s.distribution.clone(),
         init_path: s.init_path.clone(),
         log_opts: s.log_opts.clone(),
+        userns_remap,
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

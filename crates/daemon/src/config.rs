@@ -25,4 +25,6 @@ pub struct DaemonConfig {
     pub init_path: Option<PathBuf>,
     /// daemon.json `log-opts`: json-file options every container gets unless it sets its own.
     pub log_opts: std::collections::BTreeMap<String, String>,
+    /// `userns-remap`: the ids containers run as on the host, unless they ask for `--userns=host`.
+    pub userns_remap: Option<berth_sys::idmap::Remap>,
 }

@@ -9,6 +9,7 @@ pub mod images;
 mod names;
 pub mod networks;
 pub mod perms;
+pub mod remap;
 pub mod system;
 pub mod volumes;
 
@@ -52,8 +53,16 @@ impl Daemon {
             let images = ImageStore::open(store.clone(), &cfg.data_root)?;
             let volumes = berth_volume::VolumeStore::open(store.clone(), &cfg.data_root)?;
             let networks = berth_network::NetworkStore::open(store.clone(), cfg.pools.clone(), &cfg.bridge, cfg.bip)?;
-            for f in perms::secure_roots(&cfg.data_root, &cfg.exec_root)? {
-                tracing::warn!("closed to other users: {f}");
+            for f in perms::secure_roots(&cfg.data_root, &cfg.exec_root, cfg.userns_remap.as_ref().map(|r| r.root().1))?
+            {
+                tracing::warn!("data and exec roots corrected: {f}");
+            }
+            if cfg.userns_remap.is_some() {
+                for root in [&cfg.data_root, &cfg.exec_root] {
+                    for f in perms::open_ancestors(root)? {
+                        tracing::warn!("userns-remap: the containers' root must pass through {f}: made searchable (o+x), as Docker does");
+                    }
+                }
             }
             Ok((store, images, volumes, networks))
         })

@@ -196,8 +196,16 @@ impl SystemService {
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "SecurityOptions": security_options(self.cfg.userns_remap.is_some()),
             "Warnings": [],
         })
     }
+}
+/// `/info` SecurityOptions, as dockerd lists them (`name=userns` with `userns-remap`).
+fn security_options(remapped: bool) -> Vec<&'static str> {
+    let mut out = vec!["name=seccomp,profile=builtin"];
+    if remapped {
+        out.push("name=userns");
+    }
+    out
 }

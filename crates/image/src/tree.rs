@@ -11,6 +11,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use berth_sys::idmap::Remap;
 use berth_types::{Error, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use tar::{EntryType, Header};
@@ -39,12 +40,23 @@ fn names(dir: &OwnedFd) -> Result<Vec<Vec<u8>>> {
     Ok(v)
 }
 
-fn header_for(st: &rfs::Stat, kind: EntryType) -> Header {
+/// The id a remapped container sees for host id `id` (the kernel's overflow id when unmapped).
+fn seen(maps: &[berth_sys::idmap::IdMap], id: u32) -> u32 {
+    berth_sys::idmap::IdMap::to_container(maps, id).unwrap_or(OVERFLOW_ID)
+}
+
+const OVERFLOW_ID: u32 = 65_534;
+
+fn header_for(st: &rfs::Stat, kind: EntryType, unmap: Option<&Remap>) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(st.st_mode & 0o7777);
-    h.set_uid(st.st_uid as u64);
-    h.set_gid(st.st_gid as u64);
+    let (uid, gid) = match unmap {
+        Some(r) => (seen(&r.uids, st.st_uid), seen(&r.gids, st.st_gid)),
+        None => (st.st_uid, st.st_gid),
+    };
+    h.set_uid(uid as u64);
+    h.set_gid(gid as u64);
     h.set_mtime(st.st_mtime.max(0) as u64);
     h.set_size(0);
     h
@@ -59,6 +71,8 @@ struct Walker<W: Write> {
     b: tar::Builder<W>,
     mode: TreeMode,
     links: HashMap<(u64, u64), PathBuf>,
+    /// Host ids are written as this remapped container sees them.
+    unmap: Option<Remap>,
 }
 
 impl<W: Write> Walker<W> {
@@ -81,7 +95,7 @@ impl<W: Write> Walker<W> {
                 let key = (st.st_dev, st.st_ino);
                 if st.st_nlink > 1 {
                     if let Some(first) = self.links.get(&key).cloned() {
-                        let mut h = header_for(&st, EntryType::Link);
+                        let mut h = header_for(&st, EntryType::Link, self.unmap.as_ref());
                         self.b.append_link(&mut h, tar_path, &first)?;
                         return Ok(());
                     }
@@ -90,7 +104,7 @@ impl<W: Write> Walker<W> {
                 let fd =
                     rfs::openat(parent, name_os, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
                         .map_err(|e| io(e, &what()))?;
-                let mut h = header_for(&st, EntryType::Regular);
+                let mut h = header_for(&st, EntryType::Regular, self.unmap.as_ref());
                 h.set_size(st.st_size as u64);
                 let f = std::fs::File::from(fd);
                 // Limit to the stat size: a file growing under us must not corrupt the stream.
@@ -98,12 +112,12 @@ impl<W: Write> Walker<W> {
             }
             FileType::Symlink => {
                 let target = rfs::readlinkat(parent, name_os, Vec::new()).map_err(|e| io(e, &what()))?;
-                let mut h = header_for(&st, EntryType::Symlink);
+                let mut h = header_for(&st, EntryType::Symlink, self.unmap.as_ref());
                 self.b.append_link(&mut h, tar_path, OsStr::from_bytes(target.as_bytes()))?;
             }
             FileType::CharacterDevice if self.mode == TreeMode::OverlayUpper && st.st_rdev == 0 => {
                 let wh = tar_path.with_file_name(format!(".wh.{}", name_os.to_string_lossy()));
-                let mut h = header_for(&st, EntryType::Regular);
+                let mut h = header_for(&st, EntryType::Regular, self.unmap.as_ref());
                 h.set_mode(0o600);
                 self.b.append_data(&mut h, wh, std::io::empty())?;
             }
@@ -113,7 +127,7 @@ impl<W: Write> Walker<W> {
                     FileType::BlockDevice => EntryType::Block,
                     _ => EntryType::Fifo,
                 };
-                let mut h = header_for(&st, kind);
+                let mut h = header_for(&st, kind, self.unmap.as_ref());
                 h.set_device_major(rfs::major(st.st_rdev))?;
                 h.set_device_minor(rfs::minor(st.st_rdev))?;
                 self.b.append_data(&mut h, tar_path, std::io::empty())?;
@@ -125,10 +139,10 @@ impl<W: Write> Walker<W> {
 
     fn dir(&mut self, fd: &OwnedFd, st: &rfs::Stat, tar_path: &Path) -> Result<()> {
         if !tar_path.as_os_str().is_empty() {
-            let mut h = header_for(st, EntryType::Directory);
+            let mut h = header_for(st, EntryType::Directory, self.unmap.as_ref());
             self.b.append_data(&mut h, tar_path, std::io::empty())?;
             if self.mode == TreeMode::OverlayUpper && is_opaque(fd) {
-                let mut h = header_for(st, EntryType::Regular);
+                let mut h = header_for(st, EntryType::Regular, self.unmap.as_ref());
                 h.set_mode(0o600);
                 self.b.append_data(&mut h, tar_path.join(".wh..wh..opq"), std::io::empty())?;
             }
@@ -143,16 +157,35 @@ impl<W: Write> Walker<W> {
 
 /// Writes the tree at `dir` as a tar into `out`; entries are named `prefix/...` (no prefix: bare).
 pub fn write_dir<W: Write>(dir: &OwnedFd, prefix: &Path, mode: TreeMode, out: W) -> Result<W> {
+    write_dir_as(dir, prefix, mode, None, out)
+}
+
+/// [`write_dir`] of a remapped container's files as found on the host: owners are written as the
+/// container sees them (`unmap`'s host ids back to container ids).
+pub fn write_dir_as<W: Write>(
+    dir: &OwnedFd,
+    prefix: &Path,
+    mode: TreeMode,
+    unmap: Option<&Remap>,
+    out: W,
+) -> Result<W> {
     let st = rfs::fstat(dir).map_err(|e| io(e, "stat"))?;
-    let mut w = Walker { b: tar::Builder::new(out), mode, links: HashMap::new() };
+    let mut w = Walker { b: tar::Builder::new(out), mode, links: HashMap::new(), unmap: unmap.cloned() };
     w.b.follow_symlinks(false);
     w.dir(dir, &st, prefix)?;
     Ok(w.b.into_inner()?)
 }
 
 /// Writes one entry (a file, symlink or whole directory) found as `name` in `parent`.
-pub fn write_entry<W: Write>(parent: &OwnedFd, name: &[u8], tar_name: &Path, out: W) -> Result<W> {
-    let mut w = Walker { b: tar::Builder::new(out), mode: TreeMode::Plain, links: HashMap::new() };
+pub fn write_entry<W: Write>(
+    parent: &OwnedFd,
+    name: &[u8],
+    tar_name: &Path,
+    unmap: Option<&Remap>,
+    out: W,
+) -> Result<W> {
+    let mut w =
+        Walker { b: tar::Builder::new(out), mode: TreeMode::Plain, links: HashMap::new(), unmap: unmap.cloned() };
     w.b.follow_symlinks(false);
     w.entry(parent, name, tar_name)?;
     Ok(w.b.into_inner()?)

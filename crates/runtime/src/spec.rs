@@ -109,6 +109,8 @@ pub struct SpecInput {
     pub tty: bool,
     /// None shares the host's network namespace.
     pub netns: Option<PathBuf>,
+    /// The pinned user namespace the container joins (`userns-remap`); None runs it in the host's.
+    pub userns: Option<PathBuf>,
     pub cgroups_path: String,
     pub host_config: HostConfig,
     /// Files the daemon generated (hosts, hostname, resolv.conf) and where they go.
@@ -128,6 +130,8 @@ pub struct SpecInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     pub path: String,
+    /// The node on the host it comes from.
+    pub host_path: String,
     /// `c` or `b`.
     pub kind: String,
     pub major: u64,
@@ -140,7 +144,7 @@ pub struct Device {
 
 impl Device {
     /// The device at `path` in the container, from a host node's stat; `None` if it is no device.
-    fn from_stat(path: &str, st: &rustix::fs::Stat, access: &str) -> Option<Device> {
+    fn from_stat(path: &str, host_path: &str, st: &rustix::fs::Stat, access: &str) -> Option<Device> {
         let kind = match st.st_mode & libc_mode::S_IFMT {
             libc_mode::S_IFCHR => "c",
             libc_mode::S_IFBLK => "b",
@@ -148,6 +152,7 @@ impl Device {
         };
         Some(Device {
             path: path.to_string(),
+            host_path: host_path.to_string(),
             kind: kind.into(),
             major: rustix::fs::major(st.st_rdev) as u64,
             minor: rustix::fs::minor(st.st_rdev) as u64,
@@ -179,7 +184,10 @@ fn all_host_devices(dir: &std::path::Path, out: &mut Vec<Device>) {
         if name == "console" || ft.is_symlink() {
             continue;
         }
-        if let Some(d) = rustix::fs::stat(&p).ok().and_then(|st| Device::from_stat(&p.to_string_lossy(), &st, "rwm")) {
+        if let Some(d) = rustix::fs::stat(&p)
+            .ok()
+            .and_then(|st| Device::from_stat(&p.to_string_lossy(), &p.to_string_lossy(), &st, "rwm"))
+        {
             out.push(d);
         }
     }
@@ -201,7 +209,7 @@ pub fn host_devices(hc: &HostConfig) -> berth_types::Result<Vec<Device>> {
                 "error gathering device information while adding custom device \"{host}\": {e}"
             ))
         })?;
-        let dev = Device::from_stat(inside, &st, access)
+        let dev = Device::from_stat(inside, host, &st, access)
             .ok_or_else(|| berth_types::Error::invalid(format!("{host} is not a device node")))?;
         out.push(dev);
     }
@@ -336,7 +344,16 @@ fn apply_extras(spec: &mut Value, input: &SpecInput) -> berth_types::Result<()> 
             "allow": true, "type": d.kind, "major": d.major, "minor": d.minor, "access": d.access
         }));
     }
-    if !input.devices.is_empty() {
+    if input.userns.is_some() {
+        // In a user namespace no device node can be made: each is bound from the host's node (the
+        // runtime would bind from the path in the container, wrong for `--device a:b`). The
+        // devices cgroup above still decides access.
+        let mounts = spec["mounts"].as_array_mut().expect("mounts");
+        for d in &input.devices {
+            mounts.push(json!({"destination": d.path, "type": "bind", "source": d.host_path,
+                               "options": ["bind", "rprivate", "nosuid", "noexec"]}));
+        }
+    } else if !input.devices.is_empty() {
         let mut seen = std::collections::HashSet::new();
         let devs: Vec<Value> = input
             .devices
@@ -496,6 +513,10 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     let caps = capabilities(hc);
     let mut namespaces =
         vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    // Joined first by the runtime, so the namespaces made after it are owned by it.
+    if let Some(u) = &input.userns {
+        namespaces.insert(0, json!({"type": "user", "path": u}));
+    }
     if let Some(ns) = &input.netns {
         namespaces.push(json!({"type": "network", "path": ns}));
     }

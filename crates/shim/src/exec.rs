@@ -23,7 +23,7 @@ pub struct ExecProc {
 }
 
 /// Starts the exec described by `req`. Called from the single-threaded shim, as libcontainer needs.
-pub fn spawn(cfg: &ShimConfig, req: &ExecRequest) -> Result<ExecProc, String> {
+pub fn spawn(cfg: &ShimConfig, init_pid: i32, req: &ExecRequest) -> Result<ExecProc, String> {
     let id = req.exec_id.clone();
     let base = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
         .with_root_path(&cfg.state_root)
@@ -34,14 +34,16 @@ pub fn spawn(cfg: &ShimConfig, req: &ExecRequest) -> Result<ExecProc, String> {
     let size = req.console_size.filter(|[h, w]| req.tty && *h > 0 && *w > 0);
     // libcontainer's tenant builder drops the container's seccomp profile: the exec applies it itself.
     let seccomp = crate::workload::container_filter(cfg)?;
-    let builder = builder.with_executor(crate::workload::Workload { size, seccomp });
-    let pid = builder
-        .as_tenant()
-        .with_detach(true)
-        .with_process(Some(&req.process_json))
-        .build()
-        .map_err(|e| format!("OCI runtime exec failed: {e}"))?
-        .as_raw();
+    let (userns, process_json) = match crate::userns::prepare(init_pid, &req.process_json)? {
+        Some((u, staged)) => (Some(u), staged),
+        None => (None, req.process_json.clone()),
+    };
+    let builder = builder.with_executor(crate::workload::Workload { size, seccomp, userns });
+    let built = builder.as_tenant().with_detach(true).with_process(Some(&process_json)).build();
+    if process_json != req.process_json {
+        let _ = std::fs::remove_file(&process_json);
+    }
+    let pid = built.map_err(|e| format!("OCI runtime exec failed: {e}"))?.as_raw();
     let io = pending.finish(req.console_size)?;
     let pidfd = rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(pid).ok_or("bad exec pid")?,

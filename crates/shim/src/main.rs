@@ -7,6 +7,7 @@ mod seccomp;
 mod stdio;
 mod supervisor;
 mod tty;
+mod userns;
 mod workload;
 
 use std::io::Write;
@@ -72,7 +73,7 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
     let base = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
         .with_root_path(&cfg.state_root)
         .map_err(|e| e.to_string())?
-        .with_executor(workload::Workload { size: None, seccomp });
+        .with_executor(workload::Workload { size: None, seccomp, userns: None });
     let (builder, pending) = stdio::prepare(base, cfg.tty, cfg.open_stdin, &cfg.bundle, "console.sock")?;
     let container = builder
         .validate_id()

@@ -347,7 +347,7 @@ impl Supervisor {
             proto::CLOSE_STDIN => self.stdin = None,
             proto::EXEC => {
                 let answer = match serde_json::from_slice::<proto::ExecRequest>(payload) {
-                    Ok(req) => match crate::exec::spawn(&self.cfg, &req) {
+                    Ok(req) => match crate::exec::spawn(&self.cfg, self.pid, &req) {
                         Ok(p) => {
                             let a = proto::ExecStarted { exec_id: req.exec_id.clone(), pid: p.pid, error: None };
                             self.execs.push(p);

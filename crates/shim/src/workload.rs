@@ -21,6 +21,8 @@ pub const PROFILE_FILE: &str = "seccomp.json";
 pub struct Workload {
     pub size: Option<[u16; 2]>,
     pub seccomp: Option<Compiled>,
+    /// An exec into a container in a user namespace: joined here (see `userns.rs`).
+    pub userns: Option<crate::userns::UsernsExec>,
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> libcontainer::workload::ExecutorError {
@@ -78,6 +80,9 @@ impl libcontainer::workload::Executor for Workload {
             let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
             let ws = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
             let _ = rustix::termios::tcsetwinsize(stdin, ws);
+        }
+        if let Some(u) = &self.userns {
+            u.enter().map_err(|e| err("user namespace", e))?;
         }
         if let Some(filter) = &self.seccomp {
             use rustix::thread::{capabilities, set_capabilities, CapabilitySet, CapabilitySets};

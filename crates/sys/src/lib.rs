@@ -1,5 +1,6 @@
 //! Raw system calls, wrapped so the rest of Berth needs no `unsafe`.
 
+pub mod idmap;
 pub mod mount;
 pub mod netns;
 pub mod process;

@@ -44,6 +44,33 @@ impl Overlay {
         move_mount(&mnt, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
     }
 
+    /// Mounts the overlay on `target` for a container in the user namespace `userns`: every layer
+    /// is an idmapped mount, so the container sees the image's owners unshifted and what it writes
+    /// lands on disk unshifted. overlayfs makes upper entries with the mounter's credentials,
+    /// which must be mapped in the idmapped upper layer: the mount is made with fs ids `root` (the
+    /// container root's host ids). Needs Linux 6.8+ (`lowerdir+`).
+    pub fn mount_idmapped(&self, target: &Path, userns: std::os::fd::BorrowedFd<'_>, root: (u32, u32)) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Some(upper_name), Some(work_name), Some(top)) =
+            (self.upper.file_name(), self.work.file_name(), self.upper.parent())
+        else {
+            return Err(Error::invalid("overlay upper directory has no parent"));
+        };
+        if self.work.parent() != Some(top) {
+            return Err(Error::invalid("overlay upper and work directories must share a parent"));
+        }
+        let lowers = self.lowers.iter().map(|l| crate::idmap::idmapped_tree(l, userns)).collect::<Result<Vec<_>>>()?;
+        let top = crate::idmap::idmapped_tree(top, userns)?;
+        let view = |fd: &std::os::fd::OwnedFd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let idmapped = Overlay {
+            lowers: lowers.iter().map(view).collect(),
+            upper: view(&top).join(upper_name),
+            work: view(&top).join(work_name),
+        };
+        crate::idmap::with_fs_ids(root, || idmapped.mount_new_api(target))
+            .map_err(|e| Error::internal(format!("mount idmapped overlay on {}: {e}", target.display())))
+    }
+
     fn mount_legacy(&self, target: &Path) -> Result<()> {
         let lowers: Vec<String> = self.lowers.iter().map(|p| p.display().to_string()).collect();
         let data = format!(

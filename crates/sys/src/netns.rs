@@ -41,7 +41,7 @@ pub fn remove(path: &Path) -> Result<()> {
 }
 
 /// Sets IFF_UP on `lo` in the calling thread's network namespace.
-fn loopback_up() -> Result<()> {
+pub(crate) fn loopback_up() -> Result<()> {
     // SAFETY: plain socket(2); the fd is checked and closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

@@ -282,7 +282,7 @@ fn host_users_cannot_reach_layers_bundles_or_logs() {
     d.spawn();
     assert_eq!(mode(&data), 0o710);
     assert_eq!(mode(&data.join("image")), 0o700);
-    assert!(d.log().contains("closed to other users"), "{}", d.log_tail());
+    assert!(d.log().contains("data and exec roots corrected"), "{}", d.log_tail());
 }
 
 /// A volume subpath that another container turned into a symlink to `/` must not mount the host's

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use berth_image::tree::{self, TreeMode};
 use berth_image::CommitOptions;
+use berth_sys::idmap::{IdMap, Remap};
 use berth_sys::root::Root;
 use berth_types::{Digest, Error, Reference, Result};
 use serde_json::{json, Value};
@@ -63,21 +64,24 @@ pub fn path_stat(name: &str, st: &rustix::fs::Stat, link_target: &str) -> Value 
 }
 
 impl ContainerService {
-    /// Runs `f` on the container's mounted root (mounting a stopped container's for the call).
+    /// Runs `f` on the container's mounted root (mounting a stopped container's for the call) and
+    /// its upper dir. A remapped container's root, while it runs, is its idmapped view, whose
+    /// owners are host ids: `f` then gets the maps to write them as the container sees them.
     async fn with_root<T: Send + 'static>(
         &self,
         e: &Arc<Entry>,
-        f: impl FnOnce(&Path, &Path) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Path, &Path, Option<&Remap>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let _op = e.op.lock().await;
         let id = e.id();
         let snap = self.images.snapshot_mounts(&id).await?;
+        let remap = self.cfg.userns_remap.clone().filter(|_| self.remapped(&e.record()));
         blocking(move || {
             let mounted_here = !berth_sys::mount::is_mountpoint(&snap.target);
             if mounted_here {
                 snap.overlay.mount(&snap.target)?;
             }
-            let r = f(&snap.target, &snap.overlay.upper);
+            let r = f(&snap.target, &snap.overlay.upper, remap.as_ref().filter(|_| !mounted_here));
             if mounted_here {
                 berth_sys::mount::unmount(&snap.target)?;
             }
@@ -93,29 +97,34 @@ impl ContainerService {
     /// container that is not running, a path inside one of its volumes or binds is looked up in
     /// that mount's host folder, as Docker mounts them for the copy (the rootfs holds only the
     /// empty mount point); `write` refuses a read-only mount there.
+    ///
+    /// For a remapped container, `f` also gets its maps where what it reaches is stored in host
+    /// ids (everything of a running one; volumes and binds of a stopped one), and then runs as the
+    /// container's root (files it makes in an idmapped root must have a mapped owner).
     async fn with_path_view<T: Send + 'static>(
         &self,
         e: &Arc<Entry>,
         path: &str,
         write: bool,
-        f: impl FnOnce(&Path, &str) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Path, &str, Option<&Remap>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let rec = e.record();
+        let remap = self.cfg.userns_remap.clone().filter(|_| self.remapped(&rec));
         if rec.state.running() && rec.state.pid > 0 {
             let _op = e.op.lock().await;
             let root = PathBuf::from(format!("/proc/{}/root", rec.state.pid));
             let p = path.to_string();
-            return blocking(move || f(&root, &p)).await;
+            return blocking(move || as_container(remap.as_ref(), |m| f(&root, &p, m))).await;
         }
         if let Some((m, inside)) = mount_for(&rec, path) {
             if write && !m.rw {
                 return Err(Error::invalid("mounted volume is marked read-only"));
             }
             let src = PathBuf::from(&m.source);
-            return blocking(move || f(&src, &inside)).await;
+            return blocking(move || as_container(remap.as_ref(), |m| f(&src, &inside, m))).await;
         }
         let p = path.to_string();
-        self.with_root(e, move |root, _| f(root, &p)).await
+        self.with_root(e, move |root, _, _| f(root, &p, None)).await
     }
 
     /// `GET /containers/{id}/export`: the container's whole filesystem as a tar.
@@ -123,9 +132,9 @@ impl ContainerService {
         let e = self.get(name)?;
         let rec = e.record();
         let res = self
-            .with_root(&e, move |root, _| {
+            .with_root(&e, move |root, _, unmap| {
                 let mut w = SyncIoBridge::new(out);
-                tree::write_dir(&tree::open_dir(root)?, Path::new(""), TreeMode::Plain, &mut w)?;
+                tree::write_dir_as(&tree::open_dir(root)?, Path::new(""), TreeMode::Plain, unmap, &mut w)?;
                 let _ = w.shutdown();
                 Ok(())
             })
@@ -174,7 +183,7 @@ impl ContainerService {
         let tmp = self.cfg.data_root.join("image/tmp").join(format!("commit-{}", berth_types::new_id()));
         let tmp2 = tmp.clone();
         let res = self
-            .with_root(e, move |_, upper| {
+            .with_root(e, move |_, upper, _| {
                 let f = std::fs::File::create(&tmp2)?;
                 let mut w = std::io::BufWriter::new(f);
                 tree::write_dir(&tree::open_dir(upper)?, Path::new(""), TreeMode::OverlayUpper, &mut w)?;
@@ -204,7 +213,7 @@ impl ContainerService {
     pub async fn archive_stat(&self, name: &str, path: &str) -> Result<Value> {
         let e = self.get(name)?;
         let p = path.to_string();
-        self.with_path_view(&e, path, false, move |root, inside| {
+        self.with_path_view(&e, path, false, move |root, inside, _| {
             stat_in(&Root::open(root)?, inside).map(|(v, _)| named(v, &p))
         })
         .await
@@ -221,7 +230,7 @@ impl ContainerService {
         let p = path.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let svc = self.clone();
-        let work_fn = move |root: &Path, inside: &str| {
+        let work_fn = move |root: &Path, inside: &str, unmap: Option<&Remap>| {
             let r = Root::open(root)?;
             let (stat, resolved) = match stat_in(&r, inside) {
                 Ok((v, res)) => (named(v, &p), res),
@@ -238,7 +247,7 @@ impl ContainerService {
                 let dir = r
                     .open_dir(Path::new(""))?
                     .ok_or_else(|| Error::not_found(format!("Could not find the file {p}")))?;
-                tree::write_dir(&dir, Path::new(&base), TreeMode::Plain, &mut w)?;
+                tree::write_dir_as(&dir, Path::new(&base), TreeMode::Plain, unmap, &mut w)?;
                 let _ = w.shutdown();
                 return Ok(());
             };
@@ -254,10 +263,10 @@ impl ContainerService {
                     rustix::fs::Mode::empty(),
                 )
                 .map_err(|e| Error::from(std::io::Error::from(e)))?;
-                tree::write_dir(&dir, Path::new(&base), TreeMode::Plain, &mut w)?;
+                tree::write_dir_as(&dir, Path::new(&base), TreeMode::Plain, unmap, &mut w)?;
             } else {
                 use std::os::unix::ffi::OsStrExt;
-                tree::write_entry(&parent, fname.as_os_str().as_bytes(), Path::new(&base), &mut w)?;
+                tree::write_entry(&parent, fname.as_os_str().as_bytes(), Path::new(&base), unmap, &mut w)?;
             }
             let _ = w.shutdown();
             Ok(())
@@ -284,7 +293,7 @@ impl ContainerService {
         let e = self.get(name)?;
         let owner = if copy_uid_gid {
             let user = e.record().config.user.clone();
-            self.with_path_view(&e, "/", false, move |root, _| {
+            self.with_path_view(&e, "/", false, move |root, _, _| {
                 let u = berth_runtime::user::resolve_user(&Root::open(root)?, &user)?;
                 Ok((u.uid, u.gid))
             })
@@ -293,7 +302,7 @@ impl ContainerService {
             (0, 0)
         };
         let (p, id) = (path.to_string(), name.to_string());
-        self.with_path_view(&e, path, true, move |root, inside| {
+        self.with_path_view(&e, path, true, move |root, inside, remap| {
             let r = Root::open(root)?;
             let st = r
                 .stat(Path::new(inside))
@@ -302,10 +311,28 @@ impl ContainerService {
                 return Err(Error::invalid(format!("extraction point is not a directory: {p}")));
             }
             let plain = berth_image::compress::decompress(SyncIoBridge::new(body))?;
+            // Where files are stored in host ids (a remapped container's), owners are shifted.
+            let owner = match remap {
+                Some(m) => IdMap::to_host(&m.uids, owner.0).zip(IdMap::to_host(&m.gids, owner.1)).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "owner {}:{} is not mapped in the container's user namespace",
+                        owner.0, owner.1
+                    ))
+                })?,
+                None => owner,
+            };
             berth_image::apply::apply_at_owned(plain, &r, Path::new(inside), no_overwrite_dir_non_dir, owner)?;
             Ok(())
         })
         .await
+    }
+}
+
+/// Runs `f` as a remapped container's root (its maps given), or as berthd.
+fn as_container<T>(remap: Option<&Remap>, f: impl FnOnce(Option<&Remap>) -> T) -> T {
+    match remap {
+        Some(r) => berth_sys::idmap::with_fs_ids(r.root(), || f(Some(r))),
+        None => f(None),
     }
 }
 

@@ -172,6 +172,7 @@ impl ContainerService {
         };
         let image_id = image.id.clone();
         apply_host_defaults(&mut host_config)?;
+        super::userns::check_create(&host_config, self.cfg.userns_remap.is_some())?;
         let mut warnings: Vec<String> = clamp_oom_score_adj(&mut host_config).into_iter().collect();
         if host_config.extra.get("OomKillDisable").and_then(|v| v.as_bool()) == Some(true)
             && crate::system::cgroup_version() != "1"

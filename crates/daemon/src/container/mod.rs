@@ -26,6 +26,7 @@ mod start;
 pub mod state;
 mod stats;
 mod update;
+mod userns;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -473,11 +473,19 @@ impl ContainerService {
 
 /// Mounts volumes, copies image content into empty ones, and returns the OCI mounts (blocking).
 /// `staging` is a root-only directory of this container where volume subpaths are bound first.
+/// What a remapped container's root must reach: its host ids and berthd's roots.
+pub(super) struct Reach {
+    pub root: (u32, u32),
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+}
+
 pub(super) fn spec_mounts(
     mounts: &[MountPoint],
     volumes: &VolumeStore,
     rootfs: &Root,
     staging: &Path,
+    reach: Option<&Reach>,
 ) -> Result<Vec<SpecMount>> {
     let mut sorted: Vec<&MountPoint> = mounts.iter().collect();
     sorted.sort_by_key(|m| Path::new(&m.destination).components().count());
@@ -497,11 +505,16 @@ pub(super) fn spec_mounts(
                     if !m.nocopy && m.subpath.is_empty() {
                         berth_volume::copy_up(rootfs, &m.destination, &v.mountpoint)?;
                     }
+                    if let Some(r) = reach {
+                        super::userns::open_volume(r.root, &r.data_root, &v.mountpoint)?;
+                    }
                     source = v.mountpoint.display().to_string();
                     if !m.subpath.is_empty() {
-                        source = stage_subpath(&v.mountpoint, &m.subpath, &staging.join(n.to_string()))?
-                            .display()
-                            .to_string();
+                        let staged = stage_subpath(&v.mountpoint, &m.subpath, &staging.join(n.to_string()))?;
+                        if let Some(r) = reach {
+                            crate::perms::grant_traverse(&r.exec_root, &staged, r.root.1)?;
+                        }
+                        source = staged.display().to_string();
                     }
                 }
                 let mut options = vec![if m.non_recursive { "bind" } else { "rbind" }.to_string()];

@@ -195,6 +195,8 @@ impl ContainerService {
         let etc_dir = joined.as_ref().map(|o| self.container_dir(&o.id));
         let own_ns = !host_net && shared_ns.is_none();
         let ns_join = self.namespace_modes(rec)?;
+        let userns = self.userns_plan(rec, &self.ns_owners(rec, joined.as_ref()))?;
+        let (data_root, exec_root) = (self.cfg.data_root.clone(), self.cfg.exec_root.clone());
         let init = match rec.host_config.init {
             Some(true) => Some(self.init_binary()?),
             _ => None,
@@ -236,10 +238,21 @@ impl ContainerService {
         .await;
         let pid = blocking(move || {
             let rec = rec2;
+            // A remapped container's own network namespace is made inside its user namespace.
+            let userns_fd = match &userns {
+                Some(u) => Some(super::userns::enter_plan(u, netns2.as_deref().filter(|_| own_ns))?),
+                None => None,
+            };
             if !berth_sys::mount::is_mountpoint(&snapshot.target) {
-                snapshot.overlay.mount(&snapshot.target)?;
+                match (&userns, &userns_fd) {
+                    (Some(u), Some(fd)) => {
+                        use std::os::fd::AsFd;
+                        snapshot.overlay.mount_idmapped(&snapshot.target, fd.as_fd(), u.root())?
+                    }
+                    _ => snapshot.overlay.mount(&snapshot.target)?,
+                }
             }
-            if let (true, Some(ns)) = (own_ns, &netns2) {
+            if let (true, Some(ns), None) = (own_ns, &netns2, &userns) {
                 std::fs::create_dir_all(ns.parent().expect("netns dir"))?;
                 berth_sys::netns::remove(ns)?;
                 berth_sys::netns::create(ns)?;
@@ -261,20 +274,29 @@ impl ContainerService {
                 std::fs::write(cdir.join("resolv.conf"), resolv)?;
             }
             let etc = etc_dir.unwrap_or_else(|| cdir.clone());
+            let etc_files: Vec<_> = ["hostname", "hosts", "resolv.conf"].iter().map(|f| etc.join(f)).collect();
+            if let Some(u) = &userns {
+                super::userns::open_paths(u, &data_root, &snapshot.target, &etc_files)?;
+            }
+            let reach = userns.as_ref().map(|u| super::mounts::Reach { root: u.root(), data_root, exec_root });
 
             let root = Root::open(&snapshot.target)?;
             let mut usr = user::resolve_user(&root, &rec.config.user)?;
             group_add(&root, &rec.host_config, &mut usr)?;
             let devices = spec::host_devices(&rec.host_config)?;
             let cwd = if rec.config.working_dir.is_empty() { "/".to_string() } else { rec.config.working_dir.clone() };
-            root.mkdir(Path::new(&cwd), 0o755)?;
+            // In a remapped rootfs files are made as the container's root (host root is not mapped).
+            match &userns {
+                Some(u) => berth_sys::idmap::with_fs_ids(u.root(), || root.mkdir(Path::new(&cwd), 0o755))?,
+                None => root.mkdir(Path::new(&cwd), 0o755)?,
+            }
             let env = spec::process_env(&rec.config.env, &hostname, &usr.home, rec.config.tty);
             let path_env = env
                 .iter()
                 .find_map(|v| v.strip_prefix("PATH="))
                 .unwrap_or(spec::DEFAULT_PATH)
                 .to_string();
-            let mounts = super::mounts::spec_mounts(&rec.mounts, &vstore, &root, &staging)?;
+            let mounts = super::mounts::spec_mounts(&rec.mounts, &vstore, &root, &staging, reach.as_ref())?;
             user::check_command(&root, &rec.path, &path_env, &cwd).map_err(|e| {
                 Error::invalid(format!(
                     "failed to create task for container: failed to create shim task: OCI runtime create failed: unable to start container process: {}: unknown",
@@ -293,12 +315,13 @@ impl ContainerService {
                 domainname: rec.config.domainname.clone(),
                 tty: rec.config.tty,
                 netns: netns2,
+                userns: userns.as_ref().map(|u| u.path.clone()),
                 cgroups_path,
                 host_config: rec.host_config.clone(),
-                etc_files: ["hostname", "hosts", "resolv.conf"]
-                    .iter()
-                    .map(|f| (etc.join(f), format!("/etc/{f}")))
-                    .collect(),
+                etc_files: etc_files.into_iter().map(|f| {
+                    let inside = format!("/etc/{}", f.file_name().expect("file name").to_string_lossy());
+                    (f, inside)
+                }).collect(),
                 mounts,
                 ns_join,
                 init,
@@ -524,15 +547,29 @@ impl ContainerService {
         let target = self.images.snapshot_mounts(id).await.map(|s| s.target);
         let netns = self.netns_path(id);
         let staging = self.staging_dir(id);
+        let userns = self.userns_path(id);
         let _ = blocking(move || {
             super::mounts::release_staging(&staging);
             if let Ok(t) = target {
                 berth_sys::mount::unmount(&t)?;
             }
-            berth_sys::netns::remove(&netns)
+            berth_sys::netns::remove(&netns)?;
+            berth_sys::netns::remove(&userns)
         })
         .await
         .map_err(|err| tracing::warn!(container = %id, "release host state: {err}"));
+    }
+
+    /// The containers whose namespaces `rec` joins: its network's and its pid, ipc and uts ones'.
+    fn ns_owners(&self, rec: &ContainerRecord, joined: Option<&ContainerRecord>) -> Vec<ContainerRecord> {
+        let mut out: Vec<ContainerRecord> = joined.into_iter().cloned().collect();
+        for key in ["PidMode", "IpcMode", "UTSMode"] {
+            let mode = rec.host_config.extra.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+            if let Some(o) = mode.strip_prefix("container:").and_then(|o| self.get(o).ok()) {
+                out.push(o.record());
+            }
+        }
+        out
     }
 
     /// PidMode, IpcMode and UTSMode: `host` shares the host's namespace, `container:<id>` another
