@@ -64,6 +64,10 @@ pub struct Endpoint {
     pub static_mac: Option<String>,
     /// The host end of the veth pair while running.
     pub host_veth: String,
+    /// Legacy links on a user-defined network (`target:alias`): the alias resolves, from this
+    /// container only, to the target.
+    #[serde(default)]
+    pub links: Vec<String>,
 }
 
 /// A MAC address a client may ask for: six hex octets, unicast. Normalised to lower case.

@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/attach", post(attach))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}", delete(remove))
+        .route("/containers/{parent}/{alias}", delete(remove_link))
         .route("/containers/{id}/export", get(export))
         .route("/containers/{id}/changes", get(changes))
         .route(
@@ -194,7 +195,20 @@ async fn logs(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Re
 }
 
 async fn remove(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
+    if q.bool("link") {
+        svc.remove_link(&id).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     svc.remove(&id, q.bool("force"), q.bool("v")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /containers/{parent}/{alias}?link=1`: `docker rm --link /parent/alias`.
+async fn remove_link(State(svc): Svc, Path((parent, alias)): Path<(String, String)>, q: Query) -> ApiResult<Response> {
+    if !q.bool("link") {
+        return Err(Error::not_found(format!("No such container: {parent}/{alias}")).into());
+    }
+    svc.remove_link(&format!("{parent}/{alias}")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -486,3 +486,19 @@ fn health_start_interval_is_applied() {
     });
     d.ok(&["rm", "-f", &id]);
 }
+
+/// A create refused after its name was reserved (an unknown runtime, a bad link) leaves the name
+/// free: the next create with it succeeds.
+#[test]
+fn a_refused_create_frees_its_name() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    for bad in [&["--runtime", "bogus"][..], &["--link", "nosuch"][..], &["--memory-swappiness", "200"][..]] {
+        let mut args = vec!["create", "--name", "taken"];
+        args.extend_from_slice(bad);
+        args.extend(["busybox", "true"]);
+        assert!(!d.docker(&args).status.success(), "{bad:?}");
+        d.ok(&["create", "--name", "taken", "busybox", "true"]);
+        d.ok(&["rm", "taken"]);
+    }
+}

@@ -1,6 +1,6 @@
 //! Networks: bridge, user networks with names and aliases, isolation, ports, connect/disconnect.
 
-use berth_e2e::{err, Berthd, Bounded};
+use berth_e2e::{err, out, Berthd, Bounded};
 use serde_json::Value;
 
 fn daemon() -> Berthd {
@@ -526,4 +526,83 @@ fn network_disabled_means_loopback_only() {
     assert_eq!(d.ok(&["start", "-a", &id]), "lo");
     assert_eq!(d.ok(&["inspect", "-f", "{{len .NetworkSettings.Networks}}", &id]), "0");
     d.ok(&["rm", &id]);
+}
+
+/// Legacy links, as Docker keeps them: on the default bridge an /etc/hosts line and the
+/// `ALIAS_*` variables (the target must run; its new address reaches its linkers); on a user
+/// network a DNS alias for the linking container only; `docker rm --link` removes one.
+#[test]
+fn links_as_docker() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "db", "-e", "PASSWORD=pw", "--expose", "5432", "busybox", "sleep", "1000"]);
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db"]);
+    let env = d.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "one",
+        "--link",
+        "db:my-db",
+        "-e",
+        "MY_DB_ENV_PASSWORD=mine",
+        "busybox",
+        "env",
+    ]);
+    for want in [
+        format!("MY_DB_PORT=tcp://{ip}:5432"),
+        format!("MY_DB_PORT_5432_TCP=tcp://{ip}:5432"),
+        format!("MY_DB_PORT_5432_TCP_ADDR={ip}"),
+        "MY_DB_PORT_5432_TCP_PORT=5432".into(),
+        "MY_DB_PORT_5432_TCP_PROTO=tcp".into(),
+        "MY_DB_NAME=/one/my-db".into(),
+        // The container's own variables win.
+        "MY_DB_ENV_PASSWORD=mine".into(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} in:\n{env}");
+    }
+    assert!(!env.contains("MY_DB_ENV_PATH"), "{env}");
+    d.ok(&["run", "-d", "--name", "web", "--link", "db:dbx", "busybox", "sleep", "1000"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{json .HostConfig.Links}}", "web"]), r#"["/db:/web/dbx"]"#);
+    let short = &d.ok(&["inspect", "-f", "{{.Id}}", "db"])[..12];
+    let line = |d: &Berthd| d.ok(&["exec", "web", "sh", "-c", "grep dbx /etc/hosts || true"]);
+    assert_eq!(line(&d), format!("{ip}\tdbx {short} db"));
+    // The target comes back on another address: its linker's /etc/hosts follows.
+    d.ok(&["stop", "-t", "0", "db"]);
+    d.ok(&["run", "-d", "--name", "takes-the-address", "busybox", "sleep", "1000"]);
+    d.ok(&["start", "db"]);
+    let ip2 = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db"]);
+    assert_ne!(ip, ip2);
+    assert_eq!(line(&d), format!("{ip2}\tdbx {short} db"));
+    // Removing the link.
+    d.ok(&["rm", "--link", "/web/dbx"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{json .HostConfig.Links}}", "web"]), "[]");
+    assert_eq!(line(&d), "");
+    let o = d.docker(&["rm", "--link", "db"]);
+    assert!(err(&o).contains("Conflict, cannot remove the default link name of the container"), "{}", err(&o));
+    // Refusals in Docker's words (a missing target is a 400: a 404 would make the CLI pull).
+    let o = d.docker(&["run", "--rm", "--link", "nosuch:x", "busybox", "true"]);
+    assert!(err(&o).contains("could not get container for nosuch"), "{}", err(&o));
+    assert!(!err(&o).contains("Unable to find image"), "{}", err(&o));
+    let o = d.docker(&["run", "--rm", "--network", "host", "--link", "db", "busybox", "true"]);
+    assert!(err(&o).contains("conflicting options: host type networking can't be used with links"), "{}", err(&o));
+    d.ok(&["create", "--name", "later", "--link", "db:x", "busybox", "true"]);
+    d.ok(&["stop", "-t", "0", "db"]);
+    let o = d.docker(&["start", "later"]);
+    assert!(err(&o).contains("Cannot link to a non running container: /db AS /later/x"), "{}", err(&o));
+
+    // A user network: the alias resolves for the linking container only.
+    d.ok(&["network", "create", "app"]);
+    d.ok(&["run", "-d", "--name", "db2", "--network", "app", "busybox", "sleep", "1000"]);
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.app.IPAddress}}", "db2"]);
+    d.ok(&["run", "-d", "--name", "linker", "--network", "app", "--link", "db2:database", "busybox", "sleep", "1000"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks.app.Links}}", "linker"]),
+        r#"["db2:database"]"#
+    );
+    let o = d.ok(&["exec", "linker", "nslookup", "database"]);
+    assert!(o.contains(&ip), "{o}");
+    d.ok(&["run", "-d", "--name", "other", "--network", "app", "busybox", "sleep", "1000"]);
+    let o = d.docker(&["exec", "other", "nslookup", "database"]);
+    assert!(!o.status.success() || !out(&o).contains(&ip), "{}", out(&o));
+    d.ok(&["rm", "-f", "web", "linker", "other", "db2", "takes-the-address", "later", "db"]);
 }

@@ -161,7 +161,10 @@ impl ContainerService {
             config.hostname = host.unwrap_or_else(|| id[..12].to_string());
         }
 
-        // Reserve the name before any slow work, so two creates cannot both win it.
+        apply_host_defaults(&mut host_config)?;
+        super::userns::check_create(&host_config, self.cfg.userns_remap.is_some())?;
+        // Reserve the name before any slow work, so two creates cannot both win it (and release
+        // it on every failure after this point).
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = validate_name(n)?.to_string();
@@ -171,8 +174,10 @@ impl ContainerService {
             None => self.reserve_random_name(&id),
         };
         let image_id = image.id.clone();
-        apply_host_defaults(&mut host_config)?;
-        super::userns::check_create(&host_config, self.cfg.userns_remap.is_some())?;
+        if let Err(e) = self.check_links(&mut host_config, &name) {
+            self.release_name(&name, &id);
+            return Err(e);
+        }
         let mut warnings: Vec<String> = clamp_oom_score_adj(&mut host_config).into_iter().collect();
         if host_config.extra.get("OomKillDisable").and_then(|v| v.as_bool()) == Some(true)
             && crate::system::cgroup_version() != "1"

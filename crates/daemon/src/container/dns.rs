@@ -50,6 +50,20 @@ impl Names for Resolver {
             }
         }
         let mut ips = Vec::new();
+        // Links on user-defined networks: the alias resolves for the linking container only.
+        for ep in &mine {
+            for l in ep.links.iter().filter_map(|l| l.split_once(':')) {
+                if !l.1.eq_ignore_ascii_case(name) {
+                    continue;
+                }
+                let target = all.iter().find(|r| r.state.running() && r.name == l.0);
+                let ip =
+                    target.and_then(|t| t.endpoints.iter().find(|e| e.network_id == ep.network_id)).and_then(|e| e.ip);
+                if let Some(ip) = ip.filter(|ip| !ips.contains(ip)) {
+                    ips.push(ip);
+                }
+            }
+        }
         for r in all.iter().filter(|r| r.state.running()) {
             for ep in &r.endpoints {
                 let Some(ip) = ep.ip else { continue };

@@ -14,6 +14,7 @@ mod dns;
 mod exec;
 mod health;
 mod inspect;
+mod links;
 mod list_filter;
 mod logs;
 mod mounts;

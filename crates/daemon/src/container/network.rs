@@ -121,7 +121,22 @@ impl ContainerService {
                     .ok_or_else(|| Error::invalid(format!("invalid MAC address: {m}")))?,
             ),
         };
+        let mut links: Vec<String> = Vec::new();
+        if n.user_defined() {
+            let asked = cfg["Links"].as_array().into_iter().flatten().filter_map(|v| v.as_str());
+            // HostConfig.Links on a user-defined network are links of its endpoint, as Docker has them.
+            let legacy = super::links::of(&rec.host_config).into_iter().map(|l| format!("{}:{}", l.target, l.alias));
+            for l in
+                asked.map(|s| super::links::parse(s).map(|l| format!("{}:{}", l.target, l.alias))).chain(legacy.map(Ok))
+            {
+                let l = l?;
+                if !links.contains(&l) {
+                    links.push(l);
+                }
+            }
+        }
         Ok(Endpoint {
+            links,
             network_id: n.id.clone(),
             network_name: n.name.clone(),
             endpoint_id: String::new(),
@@ -207,6 +222,7 @@ impl ContainerService {
         if let Some(ip) = rec.endpoints.iter().find_map(|e| e.ip) {
             s.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
         }
+        s.push_str(&self.link_hosts(rec));
         for h in rec.host_config.extra.get("ExtraHosts").and_then(|v| v.as_array()).into_iter().flatten() {
             if let Some((name, ip)) = h.as_str().and_then(|h| h.split_once(':')) {
                 // Docker's `host-gateway` (`host.docker.internal:host-gateway`): the default
@@ -228,8 +244,11 @@ impl ContainerService {
         let gateway = self.networks.get("bridge").await.ok().and_then(|n| n.gateway);
         let nets: Vec<&str> = rec.endpoints.iter().map(|e| e.network_id.as_str()).collect();
         let mut writes = Vec::new();
+        // Its linkers too: a restarted link target has a new address.
         for r in all.iter().filter(|r| {
-            r.id == rec.id || (r.state.running() && r.endpoints.iter().any(|e| nets.contains(&e.network_id.as_str())))
+            r.id == rec.id
+                || (r.state.running()
+                    && (r.endpoints.iter().any(|e| nets.contains(&e.network_id.as_str())) || Self::links_to(r, rec)))
         }) {
             let r = if r.id == rec.id { rec } else { r };
             writes.push((self.container_dir(&r.id).join("hosts"), self.hosts_content(r, gateway)));
@@ -452,7 +471,7 @@ impl ContainerService {
                 ep.network_name.clone(),
                 json!({
                     "IPAMConfig": ep.static_ip.map(|ip| json!({"IPv4Address": ip.to_string()})),
-                    "Links": null,
+                    "Links": if ep.links.is_empty() { Value::Null } else { json!(ep.links) },
                     "Aliases": if ep.aliases.is_empty() { Value::Null } else { json!(ep.aliases) },
                     "MacAddress": ep.mac,
                     "NetworkID": ep.network_id,

@@ -196,6 +196,8 @@ impl ContainerService {
         let own_ns = !host_net && shared_ns.is_none();
         let ns_join = self.namespace_modes(rec)?;
         let userns = self.userns_plan(rec, &self.ns_owners(rec, joined.as_ref()))?;
+        // Link variables come first: the container's own environment overrides them, as Docker's.
+        let env_base = super::links::overlay_env(self.link_env(rec)?, &rec.config.env);
         let (data_root, exec_root) = (self.cfg.data_root.clone(), self.cfg.exec_root.clone());
         let init = match rec.host_config.init {
             Some(true) => Some(self.init_binary()?),
@@ -290,7 +292,7 @@ impl ContainerService {
                 Some(u) => berth_sys::idmap::with_fs_ids(u.root(), || root.mkdir(Path::new(&cwd), 0o755))?,
                 None => root.mkdir(Path::new(&cwd), 0o755)?,
             }
-            let env = spec::process_env(&rec.config.env, &hostname, &usr.home, rec.config.tty);
+            let env = spec::process_env(&env_base, &hostname, &usr.home, rec.config.tty);
             let path_env = env
                 .iter()
                 .find_map(|v| v.strip_prefix("PATH="))
