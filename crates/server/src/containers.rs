@@ -57,7 +57,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateRequest>) -> ApiResult<Response> {
-    let (id, warnings) = svc.create(body, q.str("name")).await?;
+    let (id, warnings) = match q.str("platform").filter(|p| !p.is_empty()) {
+        Some(p) => {
+            let p = berth_distribution::manifest::Platform::parse(p)?;
+            svc.create_for_platform(body, q.str("name"), &p).await?
+        }
+        None => svc.create(body, q.str("name")).await?,
+    };
     let mut r = json_response(&CreateResponse { id, warnings });
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)

@@ -263,3 +263,33 @@ fn image_search_is_a_clear_501() {
         assert_eq!(st, 501);
     });
 }
+
+/// `POST /containers/create?platform=`: an image of another platform is Docker's 404 (the CLI
+/// then pulls the platform asked for); the image's own platform, or none asked, creates.
+#[test]
+fn create_checks_the_platform_asked_for() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let arch = d.ok(&["image", "inspect", "-f", "{{.Architecture}}", "busybox"]);
+    let other = if arch == "amd64" { "arm64" } else { "amd64" };
+    rt().block_on(async {
+        let body = br#"{"Image":"busybox","Cmd":["true"]}"#;
+        let (st, _, b) = raw(&d, "POST", &format!("/containers/create?platform=linux/{other}/v8"), body).await;
+        assert_eq!(st, 404, "{}", String::from_utf8_lossy(&b));
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            v["message"],
+            format!("image with reference busybox was found but does not match the specified platform: wanted linux/{other}/v8, actual: linux/{arch}")
+        );
+        let (st, _, b) = raw(&d, "POST", "/containers/create?platform=windows", body).await;
+        assert_eq!(st, 404, "{}", String::from_utf8_lossy(&b));
+        let (st, _, b) = raw(&d, "POST", "/containers/create?platform=linux/x", body).await;
+        assert_eq!(st, 404, "{}", String::from_utf8_lossy(&b));
+        for ok in [format!("linux/{arch}"), "linux".into(), String::new()] {
+            let (st, _, b) = raw(&d, "POST", &format!("/containers/create?platform={ok}"), body).await;
+            assert_eq!(st, 201, "{ok}: {}", String::from_utf8_lossy(&b));
+        }
+    });
+    // Through the CLI as well.
+    d.ok(&["create", "--platform", &format!("linux/{arch}"), "busybox", "true"]);
+}

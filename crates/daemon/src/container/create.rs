@@ -77,12 +77,23 @@ fn image_not_found(name: &str) -> Error {
 
 impl ContainerService {
     pub async fn create(&self, req: CreateRequest, name: Option<&str>) -> Result<(String, Vec<String>)> {
-        self.create_as(req, name, false).await
+        self.create_as(req, name, false, None).await
+    }
+
+    /// `POST /containers/create?platform=`: the image must be of that platform, as Docker's 404
+    /// says (the CLI then pulls the platform asked for).
+    pub async fn create_for_platform(
+        &self,
+        req: CreateRequest,
+        name: Option<&str>,
+        platform: &berth_distribution::manifest::Platform,
+    ) -> Result<(String, Vec<String>)> {
+        self.create_as(req, name, false, Some(platform)).await
     }
 
     /// A RUN step's container: recorded as the build's, so recovery collects it after a crash.
     pub async fn create_build_step(&self, req: CreateRequest) -> Result<String> {
-        self.create_as(req, None, true).await.map(|(id, _)| id)
+        self.create_as(req, None, true, None).await.map(|(id, _)| id)
     }
 
     /// A build step's container that the build keeps (`--rm=false`) becomes an ordinary one.
@@ -96,6 +107,7 @@ impl ContainerService {
         req: CreateRequest,
         name: Option<&str>,
         build_step: bool,
+        platform: Option<&berth_distribution::manifest::Platform>,
     ) -> Result<(String, Vec<String>)> {
         let mut config = req.config;
         let host_config = req.host_config;
@@ -109,6 +121,9 @@ impl ContainerService {
             ErrorKind::NotFound => image_not_found(&config.image),
             _ => e,
         })?;
+        if let Some(want) = platform {
+            check_platform(&config.image, &image.config, want)?;
+        }
         let restart = host_config.restart_policy.name.as_str();
         if !matches!(restart, "" | "no" | "always" | "unless-stopped" | "on-failure") {
             return Err(Error::invalid(format!("invalid restart policy '{restart}'")));
@@ -263,6 +278,31 @@ impl ContainerService {
 /// What Docker fills in at create, so that inspect shows what applies: the runtime (only runc's
 /// equivalent exists here: any other name is refused, never stored and ignored), the 64 MiB
 /// /dev/shm, a private IPC namespace, and the host's cgroup namespace (berthd makes none).
+/// The image's platform against the one asked for (a variant only when both name one).
+fn check_platform(
+    name: &str,
+    img: &berth_api::image::ImageConfig,
+    want: &berth_distribution::manifest::Platform,
+) -> Result<()> {
+    let os = if img.os.is_empty() { "linux" } else { img.os.as_str() };
+    let variant_ok = match (&want.variant, &img.variant) {
+        (Some(w), Some(v)) => w == v,
+        _ => true,
+    };
+    if os == want.os && img.architecture == want.architecture && variant_ok {
+        return Ok(());
+    }
+    let show = |os: &str, arch: &str, v: Option<&String>| match v {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    };
+    Err(Error::not_found(format!(
+        "image with reference {name} was found but does not match the specified platform: wanted {}, actual: {}",
+        show(&want.os, &want.architecture, want.variant.as_ref()),
+        show(os, &img.architecture, img.variant.as_ref())
+    )))
+}
+
 fn apply_host_defaults(hc: &mut berth_api::container::HostConfig) -> Result<()> {
     match hc.extra.get("Runtime").and_then(|v| v.as_str()).unwrap_or("") {
         "" | "runc" => {
