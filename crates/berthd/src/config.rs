@@ -61,6 +61,9 @@ pub struct Args {
     /// The init binary `--init` runs as pid 1 (default: /usr/bin/tini-static)
     #[arg(long)]
     pub init_path: Option<PathBuf>,
+    /// A directory of CDI device specs (repeatable; default /etc/cdi and /var/run/cdi)
+    #[arg(long = "cdi-spec-dir")]
+    pub cdi_spec_dirs: Vec<PathBuf>,
     /// Run containers in a user namespace: default, USER[:GROUP] or UID[:GID] (ids from /etc/subuid, /etc/subgid)
     #[arg(long)]
     pub userns_remap: Option<String>,
@@ -116,6 +119,8 @@ struct FileConfig {
     init_path: Option<PathBuf>,
     #[serde(rename = "userns-remap")]
     userns_remap: Option<String>,
+    #[serde(rename = "cdi-spec-dirs")]
+    cdi_spec_dirs: Option<Vec<PathBuf>>,
     tls: Option<bool>,
     tlsverify: Option<bool>,
     tlscacert: Option<PathBuf>,
@@ -146,6 +151,7 @@ pub struct Settings {
     pub distribution: berth_daemon::images::DistributionConfig,
     pub init_path: Option<PathBuf>,
     pub userns_remap: Option<String>,
+    pub cdi_spec_dirs: Vec<PathBuf>,
     pub tls: Option<crate::listen::TlsSettings>,
     pub log_opts: std::collections::BTreeMap<String, String>,
 }
@@ -270,6 +276,11 @@ impl Settings {
             tls,
             init_path: a.init_path.or(file.init_path),
             userns_remap: a.userns_remap.or(file.userns_remap).filter(|s| !s.is_empty()),
+            cdi_spec_dirs: match (a.cdi_spec_dirs, file.cdi_spec_dirs) {
+                (flags, _) if !flags.is_empty() => flags,
+                (_, Some(dirs)) => dirs,
+                _ => berth_runtime::cdi::DEFAULT_SPEC_DIRS.iter().map(PathBuf::from).collect(),
+            },
             distribution,
             bridge,
             bip,

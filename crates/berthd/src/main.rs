@@ -81,6 +81,7 @@ async fn run(s: Settings) -> Result<()> {
         init_path: s.init_path.clone(),
         log_opts: s.log_opts.clone(),
         userns_remap,
+        cdi_spec_dirs: s.cdi_spec_dirs.clone(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

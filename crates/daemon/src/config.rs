@@ -27,4 +27,6 @@ pub struct DaemonConfig {
     pub log_opts: std::collections::BTreeMap<String, String>,
     /// `userns-remap`: the ids containers run as on the host, unless they ask for `--userns=host`.
     pub userns_remap: Option<berth_sys::idmap::Remap>,
+    /// Where CDI device specs are read from (daemon.json `cdi-spec-dirs`), last wins.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }

@@ -193,6 +193,7 @@ impl SystemService {
             "LiveRestoreEnabled": true,
             "Isolation": "",
             "InitBinary": "",
+            "CDISpecDirs": self.cfg.cdi_spec_dirs,
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": "", "Expected": ""},
             "InitCommit": {"ID": "", "Expected": ""},

@@ -1,5 +1,6 @@
 //! Container runtime plumbing on the daemon's side of the shim.
 
+pub mod cdi;
 pub mod proto;
 pub mod seccomp;
 pub mod shim;

@@ -124,6 +124,8 @@ pub struct SpecInput {
     pub init: Option<PathBuf>,
     /// `--device`s, resolved on the host.
     pub devices: Vec<Device>,
+    /// OCI hooks (from CDI specs): `(hook name, hook)`.
+    pub hooks: Vec<crate::cdi::Hook>,
 }
 
 /// A host device made available in the container (`--device /dev/x[:/dev/y[:rwm]]`).
@@ -204,16 +206,20 @@ pub fn host_devices(hc: &HostConfig) -> berth_types::Result<Vec<Device>> {
         let host = d["PathOnHost"].as_str().unwrap_or_default();
         let inside = d["PathInContainer"].as_str().filter(|p| !p.is_empty()).unwrap_or(host);
         let access = d["CgroupPermissions"].as_str().filter(|p| !p.is_empty()).unwrap_or("rwm");
-        let st = rustix::fs::stat(host).map_err(|e| {
-            berth_types::Error::invalid(format!(
-                "error gathering device information while adding custom device \"{host}\": {e}"
-            ))
-        })?;
-        let dev = Device::from_stat(inside, host, &st, access)
-            .ok_or_else(|| berth_types::Error::invalid(format!("{host} is not a device node")))?;
-        out.push(dev);
+        out.push(device_from_host(host, inside, access)?);
     }
     Ok(out)
+}
+
+/// The host device node `host`, to appear at `inside` with cgroup `access` (`rwm`).
+pub fn device_from_host(host: &str, inside: &str, access: &str) -> berth_types::Result<Device> {
+    let st = rustix::fs::stat(host).map_err(|e| {
+        berth_types::Error::invalid(format!(
+            "error gathering device information while adding custom device \"{host}\": {e}"
+        ))
+    })?;
+    Device::from_stat(inside, host, &st, access)
+        .ok_or_else(|| berth_types::Error::invalid(format!("{host} is not a device node")))
 }
 
 mod libc_mode {
@@ -627,6 +633,24 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     });
     if let Some(s) = seccomp {
         spec["linux"]["seccomp"] = s;
+    }
+    for h in &input.hooks {
+        if !matches!(
+            h.hook_name.as_str(),
+            "prestart" | "createRuntime" | "createContainer" | "startContainer" | "poststart" | "poststop"
+        ) {
+            return Err(berth_types::Error::invalid(format!("unknown OCI hook {:?} in a CDI spec", h.hook_name)));
+        }
+        let mut hook = json!({"path": h.path, "args": h.args, "env": h.env});
+        if let Some(t) = h.timeout {
+            hook["timeout"] = json!(t);
+        }
+        if !spec["hooks"].is_object() {
+            spec["hooks"] = json!({});
+        }
+        spec["hooks"][&h.hook_name].as_array_mut().map(|a| a.push(hook.clone())).unwrap_or_else(|| {
+            spec["hooks"][&h.hook_name] = json!([hook]);
+        });
     }
     // Only present when set: libcontainer reads an explicit `false` as "load seccomp after the
     // capabilities are dropped", which then fails for lack of CAP_SYS_ADMIN.

@@ -317,3 +317,53 @@ fn swappiness_oom_kill_disable_and_annotations_are_applied() {
     assert!(!o.status.success(), "swappiness 101 accepted");
     d.ok(&["rm", "-f", &id]);
 }
+
+/// CDI devices (`--device vendor.com/class=name`, sent as a `cdi` DeviceRequest): a spec the test
+/// writes (a fake device backed by /dev/null) gives the container its device node, mount,
+/// environment and hook; what no spec defines, and `--gpus` without a driver, are clear 400s.
+#[test]
+fn cdi_devices_as_docker() {
+    let specs = tempfile::Builder::new().prefix("bt-cdi-").tempdir_in("/tmp").unwrap();
+    let marker = specs.path().join("hook-ran");
+    std::fs::write(
+        specs.path().join("fake.yaml"),
+        format!(
+            "cdiVersion: 0.6.0\nkind: example.com/fake\ncontainerEdits:\n  env: [FAKE_VENDOR=1]\ndevices:\n\
+             - name: dev0\n  containerEdits:\n    env: [FAKE_DEVICE=dev0]\n    deviceNodes:\n    - path: /dev/fake0\n      hostPath: /dev/null\n\
+             \x20   mounts:\n    - hostPath: {dir}\n      containerPath: /opt/fake\n      options: [ro, rbind]\n\
+             \x20   hooks:\n    - hookName: createRuntime\n      path: /bin/sh\n      args: [sh, -c, 'touch {marker}']\n",
+            dir = specs.path().display(),
+            marker = marker.display()
+        ),
+    )
+    .unwrap();
+    let d = Berthd::start_with(&["--cdi-spec-dir", specs.path().to_str().unwrap()]);
+    d.import_busybox("busybox");
+    let info = d.ok(&["info", "--format", "{{json .CDISpecDirs}}"]);
+    assert_eq!(info, format!("[\"{}\"]", specs.path().display()));
+    let s = d.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "example.com/fake=dev0",
+        "busybox",
+        "sh",
+        "-c",
+        "env | grep FAKE_ | sort; stat -c '%t,%T' /dev/fake0; ls /opt/fake; echo x > /dev/fake0 && echo wrote",
+    ]);
+    // The hook ran before the process: its marker is in the mounted folder.
+    assert_eq!(s, "FAKE_DEVICE=dev0\nFAKE_VENDOR=1\n1,3\nfake.yaml\nhook-ran\nwrote");
+    assert!(marker.exists(), "the spec's createRuntime hook ran");
+    d.ok(&["create", "--name", "withdev", "--device", "example.com/fake=dev0", "busybox", "true"]);
+    let req = d.ok(&["inspect", "-f", "{{json .HostConfig.DeviceRequests}}", "withdev"]);
+    assert!(req.contains(r#""Driver":"cdi""#) && req.contains("example.com/fake=dev0"), "{req}");
+    let o = d.docker(&["run", "--rm", "--device", "example.com/fake=nope", "busybox", "true"]);
+    assert!(
+        err(&o).contains("CDI device injection failed: unresolvable CDI devices example.com/fake=nope"),
+        "{}",
+        err(&o)
+    );
+    let o = d.docker(&["run", "--rm", "--gpus", "all", "busybox", "true"]);
+    assert!(err(&o).contains(r#"could not select device driver "" with capabilities: [[gpu]]"#), "{}", err(&o));
+    d.ok(&["rm", "withdev"]);
+}

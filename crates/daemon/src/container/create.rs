@@ -177,6 +177,12 @@ impl ContainerService {
         }
 
         apply_host_defaults(&mut host_config)?;
+        // A device request that cannot be met is refused now, never dropped at start.
+        let cdi_names = berth_runtime::cdi::requested(&host_config)?;
+        if !cdi_names.is_empty() {
+            let dirs = self.cfg.cdi_spec_dirs.clone();
+            super::blocking(move || berth_runtime::cdi::resolve(&dirs, &cdi_names).map(drop)).await?;
+        }
         super::userns::check_create(&host_config, self.cfg.userns_remap.is_some())?;
         // Reserve the name before any slow work, so two creates cannot both win it (and release
         // it on every failure after this point).

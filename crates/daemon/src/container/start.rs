@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use berth_runtime::proto::{self, ExitStatus, Hello};
 use berth_runtime::shim::{self, ShimConfig, ShimConn, ShimReader};
-use berth_runtime::spec::{self, SpecInput};
+use berth_runtime::spec::{self, SpecInput, SpecMount};
 use berth_runtime::user;
 use berth_sys::root::Root;
 use berth_types::{Error, Result};
@@ -199,6 +199,8 @@ impl ContainerService {
         // Link variables come first: the container's own environment overrides them, as Docker's.
         let env_base = super::links::overlay_env(self.link_env(rec)?, &rec.config.env);
         let (data_root, exec_root) = (self.cfg.data_root.clone(), self.cfg.exec_root.clone());
+        let cdi_names = berth_runtime::cdi::requested(&rec.host_config)?;
+        let cdi_dirs = self.cfg.cdi_spec_dirs.clone();
         let init = match rec.host_config.init {
             Some(true) => Some(self.init_binary()?),
             _ => None,
@@ -285,20 +287,37 @@ impl ContainerService {
             let root = Root::open(&snapshot.target)?;
             let mut usr = user::resolve_user(&root, &rec.config.user)?;
             group_add(&root, &rec.host_config, &mut usr)?;
-            let devices = spec::host_devices(&rec.host_config)?;
+            let mut devices = spec::host_devices(&rec.host_config)?;
+            let cdi = if cdi_names.is_empty() {
+                Default::default()
+            } else {
+                berth_runtime::cdi::resolve(&cdi_dirs, &cdi_names)?
+            };
+            apply_cdi(&cdi, &mut devices, &mut usr)?;
             let cwd = if rec.config.working_dir.is_empty() { "/".to_string() } else { rec.config.working_dir.clone() };
             // In a remapped rootfs files are made as the container's root (host root is not mapped).
             match &userns {
                 Some(u) => berth_sys::idmap::with_fs_ids(u.root(), || root.mkdir(Path::new(&cwd), 0o755))?,
                 None => root.mkdir(Path::new(&cwd), 0o755)?,
             }
-            let env = spec::process_env(&env_base, &hostname, &usr.home, rec.config.tty);
+            let env = spec::process_env(
+                &super::links::overlay_env(env_base, &cdi.env),
+                &hostname,
+                &usr.home,
+                rec.config.tty,
+            );
             let path_env = env
                 .iter()
                 .find_map(|v| v.strip_prefix("PATH="))
                 .unwrap_or(spec::DEFAULT_PATH)
                 .to_string();
-            let mounts = super::mounts::spec_mounts(&rec.mounts, &vstore, &root, &staging, reach.as_ref())?;
+            let mut mounts = super::mounts::spec_mounts(&rec.mounts, &vstore, &root, &staging, reach.as_ref())?;
+            mounts.extend(cdi.mounts.iter().map(|m| SpecMount {
+                destination: m.container_path.clone(),
+                kind: "bind".into(),
+                source: m.host_path.clone(),
+                options: if m.options.is_empty() { vec!["rbind".into(), "rprivate".into()] } else { m.options.clone() },
+            }));
             user::check_command(&root, &rec.path, &path_env, &cwd).map_err(|e| {
                 Error::invalid(format!(
                     "failed to create task for container: failed to create shim task: OCI runtime create failed: unable to start container process: {}: unknown",
@@ -328,6 +347,7 @@ impl ContainerService {
                 ns_join,
                 init,
                 devices,
+                hooks: cdi.hooks.clone(),
             };
             tracing::debug!(container = %rec.id, elapsed = ?t0.elapsed(), "rootfs, netns and files ready");
             let _ = std::fs::remove_dir_all(&bundle);
@@ -664,6 +684,25 @@ async fn read_hello(reader: &mut ShimReader) -> Result<Hello> {
         }
         _ => Err(Error::internal("shim closed before hello")),
     }
+}
+
+/// A CDI device's edits that are not plain spec entries: its device nodes (read from the host),
+/// its extra groups.
+fn apply_cdi(
+    cdi: &berth_runtime::cdi::ContainerEdits,
+    devices: &mut Vec<berth_runtime::spec::Device>,
+    usr: &mut user::ResolvedUser,
+) -> Result<()> {
+    for n in &cdi.device_nodes {
+        let host = n.host_path.as_deref().unwrap_or(&n.path);
+        devices.push(spec::device_from_host(host, &n.path, n.permissions.as_deref().unwrap_or("rwm"))?);
+    }
+    for g in &cdi.additional_gids {
+        if *g != usr.gid && !usr.additional_gids.contains(g) {
+            usr.additional_gids.push(*g);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
