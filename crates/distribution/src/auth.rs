@@ -174,6 +174,11 @@ impl TokenCache {
         }
     }
 
+    /// Forgets a token the registry refused (its grants changed, say).
+    pub(crate) fn remove(&self, key: &str) {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
     pub(crate) fn put(&self, key: String, token: String, expires_in: u64) {
         // Docker's floor: a token without a lifetime lives 60 s; renew 10 s early.
         let life = Duration::from_secs(expires_in.max(60)).saturating_sub(Duration::from_secs(10));

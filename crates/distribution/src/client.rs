@@ -448,6 +448,17 @@ impl Repository {
                     *cur = fresh;
                     continue;
                 }
+                // The same challenge: a cached token the registry no longer honours (its policy
+                // changed) is dropped, and a fresh one asked for once.
+                if let Some(Challenge::Bearer { realm, service }) = cur.clone() {
+                    let mut scopes = self.scopes.clone();
+                    scopes.extend(extra_scopes.iter().cloned());
+                    let key = TokenCache::key(&realm, &service, &scopes.join(" "), &self.auth.username);
+                    if self.registries.tokens.get(&key).is_some() {
+                        self.registries.tokens.remove(&key);
+                        continue;
+                    }
+                }
             }
             return Ok(resp);
         }

@@ -51,6 +51,8 @@ pub struct Auth {
     pub secret: Option<String>,
     pub anonymous_pull: bool,
     pub token_lifetime_secs: u64,
+    /// The access policy file (see `policy.rs`); none: any authenticated user may do anything.
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +98,7 @@ impl Default for Auth {
             secret: None,
             anonymous_pull: false,
             token_lifetime_secs: 300,
+            policy: None,
         }
     }
 }

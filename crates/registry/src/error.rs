@@ -21,6 +21,7 @@ pub enum Code {
     Denied,
     Unsupported,
     RangeInvalid,
+    TooManyRequests,
     Unknown,
 }
 
@@ -44,6 +45,7 @@ impl Code {
             Denied => (StatusCode::FORBIDDEN, "DENIED", "requested access to the resource is denied"),
             Unsupported => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "The operation is unsupported."),
             RangeInvalid => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID", "invalid content range"),
+            TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "too many requests"),
             Unknown => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "unknown error"),
         }
     }

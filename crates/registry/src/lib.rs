@@ -7,6 +7,7 @@ pub mod gc;
 mod manifests;
 pub mod metrics;
 mod names;
+pub mod policy;
 pub mod storage;
 mod tags;
 mod uploads;
@@ -59,6 +60,11 @@ impl Registry {
 
 pub type Shared = Arc<Registry>;
 
+/// The address a request came from (a request extension the server sets per connection), for the
+/// failed-login limit and the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// The whole service.
 pub fn app(reg: Shared) -> Router {
     Router::new()
@@ -84,8 +90,8 @@ async fn access_log(req: Request, next: Next) -> Response {
     r
 }
 
-async fn base(State(reg): State<Shared>, headers: HeaderMap) -> RegResult<Response> {
-    reg.auth.check(&headers, &Access::base()).await?;
+async fn base(State(reg): State<Shared>, ext: axum::http::Extensions, headers: HeaderMap) -> RegResult<Response> {
+    reg.auth.check(&headers, ext.get::<ClientAddr>().map(|c| c.0), &Access::base()).await?;
     Ok((StatusCode::OK, [("Content-Type", "application/json")], "{}").into_response())
 }
 
@@ -108,34 +114,73 @@ async fn route(reg: Shared, req: Request) -> RegResult<Response> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().strip_prefix("/v2/").unwrap_or("");
     let query = crate::names::query(parts.uri.query().unwrap_or(""));
-    let route = Route::parse(path)?;
     let m = &parts.method;
+    let route = match Route::parse(path) {
+        // A tag that cannot exist names no manifest: the spec's 404 on reads and deletes (a
+        // PUT of it stays a 400).
+        Err(e) if e.code == Code::ManifestInvalid && matches!(*m, Method::GET | Method::HEAD | Method::DELETE) => {
+            return Err(RegError::with(Code::ManifestUnknown, e.detail.unwrap_or_default()));
+        }
+        r => r?,
+    };
     let access = Access::for_route(&route, m, &query);
-    reg.auth.check(&parts.headers, &access).await?;
+    let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+    let granted = reg.auth.check(&parts.headers, client, &access).await?;
     let writes = !matches!(*m, Method::GET | Method::HEAD);
     if reg.read_only && writes {
         return Err(RegError::with(Code::Unsupported, "the registry is in read-only mode"));
     }
+    let res = handle(&reg, route, m, &query, parts.headers, body, &granted).await;
+    if writes {
+        if let Ok(r) = &res {
+            let digest = r.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let action = if *m == Method::DELETE { "delete" } else { "push" };
+            auth::audit(&granted.caller, action, &access.name, digest, true);
+        }
+    }
+    res
+}
+
+async fn handle(
+    reg: &Shared,
+    route: Route,
+    m: &Method,
+    query: &std::collections::HashMap<String, String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    granted: &auth::Granted,
+) -> RegResult<Response> {
+    let (reg, query, parts_headers) = (reg.clone(), query, headers);
     match (route, m.clone()) {
-        (Route::Catalog, Method::GET) => tags::catalog(&reg, &query).await,
+        (Route::Catalog, Method::GET) => tags::catalog(&reg, query, |repo| reg.auth.may_list(granted, repo)).await,
         (Route::Blob { name, digest }, Method::GET | Method::HEAD) => {
-            uploads::get_blob(&reg, &name, &digest, &parts.headers, *m == Method::HEAD).await
+            uploads::get_blob(&reg, &name, &digest, &parts_headers, *m == Method::HEAD).await
         }
         (Route::Blob { name, digest }, Method::DELETE) => uploads::delete_blob(&reg, &name, &digest).await,
-        (Route::UploadStart { name }, Method::POST) => uploads::start(&reg, &name, &query, &parts.headers, body).await,
+        (Route::UploadStart { name }, Method::POST) => {
+            // A mount copies a blob out of another repository: the caller must be able to pull
+            // there, or it is an ordinary upload (as the spec allows).
+            let mut query = query.clone();
+            let from = query.get("from").cloned().unwrap_or_default();
+            if query.contains_key("mount") && !reg.auth.may(granted, &from, "pull") {
+                auth::audit(&granted.caller, "mount", &from, query.get("mount").map_or("", |s| s.as_str()), false);
+                query.remove("mount");
+            }
+            uploads::start(&reg, &name, &query, &parts_headers, body).await
+        }
         (Route::Upload { name, id }, Method::GET) => uploads::status(&reg, &name, &id).await,
-        (Route::Upload { name, id }, Method::PATCH) => uploads::patch(&reg, &name, &id, &parts.headers, body).await,
-        (Route::Upload { name, id }, Method::PUT) => uploads::finish(&reg, &name, &id, &query, body).await,
+        (Route::Upload { name, id }, Method::PATCH) => uploads::patch(&reg, &name, &id, &parts_headers, body).await,
+        (Route::Upload { name, id }, Method::PUT) => uploads::finish(&reg, &name, &id, query, body).await,
         (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(&reg, &name, &id).await,
         (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
             manifests::get(&reg, &name, &reference, *m == Method::HEAD).await
         }
         (Route::Manifest { name, reference }, Method::PUT) => {
-            manifests::put(&reg, &name, &reference, &parts.headers, body).await
+            manifests::put(&reg, &name, &reference, &parts_headers, body).await
         }
         (Route::Manifest { name, reference }, Method::DELETE) => manifests::delete(&reg, &name, &reference).await,
-        (Route::Tags { name }, Method::GET) => tags::list(&reg, &name, &query).await,
-        (Route::Referrers { name, digest }, Method::GET) => manifests::referrers(&reg, &name, &digest, &query).await,
+        (Route::Tags { name }, Method::GET) => tags::list(&reg, &name, query).await,
+        (Route::Referrers { name, digest }, Method::GET) => manifests::referrers(&reg, &name, &digest, query).await,
         _ => Err(Code::Unsupported.into()),
     }
 }

@@ -33,6 +33,9 @@ struct Args {
     /// htpasswd file (bcrypt) for the htpasswd and token modes
     #[arg(long)]
     htpasswd: Option<PathBuf>,
+    /// Access policy (TOML: groups and rules over repository globs), reloaded on change or SIGHUP
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// Refuse every write
     #[arg(long)]
     read_only: bool,
@@ -65,6 +68,9 @@ async fn main() -> Result<()> {
     if let Some(v) = a.htpasswd {
         c.auth.htpasswd = Some(v);
     }
+    if let Some(v) = a.policy {
+        c.auth.policy = Some(v);
+    }
     c.read_only |= a.read_only;
     if let Some(v) = a.delete_enabled {
         c.delete_enabled = v;
@@ -73,7 +79,7 @@ async fn main() -> Result<()> {
         c.log_level = v;
     }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("berth_registry={}", c.log_level)))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("berth_registry={0},audit={0}", c.log_level)))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -95,10 +101,13 @@ async fn main() -> Result<()> {
         "token" => {
             let scheme = if tls { "https" } else { "http" };
             let secret = match &c.auth.secret {
+                // HS256 is only as strong as its key: a short shared secret can be brute-forced
+                // offline from any token.
+                Some(s) if s.len() < 32 => bail!("auth.secret must be at least 32 bytes (it has {})", s.len()),
                 Some(s) => s.as_bytes().to_vec(),
                 None => {
                     tracing::warn!("no auth.secret: tokens are valid on this process only");
-                    uuid::Uuid::new_v4().as_bytes().to_vec()
+                    [*uuid::Uuid::new_v4().as_bytes(), *uuid::Uuid::new_v4().as_bytes()].concat()
                 }
             };
             Mode::Token(TokenSettings {
@@ -112,13 +121,19 @@ async fn main() -> Result<()> {
         }
         other => bail!("unknown auth mode {other:?}: use none, htpasswd or token"),
     };
-    let reg = Arc::new(Registry::new(
-        storage,
-        Authenticator::new(mode, users),
-        c.read_only,
-        c.delete_enabled,
-        Duration::from_secs(c.gc.grace_secs),
-    ));
+    let authn = Authenticator::new(mode, users);
+    match &c.auth.policy {
+        Some(p) => authn.set_policy(Some(berth_registry::policy::Policy::load(p)?)),
+        None if c.auth.mode != "none" => {
+            tracing::warn!("no access policy (--policy): every authenticated user may pull, push and delete everywhere")
+        }
+        None => {}
+    }
+    let reg =
+        Arc::new(Registry::new(storage, authn, c.read_only, c.delete_enabled, Duration::from_secs(c.gc.grace_secs)));
+    if let Some(p) = c.auth.policy.clone() {
+        tokio::spawn(reload_policy(reg.clone(), p));
+    }
     if c.gc.interval_secs > 0 && !c.read_only {
         let (r, every) = (reg.clone(), Duration::from_secs(c.gc.interval_secs));
         let (grace, upload_grace) = (Duration::from_secs(c.gc.grace_secs), Duration::from_secs(c.gc.upload_grace_secs));
@@ -145,6 +160,32 @@ async fn main() -> Result<()> {
     };
     serve(listener, router, tls, shutdown).await;
     Ok(())
+}
+
+/// Reloads the policy when its file changes (checked every 2 s) or on SIGHUP; a file that does not
+/// parse keeps the policy in force, loudly.
+async fn reload_policy(reg: Arc<Registry>, path: PathBuf) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = stamp(&path);
+    loop {
+        let forced = tokio::select! {
+            _ = hup.recv() => true,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+        };
+        let now = stamp(&path);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        match berth_registry::policy::Policy::load(&path) {
+            Ok(p) => {
+                reg.auth.set_policy(Some(p));
+                tracing::info!(path = %path.display(), "access policy reloaded");
+            }
+            Err(e) => tracing::error!("access policy not reloaded, the previous one stays: {e:#}"),
+        }
+    }
 }
 
 /// A registry holds a socket per client and a file per upload: take the whole descriptor allowance
@@ -190,8 +231,8 @@ async fn serve(
             r = listener.accept() => r,
             _ = &mut shutdown => return,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!("accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -199,7 +240,7 @@ async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (tls, router) = (tls.clone(), router.clone());
+        let (tls, router) = (tls.clone(), router.clone().layer(axum::Extension(berth_registry::ClientAddr(peer.ip()))));
         tokio::spawn(async move {
             match tls {
                 Some(acc) => {

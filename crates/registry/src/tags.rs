@@ -55,8 +55,13 @@ pub(crate) async fn repositories(reg: &Registry) -> RegResult<Vec<String>> {
     Ok(names.into_iter().collect())
 }
 
-pub(crate) async fn catalog(reg: &Registry, q: &HashMap<String, String>) -> RegResult<Response> {
-    let (repos, link) = page(repositories(reg).await?, q, "/v2/_catalog")?;
+pub(crate) async fn catalog(
+    reg: &Registry,
+    q: &HashMap<String, String>,
+    visible: impl Fn(&str) -> bool,
+) -> RegResult<Response> {
+    let all: Vec<String> = repositories(reg).await?.into_iter().filter(|r| visible(r)).collect();
+    let (repos, link) = page(all, q, "/v2/_catalog")?;
     let body = axum::Json(serde_json::json!({"repositories": repos}));
     Ok(match link {
         Some(l) => ([("Link", l)], body).into_response(),

@@ -226,7 +226,10 @@ fn htpasswd_and_token_auth() {
     let file = htpasswd(dir.path(), "bob", "hunter2");
     let h = file.to_str().unwrap();
     for mode in ["htpasswd", "token"] {
-        let reg = BerthRegistry::start(&["--auth", mode, "--htpasswd", h], &[("BERTH_REGISTRY_AUTH_SECRET", "s")]);
+        let reg = BerthRegistry::start(
+            &["--auth", mode, "--htpasswd", h],
+            &[("BERTH_REGISTRY_AUTH_SECRET", "a-secret-of-at-least-32-bytes-long!")],
+        );
         let d = Berthd::start();
         d.import_busybox("bb");
         let r = format!("{}/auth/bb:1", reg.addr);
@@ -396,7 +399,8 @@ fn every_driver_and_auth_mode_round_trips() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for driver in ["filesystem", "s3"] {
         for mode in ["none", "htpasswd", "token"] {
-            let mut env: Vec<(&str, &str)> = vec![("BERTH_REGISTRY_AUTH_SECRET", "k")];
+            let mut env: Vec<(&str, &str)> =
+                vec![("BERTH_REGISTRY_AUTH_SECRET", "a-secret-of-at-least-32-bytes-long!")];
             if driver == "s3" {
                 env.extend(s3.iter().map(|(k, v)| (*k, v.as_str())));
             }
@@ -457,4 +461,177 @@ fn every_driver_and_auth_mode_round_trips() {
             }
         }
     }
+}
+
+/// Teams: with a policy, a user of team A cannot read, write, delete or mount anything of team
+/// B, in either auth mode; the catalog shows each only its own; anonymous callers get what the
+/// policy gives anonymous; a policy change applies without a restart; every write and refusal
+/// is an audit line.
+#[test]
+fn team_policy_in_both_auth_modes() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("htpasswd");
+    let line = |u: &str, p: &str| format!("{u}:{}\n", bcrypt::hash(p, 5).unwrap());
+    std::fs::write(&pw, line("alice", "alice-pw") + &line("bob", "bob-pw")).unwrap();
+    let policy = dir.path().join("policy.toml");
+    let rules = |extra: &str| {
+        format!(
+            "[groups]\nteam-a = [\"alice\"]\nteam-b = [\"bob\"]\n\
+             [[rules]]\nrepositories = [\"team-a/*\", \"public/*\"]\nprincipals = [\"group:team-a\"]\nactions = [\"pull\", \"push\", \"delete\"]\n\
+             [[rules]]\nrepositories = [\"team-b/*\"]\nprincipals = [\"group:team-b\"{extra}]\nactions = [\"pull\", \"push\", \"delete\"]\n\
+             [[rules]]\nrepositories = [\"public/*\"]\nprincipals = [\"anonymous\", \"authenticated\"]\nactions = [\"pull\"]\n"
+        )
+    };
+    std::fs::write(&policy, rules("")).unwrap();
+    let basic =
+        |u: &str, p: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));
+    for mode in ["htpasswd", "token"] {
+        let reg = BerthRegistry::start(
+            &["--auth", mode, "--htpasswd", pw.to_str().unwrap(), "--policy", policy.to_str().unwrap()],
+            &[("BERTH_REGISTRY_AUTH_SECRET", "a-secret-of-at-least-32-bytes-long!")],
+        );
+        // A bearer (token mode, for these scopes) or basic authorization for raw requests.
+        let authz = |u: &str, p: &str, scopes: &[&str]| -> String {
+            if mode == "htpasswd" {
+                return basic(u, p);
+            }
+            let q: Vec<String> = scopes.iter().map(|s| format!("scope={s}")).collect();
+            let r = http(
+                &reg.addr,
+                "GET",
+                &format!("/token?service=berth-registry&{}", q.join("&")),
+                &[("Authorization", &basic(u, p))],
+                b"",
+            )
+            .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&r.2).unwrap();
+            format!("Bearer {}", v["token"].as_str().unwrap())
+        };
+        let (da, db, anon) = (Berthd::start(), Berthd::start(), Berthd::start());
+        for (d, u, p) in [(&da, "alice", "alice-pw"), (&db, "bob", "bob-pw")] {
+            d.import_busybox("bb");
+            let o = d.docker_stdin(&["login", &reg.addr, "-u", u, "--password-stdin"], Some(p.as_bytes()));
+            assert!(o.status.success(), "{mode} {u}: {}", err(&o));
+        }
+        let (a_img, b_img, pub_img) = (
+            format!("{}/team-a/app:1", reg.addr),
+            format!("{}/team-b/app:1", reg.addr),
+            format!("{}/public/tool:1", reg.addr),
+        );
+        for (d, r) in [(&da, &a_img), (&db, &b_img), (&da, &pub_img)] {
+            d.ok(&["tag", "bb", r]);
+            d.ok(&["push", r]);
+        }
+        // Team B: no pull, push or delete in team A.
+        let o = db.docker(&["pull", &a_img]);
+        assert!(!o.status.success(), "{mode}: bob pulled team A's image");
+        db.ok(&["tag", "bb", &format!("{}/team-a/intruder:1", reg.addr)]);
+        let o = db.docker(&["push", &format!("{}/team-a/intruder:1", reg.addr)]);
+        assert!(!o.status.success(), "{mode}: bob pushed into team A");
+        let m = http(
+            &reg.addr,
+            "HEAD",
+            "/v2/team-a/app/manifests/1",
+            &[
+                ("Authorization", &authz("alice", "alice-pw", &["repository:team-a/app:pull"])),
+                ("Accept", "application/vnd.docker.distribution.manifest.v2+json"),
+            ],
+            b"",
+        )
+        .unwrap();
+        let digest = header(&m.1, "docker-content-digest").unwrap().to_string();
+        let del = http(
+            &reg.addr,
+            "DELETE",
+            &format!("/v2/team-a/app/manifests/{digest}"),
+            &[("Authorization", &authz("bob", "bob-pw", &["repository:team-a/app:delete"]))],
+            b"",
+        )
+        .unwrap();
+        assert!(del.0 == 401 || del.0 == 403, "{mode}: bob's delete: {}", del.0);
+        // A cross-repository mount out of team A is an ordinary upload for bob (202), not a copy.
+        let manifest = http(
+            &reg.addr,
+            "GET",
+            "/v2/team-a/app/manifests/1",
+            &[
+                ("Authorization", &authz("alice", "alice-pw", &["repository:team-a/app:pull"])),
+                ("Accept", "application/vnd.docker.distribution.manifest.v2+json"),
+            ],
+            b"",
+        )
+        .unwrap();
+        let layer = serde_json::from_slice::<serde_json::Value>(&manifest.2).unwrap()["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mount = format!("/v2/team-b/stolen/blobs/uploads/?mount={layer}&from=team-a/app");
+        let bob_mount = authz("bob", "bob-pw", &["repository:team-b/stolen:pull,push", "repository:team-a/app:pull"]);
+        let r = http(&reg.addr, "POST", &mount, &[("Authorization", &bob_mount)], b"").unwrap();
+        assert_eq!(r.0, 202, "{mode}: bob mounted team A's layer");
+        let alice_mount =
+            authz("alice", "alice-pw", &["repository:team-a/copy:pull,push", "repository:team-a/app:pull"]);
+        let r = http(
+            &reg.addr,
+            "POST",
+            &mount.replace("team-b/stolen", "team-a/copy"),
+            &[("Authorization", &alice_mount)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.0, 201, "{mode}: alice mounts within her team");
+        // The catalog shows each caller what it may pull.
+        let cat = |u: &str, p: &str| {
+            let r = http(
+                &reg.addr,
+                "GET",
+                "/v2/_catalog",
+                &[("Authorization", &authz(u, p, &["registry:catalog:*"]))],
+                b"",
+            )
+            .unwrap();
+            assert_eq!(r.0, 200, "{mode}: {}", String::from_utf8_lossy(&r.2));
+            serde_json::from_slice::<serde_json::Value>(&r.2).unwrap()["repositories"].clone()
+        };
+        assert_eq!(cat("bob", "bob-pw"), serde_json::json!(["public/tool", "team-b/app"]), "{mode}");
+        assert_eq!(cat("alice", "alice-pw"), serde_json::json!(["public/tool", "team-a/app", "team-a/copy"]), "{mode}");
+        // Anonymous: public pulls only.
+        anon.ok(&["pull", &pub_img]);
+        assert!(!anon.docker(&["pull", &b_img]).status.success(), "{mode}: anonymous pulled team B's image");
+        // A tag that cannot exist is a 404, as the spec says.
+        let r = http(
+            &reg.addr,
+            "GET",
+            "/v2/public/tool/manifests/.bad",
+            &[("Authorization", &authz("alice", "alice-pw", &["repository:public/tool:pull"]))],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.0, 404, "{mode}: {}", String::from_utf8_lossy(&r.2));
+        // A policy change applies without a restart: now bob may read team B... and alice too.
+        std::fs::write(&policy, rules(", \"user:alice\"")).unwrap();
+        let reloaded = (0..50).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            da.docker(&["pull", &b_img]).status.success()
+        });
+        assert!(reloaded, "{mode}: the policy did not reload:\n{}", reg.log());
+        std::fs::write(&policy, rules("")).unwrap();
+        berth_e2e::eventually("the policy reloads back", || !da.docker(&["pull", &b_img]).status.success());
+        let log = reg.log();
+        assert!(
+            log.contains(r#""action":"push""#)
+                && log.contains(r#""user":"alice""#)
+                && log.contains(r#""repository":"team-a/app""#),
+            "{mode}: no audit line:\n{log}"
+        );
+        assert!(log.contains(r#""allowed":false"#), "{mode}: refusals are audited too");
+    }
+    // A short token secret is refused at start.
+    let o = berth_e2e::run_bounded(
+        std::process::Command::new(berth_e2e::bin_dir().join("berth-registry"))
+            .args(["--listen", "127.0.0.1:1", "--root", dir.path().join("r").to_str().unwrap(), "--auth", "token"])
+            .env("BERTH_REGISTRY_AUTH_SECRET", "short"),
+    );
+    assert!(!o.status.success() && err(&o).contains("at least 32 bytes"), "{}", err(&o));
 }
