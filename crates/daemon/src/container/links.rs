@@ -51,10 +51,9 @@ fn upper(alias: &str) -> String {
 /// Docker's link variables for one target at `ip`: `ALIAS_PORT` (its lowest port),
 /// `ALIAS_PORT_<port>_<PROTO>[_ADDR|_PORT|_PROTO]` (runs of three or more consecutive ports as
 /// `_START`/`_END`), `ALIAS_NAME`, and `ALIAS_ENV_<var>` for its environment but HOME and PATH.
-pub(super) fn env_for(link_name: &str, alias: &str, ip: &str, target: &ContainerRecord) -> Vec<String> {
+pub(super) fn env_for(link_name: &str, alias: &str, ip: &str, target: &berth_api::container::Config) -> Vec<String> {
     let a = upper(alias);
     let mut ports: Vec<(u16, String)> = target
-        .config
         .exposed_ports
         .iter()
         .flat_map(|m| m.keys())
@@ -94,7 +93,7 @@ pub(super) fn env_for(link_name: &str, alias: &str, ip: &str, target: &Container
         i += 1;
     }
     env.push(format!("{a}_NAME={link_name}"));
-    for v in &target.config.env {
+    for v in &target.env {
         if let Some((k, val)) = v.split_once('=') {
             if k != "HOME" && k != "PATH" {
                 env.push(format!("{a}_ENV_{k}={val}"));
@@ -178,7 +177,7 @@ impl ContainerService {
             }
             let ip = bridge_ip(&t)
                 .ok_or_else(|| Error::invalid(format!("container {} not attached to default bridge network", t.id)))?;
-            env.extend(env_for(&link_name, &l.alias, &ip.to_string(), &t));
+            env.extend(env_for(&link_name, &l.alias, &ip.to_string(), &t.config));
         }
         Ok(env)
     }
@@ -254,18 +253,16 @@ mod tests {
 
     #[test]
     fn variables_as_docker() {
-        let mut t: ContainerRecord = serde_json::from_value(json!({
-            "id": "abc", "name": "db", "created": "", "config": {}, "host_config": {}, "image_id": format!("sha256:{}", "0".repeat(64)),
-            "path": "", "args": [], "state": {}, "restart_count": 0, "manual_stop": false
-        }))
-        .unwrap();
-        t.config.env = vec!["PATH=/bin".into(), "PASSWORD=x=y".into(), "HOME=/root".into()];
-        t.config.exposed_ports = Some(
-            ["6379/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"]
-                .iter()
-                .map(|k| (k.to_string(), json!({})))
-                .collect(),
-        );
+        let t = berth_api::container::Config {
+            env: vec!["PATH=/bin".into(), "PASSWORD=x=y".into(), "HOME=/root".into()],
+            exposed_ports: Some(
+                ["6379/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"]
+                    .iter()
+                    .map(|k| (k.to_string(), json!({})))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
         let env = env_for("/web/my-db", "my-db", "10.0.0.2", &t);
         assert_eq!(env[0], "MY_DB_PORT=udp://10.0.0.2:53");
         for want in [
