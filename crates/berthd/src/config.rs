@@ -61,6 +61,9 @@ pub struct Args {
     /// The init binary `--init` runs as pid 1 (default: /usr/bin/tini-static)
     #[arg(long)]
     pub init_path: Option<PathBuf>,
+    /// The address `host-gateway` stands for in --add-host (default: the default bridge's gateway)
+    #[arg(long)]
+    pub host_gateway_ip: Option<std::net::Ipv4Addr>,
     /// A directory of CDI device specs (repeatable; default /etc/cdi and /var/run/cdi)
     #[arg(long = "cdi-spec-dir")]
     pub cdi_spec_dirs: Vec<PathBuf>,
@@ -121,6 +124,8 @@ struct FileConfig {
     userns_remap: Option<String>,
     #[serde(rename = "cdi-spec-dirs")]
     cdi_spec_dirs: Option<Vec<PathBuf>>,
+    #[serde(rename = "host-gateway-ip")]
+    host_gateway_ip: Option<std::net::Ipv4Addr>,
     tls: Option<bool>,
     tlsverify: Option<bool>,
     tlscacert: Option<PathBuf>,
@@ -152,6 +157,7 @@ pub struct Settings {
     pub init_path: Option<PathBuf>,
     pub userns_remap: Option<String>,
     pub cdi_spec_dirs: Vec<PathBuf>,
+    pub host_gateway_ip: Option<std::net::Ipv4Addr>,
     pub tls: Option<crate::listen::TlsSettings>,
     pub log_opts: std::collections::BTreeMap<String, String>,
 }
@@ -276,6 +282,7 @@ impl Settings {
             tls,
             init_path: a.init_path.or(file.init_path),
             userns_remap: a.userns_remap.or(file.userns_remap).filter(|s| !s.is_empty()),
+            host_gateway_ip: a.host_gateway_ip.or(file.host_gateway_ip),
             cdi_spec_dirs: match (a.cdi_spec_dirs, file.cdi_spec_dirs) {
                 (flags, _) if !flags.is_empty() => flags,
                 (_, Some(dirs)) => dirs,

@@ -82,6 +82,7 @@ async fn run(s: Settings) -> Result<()> {
         log_opts: s.log_opts.clone(),
         userns_remap,
         cdi_spec_dirs: s.cdi_spec_dirs.clone(),
+        host_gateway_ip: s.host_gateway_ip,
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

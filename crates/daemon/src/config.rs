@@ -29,4 +29,7 @@ pub struct DaemonConfig {
     pub userns_remap: Option<berth_sys::idmap::Remap>,
     /// Where CDI device specs are read from (daemon.json `cdi-spec-dirs`), last wins.
     pub cdi_spec_dirs: Vec<PathBuf>,
+    /// What `host-gateway` in `--add-host` stands for (daemon.json `host-gateway-ip`); the default
+    /// bridge's gateway when unset.
+    pub host_gateway_ip: Option<std::net::Ipv4Addr>,
 }

@@ -105,6 +105,16 @@ pub struct Attach<'a> {
     pub gateway: Option<Ipv4Addr>,
     pub mac: &'a str,
     pub default_route: bool,
+    /// Extra link-local addresses (`IPAMConfig.LinkLocalIPs`).
+    pub link_local: &'a [std::net::IpAddr],
+    /// Sysctls of the interface, already named (`net.ipv4.conf.eth0.x`).
+    pub sysctls: &'a [(String, String)],
+}
+
+/// Makes `gw` (through `if_name`) the default route of the network namespace of `pid`, replacing
+/// the one it had (a connected network with a higher `GwPriority`).
+pub fn set_default_route(pid: i32, if_name: &str, gw: Ipv4Addr) -> Result<()> {
+    crate::netlink::set_default_route(pid, if_name, gw)
 }
 
 /// Creates a veth pair, the host end on the bridge, the other end configured as `if_name` in the

@@ -69,10 +69,20 @@ pub fn attach(pid: i32, a: &Attach) -> Result<()> {
         .build();
     with_handle(async |h| h.link().add(veth).execute().await.map_err(nl_err("add veth")))?;
     let (if_name, ip, prefix, gw, route) = (a.if_name.to_string(), a.ip, a.prefix_len, a.gateway, a.default_route);
+    let (link_local, sysctls) = (a.link_local.to_vec(), a.sysctls.to_vec());
     let inside = berth_sys::netns::run_in(std::path::Path::new(&format!("/proc/{pid}/ns/net")), move || {
         let idx = index_of(&if_name)?;
+        // This thread is in the container's namespace: /proc/sys/net is that namespace's.
+        for (k, v) in &sysctls {
+            let path = format!("/proc/sys/{}", k.replace('.', "/"));
+            std::fs::write(&path, v).map_err(|e| Error::invalid(format!("unable to set sysctl {k}={v}: {e}")))?;
+        }
         with_handle(async |h| {
             h.address().add(idx, IpAddr::V4(ip), prefix).execute().await.map_err(nl_err("add address"))?;
+            for ll in &link_local {
+                let len = if ll.is_ipv4() { 16 } else { 64 };
+                h.address().add(idx, *ll, len).execute().await.map_err(nl_err("add link-local address"))?;
+            }
             h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl_err("link up"))?;
             if let (true, Some(gw)) = (route, gw) {
                 let r = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
@@ -85,6 +95,18 @@ pub fn attach(pid: i32, a: &Attach) -> Result<()> {
         let _ = delete(a.host_veth);
     }
     inside
+}
+
+/// Replaces the default route of the namespace of `pid` with one through `if_name`.
+pub fn set_default_route(pid: i32, if_name: &str, gw: Ipv4Addr) -> Result<()> {
+    let if_name = if_name.to_string();
+    berth_sys::netns::run_in(std::path::Path::new(&format!("/proc/{pid}/ns/net")), move || {
+        let idx = index_of(&if_name)?;
+        with_handle(async |h| {
+            let r = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
+            h.route().add(r).replace().execute().await.map_err(nl_err("replace default route"))
+        })
+    })
 }
 
 /// Deletes a link of the host namespace by name (a veth takes its peer with it); gone is fine.

@@ -68,6 +68,96 @@ pub struct Endpoint {
     /// container only, to the target.
     #[serde(default)]
     pub links: Vec<String>,
+    /// `DriverOpts` as given (each applied: the interface name, its sysctls).
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
+    /// `GwPriority`: the endpoint with the highest gives the container its default route.
+    #[serde(default)]
+    pub gw_priority: i64,
+    /// `IPAMConfig.LinkLocalIPs`: extra link-local addresses on the interface.
+    #[serde(default)]
+    pub link_local_ips: Vec<std::net::IpAddr>,
+    /// The interface in the container while running (`eth<n>` or `DriverOpts`' name).
+    #[serde(default)]
+    pub if_name: String,
+}
+
+/// The endpoint driver options the bridge driver applies, as Docker names them.
+pub const OPT_IFNAME: &str = "com.docker.network.endpoint.ifname";
+pub const OPT_SYSCTLS: &str = "com.docker.network.endpoint.sysctls";
+
+impl Endpoint {
+    /// The interface name in the container: `DriverOpts`' or `eth<index>`.
+    pub fn wanted_if_name(&self, index: usize) -> String {
+        self.driver_opts.get(OPT_IFNAME).cloned().unwrap_or_else(|| format!("eth{index}"))
+    }
+
+    /// The per-interface sysctls of `DriverOpts` (`net.ipv4.conf.IFNAME.x=v,...`), `IFNAME` replaced.
+    pub fn sysctls(&self, if_name: &str) -> Vec<(String, String)> {
+        self.driver_opts
+            .get(OPT_SYSCTLS)
+            .into_iter()
+            .flat_map(|s| s.split(','))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (placeholder(k.trim(), if_name), v.trim().to_string()))
+            .collect()
+    }
+}
+
+/// A sysctl key with its interface segment (`IFNAME`, as Docker writes it, in any case) named.
+fn placeholder(key: &str, if_name: &str) -> String {
+    let parts: Vec<&str> = key.split('.').collect();
+    match parts.as_slice() {
+        ["net", fam, "conf", p, rest @ ..] if p.eq_ignore_ascii_case("IFNAME") => {
+            format!("net.{fam}.conf.{if_name}.{}", rest.join("."))
+        }
+        _ => key.to_string(),
+    }
+}
+
+/// Checks endpoint `DriverOpts`: the options the bridge driver applies, with valid values; any
+/// other is refused (never stored as if applied).
+pub fn check_driver_opts(opts: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in opts {
+        match k.as_str() {
+            OPT_IFNAME => {
+                let ok = !v.is_empty()
+                    && v.len() <= 15
+                    && v != "."
+                    && v != ".."
+                    && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !ok {
+                    return Err(Error::invalid(format!("invalid interface name {v:?} in {OPT_IFNAME}")));
+                }
+            }
+            OPT_SYSCTLS => {
+                for kv in v.split(',') {
+                    // (the docker CLI lower-cases driver options: `ifname` is the placeholder too)
+                    let kv = &placeholder(kv, "IFNAME");
+                    let (key, val) = kv.split_once('=').ok_or_else(|| {
+                        Error::invalid(format!("invalid sysctl {kv:?} in {OPT_SYSCTLS}: use KEY=VALUE"))
+                    })?;
+                    let key = key.trim();
+                    let per_if = ["net.ipv4.conf.IFNAME.", "net.ipv6.conf.IFNAME."].iter().any(|p| key.starts_with(p));
+                    let tail = key.rsplit('.').next().unwrap_or("");
+                    if !per_if || tail.is_empty() || !tail.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        return Err(Error::invalid(format!(
+                            "unable to configure sysctl {key:?}: only net.ipv4.conf.IFNAME.* and net.ipv6.conf.IFNAME.* may be set for an endpoint"
+                        )));
+                    }
+                    if val.trim().is_empty() || val.contains('\n') {
+                        return Err(Error::invalid(format!("invalid value for sysctl {key}")));
+                    }
+                }
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "endpoint driver option {other:?} is not supported by the bridge driver (supported: {OPT_IFNAME}, {OPT_SYSCTLS})"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A MAC address a client may ask for: six hex octets, unicast. Normalised to lower case.

@@ -606,3 +606,86 @@ fn links_as_docker() {
     assert!(!o.status.success() || !out(&o).contains(&ip), "{}", out(&o));
     d.ok(&["rm", "-f", "web", "linker", "other", "db2", "takes-the-address", "later", "db"]);
 }
+
+/// Endpoint settings as Docker applies them: `DriverOpts` (the interface name, its sysctls; any
+/// other option refused), `IPAMConfig.LinkLocalIPs`, `GwPriority` choosing the default route (also
+/// when a network is connected later), `DNSNames`, and `host-gateway-ip`.
+#[test]
+fn endpoint_settings_are_applied() {
+    let d = Berthd::start_with(&["--host-gateway-ip", "192.0.2.55"]);
+    d.import_busybox("busybox");
+    d.ok(&["network", "create", "n1"]);
+    d.ok(&["network", "create", "n2"]);
+    let net = "name=n1,driver-opt=com.docker.network.endpoint.ifname=foo0,\
+               driver-opt=com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1,link-local-ip=169.254.7.7";
+    let s = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        net,
+        "--add-host",
+        "hg:host-gateway",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show foo0 | awk '{print $4}'; cat /proc/sys/net/ipv4/conf/foo0/log_martians; grep hg /etc/hosts",
+    ]);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines.contains(&"169.254.7.7/16"), "{s}");
+    assert!(lines.contains(&"1"), "the sysctl: {s}");
+    assert!(s.contains("192.0.2.55\thg"), "{s}");
+    let o = d.docker(&["run", "--rm", "--network", "name=n1,driver-opt=bogus=1", "busybox", "true"]);
+    assert!(err(&o).contains("endpoint driver option \"bogus\" is not supported"), "{}", err(&o));
+    let o = d.docker(&["run", "--rm", "--network", "name=n1,link-local-ip=10.0.0.1", "busybox", "true"]);
+    assert!(err(&o).contains("invalid link-local IP address: 10.0.0.1"), "{}", err(&o));
+    // DNSNames: name, aliases, short id, hostname.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dn",
+        "--hostname",
+        "myhost",
+        "--network",
+        "n1",
+        "--network-alias",
+        "al1",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "dn"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks.n1.DNSNames}}", "dn"]),
+        format!(r#"["dn","al1","{}","myhost"]"#, &id[..12])
+    );
+    // GwPriority through the API: the highest gives the default route, at start and on connect.
+    let api = |method: &str, path: &str, body: &str| -> String {
+        let o = berth_e2e::run_bounded(
+            std::process::Command::new("curl")
+                .args(["-sS", "--max-time", "60", "--unix-socket", d.socket.to_str().unwrap()])
+                .args(["-X", method, "-H", "Content-Type: application/json", "-d", body])
+                .arg(format!("http://x{path}")),
+        );
+        out(&o)
+    };
+    let created = api(
+        "POST",
+        "/containers/create?name=gw",
+        r#"{"Image":"busybox","Cmd":["sleep","100"],"HostConfig":{"NetworkMode":"n1"},
+            "NetworkingConfig":{"EndpointsConfig":{"n1":{},"n2":{"GwPriority":5}}}}"#,
+    );
+    assert!(created.contains("\"Id\""), "{created}");
+    d.ok(&["start", "gw"]);
+    let gw2 = d.ok(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "n2"]);
+    let route = || d.ok(&["exec", "gw", "sh", "-c", "ip route | awk '/^default/ {print $3}'"]);
+    assert_eq!(route(), gw2);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.n2.GwPriority}}", "gw"]), "5");
+    d.ok(&["network", "create", "n3"]);
+    api("POST", "/networks/n3/connect", r#"{"Container":"gw","EndpointConfig":{"GwPriority":9}}"#);
+    let gw3 = d.ok(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "n3"]);
+    assert_eq!(route(), gw3, "a connected network with a higher priority takes the default route");
+    d.ok(&["network", "disconnect", "n3", "gw"]);
+    assert_eq!(route(), gw2, "and gives it back when it goes");
+    d.ok(&["rm", "-f", "gw", "dn"]);
+}

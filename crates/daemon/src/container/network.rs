@@ -29,6 +29,32 @@ pub fn mode_network(mode: &str) -> Option<&str> {
     }
 }
 
+/// An endpoint's `IPAMConfig` as asked (null when nothing was).
+fn ipam_config_json(ep: &Endpoint) -> Value {
+    if ep.static_ip.is_none() && ep.link_local_ips.is_empty() {
+        return Value::Null;
+    }
+    let mut m = serde_json::Map::new();
+    if let Some(ip) = ep.static_ip {
+        m.insert("IPv4Address".into(), json!(ip.to_string()));
+    }
+    if !ep.link_local_ips.is_empty() {
+        m.insert("LinkLocalIPs".into(), json!(ep.link_local_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>()));
+    }
+    Value::Object(m)
+}
+
+/// `DNSNames` as Docker builds them: the name, the aliases, the short id, the hostname, each once.
+fn dns_names(r: &ContainerRecord, ep: &Endpoint) -> Vec<String> {
+    let mut d = vec![r.name.clone()];
+    d.extend(ep.aliases.iter().cloned());
+    d.push(r.id[..12].to_string());
+    d.push(r.config.hostname.clone());
+    let mut seen = std::collections::HashSet::new();
+    d.retain(|x| !x.is_empty() && seen.insert(x.clone()));
+    d
+}
+
 impl ContainerService {
     /// At create: the endpoints of the container's NetworkMode and NetworkingConfig.
     pub(super) async fn resolve_endpoints(&self, rec: &ContainerRecord) -> Result<Vec<Endpoint>> {
@@ -135,8 +161,46 @@ impl ContainerService {
                 }
             }
         }
+        let driver_opts: BTreeMap<String, String> = match &cfg["DriverOpts"] {
+            Value::Null => BTreeMap::new(),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::invalid("DriverOpts values must be strings"))?,
+            _ => return Err(Error::invalid("DriverOpts must be an object")),
+        };
+        berth_network::store::check_driver_opts(&driver_opts)?;
+        let gw_priority = match &cfg["GwPriority"] {
+            Value::Null => 0,
+            v => v.as_i64().ok_or_else(|| Error::invalid("GwPriority must be an integer"))?,
+        };
+        let mut link_local_ips = Vec::new();
+        for v in cfg["IPAMConfig"]["LinkLocalIPs"].as_array().into_iter().flatten() {
+            let s = v.as_str().unwrap_or_default();
+            let ip: std::net::IpAddr =
+                s.parse().map_err(|_| Error::invalid(format!("invalid link-local IP address: {s}")))?;
+            let link_local = match ip {
+                std::net::IpAddr::V4(a) => a.is_link_local(),
+                std::net::IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80,
+            };
+            if !link_local {
+                return Err(Error::invalid(format!("invalid link-local IP address: {s}")));
+            }
+            link_local_ips.push(ip);
+        }
+        if cfg["IPAMConfig"]["IPv6Address"].as_str().is_some_and(|s| !s.is_empty()) {
+            return Err(Error::invalid(format!(
+                "network {} has no IPv6 subnet: an IPv6 address cannot be assigned on it",
+                n.name
+            )));
+        }
         Ok(Endpoint {
+            driver_opts,
+            gw_priority,
+            link_local_ips,
             links,
+            if_name: String::new(),
             network_id: n.id.clone(),
             network_name: n.name.clone(),
             endpoint_id: String::new(),
@@ -183,17 +247,36 @@ impl ContainerService {
     }
 
     /// Creates the veths of `eps` into the namespace of `pid` (blocking).
+    /// The endpoint that gives a container its default route: the highest `GwPriority` among those
+    /// with an address on a network with a way out (not internal); the first one on a tie.
+    pub(super) fn gateway_endpoint(networks: &berth_network::NetworkStore, eps: &[Endpoint]) -> Option<usize> {
+        let mut best: Option<(usize, i64)> = None;
+        for (i, ep) in eps.iter().enumerate() {
+            let Ok(n) = networks.get(&ep.network_id) else { continue };
+            if n.internal || ep.ip.is_none() || ep.gateway.is_none() {
+                continue;
+            }
+            if best.is_none_or(|(_, p)| ep.gw_priority > p) {
+                best = Some((i, ep.gw_priority));
+            }
+        }
+        best.map(|b| b.0)
+    }
+
+    /// `gateway`: which of `eps` gives the default route (see [`gateway_endpoint`]).
     pub(super) fn plumb(
         networks: &berth_network::NetworkStore,
         pid: i32,
         eps: &[Endpoint],
         first_index: usize,
+        gateway: Option<usize>,
     ) -> Result<()> {
         for (i, ep) in eps.iter().enumerate() {
             let n = networks.get(&ep.network_id)?;
             let (Some(ip), Some(subnet)) = (ep.ip, n.subnet) else { continue };
             link::ensure_bridge(&n.bridge, n.gateway.unwrap_or_else(|| subnet.nth(1)), &subnet)?;
-            let if_name = format!("eth{}", first_index + i);
+            let if_name = if ep.if_name.is_empty() { ep.wanted_if_name(first_index + i) } else { ep.if_name.clone() };
+            let sysctls = ep.sysctls(&if_name);
             link::attach(
                 pid,
                 &Attach {
@@ -204,7 +287,9 @@ impl ContainerService {
                     prefix_len: ep.prefix_len,
                     gateway: ep.gateway,
                     mac: &ep.mac,
-                    default_route: first_index + i == 0 && !n.internal,
+                    default_route: gateway == Some(i) && !n.internal,
+                    link_local: &ep.link_local_ips,
+                    sysctls: &sysctls,
                 },
             )?;
         }
@@ -241,7 +326,11 @@ impl ContainerService {
     /// the networks of `rec`, and for `rec` itself.
     pub(super) async fn refresh_hosts(&self, rec: &ContainerRecord) {
         let all: Vec<ContainerRecord> = self.all().iter().map(|e| e.record()).collect();
-        let gateway = self.networks.get("bridge").await.ok().and_then(|n| n.gateway);
+        // `host-gateway` is daemon.json's `host-gateway-ip`, else the default bridge's gateway.
+        let gateway = match self.cfg.host_gateway_ip {
+            Some(ip) => Some(ip),
+            None => self.networks.get("bridge").await.ok().and_then(|n| n.gateway),
+        };
         let nets: Vec<&str> = rec.endpoints.iter().map(|e| e.network_id.as_str()).collect();
         let mut writes = Vec::new();
         // Its linkers too: a restarted link target has a new address.
@@ -416,8 +505,24 @@ impl ContainerService {
         if rec.state.running() {
             let mut eps = vec![ep];
             self.assign_addresses(&rec.id, &mut eps)?;
-            let (store, pid, index, eps2) = (self.networks.store(), rec.state.pid, rec.endpoints.len(), eps.clone());
-            blocking(move || Self::plumb(&store, pid, &eps2, index)).await?;
+            let index = rec.endpoints.len();
+            eps[0].if_name = eps[0].wanted_if_name(index);
+            let (store, pid, eps2, existing) =
+                (self.networks.store(), rec.state.pid, eps.clone(), rec.endpoints.clone());
+            blocking(move || {
+                // The new network takes the default route when its GwPriority is the highest.
+                let before = Self::gateway_endpoint(&store, &existing);
+                let mut all = existing.clone();
+                all.push(eps2[0].clone());
+                let after = Self::gateway_endpoint(&store, &all);
+                let takes_over = after == Some(existing.len());
+                Self::plumb(&store, pid, &eps2, index, (takes_over && before.is_none()).then_some(0))?;
+                if let (true, Some(_), Some(gw)) = (takes_over, before, eps2[0].gateway) {
+                    link::set_default_route(pid, &eps2[0].if_name, gw)?;
+                }
+                Ok(())
+            })
+            .await?;
             ep = eps.remove(0);
         }
         let rec = e.update(|r| r.endpoints.push(ep));
@@ -454,7 +559,22 @@ impl ContainerService {
         };
         if rec.state.running() && !ep.host_veth.is_empty() {
             let veth = ep.host_veth.clone();
-            blocking(move || link::delete_link(&veth)).await?;
+            let (store, pid, all, net) = (self.networks.store(), rec.state.pid, rec.endpoints.clone(), n.id.clone());
+            blocking(move || {
+                link::delete_link(&veth)?;
+                // The default route went with it: the next network in line gives one.
+                let was = Self::gateway_endpoint(&store, &all).map(|i| all[i].network_id.clone());
+                let rest: Vec<Endpoint> = all.into_iter().filter(|x| x.network_id != net).collect();
+                if was.as_deref() == Some(net.as_str()) {
+                    if let Some(next) = Self::gateway_endpoint(&store, &rest).map(|i| &rest[i]) {
+                        if let (Some(gw), false) = (next.gateway, next.if_name.is_empty()) {
+                            link::set_default_route(pid, &next.if_name, gw)?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
         }
         let rec = e.update(|r| r.endpoints.retain(|x| x.network_id != n.id));
         self.persist(&rec).await?;
@@ -470,7 +590,7 @@ impl ContainerService {
             m.insert(
                 ep.network_name.clone(),
                 json!({
-                    "IPAMConfig": ep.static_ip.map(|ip| json!({"IPv4Address": ip.to_string()})),
+                    "IPAMConfig": ipam_config_json(ep),
                     "Links": if ep.links.is_empty() { Value::Null } else { json!(ep.links) },
                     "Aliases": if ep.aliases.is_empty() { Value::Null } else { json!(ep.aliases) },
                     "MacAddress": ep.mac,
@@ -482,12 +602,9 @@ impl ContainerService {
                     "IPv6Gateway": "",
                     "GlobalIPv6Address": "",
                     "GlobalIPv6PrefixLen": 0,
-                    "DriverOpts": null,
-                    "DNSNames": if ep.network_name == "bridge" { Value::Null } else {
-                        let mut d = vec![r.name.clone()];
-                        d.extend(ep.aliases.iter().cloned());
-                        json!(d)
-                    },
+                    "DriverOpts": if ep.driver_opts.is_empty() { Value::Null } else { json!(ep.driver_opts) },
+                    "GwPriority": ep.gw_priority,
+                    "DNSNames": if ep.network_name == "bridge" { Value::Null } else { json!(dns_names(r, ep)) },
                 }),
             );
         }

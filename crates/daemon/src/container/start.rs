@@ -373,10 +373,17 @@ impl ContainerService {
         }
         if own_ns && !rec.endpoints.is_empty() {
             let mut eps = rec.endpoints.clone();
+            for (i, ep) in eps.iter_mut().enumerate() {
+                ep.if_name = ep.wanted_if_name(i);
+            }
             let plumbed = match self.assign_addresses(&id, &mut eps) {
                 Ok(()) => {
                     let (store, eps2) = (self.networks.store(), eps.clone());
-                    blocking(move || Self::plumb(&store, pid, &eps2, 0)).await
+                    blocking(move || {
+                        let gateway = Self::gateway_endpoint(&store, &eps2);
+                        Self::plumb(&store, pid, &eps2, 0, gateway)
+                    })
+                    .await
                 }
                 Err(e) => Err(e),
             };
