@@ -61,6 +61,12 @@ pub struct Args {
     /// The init binary `--init` runs as pid 1 (default: /usr/bin/tini-static)
     #[arg(long)]
     pub init_path: Option<PathBuf>,
+    /// Dual-stack default bridge (IPv6 beside IPv4)
+    #[arg(long)]
+    pub ipv6: bool,
+    /// The default bridge's IPv6 subnet, e.g. fd00:d0c::/64 (with --ipv6)
+    #[arg(long)]
+    pub fixed_cidr_v6: Option<String>,
     /// The address `host-gateway` stands for in --add-host (default: the default bridge's gateway)
     #[arg(long)]
     pub host_gateway_ip: Option<std::net::Ipv4Addr>,
@@ -126,6 +132,9 @@ struct FileConfig {
     cdi_spec_dirs: Option<Vec<PathBuf>>,
     #[serde(rename = "host-gateway-ip")]
     host_gateway_ip: Option<std::net::Ipv4Addr>,
+    ipv6: Option<bool>,
+    #[serde(rename = "fixed-cidr-v6")]
+    fixed_cidr_v6: Option<String>,
     tls: Option<bool>,
     tlsverify: Option<bool>,
     tlscacert: Option<PathBuf>,
@@ -158,6 +167,7 @@ pub struct Settings {
     pub userns_remap: Option<String>,
     pub cdi_spec_dirs: Vec<PathBuf>,
     pub host_gateway_ip: Option<std::net::Ipv4Addr>,
+    pub default_bridge_ipv6: Option<Option<berth_network::Ipv6Net>>,
     pub tls: Option<crate::listen::TlsSettings>,
     pub log_opts: std::collections::BTreeMap<String, String>,
 }
@@ -283,6 +293,19 @@ impl Settings {
             init_path: a.init_path.or(file.init_path),
             userns_remap: a.userns_remap.or(file.userns_remap).filter(|s| !s.is_empty()),
             host_gateway_ip: a.host_gateway_ip.or(file.host_gateway_ip),
+            default_bridge_ipv6: {
+                let on = a.ipv6 || file.ipv6 == Some(true);
+                let cidr = a.fixed_cidr_v6.or(file.fixed_cidr_v6).filter(|s| !s.is_empty());
+                match (on, cidr) {
+                    (false, Some(_)) => bail!("fixed-cidr-v6 needs ipv6 enabled (--ipv6 / \"ipv6\": true)"),
+                    (false, None) => None,
+                    (true, None) => Some(None),
+                    (true, Some(c)) => Some(Some(
+                        c.parse::<berth_network::Ipv6Net>()
+                            .map_err(|e| anyhow::anyhow!("fixed-cidr-v6: {}", e.message))?,
+                    )),
+                }
+            },
             cdi_spec_dirs: match (a.cdi_spec_dirs, file.cdi_spec_dirs) {
                 (flags, _) if !flags.is_empty() => flags,
                 (_, Some(dirs)) => dirs,

@@ -83,6 +83,7 @@ async fn run(s: Settings) -> Result<()> {
         userns_remap,
         cdi_spec_dirs: s.cdi_spec_dirs.clone(),
         host_gateway_ip: s.host_gateway_ip,
+        default_bridge_ipv6: s.default_bridge_ipv6,
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -30,6 +30,7 @@ pub struct NetworkCreate {
     pub attachable: bool,
     pub labels: Vec<String>,
     pub opts: Vec<String>,
+    pub ipv6: bool,
 }
 
 pub async fn network_create(c: &Client, n: &NetworkCreate) -> Result<String> {
@@ -53,6 +54,7 @@ pub async fn network_create(c: &Client, n: &NetworkCreate) -> Result<String> {
         "Driver": if n.driver.is_empty() { "bridge" } else { n.driver.as_str() },
         "Internal": n.internal,
         "Attachable": n.attachable,
+        "EnableIPv6": n.ipv6,
         "Labels": kv_map(&n.labels),
         "Options": kv_map(&n.opts),
         "IPAM": {"Driver": "default", "Config": configs},

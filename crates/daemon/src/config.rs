@@ -32,4 +32,7 @@ pub struct DaemonConfig {
     /// What `host-gateway` in `--add-host` stands for (daemon.json `host-gateway-ip`); the default
     /// bridge's gateway when unset.
     pub host_gateway_ip: Option<std::net::Ipv4Addr>,
+    /// daemon.json `ipv6` / `fixed-cidr-v6`: the default bridge is dual-stack (`Some`), with this
+    /// subnet (`Some(None)`: a unique-local /64 of its own).
+    pub default_bridge_ipv6: Option<Option<berth_network::Ipv6Net>>,
 }

@@ -53,6 +53,7 @@ impl Daemon {
             let images = ImageStore::open(store.clone(), &cfg.data_root)?;
             let volumes = berth_volume::VolumeStore::open(store.clone(), &cfg.data_root)?;
             let networks = berth_network::NetworkStore::open(store.clone(), cfg.pools.clone(), &cfg.bridge, cfg.bip)?;
+            networks.set_default_bridge_ipv6(cfg.default_bridge_ipv6)?;
             for f in perms::secure_roots(&cfg.data_root, &cfg.exec_root, cfg.userns_remap.as_ref().map(|r| r.root().1))?
             {
                 tracing::warn!("data and exec roots corrected: {f}");

@@ -46,7 +46,9 @@ impl NetworkService {
                 .list()?
                 .into_iter()
                 .filter(|n| n.driver == "bridge")
-                .filter_map(|n| Some(NetRule { subnet: n.subnet?, bridge: n.bridge, internal: n.internal }))
+                .filter_map(|n| {
+                    Some(NetRule { subnet: n.subnet?, bridge: n.bridge, internal: n.internal, subnet6: n.subnet6 })
+                })
                 .collect();
             fw.set_networks(nets)
         })
@@ -156,7 +158,8 @@ impl NetworkService {
             .into_iter()
             .map(|(id, name, ep)| {
                 let ip = ep.ip.map(|ip| format!("{ip}/{}", ep.prefix_len)).unwrap_or_default();
-                (id, json!({"Name": name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac, "IPv4Address": ip, "IPv6Address": ""}))
+                let ip6 = ep.ip6.map(|ip| format!("{ip}/{}", ep.prefix6)).unwrap_or_default();
+                (id, json!({"Name": name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac, "IPv4Address": ip, "IPv6Address": ip6}))
             })
             .collect();
         let mut cfg = serde_json::Map::new();
@@ -169,14 +172,26 @@ impl NetworkService {
         if let Some(r) = n.ip_range {
             cfg.insert("IPRange".into(), json!(r.to_string()));
         }
-        let ipam_config = if n.driver == "bridge" { json!([Value::Object(cfg)]) } else { json!([]) };
+        let mut entries = vec![Value::Object(cfg)];
+        if let Some(s) = n.subnet6 {
+            let mut c6 = serde_json::Map::new();
+            c6.insert("Subnet".into(), json!(s.to_string()));
+            if let Some(g) = n.gateway6 {
+                c6.insert("Gateway".into(), json!(g.to_string()));
+            }
+            if let Some(r) = n.ip_range6 {
+                c6.insert("IPRange".into(), json!(r.to_string()));
+            }
+            entries.push(Value::Object(c6));
+        }
+        let ipam_config = if n.driver == "bridge" { json!(entries) } else { json!([]) };
         json!({
             "Name": n.name,
             "Id": n.id,
             "Created": n.created,
             "Scope": "local",
             "Driver": n.driver,
-            "EnableIPv6": false,
+            "EnableIPv6": n.enable_ipv6,
             "IPAM": {"Driver": "default", "Options": null, "Config": ipam_config},
             "Internal": n.internal,
             "Attachable": n.attachable,

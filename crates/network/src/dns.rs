@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use berth_types::{Error, Result};
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,8 +23,9 @@ const TTL: u32 = 600;
 
 /// Container names as one container sees them.
 pub trait Names: Send + Sync + 'static {
-    /// Addresses of `name` on the networks `asker` shares with its owner; `None` when unknown.
-    fn lookup(&self, asker: &str, name: &str) -> Option<Vec<Ipv4Addr>>;
+    /// Addresses (IPv4 and, on dual-stack networks, IPv6) of `name` on the networks `asker`
+    /// shares with its owner; `None` when unknown.
+    fn lookup(&self, asker: &str, name: &str) -> Option<Vec<IpAddr>>;
     /// The name of the container that has `ip` on a network `asker` is on.
     fn reverse(&self, asker: &str, ip: Ipv4Addr) -> Option<String>;
 }
@@ -164,10 +165,16 @@ impl Server {
         let qname = q.name().to_utf8().trim_end_matches('.').to_ascii_lowercase();
         let local = match q.query_type() {
             RecordType::A | RecordType::AAAA | RecordType::ANY => {
-                self.names.lookup(&self.asker, &qname).map(|ips| match q.query_type() {
-                    // Containers have IPv4 addresses only: a known name with no AAAA is NODATA.
-                    RecordType::AAAA => vec![],
-                    _ => ips.into_iter().map(|ip| Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip)))).collect(),
+                // A known name without an address of the asked family is NODATA, not NXDOMAIN.
+                self.names.lookup(&self.asker, &qname).map(|ips| {
+                    ips.into_iter()
+                        .filter_map(|ip| match (ip, q.query_type()) {
+                            (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => Some(RData::A(A(v4))),
+                            (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => Some(RData::AAAA(AAAA(v6))),
+                            _ => None,
+                        })
+                        .map(|d| Record::from_rdata(q.name().clone(), TTL, d))
+                        .collect()
                 })
             }
             RecordType::PTR => reverse_ip(&qname).and_then(|ip| self.names.reverse(&self.asker, ip)).and_then(|n| {
@@ -233,8 +240,12 @@ mod tests {
 
     struct Fixed;
     impl Names for Fixed {
-        fn lookup(&self, asker: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
-            (asker == "me" && name == "web").then(|| vec![Ipv4Addr::new(10, 9, 0, 2)])
+        fn lookup(&self, asker: &str, name: &str) -> Option<Vec<IpAddr>> {
+            match (asker, name) {
+                ("me", "web") => Some(vec![IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2))]),
+                ("me", "dual") => Some(vec![IpAddr::V4(Ipv4Addr::new(10, 9, 0, 3)), "fd00::3".parse().unwrap()]),
+                _ => None,
+            }
         }
         fn reverse(&self, _: &str, ip: Ipv4Addr) -> Option<String> {
             (ip == Ipv4Addr::new(10, 9, 0, 2)).then(|| "web".into())
@@ -262,6 +273,9 @@ mod tests {
         assert_eq!(r.answers[0].data, RData::A(A(Ipv4Addr::new(10, 9, 0, 2))));
         let r = Message::from_vec(&s.answer(&query("WEB.", RecordType::AAAA, 8)).await.unwrap()).unwrap();
         assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
+        let r = Message::from_vec(&s.answer(&query("dual.", RecordType::AAAA, 11)).await.unwrap()).unwrap();
+        assert_eq!(r.answers.len(), 1);
+        assert_eq!(r.answers[0].data, RData::AAAA(AAAA("fd00::3".parse().unwrap())));
         let r =
             Message::from_vec(&s.answer(&query("2.0.9.10.in-addr.arpa.", RecordType::PTR, 9)).await.unwrap()).unwrap();
         assert_eq!(r.answers[0].data, RData::PTR(PTR(Name::from_ascii("web.").unwrap())));

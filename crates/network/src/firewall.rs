@@ -22,6 +22,9 @@ pub struct NetRule {
     pub bridge: String,
     pub subnet: Ipv4Net,
     pub internal: bool,
+    /// A dual-stack network's IPv6 subnet: the same isolation, and masquerading, in the `ip6`
+    /// table of the same name.
+    pub subnet6: Option<crate::ipam::Ipv6Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +72,7 @@ impl Firewall {
         if st.nets.iter().any(|n| !n.internal) {
             enable_forwarding()?;
         }
-        apply(&render(&self.table, &st))
+        apply(&(render(&self.table, &st) + &render6(&self.table, &st)))
     }
 
     /// Replaces one container's published ports (empty: it has none now). Blocking.
@@ -85,9 +88,9 @@ impl Firewall {
         apply(&render(&self.table, &st))
     }
 
-    /// Deletes the table. Blocking.
+    /// Deletes the tables. Blocking.
     pub fn remove(&self) -> Result<()> {
-        apply(&format!("table ip {t}\ndelete table ip {t}\n", t = self.table))
+        apply(&format!("table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n", t = self.table))
     }
 }
 
@@ -143,6 +146,36 @@ fn render(table: &str, st: &State) -> String {
     s
 }
 
+/// The IPv6 side: isolation and masquerading of dual-stack networks, in table `ip6 <name>`; with
+/// no such network the table is removed.
+fn render6(table: &str, st: &State) -> String {
+    let mut s = format!("table ip6 {table}\ndelete table ip6 {table}\n");
+    let nets: Vec<&NetRule> = st.nets.iter().filter(|n| n.subnet6.is_some()).collect();
+    if nets.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "table ip6 {table} {{");
+    let bridges: Vec<String> = st.nets.iter().map(|n| quote(&n.bridge)).collect();
+    let _ = writeln!(s, "  set bridges {{ type ifname; elements = {{ {} }} }}", bridges.join(", "));
+    s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+    for n in &nets {
+        let b = quote(&n.bridge);
+        if n.internal {
+            let _ = writeln!(s, "    iifname {b} oifname != {b} drop");
+            let _ = writeln!(s, "    oifname {b} iifname != {b} drop");
+        } else {
+            let _ = writeln!(s, "    iifname {b} oifname @bridges oifname != {b} drop");
+        }
+    }
+    s.push_str("  }\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
+    for n in nets.iter().filter(|n| !n.internal) {
+        let sub = n.subnet6.expect("filtered");
+        let _ = writeln!(s, "    ip6 saddr {}/{} oifname != {} masquerade", sub.addr, sub.len, quote(&n.bridge));
+    }
+    s.push_str("  }\n}\n");
+    s
+}
+
 fn apply(script: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -175,8 +208,18 @@ mod tests {
     #[test]
     fn renders_isolation_nat_and_dnat() {
         let mut st = State::default();
-        st.nets.push(NetRule { bridge: "bt0".into(), subnet: "10.1.0.0/24".parse().unwrap(), internal: false });
-        st.nets.push(NetRule { bridge: "br-in".into(), subnet: "10.2.0.0/24".parse().unwrap(), internal: true });
+        st.nets.push(NetRule {
+            bridge: "bt0".into(),
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            internal: false,
+            subnet6: Some("fd00:1::/64".parse().unwrap()),
+        });
+        st.nets.push(NetRule {
+            bridge: "br-in".into(),
+            subnet: "10.2.0.0/24".parse().unwrap(),
+            internal: true,
+            subnet6: None,
+        });
         st.ports.insert(
             "c1".into(),
             vec![
@@ -208,5 +251,10 @@ mod tests {
         assert!(s.contains("iifname != \"lo\" ip daddr 127.0.0.1 udp dport 53 drop"), "{s}");
         assert!(!s.contains("tcp dport 8080 drop"), "{s}");
         assert_eq!(Firewall::new("bt-1\"x").table(), "berth_bt1x");
+        let s6 = render6("berth_bt0", &st);
+        assert!(s6.contains("ip6 saddr fd00:1::/64 oifname != \"bt0\" masquerade"), "{s6}");
+        assert!(s6.contains("iifname \"bt0\" oifname @bridges oifname != \"bt0\" drop"), "{s6}");
+        st.nets.retain(|n| n.subnet6.is_none());
+        assert_eq!(render6("berth_bt0", &st), "table ip6 berth_bt0\ndelete table ip6 berth_bt0\n");
     }
 }

@@ -1,7 +1,8 @@
-//! IPv4 address management: subnets from pools, addresses within subnets.
+//! Address management: IPv4 subnets from pools, IPv6 subnets (given, or a unique-local /64),
+//! addresses within subnets.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use berth_types::{Error, Result};
@@ -129,6 +130,96 @@ pub fn next_address(subnet: &Ipv4Net, range: Option<&Ipv4Net>, used: &[Ipv4Addr]
     Err(Error::unavailable(format!("no available IPv4 addresses on this network's address pools: {subnet}")))
 }
 
+/// An IPv6 network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ipv6Net {
+    pub addr: Ipv6Addr,
+    pub len: u8,
+}
+
+impl Ipv6Net {
+    fn mask(&self) -> u128 {
+        if self.len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - self.len as u32)
+        }
+    }
+    pub fn network(&self) -> Ipv6Net {
+        Ipv6Net { addr: Ipv6Addr::from(u128::from(self.addr) & self.mask()), len: self.len }
+    }
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & self.mask() == u128::from(self.addr) & self.mask()
+    }
+    pub fn overlaps(&self, o: &Ipv6Net) -> bool {
+        let len = self.len.min(o.len);
+        let m = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
+        u128::from(self.addr) & m == u128::from(o.addr) & m
+    }
+    pub fn nth(&self, n: u128) -> Ipv6Addr {
+        Ipv6Addr::from((u128::from(self.addr) & self.mask()).wrapping_add(n))
+    }
+    /// A unique-local /64 (fd00::/8, RFC 4193) from 56 bits of `seed`, as Docker picks one for a
+    /// network that enables IPv6 without a subnet.
+    pub fn unique_local(seed: &[u8]) -> Ipv6Net {
+        let mut b = [0u8; 16];
+        b[0] = 0xfd;
+        for (i, x) in seed.iter().take(7).enumerate() {
+            b[1 + i] = *x;
+        }
+        Ipv6Net { addr: Ipv6Addr::from(b), len: 64 }
+    }
+}
+
+impl fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for Ipv6Net {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Ipv6Net> {
+        let bad = || Error::invalid(format!("invalid CIDR address: {s}"));
+        let (a, l) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| bad())?;
+        let len: u8 = l.parse().map_err(|_| bad())?;
+        if len > 128 {
+            return Err(bad());
+        }
+        Ok(Ipv6Net { addr, len })
+    }
+}
+
+impl TryFrom<String> for Ipv6Net {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Ipv6Net> {
+        s.parse()
+    }
+}
+
+impl From<Ipv6Net> for String {
+    fn from(n: Ipv6Net) -> String {
+        n.to_string()
+    }
+}
+
+/// The first free address of `subnet` from `::2` on (`::1` is the gateway by default), within
+/// `range`; a bounded search, as subnets are huge.
+pub fn next_address6(subnet: &Ipv6Net, range: Option<&Ipv6Net>, used: &[Ipv6Addr]) -> Result<Ipv6Addr> {
+    let size: u128 = if subnet.len == 0 { u128::MAX } else { 1u128 << (128 - subnet.len as u32) };
+    let start = range.map(|r| u128::from(r.network().addr) - u128::from(subnet.network().addr)).unwrap_or(0);
+    for i in (start.max(1)..size.saturating_sub(1)).take(1 << 20) {
+        let ip = subnet.nth(i);
+        if used.contains(&ip) || range.is_some_and(|r| !r.contains(ip)) || i == 1 && range.is_none() {
+            continue;
+        }
+        return Ok(ip);
+    }
+    Err(Error::unavailable(format!("no available IPv6 addresses on this network's address pools: {subnet}")))
+}
+
 /// IPv4 routes of the host (from /proc/net/route), so new subnets avoid them.
 pub fn host_routes() -> Vec<Ipv4Net> {
     let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
@@ -173,6 +264,22 @@ mod tests {
         assert_eq!(b.to_string(), "10.9.2.0/24");
         let full = Pools(vec![("10.9.0.0/24".parse().unwrap(), 24)]);
         assert!(full.allocate(&[a]).is_err());
+    }
+
+    #[test]
+    fn ipv6_math() {
+        let n: Ipv6Net = "fd00:1::5/64".parse().unwrap();
+        assert_eq!(n.network().to_string(), "fd00:1::/64");
+        assert!(n.contains("fd00:1::ffff".parse().unwrap()));
+        assert!(!n.contains("fd00:2::1".parse().unwrap()));
+        assert!(n.overlaps(&"fd00::/16".parse().unwrap()));
+        assert_eq!(n.nth(1).to_string(), "fd00:1::1");
+        let gw = n.nth(1);
+        assert_eq!(next_address6(&n, None, &[gw]).unwrap().to_string(), "fd00:1::2");
+        assert_eq!(next_address6(&n, None, &[gw, n.nth(2)]).unwrap().to_string(), "fd00:1::3");
+        let u = Ipv6Net::unique_local(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(u.to_string(), "fd01:203:405:607::/64");
+        assert!("fd00::/129".parse::<Ipv6Net>().is_err());
     }
 
     #[test]

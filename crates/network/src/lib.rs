@@ -8,5 +8,5 @@ pub mod netlink;
 pub mod proxy;
 pub mod store;
 
-pub use ipam::{Ipv4Net, Pools};
+pub use ipam::{Ipv4Net, Ipv6Net, Pools};
 pub use store::{Endpoint, Network, NetworkStore, BUILTIN};

@@ -109,6 +109,22 @@ pub struct Attach<'a> {
     pub link_local: &'a [std::net::IpAddr],
     /// Sysctls of the interface, already named (`net.ipv4.conf.eth0.x`).
     pub sysctls: &'a [(String, String)],
+    /// The IPv6 address and prefix on a dual-stack network, and its gateway.
+    pub ip6: Option<(std::net::Ipv6Addr, u8)>,
+    pub gateway6: Option<std::net::Ipv6Addr>,
+}
+
+/// Gives bridge `name` its IPv6 gateway address (without duplicate address detection, so it
+/// answers at once), once. Blocking.
+pub fn ensure_bridge6(name: &str, gateway: std::net::Ipv6Addr, subnet: &crate::ipam::Ipv6Net) -> Result<()> {
+    let _setup = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "0");
+    let addrs = std::process::Command::new("ip").args(["-6", "-o", "addr", "show", "dev", name]).output();
+    let has = addrs.map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{gateway}/"))).unwrap_or(false);
+    if has {
+        return Ok(());
+    }
+    ip_batch(&[format!("addr add {gateway}/{} dev {name} nodad", subnet.len)])
 }
 
 /// Makes `gw` (through `if_name`) the default route of the network namespace of `pid`, replacing

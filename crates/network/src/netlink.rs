@@ -5,9 +5,10 @@
 //! own connection there. Each side runs a small current-thread runtime: this code is called from
 //! blocking workers, never from the daemon's async runtime.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use berth_types::{Error, Result};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -69,9 +70,12 @@ pub fn attach(pid: i32, a: &Attach) -> Result<()> {
         .build();
     with_handle(async |h| h.link().add(veth).execute().await.map_err(nl_err("add veth")))?;
     let (if_name, ip, prefix, gw, route) = (a.if_name.to_string(), a.ip, a.prefix_len, a.gateway, a.default_route);
-    let (link_local, sysctls) = (a.link_local.to_vec(), a.sysctls.to_vec());
+    let (link_local, sysctls, ip6, gw6) = (a.link_local.to_vec(), a.sysctls.to_vec(), a.ip6, a.gateway6);
     let inside = berth_sys::netns::run_in(std::path::Path::new(&format!("/proc/{pid}/ns/net")), move || {
         let idx = index_of(&if_name)?;
+        if ip6.is_some() {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{if_name}/disable_ipv6"), "0");
+        }
         // This thread is in the container's namespace: /proc/sys/net is that namespace's.
         for (k, v) in &sysctls {
             let path = format!("/proc/sys/{}", k.replace('.', "/"));
@@ -83,10 +87,21 @@ pub fn attach(pid: i32, a: &Attach) -> Result<()> {
                 let len = if ll.is_ipv4() { 16 } else { 64 };
                 h.address().add(idx, *ll, len).execute().await.map_err(nl_err("add link-local address"))?;
             }
+            if let Some((ip6, len6)) = ip6 {
+                // No duplicate address detection: the address is unique by allocation, and a
+                // tentative one would refuse connections for the first second.
+                let mut req = h.address().add(idx, IpAddr::V6(ip6), len6);
+                req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                req.execute().await.map_err(nl_err("add IPv6 address"))?;
+            }
             h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl_err("link up"))?;
             if let (true, Some(gw)) = (route, gw) {
                 let r = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
                 h.route().add(r).execute().await.map_err(nl_err("add default route"))?;
+            }
+            if let (true, Some(_), Some(gw6)) = (route, ip6, gw6) {
+                let r = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw6).output_interface(idx).build();
+                h.route().add(r).execute().await.map_err(nl_err("add IPv6 default route"))?;
             }
             Ok(())
         })

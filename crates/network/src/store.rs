@@ -8,7 +8,7 @@ use berth_store::{Store, Table};
 use berth_types::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::ipam::{host_routes, Ipv4Net, Pools};
+use crate::ipam::{host_routes, Ipv4Net, Ipv6Net, Pools};
 
 const NETWORKS: Table = Table::new("networks");
 
@@ -33,6 +33,17 @@ pub struct Network {
     pub bridge: String,
     /// Whether the user gave the subnet (shown in IPAM config either way).
     pub user_subnet: bool,
+    /// Dual stack: an IPv6 subnet beside the IPv4 one (`EnableIPv6`).
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(default)]
+    pub gateway6: Option<std::net::Ipv6Addr>,
+    #[serde(default)]
+    pub ip_range6: Option<Ipv6Net>,
+    #[serde(default)]
+    pub user_subnet6: bool,
 }
 
 impl Network {
@@ -80,6 +91,16 @@ pub struct Endpoint {
     /// The interface in the container while running (`eth<n>` or `DriverOpts`' name).
     #[serde(default)]
     pub if_name: String,
+    /// Requested with `--ip6` (`IPAMConfig.IPv6Address`); kept across restarts.
+    #[serde(default)]
+    pub static_ip6: Option<std::net::Ipv6Addr>,
+    /// The IPv6 address while running, on a dual-stack network.
+    #[serde(default)]
+    pub ip6: Option<std::net::Ipv6Addr>,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
 /// The endpoint driver options the bridge driver applies, as Docker names them.
@@ -179,11 +200,19 @@ pub struct CreateOptions {
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
+    pub enable_ipv6: bool,
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<std::net::Ipv6Addr>,
+    pub ip_range6: Option<Ipv6Net>,
 }
 
 pub struct NetworkStore {
     store: Arc<Store>,
     pools: Pools,
+}
+
+fn hex_bytes(id: &str) -> Vec<u8> {
+    (0..id.len() / 2).filter_map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).ok()).collect()
 }
 
 /// Docker's MAC for an IPv4 address: 02:42 then the address bytes.
@@ -212,6 +241,11 @@ impl NetworkStore {
             options: BTreeMap::new(),
             bridge: String::new(),
             user_subnet: false,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
+            user_subnet6: false,
         };
         let existing = s.get_by_name("bridge")?;
         let mut bridge = existing.unwrap_or_else(|| mk("bridge", "bridge"));
@@ -302,6 +336,7 @@ impl NetworkStore {
             }
         }
         let id = berth_types::new_id();
+        let (subnet6, gateway6, user_subnet6) = self.ipv6_for(&o, &id)?;
         let bridge =
             o.options.get("com.docker.network.bridge.name").cloned().unwrap_or_else(|| format!("br-{}", &id[..12]));
         crate::link::validate_bridge_name(&bridge)?;
@@ -319,9 +354,74 @@ impl NetworkStore {
             options: o.options,
             bridge,
             user_subnet,
+            enable_ipv6: o.enable_ipv6,
+            subnet6,
+            gateway6,
+            ip_range6: o.ip_range6,
+            user_subnet6,
         };
         self.store.put(NETWORKS, &id, &n)?;
         Ok(n)
+    }
+
+    /// A new network's IPv6 side: the given subnet (it must not overlap another network's) or a
+    /// unique-local /64, and its gateway (`::1` by default). Nothing without `EnableIPv6`; an IPv6
+    /// subnet without it is refused, never ignored.
+    fn ipv6_for(&self, o: &CreateOptions, id: &str) -> Result<(Option<Ipv6Net>, Option<std::net::Ipv6Addr>, bool)> {
+        if !o.enable_ipv6 {
+            if o.subnet6.is_some() || o.gateway6.is_some() || o.ip_range6.is_some() {
+                return Err(Error::invalid(
+                    "an IPv6 subnet, gateway or range needs IPv6 enabled on the network (--ipv6 / EnableIPv6)",
+                ));
+            }
+            return Ok((None, None, false));
+        }
+        let taken: Vec<Ipv6Net> = self.list()?.iter().filter_map(|n| n.subnet6).collect();
+        let (subnet, user) = match o.subnet6 {
+            Some(s) => {
+                let s = s.network();
+                if let Some(t) = taken.iter().find(|t| t.overlaps(&s)) {
+                    return Err(Error::conflict(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space ({t})"
+                    )));
+                }
+                (s, true)
+            }
+            None => {
+                let mut seed = hex_bytes(id);
+                let mut s = Ipv6Net::unique_local(&seed);
+                while taken.iter().any(|t| t.overlaps(&s)) {
+                    seed.rotate_left(1);
+                    s = Ipv6Net::unique_local(&seed);
+                }
+                (s, false)
+            }
+        };
+        let gw = o.gateway6.unwrap_or_else(|| subnet.nth(1));
+        if !subnet.contains(gw) {
+            return Err(Error::invalid(format!("invalid gateway {gw}: not in subnet {subnet}")));
+        }
+        if let Some(r) = o.ip_range6 {
+            if !subnet.contains(r.addr) || r.len < subnet.len {
+                return Err(Error::invalid(format!("invalid ip-range {r}: not within subnet {subnet}")));
+            }
+        }
+        Ok((Some(subnet), Some(gw), user))
+    }
+
+    /// The default bridge's IPv6 side (daemon.json `ipv6` and `fixed-cidr-v6`): `None` IPv4 only,
+    /// `Some(None)` a unique-local /64 of its own.
+    pub fn set_default_bridge_ipv6(&self, v6: Option<Option<Ipv6Net>>) -> Result<()> {
+        let Some(mut b) = self.get_by_name("bridge")? else { return Ok(()) };
+        b.enable_ipv6 = v6.is_some();
+        b.user_subnet6 = matches!(v6, Some(Some(_)));
+        b.subnet6 = match v6 {
+            None => None,
+            Some(Some(s)) => Some(s.network()),
+            Some(None) => Some(b.subnet6.unwrap_or_else(|| Ipv6Net::unique_local(&hex_bytes(&b.id)))),
+        };
+        b.gateway6 = b.subnet6.map(|s| s.nth(1));
+        self.store.put(NETWORKS, &b.id, &b)
     }
 
     pub fn remove(&self, n: &Network) -> Result<()> {

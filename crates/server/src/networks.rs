@@ -69,18 +69,23 @@ fn parse<T: std::str::FromStr>(what: &str, s: &str) -> ApiResult<Option<T>> {
 }
 
 async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateBody>) -> ApiResult<Response> {
-    if b.enable_ipv6 == Some(true) {
-        return Err(ApiError(Error::not_implemented("IPv6 networks are not supported yet")));
-    }
     let ipam = b.ipam.unwrap_or_default();
     if !matches!(ipam.driver.as_str(), "" | "default") {
         return Err(ApiError(Error::not_found(format!("plugin \"{}\" not found", ipam.driver))));
     }
-    let cfg = ipam.config.unwrap_or_default();
-    if cfg.len() > 1 {
-        return Err(ApiError(Error::not_implemented("more than one IPAM config (subnet) per network")));
+    // One IPv4 and one IPv6 subnet per network, told apart by their addresses.
+    let (mut v4, mut v6) = (None, None);
+    for c in ipam.config.unwrap_or_default() {
+        let slot =
+            if c.subnet.contains(':') || (c.subnet.is_empty() && c.gateway.contains(':')) { &mut v6 } else { &mut v4 };
+        if slot.replace(c).is_some() {
+            return Err(ApiError(Error::invalid(
+                "berthd supports one IPv4 and one IPv6 subnet per network: more than one of a family given",
+            )));
+        }
     }
-    let c = cfg.into_iter().next().unwrap_or_default();
+    let c = v4.unwrap_or_default();
+    let c6 = v6.unwrap_or_default();
     let n = svc
         .create(CreateOptions {
             name: b.name,
@@ -92,6 +97,10 @@ async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateBody>) -> ApiResult
             subnet: parse("subnet", &c.subnet)?,
             gateway: parse("gateway", &c.gateway)?,
             ip_range: parse("ip-range", &c.ip_range)?,
+            enable_ipv6: b.enable_ipv6.unwrap_or(false),
+            subnet6: parse("subnet", &c6.subnet)?,
+            gateway6: parse("gateway", &c6.gateway)?,
+            ip_range6: parse("ip-range", &c6.ip_range)?,
         })
         .await?;
     let mut r = json_response(&json!({"Id": n.id, "Warning": ""}));

@@ -502,6 +502,7 @@ impl Drop for Berthd {
         }
         // Its nftables table (berthd keeps it across restarts, as Docker keeps its rules).
         let _ = Command::new("nft").args(["delete", "table", "ip", &self.nft_table()]).output();
+        let _ = Command::new("nft").args(["delete", "table", "ip6", &self.nft_table()]).output();
         for _ in 0..50 {
             let left: Vec<PathBuf> = self.cgroups();
             if left.is_empty() {

@@ -689,3 +689,90 @@ fn endpoint_settings_are_applied() {
     assert_eq!(route(), gw2, "and gives it back when it goes");
     d.ok(&["rm", "-f", "gw", "dn"]);
 }
+
+/// IPv6: dual-stack user networks (given subnet or a unique-local /64), `--ip6`, a default
+/// route and /etc/hosts line, AAAA answers from the embedded DNS, inspect as Docker shows it,
+/// the ip6 nftables table, a port published on `[::1]`, and the dual-stack default bridge.
+#[test]
+fn ipv6_dual_stack_networks() {
+    let d = Berthd::start_with(&["--ipv6", "--fixed-cidr-v6", "fd00:b7:1::/64"]);
+    d.import_busybox("busybox");
+    d.ok(&["network", "create", "--ipv6", "--subnet", "fd00:b7:2::/64", "v6"]);
+    assert_eq!(d.ok(&["network", "inspect", "-f", "{{.EnableIPv6}}", "v6"]), "true");
+    let cfg = d.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", "v6"]);
+    assert!(cfg.contains(r#"{"Subnet":"fd00:b7:2::/64","Gateway":"fd00:b7:2::1"}"#), "{cfg}");
+    d.ok(&["network", "create", "--ipv6", "auto6"]);
+    let auto = d.ok(&["network", "inspect", "-f", "{{(index .IPAM.Config 1).Subnet}}", "auto6"]);
+    assert!(auto.starts_with("fd") && auto.ends_with("::/64"), "a unique-local /64: {auto}");
+    d.ok(&["run", "-d", "--name", "srv", "--network", "v6", "--ip6", "fd00:b7:2::99", "busybox", "sleep", "1000"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.v6.GlobalIPv6Address}}", "srv"]), "fd00:b7:2::99");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.v6.IPv6Gateway}}", "srv"]), "fd00:b7:2::1");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.v6.IPAMConfig.IPv6Address}}", "srv"]),
+        "fd00:b7:2::99"
+    );
+    let s = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -6 route | grep ^default; nslookup -type=AAAA srv 127.0.0.11 | grep Address: | tail -1; \
+         ping6 -c1 -W3 fd00:b7:2::99 >/dev/null && echo peer; ping6 -c1 -W3 fd00:b7:2::1 >/dev/null && echo gateway; \
+         grep fd00:b7:2:: /etc/hosts | cut -f1",
+    ]);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines[0].starts_with("default via fd00:b7:2::1"), "{s}");
+    assert_eq!(lines[1], "Address: fd00:b7:2::99", "{s}");
+    assert_eq!(&lines[2..4], ["peer", "gateway"], "{s}");
+    assert_eq!(lines[4], "fd00:b7:2::2", "its own address in /etc/hosts: {s}");
+    // Refusals: a static address outside the subnet, on a network without IPv6, an IPv6 subnet
+    // without --ipv6, two subnets of a family.
+    let o = d.docker(&["run", "--rm", "--network", "v6", "--ip6", "fd00:9::1", "busybox", "true"]);
+    assert!(err(&o).contains("no configured subnet contains IP address fd00:9::1"), "{}", err(&o));
+    d.ok(&["network", "create", "only4"]);
+    let o = d.docker(&["run", "--rm", "--network", "only4", "--ip6", "fd00:b7:2::5", "busybox", "true"]);
+    assert!(err(&o).contains("has no IPv6 subnet"), "{}", err(&o));
+    let o = d.docker(&["network", "create", "--subnet", "fd00:b7:3::/64", "no-flag"]);
+    assert!(err(&o).contains("needs IPv6 enabled"), "{}", err(&o));
+    let o =
+        d.docker(&["network", "create", "--ipv6", "--subnet", "fd00:b7:4::/64", "--subnet", "fd00:b7:5::/64", "two"]);
+    assert!(!o.status.success(), "two IPv6 subnets");
+    // The ip6 table isolates and masquerades the dual-stack networks.
+    let table =
+        berth_e2e::run_bounded(std::process::Command::new("nft").args(["list", "table", "ip6", &d.nft_table()]));
+    let t = out(&table);
+    assert!(t.contains("ip6 saddr fd00:b7:2::/64") && t.contains("masquerade"), "{t}");
+    // A port published on the IPv6 loopback.
+    let port = berth_e2e::free_port();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web6",
+        "--network",
+        "v6",
+        "-p",
+        &format!("[::1]:{port}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello6 > /tmp/i.html; httpd -f -p 80 -h /tmp",
+    ]);
+    let mut got = String::new();
+    berth_e2e::eventually("the IPv6 published port answers", || {
+        let o = berth_e2e::run_bounded(
+            std::process::Command::new("curl")
+                .args(["-s", "--max-time", "5"])
+                .arg(format!("http://[::1]:{port}/i.html")),
+        );
+        got = out(&o);
+        got.trim() == "hello6"
+    });
+    // The default bridge is dual-stack too.
+    let s = d.ok(&["run", "--rm", "busybox", "sh", "-c", "ip -6 addr show eth0 | grep global | awk '{print $2}'"]);
+    assert_eq!(s, "fd00:b7:1::2/64");
+    d.ok(&["rm", "-f", "srv", "web6"]);
+}

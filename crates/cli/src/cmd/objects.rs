@@ -56,6 +56,9 @@ pub struct NetCreateArgs {
     /// Set driver specific options
     #[arg(short, long = "opt")]
     pub opt: Vec<String>,
+    /// Enable or disable IPv6 address assignment
+    #[arg(long)]
+    pub ipv6: bool,
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +187,7 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<i32> {
                 attachable: n.attachable,
                 labels: n.label,
                 opts: n.opt,
+                ipv6: n.ipv6,
             };
             print!("{}", objects::network_create(c, &nc).await?);
             Ok(0)

@@ -126,6 +126,9 @@ pub struct ContainerOpts {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long = "ip")]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long = "ip6")]
+    pub ip6: Option<String>,
     /// IPC mode to use
     #[arg(long = "ipc")]
     pub ipc: Option<String>,
@@ -612,10 +615,17 @@ impl ContainerOpts {
         };
         let network = self.network.clone().unwrap_or_else(|| "default".into());
         let mut endpoints = Map::new();
-        if !self.network_alias.is_empty() || self.ip.is_some() || self.mac_address.is_some() {
+        if !self.network_alias.is_empty() || self.ip.is_some() || self.ip6.is_some() || self.mac_address.is_some() {
             let mut ep = json!({"Aliases": self.network_alias});
+            let mut ipam = Map::new();
             if let Some(ip) = &self.ip {
-                ep["IPAMConfig"] = json!({"IPv4Address": ip});
+                ipam.insert("IPv4Address".into(), json!(ip));
+            }
+            if let Some(ip) = &self.ip6 {
+                ipam.insert("IPv6Address".into(), json!(ip));
+            }
+            if !ipam.is_empty() {
+                ep["IPAMConfig"] = Value::Object(ipam);
             }
             if let Some(m) = &self.mac_address {
                 ep["MacAddress"] = json!(m);

@@ -2,7 +2,7 @@
 //! aliases of running containers on the networks it shares, also as `name.network`), and the
 //! resolv.conf that points it at 127.0.0.11. The default bridge has no name resolution, as in Docker.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Weak};
 
 use berth_network::dns::{self, Names};
@@ -31,6 +31,11 @@ impl Resolver {
     }
 }
 
+/// An endpoint's addresses: IPv4, and IPv6 on a dual-stack network.
+fn addresses(ep: &Endpoint) -> Vec<IpAddr> {
+    ep.ip.map(IpAddr::V4).into_iter().chain(ep.ip6.map(IpAddr::V6)).collect()
+}
+
 fn answers_to(rec: &ContainerRecord, ep: &Endpoint, name: &str) -> bool {
     rec.name.eq_ignore_ascii_case(name)
         || (name.len() >= 12 && rec.id.starts_with(name))
@@ -38,7 +43,7 @@ fn answers_to(rec: &ContainerRecord, ep: &Endpoint, name: &str) -> bool {
 }
 
 impl Names for Resolver {
-    fn lookup(&self, asker: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    fn lookup(&self, asker: &str, name: &str) -> Option<Vec<IpAddr>> {
         let all = self.records();
         let me = all.iter().find(|r| r.id == asker)?;
         let mine: Vec<&Endpoint> = me.endpoints.iter().filter(|e| resolves(&e.network_name)).collect();
@@ -57,22 +62,27 @@ impl Names for Resolver {
                     continue;
                 }
                 let target = all.iter().find(|r| r.state.running() && r.name == l.0);
-                let ip =
-                    target.and_then(|t| t.endpoints.iter().find(|e| e.network_id == ep.network_id)).and_then(|e| e.ip);
-                if let Some(ip) = ip.filter(|ip| !ips.contains(ip)) {
-                    ips.push(ip);
+                let theirs = target.and_then(|t| t.endpoints.iter().find(|e| e.network_id == ep.network_id));
+                for ip in theirs.into_iter().flat_map(addresses) {
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
                 }
             }
         }
         for r in all.iter().filter(|r| r.state.running()) {
             for ep in &r.endpoints {
-                let Some(ip) = ep.ip else { continue };
                 let shared = mine.iter().any(|m| m.network_id == ep.network_id);
                 let hit = forms.iter().any(|(n, net)| {
                     net.is_none_or(|net| ep.network_name.eq_ignore_ascii_case(net)) && answers_to(r, ep, n)
                 });
-                if shared && hit && !ips.contains(&ip) {
-                    ips.push(ip);
+                if !(shared && hit) {
+                    continue;
+                }
+                for ip in addresses(ep) {
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
                 }
             }
         }

@@ -156,10 +156,11 @@ impl ContainerService {
                 "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
                 "EndpointID": bridge_ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
                 "Gateway": bridge_ep.and_then(|e| e.ip.and(e.gateway)).map(|g| g.to_string()).unwrap_or_default(),
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "GlobalIPv6Address": bridge_ep.and_then(|e| e.ip6).map(|i| i.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": bridge_ep.filter(|e| e.ip6.is_some()).map(|e| e.prefix6).unwrap_or(0),
                 "IPAddress": bridge_ep.and_then(|e| e.ip).map(|i| i.to_string()).unwrap_or_default(),
                 "IPPrefixLen": bridge_ep.filter(|e| e.ip.is_some()).map(|e| e.prefix_len).unwrap_or(0),
-                "IPv6Gateway": "",
+                "IPv6Gateway": bridge_ep.and_then(|e| e.ip6.and(e.gateway6)).map(|g| g.to_string()).unwrap_or_default(),
                 "MacAddress": bridge_ep.filter(|e| e.ip.is_some()).map(|e| e.mac.clone()).unwrap_or_default(),
                 "Networks": self.networks_json(&r),
             }

@@ -31,12 +31,15 @@ pub fn mode_network(mode: &str) -> Option<&str> {
 
 /// An endpoint's `IPAMConfig` as asked (null when nothing was).
 fn ipam_config_json(ep: &Endpoint) -> Value {
-    if ep.static_ip.is_none() && ep.link_local_ips.is_empty() {
+    if ep.static_ip.is_none() && ep.static_ip6.is_none() && ep.link_local_ips.is_empty() {
         return Value::Null;
     }
     let mut m = serde_json::Map::new();
     if let Some(ip) = ep.static_ip {
         m.insert("IPv4Address".into(), json!(ip.to_string()));
+    }
+    if let Some(ip) = ep.static_ip6 {
+        m.insert("IPv6Address".into(), json!(ip.to_string()));
     }
     if !ep.link_local_ips.is_empty() {
         m.insert("LinkLocalIPs".into(), json!(ep.link_local_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>()));
@@ -189,13 +192,34 @@ impl ContainerService {
             }
             link_local_ips.push(ip);
         }
-        if cfg["IPAMConfig"]["IPv6Address"].as_str().is_some_and(|s| !s.is_empty()) {
-            return Err(Error::invalid(format!(
-                "network {} has no IPv6 subnet: an IPv6 address cannot be assigned on it",
-                n.name
-            )));
-        }
+        let static_ip6 = match cfg["IPAMConfig"]["IPv6Address"].as_str().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => {
+                let ip: std::net::Ipv6Addr =
+                    s.parse().map_err(|_| Error::invalid(format!("invalid IPv6 address: {s}")))?;
+                let Some(sub) = n.subnet6 else {
+                    return Err(Error::invalid(format!(
+                        "network {} has no IPv6 subnet: an IPv6 address cannot be assigned on it",
+                        n.name
+                    )));
+                };
+                if !n.user_defined() {
+                    return Err(Error::invalid("user specified IP address is supported on user defined networks only"));
+                }
+                if !n.user_subnet6 {
+                    return Err(Error::invalid("user specified IP address is supported only when connecting to networks with user configured subnets"));
+                }
+                if !sub.contains(ip) {
+                    return Err(Error::invalid(format!("no configured subnet contains IP address {ip}")));
+                }
+                Some(ip)
+            }
+        };
         Ok(Endpoint {
+            static_ip6,
+            ip6: None,
+            prefix6: 0,
+            gateway6: None,
             driver_opts,
             gw_priority,
             link_local_ips,
@@ -239,6 +263,27 @@ impl ContainerService {
             ep.ip = Some(ip);
             ep.prefix_len = subnet.len;
             ep.gateway = n.gateway;
+            if let Some(sub6) = n.subnet6 {
+                let mut used6: Vec<std::net::Ipv6Addr> = n.gateway6.into_iter().collect();
+                for e in self.all() {
+                    let r = e.record();
+                    if r.id != id {
+                        used6.extend(
+                            r.endpoints.iter().filter(|x| x.network_id == n.id).filter_map(|x| x.ip6.or(x.static_ip6)),
+                        );
+                    }
+                }
+                let ip6 = match ep.static_ip6 {
+                    Some(ip) if used6.contains(&ip) => {
+                        return Err(Error::conflict(format!("Address already in use: {ip} on network {}", n.name)))
+                    }
+                    Some(ip) => ip,
+                    None => ipam::next_address6(&sub6, n.ip_range6.as_ref(), &used6)?,
+                };
+                ep.ip6 = Some(ip6);
+                ep.prefix6 = sub6.len;
+                ep.gateway6 = n.gateway6;
+            }
             ep.mac = ep.static_mac.clone().unwrap_or_else(|| mac_for(ip));
             ep.endpoint_id = berth_types::new_id();
             ep.host_veth = link::veth_name();
@@ -275,6 +320,9 @@ impl ContainerService {
             let n = networks.get(&ep.network_id)?;
             let (Some(ip), Some(subnet)) = (ep.ip, n.subnet) else { continue };
             link::ensure_bridge(&n.bridge, n.gateway.unwrap_or_else(|| subnet.nth(1)), &subnet)?;
+            if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
+                link::ensure_bridge6(&n.bridge, g6, &s6)?;
+            }
             let if_name = if ep.if_name.is_empty() { ep.wanted_if_name(first_index + i) } else { ep.if_name.clone() };
             let sysctls = ep.sysctls(&if_name);
             link::attach(
@@ -290,6 +338,8 @@ impl ContainerService {
                     default_route: gateway == Some(i) && !n.internal,
                     link_local: &ep.link_local_ips,
                     sysctls: &sysctls,
+                    ip6: ep.ip6.map(|ip| (ip, ep.prefix6)),
+                    gateway6: ep.gateway6,
                 },
             )?;
         }
@@ -305,6 +355,9 @@ impl ContainerService {
             DEFAULT_HOSTS.to_string()
         };
         if let Some(ip) = rec.endpoints.iter().find_map(|e| e.ip) {
+            s.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
+        }
+        if let Some(ip) = rec.endpoints.iter().find_map(|e| e.ip6) {
             s.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
         }
         s.push_str(&self.link_hosts(rec));
@@ -445,6 +498,7 @@ impl ContainerService {
         let rec = e.update(|r| {
             for ep in r.endpoints.iter_mut() {
                 ep.ip = None;
+                ep.ip6 = None;
                 ep.host_veth.clear();
                 ep.endpoint_id.clear();
             }
@@ -599,9 +653,9 @@ impl ContainerService {
                     "Gateway": ep.ip.and(ep.gateway).map(|g| g.to_string()).unwrap_or_default(),
                     "IPAddress": ep.ip.map(|i| i.to_string()).unwrap_or_default(),
                     "IPPrefixLen": if ep.ip.is_some() { ep.prefix_len } else { 0 },
-                    "IPv6Gateway": "",
-                    "GlobalIPv6Address": "",
-                    "GlobalIPv6PrefixLen": 0,
+                    "IPv6Gateway": ep.ip6.and(ep.gateway6).map(|g| g.to_string()).unwrap_or_default(),
+                    "GlobalIPv6Address": ep.ip6.map(|i| i.to_string()).unwrap_or_default(),
+                    "GlobalIPv6PrefixLen": if ep.ip6.is_some() { ep.prefix6 } else { 0 },
                     "DriverOpts": if ep.driver_opts.is_empty() { Value::Null } else { json!(ep.driver_opts) },
                     "GwPriority": ep.gw_priority,
                     "DNSNames": if ep.network_name == "bridge" { Value::Null } else { json!(dns_names(r, ep)) },
