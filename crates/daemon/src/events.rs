@@ -65,7 +65,8 @@ impl EventBus {
     }
 }
 
-/// Docker's event filters: type, event/action, container, image, label, plus network/volume names.
+/// Docker's event filters: type, event/action, container, image, network, volume, daemon, scope,
+/// label. Each key narrows to its own type (`network=x` matches only network x's events).
 pub fn matches(ev: &Event, f: &Filters) -> bool {
     let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
         let v = f.get(key);
@@ -76,6 +77,13 @@ pub fn matches(ev: &Event, f: &Filters) -> bool {
         && any("event", &|a| a == ev.action || ev.action.starts_with(&format!("{a}:")))
         && any("container", &|c| ev.kind == "container" && (ev.actor.id.starts_with(c) || attr("name") == c))
         && any("image", &|i| (ev.kind == "image" && (ev.actor.id == i || attr("name") == i)) || attr("image") == i)
+        && any("network", &|n| ev.kind == "network" && (ev.actor.id.starts_with(n) || attr("name") == n))
+        && any("volume", &|v| ev.kind == "volume" && ev.actor.id == v)
+        && any("daemon", &|d| ev.kind == "daemon" && (ev.actor.id == d || attr("name") == d))
+        // Every event of a standalone engine is local.
+        && any("scope", &|s| s == "local")
+        // Swarm and plugin objects have no events here: asking for one matches nothing.
+        && ["node", "service", "config", "secret", "plugin"].iter().all(|k| f.get(k).is_empty())
         && f.match_labels(&ev.actor.attributes)
 }
 
@@ -99,5 +107,21 @@ mod tests {
         assert!(!matches(&past[1], &f));
         let f = Filters::parse(r#"{"event":["delete"]}"#).unwrap();
         assert!(matches(&past[1], &f));
+        let mut n = BTreeMap::new();
+        n.insert("name".to_string(), "app".to_string());
+        bus.publish("network", "create", "netid1", n);
+        bus.publish("volume", "create", "data", BTreeMap::new());
+        let (past, _rx) = bus.subscribe(Some(0));
+        let hits = |json: &str| {
+            let f = Filters::parse(json).unwrap();
+            past.iter().filter(|e| matches(e, &f)).map(|e| e.kind.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(hits(r#"{"network":["app"]}"#), ["network"]);
+        assert_eq!(hits(r#"{"network":["netid"]}"#), ["network"]);
+        assert_eq!(hits(r#"{"volume":["data"]}"#), ["volume"]);
+        assert_eq!(hits(r#"{"volume":["other"]}"#), Vec::<String>::new());
+        assert_eq!(hits(r#"{"scope":["swarm"]}"#), Vec::<String>::new());
+        assert_eq!(hits(r#"{"scope":["local"]}"#).len(), 4);
+        assert_eq!(hits(r#"{"daemon":["x"]}"#), Vec::<String>::new());
     }
 }

@@ -776,3 +776,26 @@ fn ipv6_dual_stack_networks() {
     assert_eq!(s, "fd00:b7:1::2/64");
     d.ok(&["rm", "-f", "srv", "web6"]);
 }
+
+/// `docker events` filtered by network, volume and scope, as Docker narrows them.
+#[test]
+fn events_filter_by_network_volume_and_scope() {
+    let d = daemon();
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    d.ok(&["network", "create", "evnet"]);
+    d.ok(&["volume", "create", "evvol"]);
+    d.ok(&["run", "--rm", "--network", "evnet", "-v", "evvol:/data", "busybox", "true"]);
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    let events = |filter: &str| {
+        d.ok(&["events", "--since", &since, "--until", &until, "--filter", filter, "--format", "{{.Type}} {{.Action}}"])
+    };
+    let net = events("network=evnet");
+    assert!(net.lines().all(|l| l.starts_with("network ")), "{net}");
+    assert!(net.contains("network create") && net.contains("network connect"), "{net}");
+    let vol = events("volume=evvol");
+    assert!(vol.lines().all(|l| l.starts_with("volume ")) && vol.contains("volume create"), "{vol}");
+    assert!(vol.contains("volume mount"), "{vol}");
+    assert_eq!(events("scope=swarm"), "");
+    assert!(events("scope=local").contains("container create"));
+    assert_eq!(events("service=x"), "");
+}
