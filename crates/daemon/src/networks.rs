@@ -47,7 +47,14 @@ impl NetworkService {
                 .into_iter()
                 .filter(|n| n.driver == "bridge")
                 .filter_map(|n| {
-                    Some(NetRule { subnet: n.subnet?, bridge: n.bridge, internal: n.internal, subnet6: n.subnet6 })
+                    let more_subnets = n.more_subnets.iter().map(|c| c.subnet).collect();
+                    Some(NetRule {
+                        subnet: n.subnet?,
+                        bridge: n.bridge,
+                        internal: n.internal,
+                        subnet6: n.subnet6,
+                        more_subnets,
+                    })
                 })
                 .collect();
             fw.set_networks(nets)
@@ -173,6 +180,15 @@ impl NetworkService {
             cfg.insert("IPRange".into(), json!(r.to_string()));
         }
         let mut entries = vec![Value::Object(cfg)];
+        for c in &n.more_subnets {
+            let mut m = serde_json::Map::new();
+            m.insert("Subnet".into(), json!(c.subnet.to_string()));
+            m.insert("Gateway".into(), json!(c.gateway.to_string()));
+            if let Some(r) = c.ip_range {
+                m.insert("IPRange".into(), json!(r.to_string()));
+            }
+            entries.push(Value::Object(m));
+        }
         if let Some(s) = n.subnet6 {
             let mut c6 = serde_json::Map::new();
             c6.insert("Subnet".into(), json!(s.to_string()));

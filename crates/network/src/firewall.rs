@@ -25,6 +25,8 @@ pub struct NetRule {
     /// A dual-stack network's IPv6 subnet: the same isolation, and masquerading, in the `ip6`
     /// table of the same name.
     pub subnet6: Option<crate::ipam::Ipv6Net>,
+    /// The network's other IPv4 subnets, masqueraded as the first.
+    pub more_subnets: Vec<Ipv4Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +121,9 @@ fn render(table: &str, st: &State) -> String {
     s.push_str("  }\n");
     s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
     for n in st.nets.iter().filter(|n| !n.internal) {
-        let _ =
-            writeln!(s, "    ip saddr {}/{} oifname != {} masquerade", n.subnet.addr, n.subnet.len, quote(&n.bridge));
+        for sub in std::iter::once(&n.subnet).chain(&n.more_subnets) {
+            let _ = writeln!(s, "    ip saddr {}/{} oifname != {} masquerade", sub.addr, sub.len, quote(&n.bridge));
+        }
     }
     s.push_str("  }\n");
     s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n");
@@ -213,12 +216,14 @@ mod tests {
             subnet: "10.1.0.0/24".parse().unwrap(),
             internal: false,
             subnet6: Some("fd00:1::/64".parse().unwrap()),
+            more_subnets: vec!["10.3.0.0/24".parse().unwrap()],
         });
         st.nets.push(NetRule {
             bridge: "br-in".into(),
             subnet: "10.2.0.0/24".parse().unwrap(),
             internal: true,
             subnet6: None,
+            more_subnets: vec![],
         });
         st.ports.insert(
             "c1".into(),
@@ -245,6 +250,7 @@ mod tests {
         assert!(s.contains("iifname \"bt0\" oifname @bridges oifname != \"bt0\" drop"), "{s}");
         assert!(s.contains("iifname \"br-in\" oifname != \"br-in\" drop"), "{s}");
         assert!(s.contains("ip saddr 10.1.0.0/24 oifname != \"bt0\" masquerade"), "{s}");
+        assert!(s.contains("ip saddr 10.3.0.0/24 oifname != \"bt0\" masquerade"), "{s}");
         assert!(!s.contains("10.2.0.0/24"), "internal networks are not masqueraded: {s}");
         assert!(s.contains("fib daddr type local tcp dport 8080 dnat to 10.1.0.2:80"), "{s}");
         assert!(s.contains("ip daddr 127.0.0.1 udp dport 53 dnat to 10.1.0.2:5353"), "{s}");

@@ -44,9 +44,31 @@ pub struct Network {
     pub ip_range6: Option<Ipv6Net>,
     #[serde(default)]
     pub user_subnet6: bool,
+    /// More IPv4 subnets after the first (`--subnet a --subnet b`): used in order once the ones
+    /// before are full, each with its gateway on the bridge.
+    #[serde(default)]
+    pub more_subnets: Vec<SubnetConfig>,
+}
+
+/// One more IPv4 subnet of a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubnetConfig {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub ip_range: Option<Ipv4Net>,
 }
 
 impl Network {
+    /// Every IPv4 subnet with its gateway and range, the first one first.
+    pub fn v4_subnets(&self) -> Vec<SubnetConfig> {
+        let first = self.subnet.map(|s| SubnetConfig {
+            subnet: s,
+            gateway: self.gateway.unwrap_or_else(|| s.nth(1)),
+            ip_range: self.ip_range,
+        });
+        first.into_iter().chain(self.more_subnets.iter().cloned()).collect()
+    }
+
     pub fn builtin(&self) -> bool {
         BUILTIN.contains(&self.name.as_str())
     }
@@ -204,6 +226,8 @@ pub struct CreateOptions {
     pub subnet6: Option<Ipv6Net>,
     pub gateway6: Option<std::net::Ipv6Addr>,
     pub ip_range6: Option<Ipv6Net>,
+    /// IPv4 subnets after the first: (subnet, gateway, range).
+    pub more_subnets: Vec<(Ipv4Net, Option<Ipv4Addr>, Option<Ipv4Net>)>,
 }
 
 pub struct NetworkStore {
@@ -246,6 +270,7 @@ impl NetworkStore {
             gateway6: None,
             ip_range6: None,
             user_subnet6: false,
+            more_subnets: Vec::new(),
         };
         let existing = s.get_by_name("bridge")?;
         let mut bridge = existing.unwrap_or_else(|| mk("bridge", "bridge"));
@@ -257,7 +282,7 @@ impl NetworkStore {
             }
             None if bridge.subnet.is_none() => {
                 let mut taken = host_routes();
-                taken.extend(s.list()?.iter().filter_map(|n| n.subnet));
+                taken.extend(s.list()?.iter().flat_map(|n| n.v4_subnets()).map(|c| c.subnet));
                 let sub = s.pools.allocate(&taken)?;
                 bridge.subnet = Some(sub);
                 bridge.gateway = Some(sub.nth(1));
@@ -312,7 +337,8 @@ impl NetworkStore {
             return Err(Error::not_found(format!("plugin \"{driver}\" not found")));
         }
         let mut taken = host_routes();
-        taken.extend(self.list()?.iter().filter_map(|n| n.subnet));
+        taken.extend(self.list()?.iter().flat_map(|n| n.v4_subnets()).map(|c| c.subnet));
+        let more_subnets = Self::more_subnets(&o, &taken)?;
         let (subnet, user_subnet) = match o.subnet {
             Some(s) => {
                 let s = s.network();
@@ -359,9 +385,40 @@ impl NetworkStore {
             gateway6,
             ip_range6: o.ip_range6,
             user_subnet6,
+            more_subnets,
         };
         self.store.put(NETWORKS, &id, &n)?;
         Ok(n)
+    }
+
+    /// The IPv4 subnets after the first, checked as the first is: no overlap with other networks
+    /// (or each other), gateway and range inside.
+    fn more_subnets(o: &CreateOptions, taken: &[Ipv4Net]) -> Result<Vec<SubnetConfig>> {
+        let mut out: Vec<SubnetConfig> = Vec::new();
+        let first = o.subnet.map(|s| s.network());
+        for (s, gw, range) in &o.more_subnets {
+            let s = s.network();
+            let clash = taken.iter().chain(first.iter()).chain(out.iter().map(|c| &c.subnet)).find(|t| t.overlaps(&s));
+            if let Some(t) = clash {
+                return Err(Error::conflict(format!(
+                    "invalid pool request: Pool overlaps with other one on this address space ({t})"
+                )));
+            }
+            let gateway = gw.unwrap_or_else(|| s.nth(1));
+            if !s.contains(gateway) {
+                return Err(Error::invalid(format!("invalid gateway {gateway}: not in subnet {s}")));
+            }
+            if let Some(r) = range {
+                if !s.contains(r.addr) || r.len < s.len {
+                    return Err(Error::invalid(format!("invalid ip-range {r}: not within subnet {s}")));
+                }
+            }
+            out.push(SubnetConfig { subnet: s, gateway, ip_range: *range });
+        }
+        if !out.is_empty() && first.is_none() {
+            return Err(Error::invalid("more subnets need a first one"));
+        }
+        Ok(out)
     }
 
     /// A new network's IPv6 side: the given subnet (it must not overlap another network's) or a

@@ -73,18 +73,26 @@ async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateBody>) -> ApiResult
     if !matches!(ipam.driver.as_str(), "" | "default") {
         return Err(ApiError(Error::not_found(format!("plugin \"{}\" not found", ipam.driver))));
     }
-    // One IPv4 and one IPv6 subnet per network, told apart by their addresses.
-    let (mut v4, mut v6) = (None, None);
+    // IPv4 subnets (the first, then more) and one IPv6 subnet, told apart by their addresses.
+    let (mut v4s, mut v6) = (Vec::new(), None);
     for c in ipam.config.unwrap_or_default() {
-        let slot =
-            if c.subnet.contains(':') || (c.subnet.is_empty() && c.gateway.contains(':')) { &mut v6 } else { &mut v4 };
-        if slot.replace(c).is_some() {
-            return Err(ApiError(Error::invalid(
-                "berthd supports one IPv4 and one IPv6 subnet per network: more than one of a family given",
-            )));
+        if c.subnet.contains(':') || (c.subnet.is_empty() && c.gateway.contains(':')) {
+            if v6.replace(c).is_some() {
+                return Err(ApiError(Error::invalid(
+                    "berthd supports one IPv6 subnet per network: more than one given",
+                )));
+            }
+        } else {
+            v4s.push(c);
         }
     }
-    let c = v4.unwrap_or_default();
+    let mut more_subnets = Vec::new();
+    for c in v4s.iter().skip(1) {
+        let subnet = parse("subnet", &c.subnet)?
+            .ok_or_else(|| ApiError(Error::invalid("every IPAM config after the first needs a subnet")))?;
+        more_subnets.push((subnet, parse("gateway", &c.gateway)?, parse("ip-range", &c.ip_range)?));
+    }
+    let c = v4s.into_iter().next().unwrap_or_default();
     let c6 = v6.unwrap_or_default();
     let n = svc
         .create(CreateOptions {
@@ -101,6 +109,7 @@ async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateBody>) -> ApiResult
             subnet6: parse("subnet", &c6.subnet)?,
             gateway6: parse("gateway", &c6.gateway)?,
             ip_range6: parse("ip-range", &c6.ip_range)?,
+            more_subnets,
         })
         .await?;
     let mut r = json_response(&json!({"Id": n.id, "Warning": ""}));

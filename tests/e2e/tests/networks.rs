@@ -799,3 +799,32 @@ fn events_filter_by_network_volume_and_scope() {
     assert!(events("scope=local").contains("container create"));
     assert_eq!(events("service=x"), "");
 }
+
+/// More than one IPv4 subnet on a network: each gateway on the bridge, addresses from the next
+/// subnet once one is full, `--ip` in any of them, all shown in inspect.
+#[test]
+fn networks_with_several_subnets() {
+    let d = daemon();
+    let (a, b) = (format!("10.214.{}.64/29", d.net), format!("10.214.{}.72/29", d.net));
+    d.ok(&["network", "create", "--subnet", &a, "--subnet", &b, "multi"]);
+    let cfg = d.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", "multi"]);
+    assert!(cfg.contains(&a) && cfg.contains(&b), "{cfg}");
+    // A /29 has five addresses after its gateway: the sixth container is in the second subnet.
+    for i in 0..6 {
+        d.ok(&["run", "-d", "--name", &format!("m{i}"), "--network", "multi", "busybox", "sleep", "1000"]);
+    }
+    let ip5 = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "m5"]);
+    let gw5 = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.multi.Gateway}}", "m5"]);
+    assert_eq!(ip5, format!("10.214.{}.74", d.net));
+    assert_eq!(gw5, format!("10.214.{}.73", d.net));
+    let ip0 = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "m0"]);
+    // Across the two subnets, through the gateways.
+    d.ok(&["exec", "m5", "ping", "-c1", "-W3", &ip0]);
+    d.ok(&["run", "--rm", "--network", "multi", "--ip", &format!("10.214.{}.78", d.net), "busybox", "true"]);
+    let o = d.docker(&["network", "create", "--subnet", &a, "clash"]);
+    assert!(err(&o).contains("overlaps"), "{}", err(&o));
+    let names: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().map(String::as_str));
+    d.ok(&rm);
+}

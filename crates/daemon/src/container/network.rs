@@ -133,7 +133,7 @@ impl ContainerService {
                 if !n.user_subnet {
                     return Err(Error::invalid("user specified IP address is supported only when connecting to networks with user configured subnets"));
                 }
-                if !n.subnet.is_some_and(|sub| sub.contains(ip)) {
+                if !n.v4_subnets().iter().any(|c| c.subnet.contains(ip)) {
                     return Err(Error::invalid(format!("no configured subnet contains IP address {ip}")));
                 }
                 Some(ip)
@@ -244,8 +244,11 @@ impl ContainerService {
         let _g = self.ipam_lock.lock().expect("ipam lock");
         for ep in eps.iter_mut() {
             let n = self.networks.store().get(&ep.network_id)?;
-            let subnet = n.subnet.ok_or_else(|| Error::internal(format!("network {} has no subnet", n.name)))?;
-            let mut used: Vec<Ipv4Addr> = n.gateway.into_iter().collect();
+            let subnets = n.v4_subnets();
+            if subnets.is_empty() {
+                return Err(Error::internal(format!("network {} has no subnet", n.name)));
+            }
+            let mut used: Vec<Ipv4Addr> = subnets.iter().map(|c| c.gateway).collect();
             for e in self.all() {
                 let r = e.record();
                 if r.id == id {
@@ -258,11 +261,16 @@ impl ContainerService {
                     return Err(Error::conflict(format!("Address already in use: {ip} on network {}", n.name)))
                 }
                 Some(ip) => ip,
-                None => ipam::next_address(&subnet, n.ip_range.as_ref(), &used)?,
+                // The subnets in order: a later one once the ones before are full.
+                None => subnets
+                    .iter()
+                    .find_map(|c| ipam::next_address(&c.subnet, c.ip_range.as_ref(), &used).ok())
+                    .ok_or_else(|| Error::unavailable(format!("no available IPv4 addresses on network {}", n.name)))?,
             };
+            let home = subnets.iter().find(|c| c.subnet.contains(ip)).unwrap_or(&subnets[0]);
             ep.ip = Some(ip);
-            ep.prefix_len = subnet.len;
-            ep.gateway = n.gateway;
+            ep.prefix_len = home.subnet.len;
+            ep.gateway = Some(home.gateway);
             if let Some(sub6) = n.subnet6 {
                 let mut used6: Vec<std::net::Ipv6Addr> = n.gateway6.into_iter().collect();
                 for e in self.all() {
@@ -318,8 +326,10 @@ impl ContainerService {
     ) -> Result<()> {
         for (i, ep) in eps.iter().enumerate() {
             let n = networks.get(&ep.network_id)?;
-            let (Some(ip), Some(subnet)) = (ep.ip, n.subnet) else { continue };
-            link::ensure_bridge(&n.bridge, n.gateway.unwrap_or_else(|| subnet.nth(1)), &subnet)?;
+            let Some(ip) = ep.ip else { continue };
+            for c in n.v4_subnets() {
+                link::ensure_bridge(&n.bridge, c.gateway, &c.subnet)?;
+            }
             if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
                 link::ensure_bridge6(&n.bridge, g6, &s6)?;
             }
