@@ -187,7 +187,8 @@ impl SystemService {
             "Labels": [],
             "ExperimentalBuild": false,
             "ServerVersion": berth_api::ENGINE_VERSION,
-            "Runtimes": {"berth": {"path": self.cfg.shim_path}},
+            // `runc` is the name containers ask for (HostConfig.Runtime); berth-shim runs them all.
+            "Runtimes": {"runc": {"path": self.cfg.shim_path}, "io.containerd.runc.v2": {"path": self.cfg.shim_path}},
             "DefaultRuntime": "berth",
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
             "LiveRestoreEnabled": true,
