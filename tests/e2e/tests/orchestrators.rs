@@ -118,3 +118,91 @@ fn cri_dockerd_pod_replayed() {
         assert_eq!(code, 204, "{v}");
     }
 }
+
+/// Nomad's docker driver: its calls for a task group with group networking, as its source makes
+/// them (API >= 1.44; image load; NetworkList for the bridge gateway; a pause container with
+/// `none` networking whose SandboxKey is entered for CNI; tasks joining `container:<pause>` with
+/// their resources, log rotation, groups, healthcheck off and the alloc dir bound in; streamed
+/// stats), each checked where it lands.
+#[test]
+fn nomad_task_group_replayed() {
+    let d = Berthd::start();
+    let (_, v) = api(&d, "GET", "/version", None);
+    let ver: Vec<u32> = v["ApiVersion"].as_str().unwrap().split('.').map(|x| x.parse().unwrap()).collect();
+    assert!(ver >= vec![1, 44], "Nomad needs API 1.44: {v}");
+    // `load = "image.tar"`: the image comes as a docker-save archive.
+    let src = Berthd::start();
+    src.import_busybox("nomad/task:1");
+    let tar = src.root.join("image.tar");
+    src.ok(&["save", "-o", tar.to_str().unwrap(), "nomad/task:1"]);
+    let mut c = std::process::Command::new("curl");
+    c.args(["-sS", "--max-time", "60", "--unix-socket", d.socket.to_str().unwrap(), "-X", "POST"])
+        .args(["-H", "Content-Type: application/x-tar", "--data-binary"])
+        .arg(format!("@{}", tar.display()))
+        .arg("http://x/v1.44/images/load?quiet=1");
+    assert!(out(&run_bounded(&mut c)).contains("Loaded image"));
+    // NetworkList: the default bridge's gateway, which Nomad advertises.
+    let (_, nets) = api(&d, "GET", "/networks", None);
+    let bridge = nets.as_array().unwrap().iter().find(|n| n["Name"] == "bridge").unwrap().clone();
+    assert!(bridge["IPAM"]["Config"][0]["Gateway"].as_str().is_some_and(|g| !g.is_empty()), "{bridge}");
+
+    // The group's pause container: no network of Docker's; Nomad's CNI enters its namespace.
+    let pause = serde_json::json!({
+        "Image": "nomad/task:1", "Cmd": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+        "Labels": {"com.hashicorp.nomad.alloc_id": "a1"},
+        "HostConfig": {"NetworkMode": "none", "Memory": 0, "CpuShares": 0, "Init": false}
+    });
+    let (code, p) = api(&d, "POST", "/containers/create?name=nomad_init_a1", Some(&pause));
+    assert_eq!(code, 201, "{p}");
+    let pause_id = p["Id"].as_str().unwrap().to_string();
+    assert_eq!(api(&d, "POST", &format!("/containers/{pause_id}/start"), None).0, 204);
+    let (_, pi) = api(&d, "GET", &format!("/containers/{pause_id}/json"), None);
+    let key = pi["NetworkSettings"]["SandboxKey"].as_str().unwrap().to_string();
+    let entered =
+        run_bounded(std::process::Command::new("nsenter").arg(format!("--net={key}")).args(["ip", "-o", "link"]));
+    assert!(entered.status.success() && out(&entered).contains("lo"), "SandboxKey {key} is enterable");
+
+    // A task of the group.
+    let alloc = tempfile::Builder::new().prefix("bt-nomad-").tempdir_in("/tmp").unwrap();
+    std::fs::write(alloc.path().join("local.txt"), "from the alloc dir").unwrap();
+    let task = serde_json::json!({
+        "Image": "nomad/task:1", "Cmd": ["sh", "-c", "echo started; sleep 1000"],
+        "Env": ["NOMAD_ALLOC_ID=a1", "NOMAD_TASK_NAME=web"],
+        "Labels": {"com.hashicorp.nomad.alloc_id": "a1", "com.hashicorp.nomad.task_name": "web"},
+        "Healthcheck": {"Test": ["NONE"]},
+        "HostConfig": {
+            "NetworkMode": format!("container:{pause_id}"),
+            "Memory": 64 << 20, "MemoryReservation": 32 << 20, "MemorySwap": 64 << 20,
+            "CpuShares": 100, "CpusetCpus": "0", "PidsLimit": 64,
+            "GroupAdd": ["1234"], "CgroupnsMode": "host",
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}},
+            "Mounts": [{"Type": "bind", "Source": alloc.path(), "Target": "/alloc", "ReadOnly": false}]
+        }
+    });
+    let (code, t) = api(&d, "POST", "/containers/create?name=web-a1", Some(&task));
+    assert_eq!(code, 201, "{t}");
+    let task_id = t["Id"].as_str().unwrap().to_string();
+    assert_eq!(api(&d, "POST", &format!("/containers/{task_id}/start"), None).0, 204);
+    let sh = |cmd: &str| d.ok(&["exec", &task_id, "sh", "-c", cmd]);
+    assert_eq!(
+        sh("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.soft_limit_in_bytes \
+            /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/pids/pids.max"),
+        format!("{}\n{}\n100\n0\n64", 64 << 20, 32 << 20)
+    );
+    assert!(sh("id -G").split_whitespace().any(|g| g == "1234"), "GroupAdd applies to execs too");
+    assert_eq!(sh("cat /alloc/local.txt"), "from the alloc dir");
+    assert_eq!(sh("ip -o link | grep -c eth || true"), "0", "the pause container's namespace: no Docker network");
+    let (_, ti) = api(&d, "GET", &format!("/containers/{task_id}/json"), None);
+    assert_eq!(ti["State"]["Health"], Value::Null, "healthcheck off");
+    assert_eq!(ti["HostConfig"]["LogConfig"]["Config"]["max-file"], "2");
+    // Streamed stats: a sample per second until the client goes.
+    let mut c = std::process::Command::new("curl");
+    c.args(["-sS", "--max-time", "3", "--unix-socket", d.socket.to_str().unwrap()])
+        .arg(format!("http://x/v1.44/containers/{task_id}/stats?stream=1"));
+    let stream = out(&run_bounded(&mut c));
+    assert!(stream.lines().filter(|l| l.contains("\"memory_stats\"")).count() >= 2, "{stream}");
+    for id in [&task_id, &pause_id] {
+        assert_eq!(api(&d, "POST", &format!("/containers/{id}/stop?t=5"), None).0, 204);
+        assert_eq!(api(&d, "DELETE", &format!("/containers/{id}?force=1"), None).0, 204);
+    }
+}
