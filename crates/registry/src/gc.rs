@@ -56,6 +56,11 @@ async fn touched_recently(reg: &Registry, hex: &str, grace: Duration) -> RegResu
 }
 
 pub async fn run(reg: &Registry, grace: Duration, upload_grace: Duration) -> RegResult<Report> {
+    collect(reg, grace, upload_grace, false).await
+}
+
+/// Mark and sweep; with `dry_run` nothing is deleted and the report says what would be.
+pub async fn collect(reg: &Registry, grace: Duration, upload_grace: Duration, dry_run: bool) -> RegResult<Report> {
     let mut report = Report::default();
     let live = mark(reg).await?;
     let mut dead = HashSet::new();
@@ -64,14 +69,17 @@ pub async fn run(reg: &Registry, grace: Duration, upload_grace: Duration) -> Reg
         if live.contains(&hex) || !older(o.last_modified, grace) || touched_recently(reg, &hex, grace).await? {
             continue;
         }
+        report.blobs_deleted += 1;
+        report.bytes_freed += o.size;
+        dead.insert(hex.clone());
+        if dry_run {
+            continue;
+        }
         reg.storage.delete(o.location.as_ref()).await?;
         let Ok(d) = format!("sha256:{hex}").parse::<Digest>() else { continue };
         reg.storage.delete(&touch_key(&d)).await?;
-        report.blobs_deleted += 1;
-        report.bytes_freed += o.size;
-        dead.insert(hex);
     }
-    if !dead.is_empty() {
+    if !dead.is_empty() && !dry_run {
         for o in reg.storage.list("repositories").await? {
             let k = o.location.as_ref();
             if k.contains("/_layers/") && o.location.filename().is_some_and(|f| dead.contains(f)) {
@@ -90,7 +98,9 @@ pub async fn run(reg: &Registry, grace: Duration, upload_grace: Duration) -> Reg
             Some(t) => older(t, upload_grace),
             None => objects.iter().all(|o| older(o.last_modified, upload_grace)),
         };
-        if abandoned {
+        if abandoned && dry_run {
+            report.uploads_deleted += 1;
+        } else if abandoned {
             for o in objects {
                 reg.storage.delete(o.location.as_ref()).await?;
             }

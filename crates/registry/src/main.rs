@@ -45,6 +45,21 @@ struct Args {
     /// debug, info, warn or error
     #[arg(long)]
     log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Mark and sweep once, offline (run it while no replica writes), and report what it freed
+    Gc {
+        /// Report what would be freed; delete nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Only blobs older than this, and not touched within it (default: gc.grace_secs)
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
 }
 
 #[tokio::main]
@@ -89,6 +104,21 @@ async fn main() -> Result<()> {
         "s3" => Storage::s3(c.storage.s3.as_ref().context("storage.s3 settings are required for the s3 driver")?)?,
         other => bail!("unknown storage driver {other:?}: use filesystem or s3"),
     };
+    if let Some(Command::Gc { dry_run, grace_secs }) = a.command {
+        let reg =
+            Registry::new(storage, Authenticator::new(Mode::None, Default::default()), true, false, Duration::ZERO);
+        let grace = Duration::from_secs(grace_secs.unwrap_or(c.gc.grace_secs));
+        let upload_grace = Duration::from_secs(grace_secs.unwrap_or(c.gc.upload_grace_secs));
+        let r = gc::collect(&reg, grace, upload_grace, dry_run)
+            .await
+            .map_err(|e| anyhow::anyhow!("gc: {}", e.detail.unwrap_or_default()))?;
+        let verb = if dry_run { "would free" } else { "freed" };
+        println!(
+            "{verb} {} blobs ({} bytes) and {} abandoned uploads",
+            r.blobs_deleted, r.bytes_freed, r.uploads_deleted
+        );
+        return Ok(());
+    }
     let users = match &c.auth.htpasswd {
         Some(p) => read_htpasswd(p)?,
         None => Default::default(),

@@ -635,3 +635,34 @@ fn team_policy_in_both_auth_modes() {
     );
     assert!(!o.status.success() && err(&o).contains("at least 32 bytes"), "{}", err(&o));
 }
+
+/// `berth-registry gc [--dry-run]`: offline mark and sweep that reports what it frees (or would).
+#[test]
+fn offline_gc_reports_and_frees() {
+    let reg = BerthRegistry::start(&[], &[]);
+    let d = Berthd::start();
+    let r = seed(&d, &reg.addr, "gc/app");
+    let m = http(
+        &reg.addr,
+        "HEAD",
+        "/v2/gc/app/manifests/1",
+        &[("Accept", "application/vnd.docker.distribution.manifest.v2+json")],
+        b"",
+    )
+    .unwrap();
+    let digest = header(&m.1, "docker-content-digest").unwrap().to_string();
+    assert_eq!(http(&reg.addr, "DELETE", &format!("/v2/gc/app/manifests/{digest}"), &[], b"").unwrap().0, 202);
+    let gc = |extra: &[&str]| {
+        let mut c = Command::new(berth_e2e::bin_dir().join("berth-registry"));
+        c.args(["--root", reg.root.join("data").to_str().unwrap(), "gc", "--grace-secs", "0"]).args(extra);
+        let o = c.bounded();
+        assert!(o.status.success(), "{}", err(&o));
+        berth_e2e::out(&o).trim().to_string()
+    };
+    let dry = gc(&["--dry-run"]);
+    assert!(dry.starts_with("would free 3 blobs"), "manifest, config and layer: {dry}");
+    assert!(gc(&["--dry-run"]).starts_with("would free 3 blobs"), "a dry run deletes nothing");
+    assert!(gc(&[]).starts_with("freed 3 blobs"));
+    assert!(gc(&["--dry-run"]).starts_with("would free 0 blobs"));
+    let _ = r;
+}
