@@ -255,6 +255,11 @@ impl Authenticator {
             })
     }
 
+    /// The bytes `repo` may hold, when the policy sets a quota for it.
+    pub fn quota_for(&self, repo: &str) -> Option<u64> {
+        self.policy().and_then(|p| p.quota(repo))
+    }
+
     /// Whether the catalog shows `repo` to this caller: only what it may pull.
     pub fn may_list(&self, g: &Granted, repo: &str) -> bool {
         self.policy_allows(&g.caller, repo, "pull")
@@ -277,6 +282,7 @@ impl Authenticator {
             keys.push(format!("addr:{ip}"));
         }
         if self.failures.blocked(&keys) {
+            crate::metrics::auth_failure("rate_limited");
             return Err(RegError::with(Code::TooManyRequests, "too many failed logins: try again in a minute")
                 .header("Retry-After", "60".into()));
         }
@@ -294,6 +300,7 @@ impl Authenticator {
             return Ok(Some(user.to_string()));
         }
         self.failures.fail(&keys);
+        crate::metrics::auth_failure("login");
         tracing::warn!(target: "audit", "{}", serde_json::json!({"user": user, "action": "login", "allowed": false, "address": client.map(|c| c.to_string())}));
         Err(bad())
     }
@@ -323,6 +330,7 @@ impl Authenticator {
                     return Err(challenge());
                 }
                 audit(&caller, &need.actions.join(","), &need.name, "", false);
+                crate::metrics::auth_failure("denied");
                 Err(RegError::new(Code::Denied))
             }
             Mode::Token(t) => {
@@ -342,6 +350,9 @@ impl Authenticator {
                     if allowed {
                         return Ok(granted);
                     }
+                }
+                if bearer.is_some() {
+                    crate::metrics::auth_failure("token");
                 }
                 let mut challenge = format!("Bearer realm=\"{}\",service=\"{}\"", t.realm, t.service);
                 if !need.kind.is_empty() {

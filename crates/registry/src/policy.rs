@@ -45,6 +45,16 @@ struct File {
     groups: HashMap<String, Vec<String>>,
     #[serde(default)]
     rules: Vec<RuleFile>,
+    #[serde(default)]
+    quotas: Vec<Quota>,
+}
+
+/// `[[quotas]]`: each repository matching a glob may hold at most `bytes` of blobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Quota {
+    repositories: Vec<String>,
+    bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +84,7 @@ struct Rule {
 pub struct Policy {
     groups: HashMap<String, HashSet<String>>,
     rules: Vec<Rule>,
+    quotas: Vec<Quota>,
 }
 
 impl Policy {
@@ -112,7 +123,7 @@ impl Policy {
             rules.push(Rule { repositories: r.repositories, principals, actions: r.actions.into_iter().collect() });
         }
         let groups = f.groups.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
-        Ok(Policy { groups, rules })
+        Ok(Policy { groups, rules, quotas: f.quotas })
     }
 
     fn matches(&self, p: &Principal, caller: &Caller) -> bool {
@@ -132,6 +143,11 @@ impl Policy {
                 && r.repositories.iter().any(|g| glob(g, repo))
                 && r.principals.iter().any(|p| self.matches(p, caller))
         })
+    }
+
+    /// The bytes a repository may hold: the smallest quota whose globs match it.
+    pub fn quota(&self, repo: &str) -> Option<u64> {
+        self.quotas.iter().filter(|q| q.repositories.iter().any(|g| glob(g, repo))).map(|q| q.bytes).min()
     }
 
     /// Whether anything at all is granted to anonymous callers (then `/v2/` answers them).
@@ -213,6 +229,11 @@ actions = ["push"]
         assert!(!p.allows(&user("bob"), "library/busybox2", "pull"), "exact names are exact");
         assert!(p.allows(&user("ci-bot"), "ci/app", "push") && !p.allows(&user("ci-bot"), "ci/app", "pull"));
         assert!(p.grants_anonymous());
+        let q = Policy::parse(
+            "[[quotas]]\nrepositories = [\"a/*\"]\nbytes = 100\n[[quotas]]\nrepositories = [\"a/small\"]\nbytes = 10\n",
+        )
+        .unwrap();
+        assert_eq!((q.quota("a/x"), q.quota("a/small"), q.quota("b/x")), (Some(100), Some(10), None));
     }
 
     #[test]

@@ -103,6 +103,7 @@ impl Storage {
     }
 
     pub async fn stat(&self, key: &str) -> SResult<Option<ObjectMeta>> {
+        let _t = crate::metrics::StorageTimer::start("stat");
         match self.store.head(&Key::from(key)).await {
             Ok(m) => Ok(Some(m)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -112,6 +113,7 @@ impl Storage {
 
     /// A small object whole; `None` when missing.
     pub async fn read(&self, key: &str) -> SResult<Option<Bytes>> {
+        let _t = crate::metrics::StorageTimer::start("read");
         match self.store.get(&Key::from(key)).await {
             Ok(r) => Ok(Some(r.bytes().await?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -121,6 +123,7 @@ impl Storage {
 
     /// Streams an object, or `range` (`start`, inclusive `end` or to the end) of it.
     pub async fn get(&self, key: &str, range: Option<(u64, Option<u64>)>) -> SResult<Body> {
+        let _t = crate::metrics::StorageTimer::start("get");
         if let Some(root) = &self.root {
             return file_body(root.join(key), range).await;
         }
@@ -139,6 +142,7 @@ impl Storage {
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> SResult<()> {
+        let _t = crate::metrics::StorageTimer::start("put");
         self.store.put(&Key::from(key), PutPayload::from_bytes(data)).await?;
         Ok(())
     }
@@ -149,6 +153,7 @@ impl Storage {
         key: &str,
         mut s: impl futures_util::Stream<Item = SResult<Bytes>> + Unpin,
     ) -> SResult<u64> {
+        let _t = crate::metrics::StorageTimer::start("put_stream");
         let up = self.store.put_multipart(&Key::from(key)).await?;
         let mut w = WriteMultipart::new_with_chunk_size(up, 8 << 20);
         let mut n = 0u64;
@@ -170,6 +175,7 @@ impl Storage {
     }
 
     pub async fn delete(&self, key: &str) -> SResult<()> {
+        let _t = crate::metrics::StorageTimer::start("delete");
         match self.store.delete(&Key::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -178,6 +184,7 @@ impl Storage {
 
     /// Every object under `prefix`, recursively.
     pub async fn list(&self, prefix: &str) -> SResult<Vec<ObjectMeta>> {
+        let _t = crate::metrics::StorageTimer::start("list");
         let p = Key::from(prefix);
         let all: Vec<ObjectMeta> = self.store.list(Some(&p)).try_collect().await?;
         Ok(all)
@@ -185,6 +192,7 @@ impl Storage {
 
     /// The names directly under `prefix` (objects and "folders").
     pub async fn children(&self, prefix: &str) -> SResult<Vec<String>> {
+        let _t = crate::metrics::StorageTimer::start("children");
         let p = Key::from(prefix);
         let r = self.store.list_with_delimiter(Some(&p)).await?;
         let mut out: Vec<String> = r
@@ -199,6 +207,7 @@ impl Storage {
 
     /// Moves an object (a rename on the filesystem, copy and delete on object storage).
     pub async fn rename(&self, from: &str, to: &str) -> SResult<()> {
+        let _t = crate::metrics::StorageTimer::start("rename");
         self.store.rename(&Key::from(from), &Key::from(to)).await?;
         Ok(())
     }

@@ -75,6 +75,31 @@ pub(crate) async fn touch(reg: &Registry, d: &Digest) -> RegResult<()> {
     Ok(())
 }
 
+/// A repository quota (the access policy's): linking `d` into `name` must keep the bytes of its
+/// blobs within it, or the request is refused (403 DENIED) and the blob stays unlinked.
+async fn within_quota(reg: &Registry, name: &str, d: &Digest) -> RegResult<()> {
+    let Some(limit) = reg.auth.quota_for(name) else { return Ok(()) };
+    if reg.storage.stat(&link_key(name, d)).await?.is_some() {
+        return Ok(());
+    }
+    let size = reg.storage.stat(&blob_key(d)).await?.map(|m| m.size).unwrap_or(0);
+    let mut used = 0u64;
+    for hex in reg.storage.children(&format!("repositories/{name}/_layers")).await? {
+        if let Ok(h) = format!("sha256:{hex}").parse::<Digest>() {
+            used += reg.storage.stat(&blob_key(&h)).await?.map(|m| m.size).unwrap_or(0);
+        }
+    }
+    if used + size > limit {
+        return Err(RegError::with(
+            Code::Denied,
+            format!(
+                "repository quota exceeded: {name} may hold {limit} bytes; it holds {used} and this blob has {size}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The blob's size if `name` may see it.
 pub(crate) async fn linked(reg: &Registry, name: &str, d: &Digest) -> RegResult<Option<u64>> {
     if reg.storage.stat(&link_key(name, d)).await?.is_none() {
@@ -199,6 +224,7 @@ pub(crate) async fn start(
     if let (Some(d), Some(from)) = (q.get("mount"), q.get("from")) {
         let d = crate::names::digest(d)?;
         if crate::names::valid_name(from) && linked(reg, from, &d).await?.is_some() {
+            within_quota(reg, name, &d).await?;
             touch(reg, &d).await?;
             reg.storage.put(&link_key(name, &d), Bytes::new()).await?;
             return Ok(created(name, &d));
@@ -284,6 +310,7 @@ async fn commit(reg: &Registry, name: &str, id: &str, info: &UploadInfo, d: &Dig
     let result = place(reg, info, id, d).await;
     drop_upload(reg, id).await?;
     result?;
+    within_quota(reg, name, d).await?;
     touch(reg, d).await?;
     reg.storage.put(&link_key(name, d), Bytes::new()).await?;
     Ok(created(name, d))

@@ -626,6 +626,9 @@ fn team_policy_in_both_auth_modes() {
             "{mode}: no audit line:\n{log}"
         );
         assert!(log.contains(r#""allowed":false"#), "{mode}: refusals are audited too");
+        let metrics = String::from_utf8_lossy(&http(&reg.addr, "GET", "/metrics", &[], b"").unwrap().2).to_string();
+        assert!(metrics.contains("berth_registry_auth_failures_total{kind="), "{mode}: {metrics}");
+        assert!(metrics.contains("berth_registry_storage_seconds_count{op=\"put\"}"), "{mode}: {metrics}");
     }
     // A short token secret is refused at start.
     let o = berth_e2e::run_bounded(
@@ -665,4 +668,48 @@ fn offline_gc_reports_and_frees() {
     assert!(gc(&[]).starts_with("freed 3 blobs"));
     assert!(gc(&["--dry-run"]).starts_with("would free 0 blobs"));
     let _ = r;
+}
+
+/// Quotas (`[[quotas]]` in the policy file): a repository may hold so many bytes of blobs; a
+/// push past it is a 403 DENIED that says so, and other repositories are not limited.
+#[test]
+fn repository_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[[quotas]]\nrepositories = [\"small/*\"]\nbytes = 4096\n").unwrap();
+    let reg = BerthRegistry::start(&["--policy", policy.to_str().unwrap()], &[]);
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let big = format!("{}/small/app:1", reg.addr);
+    d.ok(&["tag", "bb", &big]);
+    let o = d.docker(&["push", &big]);
+    assert!(!o.status.success(), "a 1 MB layer went into a 4 KB quota");
+    // A blob that fits is accepted; the next one past the quota is refused with the reason.
+    let small = b"x".repeat(3000);
+    let dg = digest_of(&small);
+    let r = http(
+        &reg.addr,
+        "POST",
+        &format!("/v2/small/raw/blobs/uploads/?digest={dg}"),
+        &[("Content-Type", "application/octet-stream")],
+        &small,
+    )
+    .unwrap();
+    assert_eq!(r.0, 201, "{}", String::from_utf8_lossy(&r.2));
+    let more = b"y".repeat(3000);
+    let dg2 = digest_of(&more);
+    let r = http(
+        &reg.addr,
+        "POST",
+        &format!("/v2/small/raw/blobs/uploads/?digest={dg2}"),
+        &[("Content-Type", "application/octet-stream")],
+        &more,
+    )
+    .unwrap();
+    assert_eq!(r.0, 403);
+    let body = String::from_utf8_lossy(&r.2);
+    assert!(body.contains("DENIED") && body.contains("repository quota exceeded"), "{body}");
+    // Elsewhere, no limit.
+    d.ok(&["tag", "bb", &format!("{}/large/app:1", reg.addr)]);
+    d.ok(&["push", &format!("{}/large/app:1", reg.addr)]);
 }
