@@ -173,7 +173,7 @@ async fn handle(
         (Route::Upload { name, id }, Method::PUT) => uploads::finish(&reg, &name, &id, query, body).await,
         (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(&reg, &name, &id).await,
         (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
-            manifests::get(&reg, &name, &reference, *m == Method::HEAD).await
+            manifests::get(&reg, &name, &reference, &parts_headers, *m == Method::HEAD).await
         }
         (Route::Manifest { name, reference }, Method::PUT) => {
             manifests::put(&reg, &name, &reference, &parts_headers, body).await

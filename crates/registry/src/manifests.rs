@@ -48,13 +48,62 @@ async fn resolve(reg: &Registry, name: &str, r: &Reference) -> RegResult<Option<
     Ok(reg.storage.stat(&revision_key(name, &d)).await?.map(|_| d))
 }
 
-pub(crate) async fn get(reg: &Registry, name: &str, r: &Reference, head: bool) -> RegResult<Response> {
+const INDEX_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
+
+/// The media types an `Accept` header lists (none: anything).
+fn accepted(h: &HeaderMap) -> Vec<String> {
+    h.get_all("accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+pub(crate) async fn get(reg: &Registry, name: &str, r: &Reference, h: &HeaderMap, head: bool) -> RegResult<Response> {
     let unknown = || RegError::with(Code::ManifestUnknown, format!("{r:?}"));
-    let d = resolve(reg, name, r).await?.ok_or_else(unknown)?;
-    let media_type = reg.storage.read(&revision_key(name, &d)).await?.ok_or_else(unknown)?;
-    let body = reg.storage.read(&blob_key(&d)).await?.ok_or_else(unknown)?;
+    let mut d = resolve(reg, name, r).await?.ok_or_else(unknown)?;
+    let mut media_type =
+        String::from_utf8_lossy(&reg.storage.read(&revision_key(name, &d)).await?.ok_or_else(unknown)?).to_string();
+    let mut body = reg.storage.read(&blob_key(&d)).await?.ok_or_else(unknown)?;
+    // Accept is honoured: a manifest only in a type the client takes. A client that takes image
+    // manifests but not indexes gets the linux/amd64 one of an index (as distribution serves
+    // older clients); otherwise the manifest is not there for it.
+    let ok = accepted(h);
+    let takes = |t: &str| ok.is_empty() || ok.iter().any(|a| a == t || a == "*/*");
+    if !takes(&media_type) {
+        let child = if INDEX_TYPES.contains(&media_type.as_str()) {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let list = v["manifests"].as_array().cloned().unwrap_or_default();
+            list.into_iter().find(|m| {
+                m["platform"]["os"] == "linux"
+                    && m["platform"]["architecture"] == "amd64"
+                    && m["mediaType"].as_str().is_some_and(takes)
+            })
+        } else {
+            None
+        };
+        let found = match child.and_then(|c| c["digest"].as_str().and_then(|s| s.parse::<Digest>().ok())) {
+            Some(cd) => reg.storage.read(&blob_key(&cd)).await?.map(|b| (cd, b)),
+            None => None,
+        };
+        let Some((cd, b)) = found else {
+            return Err(RegError::with(
+                Code::ManifestUnknown,
+                format!("{media_type} manifest found, but the Accept header does not take it"),
+            ));
+        };
+        media_type = serde_json::from_slice::<Value>(&b)
+            .ok()
+            .and_then(|v| v["mediaType"].as_str().map(String::from))
+            .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+        d = cd;
+        body = b;
+    }
     let b = Response::builder()
-        .header("Content-Type", String::from_utf8_lossy(&media_type).to_string())
+        .header("Content-Type", media_type)
         .header("Docker-Content-Digest", d.as_str())
         .header("ETag", format!("\"{d}\""))
         .header("Content-Length", body.len());

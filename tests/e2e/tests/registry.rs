@@ -713,3 +713,45 @@ fn repository_quotas() {
     d.ok(&["tag", "bb", &format!("{}/large/app:1", reg.addr)]);
     d.ok(&["push", &format!("{}/large/app:1", reg.addr)]);
 }
+
+/// `Accept` is honoured on manifest reads: an index only for clients that take indexes (others
+/// get its linux/amd64 manifest, as distribution serves older clients), a manifest of a type the
+/// client does not take is not there for it (404 MANIFEST_UNKNOWN).
+#[test]
+fn manifest_reads_honour_accept() {
+    let reg = BerthRegistry::start(&[], &[]);
+    let a = reg.addr.as_str();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let (cd, ld) = (upload(a, "acc/app", config), upload(a, "acc/app", b"layer"));
+    let m = image_manifest(&cd, config.len(), &ld, 5);
+    let mbytes = serde_json::to_vec(&m).unwrap();
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let docker = "application/vnd.docker.distribution.manifest.v2+json";
+    let mt = m["mediaType"].as_str().unwrap_or(oci).to_string();
+    assert_eq!(put_manifest(a, "acc/app", "single", &mt, &mbytes).0, 201);
+    let md = digest_of(&mbytes);
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": mt, "digest": md, "size": mbytes.len(),
+                       "platform": {"os": "linux", "architecture": "amd64"}}]
+    });
+    let ibytes = serde_json::to_vec(&index).unwrap();
+    assert_eq!(put_manifest(a, "acc/app", "multi", "application/vnd.oci.image.index.v1+json", &ibytes).0, 201);
+    let get = |reference: &str, accept: &str| {
+        let r = http(a, "GET", &format!("/v2/acc/app/manifests/{reference}"), &[("Accept", accept)], b"").unwrap();
+        (
+            r.0,
+            header(&r.1, "docker-content-digest").unwrap_or("").to_string(),
+            String::from_utf8_lossy(&r.2).to_string(),
+        )
+    };
+    let all = format!("application/vnd.oci.image.index.v1+json, {oci}, {docker}");
+    assert_eq!(get("multi", &all).1, digest_of(&ibytes), "a client that takes indexes gets the index");
+    assert_eq!(get("multi", "*/*").1, digest_of(&ibytes));
+    let (st, dg, _) = get("multi", &format!("{mt}, application/vnd.docker.distribution.manifest.v1+prettyjws"));
+    assert_eq!((st, dg), (200, md.clone()), "an older client gets the linux/amd64 manifest");
+    let other = if mt == oci { docker } else { oci };
+    let (st, _, body) = get("single", other);
+    assert_eq!(st, 404, "{body}");
+    assert!(body.contains("MANIFEST_UNKNOWN"), "{body}");
+}
