@@ -19,6 +19,16 @@ pub struct Config {
     pub storage: Storage,
     pub auth: Auth,
     pub gc: Gc,
+    pub proxy: Proxy,
+}
+
+/// Pull-through cache mode: `remote_url` is the registry served (and cached) from here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Proxy {
+    pub remote_url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +86,7 @@ impl Default for Config {
             storage: Storage::default(),
             auth: Auth::default(),
             gc: Gc::default(),
+            proxy: Proxy::default(),
         }
     }
 }
@@ -117,7 +128,7 @@ pub fn load(file: Option<&std::path::Path>, env: impl Iterator<Item = (String, S
     };
     let mut doc: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
     // Keys known per section, so `AUTH_TOKEN_REALM` splits as auth.token_realm, not auth.token.realm.
-    let sections = ["tls", "storage", "auth", "gc"];
+    let sections = ["tls", "storage", "auth", "gc", "proxy"];
     for (k, v) in env {
         let Some(key) = k.strip_prefix("BERTH_REGISTRY_") else { continue };
         let key = key.to_lowercase();

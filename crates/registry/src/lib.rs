@@ -8,6 +8,7 @@ mod manifests;
 pub mod metrics;
 mod names;
 pub mod policy;
+pub mod proxy;
 pub mod storage;
 mod tags;
 mod uploads;
@@ -37,6 +38,8 @@ pub struct Registry {
     /// (a fraction of gc's grace period): touching on every read would be a write per read.
     pub touch_every: std::time::Duration,
     pub(crate) touched: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// Pull-through cache mode: what is missing here comes from this remote (see `proxy.rs`).
+    pub proxy: Option<proxy::Remote>,
 }
 
 impl Registry {
@@ -54,7 +57,14 @@ impl Registry {
             delete_enabled,
             touch_every: (gc_grace / 4).min(std::time::Duration::from_secs(60)),
             touched: Default::default(),
+            proxy: None,
         }
+    }
+
+    /// Makes this registry a pull-through cache of `remote` (read-only here).
+    pub fn with_proxy(mut self, remote: proxy::Remote) -> Registry {
+        self.proxy = Some(remote);
+        self
     }
 }
 
@@ -129,6 +139,9 @@ async fn route(reg: Shared, req: Request) -> RegResult<Response> {
     let writes = !matches!(*m, Method::GET | Method::HEAD);
     if reg.read_only && writes {
         return Err(RegError::with(Code::Unsupported, "the registry is in read-only mode"));
+    }
+    if reg.proxy.is_some() && writes {
+        return Err(RegError::with(Code::Unsupported, "this registry is a pull-through cache: push to its remote"));
     }
     let res = handle(&reg, route, m, &query, parts.headers, body, &granted).await;
     if writes {

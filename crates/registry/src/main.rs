@@ -45,6 +45,12 @@ struct Args {
     /// debug, info, warn or error
     #[arg(long)]
     log_level: Option<String>,
+    /// Pull-through cache of this registry (e.g. https://registry-1.docker.io); pushes refused
+    #[arg(long)]
+    proxy_remote: Option<String>,
+    /// User name for the remote (its password: BERTH_REGISTRY_PROXY_PASSWORD or proxy.password)
+    #[arg(long)]
+    proxy_username: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -92,6 +98,12 @@ async fn main() -> Result<()> {
     }
     if let Some(v) = a.log_level {
         c.log_level = v;
+    }
+    if let Some(v) = a.proxy_remote {
+        c.proxy.remote_url = Some(v);
+    }
+    if let Some(v) = a.proxy_username {
+        c.proxy.username = Some(v);
     }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!("berth_registry={0},audit={0}", c.log_level)))
@@ -159,8 +171,16 @@ async fn main() -> Result<()> {
         }
         None => {}
     }
-    let reg =
-        Arc::new(Registry::new(storage, authn, c.read_only, c.delete_enabled, Duration::from_secs(c.gc.grace_secs)));
+    let mut reg = Registry::new(storage, authn, c.read_only, c.delete_enabled, Duration::from_secs(c.gc.grace_secs));
+    if let Some(url) = &c.proxy.remote_url {
+        tracing::info!(remote = %url, "pull-through cache: pushes are refused here");
+        reg = reg.with_proxy(berth_registry::proxy::Remote::new(
+            url,
+            c.proxy.username.clone(),
+            c.proxy.password.clone(),
+        )?);
+    }
+    let reg = Arc::new(reg);
     if let Some(p) = c.auth.policy.clone() {
         tokio::spawn(reload_policy(reg.clone(), p));
     }

@@ -48,6 +48,36 @@ async fn resolve(reg: &Registry, name: &str, r: &Reference) -> RegResult<Option<
     Ok(reg.storage.stat(&revision_key(name, &d)).await?.map(|_| d))
 }
 
+/// Pull-through cache: a tag is asked of the remote every time (it may have moved; the copy here
+/// serves when the remote cannot answer), a digest only when it is not here yet. What comes back
+/// is stored as if pushed.
+async fn from_remote(reg: &Registry, name: &str, r: &Reference) -> RegResult<Option<Digest>> {
+    let Some(remote) = &reg.proxy else { return Ok(None) };
+    let reference = match r {
+        Reference::Tag(t) => t.clone(),
+        Reference::Digest(d) if resolve(reg, name, r).await?.is_some() => return Ok(Some(d.clone())),
+        Reference::Digest(d) => d.to_string(),
+    };
+    let fetched = match remote.manifest(name, &reference).await {
+        Ok(f) => f,
+        Err(e) if matches!(r, Reference::Tag(_)) => {
+            tracing::warn!(name, reference, "proxy remote unavailable, serving the cached tag: {:?}", e.detail);
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let Some((bytes, media_type)) = fetched else { return Ok(None) };
+    let d = Digest::of(&bytes);
+    if reg.storage.stat(&blob_key(&d)).await?.is_none() {
+        reg.storage.put(&blob_key(&d), bytes).await?;
+    }
+    reg.storage.put(&revision_key(name, &d), Bytes::from(media_type)).await?;
+    if let Reference::Tag(t) = r {
+        reg.storage.put(&tag_key(name, t), Bytes::from(d.to_string())).await?;
+    }
+    Ok(Some(d))
+}
+
 const INDEX_TYPES: [&str; 2] =
     ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 
@@ -64,7 +94,10 @@ fn accepted(h: &HeaderMap) -> Vec<String> {
 
 pub(crate) async fn get(reg: &Registry, name: &str, r: &Reference, h: &HeaderMap, head: bool) -> RegResult<Response> {
     let unknown = || RegError::with(Code::ManifestUnknown, format!("{r:?}"));
-    let mut d = resolve(reg, name, r).await?.ok_or_else(unknown)?;
+    let mut d = match from_remote(reg, name, r).await? {
+        Some(d) => d,
+        None => resolve(reg, name, r).await?.ok_or_else(unknown)?,
+    };
     let mut media_type =
         String::from_utf8_lossy(&reg.storage.read(&revision_key(name, &d)).await?.ok_or_else(unknown)?).to_string();
     let mut body = reg.storage.read(&blob_key(&d)).await?.ok_or_else(unknown)?;

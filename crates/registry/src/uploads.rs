@@ -116,8 +116,57 @@ fn parse_range(h: &HeaderMap) -> Option<(u64, Option<u64>)> {
     Some((s, if e.is_empty() { None } else { Some(e.parse().ok()?) }))
 }
 
+/// Pull-through cache: a blob not here is streamed from the remote into storage, its digest
+/// checked on the way (a mismatch stores nothing), and linked into the repository.
+async fn blob_from_remote(reg: &Registry, name: &str, d: &Digest) -> RegResult<Option<u64>> {
+    let Some(remote) = &reg.proxy else { return Ok(None) };
+    let tmp = format!("uploads/proxy-{}", uuid::Uuid::new_v4());
+    let hasher = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::new()));
+    let (h2, tmp2) = (hasher.clone(), tmp.clone());
+    let found = remote
+        .blob(name, d.as_str(), |s| async move {
+            use futures_util::StreamExt;
+            let s = s.map(move |c| {
+                let c = c.map_err(|e| StorageError::Driver(format!("proxy remote: {e}")))?;
+                sha2::Digest::update(&mut *h2.lock().unwrap_or_else(|e| e.into_inner()), &c);
+                metrics::bytes_in(c.len() as u64);
+                Ok(c)
+            });
+            reg.storage.put_stream(&tmp2, Box::pin(s)).await.map(drop).map_err(RegError::from)
+        })
+        .await;
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = reg.storage.delete(&tmp).await;
+            return Err(e);
+        }
+    };
+    if !found {
+        return Ok(None);
+    }
+    let got =
+        hex::encode(sha2::Digest::finalize(std::mem::take(&mut *hasher.lock().unwrap_or_else(|e| e.into_inner()))));
+    if got != d.hex() {
+        reg.storage.delete(&tmp).await?;
+        return Err(RegError::with(Code::DigestInvalid, format!("the remote's blob does not match {d}")));
+    }
+    if reg.storage.stat(&blob_key(d)).await?.is_none() {
+        reg.storage.rename(&tmp, &blob_key(d)).await?;
+    } else {
+        reg.storage.delete(&tmp).await?;
+    }
+    reg.storage.put(&link_key(name, d), Bytes::new()).await?;
+    linked(reg, name, d).await
+}
+
 pub(crate) async fn get_blob(reg: &Registry, name: &str, d: &Digest, h: &HeaderMap, head: bool) -> RegResult<Response> {
-    let size = linked(reg, name, d).await?.ok_or_else(|| RegError::with(Code::BlobUnknown, d.to_string()))?;
+    let size = match linked(reg, name, d).await? {
+        Some(s) => s,
+        None => {
+            blob_from_remote(reg, name, d).await?.ok_or_else(|| RegError::with(Code::BlobUnknown, d.to_string()))?
+        }
+    };
     touch(reg, d).await?;
     let range = parse_range(h).filter(|_| !head);
     if let Some((s, e)) = range {

@@ -755,3 +755,42 @@ fn manifest_reads_honour_accept() {
     assert_eq!(st, 404, "{body}");
     assert!(body.contains("MANIFEST_UNKNOWN"), "{body}");
 }
+
+/// Pull-through cache (`--proxy-remote`): the first pull fetches from the remote (answering its
+/// auth with the configured credentials) and stores what it got; later pulls are served from the
+/// cache even with the remote gone; pushes to the cache are refused.
+#[test]
+fn pull_through_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = htpasswd(dir.path(), "bob", "hunter2");
+    let secret = "a-secret-of-at-least-32-bytes-long!";
+    let remote = BerthRegistry::start(
+        &["--auth", "token", "--htpasswd", file.to_str().unwrap()],
+        &[("BERTH_REGISTRY_AUTH_SECRET", secret)],
+    );
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let o = d.docker_stdin(&["login", &remote.addr, "-u", "bob", "--password-stdin"], Some(b"hunter2"));
+    assert!(o.status.success(), "{}", err(&o));
+    d.ok(&["tag", "bb", &format!("{}/team/app:1", remote.addr)]);
+    d.ok(&["push", &format!("{}/team/app:1", remote.addr)]);
+    let cache = BerthRegistry::start(
+        &["--proxy-remote", &format!("http://{}", remote.addr), "--proxy-username", "bob"],
+        &[("BERTH_REGISTRY_PROXY_PASSWORD", "hunter2")],
+    );
+    let via = format!("{}/team/app:1", cache.addr);
+    let client = Berthd::start();
+    assert!(client.ok(&["pull", &via]).contains("Downloaded newer image"));
+    assert_eq!(client.ok(&["run", "--rm", &via, "echo", "through the cache"]), "through the cache");
+    // The remote goes away: what was pulled is still there.
+    drop(remote);
+    client.ok(&["rmi", &via]);
+    assert!(client.ok(&["pull", &via]).contains("Downloaded newer image"), "served from the cache");
+    // A cache is read-only.
+    client.ok(&["tag", &via, &format!("{}/team/other:1", cache.addr)]);
+    let o = client.docker(&["push", &format!("{}/team/other:1", cache.addr)]);
+    assert!(!o.status.success(), "a push into the cache was accepted");
+    // What the remote never had is not there.
+    let r = http(&cache.addr, "GET", "/v2/team/nothing/manifests/1", &[], b"").unwrap();
+    assert_eq!(r.0, 404, "{}", String::from_utf8_lossy(&r.2));
+}
