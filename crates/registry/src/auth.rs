@@ -20,7 +20,7 @@ use axum::http::HeaderMap;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -98,7 +98,8 @@ pub struct TokenSettings {
     pub realm: String,
     pub service: String,
     pub issuer: String,
-    pub secret: Vec<u8>,
+    /// HS256 with a shared secret, or an RS256/ES256 key pair (see `keys.rs`).
+    pub key: crate::keys::SigningKey,
     pub anonymous_pull: bool,
     pub lifetime_secs: u64,
 }
@@ -106,7 +107,7 @@ pub struct TokenSettings {
 pub enum Mode {
     None,
     Htpasswd { realm: String },
-    Token(TokenSettings),
+    Token(Box<TokenSettings>),
 }
 
 pub struct Authenticator {
@@ -367,10 +368,10 @@ impl Authenticator {
     }
 
     fn decode(&self, t: &TokenSettings, token: &str) -> Option<Claims> {
-        let mut v = Validation::new(Algorithm::HS256);
+        let mut v = Validation::new(t.key.alg);
         v.set_audience(&[&t.service]);
         v.set_issuer(&[&t.issuer]);
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&t.secret), &v).ok().map(|d| d.claims)
+        jsonwebtoken::decode::<Claims>(token, &t.key.decoding, &v).ok().map(|d| d.claims)
     }
 
     fn sign(
@@ -393,7 +394,9 @@ impl Authenticator {
             access,
             refresh: refresh.then_some(true),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&t.secret))
+        let mut header = Header::new(t.key.alg);
+        header.kid = t.key.kid.clone();
+        jsonwebtoken::encode(&header, &claims, &t.key.encoding)
             .map_err(|e| RegError::with(Code::Unknown, e.to_string()))
     }
 }
@@ -449,6 +452,15 @@ fn grant_scopes(a: &Authenticator, caller: &Caller, asked: Vec<Grant>) -> Vec<Gr
         }
     }
     out
+}
+
+/// `GET /.well-known/jwks.json`: the public key tokens are signed with (token mode with an
+/// RS256/ES256 key; an empty set for a shared secret), for services that verify them.
+pub async fn jwks(State(reg): State<Shared>) -> Response {
+    match &reg.auth.mode {
+        Mode::Token(t) => axum::Json(t.key.jwks()).into_response(),
+        _ => RegError::with(Code::Unsupported, "token auth is not enabled").into_response(),
+    }
 }
 
 /// `GET|POST /token`: Docker's token flows (credentials by Basic auth, OAuth2 password and
@@ -522,13 +534,14 @@ async fn issue(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{Algorithm, EncodingKey};
 
     fn settings(secret: &[u8]) -> TokenSettings {
         TokenSettings {
             realm: "https://r/token".into(),
             service: "berth-registry".into(),
             issuer: "berth".into(),
-            secret: secret.to_vec(),
+            key: crate::keys::SigningKey::hs256(secret),
             anonymous_pull: false,
             lifetime_secs: 300,
         }
@@ -558,7 +571,7 @@ mod tests {
     }
 
     fn token_auth() -> Authenticator {
-        Authenticator::new(Mode::Token(settings(b"0123456789abcdef0123456789abcdef")), HashMap::new())
+        Authenticator::new(Mode::Token(Box::new(settings(b"0123456789abcdef0123456789abcdef"))), HashMap::new())
     }
 
     fn signed(a: &Authenticator, access: Vec<Grant>, refresh: bool) -> String {
@@ -716,7 +729,7 @@ actions = ["pull"]
 
     #[test]
     fn tokens_carry_only_what_the_policy_grants() {
-        let a = Authenticator::new(Mode::Token(settings(b"0123456789abcdef0123456789abcdef")), team_users());
+        let a = Authenticator::new(Mode::Token(Box::new(settings(b"0123456789abcdef0123456789abcdef"))), team_users());
         a.set_policy(Some(Policy::parse(POLICY).unwrap()));
         let alice = Caller::User("alice".into());
         let got = grant_scopes(

@@ -63,6 +63,11 @@ pub struct Auth {
     pub token_lifetime_secs: u64,
     /// The access policy file (see `policy.rs`); none: any authenticated user may do anything.
     pub policy: Option<PathBuf>,
+    /// Token signing: `HS256` (the shared `secret`), or `RS256`/`ES256` with a PEM key pair (the
+    /// public key is served at `/.well-known/jwks.json`).
+    pub token_algorithm: String,
+    pub token_private_key: Option<PathBuf>,
+    pub token_public_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +115,9 @@ impl Default for Auth {
             anonymous_pull: false,
             token_lifetime_secs: 300,
             policy: None,
+            token_algorithm: "HS256".into(),
+            token_private_key: None,
+            token_public_key: None,
         }
     }
 }

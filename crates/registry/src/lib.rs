@@ -4,6 +4,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gc;
+pub mod keys;
 mod manifests;
 pub mod metrics;
 mod names;
@@ -82,6 +83,7 @@ pub fn app(reg: Shared) -> Router {
         .route("/v2", get(base).head(base))
         .route("/v2/{*rest}", axum::routing::any(dispatch))
         .route("/token", get(auth::token_endpoint).post(auth::token_endpoint))
+        .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/metrics", get(|| async { ([("Content-Type", "text/plain; version=0.0.4")], metrics::render()) }))
         .route("/health", get(health))
         .with_state(reg)

@@ -142,24 +142,40 @@ async fn main() -> Result<()> {
         "htpasswd" => Mode::Htpasswd { realm: c.auth.realm.clone() },
         "token" => {
             let scheme = if tls { "https" } else { "http" };
-            let secret = match &c.auth.secret {
-                // HS256 is only as strong as its key: a short shared secret can be brute-forced
-                // offline from any token.
-                Some(s) if s.len() < 32 => bail!("auth.secret must be at least 32 bytes (it has {})", s.len()),
-                Some(s) => s.as_bytes().to_vec(),
-                None => {
-                    tracing::warn!("no auth.secret: tokens are valid on this process only");
-                    [*uuid::Uuid::new_v4().as_bytes(), *uuid::Uuid::new_v4().as_bytes()].concat()
+            let key = match c.auth.token_algorithm.to_ascii_uppercase().as_str() {
+                "HS256" => {
+                    let secret = match &c.auth.secret {
+                        // HS256 is only as strong as its key: a short shared secret can be
+                        // brute-forced offline from any token.
+                        Some(s) if s.len() < 32 => bail!("auth.secret must be at least 32 bytes (it has {})", s.len()),
+                        Some(s) => s.as_bytes().to_vec(),
+                        None => {
+                            tracing::warn!("no auth.secret: tokens are valid on this process only");
+                            [*uuid::Uuid::new_v4().as_bytes(), *uuid::Uuid::new_v4().as_bytes()].concat()
+                        }
+                    };
+                    berth_registry::keys::SigningKey::hs256(&secret)
+                }
+                alg => {
+                    let read = |p: &Option<PathBuf>, what: &str| -> Result<Vec<u8>> {
+                        let p = p.as_ref().with_context(|| format!("{alg} tokens need auth.token_{what}_key (PEM)"))?;
+                        std::fs::read(p).with_context(|| format!("read {}", p.display()))
+                    };
+                    berth_registry::keys::SigningKey::asymmetric(
+                        alg,
+                        &read(&c.auth.token_private_key, "private")?,
+                        &read(&c.auth.token_public_key, "public")?,
+                    )?
                 }
             };
-            Mode::Token(TokenSettings {
+            Mode::Token(Box::new(TokenSettings {
                 realm: c.auth.token_realm.clone().unwrap_or_else(|| format!("{scheme}://{}/token", c.listen)),
                 service: c.auth.service.clone(),
                 issuer: c.auth.issuer.clone(),
-                secret,
+                key,
                 anonymous_pull: c.auth.anonymous_pull,
                 lifetime_secs: c.auth.token_lifetime_secs.max(60),
-            })
+            }))
         }
         other => bail!("unknown auth mode {other:?}: use none, htpasswd or token"),
     };

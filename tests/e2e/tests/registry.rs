@@ -794,3 +794,58 @@ fn pull_through_cache() {
     let r = http(&cache.addr, "GET", "/v2/team/nothing/manifests/1", &[], b"").unwrap();
     assert_eq!(r.0, 404, "{}", String::from_utf8_lossy(&r.2));
 }
+
+/// Token mode with an ES256 (or RS256) key pair: docker login, push and pull work, tokens carry
+/// the key id, and the public key is published at /.well-known/jwks.json for other services.
+#[test]
+fn asymmetric_tokens_and_jwks() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    for args in [
+        vec!["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &p("k.pem")],
+        vec!["pkey", "-in", &p("k.pem"), "-pubout", "-out", &p("pub.pem")],
+    ] {
+        assert!(Command::new("openssl").args(&args).bounded().status.success());
+    }
+    let file = htpasswd(dir.path(), "bob", "hunter2");
+    let reg = BerthRegistry::start(
+        &["--auth", "token", "--htpasswd", file.to_str().unwrap()],
+        &[
+            ("BERTH_REGISTRY_AUTH_TOKEN_ALGORITHM", "ES256"),
+            ("BERTH_REGISTRY_AUTH_TOKEN_PRIVATE_KEY", &p("k.pem")),
+            ("BERTH_REGISTRY_AUTH_TOKEN_PUBLIC_KEY", &p("pub.pem")),
+        ],
+    );
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let o = d.docker_stdin(&["login", &reg.addr, "-u", "bob", "--password-stdin"], Some(b"hunter2"));
+    assert!(o.status.success(), "{}", err(&o));
+    let r = format!("{}/es/app:1", reg.addr);
+    d.ok(&["tag", "bb", &r]);
+    d.ok(&["push", &r]);
+    d.ok(&["rmi", &r]);
+    d.ok(&["pull", &r]);
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&http(&reg.addr, "GET", "/.well-known/jwks.json", &[], b"").unwrap().2).unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
+        (Some("EC"), Some("P-256"), Some("ES256"))
+    );
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("bob:hunter2"));
+    let t = http(
+        &reg.addr,
+        "GET",
+        "/token?service=berth-registry&scope=repository:es/app:pull",
+        &[("Authorization", &basic)],
+        b"",
+    )
+    .unwrap();
+    let token = serde_json::from_slice::<serde_json::Value>(&t.2).unwrap()["token"].as_str().unwrap().to_string();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some("ES256"), key["kid"].as_str()));
+}
