@@ -174,6 +174,44 @@ impl Storage {
         Ok(n)
     }
 
+    /// Streams into `key` (a multipart upload on object storage, part by part), hashing on the
+    /// way: the object appears only if the content has digest `want` (and `len` bytes, when given);
+    /// otherwise the upload is aborted and nothing is left. `Ok(Err(got))` on a mismatch.
+    pub async fn put_stream_verified(
+        &self,
+        key: &str,
+        mut s: impl futures_util::Stream<Item = SResult<Bytes>> + Unpin,
+        want: &berth_types::Digest,
+        len: Option<u64>,
+    ) -> SResult<Result<u64, String>> {
+        let _t = crate::metrics::StorageTimer::start("put_stream");
+        use sha2::Digest as _;
+        let up = self.store.put_multipart(&Key::from(key)).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(up, 8 << 20);
+        let (mut n, mut h) = (0u64, sha2::Sha256::new());
+        while let Some(chunk) = s.next().await {
+            match chunk {
+                Ok(c) => {
+                    n += c.len() as u64;
+                    h.update(&c);
+                    w.wait_for_capacity(4).await?;
+                    w.write(&c);
+                }
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        let got = format!("sha256:{}", hex::encode(h.finalize()));
+        if got != want.as_str() || len.is_some_and(|l| l != n) {
+            let _ = w.abort().await;
+            return Ok(Err(if got != want.as_str() { got } else { format!("{n} bytes") }));
+        }
+        w.finish().await?;
+        Ok(Ok(n))
+    }
+
     pub async fn delete(&self, key: &str) -> SResult<()> {
         let _t = crate::metrics::StorageTimer::start("delete");
         match self.store.delete(&Key::from(key)).await {
@@ -260,6 +298,16 @@ pub(crate) mod tests {
             futures_util::stream::iter(vec![Ok(Bytes::from_static(b"x")), Err(StorageError::Driver("cut".into()))]);
         assert!(s.put_stream("big/y", bad).await.is_err());
         assert!(s.stat("big/y").await.unwrap().is_none());
+        // A verified stream appears only with the digest (and length) it was promised.
+        let want = berth_types::Digest::of(b"abcdef");
+        let parts = || futures_util::stream::iter(vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"def"))]);
+        assert_eq!(s.put_stream_verified("v/ok", parts(), &want, Some(6)).await.unwrap(), Ok(6));
+        assert_eq!(&s.read("v/ok").await.unwrap().unwrap()[..], b"abcdef");
+        let other = berth_types::Digest::of(b"other");
+        assert!(s.put_stream_verified("v/bad", parts(), &other, None).await.unwrap().is_err());
+        assert!(s.stat("v/bad").await.unwrap().is_none(), "a mismatch leaves nothing");
+        assert!(s.put_stream_verified("v/short", parts(), &want, Some(7)).await.unwrap().is_err());
+        assert!(s.stat("v/short").await.unwrap().is_none());
         s.put("a/c/d", Bytes::from_static(b"1")).await.unwrap();
         assert_eq!(s.children("a").await.unwrap(), ["b", "c"]);
         assert_eq!(s.list("a").await.unwrap().len(), 2);

@@ -283,10 +283,39 @@ pub(crate) async fn start(
     let (id, mut info) = new_upload(reg, name).await?;
     if let Some(d) = q.get("digest") {
         let d = crate::names::digest(d)?;
+        if reg.storage.stat(&blob_key(&d)).await?.is_none() {
+            drop_upload(reg, &id).await?;
+            return monolithic(reg, name, &d, h, body).await;
+        }
         append(reg, &id, &mut info, h, body).await?;
         return commit(reg, name, &id, &info, &d).await;
     }
     Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
+}
+
+/// `POST ...?digest=` of a blob not stored yet: streamed straight to its place (on object storage
+/// a multipart upload, part by part), verified on the way; nothing appears on a mismatch.
+async fn monolithic(reg: &Registry, name: &str, d: &Digest, h: &HeaderMap, body: Body) -> RegResult<Response> {
+    let declared: Option<u64> = h.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let stream = body.into_data_stream().map(|r| {
+        r.inspect(|c| metrics::bytes_in(c.len() as u64)).map_err(|e| StorageError::Driver(format!("request body: {e}")))
+    });
+    let stored =
+        reg.storage.put_stream_verified(&blob_key(d), Box::pin(stream), d, declared).await.map_err(|e| match e {
+            StorageError::Driver(m) if m.starts_with("request body") => RegError::with(Code::BlobUploadInvalid, m),
+            e => e.into(),
+        })?;
+    match stored {
+        Ok(_) => {}
+        Err(got) if got.ends_with(" bytes") => {
+            return Err(RegError::with(Code::SizeInvalid, format!("Content-Length {declared:?} but {got} arrived")))
+        }
+        Err(_) => return Err(RegError::with(Code::DigestInvalid, format!("content does not match {d}"))),
+    }
+    within_quota(reg, name, d).await?;
+    touch(reg, d).await?;
+    reg.storage.put(&link_key(name, d), Bytes::new()).await?;
+    Ok(created(name, d))
 }
 
 pub(crate) async fn status(reg: &Registry, name: &str, id: &str) -> RegResult<Response> {
@@ -356,7 +385,7 @@ pub(crate) async fn finish(
 
 /// Verifies the upload against `d`, moves it into place, links it into the repository.
 async fn commit(reg: &Registry, name: &str, id: &str, info: &UploadInfo, d: &Digest) -> RegResult<Response> {
-    let result = place(reg, info, id, d).await;
+    let result = place(reg, info, d).await;
     drop_upload(reg, id).await?;
     result?;
     within_quota(reg, name, d).await?;
@@ -365,7 +394,7 @@ async fn commit(reg: &Registry, name: &str, id: &str, info: &UploadInfo, d: &Dig
     Ok(created(name, d))
 }
 
-async fn place(reg: &Registry, info: &UploadInfo, id: &str, d: &Digest) -> RegResult<()> {
+async fn place(reg: &Registry, info: &UploadInfo, d: &Digest) -> RegResult<()> {
     let mismatch = || RegError::with(Code::DigestInvalid, format!("content does not match {d}"));
     match info.chunks.as_slice() {
         [] => {
@@ -392,17 +421,16 @@ async fn place(reg: &Registry, info: &UploadInfo, id: &str, d: &Digest) -> RegRe
                 }
                 return Ok(());
             }
-            let tmp = format!("uploads/{id}/assembled");
-            let hash = std::sync::Arc::new(std::sync::Mutex::new(Sha256::new()));
-            let h2 = hash.clone();
-            let s = chunks_stream(reg, many)
-                .map(move |r| r.inspect(|c| h2.lock().unwrap_or_else(|e| e.into_inner()).update(c)));
-            reg.storage.put_stream(&tmp, Box::pin(s)).await?;
-            let got = Digest::from_hasher(hash.lock().unwrap_or_else(|e| e.into_inner()).clone());
-            if got != *d {
+            // Straight into place, verified on the way: no assembled copy to move (on object
+            // storage a move is a copy).
+            if reg
+                .storage
+                .put_stream_verified(&blob_key(d), Box::pin(chunks_stream(reg, many)), d, None)
+                .await?
+                .is_err()
+            {
                 return Err(mismatch());
             }
-            reg.storage.rename(&tmp, &blob_key(d)).await?;
         }
     }
     Ok(())
