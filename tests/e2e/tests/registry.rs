@@ -849,3 +849,69 @@ fn asymmetric_tokens_and_jwks() {
     .unwrap();
     assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some("ES256"), key["kid"].as_str()));
 }
+
+/// The team rules, quotas and the pull-through cache on the S3 driver (moto), checked with skopeo
+/// as an independent OCI client: allowed, denied, anonymous, a quota past its limit, a cache.
+#[test]
+fn policy_quota_and_cache_on_s3_with_skopeo() {
+    let moto = berth_e2e::registry::Moto::start();
+    let s3 = moto.registry_env();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("htpasswd");
+    let line = |u: &str, p: &str| format!("{u}:{}\n", bcrypt::hash(p, 5).unwrap());
+    std::fs::write(&pw, line("alice", "alice-pw") + &line("bob", "bob-pw")).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[groups]\nteam-a = [\"alice\"]\n\
+         [[rules]]\nrepositories = [\"team-a/*\"]\nprincipals = [\"group:team-a\"]\nactions = [\"pull\", \"push\", \"delete\"]\n\
+         [[rules]]\nrepositories = [\"team-a/public\"]\nprincipals = [\"anonymous\", \"authenticated\"]\nactions = [\"pull\"]\n\
+         [[quotas]]\nrepositories = [\"team-a/tiny\"]\nbytes = 1024\n",
+    )
+    .unwrap();
+    let mut env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("BERTH_REGISTRY_AUTH_SECRET", "a-secret-of-at-least-32-bytes-long!"));
+    let reg = BerthRegistry::start(
+        &["--auth", "token", "--htpasswd", pw.to_str().unwrap(), "--policy", policy.to_str().unwrap()],
+        &env,
+    );
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let o = d.docker_stdin(&["login", &reg.addr, "-u", "alice", "--password-stdin"], Some(b"alice-pw"));
+    assert!(o.status.success(), "{}", err(&o));
+    for repo in ["team-a/app", "team-a/public"] {
+        d.ok(&["tag", "bb", &format!("{}/{repo}:1", reg.addr)]);
+        d.ok(&["push", &format!("{}/{repo}:1", reg.addr)]);
+    }
+    let tiny = format!("{}/team-a/tiny:1", reg.addr);
+    d.ok(&["tag", "bb", &tiny]);
+    assert!(!d.docker(&["push", &tiny]).status.success(), "past the quota");
+    let skopeo = |creds: Option<&str>, repo: &str| {
+        let mut c = Command::new("skopeo");
+        c.args(["inspect", "--tls-verify=false"]);
+        match creds {
+            Some(cr) => c.args(["--creds", cr]),
+            None => c.arg("--no-creds"),
+        };
+        c.arg(format!("docker://{}/{repo}:1", reg.addr)).bounded().status.success()
+    };
+    assert!(skopeo(Some("alice:alice-pw"), "team-a/app"));
+    assert!(!skopeo(Some("bob:bob-pw"), "team-a/app"), "bob reads team A");
+    assert!(!skopeo(None, "team-a/app"), "anonymous reads team A");
+    assert!(skopeo(None, "team-a/public"), "anonymous reads what the policy gives anonymous");
+    // A cache of it, on S3 too: it pulls with alice's credentials and serves anonymous pullers.
+    let mut cenv: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    cenv.retain(|(k, _)| *k != "BERTH_REGISTRY_STORAGE_S3_BUCKET");
+    cenv.push(("BERTH_REGISTRY_STORAGE_S3_BUCKET", "berth-cache"));
+    cenv.push(("BERTH_REGISTRY_PROXY_PASSWORD", "alice-pw"));
+    let _ = berth_e2e::registry::http(moto.endpoint.trim_start_matches("http://"), "PUT", "/berth-cache", &[], b"");
+    let cache =
+        BerthRegistry::start(&["--proxy-remote", &format!("http://{}", reg.addr), "--proxy-username", "alice"], &cenv);
+    let via = format!("{}/team-a/app:1", cache.addr);
+    let client = Berthd::start();
+    assert!(client.ok(&["pull", &via]).contains("Downloaded newer image"));
+    let o = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--no-creds", &format!("docker://{via}")])
+        .bounded();
+    assert!(o.status.success(), "{}", err(&o));
+}
