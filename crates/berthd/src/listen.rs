@@ -28,9 +28,88 @@ pub enum Listener {
 pub async fn open_all(hosts: &[String], tls: Option<&TlsSettings>) -> Result<Vec<Listener>> {
     let acceptor = tls.map(acceptor).transpose()?;
     let verified = tls.is_some_and(|t| t.client_ca.is_some());
+    let mut activated = activated_fds();
     let mut out = Vec::new();
     for h in hosts {
-        out.push(open(h, acceptor.as_ref(), verified).await?);
+        match h.strip_prefix("fd://") {
+            Some(name) => out.extend(from_fds(&mut activated, name, acceptor.as_ref(), verified)?),
+            None => out.push(open(h, acceptor.as_ref(), verified).await?),
+        }
+    }
+    Ok(out)
+}
+
+/// The listening sockets systemd passed (`LISTEN_FDS`, `LISTEN_FDNAMES`, for this pid), by name;
+/// the variables are removed so no child inherits them.
+fn activated_fds() -> Vec<(String, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let n = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES").unwrap_or_default().split(':').map(String::from).collect();
+    for k in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: called at start, before berthd starts threads of its own that read the environment.
+        unsafe { std::env::remove_var(k) };
+    }
+    if !ours {
+        return Vec::new();
+    }
+    (0..n)
+        .map(|i| {
+            let fd = 3 + i;
+            // Ours to close, as systemd says; never shared with a child (close-on-exec).
+            let _ = rustix::io::fcntl_setfd(
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                rustix::io::FdFlags::CLOEXEC,
+            );
+            // SAFETY: systemd handed us fds 3..3+LISTEN_FDS, each an open listening socket.
+            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            (names.get(i as usize).cloned().unwrap_or_default(), owned)
+        })
+        .collect()
+}
+
+/// `fd://` (every socket systemd passed) or `fd://NAME` (those named so, `FileDescriptorName=`),
+/// under the same rules as the addresses they listen on.
+fn from_fds(
+    fds: &mut Vec<(String, std::os::fd::OwnedFd)>,
+    name: &str,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    verified: bool,
+) -> Result<Vec<Listener>> {
+    let (taken, rest): (Vec<_>, Vec<_>) =
+        std::mem::take(fds).into_iter().partition(|(n, _)| name.is_empty() || n == name);
+    *fds = rest;
+    if taken.is_empty() {
+        bail!("fd://{name}: no such socket from systemd (LISTEN_FDS); is berthd started by its berth.socket?");
+    }
+    let mut out = Vec::new();
+    for (_, fd) in taken {
+        let family = rustix::net::getsockname(&fd).context("getsockname of an activated socket")?.address_family();
+        use rustix::net::AddressFamily as F;
+        match family {
+            F::UNIX => {
+                let l = std::os::unix::net::UnixListener::from(fd);
+                l.set_nonblocking(true)?;
+                out.push(Listener::Unix(UnixListener::from_std(l)?));
+            }
+            F::INET | F::INET6 => {
+                let l = std::net::TcpListener::from(fd);
+                l.set_nonblocking(true)?;
+                let local = l.local_addr()?;
+                let l = TcpListener::from_std(l)?;
+                match tls {
+                    Some(acc) => {
+                        if !verified && !local.ip().is_loopback() {
+                            tracing::warn!(addr = %local, "SECURITY: --tls without --tlsverify on an activated socket: ANY client that reaches it gets root on this host");
+                        }
+                        out.push(Listener::Tls(l, acc.clone()));
+                    }
+                    None if local.ip().is_loopback() => out.push(Listener::Tcp(l)),
+                    None => bail!("refusing the activated socket {local} without TLS: use --tlsverify"),
+                }
+            }
+            _ => bail!("fd://{name}: not a UNIX or TCP socket"),
+        }
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 
 mod config;
 mod listen;
+mod notify;
 
 use std::time::Duration;
 
@@ -94,11 +95,13 @@ async fn run(s: Settings) -> Result<()> {
         servers.push(tokio::spawn(listen::serve(l, app.clone(), stop_rx.clone())));
     }
     tracing::info!(hosts = ?s.hosts, data_root = %s.data_root.display(), "berthd ready");
+    notify::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
+    notify::notify("STOPPING=1");
     let _ = stop_tx.send(true);
     // Long streams (events, logs -f, attach) would hold a graceful shutdown forever: bound it.
     let _ = tokio::time::timeout(Duration::from_secs(3), futures_join(servers)).await;

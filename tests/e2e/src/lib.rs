@@ -102,6 +102,9 @@ pub struct Berthd {
     pub net: u8,
     /// Extra berthd flags (a TLS listener, say), kept across restarts.
     pub extra: Vec<String>,
+    /// Started as systemd would (`berth.socket` + `Type=notify`): the socket is bound by
+    /// `systemd-socket-activate`, berthd gets it as `fd://berth.sock`, and this socket hears sd_notify.
+    pub notify: Option<std::os::unix::net::UnixDatagram>,
     child: Option<Child>,
     _subnet: Reservation,
     _dir: tempfile::TempDir,
@@ -115,6 +118,16 @@ impl Berthd {
 
     /// `start` with extra berthd flags.
     pub fn start_with(extra: &[&str]) -> Berthd {
+        Berthd::start_as(extra, false)
+    }
+
+    /// Started through socket activation (`systemd-socket-activate`, the tool systemd ships for
+    /// exactly this), with a `NOTIFY_SOCKET` the test reads: what `berth.socket` + `berth.service` do.
+    pub fn start_activated() -> Berthd {
+        Berthd::start_as(&[], true)
+    }
+
+    fn start_as(extra: &[&str], activated: bool) -> Berthd {
         let dir = tempfile::Builder::new().prefix("bt-").tempdir_in("/tmp").expect("tempdir");
         let root = dir.path().to_path_buf();
         let tag = rand_tag();
@@ -123,6 +136,11 @@ impl Berthd {
         let subnet = reserve_subnet();
         let net = subnet.n as u8;
         let extra = extra.iter().map(|s| s.to_string()).collect();
+        let notify = activated.then(|| {
+            let n = std::os::unix::net::UnixDatagram::bind(root.join("notify.sock")).expect("notify socket");
+            n.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+            n
+        });
         let mut d = Berthd {
             socket: root.join("b.sock"),
             root,
@@ -130,6 +148,7 @@ impl Berthd {
             bridge,
             net,
             extra,
+            notify,
             child: None,
             _subnet: subnet,
             _dir: dir,
@@ -150,10 +169,27 @@ impl Berthd {
     pub fn spawn(&mut self) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("berthd.log")).expect("log");
-        let child = Command::new(bin_dir().join("berthd"))
+        let berthd = bin_dir().join("berthd");
+        let mut cmd = match self.notify {
+            None => {
+                let mut c = Command::new(&berthd);
+                c.args(["-H", &self.host()]);
+                c
+            }
+            Some(_) => {
+                // The activator binds the socket anew at each start, as systemd does.
+                let _ = std::fs::remove_file(&self.socket);
+                let mut c = Command::new("systemd-socket-activate");
+                c.args(["-l", self.socket.to_str().unwrap(), "--fdname=berth.sock"])
+                    .arg(format!("--setenv=NOTIFY_SOCKET={}", self.root.join("notify.sock").display()))
+                    .arg(&berthd)
+                    .args(["-H", "fd://berth.sock"]);
+                c
+            }
+        };
+        let child = cmd
             .args(["--data-root", self.root.join("data").to_str().unwrap()])
             .args(["--exec-root", self.root.join("run").to_str().unwrap()])
-            .args(["-H", &self.host()])
             .args(["--cgroup-parent", &self.cgroup_parent])
             .args(["--bridge", &self.bridge, "--bip", &format!("10.213.{}.1/24", self.net)])
             .args(["--default-address-pool", &format!("base=10.214.{}.0/24,size=28", self.net)])
