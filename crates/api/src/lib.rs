@@ -10,11 +10,11 @@ pub mod serde_helpers;
 pub mod stdcopy;
 
 /// The API version Berth advertises.
-pub const API_VERSION: &str = "1.44";
+pub const API_VERSION: &str = "1.56";
 /// The oldest API version Berth accepts.
 pub const MIN_API_VERSION: &str = "1.24";
 /// The Docker Engine version Berth reports compatibility with.
-pub const ENGINE_VERSION: &str = "25.0.0-berth";
+pub const ENGINE_VERSION: &str = "29.7.2-berth";
 
 /// Compares two `major.minor` API versions.
 pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {

@@ -158,6 +158,41 @@ impl NetworkService {
         Ok(out)
     }
 
+    /// `Status` of network inspect (API 1.52+): per subnet, the addresses in use or reserved
+    /// (network, broadcast, gateway, endpoints) and those left for dynamic allocation in its
+    /// range, both saturating at 2^64 - 1 as moby's.
+    pub fn status_json(&self, n: &Network) -> Value {
+        let eps: Vec<_> = self.attached(&n.id).into_iter().map(|(_, _, ep)| ep).collect();
+        let mut subnets = serde_json::Map::new();
+        let count = |bits: u32| if bits >= 64 { u64::MAX } else { 1u64 << bits };
+        for c in n.v4_subnets() {
+            let s = c.subnet;
+            let mut taken: std::collections::BTreeSet<std::net::Ipv4Addr> = [s.nth(0), c.gateway].into();
+            if s.len <= 30 {
+                taken.insert(s.nth((1u64 << (32 - s.len as u32)) as u32 - 1));
+            }
+            taken.extend(eps.iter().filter_map(|e| e.ip).filter(|ip| s.contains(*ip)));
+            let range = c.ip_range.unwrap_or(s);
+            let in_range = taken.iter().filter(|ip| range.contains(**ip)).count() as u64;
+            subnets.insert(
+                s.to_string(),
+                json!({"IPsInUse": taken.len(), "DynamicIPsAvailable": count(32 - range.len as u32).saturating_sub(in_range)}),
+            );
+        }
+        if let Some(s) = n.subnet6 {
+            let mut taken: std::collections::BTreeSet<std::net::Ipv6Addr> = [s.nth(0)].into();
+            taken.extend(n.gateway6);
+            taken.extend(eps.iter().filter_map(|e| e.ip6).filter(|ip| s.contains(*ip)));
+            let range = n.ip_range6.unwrap_or(s);
+            let in_range = taken.iter().filter(|ip| range.contains(**ip)).count() as u64;
+            subnets.insert(
+                s.to_string(),
+                json!({"IPsInUse": taken.len(), "DynamicIPsAvailable": count(128 - range.len as u32).saturating_sub(in_range)}),
+            );
+        }
+        json!({"IPAM": {"Subnets": subnets}})
+    }
+
     /// Docker's network JSON; `Containers` lists running attachments.
     pub fn json(&self, n: &Network) -> Value {
         let containers: serde_json::Map<String, Value> = self
@@ -207,6 +242,7 @@ impl NetworkService {
             "Created": n.created,
             "Scope": "local",
             "Driver": n.driver,
+            "EnableIPv4": true,
             "EnableIPv6": n.enable_ipv6,
             "IPAM": {"Driver": "default", "Options": null, "Config": ipam_config},
             "Internal": n.internal,

@@ -78,8 +78,6 @@ impl SystemService {
             }
         }
         serde_json::json!({
-            "AllowNondistributableArtifactsCIDRs": null,
-            "AllowNondistributableArtifactsHostnames": null,
             "InsecureRegistryCIDRs": cidrs,
             "IndexConfigs": index,
             "Mirrors": mirrors,
@@ -138,6 +136,10 @@ impl SystemService {
         let (kernel, arch, hostname) = uname();
         let (os, os_version) = os_release();
         let cg = cgroup_version();
+        let devices = {
+            let dirs = self.cfg.cdi_spec_dirs.clone();
+            tokio::task::spawn_blocking(move || berth_runtime::cdi::devices(&dirs)).await.unwrap_or_default()
+        };
         json!({
             "ID": self.id,
             "Containers": running + paused + stopped,
@@ -151,15 +153,12 @@ impl SystemService {
             "MemoryLimit": true,
             "SwapLimit": true,
             "KernelMemory": false,
-            "KernelMemoryTCP": false,
             "CpuCfsPeriod": true,
             "CpuCfsQuota": true,
             "CPUShares": true,
             "CPUSet": true,
             "PidsLimit": true,
             "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false),
-            "BridgeNfIptables": false,
-            "BridgeNfIp6tables": false,
             "Debug": false,
             "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
             "OomKillDisable": false,
@@ -195,9 +194,13 @@ impl SystemService {
             "Isolation": "",
             "InitBinary": "",
             "CDISpecDirs": self.cfg.cdi_spec_dirs,
-            "ContainerdCommit": {"ID": "", "Expected": ""},
-            "RuncCommit": {"ID": "", "Expected": ""},
-            "InitCommit": {"ID": "", "Expected": ""},
+            "ContainerdCommit": {"ID": ""},
+            "RuncCommit": {"ID": ""},
+            "InitCommit": {"ID": ""},
+            // Berth's own packet filter: nftables tables per daemon (API 1.49+).
+            "FirewallBackend": {"Driver": "nftables"},
+            // Devices the CDI specs define (API 1.50+), as `--device vendor.com/class=name` takes them.
+            "DiscoveredDevices": devices.iter().map(|id| serde_json::json!({"Source": "cdi", "ID": id})).collect::<Vec<_>>(),
             "SecurityOptions": security_options(self.cfg.userns_remap.is_some()),
             "Warnings": [],
         })

@@ -1,7 +1,7 @@
 //! The classic builder's step cache: a cache key (computed by the builder) names the image a step
 //! produced. Entries whose image was deleted are ignored and dropped lazily.
 
-use berth_types::{Digest, Result};
+use berth_types::{Digest, Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{ImageRecord, ImageStore, IMAGES};
@@ -26,12 +26,30 @@ pub struct CacheRecord {
     pub usage_count: u64,
 }
 
-/// What `docker builder prune` keeps: the cache used at or after `until` (RFC 3339), and, when
-/// `keep_storage` is not 0, the newest entries up to that many bytes.
+/// What `docker builder prune` keeps: the cache used at or after `until` (RFC 3339), and the
+/// newest entries within BuildKit's three budgets (0 = not set; none set = prune all it may):
+/// `reserved_space` is never pruned below (`keep-storage`'s new name), `max_used_space` is
+/// pruned down to, and `min_free_space` is pruned for until the data root's disk has that free.
 #[derive(Debug, Clone, Default)]
 pub struct CachePruneOptions {
     pub until: Option<String>,
-    pub keep_storage: u64,
+    pub reserved_space: u64,
+    pub max_used_space: u64,
+    pub min_free_space: u64,
+}
+
+impl CachePruneOptions {
+    /// Whether one more entry goes, with `total` bytes of cache left and `free` bytes free.
+    fn wants_more(&self, total: u64, free: u64) -> bool {
+        if self.reserved_space > 0 && total <= self.reserved_space {
+            return false;
+        }
+        if self.max_used_space == 0 && self.min_free_space == 0 {
+            return true;
+        }
+        (self.max_used_space > 0 && total > self.max_used_space)
+            || (self.min_free_space > 0 && free < self.min_free_space)
+    }
 }
 
 /// One entry as `docker system df` shows build cache.
@@ -132,8 +150,8 @@ impl ImageStore {
     }
 
     /// `docker builder prune`: forgets the cache entries nothing uses (no tag, no container) and
-    /// deletes their step images — only those last used before `opts.until`, and, with
-    /// `keep_storage`, only the oldest until the rest fits in it. Returns the entries removed and
+    /// deletes their step images — only those last used before `opts.until`, the oldest first
+    /// while the budgets want more (see `CachePruneOptions`). Returns the entries removed and
     /// the bytes freed.
     pub fn cache_prune(
         &self,
@@ -151,8 +169,16 @@ impl ImageStore {
         // Oldest first: with a budget, the most recently used survive.
         candidates.sort_by(|a, b| a.record.last_used.cmp(&b.record.last_used));
         let mut removed = Vec::new();
+        let free_at_start = match opts.min_free_space {
+            0 => 0,
+            _ => rustix::fs::statvfs(self.layout.root())
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+                .map_err(|e| Error::internal(format!("statvfs of the data root: {e}")))?,
+        };
+        let start_total = total;
         for e in candidates {
-            if opts.keep_storage > 0 && total <= opts.keep_storage {
+            // What the removals so far freed, as far as the cache's own sizes tell.
+            if !opts.wants_more(total, free_at_start + (start_total - total)) {
                 break;
             }
             self.store.delete(BUILD_CACHE, e.key.as_str())?;
@@ -180,6 +206,25 @@ mod tests {
     use crate::ImportOptions;
     use berth_api::image::ImageConfig;
     use berth_types::Reference;
+
+    #[test]
+    fn prune_budgets_as_buildkit() {
+        let o = |reserved, max_used, min_free| CachePruneOptions {
+            reserved_space: reserved,
+            max_used_space: max_used,
+            min_free_space: min_free,
+            ..Default::default()
+        };
+        // No budget: everything it may.
+        assert!(o(0, 0, 0).wants_more(1, 0));
+        // Reserved alone: down to it, never below.
+        assert!(o(100, 0, 0).wants_more(101, 0) && !o(100, 0, 0).wants_more(100, 0));
+        // Max used: down to it; free space: until the disk has that much.
+        assert!(o(0, 50, 0).wants_more(51, 0) && !o(0, 50, 0).wants_more(50, 0));
+        assert!(o(0, 0, 10).wants_more(500, 9) && !o(0, 0, 10).wants_more(500, 10));
+        // Reserved wins over both.
+        assert!(!o(100, 50, 10).wants_more(100, 0));
+    }
 
     /// A step image on `parent`: the parent's layers and config, one more history entry.
     fn step(s: &ImageStore, parent: &Digest, n: u32, build: &str) -> Digest {

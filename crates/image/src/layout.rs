@@ -21,6 +21,11 @@ impl Layout {
     pub fn new(data_root: &Path) -> Layout {
         Layout { root: data_root.to_path_buf() }
     }
+
+    /// The data root (for the free space of its disk).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
     pub fn blob(&self, hex: &str) -> PathBuf {
         self.root.join("image/blobs/sha256").join(hex)
     }

@@ -149,6 +149,11 @@ fn read_spec(f: &Path) -> Option<Spec> {
     }
 }
 
+/// The qualified names of every device the spec files in `dirs` define (`/info`'s `DiscoveredDevices`).
+pub fn devices(dirs: &[PathBuf]) -> Vec<String> {
+    load(dirs).into_keys().collect()
+}
+
 /// The edits for `names`, each spec's own edits once; Docker's error names every device that
 /// no spec defines.
 pub fn resolve(dirs: &[PathBuf], names: &[String]) -> Result<ContainerEdits> {

@@ -162,24 +162,32 @@ async fn build(State(svc): State<Arc<BuildService>>, q: Query, req: Request) -> 
         .map_err(|e| ApiError(Error::internal(e.to_string())))
 }
 
-/// `POST /build/prune`: `keep-storage` (and its newer names `reserved-space`, `max-used-space`),
-/// and the `until` filter (a Go duration or a time). `all` changes nothing here: every entry of the
+/// `POST /build/prune`: the budgets `reserved-space` (`keep-storage`), `max-used-space` and
+/// `min-free-space`, and the `until` filter (a Go duration or a time). `all` changes nothing here: every entry of the
 /// classic builder's cache is a step image, so "dangling" and "unused" are the same entries.
-async fn prune(State(svc): State<Arc<BuildService>>, q: crate::query::Query) -> ApiResult<Response> {
+async fn prune(
+    State(svc): State<Arc<BuildService>>,
+    q: crate::query::Query,
+    axum::extract::Extension(v): axum::extract::Extension<crate::version::ApiVersion>,
+) -> ApiResult<Response> {
     let f = q.filters()?;
     f.validate(&["until", "unused-for"]).map_err(|e| ApiError(Error::invalid(e)))?;
     let until = match f.get("until").first().or(f.get("unused-for").first()) {
         None => None,
         Some(u) => Some(prune_cutoff(u)?),
     };
-    let keep = ["keep-storage", "reserved-space", "max-used-space"]
-        .iter()
-        .filter_map(|k| q.int(k).transpose())
-        .next()
-        .transpose()?
-        .unwrap_or(0)
-        .max(0) as u64;
-    let opts = berth_image::CachePruneOptions { until, keep_storage: keep };
+    // The budgets' names from 1.48 (moby's build router); `keep-storage`, reserved-space's old
+    // name, is read when that is not given.
+    let bytes = |k: &str| -> ApiResult<u64> { Ok(q.int(k)?.unwrap_or(0).max(0) as u64) };
+    let mut opts = berth_image::CachePruneOptions { until, ..Default::default() };
+    if !v.less_than("1.48") {
+        opts.reserved_space = bytes("reserved-space")?;
+        opts.max_used_space = bytes("max-used-space")?;
+        opts.min_free_space = bytes("min-free-space")?;
+    }
+    if opts.reserved_space == 0 {
+        opts.reserved_space = bytes("keep-storage")?;
+    }
     let (deleted, reclaimed) = svc.prune(opts).await?;
     Ok(json_response(&json!({"CachesDeleted": deleted, "SpaceReclaimed": reclaimed})))
 }

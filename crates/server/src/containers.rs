@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -17,7 +17,8 @@ use futures_util::stream;
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
-use crate::{hijack, json_response, AppState, JsonBody};
+use crate::version::ApiVersion;
+use crate::{hijack, json_response, shape, AppState, JsonBody};
 
 type Svc = State<Arc<ContainerService>>;
 
@@ -56,7 +57,13 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/resize", post(resize))
 }
 
-async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateRequest>) -> ApiResult<Response> {
+async fn create(
+    State(svc): Svc,
+    q: Query,
+    Extension(v): Extension<ApiVersion>,
+    JsonBody(mut body): JsonBody<CreateRequest>,
+) -> ApiResult<Response> {
+    let more_warnings = shape::create_request(&v, &mut body)?;
     let (id, warnings) = match q.str("platform").filter(|p| !p.is_empty()) {
         Some(p) => {
             let p = berth_distribution::manifest::Platform::parse(p)?;
@@ -64,28 +71,36 @@ async fn create(State(svc): Svc, q: Query, JsonBody(body): JsonBody<CreateReques
         }
         None => svc.create(body, q.str("name")).await?,
     };
+    let warnings = warnings.into_iter().chain(more_warnings).collect();
     let mut r = json_response(&CreateResponse { id, warnings });
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)
 }
 
-async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
+async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
     let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
     let mut out = svc.list(q.bool("all"), limit, &q.filters()?)?;
-    if q.bool("size") {
-        for c in out.iter_mut() {
+    for c in out.iter_mut() {
+        if q.bool("size") {
             add_sizes(&svc, c).await;
         }
+        shape::container_summary(&v, c);
     }
     Ok(json_response(&out))
 }
 
-async fn inspect(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
-    let mut v = svc.inspect(&id)?;
+async fn inspect(
+    State(svc): Svc,
+    Path(id): Path<String>,
+    q: Query,
+    Extension(v): Extension<ApiVersion>,
+) -> ApiResult<Response> {
+    let mut c = svc.inspect(&id)?;
     if q.bool("size") {
-        add_sizes(&svc, &mut v).await;
+        add_sizes(&svc, &mut c).await;
     }
-    Ok(json_response(&v))
+    shape::container_inspect(&v, &mut c);
+    Ok(json_response(&c))
 }
 
 /// `SizeRw`/`SizeRootFs` for `size=1` (cri-dockerd reads them unchecked for every stats call).

@@ -24,7 +24,7 @@ use tokio_util::io::StreamReader;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::version::ApiVersion;
-use crate::{json_response, AppState};
+use crate::{json_response, shape, AppState};
 
 type Svc = State<Arc<ImageService>>;
 
@@ -43,8 +43,8 @@ fn unix(t: Option<&str>) -> i64 {
     t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|d| d.timestamp()).unwrap_or(0)
 }
 
-fn summary(img: &Image, v: &ApiVersion) -> Value {
-    let mut s = json!({
+fn summary(img: &Image, containers: usize) -> Value {
+    json!({
         "Id": img.id,
         "ParentId": img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
@@ -53,15 +53,16 @@ fn summary(img: &Image, v: &ApiVersion) -> Value {
         "Size": img.size,
         "SharedSize": -1,
         "Labels": img.config.config.labels,
-        "Containers": -1,
-    });
-    if v.less_than("1.44") {
-        s["VirtualSize"] = json!(img.size);
-    }
-    s
+        "Containers": containers,
+    })
 }
 
-async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+async fn list(
+    State(svc): Svc,
+    State(ctrs): State<Arc<berth_daemon::ContainerService>>,
+    q: Query,
+    Extension(v): Extension<ApiVersion>,
+) -> ApiResult<Response> {
     let f = q.filters()?;
     f.validate(&["dangling", "label", "reference", "before", "since", "until"])
         .map_err(|e| ApiError(Error::invalid(e)))?;
@@ -104,7 +105,20 @@ async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) ->
         .filter(|i| since.as_ref().is_none_or(|s| i.config.created.as_ref() > Some(s)))
         .collect();
     out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
-    Ok(json_response(&out.iter().map(|i| summary(i, &v)).collect::<Vec<_>>()))
+    // How many containers use each image (API 1.51+; -1 before).
+    let mut used: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for c in ctrs.list(true, None, &berth_api::filters::Filters::default())? {
+        *used.entry(c["ImageID"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    let list: Vec<Value> = out
+        .iter()
+        .map(|i| {
+            let mut s = summary(i, used.get(i.id.as_str()).copied().unwrap_or(0));
+            shape::image_summary(&v, &mut s);
+            s
+        })
+        .collect();
+    Ok(json_response(&list))
 }
 
 /// `reference` filter: a glob over the familiar name, with or without its tag.
@@ -114,8 +128,8 @@ fn reference_matches(pattern: &str, r: &Reference) -> bool {
     berth_api::filters::glob(pattern, &fam) || berth_api::filters::glob(pattern, &repo)
 }
 
-fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
-    let _ = data_root_hint;
+/// The newest shape of `GET /images/{name}/json`; `shape::image_inspect` makes the older ones.
+fn inspect_json(img: &Image, v: &ApiVersion) -> Value {
     let mut j = json!({
         "Id": img.id,
         "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
@@ -136,15 +150,53 @@ fn inspect_json(img: &Image, v: &ApiVersion, data_root_hint: &str) -> Value {
     if let Some(var) = &img.config.variant {
         j["Variant"] = json!(var);
     }
-    if v.less_than("1.44") {
-        j["VirtualSize"] = json!(img.size);
-    }
-    // Removed at 1.45 (moby's version history).
-    if v.less_than("1.45") {
-        j["Container"] = json!(img.config.container.clone().unwrap_or_default());
-        j["ContainerConfig"] = json!(img.config.container_config.clone().unwrap_or_default());
-    }
+    let legacy = json!({
+        "Container": img.config.container.clone().unwrap_or_default(),
+        "ContainerConfig": img.config.container_config.clone().unwrap_or_default(),
+    });
+    shape::image_inspect(v, &mut j, &legacy);
     j
+}
+
+/// The `platform` parameters a request gives (JSON-encoded OCI platforms from 1.46, or
+/// `os/arch[/variant]`), checked against `img`: Berth keeps one platform per image, so asking
+/// for another is Docker's 404 for a platform the image does not have.
+fn check_platforms(img: &Image, asked: &[String]) -> ApiResult<()> {
+    // A parameter may also hold a JSON array of platforms.
+    let asked: Vec<String> = asked
+        .iter()
+        .flat_map(|p| match serde_json::from_str::<Vec<Value>>(p) {
+            Ok(list) => list.iter().map(Value::to_string).collect(),
+            Err(_) => vec![p.clone()],
+        })
+        .collect();
+    for p in asked.iter().filter(|p| !p.is_empty()) {
+        let want: Platform = match serde_json::from_str(p) {
+            Ok(w) => w,
+            Err(_) if !p.trim_start().starts_with('{') => Platform::parse(p)?,
+            Err(e) => return Err(ApiError(Error::invalid(format!("invalid platform {p:?}: {e}")))),
+        };
+        let have_variant = img.config.variant.as_deref().unwrap_or("");
+        let fits = want.os == img.config.os
+            && want.architecture == img.config.architecture
+            && want.variant.as_deref().is_none_or(|v| v.is_empty() || v == have_variant);
+        if !fits {
+            let show = |os: &str, arch: &str, v: &str| {
+                if v.is_empty() {
+                    format!("{os}/{arch}")
+                } else {
+                    format!("{os}/{arch}/{v}")
+                }
+            };
+            return Err(ApiError(Error::not_found(format!(
+                "image with reference {} was found but does not match the specified platform: wanted {}, actual: {}",
+                img.id,
+                show(&want.os, &want.architecture, want.variant.as_deref().unwrap_or("")),
+                show(&img.config.os, &img.config.architecture, have_variant),
+            ))));
+        }
+    }
+    Ok(())
 }
 
 /// Streams an archive: the blocking writer fills one end of a pipe, the response drains the other.
@@ -194,6 +246,7 @@ async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
 async fn get_dispatch(
     State(svc): Svc,
     Path(rest): Path<String>,
+    q: Query,
     Extension(v): Extension<ApiVersion>,
 ) -> ApiResult<Response> {
     // `docker search` asks an index (Docker Hub's search API); berthd has none to ask. A clear
@@ -204,14 +257,30 @@ async fn get_dispatch(
         )));
     }
     if let Some(name) = rest.strip_suffix("/get") {
+        if !v.less_than("1.48") {
+            check_platforms(&svc.resolve(name).await?, &q.all("platform"))?;
+        }
         return tar_stream(&svc, vec![name.to_string()]);
     }
     if let Some(name) = rest.strip_suffix("/json") {
         let img = svc.resolve(name).await?;
-        return Ok(json_response(&inspect_json(&img, &v, "")));
+        if !v.less_than("1.49") {
+            check_platforms(&img, &q.all("platform"))?;
+        }
+        return Ok(json_response(&inspect_json(&img, &v)));
+    }
+    // In-toto attestations (1.55): Berth stores an image's config and layers, never the
+    // attestation manifests of an index, so a known image has none.
+    if let Some(name) = rest.strip_suffix("/attestations") {
+        let img = svc.resolve(name).await?;
+        check_platforms(&img, &q.all("platform"))?;
+        return Ok(json_response(&json!([])));
     }
     if let Some(name) = rest.strip_suffix("/history") {
         let img = svc.resolve(name).await?;
+        if !v.less_than("1.48") {
+            check_platforms(&img, &q.all("platform"))?;
+        }
         // Non-empty history entries map, in order, onto the layers.
         let mut sizes = img.layer_sizes.iter();
         let mut hist: Vec<Value> = img
@@ -279,6 +348,9 @@ fn progress_response(rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> ApiRe
 
 /// `POST /images/{name}/push?tag=`.
 async fn push(svc: Arc<ImageService>, name: &str, q: &Query, headers: &HeaderMap) -> ApiResult<Response> {
+    if q.str("platform").is_some_and(|p| !p.is_empty()) {
+        check_platforms(&svc.resolve(name).await?, &q.all("platform"))?;
+    }
     let mut reference = Reference::parse(name)?;
     if let Some(t) = q.str("tag").filter(|t| !t.is_empty()) {
         reference = reference.with_tag(t)?;
@@ -307,6 +379,11 @@ async fn distribution(State(svc): Svc, Path(name): Path<String>, headers: Header
 }
 
 async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
+    // `platforms` (1.50): content of those platforms only; the image is one platform, so one
+    // that is not its own is a 404 and its own is the whole image.
+    if q.all("platforms").iter().any(|p| !p.is_empty()) {
+        check_platforms(&svc.resolve(&name).await?, &q.all("platforms"))?;
+    }
     Ok(json_response(&svc.delete(&name, q.bool("force")).await?))
 }
 

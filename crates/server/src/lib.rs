@@ -9,6 +9,7 @@ mod hijack;
 mod images;
 mod networks;
 pub mod query;
+mod shape;
 mod system;
 mod version;
 mod volumes;

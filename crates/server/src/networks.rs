@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
+use crate::version::ApiVersion;
 use crate::{json_response, AppState, JsonBody};
 
 type Svc = State<Arc<NetworkService>>;
@@ -53,6 +54,8 @@ struct CreateBody {
     driver: String,
     internal: bool,
     attachable: bool,
+    #[serde(rename = "EnableIPv4")]
+    enable_ipv4: Option<bool>,
     #[serde(rename = "EnableIPv6")]
     enable_ipv6: Option<bool>,
     #[serde(rename = "IPAM")]
@@ -68,7 +71,15 @@ fn parse<T: std::str::FromStr>(what: &str, s: &str) -> ApiResult<Option<T>> {
     s.parse().map(Some).map_err(|_| ApiError(Error::invalid(format!("invalid {what}: {s}"))))
 }
 
-async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateBody>) -> ApiResult<Response> {
+async fn create(
+    State(svc): Svc,
+    Extension(v): Extension<ApiVersion>,
+    JsonBody(b): JsonBody<CreateBody>,
+) -> ApiResult<Response> {
+    // EnableIPv4 is read from 1.48; IPv6-only networks are experimental in Docker, and not here.
+    if b.enable_ipv4 == Some(false) && !v.less_than("1.48") {
+        return Err(ApiError(Error::invalid("IPv4 can only be disabled if experimental features are enabled")));
+    }
     let ipam = b.ipam.unwrap_or_default();
     if !matches!(ipam.driver.as_str(), "" | "default") {
         return Err(ApiError(Error::not_found(format!("plugin \"{}\" not found", ipam.driver))));
@@ -122,8 +133,14 @@ async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
     Ok(json_response(&nets.iter().map(|n| svc.json(n)).collect::<Vec<_>>()))
 }
 
-async fn inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(json_response(&svc.json(&svc.get(&id).await?)))
+async fn inspect(State(svc): Svc, Path(id): Path<String>, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+    let n = svc.get(&id).await?;
+    let mut j = svc.json(&n);
+    // IPAM statistics, from 1.52.
+    if !v.less_than("1.52") && n.driver == "bridge" {
+        j["Status"] = svc.status_json(&n);
+    }
+    Ok(json_response(&j))
 }
 
 async fn remove(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {

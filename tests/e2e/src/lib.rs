@@ -269,6 +269,44 @@ impl Berthd {
         Client::new(&self.host()).expect("client")
     }
 
+    /// One API call at API version `version` over the daemon's socket (curl, bounded): the status
+    /// and the JSON answer (`Null` when the body is not JSON).
+    pub fn api_at(
+        &self,
+        version: &str,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let (code, text) = self.api_raw(version, method, path, body, &[]);
+        (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `api_at` with extra request headers, the body as text.
+    pub fn api_raw(
+        &self,
+        version: &str,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[&str],
+    ) -> (u16, String) {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(&self.socket)
+            .args(["-X", method])
+            .arg(format!("http://x/v{version}{path}"));
+        for h in headers {
+            c.args(["-H", h]);
+        }
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
+        }
+        let text = out(&run_bounded(&mut c));
+        let (text, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim()));
+        (code.parse().unwrap_or(0), text.to_string())
+    }
+
     /// Runs the real docker CLI against this daemon.
     pub fn docker(&self, args: &[&str]) -> Output {
         self.docker_stdin(args, None)

@@ -45,7 +45,7 @@ fn ping_and_version_negotiation() {
         for m in ["GET", "HEAD"] {
             let (st, h, body) = raw(&d, m, "/_ping", b"").await;
             assert_eq!(st, 200);
-            assert_eq!(header(&h, "api-version"), Some("1.44"));
+            assert_eq!(header(&h, "api-version"), Some("1.56"));
             assert_eq!(header(&h, "ostype"), Some("linux"));
             assert_eq!(header(&h, "docker-experimental"), Some("false"));
             assert_eq!(header(&h, "swarm"), Some("inactive"));
@@ -55,15 +55,15 @@ fn ping_and_version_negotiation() {
                 assert!(String::from_utf8_lossy(&body).contains("OK"));
             }
         }
-        for v in ["/v1.24/version", "/v1.44/version", "/version", "/v1.41/_ping"] {
+        for v in ["/v1.24/version", "/v1.44/version", "/v1.56/version", "/version", "/v1.41/_ping"] {
             let (st, h, _) = raw(&d, "GET", v, b"").await;
             assert_eq!(st, 200, "{v}");
-            assert_eq!(header(&h, "api-version"), Some("1.44"));
+            assert_eq!(header(&h, "api-version"), Some("1.56"));
         }
-        let (st, _, body) = raw(&d, "GET", "/v1.45/version", b"").await;
+        let (st, _, body) = raw(&d, "GET", "/v1.57/version", b"").await;
         assert_eq!(st, 400);
         let v: Value = serde_json::from_slice(&body[body.iter().position(|b| *b == b'{').unwrap()..]).unwrap();
-        assert_eq!(v["message"], "client version 1.45 is too new. Maximum supported API version is 1.44");
+        assert_eq!(v["message"], "client version 1.57 is too new. Maximum supported API version is 1.56");
         let (st, _, _) = raw(&d, "GET", "/v1.12/version", b"").await;
         assert_eq!(st, 400);
         let (st, _, body) = raw(&d, "GET", "/v1.44/no/such/route", b"").await;
@@ -78,7 +78,7 @@ fn ping_and_version_negotiation() {
         assert!(String::from_utf8_lossy(&body).contains("[]"));
     });
     let v = d.ok(&["version", "--format", "{{.Server.APIVersion}}"]);
-    assert_eq!(v, "1.44");
+    assert_eq!(v, "1.56");
 }
 
 #[test]

@@ -7,7 +7,7 @@ fn berth_commands() {
     let d = Berthd::start();
     let o = d.berth(&["version"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(out(&o).contains("API version:       1.44"), "{}", out(&o));
+    assert!(out(&o).contains("API version:       1.56"), "{}", out(&o));
     let o = d.berth(&["import", busybox_tar().to_str().unwrap(), "bb"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).starts_with("sha256:"));

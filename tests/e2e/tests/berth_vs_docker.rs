@@ -276,7 +276,7 @@ fn tls_listener_serves_both_clients_with_client_certificates() {
         assert!(o.status.success(), "{bin}: {}", err(&o));
         assert_eq!(out(&o), "over-tls\n", "{bin}");
         let o = with(bin, &["version", "--format", "{{.Server.APIVersion}}"]);
-        assert_eq!(out(&o).trim(), "1.44", "{bin}: {}", err(&o));
+        assert_eq!(out(&o).trim(), "1.56", "{bin}: {}", err(&o));
     }
     // No client certificate, or no TLS at all: refused.
     let o = cli(berth, &cfg, &[], &["-H", &tcp, "--tlsverify", "--tlscacert", &p("ca.pem"), "ps"]);

@@ -7,16 +7,7 @@ use serde_json::Value;
 
 /// One API call over the daemon's socket, as cri-dockerd makes them (API 1.44); the JSON answer.
 fn api(d: &Berthd, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut c = std::process::Command::new("curl");
-    c.args(["-sS", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", d.socket.to_str().unwrap()])
-        .args(["-X", method])
-        .arg(format!("http://x/v1.44{path}"));
-    if let Some(b) = body {
-        c.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
-    }
-    let text = out(&run_bounded(&mut c));
-    let (json, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim()));
-    (code.parse().unwrap_or(0), serde_json::from_str(json).unwrap_or(Value::Null))
+    d.api_at("1.44", method, path, body)
 }
 
 fn fixture(sandbox: &str, dir: &str) -> Value {

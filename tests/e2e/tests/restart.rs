@@ -125,7 +125,7 @@ fn tcp_on_loopback_serves_the_api() {
             .args(["-H", &host, "version", "--format", "{{.Server.APIVersion}}"])
             .bounded();
         if o.status.success() {
-            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.44");
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.56");
             ok = true;
             break;
         }

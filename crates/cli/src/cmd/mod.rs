@@ -147,8 +147,39 @@ pub async fn inspect_format(
             }
         }
     }
+    if kind == "image" && format.is_some_and(|f| !f.is_empty() && f != "json") {
+        found.iter_mut().for_each(image_zero_values);
+    }
     print_inspect(&found, format)?;
     Ok(code)
+}
+
+/// The docker CLI runs templates over its Go types, where a field the daemon leaves out (an
+/// image's unset config fields, from API 1.50/1.52) is that field's zero value, not `<no value>`.
+fn image_zero_values(v: &mut Value) {
+    let fill = |o: &mut Value, keys: &[(&str, Value)]| {
+        if let Some(m) = o.as_object_mut() {
+            for (k, z) in keys {
+                m.entry(k.to_string()).or_insert_with(|| z.clone());
+            }
+        }
+    };
+    let s = || Value::String(String::new());
+    fill(v, &[("Parent", s()), ("Comment", s()), ("DockerVersion", s()), ("Author", s())]);
+    if v["Config"].is_object() {
+        let n = Value::Null;
+        let keys = [
+            ("Cmd", n.clone()),
+            ("Entrypoint", n.clone()),
+            ("Env", n.clone()),
+            ("Labels", n.clone()),
+            ("OnBuild", n.clone()),
+            ("Volumes", n.clone()),
+            ("User", s()),
+            ("WorkingDir", s()),
+        ];
+        fill(&mut v["Config"], &keys);
+    }
 }
 
 pub fn print_inspect(found: &[Value], format: Option<&str>) -> Result<()> {

@@ -100,8 +100,6 @@ impl ContainerService {
         let r = e.record();
         let dir = self.container_dir(&r.id);
         let snap = self.cfg.data_root.join("snapshots").join(&r.id);
-        // Docker fills the top-level address fields from the default bridge network only.
-        let bridge_ep = r.endpoints.iter().find(|e| e.network_name == "bridge");
         let mut host_config = serde_json::to_value(&r.host_config).map_err(|e| Error::internal(e.to_string()))?;
         if host_config["LogConfig"]["Type"] == "" {
             host_config["LogConfig"]["Type"] = json!("json-file");
@@ -150,18 +148,11 @@ impl ContainerService {
             },
             "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
             "Config": r.config,
+            // The newest shape (API 1.52+): the deprecated top-level address fields are added back
+            // from `Networks.bridge` for older clients by the server's version views.
             "NetworkSettings": {
-                "Bridge": "", "SandboxID": "", "SandboxKey": if r.state.running() { json!(self.netns_path(&r.id)) } else { json!("") },
-                "Ports": r.ports, "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-                "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-                "EndpointID": bridge_ep.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
-                "Gateway": bridge_ep.and_then(|e| e.ip.and(e.gateway)).map(|g| g.to_string()).unwrap_or_default(),
-                "GlobalIPv6Address": bridge_ep.and_then(|e| e.ip6).map(|i| i.to_string()).unwrap_or_default(),
-                "GlobalIPv6PrefixLen": bridge_ep.filter(|e| e.ip6.is_some()).map(|e| e.prefix6).unwrap_or(0),
-                "IPAddress": bridge_ep.and_then(|e| e.ip).map(|i| i.to_string()).unwrap_or_default(),
-                "IPPrefixLen": bridge_ep.filter(|e| e.ip.is_some()).map(|e| e.prefix_len).unwrap_or(0),
-                "IPv6Gateway": bridge_ep.and_then(|e| e.ip6.and(e.gateway6)).map(|g| g.to_string()).unwrap_or_default(),
-                "MacAddress": bridge_ep.filter(|e| e.ip.is_some()).map(|e| e.mac.clone()).unwrap_or_default(),
+                "SandboxID": "", "SandboxKey": if r.state.running() { json!(self.netns_path(&r.id)) } else { json!("") },
+                "Ports": r.ports,
                 "Networks": self.networks_json(&r),
             }
         }))
@@ -210,7 +201,7 @@ impl ContainerService {
             .filter(|r| filter.matches(r))
             .take(limit.unwrap_or(usize::MAX))
             .map(|r| {
-                json!({
+                let mut s = json!({
                     "Id": r.id,
                     "Names": [format!("/{}", r.name)],
                     "Image": r.config.image,
@@ -224,7 +215,15 @@ impl ContainerService {
                     "HostConfig": {"NetworkMode": if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() }},
                     "NetworkSettings": {"Networks": self.networks_json(&r)},
                     "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
-                })
+                    "Health": {
+                        "Status": r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none"),
+                        "FailingStreak": r.state.health.as_ref().map(|h| h.failing_streak).unwrap_or(0),
+                    },
+                });
+                if let Some(a) = r.host_config.extra.get("Annotations").filter(|a| a.as_object().is_some_and(|m| !m.is_empty())) {
+                    s["HostConfig"]["Annotations"] = a.clone();
+                }
+                s
             })
             .collect();
         drop(images);

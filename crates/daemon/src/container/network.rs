@@ -647,7 +647,9 @@ impl ContainerService {
         Ok(())
     }
 
-    /// Inspect's `NetworkSettings.Networks`.
+    /// Inspect's `NetworkSettings.Networks`, as API 1.45+ has it: `Aliases` exactly as asked (the
+    /// short id berthd adds for DNS is in `DNSNames`; the server's version views add it back for
+    /// older clients).
     pub(super) fn networks_json(&self, r: &ContainerRecord) -> Value {
         let mut m = serde_json::Map::new();
         for ep in &r.endpoints {
@@ -656,7 +658,7 @@ impl ContainerService {
                 json!({
                     "IPAMConfig": ipam_config_json(ep),
                     "Links": if ep.links.is_empty() { Value::Null } else { json!(ep.links) },
-                    "Aliases": if ep.aliases.is_empty() { Value::Null } else { json!(ep.aliases) },
+                    "Aliases": user_aliases(r, ep),
                     "MacAddress": ep.mac,
                     "NetworkID": ep.network_id,
                     "EndpointID": ep.endpoint_id,
@@ -679,5 +681,16 @@ impl ContainerService {
             }
         }
         Value::Object(m)
+    }
+}
+
+/// The aliases a client asked for on `ep`: what berthd keeps for DNS, less the short id it adds.
+fn user_aliases(r: &ContainerRecord, ep: &Endpoint) -> Value {
+    let short = &r.id[..12.min(r.id.len())];
+    let asked: Vec<&String> = ep.aliases.iter().filter(|a| a.as_str() != short).collect();
+    if asked.is_empty() {
+        Value::Null
+    } else {
+        json!(asked)
     }
 }

@@ -150,6 +150,7 @@ fn sample(cg: &Cgroup, pid: i32) -> Value {
     }
     json!({
         "read": now,
+        "os_type": "linux",
         "pids_stats": pids,
         "blkio_stats": {"io_service_bytes_recursive": null, "io_serviced_recursive": null, "io_queue_recursive": null,
                         "io_service_time_recursive": null, "io_wait_time_recursive": null, "io_merged_recursive": null,
@@ -257,7 +258,7 @@ impl ContainerService {
             Ok(if running {
                 sample(&cg, pid)
             } else {
-                json!({"read": "0001-01-01T00:00:00Z", "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
+                json!({"read": "0001-01-01T00:00:00Z", "os_type": "linux", "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
                        "cpu_stats": empty_cpu(), "memory_stats": {}, "networks": {}})
             })
         })
