@@ -82,6 +82,19 @@ fn remapped_root_is_not_host_root() {
     assert!(!o.status.success(), "remapped root read a root-only host file: {}", out(&o));
     assert!(err(&o).contains("Permission denied"), "{}", err(&o));
     assert_eq!(d.ok(&["run", "--rm", "--userns=host", "-v", &bind, "busybox", "cat", "/s"]), "s3cret");
+    // An image mount is seen unshifted, as the root is (root-owned files are root's in it).
+    let img = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=image,source=busybox,target=/img",
+        "busybox",
+        "stat",
+        "-c",
+        "%u %a",
+        "/img/bin",
+    ]);
+    assert_eq!(img, d.ok(&["run", "--rm", "busybox", "stat", "-c", "%u %a", "/bin"]));
 
     d.ok(&["run", "-d", "--name", "cc", "-v", "data:/data", "busybox", "sleep", "1000"]);
     let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "cc"]);

@@ -277,3 +277,59 @@ fn tmpfs_options_are_applied() {
     assert!(format!("{e:#}").contains("unsupported tmpfs option"), "{e:#}");
     d.ok(&["rm", &exec, &plain]);
 }
+
+/// `--mount type=image` (API 1.48): an image's files, read-only, whole or from a subpath resolved
+/// inside the image (a symlink in it cannot lead to the host), gone with the container.
+#[test]
+fn image_mounts() {
+    let d = daemon();
+    let df = b"FROM busybox\nRUN mkdir -p /srv/sub && echo hi > /srv/sub/f && ln -s / /srv/escape\n";
+    let o = d.docker_stdin(&["build", "-q", "-t", "data", "-"], Some(df));
+    assert!(o.status.success(), "{}", err(&o));
+    let run = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend(args);
+        d.docker(&a)
+    };
+    let o = run(&["--mount", "type=image,source=data,target=/img", "busybox", "cat", "/img/srv/sub/f"]);
+    assert_eq!(out(&o), "hi\n", "{}", err(&o));
+    let o = run(&["--mount", "type=image,source=data,target=/img,image-subpath=srv/sub", "busybox", "cat", "/img/f"]);
+    assert_eq!(out(&o), "hi\n", "{}", err(&o));
+    // Read-only, whatever was asked.
+    let o = run(&["--mount", "type=image,source=data,target=/img", "busybox", "touch", "/img/x"]);
+    assert!(!o.status.success() && err(&o).contains("Read-only file system"), "{}", err(&o));
+    // A subpath through a symlink to `/` stays in the image: its root, not the host's.
+    let o = run(&[
+        "--mount",
+        "type=image,source=data,target=/img,image-subpath=srv/escape",
+        "busybox",
+        "ls",
+        "/img/srv/sub",
+    ]);
+    assert_eq!(out(&o), "f\n", "{}", err(&o));
+    let o = run(&["--mount", "type=image,source=data,target=/img,image-subpath=../x", "busybox", "true"]);
+    assert!(!o.status.success() && err(&o).contains("subpath must be a relative path"), "{}", err(&o));
+    // The image must be here: a 404, as moby (the docker CLI would then pull the container's
+    // image and try again; there is no registry here, so ask the API).
+    let body = serde_json::json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "image", "Source": "nosuch", "Target": "/img"}]}});
+    let (code, v) = d.api_at("1.48", "POST", "/containers/create", Some(&body));
+    assert_eq!(code, 404, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("No such image: nosuch"), "{v}");
+    // Inspect as moby: the image as asked, its id, read-only; nothing mounted once it is gone.
+    let id = d.ok(&["run", "-d", "--mount", "type=image,source=data,target=/img", "busybox", "sleep", "300"]);
+    let m: Value = serde_json::from_str(&d.ok(&["inspect", "-f", "{{json .Mounts}}", &id])).unwrap();
+    assert_eq!(
+        (m[0]["Type"].as_str(), m[0]["Name"].as_str(), m[0]["RW"].as_bool()),
+        (Some("image"), Some("data"), Some(false))
+    );
+    assert!(m[0]["Source"].as_str().unwrap().starts_with("sha256:"), "{m}");
+    assert!(d.mounts().iter().any(|p| p.contains("-image-")), "{:?}", d.mounts());
+    d.ok(&["restart", "-t", "0", &id]);
+    assert_eq!(d.ok(&["exec", &id, "cat", "/img/srv/sub/f"]), "hi");
+    d.ok(&["rm", "-f", &id]);
+    assert!(!d.mounts().iter().any(|p| p.contains("-image-")), "{:?}", d.mounts());
+    assert!(!std::fs::read_dir(d.data_root().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("-image-")));
+}

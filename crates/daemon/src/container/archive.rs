@@ -345,7 +345,9 @@ fn mount_for(rec: &super::record::ContainerRecord, path: &str) -> Option<(super:
     let m = rec
         .mounts
         .iter()
-        .filter(|m| m.kind != "tmpfs" && clean.starts_with(&m.destination))
+        // Image mounts are not a host folder (their source is the image id): a stopped container's
+        // path under one is looked up in its own root.
+        .filter(|m| m.kind != "tmpfs" && m.kind != "image" && clean.starts_with(&m.destination))
         .max_by_key(|m| m.destination.len())?;
     let rel = clean.strip_prefix(&m.destination).ok()?;
     let mut inside = PathBuf::from("/").join(&m.subpath).join(rel).to_string_lossy().into_owned();

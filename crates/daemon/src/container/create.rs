@@ -262,6 +262,9 @@ impl ContainerService {
             self.entries.lock().expect("entries lock").remove(&id);
             self.remove_anonymous_volumes(&record).await;
             let _ = self.images.remove_snapshot(&id).await;
+            for key in super::mounts::image_mount_keys(&record) {
+                let _ = self.images.remove_snapshot(&key).await;
+            }
             let _ = std::fs::remove_dir_all(self.container_dir(&id));
             return Err(e);
         }
@@ -271,6 +274,11 @@ impl ContainerService {
 
     async fn finish_create(&self, record: &ContainerRecord) -> Result<()> {
         self.images.prepare_snapshot(&record.id, &record.image_id).await?;
+        for m in record.mounts.iter().filter(|m| m.kind == "image") {
+            let image: berth_types::Digest = m.source.parse()?;
+            let key = super::mounts::image_mount_key(&record.id, &m.destination);
+            self.images.prepare_snapshot(&key, &image).await?;
+        }
         std::fs::create_dir_all(self.container_dir(&record.id))?;
         self.persist(record).await
     }

@@ -58,6 +58,10 @@ impl MountPoint {
             j["Name"] = json!(self.name);
             j["Driver"] = json!("local");
         }
+        if self.kind == "image" {
+            // As moby: the image as asked in Name, its id in Source.
+            j["Name"] = json!(self.name);
+        }
         j
     }
 }
@@ -91,6 +95,13 @@ struct ApiMount {
     bind_options: Option<BindOptions>,
     volume_options: Option<VolumeOptions>,
     tmpfs_options: Option<TmpfsOptions>,
+    image_options: Option<ImageOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ImageOptions {
+    subpath: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -329,6 +340,29 @@ impl ContainerService {
                     mp.tmpfs_options = tmpfs_opts(&o);
                     push(&mut out, mp)?;
                 }
+                "image" => {
+                    // An image's files, read-only (API 1.48): its layers under a snapshot of
+                    // their own, mounted at start. The image must be here (no pull, as moby).
+                    if m.source.is_empty() {
+                        return Err(bad_mount("image", "field Source must not be empty"));
+                    }
+                    if m.bind_options.is_some() || m.volume_options.is_some() || m.tmpfs_options.is_some() {
+                        return Err(bad_mount("image", "only ImageOptions may be given"));
+                    }
+                    let sub = m.image_options.map(|o| o.subpath).unwrap_or_default();
+                    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
+                        return Err(bad_mount(
+                            "image",
+                            format!("subpath must be a relative path within the image: {sub}"),
+                        ));
+                    }
+                    let img = self.images.resolve(&m.source).await?;
+                    mp.name = m.source.clone();
+                    mp.source = img.id.to_string();
+                    mp.subpath = sub;
+                    mp.rw = false;
+                    push(&mut out, mp)?;
+                }
                 other => return Err(Error::invalid(format!("mount type unknown: \"{other}\""))),
             }
         }
@@ -371,6 +405,8 @@ impl ContainerService {
                         "" => {}
                         other => return Err(Error::invalid(format!("invalid mode: {other}"))),
                     }
+                    // An image's files are never writable (each container gets its own view).
+                    m.rw &= m.kind != "image";
                     out.push(m);
                 }
             }
@@ -486,6 +522,7 @@ pub(super) fn spec_mounts(
     rootfs: &Root,
     staging: &Path,
     reach: Option<&Reach>,
+    images: &BTreeMap<String, PathBuf>,
 ) -> Result<Vec<SpecMount>> {
     let mut sorted: Vec<&MountPoint> = mounts.iter().collect();
     sorted.sort_by_key(|m| Path::new(&m.destination).components().count());
@@ -500,6 +537,20 @@ pub(super) fn spec_mounts(
             }),
             kind => {
                 let mut source = m.source.clone();
+                if kind == "image" {
+                    // The image's snapshot, mounted by the caller (`images`: destination → root).
+                    let root = images
+                        .get(&m.destination)
+                        .ok_or_else(|| Error::internal(format!("image mount {} is not mounted", m.destination)))?;
+                    source = root.display().to_string();
+                    if !m.subpath.is_empty() {
+                        let staged = stage_subpath(root, &m.subpath, &staging.join(n.to_string()))?;
+                        if let Some(r) = reach {
+                            crate::perms::grant_traverse(&r.exec_root, &staged, r.root.1)?;
+                        }
+                        source = staged.display().to_string();
+                    }
+                }
                 if kind == "volume" {
                     let v = volumes.mount(&m.name)?;
                     if !m.nocopy && m.subpath.is_empty() {
@@ -531,6 +582,17 @@ pub(super) fn spec_mounts(
         }
     }
     Ok(out)
+}
+
+/// The snapshot key of a container's image mount: one writable-layer-less view per destination.
+pub(super) fn image_mount_key(id: &str, destination: &str) -> String {
+    let d = berth_types::Digest::of(destination.as_bytes());
+    format!("{id}-image-{}", &d.hex()[..16])
+}
+
+/// The snapshot keys of every image mount of `rec`.
+pub(super) fn image_mount_keys(rec: &ContainerRecord) -> Vec<String> {
+    rec.mounts.iter().filter(|m| m.kind == "image").map(|m| image_mount_key(&rec.id, &m.destination)).collect()
 }
 
 /// A volume subpath, resolved inside the volume (a symlink in it cannot lead out: another

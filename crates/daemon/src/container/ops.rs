@@ -222,6 +222,11 @@ impl ContainerService {
         let rec = e.transition(Event::Remove { force })?;
         let id = rec.id.clone();
         self.release_host_state(&id).await;
+        for key in super::mounts::image_mount_keys(&rec) {
+            if let Err(err) = self.images.remove_snapshot(&key).await {
+                tracing::warn!(container = %id, "image mount snapshot {key}: {err}");
+            }
+        }
         let snap = self.images.remove_snapshot(&id).await;
         let (cdir, bdir, store) = (self.container_dir(&id), self.bundle_dir(&id), self.store.clone());
         let id2 = id.clone();

@@ -170,6 +170,12 @@ impl ContainerService {
     async fn start_inner(self: &Arc<Self>, e: &Arc<Entry>, rec: &ContainerRecord) -> Result<()> {
         let id = rec.id.clone();
         let snapshot = self.images.snapshot_mounts(&id).await?;
+        // Image mounts: each image's own snapshot, mounted below beside the root.
+        let mut image_snaps = Vec::new();
+        for m in rec.mounts.iter().filter(|m| m.kind == "image") {
+            let key = super::mounts::image_mount_key(&id, &m.destination);
+            image_snaps.push((m.destination.clone(), self.images.snapshot_mounts(&key).await?));
+        }
         // `container:<id>` joins the other container's network namespace (the host's, when that one
         // runs on the host network) and, as Docker, shares its hostname, hosts and resolv.conf.
         let joined = match rec.host_config.network_mode.strip_prefix("container:") {
@@ -247,14 +253,20 @@ impl ContainerService {
                 Some(u) => Some(super::userns::enter_plan(u, netns2.as_deref().filter(|_| own_ns))?),
                 None => None,
             };
-            if !berth_sys::mount::is_mountpoint(&snapshot.target) {
-                match (&userns, &userns_fd) {
-                    (Some(u), Some(fd)) => {
-                        use std::os::fd::AsFd;
-                        snapshot.overlay.mount_idmapped(&snapshot.target, fd.as_fd(), u.root())?
+            let mut image_roots = std::collections::BTreeMap::new();
+            for s in std::iter::once(&snapshot).chain(image_snaps.iter().map(|(_, s)| s)) {
+                if !berth_sys::mount::is_mountpoint(&s.target) {
+                    match (&userns, &userns_fd) {
+                        (Some(u), Some(fd)) => {
+                            use std::os::fd::AsFd;
+                            s.overlay.mount_idmapped(&s.target, fd.as_fd(), u.root())?
+                        }
+                        _ => s.overlay.mount(&s.target)?,
                     }
-                    _ => snapshot.overlay.mount(&snapshot.target)?,
                 }
+            }
+            for (dst, s) in &image_snaps {
+                image_roots.insert(dst.clone(), s.target.clone());
             }
             if let (true, Some(ns), None) = (own_ns, &netns2, &userns) {
                 std::fs::create_dir_all(ns.parent().expect("netns dir"))?;
@@ -281,6 +293,9 @@ impl ContainerService {
             let etc_files: Vec<_> = ["hostname", "hosts", "resolv.conf"].iter().map(|f| etc.join(f)).collect();
             if let Some(u) = &userns {
                 super::userns::open_paths(u, &data_root, &snapshot.target, &etc_files)?;
+                for root in image_roots.values() {
+                    super::userns::open_paths(u, &data_root, root, &[])?;
+                }
             }
             let reach = userns.as_ref().map(|u| super::mounts::Reach { root: u.root(), data_root, exec_root });
 
@@ -311,7 +326,8 @@ impl ContainerService {
                 .find_map(|v| v.strip_prefix("PATH="))
                 .unwrap_or(spec::DEFAULT_PATH)
                 .to_string();
-            let mut mounts = super::mounts::spec_mounts(&rec.mounts, &vstore, &root, &staging, reach.as_ref())?;
+            let mut mounts =
+                super::mounts::spec_mounts(&rec.mounts, &vstore, &root, &staging, reach.as_ref(), &image_roots)?;
             mounts.extend(cdi.mounts.iter().map(|m| SpecMount {
                 destination: m.container_path.clone(),
                 kind: "bind".into(),
@@ -574,11 +590,22 @@ impl ContainerService {
     /// Unmounts the root and removes the network namespace of a container that is not running.
     pub(super) async fn release_host_state(&self, id: &str) {
         let target = self.images.snapshot_mounts(id).await.map(|s| s.target);
+        let mut image_roots = Vec::new();
+        if let Ok(rec) = self.get(id).map(|e| e.record()) {
+            for key in super::mounts::image_mount_keys(&rec) {
+                if let Ok(s) = self.images.snapshot_mounts(&key).await {
+                    image_roots.push(s.target);
+                }
+            }
+        }
         let netns = self.netns_path(id);
         let staging = self.staging_dir(id);
         let userns = self.userns_path(id);
         let _ = blocking(move || {
             super::mounts::release_staging(&staging);
+            for t in image_roots {
+                berth_sys::mount::unmount(&t)?;
+            }
             if let Ok(t) = target {
                 berth_sys::mount::unmount(&t)?;
             }
