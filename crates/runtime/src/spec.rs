@@ -316,29 +316,18 @@ fn apply_extras(spec: &mut Value, input: &SpecInput) -> berth_types::Result<()> 
     }
     // Per-device weights and throttles (`--blkio-weight-device`, `--device-read-bps`, …): Docker's
     // {Path, Weight|Rate} become OCI {major, minor, weight|rate} from the host node's numbers.
-    for (key, oci, field) in [
-        ("BlkioWeightDevice", "weightDevice", "Weight"),
-        ("BlkioDeviceReadBps", "throttleReadBpsDevice", "Rate"),
-        ("BlkioDeviceWriteBps", "throttleWriteBpsDevice", "Rate"),
-        ("BlkioDeviceReadIOps", "throttleReadIOPSDevice", "Rate"),
-        ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice", "Rate"),
-    ] {
+    for (key, oci, field) in BLKIO_DEVICE_KEYS {
         let Some(list) = hc.extra.get(key).and_then(|v| v.as_array()).filter(|l| !l.is_empty()) else { continue };
-        let mut out = Vec::new();
-        for d in list {
-            let path = d["Path"].as_str().unwrap_or_default();
-            let st = rustix::fs::stat(path).map_err(|e| berth_types::Error::invalid(format!("{key}: {path}: {e}")))?;
-            if st.st_mode & libc_mode::S_IFMT != libc_mode::S_IFBLK {
-                return Err(berth_types::Error::invalid(format!("{key}: {path} is not a block device")));
-            }
-            let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
-            let value = d[field].as_u64().unwrap_or(0);
-            out.push(if field == "Weight" {
-                json!({"major": major, "minor": minor, "weight": value})
-            } else {
-                json!({"major": major, "minor": minor, "rate": value})
-            });
-        }
+        let out: Vec<Value> = blkio_devices(key, list)?
+            .into_iter()
+            .map(|(major, minor, value)| {
+                if field == "Weight" {
+                    json!({"major": major, "minor": minor, "weight": value})
+                } else {
+                    json!({"major": major, "minor": minor, "rate": value})
+                }
+            })
+            .collect();
         res["blockIO"][oci] = json!(out);
     }
     if hc.privileged {
@@ -659,6 +648,35 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     }
     apply_extras(&mut spec, input)?;
     Ok(spec)
+}
+
+/// The per-device block I/O keys of a HostConfig: Docker's key, the OCI `blockIO` key, and the
+/// value field of each entry.
+pub const BLKIO_DEVICE_KEYS: [(&str, &str, &str); 5] = [
+    ("BlkioWeightDevice", "weightDevice", "Weight"),
+    ("BlkioDeviceReadBps", "throttleReadBpsDevice", "Rate"),
+    ("BlkioDeviceWriteBps", "throttleWriteBpsDevice", "Rate"),
+    ("BlkioDeviceReadIOps", "throttleReadIOPSDevice", "Rate"),
+    ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice", "Rate"),
+];
+
+/// `[{Path, Weight|Rate}]` as (major, minor, value) of each host block device (blocking: stats
+/// the nodes); anything but a block device is refused.
+pub fn blkio_devices(key: &str, list: &[Value]) -> berth_types::Result<Vec<(u64, u64, u64)>> {
+    let field = BLKIO_DEVICE_KEYS.iter().find(|k| k.0 == key).map(|k| k.2).unwrap_or("Rate");
+    let mut out = Vec::new();
+    for d in list {
+        let path = d["Path"].as_str().unwrap_or_default();
+        let st = rustix::fs::stat(path).map_err(|e| berth_types::Error::invalid(format!("{key}: {path}: {e}")))?;
+        if st.st_mode & libc_mode::S_IFMT != libc_mode::S_IFBLK {
+            return Err(berth_types::Error::invalid(format!("{key}: {path} is not a block device")));
+        }
+        let value = d[field]
+            .as_u64()
+            .ok_or_else(|| berth_types::Error::invalid(format!("{key}: {path}: {field} must be a number")))?;
+        out.push((rustix::fs::major(st.st_rdev) as u64, rustix::fs::minor(st.st_rdev) as u64, value));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

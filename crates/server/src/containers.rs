@@ -433,8 +433,11 @@ async fn exec_resize(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiRe
 async fn update(
     State(svc): Svc,
     Path(id): Path<String>,
+    Extension(v): Extension<ApiVersion>,
     crate::JsonBody(body): crate::JsonBody<berth_daemon::container::UpdateConfig>,
 ) -> ApiResult<Response> {
+    // Per-device block I/O rules are read from 1.55 (moby ignored them before).
+    let body = if v.less_than("1.55") { body.without_blkio_devices() } else { body };
     Ok(json_response(&svc.update_resources(&id, body).await?))
 }
 

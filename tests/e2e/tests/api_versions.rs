@@ -55,6 +55,14 @@ fn container_inspect_and_list_by_version() {
     assert!(c.get("Health").is_none());
     assert_eq!(c["HostConfig"]["Annotations"]["org.example.team"], "core");
     assert!(find("1.45")["HostConfig"].get("Annotations").is_none());
+    // An endpoint's MAC address given at connect is applied (1.54 made it so in moby).
+    d.ok(&["create", "--name", "late", "--network", "vnet", "busybox", "sleep", "300"]);
+    d.ok(&["network", "disconnect", "vnet", "late"]);
+    let body = json!({"Container": "late", "EndpointConfig": {"MacAddress": "02:42:0a:00:00:77"}});
+    let (code, v) = d.api_at("1.54", "POST", "/networks/vnet/connect", Some(&body));
+    assert_eq!(code, 200, "{v}");
+    d.ok(&["start", "late"]);
+    assert_eq!(d.ok(&["exec", "late", "cat", "/sys/class/net/eth0/address"]), "02:42:0a:00:00:77");
     // Stats name their platform.
     let (_, s) = d.api_at("1.56", "GET", "/containers/plain/stats?stream=0&one-shot=1", None);
     assert_eq!(s["os_type"], "linux");

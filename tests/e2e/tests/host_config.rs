@@ -231,6 +231,22 @@ fn block_io_throttles() {
     let o = d.berth(&["run", "-d", "--device-write-bps", &format!("{disk}:2m"), "busybox", "sleep", "60"]);
     let id2 = berth_e2e::out(&o).trim().to_string();
     assert_eq!(cg(&id2, "blkio.throttle.write_bps_device").trim(), format!("{dev} 2097152"), "{}", err(&o));
+    // Updated live from API 1.55 (ignored before, as moby); `[]` clears, absent leaves as is.
+    let rules = |rate: u64| serde_json::json!({"BlkioDeviceReadBps": [{"Path": disk, "Rate": rate}]});
+    let (code, v) = d.api_at("1.54", "POST", &format!("/containers/{id}/update"), Some(&rules(2 << 20)));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(cg(&id, "blkio.throttle.read_bps_device").trim(), format!("{dev} 1048576"));
+    let (code, v) = d.api_at("1.55", "POST", &format!("/containers/{id}/update"), Some(&rules(2 << 20)));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(cg(&id, "blkio.throttle.read_bps_device").trim(), format!("{dev} 2097152"));
+    assert!(d.ok(&["inspect", "-f", "{{json .HostConfig.BlkioDeviceReadBps}}", &id]).contains("2097152"));
+    let body = serde_json::json!({"BlkioDeviceReadBps": [], "CpuShares": 512});
+    assert_eq!(d.api_at("1.55", "POST", &format!("/containers/{id}/update"), Some(&body)).0, 200);
+    assert_eq!(cg(&id, "blkio.throttle.read_bps_device").trim(), "");
+    assert_eq!(cg(&id, "blkio.throttle.write_iops_device").trim(), format!("{dev} 100"), "untouched");
+    let bad = serde_json::json!({"BlkioDeviceWriteBps": [{"Path": "/dev/null", "Rate": 1}]});
+    let (code, v) = d.api_at("1.55", "POST", &format!("/containers/{id}/update"), Some(&bad));
+    assert!(code == 400 && v["message"].as_str().unwrap().contains("not a block device"), "{v}");
     // Not a block device: refused with a clear error.
     let o = d.docker(&["run", "--rm", "--device-read-bps", "/dev/null:1mb", "busybox", "true"]);
     assert!(!o.status.success() && err(&o).contains("not a block device"), "{}", err(&o));

@@ -27,6 +27,88 @@ pub struct UpdateConfig {
     pub nano_cpus: i64,
     pub pids_limit: Option<i64>,
     pub restart_policy: Option<RestartPolicy>,
+    /// Per-device block I/O rules (API 1.55): absent leaves the current rules, `[]` clears them.
+    pub blkio_weight_device: Option<Vec<Value>>,
+    pub blkio_device_read_bps: Option<Vec<Value>>,
+    pub blkio_device_write_bps: Option<Vec<Value>>,
+    pub blkio_device_read_i_ops: Option<Vec<Value>>,
+    pub blkio_device_write_i_ops: Option<Vec<Value>>,
+}
+
+impl UpdateConfig {
+    /// The per-device rules the update sets, by HostConfig key.
+    pub fn blkio_devices(&self) -> Vec<(&'static str, &Vec<Value>)> {
+        let keys = berth_runtime::spec::BLKIO_DEVICE_KEYS.map(|k| k.0);
+        [
+            &self.blkio_weight_device,
+            &self.blkio_device_read_bps,
+            &self.blkio_device_write_bps,
+            &self.blkio_device_read_i_ops,
+            &self.blkio_device_write_i_ops,
+        ]
+        .into_iter()
+        .zip(keys)
+        .filter_map(|(v, k)| v.as_ref().map(|v| (k, v)))
+        .collect()
+    }
+
+    /// Forgets the per-device rules (a client older than 1.55 sent fields the daemon ignored).
+    pub fn without_blkio_devices(mut self) -> Self {
+        self.blkio_weight_device = None;
+        self.blkio_device_read_bps = None;
+        self.blkio_device_write_bps = None;
+        self.blkio_device_read_i_ops = None;
+        self.blkio_device_write_i_ops = None;
+        self
+    }
+}
+
+/// One per-device change for a running container: the HostConfig key, the rules before (to
+/// clear the devices no longer listed) and after, as (major, minor, value).
+struct DeviceRules {
+    key: &'static str,
+    old: Vec<(u64, u64, u64)>,
+    new: Vec<(u64, u64, u64)>,
+}
+
+/// Writes per-device weights and throttles: cgroup v1's `blkio.*_device` files, where a value
+/// of 0 removes a device's rule, or v2's `io.weight`/`io.max`.
+fn apply_devices(cg: &Cgroup, rules: &[DeviceRules]) -> Result<()> {
+    for r in rules {
+        let gone = r.old.iter().filter(|o| !r.new.iter().any(|n| (n.0, n.1) == (o.0, o.1)));
+        let lines: Vec<(u64, u64, u64)> = gone.map(|o| (o.0, o.1, 0)).chain(r.new.iter().copied()).collect();
+        for (major, minor, value) in lines {
+            if cg.v1() {
+                let file = match r.key {
+                    "BlkioWeightDevice" => "blkio.weight_device",
+                    "BlkioDeviceReadBps" => "blkio.throttle.read_bps_device",
+                    "BlkioDeviceWriteBps" => "blkio.throttle.write_bps_device",
+                    "BlkioDeviceReadIOps" => "blkio.throttle.read_iops_device",
+                    _ => "blkio.throttle.write_iops_device",
+                };
+                write(&cg.path("blkio"), file, format!("{major}:{minor} {value}"))?;
+            } else {
+                let (file, text) = match r.key {
+                    "BlkioWeightDevice" => (
+                        "io.weight",
+                        format!("{major}:{minor} {}", if value == 0 { "default".into() } else { value.to_string() }),
+                    ),
+                    key => {
+                        let name = match key {
+                            "BlkioDeviceReadBps" => "rbps",
+                            "BlkioDeviceWriteBps" => "wbps",
+                            "BlkioDeviceReadIOps" => "riops",
+                            _ => "wiops",
+                        };
+                        let v = if value == 0 { "max".to_string() } else { value.to_string() };
+                        ("io.max", format!("{major}:{minor} {name}={v}"))
+                    }
+                };
+                write(&cg.path(""), file, text)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn write(dir: &Path, file: &str, value: impl ToString) -> Result<()> {
@@ -161,9 +243,37 @@ impl ContainerService {
                 ));
             }
         }
+        // Per-device rules: validated (block devices only) whether or not it runs.
+        let asked: Vec<(&'static str, Vec<Value>)> =
+            u.blkio_devices().into_iter().map(|(k, v)| (k, v.clone())).collect();
+        let before: Vec<Vec<Value>> = asked
+            .iter()
+            .map(|(k, _)| hc.extra.get(*k).and_then(|v| v.as_array()).cloned().unwrap_or_default())
+            .collect();
+        let (asked2, running) = (asked.clone(), rec.state.running());
+        let rules = blocking(move || {
+            let mut rules = Vec::new();
+            for ((key, new), old) in asked2.iter().zip(before) {
+                let new = berth_runtime::spec::blkio_devices(key, new)
+                    .map_err(|e| Error::invalid(format!("Cannot update container: {}", e.message)))?;
+                // Devices gone since the last start are skipped: nothing of theirs to clear.
+                let old = if running {
+                    berth_runtime::spec::blkio_devices(key, &old).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                rules.push(DeviceRules { key, old, new });
+            }
+            Ok(rules)
+        })
+        .await?;
         if rec.state.running() {
             let (cg, u2) = (self.cgroup(&rec.id), u.clone());
-            blocking(move || apply_live(&cg, &u2, old_memory, old_swap)).await?;
+            blocking(move || {
+                apply_live(&cg, &u2, old_memory, old_swap)?;
+                apply_devices(&cg, &rules)
+            })
+            .await?;
         }
         let rec = e.update(|r| {
             let hc = &mut r.host_config;
@@ -205,6 +315,13 @@ impl ContainerService {
             }
             if let Some(p) = &u.restart_policy {
                 hc.restart_policy = p.clone();
+            }
+            for (k, v) in &asked {
+                if v.is_empty() {
+                    hc.extra.remove(*k);
+                } else {
+                    hc.extra.insert(k.to_string(), json!(v));
+                }
             }
         });
         self.persist(&rec).await?;
