@@ -35,7 +35,11 @@ impl IntoResponse for ApiError {
             return status.into_response();
         }
         if status.is_server_error() {
-            tracing::error!("{}", self.0.message);
+            // The source (an I/O error, say) is for the log; clients get Docker's message.
+            match std::error::Error::source(&self.0) {
+                Some(src) => tracing::error!(source = %src, source_debug = ?src, "{}", self.0.message),
+                None => tracing::error!("{}", self.0.message),
+            }
         }
         (status, axum::Json(serde_json::json!({ "message": self.0.message }))).into_response()
     }

@@ -75,12 +75,11 @@ async fn negotiate(mut req: Request, next: Next) -> Response {
             *req.uri_mut() = uri;
         }
     }
-    let span = tracing::debug_span!("request", method = %req.method(), path = %req.uri().path());
-    let _g = span.enter();
-    tracing::debug!("api request");
+    // The span covers the handler and everything it logs (services included), not just this line.
+    let span = tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), version = %version);
+    span.in_scope(|| tracing::debug!("api request"));
     req.extensions_mut().insert(ApiVersion(version));
-    drop(_g);
-    with_headers(next.run(req).await)
+    with_headers(tracing::Instrument::instrument(next.run(req), span).await)
 }
 
 fn with_headers(mut r: Response) -> Response {

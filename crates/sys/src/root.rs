@@ -351,8 +351,16 @@ fn remove_at(dir: &OwnedFd, name: &Path) -> rustix::io::Result<()> {
     }
 }
 
+/// A failure inside a root. A missing path is an explicit not-found: these are paths a client
+/// names inside a container or a volume (`docker cp`, a subpath), where Docker answers 404.
 fn io_err(e: Errno, p: &Path) -> Error {
-    Error::from(std::io::Error::from(e)).context(p.display())
+    let io = std::io::Error::from(e);
+    let kind = if e == Errno::NOENT {
+        berth_types::ErrorKind::NotFound
+    } else {
+        Error::from(std::io::Error::from(io.kind())).kind
+    };
+    Error::new(kind, format!("{}: {io}", p.display())).with_source(io)
 }
 
 /// Bytes of the regular files under `p`, never following symlinks (volume and layer sizes).
