@@ -70,6 +70,12 @@ pub struct Args {
     /// The address `host-gateway` stands for in --add-host (default: the default bridge's gateway)
     #[arg(long)]
     pub host_gateway_ip: Option<std::net::Ipv4Addr>,
+    /// The log driver of containers that name none: json-file (default), local, journald, syslog or none
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Serve Prometheus metrics on this address (HTTP, GET /metrics), e.g. 127.0.0.1:9323
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// A directory of CDI device specs (repeatable; default /etc/cdi and /var/run/cdi)
     #[arg(long = "cdi-spec-dir")]
     pub cdi_spec_dirs: Vec<PathBuf>,
@@ -132,6 +138,8 @@ struct FileConfig {
     cdi_spec_dirs: Option<Vec<PathBuf>>,
     #[serde(rename = "host-gateway-ip")]
     host_gateway_ip: Option<std::net::Ipv4Addr>,
+    #[serde(rename = "metrics-addr")]
+    metrics_addr: Option<std::net::SocketAddr>,
     ipv6: Option<bool>,
     #[serde(rename = "fixed-cidr-v6")]
     fixed_cidr_v6: Option<String>,
@@ -142,6 +150,8 @@ struct FileConfig {
     tlskey: Option<PathBuf>,
     #[serde(rename = "log-opts")]
     log_opts: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(rename = "log-driver")]
+    log_driver: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -167,9 +177,11 @@ pub struct Settings {
     pub userns_remap: Option<String>,
     pub cdi_spec_dirs: Vec<PathBuf>,
     pub host_gateway_ip: Option<std::net::Ipv4Addr>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub default_bridge_ipv6: Option<Option<berth_network::Ipv6Net>>,
     pub tls: Option<crate::listen::TlsSettings>,
     pub log_opts: std::collections::BTreeMap<String, String>,
+    pub log_driver: String,
 }
 
 impl Settings {
@@ -282,17 +294,25 @@ impl Settings {
         } else {
             None
         };
+        let log_driver =
+            a.log_driver.or(file.log_driver).filter(|d| !d.is_empty()).unwrap_or_else(|| "json-file".into());
         // json-file logs rotate by default (Docker's never do): a container that writes without end
         // must not fill the disk. daemon.json `log-opts` replaces the defaults.
-        let log_opts = file.log_opts.unwrap_or_else(|| {
-            [("max-size", "100m"), ("max-file", "3")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        let log_opts = file.log_opts.unwrap_or_else(|| match log_driver.as_str() {
+            "json-file" => [("max-size", "100m"), ("max-file", "3")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            _ => Default::default(),
         });
         Ok(Settings {
             log_opts,
+            log_driver,
             tls,
             init_path: a.init_path.or(file.init_path),
             userns_remap: a.userns_remap.or(file.userns_remap).filter(|s| !s.is_empty()),
             host_gateway_ip: a.host_gateway_ip.or(file.host_gateway_ip),
+            metrics_addr: a.metrics_addr.or(file.metrics_addr),
             default_bridge_ipv6: {
                 let on = a.ipv6 || file.ipv6 == Some(true);
                 let cidr = a.fixed_cidr_v6.or(file.fixed_cidr_v6).filter(|s| !s.is_empty());

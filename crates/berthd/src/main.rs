@@ -81,6 +81,9 @@ async fn run(s: Settings) -> Result<()> {
         distribution: s.distribution.clone(),
         init_path: s.init_path.clone(),
         log_opts: s.log_opts.clone(),
+        log_driver: s.log_driver.clone(),
+        // Where journald listens: systemd's socket, unless the environment names another.
+        journal_socket: std::env::var_os("BERTH_JOURNAL_SOCKET").map(std::path::PathBuf::from),
         userns_remap,
         cdi_spec_dirs: s.cdi_spec_dirs.clone(),
         host_gateway_ip: s.host_gateway_ip,
@@ -89,6 +92,14 @@ async fn run(s: Settings) -> Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = berth_server::app(&daemon);
+    if let Some(addr) = s.metrics_addr {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics address {addr}"))?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "metrics are served without authentication to anyone who reaches this address");
+        }
+        tokio::spawn(serve_metrics(l, daemon.clone()));
+        tracing::info!(%addr, "metrics at /metrics");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for l in listeners {
@@ -121,5 +132,26 @@ async fn run(s: Settings) -> Result<()> {
 async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
     for h in handles {
         let _ = h.await;
+    }
+}
+
+/// `GET /metrics` (Prometheus/OpenMetrics text) on its own listener, as dockerd's `metrics-addr`.
+async fn serve_metrics(l: tokio::net::TcpListener, daemon: berth_daemon::Daemon) {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let d = daemon.clone();
+            async move {
+                berth_daemon::metrics::get().events_subscribers.set(d.events.subscribers() as i64);
+                (
+                    [("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    d.system.metrics().await,
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(l, app).await {
+        tracing::error!("metrics listener: {e}");
     }
 }

@@ -56,13 +56,15 @@ impl BuildService {
 
     /// Unpacks the context stream and parses the Dockerfile: errors here answer the request itself.
     pub async fn prepare(&self, body: impl AsyncRead + Send + Unpin + 'static, opts: BuildOptions) -> Result<Prepared> {
+        crate::metrics::get().builds_triggered.inc();
         let dir = self.images.store().layout().tmp().join(format!("context-{}", new_id()));
         let (ctx, df, opts) = blocking(move || {
             let ctx = Context::extract(SyncIoBridge::new(body), dir)?;
             let df = berth_builder::prepare(&ctx, &opts)?;
             Ok((ctx, df, opts))
         })
-        .await?;
+        .await
+        .inspect_err(|_| build_failed("dockerfile_syntax_error"))?;
         Ok(Prepared { ctx: Arc::new(ctx), df, opts })
     }
 
@@ -77,6 +79,12 @@ impl BuildService {
             let Prepared { ctx, df, opts } = p;
             if let Err(e) = berth_builder::build(&backend, &ctx, &df, &opts, &out).await {
                 tracing::info!("build failed: {e}");
+                // dockerd's reasons: a cancelled build, or a step that failed.
+                build_failed(if e.message.contains("cancel") {
+                    "build_canceled"
+                } else {
+                    "error_processing_commands_error"
+                });
             }
             // Its images are the client's now (a failed build's steps stay as cache, as Docker's).
             let store = backend.images.store();
@@ -102,6 +110,10 @@ impl BuildService {
         let usage = self.images.usage();
         blocking(move || store.cache_prune(&*usage, &opts)).await
     }
+}
+
+fn build_failed(reason: &str) {
+    crate::metrics::get().builds_failed.get_or_create(&crate::metrics::Reason { reason: reason.into() }).inc();
 }
 
 struct DaemonBackend {

@@ -23,8 +23,12 @@ pub struct DaemonConfig {
     pub distribution: crate::images::DistributionConfig,
     /// The init `--init` runs (Docker's `init-path`); tini-static when unset.
     pub init_path: Option<PathBuf>,
-    /// daemon.json `log-opts`: json-file options every container gets unless it sets its own.
+    /// daemon.json `log-driver` (default json-file) and `log-opts`: what a container that names no
+    /// driver gets; the options also fill a container's own when it names the same driver.
+    pub log_driver: String,
     pub log_opts: std::collections::BTreeMap<String, String>,
+    /// The journal's socket for the journald driver (default /run/systemd/journal/socket).
+    pub journal_socket: Option<PathBuf>,
     /// `userns-remap`: the ids containers run as on the host, unless they ask for `--userns=host`.
     pub userns_remap: Option<berth_sys::idmap::Remap>,
     /// Where CDI device specs are read from (daemon.json `cdi-spec-dirs`), last wins.

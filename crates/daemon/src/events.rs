@@ -27,6 +27,7 @@ impl EventBus {
 
     /// Publishes an event of `kind` (`container`, `image`, ...) about `id`.
     pub fn publish(&self, kind: &str, action: &str, id: &str, attributes: BTreeMap<String, String>) {
+        crate::metrics::get().events.inc();
         let now = chrono::Utc::now();
         let nanos = now.timestamp_nanos_opt().unwrap_or(0);
         let legacy = kind == "container" || kind == "image";
@@ -52,6 +53,11 @@ impl EventBus {
         h.push_back(ev.clone());
         // Sent under the lock so a subscriber never sees an event both in history and live.
         let _ = self.tx.send(ev);
+    }
+
+    /// Clients following the stream now.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
     }
 
     /// Past events with `time_nano >= since_nanos` and a live receiver for what follows.

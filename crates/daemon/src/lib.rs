@@ -6,6 +6,7 @@ pub mod config;
 pub mod container;
 pub mod events;
 pub mod images;
+pub mod metrics;
 mod names;
 pub mod networks;
 pub mod perms;

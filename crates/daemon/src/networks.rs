@@ -88,6 +88,7 @@ impl NetworkService {
     }
 
     pub async fn create(&self, o: CreateOptions) -> Result<Network> {
+        let _timer = crate::metrics::network_action("create");
         let s = self.store.clone();
         let n = blocking(move || s.create(o)).await?;
         if let Err(e) = self.sync_firewall().await {
@@ -98,6 +99,7 @@ impl NetworkService {
     }
 
     pub async fn remove(&self, name: &str) -> Result<()> {
+        let _timer = crate::metrics::network_action("delete");
         let n = self.get(name).await?;
         if !n.builtin() {
             let active = self.attached(&n.id);

@@ -127,6 +127,35 @@ impl SystemService {
         })
     }
 
+    /// The metrics text (`--metrics-addr`), with the gauges of state read now.
+    pub async fn metrics(&self) -> String {
+        let m = crate::metrics::get();
+        let (running, paused, stopped) = self.containers.counts();
+        for (state, n) in [("running", running), ("paused", paused), ("stopped", stopped)] {
+            m.container_states.get_or_create(&crate::metrics::State { state: state.into() }).set(n as i64);
+        }
+        let exec_root = self.cfg.exec_root.clone();
+        let (shims, rss) =
+            tokio::task::spawn_blocking(move || crate::metrics::shims_of(&exec_root)).await.unwrap_or((0, 0));
+        m.shims.set(shims);
+        m.shim_rss.set(rss);
+        let (kernel, arch, _) = uname();
+        let (os, _) = os_release();
+        let info = crate::metrics::EngineInfo {
+            architecture: arch,
+            daemon_id: self.id.clone(),
+            graphdriver: "overlay2".into(),
+            kernel,
+            os,
+            os_type: "linux".into(),
+            version: berth_api::ENGINE_VERSION.into(),
+        };
+        m.engine_info.get_or_create(&info).set(1);
+        m.cpus.set(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64);
+        m.memory.set(mem_total() as i64);
+        m.encode()
+    }
+
     pub async fn info(&self) -> Value {
         let (running, paused, stopped) = self.containers.counts();
         let images = {

@@ -42,9 +42,40 @@ pub struct ShimConfig {
     pub log_max_files: u32,
     #[serde(default)]
     pub log_none: bool,
+    /// The log driver (`json-file`, `local`, `journald`, `syslog`, `none`; empty is json-file) and
+    /// its options as the container has them (the daemon's defaults merged in).
+    #[serde(default)]
+    pub log_driver: String,
+    #[serde(default)]
+    pub log_opts: std::collections::BTreeMap<String, String>,
+    /// Extra attributes every entry carries (`labels`, `env`, `tag` options), and the tag.
+    #[serde(default)]
+    pub log_attrs: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub log_tag: String,
+    /// The container's name and image, for journald's fields.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    /// The journal's socket (default /run/systemd/journal/socket).
+    #[serde(default)]
+    pub journal_socket: Option<PathBuf>,
     /// The container's cgroup (`/parent/id`), read for OOM kills before it is removed.
     #[serde(default)]
     pub cgroups_path: String,
+}
+
+/// Docker's log sizes: `10m`, `1g`, `512k`, plain bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (n, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s.as_str(), 1),
+    };
+    n.parse::<u64>().ok().map(|n| n * mult)
 }
 
 /// Starts a shim and waits until it has created the container (not started it). Returns the init pid.

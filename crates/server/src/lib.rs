@@ -61,10 +61,28 @@ pub fn app(daemon: &Daemon) -> version::Api {
         .merge(volumes::routes())
         .merge(networks::routes())
         .merge(build::routes())
+        .route_layer(axum::middleware::from_fn(record_metrics))
         .fallback(|| async { ApiError(Error::not_found("page not found")) })
         .layer(axum::middleware::from_fn(body::settle))
         .with_state(AppState(daemon.clone()));
     version::layer(router)
+}
+
+/// Counts each request by its route template (`/containers/{id}/json`: bounded label values) and
+/// times it to its response head (streams run on after).
+async fn record_metrics(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route =
+        req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let method = req.method().to_string();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let m = berth_daemon::metrics::get();
+    let status = resp.status().as_u16().to_string();
+    m.api_seconds
+        .get_or_create(&berth_daemon::metrics::Route { method: method.clone(), route: route.clone() })
+        .observe(start.elapsed().as_secs_f64());
+    m.api_requests.get_or_create(&berth_daemon::metrics::RouteStatus { method, route, status }).inc();
+    resp
 }
 
 /// A JSON body with Docker's 400 for anything malformed, and a size limit.

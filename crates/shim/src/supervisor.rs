@@ -13,7 +13,7 @@ use libcontainer::container::Container;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use crate::exec::ExecProc;
-use crate::log::JsonLog;
+use crate::log::Log;
 
 /// After init exits, wait at most this long for its output pipes to drain.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -68,7 +68,7 @@ pub struct Supervisor {
     started: bool,
     exit: Option<ExitStatus>,
     exited_at: Option<Instant>,
-    log: JsonLog,
+    log: Log,
     execs: Vec<ExecProc>,
     /// Setup work (a start, an exec) happened since memory was last shed; shed on the next idle poll.
     shed_pending: bool,
@@ -100,7 +100,11 @@ impl Supervisor {
             rustix::process::PidfdFlags::empty(),
         )
         .map_err(|e| format!("pidfd_open {pid}: {e}"))?;
-        let log = JsonLog::open((!cfg.log_none).then_some(cfg.log_path.as_path()), cfg.log_max_size, cfg.log_max_files);
+        let log = if cfg.log_none {
+            Log::open(&ShimConfig { log_driver: "none".into(), ..cfg.clone() })
+        } else {
+            Log::open(&cfg)
+        };
         Ok(Supervisor {
             cfg,
             container,

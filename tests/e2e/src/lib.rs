@@ -105,6 +105,8 @@ pub struct Berthd {
     /// Started as systemd would (`berth.socket` + `Type=notify`): the socket is bound by
     /// `systemd-socket-activate`, berthd gets it as `fd://berth.sock`, and this socket hears sd_notify.
     pub notify: Option<std::os::unix::net::UnixDatagram>,
+    /// Extra environment of the daemon (and so of its shims).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     _subnet: Reservation,
     _dir: tempfile::TempDir,
@@ -119,6 +121,14 @@ impl Berthd {
     /// `start` with extra berthd flags.
     pub fn start_with(extra: &[&str]) -> Berthd {
         Berthd::start_as(extra, false)
+    }
+
+    /// `start_with` and extra environment variables for the daemon.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Berthd {
+        let mut d = Berthd::start_as(extra, false);
+        d.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        d.restart();
+        d
     }
 
     /// Started through socket activation (`systemd-socket-activate`, the tool systemd ships for
@@ -149,6 +159,7 @@ impl Berthd {
             net,
             extra,
             notify,
+            env: Vec::new(),
             child: None,
             _subnet: subnet,
             _dir: dir,
@@ -188,6 +199,7 @@ impl Berthd {
             }
         };
         let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["--data-root", self.root.join("data").to_str().unwrap()])
             .args(["--exec-root", self.root.join("run").to_str().unwrap()])
             .args(["--cgroup-parent", &self.cgroup_parent])
@@ -599,4 +611,55 @@ impl Drop for Berthd {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let o = run_bounded(Command::new("openssl").current_dir(dir).args(args));
+    assert!(o.status.success(), "openssl {args:?}: {}", err(&o));
+}
+
+/// A CA (`ca.pem`), a server certificate for 127.0.0.1 (`server-cert.pem`, `server-key.pem`) and a
+/// client certificate (`client-*.pem`, also `cert.pem`/`key.pem`), as docker's TLS guide makes them.
+pub fn make_certs(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend(["-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=berth-test-ca"]);
+    openssl(dir, &a);
+    for (name, ext) in [
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let mut a = vec!["req"];
+        a.extend(ec);
+        let (key, csr, cert) = (format!("{name}-key.pem"), format!("{name}.csr"), format!("{name}-cert.pem"));
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=berth-test"]);
+        openssl(dir, &a);
+        let ext = format!("{name}.ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+    // The client files under docker's default names, for DOCKER_CERT_PATH.
+    std::fs::copy(dir.join("client-cert.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
 }

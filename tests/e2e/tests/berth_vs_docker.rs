@@ -176,56 +176,6 @@ fn chrono_now() -> String {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl").current_dir(dir).args(args).bounded();
-    assert!(o.status.success(), "openssl {args:?}: {}", err(&o));
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as docker's TLS guide makes them.
-fn make_certs(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend(["-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=berth-test-ca"]);
-    openssl(dir, &a);
-    for (name, ext) in [
-        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        let mut a = vec!["req"];
-        a.extend(ec);
-        let (key, csr, cert) = (format!("{name}-key.pem"), format!("{name}.csr"), format!("{name}-cert.pem"));
-        a.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=berth-test"]);
-        openssl(dir, &a);
-        let ext = format!("{name}.ext");
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca-key.pem",
-                "-CAcreateserial",
-                "-out",
-                &cert,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
-    // The client files under docker's default names, for DOCKER_CERT_PATH.
-    std::fs::copy(dir.join("client-cert.pem"), dir.join("cert.pem")).unwrap();
-    std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
-}
-
 use berth_e2e::free_port;
 
 fn cli(bin: &str, cfg: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
@@ -244,7 +194,7 @@ fn cli(bin: &str, cfg: &Path, envs: &[(&str, &str)], args: &[&str]) -> Output {
 fn tls_listener_serves_both_clients_with_client_certificates() {
     let tmp = tempfile::Builder::new().prefix("bt-tls-").tempdir_in("/tmp").unwrap();
     let certs = tmp.path().join("certs");
-    make_certs(&certs);
+    berth_e2e::make_certs(&certs);
     let p = |f: &str| certs.join(f).to_str().unwrap().to_string();
     let port = free_port();
     let tcp = format!("tcp://127.0.0.1:{port}");

@@ -828,3 +828,27 @@ fn networks_with_several_subnets() {
     rm.extend(names.iter().map(String::as_str));
     d.ok(&rm);
 }
+
+/// Containers started at the same time on one network never share an address (the address was
+/// picked under a lock, but recorded only after the veth was made: a concurrent start could pick
+/// it again).
+#[test]
+fn concurrent_starts_get_distinct_addresses() {
+    let d = daemon();
+    d.ok(&["network", "create", "--subnet", &format!("10.214.{}.96/27", d.net), "race"]);
+    let ids: Vec<String> = (0..10)
+        .map(|i| d.ok(&["create", "--name", &format!("r{i}"), "--network", "race", "busybox", "sleep", "300"]))
+        .collect();
+    std::thread::scope(|s| {
+        for id in &ids {
+            let d = &d;
+            s.spawn(move || d.ok(&["start", id]));
+        }
+    });
+    let mut ips: Vec<String> =
+        ids.iter().map(|id| d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.race.IPAddress}}", id])).collect();
+    ips.sort();
+    let n = ips.len();
+    ips.dedup();
+    assert_eq!(ips.len(), n, "an address given twice: {ips:?}");
+}

@@ -70,3 +70,143 @@ fn packaged_units_verify() {
         assert!(service.contains(must), "berth.service lacks {must}");
     }
 }
+
+/// One sample of a scrape: name, labels, value.
+type Sample = (String, std::collections::BTreeMap<String, String>, f64);
+
+/// Parses the OpenMetrics text a Prometheus server reads: every line a comment (`# TYPE`,
+/// `# HELP`, `# UNIT`, the closing `# EOF`) or `name{labels} value`.
+fn parse_metrics(text: &str) -> (Vec<(String, String)>, Vec<Sample>) {
+    let mut types = Vec::new();
+    let mut samples = Vec::new();
+    assert!(text.ends_with("# EOF\n"), "no closing # EOF");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            types.push((name.to_string(), kind.to_string()));
+            continue;
+        }
+        if line.starts_with('#') {
+            assert!(line.starts_with("# HELP ") || line.starts_with("# UNIT ") || line == "# EOF", "{line}");
+            continue;
+        }
+        let (head, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match head.split_once('{') {
+            Some((n, l)) => {
+                let l = l.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let labels = l
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (k, v) = p.split_once("=\"").unwrap_or_else(|| panic!("bad label {p}: {line}"));
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .collect();
+                (n.to_string(), labels)
+            }
+            None => (head.to_string(), Default::default()),
+        };
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad name: {line}");
+        samples.push((name, labels, value));
+    }
+    (types, samples)
+}
+
+#[test]
+fn metrics_as_prometheus_scrapes_them() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Berthd::start_with(&["--metrics-addr", &addr]);
+    d.import_busybox("busybox");
+    d.ok(&["network", "create", "mnet"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m1",
+        "--network",
+        "mnet",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    d.ok(&["run", "-d", "--name", "m2", "busybox", "sleep", "300"]);
+    d.ok(&["pause", "m2"]);
+    d.ok(&["create", "--name", "m3", "busybox", "true"]);
+    d.ok(&["stop", "-t", "0", "m3"]);
+    let o = d.docker_stdin(&["build", "-q", "-t", "mb", "-"], Some(b"FROM busybox\nRUN true\n"));
+    assert!(o.status.success(), "{}", err(&o));
+    let o = d.docker_stdin(&["build", "-q", "-t", "mf", "-"], Some(b"FROM busybox\nRUN exit 3\n"));
+    assert!(!o.status.success());
+    eventually("a health probe", || d.ok(&["inspect", "-f", "{{.State.Health.Status}}", "m1"]) == "healthy");
+    let scrape = || {
+        let o = run_bounded(std::process::Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "20",
+            &format!("http://{addr}/metrics"),
+        ]));
+        assert!(o.status.success(), "{}", err(&o));
+        parse_metrics(&out(&o))
+    };
+    let (types, samples) = scrape();
+    let kind = |n: &str| types.iter().find(|(t, _)| t == n).map(|(_, k)| k.as_str());
+    for (family, k) in [
+        ("engine_daemon_container_states_containers", "gauge"),
+        ("engine_daemon_container_actions_seconds", "histogram"),
+        ("engine_daemon_network_actions_seconds", "histogram"),
+        ("engine_daemon_image_actions_seconds", "histogram"),
+        ("engine_daemon_events", "counter"),
+        ("engine_daemon_health_checks", "counter"),
+        ("builder_builds_triggered", "counter"),
+        ("builder_builds_failed", "counter"),
+        ("berth_api_requests", "counter"),
+        ("berth_api_request_seconds", "histogram"),
+        ("berth_shims", "gauge"),
+        ("berth_shim_rss_bytes", "gauge"),
+        ("berth_pull_bytes", "counter"),
+        ("engine_daemon_engine_info", "gauge"),
+    ] {
+        assert_eq!(kind(family), Some(k), "{family}");
+    }
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|s| s.2)
+            .sum()
+    };
+    let state = |s: &str| value("engine_daemon_container_states_containers", &[("state", s)]);
+    // Stopped: m3 and what the failed build left (as Docker's classic builder without --force-rm).
+    let stopped = d.ok(&["ps", "-aq"]).lines().count() - 2;
+    assert!(stopped >= 1);
+    assert_eq!((state("running"), state("paused"), state("stopped")), (1.0, 1.0, stopped as f64));
+    // /info counts paused containers apart, as Docker (it said 0 before).
+    let info = d.ok(&["info", "-f", "{{.ContainersRunning}} {{.ContainersPaused}} {{.ContainersStopped}}"]);
+    assert_eq!(info, format!("1 1 {stopped}"));
+    assert!(value("engine_daemon_container_actions_seconds_count", &[("action", "start")]) >= 2.0);
+    assert!(value("engine_daemon_container_actions_seconds_count", &[("action", "create")]) >= 3.0);
+    assert!(value("engine_daemon_network_actions_seconds_count", &[("action", "create")]) >= 1.0);
+    assert!(value("engine_daemon_events_total", &[]) >= 6.0);
+    assert!(value("engine_daemon_health_checks_total", &[]) >= 1.0);
+    assert_eq!(value("builder_builds_triggered_total", &[]), 2.0);
+    assert_eq!(value("builder_builds_failed_total", &[("reason", "error_processing_commands_error")]), 1.0);
+    assert_eq!(value("berth_shims", &[]), 2.0, "two running containers, two shims");
+    assert!(value("berth_shim_rss_bytes", &[]) > 1e5);
+    assert!(value("berth_api_requests_total", &[("route", "/containers/{id}/json"), ("status", "200")]) >= 1.0);
+    assert!(value("berth_api_requests_total", &[("route", "/containers/create"), ("status", "201")]) >= 3.0);
+    assert!(value("berth_api_request_seconds_count", &[("route", "/containers/{id}/start")]) >= 2.0);
+    // Counters only grow between scrapes.
+    d.ok(&["rm", "-f", "m3"]);
+    let (_, again) = scrape();
+    let events = |s: &[Sample]| s.iter().find(|x| x.0 == "engine_daemon_events_total").map(|x| x.2).unwrap();
+    assert!(events(&again) > events(&samples));
+    assert!(again
+        .iter()
+        .any(|(n, l, _)| n == "engine_daemon_container_actions_seconds_count" && l["action"] == "delete"));
+}

@@ -145,6 +145,7 @@ impl ContainerService {
 
     /// `GET /containers/{id}/changes`.
     pub async fn changes(&self, name: &str) -> Result<Vec<tree::Change>> {
+        let _timer = crate::metrics::container_action("changes");
         let e = self.get(name)?;
         let snap = self.images.snapshot_mounts(&e.id()).await?;
         blocking(move || tree::changes(&snap.overlay.upper, &snap.overlay.lowers)).await
@@ -152,6 +153,7 @@ impl ContainerService {
 
     /// `POST /commit`: the container's changes as a new layer over its image.
     pub async fn commit(&self, name: &str, req: CommitRequest) -> Result<Digest> {
+        let _timer = crate::metrics::container_action("commit");
         let e = self.get(name)?;
         let rec = e.record();
         let CommitRequest { reference, config, changes, author, comment, pause } = req;

@@ -77,6 +77,7 @@ fn image_not_found(name: &str) -> Error {
 
 impl ContainerService {
     pub async fn create(&self, req: CreateRequest, name: Option<&str>) -> Result<(String, Vec<String>)> {
+        let _timer = crate::metrics::container_action("create");
         self.create_as(req, name, false, None).await
     }
 
@@ -131,38 +132,11 @@ impl ContainerService {
         if host_config.auto_remove && !matches!(restart, "" | "no") {
             return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
         }
-        match host_config.log_config.kind.as_str() {
-            "" | "json-file" | "none" => {}
-            // Docker's other drivers exist but are not built into berthd: refused plainly.
-            d @ ("local" | "journald" | "syslog" | "gelf" | "fluentd" | "awslogs" | "splunk" | "etwlogs"
-            | "gcplogs" | "logentries") => {
-                return Err(Error::invalid(format!("logging driver {d:?} is not supported by berthd")));
-            }
-            other => {
-                return Err(Error::invalid(format!("logger: no log driver named '{other}' is registered")));
-            }
-        }
-        // The daemon's log options fill what the container leaves unset (as dockerd merges them),
-        // so inspect shows the rotation that applies.
+        // The driver and its options as they will apply: the daemon's default driver for a
+        // container that names none, the daemon's options under its own (as dockerd merges them),
+        // so inspect shows what is in force. Checked against each driver's option list.
         let mut host_config = host_config;
-        if matches!(host_config.log_config.kind.as_str(), "" | "json-file") {
-            for (k, v) in &self.cfg.log_opts {
-                host_config.log_config.config.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        for (k, v) in &host_config.log_config.config {
-            let ok = match k.as_str() {
-                "max-size" => super::start::parse_size(v).is_some(),
-                "max-file" => v.parse::<u32>().is_ok_and(|n| n >= 1),
-                "compress" | "labels" | "env" | "tag" => true,
-                _ => false,
-            };
-            if !ok {
-                return Err(Error::invalid(format!(
-                    "unknown log opt '{k}' for json-file log driver, or bad value {v:?}"
-                )));
-            }
-        }
+        super::logdriver::resolve(&mut host_config.log_config, &self.cfg.log_driver, &self.cfg.log_opts)?;
         merge(&mut config, &image.config.config);
         let (path, args) = command(&config)?;
         let id = new_id();

@@ -129,6 +129,11 @@ impl ContainerService {
 
     async fn record_probe(&self, e: &Entry, entry: HealthLog, retries: i64, in_grace: bool) {
         let ok = entry.exit_code == 0;
+        let m = crate::metrics::get();
+        m.health_checks.inc();
+        if !ok {
+            m.health_checks_failed.inc();
+        }
         let before = e.record().state.health.map(|h| h.status).unwrap_or_default();
         let rec = e.update(|r| {
             let h = r.state.health.get_or_insert_with(Health::default);

@@ -36,7 +36,7 @@ fn epoch(t: &str) -> Option<f64> {
 }
 
 impl LogOptions {
-    fn render(&self, raw: &str) -> Option<Chunk> {
+    pub(super) fn render(&self, raw: &str) -> Option<Chunk> {
         let l: Line = serde_json::from_str(raw).ok()?;
         let stream = match l.stream.as_str() {
             "stdout" if self.stdout => 1,
@@ -71,13 +71,50 @@ fn send_lines(mut r: impl BufRead, send: &impl Fn(&str) -> bool) -> Option<u64> 
     Some(consumed)
 }
 
-/// The log's files, oldest first: rotated ones (highest number first), then the current one.
+/// The log's files, oldest first: rotated ones (highest number first; `.N.gz` when compressed),
+/// then the current one.
 fn log_files(path: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> =
-        (1..100).map(|i| PathBuf::from(format!("{}.{i}", path.display()))).take_while(|p| p.exists()).collect();
+    let rotated = |i: u32| {
+        let plain = PathBuf::from(format!("{}.{i}", path.display()));
+        let gz = PathBuf::from(format!("{}.{i}.gz", path.display()));
+        if plain.exists() {
+            Some(plain)
+        } else {
+            gz.exists().then_some(gz)
+        }
+    };
+    let mut files: Vec<PathBuf> = (1..100).map_while(rotated).collect();
     files.reverse();
     files.push(path.to_path_buf());
     files
+}
+
+fn gzipped(f: &Path) -> bool {
+    f.extension().is_some_and(|e| e == "gz")
+}
+
+/// A rotated log file's lines, decompressed when it is gzipped.
+fn open_log(f: &Path) -> Option<Box<dyn BufRead>> {
+    let file = std::fs::File::open(f).ok()?;
+    Some(if gzipped(f) {
+        Box::new(BufReader::new(flate2::read::GzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    })
+}
+
+/// The last `n` lines of a compressed rotated file (read through: it cannot be read backwards).
+fn tail_of_gzip(f: &Path, n: usize) -> Vec<String> {
+    let mut last = std::collections::VecDeque::with_capacity(n.min(4096));
+    if let Some(r) = open_log(f) {
+        for line in r.lines().map_while(Result::ok) {
+            if last.len() == n {
+                last.pop_front();
+            }
+            last.push_back(line + "\n");
+        }
+    }
+    last.into()
 }
 
 /// The last `n` complete lines over `files` (oldest first), read backwards from the end in blocks,
@@ -86,6 +123,15 @@ fn tail_lines(files: &[PathBuf], n: usize) -> (Vec<String>, u64) {
     const BLOCK: u64 = 64 << 10;
     let mut out: Vec<String> = Vec::new();
     for f in files.iter().rev() {
+        if gzipped(f) {
+            let need = n - out.len();
+            let lines = tail_of_gzip(f, need);
+            out.extend(lines.into_iter().rev());
+            if out.len() >= n {
+                break;
+            }
+            continue;
+        }
         let Ok(mut file) = std::fs::File::open(f) else { continue };
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         // Bytes from `at` to the end of the complete lines not yet split off.
@@ -161,14 +207,14 @@ impl ContainerService {
     pub fn logs(&self, name: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<Chunk>)> {
         let e = self.get(name)?;
         let rec = e.record();
-        if rec.host_config.log_config.kind == "none" {
-            return Err(Error::invalid("configured logging driver does not support reading"));
-        }
-        if !matches!(rec.host_config.log_config.kind.as_str(), "" | "json-file") {
-            return Err(Error::not_implemented(format!(
-                "configured logging driver does not support reading: {}",
-                rec.host_config.log_config.kind
-            )));
+        match rec.host_config.log_config.kind.as_str() {
+            "" | "json-file" | "local" => {}
+            "journald" => {
+                let e2 = e.clone();
+                return super::journal::read(rec, opts, move || e2.wait.borrow().running);
+            }
+            // As dockerd: syslog and none keep nothing berthd could give back.
+            _ => return Err(Error::invalid("configured logging driver does not support reading")),
         }
         let path = self.log_path(&rec.id);
         let (tx, rx) = mpsc::channel(256);
@@ -192,8 +238,8 @@ impl ContainerService {
                     // Rotated files by name; the current one through the handle kept for following,
                     // so the offset below is an offset in that very file.
                     for f in &files[..files.len() - 1] {
-                        let Ok(file) = std::fs::File::open(f) else { continue };
-                        if send_lines(BufReader::new(file), &send).is_none() {
+                        let Some(r) = open_log(f) else { continue };
+                        if send_lines(r, &send).is_none() {
                             return;
                         }
                     }

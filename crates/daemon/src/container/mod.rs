@@ -14,8 +14,10 @@ mod dns;
 mod exec;
 mod health;
 mod inspect;
+mod journal;
 mod links;
 mod list_filter;
+mod logdriver;
 mod logs;
 mod mounts;
 mod network;
@@ -206,7 +208,9 @@ pub struct ContainerService {
     /// Container names (without the slash) to ids: the one place a name is reserved, so two
     /// creates or renames can never both win one.
     names: Mutex<std::collections::HashMap<String, String>>,
-    ipam_lock: Mutex<()>,
+    /// Addresses picked for starts and connects not yet recorded in their containers' records
+    /// (the veths are being made): taken like recorded ones. The lock serialises the picking.
+    ipam_lock: Mutex<Vec<network::PendingAddress>>,
     proxies: Mutex<std::collections::HashMap<String, Vec<berth_network::proxy::Proxy>>>,
     execs: Mutex<std::collections::HashMap<String, Arc<exec::ExecEntry>>>,
 }
@@ -235,7 +239,7 @@ impl ContainerService {
             events,
             entries: Mutex::new(BTreeMap::new()),
             names: Mutex::new(records.iter().map(|(id, r)| (r.name.clone(), id.clone())).collect()),
-            ipam_lock: Mutex::new(()),
+            ipam_lock: Mutex::new(Vec::new()),
             proxies: Default::default(),
             execs: Default::default(),
         });
@@ -360,8 +364,10 @@ impl ContainerService {
     /// Counts (running, paused, stopped) for `/info`.
     pub fn counts(&self) -> (usize, usize, usize) {
         let all = self.all();
-        let running = all.iter().filter(|e| e.record().state.running()).count();
-        (running, 0, all.len() - running)
+        // Paused containers are their own count (the state machine calls them running too).
+        let paused = all.iter().filter(|e| e.record().state.paused()).count();
+        let running = all.iter().filter(|e| e.record().state.running()).count() - paused;
+        (running, paused, all.len() - running - paused)
     }
 
     /// Who uses which image, for image delete's conflict rules.

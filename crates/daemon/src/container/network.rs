@@ -239,9 +239,15 @@ impl ContainerService {
         })
     }
 
-    /// Picks addresses for a starting container's endpoints (serialised: two starts never share one).
-    pub(super) fn assign_addresses(&self, id: &str, eps: &mut [Endpoint]) -> Result<()> {
-        let _g = self.ipam_lock.lock().expect("ipam lock");
+    /// Picks addresses for a starting (or connecting) container's endpoints. The picking is
+    /// serialised and the addresses stay taken through the returned lease until it is dropped:
+    /// the caller drops it once the endpoints are in the container's record (or the start failed),
+    /// so two starts never share one.
+    pub(super) fn assign_addresses(&self, id: &str, eps: &mut [Endpoint]) -> Result<AddressLease<'_>> {
+        let mut pending = self.ipam_lock.lock().expect("ipam lock");
+        // A container's own earlier lease (a retried start) is no longer in flight.
+        pending.retain(|p| p.container != id);
+        let lease = AddressLease { pending: &self.ipam_lock, container: id.to_string() };
         for ep in eps.iter_mut() {
             let n = self.networks.store().get(&ep.network_id)?;
             let subnets = n.v4_subnets();
@@ -256,6 +262,7 @@ impl ContainerService {
                 }
                 used.extend(r.endpoints.iter().filter(|x| x.network_id == n.id).filter_map(|x| x.ip.or(x.static_ip)));
             }
+            used.extend(pending.iter().filter(|p| p.network == n.id).filter_map(|p| p.ip));
             let ip = match ep.static_ip {
                 Some(ip) if used.contains(&ip) => {
                     return Err(Error::conflict(format!("Address already in use: {ip} on network {}", n.name)))
@@ -281,6 +288,7 @@ impl ContainerService {
                         );
                     }
                 }
+                used6.extend(pending.iter().filter(|p| p.network == n.id).filter_map(|p| p.ip6));
                 let ip6 = match ep.static_ip6 {
                     Some(ip) if used6.contains(&ip) => {
                         return Err(Error::conflict(format!("Address already in use: {ip} on network {}", n.name)))
@@ -295,8 +303,9 @@ impl ContainerService {
             ep.mac = ep.static_mac.clone().unwrap_or_else(|| mac_for(ip));
             ep.endpoint_id = berth_types::new_id();
             ep.host_veth = link::veth_name();
+            pending.push(PendingAddress { container: id.to_string(), network: n.id.clone(), ip: ep.ip, ip6: ep.ip6 });
         }
-        Ok(())
+        Ok(lease)
     }
 
     /// Creates the veths of `eps` into the namespace of `pid` (blocking).
@@ -550,6 +559,7 @@ impl ContainerService {
 
     /// `POST /networks/{id}/connect`.
     pub async fn connect(self: &Arc<Self>, network: &str, container: &str, cfg: Value) -> Result<()> {
+        let _timer = crate::metrics::network_action("connect");
         let n = self.networks.get(network).await?;
         let e = self.get(container)?;
         let _op = e.op.lock().await;
@@ -568,7 +578,7 @@ impl ContainerService {
         let mut ep = self.endpoint_for(&n, &cfg, &rec)?;
         if rec.state.running() {
             let mut eps = vec![ep];
-            self.assign_addresses(&rec.id, &mut eps)?;
+            let lease = self.assign_addresses(&rec.id, &mut eps)?;
             let index = rec.endpoints.len();
             eps[0].if_name = eps[0].wanted_if_name(index);
             let (store, pid, eps2, existing) =
@@ -588,10 +598,25 @@ impl ContainerService {
             })
             .await?;
             ep = eps.remove(0);
+            let rec = e.update(|r| r.endpoints.push(ep));
+            // Recorded: the address is taken by the record now.
+            drop(lease);
+            return self.connected(&e, &n, rec).await;
         }
         let rec = e.update(|r| r.endpoints.push(ep));
+        self.connected(&e, &n, rec).await
+    }
+
+    /// What follows a connect once the endpoint is recorded: persisted, announced, and for a
+    /// running container its hosts and DNS.
+    async fn connected(
+        self: &Arc<Self>,
+        e: &Arc<super::Entry>,
+        n: &berth_network::Network,
+        rec: ContainerRecord,
+    ) -> Result<()> {
         self.persist(&rec).await?;
-        self.networks.publish("connect", &n, &[("container", rec.id.clone())]);
+        self.networks.publish("connect", n, &[("container", rec.id.clone())]);
         if rec.state.running() {
             self.refresh_hosts(&rec).await;
             // First user network of a running container: it gets the embedded DNS now, as with Docker.
@@ -606,7 +631,7 @@ impl ContainerService {
                     Ok(())
                 })
                 .await;
-                self.start_dns(&e).await;
+                self.start_dns(e).await;
             }
         }
         Ok(())
@@ -614,6 +639,7 @@ impl ContainerService {
 
     /// `POST /networks/{id}/disconnect`.
     pub async fn disconnect(&self, network: &str, container: &str) -> Result<()> {
+        let _timer = crate::metrics::network_action("disconnect");
         let n = self.networks.get(network).await?;
         let e = self.get(container)?;
         let _op = e.op.lock().await;
@@ -692,5 +718,25 @@ fn user_aliases(r: &ContainerRecord, ep: &Endpoint) -> Value {
         Value::Null
     } else {
         json!(asked)
+    }
+}
+
+/// An address picked for a container whose record does not show it yet.
+pub(super) struct PendingAddress {
+    container: String,
+    network: String,
+    ip: Option<Ipv4Addr>,
+    ip6: Option<std::net::Ipv6Addr>,
+}
+
+/// Keeps a container's picked addresses taken until dropped (see `assign_addresses`).
+pub(super) struct AddressLease<'a> {
+    pending: &'a std::sync::Mutex<Vec<PendingAddress>>,
+    container: String,
+}
+
+impl Drop for AddressLease<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p.container != self.container);
     }
 }

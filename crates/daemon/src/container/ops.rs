@@ -103,6 +103,7 @@ impl ContainerService {
 
     /// `docker stop`: the stop signal, then SIGKILL after the timeout.
     pub async fn stop(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let _timer = crate::metrics::container_action("stop");
         let e = self.get(name)?;
         let _op = e.op.lock().await;
         // A manual stop also cancels a restart the policy had scheduled.
@@ -153,6 +154,7 @@ impl ContainerService {
 
     /// `docker rm [-f]`.
     pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
+        let _timer = crate::metrics::container_action("delete");
         let e = self.get(name)?;
         let rec = e.record();
         // Refused in Docker's words: without force a running, paused or restarting container, and

@@ -58,17 +58,7 @@ fn resolv_conf_from(host: &str, hc: &berth_api::container::HostConfig) -> String
     out.join("\n") + "\n"
 }
 
-/// Docker's log `max-size`: a number with an optional k/m/g suffix.
-pub(super) fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let (n, mult) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' => (&s[..s.len() - 1], 1 << 20),
-        'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s.as_str(), 1),
-    };
-    n.parse::<u64>().ok().map(|n| n * mult)
-}
+pub(super) use berth_runtime::shim::parse_size;
 
 /// `ConsoleSize: [rows, cols]` as clients send it (API >= 1.42).
 pub(super) fn console_size(v: Option<&serde_json::Value>) -> Option<[u16; 2]> {
@@ -115,6 +105,7 @@ fn start_failure_code(msg: &str) -> i64 {
 
 impl ContainerService {
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<()> {
+        let _timer = crate::metrics::container_action("start");
         let e = self.get(name)?;
         // A manual start re-arms the restart policy.
         e.update(|r| r.manual_stop = false);
@@ -230,6 +221,13 @@ impl ContainerService {
             log_max_size: rec.host_config.log_config.config.get("max-size").and_then(|s| parse_size(s)).unwrap_or(0),
             log_max_files: rec.host_config.log_config.config.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1),
             log_none: rec.host_config.log_config.kind == "none",
+            log_driver: rec.host_config.log_config.kind.clone(),
+            log_opts: rec.host_config.log_config.config.clone(),
+            log_attrs: super::logdriver::attrs(rec),
+            log_tag: super::logdriver::tag(rec),
+            name: rec.name.clone(),
+            image: rec.config.image.clone(),
+            journal_socket: self.cfg.journal_socket.clone(),
             cgroups_path: cgroups_path.clone(),
         };
         let shim_bin = self.cfg.shim_exec.clone();
@@ -393,22 +391,28 @@ impl ContainerService {
                 ep.if_name = ep.wanted_if_name(i);
             }
             let plumbed = match self.assign_addresses(&id, &mut eps) {
-                Ok(()) => {
+                Ok(lease) => {
                     let (store, eps2) = (self.networks.store(), eps.clone());
                     blocking(move || {
                         let gateway = Self::gateway_endpoint(&store, &eps2);
                         Self::plumb(&store, pid, &eps2, 0, gateway)
                     })
                     .await
+                    .map(|()| lease)
                 }
                 Err(e) => Err(e),
             };
-            if let Err(err) = plumbed {
-                // The init waits for START: killing it makes the shim exit and clean up.
-                let _ = berth_sys::process::kill(pid, 9);
-                return Err(err);
-            }
+            let lease = match plumbed {
+                Ok(lease) => lease,
+                Err(err) => {
+                    // The init waits for START: killing it makes the shim exit and clean up.
+                    let _ = berth_sys::process::kill(pid, 9);
+                    return Err(err);
+                }
+            };
             let rec = e.update(|r| r.endpoints = eps);
+            // In the record now: the addresses are taken by it.
+            drop(lease);
             for ep in &rec.endpoints {
                 if let Ok(n) = self.networks.get(&ep.network_id).await {
                     self.networks.publish("connect", &n, &[("container", id.clone())]);

@@ -104,6 +104,7 @@ impl ImageService {
 
     /// Imports a rootfs tar streamed from `body`.
     pub async fn import(&self, body: impl AsyncRead + Send + Unpin + 'static, opts: ImportOptions) -> Result<Digest> {
+        let _timer = crate::metrics::image_action("import");
         let store = self.store.clone();
         let reference = opts.reference.clone();
         let id = blocking(move || store.import(SyncIoBridge::new(body), opts)).await?;
@@ -129,6 +130,7 @@ impl ImageService {
     }
 
     pub async fn tag(&self, name: &str, repo: &str, tag: &str) -> Result<()> {
+        let _timer = crate::metrics::image_action("tag");
         let mut reference = Reference::parse(repo)?;
         if reference.digest().is_some() {
             return Err(Error::invalid("refusing to create a tag with a digest reference"));
@@ -143,6 +145,7 @@ impl ImageService {
     }
 
     pub async fn delete(&self, name: &str, force: bool) -> Result<Vec<DeleteResponse>> {
+        let _timer = crate::metrics::image_action("delete");
         let (store, name) = (self.store.clone(), name.to_string());
         let usage = self.usage.get().cloned();
         let out = blocking(move || {
@@ -217,6 +220,7 @@ impl ImageService {
 
     /// Loads an archive streamed from `body`; returns Docker's "Loaded image" lines.
     pub async fn load(&self, body: impl AsyncRead + Send + Unpin + 'static) -> Result<Vec<String>> {
+        let _timer = crate::metrics::image_action("load");
         let store = self.store.clone();
         let lines = blocking(move || store.load(SyncIoBridge::new(body))).await?;
         for l in &lines {

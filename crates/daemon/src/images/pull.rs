@@ -98,6 +98,7 @@ impl ImageService {
         let (tx, rx) = mpsc::unbounded_channel();
         let svc = self.clone();
         tokio::spawn(async move {
+            let _timer = crate::metrics::image_action("pull");
             let p = Progress(tx);
             let mut first = Some(first);
             let mut newer = false;
@@ -371,6 +372,7 @@ impl ImageService {
                 }
                 hash.update(&chunk);
                 got += chunk.len() as u64;
+                crate::metrics::get().pull_bytes.inc_by(chunk.len() as u64);
                 if last.elapsed() >= Duration::from_millis(100) {
                     last = Instant::now();
                     p.send(progress::bytes("Downloading", short, got, total));

@@ -68,6 +68,7 @@ impl ImageService {
         let (tx, rx) = mpsc::unbounded_channel();
         let svc = self.clone();
         tokio::spawn(async move {
+            let _timer = crate::metrics::image_action("push");
             let p = Progress(tx);
             p.send(progress::status(&format!("The push refers to repository [{}]", r.name_only().familiar())));
             for (tag, img) in &images {
@@ -283,6 +284,7 @@ impl ImageService {
         let next = uploaded?;
         let (digest, size) = compressed?;
         repo.commit_upload(&next, &digest).await?;
+        crate::metrics::get().push_bytes.inc_by(size);
         Ok((digest, size))
     }
 }
