@@ -12,6 +12,13 @@ use clap::Parser;
 use crate::config::{Args, Settings};
 
 fn main() {
+    // `--print-manpage` (for packaging): the man page, generated from these very flags.
+    if std::env::args().nth(1).as_deref() == Some("--print-manpage") {
+        let _ = clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
+            .section("8")
+            .render(&mut std::io::stdout());
+        return;
+    }
     let args = Args::parse();
     let settings = match Settings::load(args) {
         Ok(s) => s,

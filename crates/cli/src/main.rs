@@ -269,6 +269,11 @@ fn command_path(args: &[String]) -> String {
 }
 
 fn main() {
+    // `--print-manpage` (for packaging): the man page, generated from these very flags.
+    if std::env::args().nth(1).as_deref() == Some("--print-manpage") {
+        let _ = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout());
+        return;
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => std::process::exit(usage_error(e)),

@@ -70,6 +70,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // `--print-manpage` (for packaging): the man page, generated from these very flags.
+    if std::env::args().nth(1).as_deref() == Some("--print-manpage") {
+        let _ = clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
+            .section("8")
+            .render(&mut std::io::stdout());
+        return Ok(());
+    }
     raise_nofile();
     let a = Args::parse();
     let mut c = config::load(a.config.as_deref(), std::env::vars())?;

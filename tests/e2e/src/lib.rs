@@ -107,6 +107,8 @@ pub struct Berthd {
     pub notify: Option<std::os::unix::net::UnixDatagram>,
     /// Extra environment of the daemon (and so of its shims).
     pub env: Vec<(String, String)>,
+    /// The berthd binary (the built one unless a test runs an installed one).
+    pub berthd: PathBuf,
     child: Option<Child>,
     _subnet: Reservation,
     _dir: tempfile::TempDir,
@@ -137,7 +139,16 @@ impl Berthd {
         Berthd::start_as(&[], true)
     }
 
+    /// `start_activated` with another berthd binary (one a package installed), with `extra` flags.
+    pub fn start_activated_from(berthd: &std::path::Path, extra: &[&str]) -> Berthd {
+        Berthd::start_as_from(extra, true, berthd.to_path_buf())
+    }
+
     fn start_as(extra: &[&str], activated: bool) -> Berthd {
+        Berthd::start_as_from(extra, activated, bin_dir().join("berthd"))
+    }
+
+    fn start_as_from(extra: &[&str], activated: bool, berthd: PathBuf) -> Berthd {
         let dir = tempfile::Builder::new().prefix("bt-").tempdir_in("/tmp").expect("tempdir");
         let root = dir.path().to_path_buf();
         let tag = rand_tag();
@@ -160,6 +171,7 @@ impl Berthd {
             extra,
             notify,
             env: Vec::new(),
+            berthd,
             child: None,
             _subnet: subnet,
             _dir: dir,
@@ -180,7 +192,7 @@ impl Berthd {
     pub fn spawn(&mut self) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("berthd.log")).expect("log");
-        let berthd = bin_dir().join("berthd");
+        let berthd = self.berthd.clone();
         let mut cmd = match self.notify {
             None => {
                 let mut c = Command::new(&berthd);

@@ -210,3 +210,76 @@ fn metrics_as_prometheus_scrapes_them() {
         .iter()
         .any(|(n, l, _)| n == "engine_daemon_container_actions_seconds_count" && l["action"] == "delete"));
 }
+
+/// `scripts/package.sh` builds a .deb that installs (into a throw-away root, as dpkg --root does,
+/// its maintainer scripts touching nothing outside it), and the engine it installed runs, socket
+/// activated with its packaged daemon.json; removing keeps the configuration, purging does not.
+#[test]
+fn package_installs_and_its_engine_runs() {
+    let out_dir = tempfile::tempdir_in("/tmp").unwrap();
+    let o = run_bounded(
+        Command::new("sh")
+            .arg(workspace().join("scripts/package.sh"))
+            .env("BERTH_BIN_DIR", bin_dir())
+            .env("OUT", out_dir.path())
+            .env("DEB_COMPRESSION", "none"),
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let deb = out(&o).trim().to_string();
+    let info = out(&run_bounded(Command::new("dpkg-deb").args(["--info", &deb])));
+    for must in ["Package: berth", "Depends: tini, nftables", "postinst", "conffiles"] {
+        assert!(info.contains(must), "{must}: {info}");
+    }
+    let root = tempfile::tempdir_in("/tmp").unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("var/lib/dpkg/info")).unwrap();
+    std::fs::create_dir_all(r.join("var/lib/dpkg/updates")).unwrap();
+    std::fs::write(r.join("var/lib/dpkg/status"), "").unwrap();
+    let dpkg = |args: &[&str]| {
+        let o = run_bounded(
+            Command::new("dpkg")
+                .arg(format!("--root={}", r.display()))
+                .args(["--force-depends", "--force-script-chrootless", "--log=/dev/null"])
+                .args(args),
+        );
+        assert!(o.status.success(), "dpkg {args:?}: {}", err(&o));
+    };
+    dpkg(&["-i", &deb]);
+    for f in [
+        "usr/bin/berthd",
+        "usr/bin/berth",
+        "usr/bin/berth-shim",
+        "usr/bin/berth-registry",
+        "lib/systemd/system/berth.service",
+        "lib/systemd/system/berth.socket",
+        "lib/systemd/system/berth-registry.service",
+        "etc/berth/daemon.json",
+        "etc/berth/registry.toml",
+        "usr/share/bash-completion/completions/berth",
+        "usr/share/zsh/vendor-completions/_berth",
+        "usr/share/fish/vendor_completions.d/berth.fish",
+    ] {
+        let m = std::fs::metadata(r.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(m.len() > 0, "{f} is empty");
+    }
+    let man = run_bounded(Command::new("zcat").arg(r.join("usr/share/man/man8/berthd.8.gz")));
+    assert!(out(&man).contains(".TH berthd 8") && out(&man).contains("metrics\\-addr"), "man page from the flags");
+    let conffiles = std::fs::read_to_string(r.join("var/lib/dpkg/info/berth.conffiles")).unwrap();
+    assert!(conffiles.contains("/etc/berth/daemon.json"));
+    // The installed engine, started as berth.socket + berth.service start it, with its daemon.json.
+    let installed = r.join("usr/bin/berthd");
+    let conf = r.join("etc/berth/daemon.json");
+    // (the harness names its own --config-file: the packaged one goes there, read at the restart)
+    let mut d = Berthd::start_activated_from(&installed, &[]);
+    std::fs::copy(&conf, d.root.join("daemon.json")).unwrap();
+    d.restart();
+    d.import_busybox("busybox");
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "installed"]), "installed");
+    let id = d.ok(&["create", "busybox", "true"]);
+    assert_eq!(d.ok(&["inspect", "-f", "{{.HostConfig.LogConfig.Config}}", &id]), "map[max-file:3 max-size:100m]");
+    drop(d);
+    dpkg(&["-r", "berth"]);
+    assert!(r.join("etc/berth/daemon.json").exists() && !r.join("usr/bin/berthd").exists(), "remove keeps conffiles");
+    dpkg(&["-P", "berth"]);
+    assert!(!r.join("etc/berth/daemon.json").exists(), "purge removes them");
+}
