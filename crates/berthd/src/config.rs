@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde::Deserialize;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "berthd", version, about = "Berth: a container engine that speaks the Docker Engine API")]
 pub struct Args {
     /// Root of persistent state (images, containers, metadata)
@@ -70,6 +70,12 @@ pub struct Args {
     /// The address `host-gateway` stands for in --add-host (default: the default bridge's gateway)
     #[arg(long)]
     pub host_gateway_ip: Option<std::net::Ipv4Addr>,
+    /// Debug mode: debug logging, and /info Debug (daemon.json `debug`)
+    #[arg(short = 'D', long)]
+    pub debug: bool,
+    /// A label of this engine, key=value (repeatable; /info Labels)
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
     /// The log driver of containers that name none: json-file (default), local, journald, syslog or none
     #[arg(long)]
     pub log_driver: Option<String>,
@@ -120,6 +126,7 @@ struct FileConfig {
     #[serde(rename = "default-address-pools")]
     default_address_pools: Option<Vec<PoolConfig>>,
     debug: Option<bool>,
+    labels: Option<Vec<String>>,
     #[serde(rename = "insecure-registries")]
     insecure_registries: Option<Vec<String>>,
     #[serde(rename = "registry-mirrors")]
@@ -182,6 +189,8 @@ pub struct Settings {
     pub tls: Option<crate::listen::TlsSettings>,
     pub log_opts: std::collections::BTreeMap<String, String>,
     pub log_driver: String,
+    pub labels: Vec<String>,
+    pub debug: bool,
 }
 
 impl Settings {
@@ -199,13 +208,9 @@ impl Settings {
         if hosts.is_empty() {
             hosts.push("unix:///run/berth/berth.sock".into());
         }
-        let log_level = a.log_level.or(file.log_level).unwrap_or_else(|| {
-            if file.debug == Some(true) {
-                "debug".into()
-            } else {
-                "info".into()
-            }
-        });
+        let debug = a.debug || file.debug == Some(true);
+        let log_level =
+            a.log_level.or(file.log_level).unwrap_or_else(|| if debug { "debug".into() } else { "info".into() });
         let log_level = match log_level.as_str() {
             "debug" | "info" | "warn" | "error" => log_level,
             "fatal" => "error".into(),
@@ -305,7 +310,13 @@ impl Settings {
                 .collect(),
             _ => Default::default(),
         });
+        let labels = if a.labels.is_empty() { file.labels.unwrap_or_default() } else { a.labels };
+        if let Some(l) = labels.iter().find(|l| !l.contains('=') || l.starts_with('=')) {
+            bail!("bad label {l:?}: labels are key=value");
+        }
         Ok(Settings {
+            labels,
+            debug,
             log_opts,
             log_driver,
             tls,

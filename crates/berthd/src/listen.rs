@@ -39,6 +39,24 @@ pub async fn open_all(hosts: &[String], tls: Option<&TlsSettings>) -> Result<Vec
     Ok(out)
 }
 
+/// `docker info`'s warnings about how the API is served, in dockerd's words.
+pub fn warnings(hosts: &[String], tls: Option<&TlsSettings>) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in hosts.iter().filter(|h| h.starts_with("tcp://")) {
+        let addr = h.trim_start_matches("tcp://");
+        match tls {
+            None => out.push(format!(
+                "WARNING: API is accessible on http://{addr} without encryption.\n         Access to the remote API is equivalent to root access on the host."
+            )),
+            Some(t) if t.client_ca.is_none() => out.push(format!(
+                "WARNING: API is accessible on https://{addr} without TLS client verification (--tlsverify).\n         Any client that reaches it has root access on the host."
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
 /// The listening sockets systemd passed (`LISTEN_FDS`, `LISTEN_FDNAMES`, for this pid), by name;
 /// the variables are removed so no child inherits them.
 fn activated_fds() -> Vec<(String, std::os::fd::OwnedFd)> {

@@ -3,6 +3,7 @@
 mod config;
 mod listen;
 mod notify;
+mod reload;
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ fn main() {
         return;
     }
     let args = Args::parse();
-    let settings = match Settings::load(args) {
+    let settings = match Settings::load(args.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("berthd: {e:#}");
@@ -34,7 +35,13 @@ fn main() {
             lvl = settings.log_level
         ))
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // The filter can change on a reload (debug, log-level): behind a reload layer.
+    use tracing_subscriber::prelude::*;
+    let (filter, filter_handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
     // Two workers: the API is I/O-bound and blocking work has its own pool. Keeps idle RSS small.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -43,14 +50,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(settings)) {
+    let set_level: Box<dyn Fn(&str) + Send + Sync> = Box::new(move |lvl: &str| {
+        if std::env::var("BERTH_LOG").is_err() {
+            let f = tracing_subscriber::EnvFilter::new(format!("berthd={lvl},berth_daemon={lvl},berth_server={lvl}"));
+            let _ = filter_handle.reload(f);
+        }
+    });
+    if let Err(e) = rt.block_on(run(settings, args, set_level)) {
         tracing::error!("{e:#}");
         eprintln!("berthd: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(s: Settings) -> Result<()> {
+async fn run(s: Settings, args: Args, set_level: Box<dyn Fn(&str) + Send + Sync>) -> Result<()> {
     // Handlers first: a SIGTERM that arrives while we start must still end in a clean shutdown.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -89,6 +102,9 @@ async fn run(s: Settings) -> Result<()> {
         init_path: s.init_path.clone(),
         log_opts: s.log_opts.clone(),
         log_driver: s.log_driver.clone(),
+        labels: s.labels.clone(),
+        debug: s.debug,
+        warnings: listen::warnings(&s.hosts, s.tls.as_ref()),
         // Where journald listens: systemd's socket, unless the environment names another.
         journal_socket: std::env::var_os("BERTH_JOURNAL_SOCKET").map(std::path::PathBuf::from),
         userns_remap,
@@ -115,9 +131,29 @@ async fn run(s: Settings) -> Result<()> {
     tracing::info!(hosts = ?s.hosts, data_root = %s.data_root.display(), "berthd ready");
     notify::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
 
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut file = reload::file_keys(&args.config_file);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
+            _ = hup.recv() => {
+                notify::notify("RELOADING=1");
+                match reload::plan(&args, &file) {
+                    Ok((plan, now)) => {
+                        set_level(&plan.settings.log_level);
+                        daemon.reload(&reload::reload_of(&plan.settings));
+                        tracing::info!(applied = ?plan.applied, "SIGHUP: {} reloaded", args.config_file.display());
+                        if !plan.need_restart.is_empty() {
+                            tracing::warn!(keys = ?plan.need_restart, "SIGHUP: these changes take effect at the next start of berthd");
+                        }
+                        file = now;
+                    }
+                    Err(e) => tracing::error!("SIGHUP: {} not reloaded: {e:#}", args.config_file.display()),
+                }
+                notify::notify("READY=1");
+            }
+        }
     }
     notify::notify("STOPPING=1");
     let _ = stop_tx.send(true);

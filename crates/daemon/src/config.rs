@@ -23,6 +23,11 @@ pub struct DaemonConfig {
     pub distribution: crate::images::DistributionConfig,
     /// The init `--init` runs (Docker's `init-path`); tini-static when unset.
     pub init_path: Option<PathBuf>,
+    /// What `docker info` warns about from the daemon's own setup (an API without encryption...).
+    pub warnings: Vec<String>,
+    /// The engine's labels (`--label`, daemon.json `labels`) and debug mode, as `/info` shows them.
+    pub labels: Vec<String>,
+    pub debug: bool,
     /// daemon.json `log-driver` (default json-file) and `log-opts`: what a container that names no
     /// driver gets; the options also fill a container's own when it names the same driver.
     pub log_driver: String,

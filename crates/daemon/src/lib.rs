@@ -100,6 +100,20 @@ impl Daemon {
         Ok(Daemon { containers, images, system, volumes, networks, events, builds })
     }
 
+    /// A reload of daemon.json (SIGHUP): applies what may change while running and records a
+    /// `daemon reload` event, as dockerd.
+    pub fn reload(&self, r: &system::Reload) {
+        self.system.reload(r);
+        let mut attrs = std::collections::BTreeMap::new();
+        attrs.insert("labels".to_string(), format!("{:?}", r.labels));
+        attrs.insert("debug".to_string(), r.debug.to_string());
+        attrs.insert("max-concurrent-downloads".to_string(), r.distribution.max_concurrent_downloads.to_string());
+        attrs.insert("max-concurrent-uploads".to_string(), r.distribution.max_concurrent_uploads.to_string());
+        attrs.insert("insecure-registries".to_string(), format!("{:?}", r.distribution.registry.insecure));
+        attrs.insert("registry-mirrors".to_string(), format!("{:?}", r.distribution.registry.mirrors));
+        self.events.publish("daemon", "reload", self.system.id(), attrs);
+    }
+
     /// Called on SIGTERM: leaves containers running (their shims carry on) and releases host state.
     pub async fn shutdown(&self) {
         self.containers.shutdown().await;

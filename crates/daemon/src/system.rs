@@ -13,6 +13,17 @@ pub struct SystemService {
     containers: Arc<ContainerService>,
     images: Arc<ImageService>,
     id: String,
+    /// What a reload (SIGHUP) may change: the engine's labels and debug mode.
+    labels: std::sync::RwLock<Vec<String>>,
+    debug: std::sync::atomic::AtomicBool,
+}
+
+/// The daemon.json keys a reload applies (dockerd's reloadable ones Berth has).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    pub labels: Vec<String>,
+    pub debug: bool,
+    pub distribution: crate::images::DistributionConfig,
 }
 
 fn uname() -> (String, String, String) {
@@ -59,7 +70,7 @@ pub fn cgroup_version() -> &'static str {
 impl SystemService {
     /// `/info`'s RegistryConfig: CIDRs and names of insecure registries, Docker Hub's mirrors.
     fn registry_config(&self) -> serde_json::Value {
-        let reg = &self.cfg.distribution.registry;
+        let reg = self.images.registry_config();
         let mut cidrs = vec!["127.0.0.0/8".to_string(), "::1/128".to_string()];
         let mut index = serde_json::Map::new();
         let mirrors: Vec<String> = reg.mirrors.iter().map(|m| format!("{}/", m.trim_end_matches('/'))).collect();
@@ -97,7 +108,27 @@ impl SystemService {
             .and_then(|mut f| std::io::Write::write_all(&mut f, id.as_bytes()));
             id
         });
-        SystemService { cfg, containers, images, id: id.trim().to_string() }
+        let (labels, debug) = (cfg.labels.clone(), cfg.debug);
+        SystemService {
+            cfg,
+            containers,
+            images,
+            id: id.trim().to_string(),
+            labels: std::sync::RwLock::new(labels),
+            debug: std::sync::atomic::AtomicBool::new(debug),
+        }
+    }
+
+    /// The engine's id (`/info` ID, the actor of daemon events).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Applies a reloaded configuration.
+    pub fn reload(&self, r: &Reload) {
+        *self.labels.write().unwrap_or_else(|e| e.into_inner()) = r.labels.clone();
+        self.debug.store(r.debug, std::sync::atomic::Ordering::Relaxed);
+        self.images.reconfigure(r.distribution.clone());
     }
 
     pub fn version(&self) -> Value {
@@ -165,6 +196,11 @@ impl SystemService {
         let (kernel, arch, hostname) = uname();
         let (os, os_version) = os_release();
         let cg = cgroup_version();
+        let swap_limit = swap_limit_support();
+        let mut warnings = self.cfg.warnings.clone();
+        if !swap_limit {
+            warnings.push("WARNING: No swap limit support".to_string());
+        }
         let devices = {
             let dirs = self.cfg.cdi_spec_dirs.clone();
             tokio::task::spawn_blocking(move || berth_runtime::cdi::devices(&dirs)).await.unwrap_or_default()
@@ -177,10 +213,10 @@ impl SystemService {
             "ContainersStopped": stopped,
             "Images": images,
             "Driver": "overlay2",
-            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": null, "Log": ["json-file"]},
+            "DriverStatus": driver_status(&self.cfg.data_root),
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": null, "Log": ["journald", "json-file", "local", "none", "syslog"]},
             "MemoryLimit": true,
-            "SwapLimit": true,
+            "SwapLimit": swap_limit,
             "KernelMemory": false,
             "CpuCfsPeriod": true,
             "CpuCfsQuota": true,
@@ -188,12 +224,12 @@ impl SystemService {
             "CPUSet": true,
             "PidsLimit": true,
             "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false),
-            "Debug": false,
+            "Debug": self.debug.load(std::sync::atomic::Ordering::Relaxed),
             "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
             "OomKillDisable": false,
             "NGoroutines": 0,
             "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            "LoggingDriver": "json-file",
+            "LoggingDriver": self.cfg.log_driver,
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": cg,
             "NEventsListener": 0,
@@ -212,7 +248,7 @@ impl SystemService {
             "HttpsProxy": "",
             "NoProxy": "",
             "Name": hostname,
-            "Labels": [],
+            "Labels": *self.labels.read().unwrap_or_else(|e| e.into_inner()),
             "ExperimentalBuild": false,
             "ServerVersion": berth_api::ENGINE_VERSION,
             // `runc` is the name containers ask for (HostConfig.Runtime); berth-shim runs them all.
@@ -231,11 +267,41 @@ impl SystemService {
             // Devices the CDI specs define (API 1.50+), as `--device vendor.com/class=name` takes them.
             "DiscoveredDevices": devices.iter().map(|id| serde_json::json!({"Source": "cdi", "ID": id})).collect::<Vec<_>>(),
             "SecurityOptions": security_options(self.cfg.userns_remap.is_some()),
-            "Warnings": [],
+            "Warnings": warnings,
         })
     }
 }
 /// `/info` SecurityOptions, as dockerd lists them (`name=userns` with `userns-remap`).
+/// The overlay driver's status as `docker info` shows it, read from the host: the data root's
+/// filesystem, and overlayfs's metacopy setting (which also rules out the native diff).
+fn driver_status(data_root: &std::path::Path) -> Value {
+    let fs = match rustix::fs::statfs(data_root).map(|s| s.f_type as u64) {
+        Ok(0xEF53) => "extfs",
+        Ok(0x5846_5342) => "xfs",
+        Ok(0x9123_683E) => "btrfs",
+        Ok(0x0102_1994) => "tmpfs",
+        Ok(0x2FC1_2FC1) => "zfs",
+        Ok(0x794C_7630) => "overlayfs",
+        Ok(0x6969) => "nfs",
+        _ => "<unknown>",
+    };
+    let metacopy = std::fs::read_to_string("/sys/module/overlay/parameters/metacopy").is_ok_and(|v| v.trim() == "Y");
+    json!([
+        ["Backing Filesystem", fs],
+        ["Supports d_type", "true"],
+        ["Using metacopy", metacopy.to_string()],
+        ["Native Overlay Diff", (!metacopy).to_string()],
+        ["userxattr", "false"]
+    ])
+}
+
+/// Whether memory+swap can be limited: cgroup v1's `memory.memsw.*` (swap accounting on), or
+/// v2's `memory.swap.max`.
+fn swap_limit_support() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control").is_ok_and(|c| c.contains("memory"))
+}
+
 fn security_options(remapped: bool) -> Vec<&'static str> {
     let mut out = vec!["name=seccomp,profile=builtin"];
     if remapped {

@@ -19,7 +19,7 @@ pub const DOCKER_HUB_API: &str = "https://registry-1.docker.io";
 pub const DOCKER_HUB_INDEX: &str = "https://index.docker.io/v1/";
 
 /// The daemon's registry settings (`insecure-registries`, `registry-mirrors`, certs.d).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RegistryConfig {
     /// `host[:port]` or CIDRs; 127.0.0.0/8 and ::1 are always insecure, as with Docker.
     pub insecure: Vec<String>,
@@ -31,7 +31,8 @@ pub struct RegistryConfig {
 
 /// Shared by every pull and push: HTTP clients per registry host, resolved endpoints, tokens.
 pub struct Registries {
-    cfg: RegistryConfig,
+    /// Replaced whole on a reload (SIGHUP): readers take a snapshot.
+    cfg: std::sync::RwLock<Arc<RegistryConfig>>,
     clients: Mutex<HashMap<String, reqwest::Client>>,
     pub(crate) tokens: TokenCache,
 }
@@ -139,13 +140,30 @@ fn host_only(host: &str) -> &str {
 
 impl Registries {
     pub fn new(cfg: RegistryConfig) -> Registries {
-        Registries { cfg, clients: Mutex::new(HashMap::new()), tokens: TokenCache::default() }
+        Registries {
+            cfg: std::sync::RwLock::new(Arc::new(cfg)),
+            clients: Mutex::new(HashMap::new()),
+            tokens: TokenCache::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<RegistryConfig> {
+        self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A new configuration (daemon.json reloaded): mirrors and insecure registries apply to the
+    /// next pull or push; cached clients are dropped (their TLS settings may differ now).
+    pub fn set_config(&self, cfg: RegistryConfig) {
+        *self.cfg.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+        self.clients.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Whether `host` (`name[:port]`) may be spoken to over plain HTTP or unverified TLS.
     pub async fn is_insecure(&self, host: &str) -> bool {
         let name = host_only(host);
-        if self.cfg.insecure.iter().any(|i| i == host || i == name) {
+        let cfg = self.config();
+        if cfg.insecure.iter().any(|i| i == host || i == name) {
             return true;
         }
         let ips: Vec<IpAddr> = match name.parse::<IpAddr>() {
@@ -155,7 +173,7 @@ impl Registries {
                 Err(_) => Vec::new(),
             },
         };
-        ips.iter().any(|ip| default_insecure(*ip) || self.cfg.insecure.iter().any(|c| in_cidr(*ip, c)))
+        ips.iter().any(|ip| default_insecure(*ip) || cfg.insecure.iter().any(|c| in_cidr(*ip, c)))
     }
 
     fn client(&self, host: &str, insecure: bool) -> Result<reqwest::Client> {
@@ -168,7 +186,7 @@ impl Registries {
             .connect_timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
             .danger_accept_invalid_certs(insecure);
-        if let Some(dir) = self.cfg.certs_dir.as_ref().map(|d| d.join(host)).filter(|d| d.is_dir()) {
+        if let Some(dir) = self.config().certs_dir.as_ref().map(|d| d.join(host)).filter(|d| d.is_dir()) {
             b = add_certs(b, &dir)?;
         }
         let c = b.build().map_err(|e| Error::internal(format!("registry client for {host}: {e}")))?;
@@ -182,7 +200,7 @@ impl Registries {
         let mut out = Vec::new();
         if domain == berth_types::DEFAULT_DOMAIN {
             if pull {
-                for m in &self.cfg.mirrors {
+                for m in &self.config().mirrors {
                     let m = m.trim_end_matches('/').to_string();
                     let host = m.split("://").nth(1).unwrap_or(&m).to_string();
                     let insecure = m.starts_with("http://") || self.is_insecure(&host).await;

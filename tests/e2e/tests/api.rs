@@ -101,6 +101,26 @@ fn info_reports_real_figures() {
     assert!(["1", "2"].contains(&info["CgroupVersion"].as_str().unwrap()));
     assert!(info["SecurityOptions"].is_array());
     assert_eq!(d.ok(&["info", "--format", "{{.Containers}} {{.Images}} {{.Driver}}"]), "1 1 overlay2");
+    // The driver's status is read from the host: the data root's filesystem as `stat -f` names it.
+    let fs =
+        out(&berth_e2e::run_bounded(std::process::Command::new("stat").args(["-f", "-c", "%T"]).arg(d.data_root())));
+    let want = match fs.trim() {
+        "ext2/ext3" => "extfs",
+        "tmpfs" => "tmpfs",
+        "xfs" => "xfs",
+        "btrfs" => "btrfs",
+        other => panic!("a test machine on {other}"),
+    };
+    assert_eq!(info["DriverStatus"][0], serde_json::json!(["Backing Filesystem", want]));
+    let swap = std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    assert_eq!(info["SwapLimit"], swap);
+    assert_eq!(info["LoggingDriver"], "json-file");
+    // An API without encryption is warned about, in dockerd's words.
+    let port = berth_e2e::free_port();
+    let tcp = Berthd::start_with(&["-H", &format!("tcp://127.0.0.1:{port}")]);
+    let w = tcp.ok(&["info", "-f", "{{json .Warnings}}"]);
+    assert!(w.contains(&format!("API is accessible on http://127.0.0.1:{port} without encryption")), "{w}");
+    assert!(!d.ok(&["info", "-f", "{{json .Warnings}}"]).contains("without encryption"));
 }
 
 #[test]

@@ -283,3 +283,63 @@ fn package_installs_and_its_engine_runs() {
     dpkg(&["-P", "berth"]);
     assert!(!r.join("etc/berth/daemon.json").exists(), "purge removes them");
 }
+
+/// SIGHUP reads daemon.json again: the keys dockerd reloads apply at once (seen in /info and a
+/// `daemon reload` event), the others are logged as waiting for a restart, a broken file changes
+/// nothing.
+#[test]
+fn daemon_json_reloads_on_sighup() {
+    let d = Berthd::start();
+    let conf = d.root.join("daemon.json");
+    let hup = || {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(d.pid() as i32).unwrap(),
+            rustix::process::Signal::HUP,
+        )
+        .unwrap();
+        eventually("a daemon reload event", || {
+            let until =
+                (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+            d.ok(&[
+                "events",
+                "--since",
+                &since,
+                "--until",
+                &until,
+                "--filter",
+                "type=daemon",
+                "--format",
+                "{{.Action}}",
+            ])
+            .contains("reload")
+        });
+    };
+    assert_eq!(d.ok(&["info", "-f", "{{json .Labels}} {{.Debug}}"]), "[] false");
+    std::fs::write(
+        &conf,
+        r#"{"labels": ["team=core", "zone=a"], "debug": true, "max-concurrent-downloads": 7,
+            "insecure-registries": ["10.9.9.9:5000"], "registry-mirrors": ["https://mirror.example"],
+            "bridge": "other0"}"#,
+    )
+    .unwrap();
+    hup();
+    assert_eq!(d.ok(&["info", "-f", "{{json .Labels}} {{.Debug}}"]), r#"["team=core","zone=a"] true"#);
+    let reg = d.ok(&["info", "-f", "{{json .RegistryConfig}}"]);
+    assert!(reg.contains("10.9.9.9:5000") && reg.contains("https://mirror.example/"), "{reg}");
+    eventually("the log says what waits for a restart", || {
+        d.log().contains("take effect at the next start") && d.log().contains("bridge")
+    });
+    // A broken file changes nothing and says so.
+    std::fs::write(&conf, "{ not json").unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(d.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    eventually("the refusal in the log", || d.log().contains("not reloaded"));
+    assert_eq!(d.ok(&["info", "-f", "{{json .Labels}}"]), r#"["team=core","zone=a"]"#);
+    // Still serving.
+    d.import_busybox("busybox");
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "ok"]), "ok");
+}

@@ -20,7 +20,7 @@ pub use pull::PullOptions;
 pub use push::PushOptions;
 
 /// Registry settings of the image service (daemon.json's `max-concurrent-downloads` and friends).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DistributionConfig {
     pub registry: berth_distribution::RegistryConfig,
     pub max_concurrent_downloads: usize,
@@ -58,6 +58,8 @@ pub struct ImageService {
     /// Shared by every pull, as Docker's `max-concurrent-downloads`.
     downloads: Semaphore,
     uploads: Semaphore,
+    /// The limits the semaphores stand for (changed by a reload).
+    limits: Mutex<(usize, usize)>,
     /// Layers (chain ids) being downloaded, so two pulls of one image fetch each layer once.
     inflight: Mutex<HashMap<Digest, watch::Receiver<bool>>>,
 }
@@ -83,8 +85,42 @@ impl ImageService {
             registries: Arc::new(Registries::new(dist.registry)),
             downloads: Semaphore::new(dist.max_concurrent_downloads.max(1)),
             uploads: Semaphore::new(dist.max_concurrent_uploads.max(1)),
+            limits: Mutex::new((dist.max_concurrent_downloads.max(1), dist.max_concurrent_uploads.max(1))),
             inflight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A reload of daemon.json: registries (mirrors, insecure ones) and the transfer limits. A
+    /// lower limit takes the permits back as transfers finish.
+    pub fn reconfigure(self: &Arc<Self>, dist: DistributionConfig) {
+        self.registries.set_config(dist.registry);
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = [dist.max_concurrent_downloads.max(1), dist.max_concurrent_uploads.max(1)];
+        for (i, new) in wanted.into_iter().enumerate() {
+            let old = if i == 0 { &mut limits.0 } else { &mut limits.1 };
+            let sem = if i == 0 { &self.downloads } else { &self.uploads };
+            if new > *old {
+                sem.add_permits(new - *old);
+            } else if new < *old {
+                let left = (*old - new) - sem.forget_permits(*old - new);
+                // Permits in use now are taken back as their transfers end.
+                if left > 0 {
+                    let svc = self.clone();
+                    tokio::spawn(async move {
+                        let sem = if i == 0 { &svc.downloads } else { &svc.uploads };
+                        if let Ok(p) = sem.acquire_many(left as u32).await {
+                            p.forget();
+                        }
+                    });
+                }
+            }
+            *old = new;
+        }
+    }
+
+    /// The registry settings in force.
+    pub fn registry_config(&self) -> Arc<berth_distribution::RegistryConfig> {
+        self.registries.config()
     }
 
     /// `POST /auth`: validates credentials against their registry; returns an identity token when one was issued.
