@@ -73,6 +73,9 @@ pub struct Args {
     /// Debug mode: debug logging, and /info Debug (daemon.json `debug`)
     #[arg(short = 'D', long)]
     pub debug: bool,
+    /// Runtime options: native.cgroupdriver=cgroupfs (repeatable; daemon.json exec-opts)
+    #[arg(long = "exec-opt")]
+    pub exec_opts: Vec<String>,
     /// A label of this engine, key=value (repeatable; /info Labels)
     #[arg(long = "label")]
     pub labels: Vec<String>,
@@ -127,6 +130,8 @@ struct FileConfig {
     default_address_pools: Option<Vec<PoolConfig>>,
     debug: Option<bool>,
     labels: Option<Vec<String>>,
+    #[serde(rename = "exec-opts")]
+    exec_opts: Option<Vec<String>>,
     #[serde(rename = "insecure-registries")]
     insecure_registries: Option<Vec<String>>,
     #[serde(rename = "registry-mirrors")]
@@ -310,6 +315,9 @@ impl Settings {
                 .collect(),
             _ => Default::default(),
         });
+        let exec_opts =
+            if a.exec_opts.is_empty() { file.exec_opts.clone().unwrap_or_default() } else { a.exec_opts.clone() };
+        check_exec_opts(&exec_opts)?;
         let labels = if a.labels.is_empty() { file.labels.unwrap_or_default() } else { a.labels };
         if let Some(l) = labels.iter().find(|l| !l.contains('=') || l.starts_with('=')) {
             bail!("bad label {l:?}: labels are key=value");
@@ -355,6 +363,24 @@ impl Settings {
             shim_path,
         })
     }
+}
+
+/// `exec-opts`: the cgroup driver. Containers' cgroups are made by berthd itself (cgroupfs);
+/// handing them to systemd as transient scopes over D-Bus is not built in, so asking for the
+/// systemd driver is refused rather than ignored.
+fn check_exec_opts(opts: &[String]) -> Result<()> {
+    for o in opts {
+        let (k, v) = o.split_once('=').map(|(k, v)| (k.trim(), v.trim())).unwrap_or((o.as_str(), ""));
+        match (k, v) {
+            ("native.cgroupdriver", "cgroupfs") => {}
+            ("native.cgroupdriver", "systemd") => bail!(
+                "exec-opt native.cgroupdriver=systemd: berthd manages container cgroups itself (cgroupfs); the systemd driver is not supported"
+            ),
+            ("native.cgroupdriver", other) => bail!("native.cgroupdriver option {other} not supported"),
+            _ => bail!("unknown exec-opt {o:?}: berthd knows native.cgroupdriver=cgroupfs"),
+        }
+    }
+    Ok(())
 }
 
 fn find_shim() -> Result<PathBuf> {

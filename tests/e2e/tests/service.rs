@@ -343,3 +343,20 @@ fn daemon_json_reloads_on_sighup() {
     d.import_busybox("busybox");
     assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "ok"]), "ok");
 }
+
+/// The cgroup driver: cgroupfs (what berthd does) is accepted and reported; systemd's is refused
+/// at start in plain words, not ignored.
+#[test]
+fn cgroup_driver_is_cgroupfs_or_refused() {
+    let d = Berthd::start_with(&["--exec-opt", "native.cgroupdriver=cgroupfs"]);
+    assert_eq!(d.ok(&["info", "-f", "{{.CgroupDriver}}"]), "cgroupfs");
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let o = run_bounded(
+        Command::new(bin_dir().join("berthd"))
+            .args(["--exec-opt", "native.cgroupdriver=systemd"])
+            .args(["--data-root", dir.path().join("data").to_str().unwrap()])
+            .args(["--config-file", dir.path().join("none.json").to_str().unwrap()]),
+    );
+    assert!(!o.status.success());
+    assert!(err(&o).contains("the systemd driver is not supported"), "{}", err(&o));
+}
