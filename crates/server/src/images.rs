@@ -106,10 +106,7 @@ async fn list(
         .collect();
     out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
     // How many containers use each image (API 1.51+; -1 before).
-    let mut used: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for c in ctrs.list(true, None, &berth_api::filters::Filters::default())? {
-        *used.entry(c["ImageID"].as_str().unwrap_or_default().to_string()).or_default() += 1;
-    }
+    let used = ctrs.image_users();
     let list: Vec<Value> = out
         .iter()
         .map(|i| {

@@ -176,6 +176,34 @@ impl ContainerService {
         Ok((rw, rw + image))
     }
 
+    /// One entry of `GET /containers/json`.
+    fn summary_json(&self, r: &ContainerRecord) -> Value {
+        let mut s = json!({
+            "Id": r.id,
+            "Names": [format!("/{}", r.name)],
+            "Image": r.config.image,
+            "ImageID": r.image_id,
+            "Command": r.command(),
+            "Created": unix_secs(&r.created),
+            "Ports": port_list(r),
+            "Labels": r.config.labels,
+            "State": r.state.shown(),
+            "Status": status_text(r),
+            "HostConfig": {"NetworkMode": if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() }},
+            "NetworkSettings": {"Networks": self.networks_json(r)},
+            "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
+            "Health": {
+                "Status": r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none"),
+                "FailingStreak": r.state.health.as_ref().map(|h| h.failing_streak).unwrap_or(0),
+            },
+        });
+        if let Some(a) = r.host_config.extra.get("Annotations").filter(|a| a.as_object().is_some_and(|m| !m.is_empty()))
+        {
+            s["HostConfig"]["Annotations"] = a.clone();
+        }
+        s
+    }
+
     /// `GET /containers/json`.
     pub fn list(&self, all: bool, limit: Option<usize>, filters: &Filters) -> Result<Vec<Value>> {
         filters
@@ -189,43 +217,32 @@ impl ContainerService {
                 return Err(Error::invalid(format!("invalid filter 'status={s}'")));
             }
         }
-        let mut recs: Vec<ContainerRecord> = self.all().iter().map(|e| e.record()).collect();
-        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        // Newest first, each record read in place under its lock (no copy of every record: a
+        // list of a thousand containers is mostly this loop).
+        let mut entries: Vec<(String, Arc<super::Entry>)> = self
+            .all()
+            .into_iter()
+            .map(|e| {
+                let created = e.record.lock().expect("record lock").created.clone();
+                (created, e)
+            })
+            .collect();
+        entries.sort_by(|a, b| b.0.cmp(&a.0));
         let created_of = |name: &str| self.get(name).ok().map(|e| e.record().created);
         let filter = super::list_filter::ListFilter::new(filters, &created_of)?;
         let images = self.images.clone();
         let show_all = all || limit.is_some() || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
-        let out: Vec<Value> = recs
-            .into_iter()
-            .filter(|r| show_all || r.state.running())
-            .filter(|r| filter.matches(r))
-            .take(limit.unwrap_or(usize::MAX))
-            .map(|r| {
-                let mut s = json!({
-                    "Id": r.id,
-                    "Names": [format!("/{}", r.name)],
-                    "Image": r.config.image,
-                    "ImageID": r.image_id,
-                    "Command": r.command(),
-                    "Created": unix_secs(&r.created),
-                    "Ports": port_list(&r),
-                    "Labels": r.config.labels,
-                    "State": r.state.shown(),
-                    "Status": status_text(&r),
-                    "HostConfig": {"NetworkMode": if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() }},
-                    "NetworkSettings": {"Networks": self.networks_json(&r)},
-                    "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
-                    "Health": {
-                        "Status": r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none"),
-                        "FailingStreak": r.state.health.as_ref().map(|h| h.failing_streak).unwrap_or(0),
-                    },
-                });
-                if let Some(a) = r.host_config.extra.get("Annotations").filter(|a| a.as_object().is_some_and(|m| !m.is_empty())) {
-                    s["HostConfig"]["Annotations"] = a.clone();
-                }
-                s
-            })
-            .collect();
+        let mut out: Vec<Value> = Vec::with_capacity(entries.len());
+        for (_, e) in &entries {
+            if out.len() >= limit.unwrap_or(usize::MAX) {
+                break;
+            }
+            let r = e.record.lock().expect("record lock");
+            if !(show_all || r.state.running()) || !filter.matches(&r) {
+                continue;
+            }
+            out.push(self.summary_json(&r));
+        }
         drop(images);
         Ok(out)
     }

@@ -361,6 +361,16 @@ impl ContainerService {
         self.entries.lock().expect("entries lock").values().cloned().collect()
     }
 
+    /// How many containers use each image (by image id): the image list's `Containers`.
+    pub fn image_users(&self) -> std::collections::HashMap<String, usize> {
+        let mut out = std::collections::HashMap::new();
+        for e in self.all() {
+            let id = e.record.lock().expect("record lock").image_id.to_string();
+            *out.entry(id).or_default() += 1;
+        }
+        out
+    }
+
     /// Counts (running, paused, stopped) for `/info`.
     pub fn counts(&self) -> (usize, usize, usize) {
         let all = self.all();
