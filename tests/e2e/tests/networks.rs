@@ -809,18 +809,33 @@ fn networks_with_several_subnets() {
     d.ok(&["network", "create", "--subnet", &a, "--subnet", &b, "multi"]);
     let cfg = d.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", "multi"]);
     assert!(cfg.contains(&a) && cfg.contains(&b), "{cfg}");
-    // A /29 has five addresses after its gateway: the sixth container is in the second subnet.
+    // The docker CLI sends the subnets in Go's map order: the first one the network lists fills
+    // first (as libnetwork's pools). A /29 has five addresses after its gateway: the sixth
+    // container is in the other subnet.
+    let (first, second) = if cfg.find(&a) < cfg.find(&b) { (64, 72) } else { (72, 64) };
     for i in 0..6 {
         d.ok(&["run", "-d", "--name", &format!("m{i}"), "--network", "multi", "busybox", "sleep", "1000"]);
     }
-    let ip5 = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "m5"]);
+    let ip = |i: u32| d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", &format!("m{i}")]);
+    for i in 0..5 {
+        assert_eq!(ip(i), format!("10.214.{}.{}", d.net, first + 2 + i));
+    }
     let gw5 = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.multi.Gateway}}", "m5"]);
-    assert_eq!(ip5, format!("10.214.{}.74", d.net));
-    assert_eq!(gw5, format!("10.214.{}.73", d.net));
+    assert_eq!(ip(5), format!("10.214.{}.{}", d.net, second + 2));
+    assert_eq!(gw5, format!("10.214.{}.{}", d.net, second + 1));
     let ip0 = d.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.multi.IPAddress}}", "m0"]);
     // Across the two subnets, through the gateways.
     d.ok(&["exec", "m5", "ping", "-c1", "-W3", &ip0]);
-    d.ok(&["run", "--rm", "--network", "multi", "--ip", &format!("10.214.{}.78", d.net), "busybox", "true"]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "multi",
+        "--ip",
+        &format!("10.214.{}.{}", d.net, second + 6),
+        "busybox",
+        "true",
+    ]);
     let o = d.docker(&["network", "create", "--subnet", &a, "clash"]);
     assert!(err(&o).contains("overlaps"), "{}", err(&o));
     let names: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
