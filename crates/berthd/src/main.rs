@@ -42,6 +42,12 @@ fn main() {
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    // Few malloc arenas: glibc makes one per thread that allocates (up to 8 per core), and the
+    // blocking pool's many short-lived threads would each leave one holding freed memory.
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     // Two workers: the API is I/O-bound and blocking work has its own pool. Keeps idle RSS small.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -123,6 +129,7 @@ async fn run(s: Settings, args: Args, set_level: Box<dyn Fn(&str) + Send + Sync>
         tokio::spawn(serve_metrics(l, daemon.clone()));
         tracing::info!(%addr, "metrics at /metrics");
     }
+    tokio::spawn(trim_when_idle());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for l in listeners {
@@ -196,5 +203,21 @@ async fn serve_metrics(l: tokio::net::TcpListener, daemon: berth_daemon::Daemon)
     );
     if let Err(e) = axum::serve(l, app).await {
         tracing::error!("metrics listener: {e}");
+    }
+}
+
+/// Returns freed heap to the kernel once the API has been idle for a few seconds after work (as
+/// the shims do): a burst of requests leaves glibc's arenas holding memory the daemon no longer uses.
+async fn trim_when_idle() {
+    let (mut last_seen, mut trimmed_at) = (0, 0);
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let now = berth_server::requests_served();
+        if now == last_seen && now != trimmed_at {
+            trimmed_at = now;
+            // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+        }
+        last_seen = now;
     }
 }

@@ -68,6 +68,13 @@ pub fn app(daemon: &Daemon) -> version::Api {
     version::layer(router)
 }
 
+/// Requests served so far (any route): idle detection for berthd's memory trim.
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn requests_served() -> u64 {
+    SERVED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Counts each request by its route template (`/containers/{id}/json`: bounded label values) and
 /// times it to its response head (streams run on after).
 async fn record_metrics(req: Request, next: axum::middleware::Next) -> axum::response::Response {
@@ -75,6 +82,7 @@ async fn record_metrics(req: Request, next: axum::middleware::Next) -> axum::res
         req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
     let method = req.method().to_string();
     let start = std::time::Instant::now();
+    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let resp = next.run(req).await;
     let m = berth_daemon::metrics::get();
     let status = resp.status().as_u16().to_string();
