@@ -305,7 +305,15 @@ fn syslog_over_tls() {
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     make_certs(dir.path());
     let port = free_port();
-    let mut server = std::process::Command::new("openssl")
+    // Killed however the test ends (a panic included): the listener is this test's to end.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = std::process::Command::new("openssl")
         .current_dir(dir.path())
         .args([
             "s_server",
@@ -322,6 +330,7 @@ fn syslog_over_tls() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let mut server = KillOnDrop(server);
     eventually("the TLS listener", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let ca = dir.path().join("ca.pem");
     let id = d.ok(&[
@@ -343,7 +352,7 @@ fn syslog_over_tls() {
         "echo over-tls; sleep 300",
     ]);
     // s_server prints what it receives; read until the framed message is there.
-    let mut stdout = server.stdout.take().unwrap();
+    let mut stdout = server.0.stdout.take().unwrap();
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let g2 = got.clone();
     std::thread::spawn(move || {
@@ -361,6 +370,4 @@ fn syslog_over_tls() {
     assert_eq!(len.parse::<usize>().unwrap(), msg.len(), "octet counting: {text:?}");
     assert!(msg.starts_with("<30>1 ") && msg.contains(" secure ") && msg.ends_with(" - over-tls"), "{msg}");
     d.ok(&["rm", "-f", &id]);
-    let _ = server.kill();
-    let _ = server.wait();
 }
