@@ -144,6 +144,57 @@ pub struct CreateResponse {
     pub warnings: Vec<String>,
 }
 
+/// One entry of `GET /containers/json`, serialized as it is (no JSON tree in between: a list of a
+/// thousand containers is mostly this).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Summary {
+    pub id: String,
+    pub names: Vec<String>,
+    pub image: String,
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    pub command: String,
+    pub created: i64,
+    pub ports: Vec<Value>,
+    pub labels: BTreeMap<String, String>,
+    pub state: String,
+    pub status: String,
+    pub host_config: SummaryHostConfig,
+    pub network_settings: SummaryNetworkSettings,
+    pub mounts: Vec<Value>,
+    /// From API 1.52.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSummary>,
+    /// With `size=1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryHostConfig {
+    pub network_mode: String,
+    /// From API 1.46, when the container has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryNetworkSettings {
+    pub networks: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthSummary {
+    pub status: String,
+    pub failing_streak: i64,
+}
+
 /// `{"StatusCode":N,"Error":null}` as sent at the end of `POST /containers/{id}/wait`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use berth_api::container::{CreateRequest, CreateResponse, WaitError, WaitResponse};
+use berth_api::container::{CreateRequest, CreateResponse, Summary, WaitError, WaitResponse};
 use berth_api::stdcopy;
 use berth_daemon::container::{AttachOptions, LogOptions, WaitCondition};
 use berth_daemon::ContainerService;
@@ -82,7 +82,7 @@ async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) ->
     let mut out = svc.list(q.bool("all"), limit, &q.filters()?)?;
     for c in out.iter_mut() {
         if q.bool("size") {
-            add_sizes(&svc, c).await;
+            summary_sizes(&svc, c).await;
         }
         shape::container_summary(&v, c);
     }
@@ -105,6 +105,12 @@ async fn inspect(
 
 /// `SizeRw`/`SizeRootFs` for `size=1` (cri-dockerd reads them unchecked for every stats call).
 /// A container removed meanwhile reports zeros rather than failing the whole list.
+/// `SizeRw`/`SizeRootFs` of a list entry (`size=1`, and `/system/df`).
+pub(crate) async fn summary_sizes(svc: &Arc<berth_daemon::ContainerService>, c: &mut Summary) {
+    let (rw, rootfs) = svc.sizes(&c.id).await.unwrap_or((0, 0));
+    (c.size_rw, c.size_root_fs) = (Some(rw), Some(rootfs));
+}
+
 pub(crate) async fn add_sizes(svc: &std::sync::Arc<berth_daemon::ContainerService>, c: &mut serde_json::Value) {
     let id = c["Id"].as_str().unwrap_or_default().to_string();
     let (rw, rootfs) = svc.sizes(&id).await.unwrap_or((0, 0));

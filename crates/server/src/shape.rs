@@ -81,16 +81,12 @@ pub fn container_inspect(v: &ApiVersion, c: &mut Value) {
 }
 
 /// One entry of `GET /containers/json`.
-pub fn container_summary(v: &ApiVersion, c: &mut Value) {
+pub fn container_summary(v: &ApiVersion, c: &mut berth_api::container::Summary) {
     if v.less_than("1.46") {
-        if let Some(hc) = c["HostConfig"].as_object_mut() {
-            hc.remove("Annotations");
-        }
+        c.host_config.annotations = None;
     }
     if v.less_than("1.52") {
-        if let Some(o) = c.as_object_mut() {
-            o.remove("Health");
-        }
+        c.health = None;
     }
 }
 

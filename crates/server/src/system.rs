@@ -87,11 +87,14 @@ async fn df(
     let mut parts = Vec::new();
     let mut layers_size = None;
     // Containers are counted for images too (which are in use).
-    let mut cs = containers.list(true, None, &berth_api::filters::Filters::default())?;
-    if asked("container") {
-        for c in cs.iter_mut() {
-            crate::containers::add_sizes(&containers, c).await;
+    let mut cs = Vec::new();
+    for mut c in containers.list(true, None, &berth_api::filters::Filters::default())? {
+        if asked("container") {
+            crate::containers::summary_sizes(&containers, &mut c).await;
         }
+        cs.push(serde_json::to_value(&c).map_err(|e| ApiError(Error::internal(e.to_string())))?);
+    }
+    if asked("container") {
         parts.push(container_usage(&cs));
     }
     if asked("image") {

@@ -177,35 +177,41 @@ impl ContainerService {
     }
 
     /// One entry of `GET /containers/json`.
-    fn summary_json(&self, r: &ContainerRecord) -> Value {
-        let mut s = json!({
-            "Id": r.id,
-            "Names": [format!("/{}", r.name)],
-            "Image": r.config.image,
-            "ImageID": r.image_id,
-            "Command": r.command(),
-            "Created": unix_secs(&r.created),
-            "Ports": port_list(r),
-            "Labels": r.config.labels,
-            "State": r.state.shown(),
-            "Status": status_text(r),
-            "HostConfig": {"NetworkMode": if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() }},
-            "NetworkSettings": {"Networks": self.networks_json(r)},
-            "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
-            "Health": {
-                "Status": r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none"),
-                "FailingStreak": r.state.health.as_ref().map(|h| h.failing_streak).unwrap_or(0),
-            },
-        });
-        if let Some(a) = r.host_config.extra.get("Annotations").filter(|a| a.as_object().is_some_and(|m| !m.is_empty()))
-        {
-            s["HostConfig"]["Annotations"] = a.clone();
+    fn summary(&self, r: &ContainerRecord) -> berth_api::container::Summary {
+        use berth_api::container::{HealthSummary, Summary, SummaryHostConfig, SummaryNetworkSettings};
+        let mode = if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() };
+        let annotations =
+            r.host_config.extra.get("Annotations").filter(|a| a.as_object().is_some_and(|m| !m.is_empty())).cloned();
+        Summary {
+            id: r.id.clone(),
+            names: vec![format!("/{}", r.name)],
+            image: r.config.image.clone(),
+            image_id: r.image_id.to_string(),
+            command: r.command(),
+            created: unix_secs(&r.created),
+            ports: port_list(r),
+            labels: r.config.labels.clone(),
+            state: r.state.shown().to_string(),
+            status: status_text(r),
+            host_config: SummaryHostConfig { network_mode: mode.to_string(), annotations },
+            network_settings: SummaryNetworkSettings { networks: self.networks_json(r) },
+            mounts: r.mounts.iter().map(|m| m.to_json()).collect(),
+            health: Some(HealthSummary {
+                status: r.state.health.as_ref().map(|h| h.status.clone()).unwrap_or_else(|| "none".into()),
+                failing_streak: r.state.health.as_ref().map(|h| h.failing_streak).unwrap_or(0),
+            }),
+            size_rw: None,
+            size_root_fs: None,
         }
-        s
     }
 
     /// `GET /containers/json`.
-    pub fn list(&self, all: bool, limit: Option<usize>, filters: &Filters) -> Result<Vec<Value>> {
+    pub fn list(
+        &self,
+        all: bool,
+        limit: Option<usize>,
+        filters: &Filters,
+    ) -> Result<Vec<berth_api::container::Summary>> {
         filters
             .validate(&[
                 "id", "name", "status", "label", "exited", "ancestor", "before", "since", "network", "volume",
@@ -232,7 +238,7 @@ impl ContainerService {
         let filter = super::list_filter::ListFilter::new(filters, &created_of)?;
         let images = self.images.clone();
         let show_all = all || limit.is_some() || !filters.get("status").is_empty() || !filters.get("exited").is_empty();
-        let mut out: Vec<Value> = Vec::with_capacity(entries.len());
+        let mut out = Vec::with_capacity(entries.len());
         for (_, e) in &entries {
             if out.len() >= limit.unwrap_or(usize::MAX) {
                 break;
@@ -241,7 +247,7 @@ impl ContainerService {
             if !(show_all || r.state.running()) || !filter.matches(&r) {
                 continue;
             }
-            out.push(self.summary_json(&r));
+            out.push(self.summary(&r));
         }
         drop(images);
         Ok(out)
