@@ -30,7 +30,7 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "{}={lvl},berth_daemon={lvl},berth_server={lvl}",
+            "{}={lvl},berth_daemon={lvl},berth_server={lvl},berth_buildkit={lvl}",
             "berthd",
             lvl = settings.log_level
         ))
@@ -58,7 +58,9 @@ fn main() {
         .expect("tokio runtime");
     let set_level: Box<dyn Fn(&str) + Send + Sync> = Box::new(move |lvl: &str| {
         if std::env::var("BERTH_LOG").is_err() {
-            let f = tracing_subscriber::EnvFilter::new(format!("berthd={lvl},berth_daemon={lvl},berth_server={lvl}"));
+            let f = tracing_subscriber::EnvFilter::new(format!(
+                "berthd={lvl},berth_daemon={lvl},berth_server={lvl},berth_buildkit={lvl}"
+            ));
             let _ = filter_handle.reload(f);
         }
     });

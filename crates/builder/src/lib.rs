@@ -163,6 +163,12 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// Images whose build history may serve as cache (`--cache-from`).
     pub cache_from: Vec<String>,
+    /// The Dockerfile itself, when it did not come in the context (BuildKit's session sends it
+    /// on its own); `dockerfile` is then only its name.
+    pub dockerfile_text: Option<String>,
+    /// The client applied `.dockerignore` already (BuildKit's file sync does, from the patterns
+    /// berthd sent), so it is not applied again.
+    pub context_filtered: bool,
 }
 
 /// The outcome of a whole build.
@@ -174,8 +180,13 @@ pub struct Built {
 /// Reads and parses the Dockerfile and applies `.dockerignore`: failures here are the request's
 /// (an HTTP error), not the build's. Blocking.
 pub fn prepare(ctx: &Context, opts: &BuildOptions) -> Result<Dockerfile> {
-    let text = ctx.dockerfile(&opts.dockerfile)?;
-    ctx.apply_dockerignore()?;
+    let text = match &opts.dockerfile_text {
+        Some(t) => t.clone(),
+        None => ctx.dockerfile(&opts.dockerfile)?,
+    };
+    if !opts.context_filtered {
+        ctx.apply_dockerignore()?;
+    }
     let df = berth_dockerfile::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
     if let Some(t) = opts.target.as_deref().filter(|t| !t.is_empty()) {
         if df.stage_index(t).is_none() {

@@ -2,6 +2,7 @@
 //! The services behind the Engine API, composed by [`Daemon::open`].
 
 pub mod build;
+pub mod buildkit;
 pub mod config;
 pub mod container;
 pub mod events;
@@ -39,6 +40,8 @@ pub struct Daemon {
     pub networks: Arc<NetworkService>,
     pub events: Arc<EventBus>,
     pub builds: Arc<BuildService>,
+    /// BuildKit's API (`/grpc`, `/session`) over the same builds.
+    pub buildkit: Arc<berth_buildkit::BuildKit>,
 }
 
 impl Daemon {
@@ -97,7 +100,10 @@ impl Daemon {
         );
         let system = Arc::new(SystemService::new(config, containers.clone(), images.clone()));
         let builds = Arc::new(BuildService::new(containers.clone(), images.clone()));
-        Ok(Daemon { containers, images, system, volumes, networks, events, builds })
+        let engine = Arc::new(buildkit::BuildKitEngine { builds: builds.clone(), images: images.clone() });
+        let hostname = rustix::system::uname().nodename().to_string_lossy().into_owned();
+        let buildkit = berth_buildkit::BuildKit::new(engine, hostname);
+        Ok(Daemon { containers, images, system, volumes, networks, events, builds, buildkit })
     }
 
     /// A reload of daemon.json (SIGHUP): applies what may change while running and records a

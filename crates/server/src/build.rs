@@ -125,6 +125,7 @@ fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildOptions> {
         auths: registry_config(headers)?,
         platform: q.str("platform").filter(|p| !p.is_empty()).map(String::from),
         cache_from,
+        ..Default::default()
     })
 }
 

@@ -2,6 +2,7 @@
 
 mod body;
 mod build;
+mod buildkit;
 mod containers;
 pub mod error;
 pub mod guard;
@@ -51,6 +52,7 @@ substate!(events: EventBus);
 substate!(volumes: VolumeService);
 substate!(networks: NetworkService);
 substate!(builds: BuildService);
+substate!(buildkit: berth_buildkit::BuildKit);
 
 /// The whole API as a service: version negotiation wraps routing, so `/v1.44/x` routes as `/x`.
 pub fn app(daemon: &Daemon) -> version::Api {
@@ -61,6 +63,7 @@ pub fn app(daemon: &Daemon) -> version::Api {
         .merge(volumes::routes())
         .merge(networks::routes())
         .merge(build::routes())
+        .merge(buildkit::routes())
         .route_layer(axum::middleware::from_fn(record_metrics))
         .fallback(|| async { ApiError(Error::not_found("page not found")) })
         .layer(axum::middleware::from_fn(body::settle))

@@ -1,0 +1,151 @@
+//! `POST /session`: the client's side of a build (the build context, secrets, registry
+//! credentials) served by the client over a hijacked connection on which berthd is the gRPC
+//! *client*. Sessions are kept by id until their connection closes; a Solve names its session.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use berth_types::{Error, Result};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Notify;
+
+use crate::proto;
+
+/// How long a Solve waits for its session to connect (the client dials both at once).
+const SESSION_WAIT: Duration = Duration::from_secs(15);
+
+/// A connected client session.
+#[derive(Clone)]
+pub struct Session {
+    pub id: String,
+    /// gRPC methods the client serves (`/moby.filesync.v1.FileSync/DiffCopy`, ...).
+    methods: Arc<HashSet<String>>,
+    send: SendRequest<tonic::body::Body>,
+}
+
+/// hyper's HTTP/2 client as the tower service tonic's client helpers call.
+#[derive(Clone)]
+pub(crate) struct H2(SendRequest<tonic::body::Body>);
+
+impl tower::Service<http::Request<tonic::body::Body>> for H2 {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = Pin<Box<dyn Future<Output = std::result::Result<Self::Response, hyper::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), hyper::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(req))
+    }
+}
+
+impl Session {
+    pub fn supports(&self, method: &str) -> bool {
+        self.methods.contains(method)
+    }
+
+    /// A tonic client over this session's connection.
+    pub(crate) async fn grpc(&self) -> Result<tonic::client::Grpc<H2>> {
+        let mut g = tonic::client::Grpc::with_origin(H2(self.send.clone()), http::Uri::from_static("http://buildkit"));
+        g.ready().await.map_err(|e| Error::invalid(format!("build session {}: {e}", self.id)))?;
+        Ok(g)
+    }
+
+    /// `moby.buildkit.secrets.v1.Secrets/GetSecret`: `None` when the client has no such secret.
+    pub async fn secret(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        const M: &str = "/moby.buildkit.secrets.v1.Secrets/GetSecret";
+        if !self.supports(M) {
+            return Ok(None);
+        }
+        let mut g = self.grpc().await?;
+        let codec = tonic_prost::ProstCodec::<proto::GetSecretRequest, proto::GetSecretResponse>::default();
+        let req = tonic::Request::new(proto::GetSecretRequest { id: id.to_string() });
+        match g.unary(req, http::uri::PathAndQuery::from_static(M), codec).await {
+            Ok(r) => Ok(Some(r.into_inner().data)),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(Error::invalid(format!("secret {id}: {}", s.message()))),
+        }
+    }
+
+    /// `moby.filesync.v1.Auth/Credentials` for a registry host: `(user, secret)`, empty when none.
+    pub async fn credentials(&self, host: &str) -> Result<(String, String)> {
+        const M: &str = "/moby.filesync.v1.Auth/Credentials";
+        if !self.supports(M) {
+            return Ok(Default::default());
+        }
+        let mut g = self.grpc().await?;
+        let codec = tonic_prost::ProstCodec::<proto::CredentialsRequest, proto::CredentialsResponse>::default();
+        let req = tonic::Request::new(proto::CredentialsRequest { host: host.to_string() });
+        let r = g
+            .unary(req, http::uri::PathAndQuery::from_static(M), codec)
+            .await
+            .map_err(|s| Error::invalid(format!("credentials for {host}: {}", s.message())))?
+            .into_inner();
+        Ok((r.username, r.secret))
+    }
+}
+
+/// The sessions connected now.
+#[derive(Default)]
+pub struct Sessions {
+    by_id: Mutex<HashMap<String, Session>>,
+    changed: Notify,
+}
+
+impl Sessions {
+    /// Takes over a hijacked `/session` connection; returns when it closes. `headers` are the
+    /// request's (`X-Docker-Expose-Session-Uuid`, `...-Grpc-Method` repeated).
+    pub async fn serve<IO>(&self, io: IO, headers: &http::HeaderMap) -> Result<()>
+    where
+        IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let id = headers
+            .get("X-Docker-Expose-Session-Uuid")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Error::invalid("session: no X-Docker-Expose-Session-Uuid"))?
+            .to_string();
+        let methods: HashSet<String> = headers
+            .get_all("X-Docker-Expose-Session-Grpc-Method")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|m| m.trim().to_string()))
+            .collect();
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .handshake(io)
+            .await
+            .map_err(|e| Error::invalid(format!("session {id}: {e}")))?;
+        tracing::debug!(session = %id, ?methods, "build session connected");
+        let session = Session { id: id.clone(), methods: Arc::new(methods), send };
+        self.by_id.lock().unwrap().insert(id.clone(), session);
+        self.changed.notify_waiters();
+        let res = conn.await;
+        self.by_id.lock().unwrap().remove(&id);
+        tracing::debug!(session = %id, "build session closed");
+        res.map_err(|e| Error::invalid(format!("session {id}: {e}")))
+    }
+
+    /// The session `id`, waiting a while for it to connect.
+    pub async fn get(&self, id: &str) -> Result<Session> {
+        let deadline = tokio::time::Instant::now() + SESSION_WAIT;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(s) = self.by_id.lock().unwrap().get(id) {
+                return Ok(s.clone());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Error::invalid(format!("no active session for {id}: context deadline exceeded")));
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The daemon's side of BuildKit's API (crate `berth-buildkit`): builds run through the same
+//! [`BuildService`] as `POST /build`, so both front ends share the step cache, the images and
+//! the build bookkeeping.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use berth_buildkit::{BuildOptions, CacheItem, Engine, PruneOptions};
+use berth_types::{Reference, Result};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+
+use crate::build::BuildService;
+use crate::ImageService;
+
+pub struct BuildKitEngine {
+    pub builds: Arc<BuildService>,
+    pub images: Arc<ImageService>,
+}
+
+fn item(e: berth_image::CacheEntry) -> CacheItem {
+    CacheItem {
+        id: e.key.hex().to_string(),
+        parent: e.parent.map(|p| p.hex().to_string()),
+        size: e.size,
+        in_use: e.in_use,
+        created: e.record.created,
+        last_used: e.record.last_used,
+        usage_count: e.record.usage_count,
+        description: e.record.created_by,
+    }
+}
+
+impl Engine for BuildKitEngine {
+    fn build(
+        &self,
+        context: Pin<Box<dyn AsyncRead + Send>>,
+        opts: BuildOptions,
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>> {
+        Box::pin(async move {
+            let prepared = self.builds.prepare(context, opts).await?;
+            Ok(self.builds.run(prepared))
+        })
+    }
+
+    fn tag(&self, image: String, names: Vec<String>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for n in names {
+                let r = Reference::parse(&n)?;
+                self.images.tag(&image, &r.familiar_repository(), r.tag().unwrap_or("latest")).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn cache(&self) -> BoxFuture<'_, Result<Vec<CacheItem>>> {
+        Box::pin(async move { Ok(self.builds.cache().await?.into_iter().map(item).collect()) })
+    }
+
+    fn prune(&self, opts: PruneOptions) -> BoxFuture<'_, Result<Vec<CacheItem>>> {
+        Box::pin(async move {
+            let before = self.builds.cache().await?;
+            let until = opts.keep_duration.map(|d| {
+                (chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default())
+                    .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            });
+            let o = berth_image::CachePruneOptions {
+                until,
+                reserved_space: opts.reserved_space,
+                max_used_space: opts.max_used_space,
+                min_free_space: opts.min_free_space,
+            };
+            let (deleted, _) = self.builds.prune(o).await?;
+            Ok(before.into_iter().map(item).filter(|c| deleted.iter().any(|d| d.ends_with(&c.id))).collect())
+        })
+    }
+}
