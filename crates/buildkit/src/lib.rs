@@ -12,6 +12,7 @@ mod control;
 pub mod filesync;
 mod frontend;
 mod grpc;
+pub mod h2c;
 pub mod progress;
 pub mod proto;
 pub mod session;

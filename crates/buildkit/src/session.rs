@@ -3,17 +3,14 @@
 //! *client*. Sessions are kept by id until their connection closes; a Solve names its session.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use berth_types::{Error, Result};
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 
+use crate::h2c::H2;
 use crate::proto;
 
 /// How long a Solve waits for its session to connect (the client dials both at once).
@@ -28,24 +25,6 @@ pub struct Session {
     send: SendRequest<tonic::body::Body>,
 }
 
-/// hyper's HTTP/2 client as the tower service tonic's client helpers call.
-#[derive(Clone)]
-pub(crate) struct H2(SendRequest<tonic::body::Body>);
-
-impl tower::Service<http::Request<tonic::body::Body>> for H2 {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
-    type Future = Pin<Box<dyn Future<Output = std::result::Result<Self::Response, hyper::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), hyper::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.0.send_request(req))
-    }
-}
-
 impl Session {
     pub fn supports(&self, method: &str) -> bool {
         self.methods.contains(method)
@@ -53,9 +32,7 @@ impl Session {
 
     /// A tonic client over this session's connection.
     pub(crate) async fn grpc(&self) -> Result<tonic::client::Grpc<H2>> {
-        let mut g = tonic::client::Grpc::with_origin(H2(self.send.clone()), http::Uri::from_static("http://buildkit"));
-        g.ready().await.map_err(|e| Error::invalid(format!("build session {}: {e}", self.id)))?;
-        Ok(g)
+        crate::h2c::grpc(self.send.clone()).await.map_err(|e| Error::invalid(format!("build session {}: {e}", self.id)))
     }
 
     /// `moby.buildkit.secrets.v1.Secrets/GetSecret`: `None` when the client has no such secret.
@@ -118,13 +95,7 @@ impl Sessions {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(',').map(|m| m.trim().to_string()))
             .collect();
-        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .handshake(io)
-            .await
-            .map_err(|e| Error::invalid(format!("session {id}: {e}")))?;
+        let (send, conn) = crate::h2c::handshake(io).await.map_err(|e| Error::invalid(format!("session {id}: {e}")))?;
         tracing::debug!(session = %id, ?methods, "build session connected");
         let session = Session { id: id.clone(), methods: Arc::new(methods), send };
         self.by_id.lock().unwrap().insert(id.clone(), session);
