@@ -45,8 +45,6 @@ where
 /// A tonic client over a connection's sender, ready for a call.
 pub async fn grpc(send: SendRequest<tonic::body::Body>) -> hyper::Result<tonic::client::Grpc<H2>> {
     let mut g = tonic::client::Grpc::with_origin(H2(send), http::Uri::from_static("http://buildkit"));
-    if let Err(e) = g.ready().await {
-        return Err(e);
-    }
+    g.ready().await?;
     Ok(g)
 }
