@@ -2,13 +2,13 @@
 # Build benchmark (numbers, not pass/fail), as issue #9 specifies: a Dockerfile with 5 RUN steps and
 # a 50 MB COPY context, built cold, then rebuilt fully cached, then rebuilt after one source file
 # changed (COPY and the RUNs after it run again). `docker build` with DOCKER_BUILDKIT=0 (the classic
-# builder protocol) against a private release berthd on a temp root.
+# builder protocol) against a private release berthd on a temp root; with BUILDX=<path of docker-buildx>,
+# the same again through buildx's docker driver (BuildKit's /grpc + /session), from a cold cache.
 set -eu
 cd "$(dirname "$0")/.."
 MB=${MB:-50}
 RUNS=${RUNS:-5}
 . bench/berthd.sh
-export DOCKER_BUILDKIT=0
 sh scripts/mk-busybox-tar.sh "$ROOT/bb.tar" >/dev/null
 docker import "$ROOT/bb.tar" busybox >/dev/null
 CTX=$ROOT/ctx
@@ -29,17 +29,30 @@ RUN ls /data | wc -l > /count
 RUN echo done > /done
 EOF
 now() { date +%s.%N; }
-t0=$(now); docker build -q -t bench:build "$CTX" >/dev/null 2>&1; t1=$(now)
-best=999
-i=0
-while [ $i -lt "$RUNS" ]; do
-  a=$(now); docker build -q -t bench:build "$CTX" >/dev/null 2>&1; b=$(now)
-  best=$(echo "$b - $a" | bc -l | awk -v m="$best" '{ print ($1 < m) ? $1 : m }')
-  i=$((i + 1))
-done
-head -c 1048576 /dev/urandom > "$CTX/data/f0"
-t2=$(now); docker build -q -t bench:build "$CTX" >/dev/null 2>&1; t3=$(now)
-printf 'context        %s MB in %s files, 5 RUN steps\n' "$MB" "$MB"
-printf 'cold build     %.2f s\n' "$(echo "$t1 - $t0" | bc -l)"
-printf 'cached rebuild %.3f s (best of %s)\n' "$best" "$RUNS"
-printf 'one file changed %.2f s\n' "$(echo "$t3 - $t2" | bc -l)"
+measure() { # $1: label; the docker build command is "$@" after it
+  label=$1; shift
+  docker image rm -f bench:build >/dev/null 2>&1 || true
+  docker builder prune -af >/dev/null 2>&1 || true
+  t0=$(now); "$@" -q -t bench:build "$CTX" >/dev/null 2>&1; t1=$(now)
+  best=999
+  i=0
+  while [ $i -lt "$RUNS" ]; do
+    a=$(now); "$@" -q -t bench:build "$CTX" >/dev/null 2>&1; b=$(now)
+    best=$(echo "$b - $a" | bc -l | awk -v m="$best" '{ print ($1 < m) ? $1 : m }')
+    i=$((i + 1))
+  done
+  head -c 1048576 /dev/urandom > "$CTX/data/f0"
+  t2=$(now); "$@" -q -t bench:build "$CTX" >/dev/null 2>&1; t3=$(now)
+  printf '%s\n' "$label"
+  printf '  cold build       %.2f s\n' "$(echo "$t1 - $t0" | bc -l)"
+  printf '  cached rebuild   %.3f s (best of %s)\n' "$best" "$RUNS"
+  printf '  one file changed %.2f s\n' "$(echo "$t3 - $t2" | bc -l)"
+}
+printf 'context %s MB in %s files, 5 RUN steps\n' "$MB" "$MB"
+measure "classic (DOCKER_BUILDKIT=0)" env DOCKER_BUILDKIT=0 docker build
+if [ -n "${BUILDX:-}" ]; then
+  CFG=$ROOT/docker-config
+  mkdir -p "$CFG/cli-plugins"
+  ln -s "$BUILDX" "$CFG/cli-plugins/docker-buildx"
+  measure "buildx $("$BUILDX" version | awk '{print $2}') (BuildKit API)" env -u DOCKER_BUILDKIT DOCKER_CONFIG="$CFG" docker build
+fi
