@@ -96,7 +96,7 @@ fn expand_ports(words: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn ensure_abs(path: &str, workdir: &str) -> String {
+pub(crate) fn ensure_abs(path: &str, workdir: &str) -> String {
     if path.starts_with('/') {
         return path.to_string();
     }
@@ -105,7 +105,7 @@ fn ensure_abs(path: &str, workdir: &str) -> String {
 }
 
 impl<B: Backend> Cx<'_, '_, B> {
-    fn expand(&self, st: &StageState, word: &str) -> Result<String> {
+    pub(crate) fn expand(&self, st: &StageState, word: &str) -> Result<String> {
         shell::expand_word(word, self.b.df.escape, &|n: &str| st.lookup(n))
             .map_err(|e| Error::invalid(format!("failed to process \"{word}\": {e}")))
     }
@@ -388,9 +388,7 @@ impl<B: Backend> Cx<'_, '_, B> {
     }
 
     async fn run(&mut self, st: &mut StageState, ins: &Instruction, cmd: &Command, heredocs: &[Heredoc]) -> Result<()> {
-        if let Some(m) = ins.flag("mount") {
-            return Err(Error::invalid(format!("RUN --mount={m} is not supported by the classic builder")));
-        }
+        let mounts = self.run_mounts(st, ins).await?;
         let argv = match (cmd, heredocs) {
             // `RUN <<EOF` alone: the body is the script.
             (Command::Shell(s), [h]) if s.trim() == format!("<<{}", h.name) || s.trim() == format!("<<-{}", h.name) => {
@@ -421,6 +419,7 @@ impl<B: Backend> Cx<'_, '_, B> {
         let config = &st.image.config.config;
         let mut env = config.env.clone();
         env.extend(declared.iter().chain(proxies.iter()).map(|(k, v)| format!("{k}={v}")));
+        env.extend(mounts.env);
         let mut host = self.b.opts.host.clone();
         match ins.flag("network") {
             None | Some("default") => {}
@@ -435,10 +434,12 @@ impl<B: Backend> Cx<'_, '_, B> {
             host,
             rm: self.b.opts.rm,
             force_rm: self.b.opts.force_rm,
+            mounts: mounts.mounts,
         };
         let parent = st.image.clone();
         let (backend, out) = (self.b.backend, self.out.clone());
-        self.finish(st, created_by, "", || async move { Ok(Some(backend.run(&parent, spec, &out).await?)) }).await
+        self.finish(st, created_by, &mounts.key, || async move { Ok(Some(backend.run(&parent, spec, &out).await?)) })
+            .await
     }
 
     async fn copy(&mut self, st: &mut StageState, ins: &Instruction, spec: &CopySpec, add: bool) -> Result<()> {
@@ -557,7 +558,7 @@ impl<B: Backend> Cx<'_, '_, B> {
     }
 
     /// `COPY --from`: an earlier stage by name or number, or else an image.
-    async fn copy_source_image(&mut self, st: &StageState, f: &str) -> Result<BaseImage> {
+    pub(crate) async fn copy_source_image(&mut self, st: &StageState, f: &str) -> Result<BaseImage> {
         let name = self.expand(st, f)?;
         if let Some(i) = self.b.df.stage_index(&name) {
             if i >= self.stage {

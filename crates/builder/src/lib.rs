@@ -9,6 +9,7 @@ mod context;
 mod copy;
 mod dispatch;
 mod fetch;
+mod runmount;
 mod stages;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 
 pub use berth_dockerfile::Dockerfile;
 pub use context::Context;
+pub use runmount::{BindRoot, RunMount, SecretSource, Secrets, Sharing};
 
 /// An image as the builder sees it: `id` is `None` for `scratch`.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +45,8 @@ pub struct RunSpec {
     /// Remove the container after a successful step (`rm`), and after a failed one too (`forcerm`).
     pub rm: bool,
     pub force_rm: bool,
+    /// `RUN --mount`s (BuildKit builds only).
+    pub mounts: Vec<RunMount>,
 }
 
 /// Work on a mounted root: the destination root, and the root of `--from`'s image when there is one.
@@ -169,6 +173,10 @@ pub struct BuildOptions {
     /// The client applied `.dockerignore` already (BuildKit's file sync does, from the patterns
     /// berthd sent), so it is not applied again.
     pub context_filtered: bool,
+    /// `RUN --mount` is BuildKit syntax: builds that came through BuildKit's API allow it.
+    pub run_mounts: bool,
+    /// The client's secrets (`RUN --mount=type=secret`), when its session offers them.
+    pub secrets: Option<SecretSource>,
 }
 
 /// The outcome of a whole build.

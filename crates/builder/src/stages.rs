@@ -96,6 +96,13 @@ fn deps(df: &Dockerfile, idx: usize, meta: &[(String, Option<String>)]) -> Vec<u
         if let (Kind::Copy(_), Some(from)) = (&ins.kind, ins.flag("from")) {
             out.extend(stage_ref(from));
         }
+        // `RUN --mount=from=<stage>` waits for that stage too.
+        if let Kind::Run { .. } = &ins.kind {
+            for (_, v) in ins.flags.iter().filter(|(k, _)| k == "mount") {
+                let from = v.as_deref().unwrap_or("").split(',').find_map(|f| f.trim().strip_prefix("from="));
+                out.extend(from.and_then(stage_ref));
+            }
+        }
     }
     out
 }

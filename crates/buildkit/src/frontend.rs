@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::sync::Arc;
 
 use berth_types::Error;
 use tonic::Status;
@@ -71,6 +72,8 @@ pub(crate) async fn dockerfile(
     opts.dockerfile = filename;
     opts.dockerfile_text = Some(text);
     opts.context_filtered = true;
+    opts.run_mounts = true;
+    opts.secrets = Some(berth_builder::SecretSource(Arc::new(session.clone())));
     let v = rep.start("load-context", "[internal] load build context");
     let (mut wr, rd) = tokio::io::duplex(1 << 20);
     let req = Request { dir: ctx_dir, exclude, max_bytes: CONTEXT_MAX, ..Default::default() };

@@ -69,6 +69,14 @@ impl Session {
     }
 }
 
+/// `RUN --mount=type=secret` reads the client's secrets through its session.
+impl berth_builder::Secrets for Session {
+    fn get(&self, id: &str) -> futures_util::future::BoxFuture<'_, Result<Option<Vec<u8>>>> {
+        let id = id.to_string();
+        Box::pin(async move { self.secret(&id).await })
+    }
+}
+
 /// The sessions connected now.
 #[derive(Default)]
 pub struct Sessions {

@@ -185,6 +185,19 @@ impl Backend for DaemonBackend {
         let image =
             parent.id.as_ref().ok_or_else(|| Error::invalid("RUN needs a base image: FROM scratch has no shell"))?;
         let display = spec.argv.join(" ");
+        let mut host = spec.host;
+        // The step's --mounts (BuildKit builds): held until its container is gone.
+        let step_mounts = match spec.mounts.is_empty() {
+            true => None,
+            false => {
+                let m = crate::build_mounts::prepare(self.images.store(), spec.mounts).await?;
+                let list = host.extra.entry("Mounts").or_insert_with(|| json!([]));
+                if let Some(a) = list.as_array_mut() {
+                    a.extend(m.api.iter().cloned());
+                }
+                Some(m)
+            }
+        };
         let config = Config {
             image: image.to_string(),
             entrypoint: Some(spec.argv),
@@ -198,7 +211,7 @@ impl Backend for DaemonBackend {
             healthcheck: Some(json!({"Test": ["NONE"]})),
             ..Default::default()
         };
-        let req = CreateRequest { config, host_config: spec.host, networking_config: None };
+        let req = CreateRequest { config, host_config: host, networking_config: None };
         let id = self.containers.create_build_step(req).await?;
         out.stream(format!(" ---> Running in {}\n", short_id(&id)));
         let result = self.run_container(&id, out).await;
@@ -214,6 +227,12 @@ impl Backend for DaemonBackend {
                 self.remove(&id).await;
             }
             return Err(Error::exited(format!("The command '{display}' returned a non-zero code: {code}"), code));
+        }
+        if let Some(m) = &step_mounts {
+            if let Err(e) = self.containers.remove_mount_stubs(&id, m.targets.clone()).await {
+                self.remove(&id).await;
+                return Err(e);
+            }
         }
         let diff = self.containers.diff_tar(&id).await;
         if spec.rm || diff.is_err() {

@@ -2,6 +2,7 @@
 //! The services behind the Engine API, composed by [`Daemon::open`].
 
 pub mod build;
+mod build_mounts;
 pub mod buildkit;
 pub mod config;
 pub mod container;

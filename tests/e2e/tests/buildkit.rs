@@ -76,6 +76,27 @@ fn with_build_id<T>(msg: T, build: &str) -> Request<T> {
 
 type Dirs = Arc<BTreeMap<String, Vec<(String, Vec<u8>)>>>;
 
+/// The client's secrets: the `secrets` entry of the dirs map, by file name.
+fn secret_of(dirs: &Dirs, id: &str) -> Option<Vec<u8>> {
+    dirs.get("secrets")?.iter().find(|(n, _)| n == id).map(|(_, d)| d.clone())
+}
+
+struct GetSecret(Dirs);
+
+impl tonic::server::UnaryService<proto::GetSecretRequest> for GetSecret {
+    type Response = proto::GetSecretResponse;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
+    fn call(&mut self, req: Request<proto::GetSecretRequest>) -> Self::Future {
+        let found = secret_of(&self.0, &req.get_ref().id);
+        Box::pin(async move {
+            match found {
+                Some(data) => Ok(tonic::Response::new(proto::GetSecretResponse { data })),
+                None => Err(Status::not_found("secret not found")),
+            }
+        })
+    }
+}
+
 fn excluded(path: &str, patterns: &[String]) -> bool {
     patterns.iter().any(|p| match p.strip_prefix('*') {
         Some(suffix) => path.ends_with(suffix),
@@ -88,9 +109,18 @@ async fn serve_session(io: hyper::upgrade::Upgraded, dirs: Dirs) {
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let dirs = dirs.clone();
         async move {
-            assert_eq!(req.uri().path(), "/moby.filesync.v1.FileSync/DiffCopy", "berthd called an unexpected method");
-            let mut g = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Packet, Packet>::default());
-            Ok::<_, std::convert::Infallible>(g.streaming(DiffCopy(dirs), req).await)
+            let resp = match req.uri().path() {
+                "/moby.filesync.v1.FileSync/DiffCopy" => {
+                    let mut g = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Packet, Packet>::default());
+                    g.streaming(DiffCopy(dirs), req).await
+                }
+                "/moby.buildkit.secrets.v1.Secrets/GetSecret" => {
+                    let codec = tonic_prost::ProstCodec::<proto::GetSecretResponse, proto::GetSecretRequest>::default();
+                    tonic::server::Grpc::new(codec).unary(GetSecret(dirs), req).await
+                }
+                other => panic!("berthd called an unexpected method {other}"),
+            };
+            Ok::<_, std::convert::Infallible>(resp)
         }
     });
     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, svc).await;
@@ -121,7 +151,16 @@ impl tonic::server::StreamingService<Packet> for DiffCopy {
             let (tx, rx) = mpsc::channel(16);
             tokio::spawn(async move {
                 for (p, data) in &files {
-                    let st = Stat { path: p.clone(), mode: 0o644, size: data.len() as i64, ..Default::default() };
+                    // `symlink:TARGET` stands for a symlink (Go's os.ModeSymlink), as fsutil sends one.
+                    let st = match data.strip_prefix(b"symlink:") {
+                        Some(t) => Stat {
+                            path: p.clone(),
+                            mode: (1 << 27) | 0o777,
+                            linkname: String::from_utf8_lossy(t).into(),
+                            ..Default::default()
+                        },
+                        None => Stat { path: p.clone(), mode: 0o644, size: data.len() as i64, ..Default::default() },
+                    };
                     tx.send(Ok(Packet { r#type: proto::PACKET_STAT, stat: Some(st), ..Default::default() }))
                         .await
                         .unwrap();
@@ -286,7 +325,12 @@ async fn build(d: &Berthd, dirs: Dirs, opts: HashMap<String, String>, tag: &str)
 }
 
 fn dirs(dockerfile: &str, context: &[(&str, &str)]) -> Dirs {
+    dirs_with_secrets(dockerfile, context, &[])
+}
+
+fn dirs_with_secrets(dockerfile: &str, context: &[(&str, &str)], secrets: &[(&str, &str)]) -> Dirs {
     let mut m = BTreeMap::new();
+    m.insert("secrets".to_string(), secrets.iter().map(|(n, d)| (n.to_string(), d.as_bytes().to_vec())).collect());
     m.insert("dockerfile".to_string(), vec![("Dockerfile".to_string(), dockerfile.as_bytes().to_vec())]);
     m.insert("context".to_string(), context.iter().map(|(p, c)| (p.to_string(), c.as_bytes().to_vec())).collect());
     Arc::new(m)
@@ -375,6 +419,62 @@ async fn buildx_build_failures_answer_as_buildkit() {
     assert_eq!(o.0, 400, "{o:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_mounts_cache_bind_tmpfs_and_secrets() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let df = "FROM busybox\n\
+        RUN --mount=type=cache,target=/cache,id=c1 sh -c 'echo run >> /cache/log; wc -l < /cache/log > /runs'\n\
+        RUN --mount=type=bind,source=src,target=/src cp /src/data.txt /copied\n\
+        RUN --mount=type=bind,source=src,target=/src,rw sh -c 'echo x > /src/new && test -s /src/new'\n\
+        RUN --mount=type=tmpfs,target=/scratch,size=1m sh -c 'echo t > /scratch/t && df /scratch | grep -q 1024'\n\
+        RUN --mount=type=secret,id=tok sh -c 'wc -c < /run/secrets/tok > /secret-len'\n\
+        RUN --mount=type=secret,id=tok,env=TOK sh -c 'echo ${#TOK} > /env-len'\n";
+    let ctx = [("src/data.txt", "from the context\n")];
+    let secrets = [("tok", "s3cr3t-value")];
+    let o = build(&d, dirs_with_secrets(df, &ctx, &secrets), HashMap::new(), "bk-mounts:1").await;
+    o.solve.as_ref().unwrap_or_else(|s| panic!("{s:?}\n{}", d.log_tail()));
+    let out = d.ok(&["run", "--rm", "bk-mounts:1", "cat", "/runs", "/copied", "/secret-len", "/env-len"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["1", "from", "the", "context", "12", "12"], "{out}");
+    // No trace of the mounts in the image: mount points, the rw bind's write, the secret.
+    let ls = d.ok(&["run", "--rm", "bk-mounts:1", "sh", "-c", "ls -a / ; ls /src /cache /scratch /run 2>&1; true"]);
+    for gone in ["src:", "cache:", "scratch:", "run:"] {
+        assert!(ls.contains(&format!("ls: /{}", gone.trim_end_matches(':'))), "{gone} left in the image: {ls}");
+    }
+    let history = d.ok(&["history", "--no-trunc", "bk-mounts:1"]);
+    assert!(!history.contains("s3cr3t"), "{history}");
+
+    // The cache outlives the build: a rebuild without the step cache finds the first run's log.
+    let o = build(
+        &d,
+        dirs_with_secrets(df, &ctx, &secrets),
+        HashMap::from([("no-cache".into(), "".into())]),
+        "bk-mounts:2",
+    )
+    .await;
+    o.solve.as_ref().unwrap();
+    assert_eq!(d.ok(&["run", "--rm", "bk-mounts:2", "cat", "/runs"]).trim(), "2");
+
+    // A required secret the client lacks, and a bind source that leads out of the context.
+    let o =
+        build(&d, dirs("FROM busybox\nRUN --mount=type=secret,id=nope,required true\n", &[]), HashMap::new(), "bk-m3")
+            .await;
+    assert!(o.gateway.unwrap_err().message().contains("secret nope: not found"));
+    let escape = "FROM busybox\nRUN --mount=type=bind,source=../../../../etc,target=/x ls /x/shadow\n";
+    let o = build(&d, dirs(escape, &[("a", "a")]), HashMap::new(), "bk-m4").await;
+    let e = o.gateway.unwrap_err();
+    assert!(e.message().contains("RUN --mount failed: forbidden path outside the build context"), "{e:?}");
+    // A symlink in the context that points out of it resolves inside the context (where there is
+    // no /etc/shadow), never on the host.
+    let link = "FROM busybox\nRUN --mount=type=bind,source=etc,target=/x cat /x/shadow\n";
+    let o = build(&d, dirs(link, &[("etc", "symlink:/etc")]), HashMap::new(), "bk-m6").await;
+    let logs: Vec<u8> = o.updates.iter().flat_map(|u| &u.logs).flat_map(|l| l.msg.clone()).collect();
+    let logs = String::from_utf8_lossy(&logs);
+    assert!(o.gateway.is_err() && !logs.contains("root:"), "{logs}");
+    let o = build(&d, dirs("FROM busybox\nRUN --mount=type=ssh true\n", &[]), HashMap::new(), "bk-m5").await;
+    assert!(o.gateway.unwrap_err().message().contains("type=ssh is not supported"));
+}
+
 /// The real thing, where the buildx plugin is at hand (it cannot be built in CI, which runs the
 /// replays above instead): `BERTH_BUILDX=/path/to/docker-buildx cargo test -p berth-e2e --test
 /// buildkit`. (Not `#[ignore]`: the suite runs ignored tests too.)
@@ -419,6 +519,13 @@ fn docker_build_with_the_real_buildx() {
     assert!(o.status.success() && err(&o).contains("CACHED"), "{}", err(&o));
     let o = docker(&["build", "--target", "base", "-t", "bx-base", "."]);
     assert!(o.status.success(), "{}", err(&o));
+    // Secrets from the CLI (--secret) through the session, and a cache mount.
+    std::fs::write(ctx.join("Dockerfile.s"), "FROM busybox\nRUN --mount=type=secret,id=tok --mount=type=cache,target=/c sh -c 'wc -c < /run/secrets/tok > /len'\n").unwrap();
+    std::fs::write(d.root.join("tok"), "abcd").unwrap();
+    let src = format!("id=tok,src={}", d.root.join("tok").display());
+    let o = docker(&["build", "-f", "Dockerfile.s", "--secret", &src, "-t", "bx-secret", "."]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(d.ok(&["run", "--rm", "bx-secret", "cat", "/len"]).trim(), "4");
     let o = docker(&["buildx", "du"]);
     assert!(o.status.success() && out(&o).contains("Total:"), "{}{}", out(&o), err(&o));
     let o = docker(&["buildx", "prune", "-af"]);

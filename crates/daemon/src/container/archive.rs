@@ -211,6 +211,45 @@ impl ContainerService {
         self.write_diff(&e).await.map(Some)
     }
 
+    /// Takes out of a build step's layer the mount points the runtime made for its `--mount`s: an
+    /// empty folder or file at a target, and parents made only for it, that the image did not have
+    /// (as BuildKit, whose layers carry no trace of a step's mounts).
+    pub async fn remove_mount_stubs(&self, name: &str, targets: Vec<String>) -> Result<()> {
+        let e = self.get(name)?;
+        let snap = self.images.snapshot_mounts(&e.id()).await?;
+        blocking(move || {
+            let upper = Root::open(&snap.overlay.upper)?;
+            let lowers: Vec<Root> = snap.overlay.lowers.iter().filter_map(|l| Root::open(l).ok()).collect();
+            for t in targets {
+                let mut p = berth_sys::root::clean(Path::new(&t));
+                while !p.as_os_str().is_empty() {
+                    if lowers.iter().any(|l| l.lstat(&p).is_ok()) {
+                        break;
+                    }
+                    let Ok(st) = upper.lstat(&p) else { break };
+                    let empty = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                        rustix::fs::FileType::RegularFile => st.st_size == 0,
+                        rustix::fs::FileType::Directory => match upper.open_dir(&p)? {
+                            Some(fd) => rustix::fs::Dir::read_from(&fd)
+                                .map_err(|e| Error::internal(format!("read {}: {e}", p.display())))?
+                                .filter_map(|d| d.ok())
+                                .all(|d| matches!(d.file_name().to_bytes(), b"." | b"..")),
+                            None => false,
+                        },
+                        _ => false,
+                    };
+                    if !empty {
+                        break;
+                    }
+                    upper.remove_all(&p)?;
+                    p.pop();
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// `HEAD /containers/{id}/archive`: the stat of a path (a final symlink is not followed).
     pub async fn archive_stat(&self, name: &str, path: &str) -> Result<Value> {
         let e = self.get(name)?;

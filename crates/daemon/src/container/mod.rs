@@ -46,6 +46,7 @@ pub use archive::{go_file_mode, path_stat, CommitRequest};
 pub use attach::{AttachOptions, AttachStream, StdinMsg};
 pub use exec::{ExecConfig, ExecStream};
 pub use logs::LogOptions;
+pub(crate) use mounts::stage_subpath as stage_confined;
 pub use ops::WaitCondition;
 use record::ContainerRecord;
 pub use state::{Event, Status, WaitState};

@@ -598,7 +598,7 @@ pub(super) fn image_mount_keys(rec: &ContainerRecord) -> Vec<String> {
 /// A volume subpath, resolved inside the volume (a symlink in it cannot lead out: another
 /// container may have planted `app -> /`), opened, and bound from that fd onto `target`, which the
 /// runtime then mounts. The runtime never resolves a path inside the volume.
-fn stage_subpath(volume: &Path, subpath: &str, target: &Path) -> Result<PathBuf> {
+pub(crate) fn stage_subpath(volume: &Path, subpath: &str, target: &Path) -> Result<PathBuf> {
     let (fd, st) = Root::open(volume)?.open_in_root(Path::new(subpath)).map_err(|_| {
         let shown = volume.join(berth_sys::root::clean(Path::new(subpath)));
         Error::invalid(format!("cannot access path {}: no such file or directory", shown.display()))

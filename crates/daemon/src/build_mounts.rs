@@ -1,0 +1,185 @@
+//! The host side of a RUN step's `--mount`s (BuildKit builds): each becomes a `HostConfig.Mounts`
+//! entry of the step's container. Sources inside the build context or an image are resolved
+//! there (openat2, confined) and bound from the opened fd onto a private staging path, so the
+//! runtime never resolves a path someone else controls. A writable bind gets an overlay so its
+//! writes are thrown away; caches live under the data root by id and are never part of a layer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use berth_builder::{BindRoot, RunMount, Sharing};
+use berth_image::ImageStore;
+use berth_types::{new_id, Digest, Result};
+use serde_json::{json, Value};
+use tokio::sync::OwnedMutexGuard;
+
+/// Per cache id, for `sharing=locked` (one step at a time) and `private` (a step that finds it
+/// busy gets a fresh, throw-away folder).
+static CACHE_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+
+/// A step's mounts, set up; torn down on drop (after the step's container is gone).
+pub(crate) struct StepMounts {
+    store: Arc<ImageStore>,
+    staging: PathBuf,
+    snapshots: Vec<String>,
+    _locks: Vec<OwnedMutexGuard<()>>,
+    /// `HostConfig.Mounts` entries for the step's container.
+    pub api: Vec<Value>,
+    /// Targets whose mount points the runtime may have created (removed from the step's layer).
+    pub targets: Vec<String>,
+}
+
+impl Drop for StepMounts {
+    fn drop(&mut self) {
+        let (store, staging, snaps) = (self.store.clone(), self.staging.clone(), std::mem::take(&mut self.snapshots));
+        // Unmounting is a syscall per mount: not on an async worker.
+        let undo = move || {
+            release(&staging);
+            for k in snaps {
+                if let Ok(s) = store.snapshot_mounts(&k) {
+                    let _ = berth_sys::mount::unmount(&s.target);
+                }
+                let _ = store.remove_snapshot(&k);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(undo)),
+            Err(_) => undo(),
+        }
+    }
+}
+
+/// Unmounts and removes a step's staging folder. Nothing is removed recursively while it may still
+/// be a mount point: a bind of the build context (or an image root) must never be emptied.
+fn release(staging: &Path) {
+    let Ok(entries) = std::fs::read_dir(staging) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let top = if name.ends_with("-rw") { p.join("merged") } else { p.clone() };
+        let _ = berth_sys::mount::unmount(&top);
+        if berth_sys::mount::is_mountpoint(&top) {
+            tracing::warn!("build mount {} is still mounted; left in place", top.display());
+            continue;
+        }
+        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+    }
+    let _ = std::fs::remove_dir(staging);
+}
+
+fn cache_lock(id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    CACHE_LOCKS.lock().unwrap().entry(id.to_string()).or_default().clone()
+}
+
+/// Sets up `mounts` for one step.
+pub(crate) async fn prepare(store: Arc<ImageStore>, mounts: Vec<RunMount>) -> Result<StepMounts> {
+    let staging = store.layout().tmp().join(format!("runmount-{}", new_id()));
+    let mut locks = Vec::new();
+    // Which caches this step may use as they are (the rest get a throw-away folder).
+    let mut shared_ok = Vec::new();
+    for m in &mounts {
+        if let RunMount::Cache { id, sharing, .. } = m {
+            let ok = match sharing {
+                Sharing::Shared => true,
+                Sharing::Locked => {
+                    locks.push(cache_lock(id).lock_owned().await);
+                    true
+                }
+                Sharing::Private => match cache_lock(id).try_lock_owned() {
+                    Ok(g) => {
+                        locks.push(g);
+                        true
+                    }
+                    Err(_) => false,
+                },
+            };
+            shared_ok.push(ok);
+        }
+    }
+    let mut step =
+        StepMounts { store: store.clone(), staging, snapshots: vec![], _locks: locks, api: vec![], targets: vec![] };
+    let st = store.clone();
+    let staging = step.staging.clone();
+    let (api, targets, snapshots) = tokio::task::spawn_blocking(move || set_up(&st, &staging, mounts, shared_ok))
+        .await
+        .map_err(|e| berth_types::Error::internal(format!("blocking task: {e}")))?;
+    step.snapshots = snapshots;
+    step.api = api?;
+    step.targets = targets;
+    Ok(step)
+}
+
+type SetUp = (Result<Vec<Value>>, Vec<String>, Vec<String>);
+
+/// The blocking part. Snapshots made are returned even on failure, so the drop removes them.
+fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: Vec<bool>) -> SetUp {
+    let mut snapshots = Vec::new();
+    let mut targets = Vec::new();
+    let mut shared = shared_ok.into_iter();
+    let res = (|| -> Result<Vec<Value>> {
+        std::fs::create_dir_all(staging)?;
+        let mut api = Vec::new();
+        for (n, m) in mounts.into_iter().enumerate() {
+            targets.push(m.target().to_string());
+            let slot = staging.join(n.to_string());
+            api.push(match m {
+                RunMount::Bind { target, root, source, rw } => {
+                    let root_dir = match root {
+                        BindRoot::Context(dir) => dir,
+                        BindRoot::Image(img) => {
+                            let key = format!("runmount-{}", new_id());
+                            snapshots.push(key.clone());
+                            let s = store.prepare_snapshot_over(&key, img.id.as_ref())?;
+                            s.overlay.mount(&s.target)?;
+                            s.target
+                        }
+                    };
+                    let staged = crate::container::stage_confined(&root_dir, &source, &slot)?;
+                    let source = if rw { writable_view(&staged, &staging.join(format!("{n}-rw")))? } else { staged };
+                    json!({"Type": "bind", "Source": source, "Target": target, "ReadOnly": !rw})
+                }
+                RunMount::Cache { target, id, mode, uid, gid, readonly, .. } => {
+                    let dir = if shared.next().unwrap_or(true) {
+                        store.layout().root().join("buildkit-cache").join(Digest::of(id.as_bytes()).hex())
+                    } else {
+                        slot
+                    };
+                    if !dir.exists() {
+                        std::fs::create_dir_all(&dir)?;
+                        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+                        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                    }
+                    json!({"Type": "bind", "Source": dir, "Target": target, "ReadOnly": readonly})
+                }
+                RunMount::Tmpfs { target, size } => {
+                    json!({"Type": "tmpfs", "Target": target, "TmpfsOptions": {"SizeBytes": size.unwrap_or(0)}})
+                }
+                RunMount::Secret { target, data, mode, uid, gid } => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let file = staging.join(format!("{n}-secret"));
+                    let mut f = std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(&file)?;
+                    std::io::Write::write_all(&mut f, &data)?;
+                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+                    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                    json!({"Type": "bind", "Source": file, "Target": target, "ReadOnly": true})
+                }
+            });
+        }
+        Ok(api)
+    })();
+    (res, targets, snapshots)
+}
+
+/// An overlay over `lower` whose writes land in a throw-away upper folder: a `rw` bind mount.
+fn writable_view(lower: &Path, dir: &Path) -> Result<PathBuf> {
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir_all(d)?;
+    }
+    if !lower.is_dir() {
+        return Err(berth_types::Error::invalid("a writable bind mount (rw) needs a directory source"));
+    }
+    berth_sys::mount::Overlay { lowers: vec![lower.to_path_buf()], upper, work }.mount(&merged)?;
+    Ok(merged)
+}
