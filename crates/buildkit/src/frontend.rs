@@ -73,6 +73,7 @@ pub(crate) async fn dockerfile(
     opts.dockerfile_text = Some(text);
     opts.context_filtered = true;
     opts.run_mounts = true;
+    opts.auths = registry_auths(session, opts.dockerfile_text.as_deref().unwrap_or_default()).await;
     opts.secrets = Some(berth_builder::SecretSource(Arc::new(session.clone())));
     let v = rep.start("load-context", "[internal] load build context");
     let (mut wr, rd) = tokio::io::duplex(1 << 20);
@@ -128,6 +129,56 @@ async fn fetch_small(session: &Session, dir: &str, names: &[String]) -> berth_ty
         }
     }
     Ok(out)
+}
+
+/// Credentials for the registries of the images the Dockerfile names (`FROM`, `COPY --from`,
+/// `RUN --mount=from=`), asked from the client's session (its `docker login`s), in the shape of
+/// the classic protocol's X-Registry-Config. Names with variables are left to the pull (anonymous).
+async fn registry_auths(session: &Session, text: &str) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    let Ok(df) = berth_dockerfile::parse(text) else { return out.into() };
+    let stages: Vec<String> = df.stages.iter().filter_map(|s| s.name.clone()).collect();
+    let mut names: Vec<String> = Vec::new();
+    for s in &df.stages {
+        names.push(s.base.clone());
+        for ins in &s.instructions {
+            for (k, v) in &ins.flags {
+                let v = v.as_deref().unwrap_or_default();
+                match k.as_str() {
+                    "from" => names.push(v.to_string()),
+                    "mount" => {
+                        names.extend(v.split(',').filter_map(|f| f.trim().strip_prefix("from=")).map(String::from))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for n in names {
+        if n.contains('$') || n == "scratch" || stages.contains(&n.to_ascii_lowercase()) || n.parse::<usize>().is_ok() {
+            continue;
+        }
+        let Ok(r) = berth_types::Reference::parse(&n) else { continue };
+        let domain = r.domain().to_string();
+        if out.contains_key(&domain) {
+            continue;
+        }
+        // The CLI's auth provider knows Docker Hub by its registry host.
+        let host = if domain == "docker.io" { "registry-1.docker.io" } else { domain.as_str() };
+        match session.credentials(host).await {
+            Ok((user, secret)) if !secret.is_empty() => {
+                let auth = if user.is_empty() {
+                    serde_json::json!({"identitytoken": secret})
+                } else {
+                    serde_json::json!({"username": user, "password": secret})
+                };
+                out.insert(domain, auth);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("credentials for {host}: {e}"),
+        }
+    }
+    out.into()
 }
 
 /// `.dockerignore` lines as fsutil's exclude patterns (the client applies them).

@@ -81,6 +81,23 @@ fn secret_of(dirs: &Dirs, id: &str) -> Option<Vec<u8>> {
     dirs.get("secrets")?.iter().find(|(n, _)| n == id).map(|(_, d)| d.clone())
 }
 
+/// Registry credentials the client's session answers with: the `auth` entry, `host` → `user:pass`.
+struct Credentials(Dirs);
+
+impl tonic::server::UnaryService<proto::CredentialsRequest> for Credentials {
+    type Response = proto::CredentialsResponse;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
+    fn call(&mut self, req: Request<proto::CredentialsRequest>) -> Self::Future {
+        let found =
+            self.0.get("auth").and_then(|a| a.iter().find(|(h, _)| *h == req.get_ref().host).map(|(_, c)| c.clone()));
+        let (username, secret) = match found.map(|c| String::from_utf8(c).unwrap()) {
+            Some(c) => c.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())).unwrap(),
+            None => Default::default(),
+        };
+        Box::pin(async move { Ok(tonic::Response::new(proto::CredentialsResponse { username, secret })) })
+    }
+}
+
 struct GetSecret(Dirs);
 
 impl tonic::server::UnaryService<proto::GetSecretRequest> for GetSecret {
@@ -117,6 +134,11 @@ async fn serve_session(io: hyper::upgrade::Upgraded, dirs: Dirs) {
                 "/moby.buildkit.secrets.v1.Secrets/GetSecret" => {
                     let codec = tonic_prost::ProstCodec::<proto::GetSecretResponse, proto::GetSecretRequest>::default();
                     tonic::server::Grpc::new(codec).unary(GetSecret(dirs), req).await
+                }
+                "/moby.filesync.v1.Auth/Credentials" => {
+                    let codec =
+                        tonic_prost::ProstCodec::<proto::CredentialsResponse, proto::CredentialsRequest>::default();
+                    tonic::server::Grpc::new(codec).unary(Credentials(dirs), req).await
                 }
                 other => panic!("berthd called an unexpected method {other}"),
             };
@@ -475,6 +497,40 @@ async fn run_mounts_cache_bind_tmpfs_and_secrets() {
     assert!(o.gateway.unwrap_err().message().contains("type=ssh is not supported"));
 }
 
+/// `FROM` a private image: berthd asks the client's session for the registry's credentials (the
+/// CLI answers from its `docker login`s) and pulls with them; without them the pull is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_from_with_the_sessions_credentials() {
+    use berth_e2e::registry::{Auth, Registry};
+    let reg = Registry::start(Auth::Basic { user: "alice".into(), password: "s3cret!".into() });
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let private = format!("{}/priv/bb:1", reg.addr);
+    d.ok(&["tag", "bb", &private]);
+    let login = d.docker_stdin(&["login", &reg.addr, "-u", "alice", "--password-stdin"], Some(b"s3cret!"));
+    assert!(login.status.success());
+    d.ok(&["push", &private]);
+    d.ok(&["logout", &reg.addr]);
+    d.ok(&["rmi", "bb", &private]);
+    let df = format!("FROM {private}\nRUN echo built-on-private > /m\n");
+
+    let anonymous = build(&d, dirs(&df, &[]), HashMap::new(), "bk-priv-anon").await;
+    let e = anonymous.gateway.unwrap_err();
+    assert!(
+        e.message().contains("401")
+            || e.message().contains("denied")
+            || e.message().contains("authentication required"),
+        "{e:?}"
+    );
+
+    let mut m = (*dirs(&df, &[])).clone();
+    m.insert("auth".into(), vec![(reg.addr.clone(), b"alice:s3cret!".to_vec())]);
+    let o = build(&d, Arc::new(m), HashMap::new(), "bk-priv").await;
+    o.solve.as_ref().unwrap_or_else(|s| panic!("{s:?}\n{}", d.log_tail()));
+    assert_eq!(d.ok(&["run", "--rm", "bk-priv", "cat", "/m"]).trim(), "built-on-private");
+    assert!(!d.log().contains("s3cret!"), "the password reached the daemon log");
+}
+
 /// The real thing, where the buildx plugin is at hand (it cannot be built in CI, which runs the
 /// replays above instead): `BERTH_BUILDX=/path/to/docker-buildx cargo test -p berth-e2e --test
 /// buildkit`. (Not `#[ignore]`: the suite runs ignored tests too.)
@@ -526,6 +582,28 @@ fn docker_build_with_the_real_buildx() {
     let o = docker(&["build", "-f", "Dockerfile.s", "--secret", &src, "-t", "bx-secret", "."]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(d.ok(&["run", "--rm", "bx-secret", "cat", "/len"]).trim(), "4");
+    // bake: two targets built at once.
+    let hcl = "target \"x\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"x\" }\n tags = [\"bake-x\"]\n}\n\
+               target \"y\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"y\" }\n tags = [\"bake-y\"]\n}\n\
+               group \"default\" { targets = [\"x\", \"y\"] }\n";
+    std::fs::write(ctx.join("docker-bake.hcl"), hcl).unwrap();
+    let o = docker(&["buildx", "bake"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(d.ok(&["run", "--rm", "bake-y"]).trim(), "msg=y");
+    // FROM a private image: buildx's session answers with this CLI's `docker login`.
+    let reg = berth_e2e::registry::Registry::start(berth_e2e::registry::Auth::Basic {
+        user: "bob".into(),
+        password: "pw-b0b".into(),
+    });
+    let private = format!("{}/priv/bb:1", reg.addr);
+    assert!(docker(&["login", &reg.addr, "-u", "bob", "-p", "pw-b0b"]).status.success());
+    d.ok(&["tag", "busybox", &private]);
+    assert!(docker(&["push", &private]).status.success());
+    d.ok(&["rmi", &private]);
+    std::fs::write(ctx.join("Dockerfile.p"), format!("FROM {private}\nRUN echo private > /p\n")).unwrap();
+    let o = docker(&["build", "-f", "Dockerfile.p", "-t", "bx-private", "."]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(d.ok(&["run", "--rm", "bx-private", "cat", "/p"]).trim(), "private");
     let o = docker(&["buildx", "du"]);
     assert!(o.status.success() && out(&o).contains("Total:"), "{}{}", out(&o), err(&o));
     let o = docker(&["buildx", "prune", "-af"]);
