@@ -181,9 +181,12 @@ fn unsupported_frontend(frontend: &str, llb: bool) -> Status {
     }
 }
 
-/// Where the result goes.
+/// Where the result goes: berthd's images (tagged with `names`), and the client's exporters
+/// (`local`, `tar`) by their index in the request.
+#[derive(Default)]
 struct Export {
     names: Vec<String>,
+    to_client: Vec<(String, usize)>,
 }
 
 fn exporters(req: &proto::SolveRequest) -> Result<Option<Export>, Status> {
@@ -197,9 +200,10 @@ fn exporters(req: &proto::SolveRequest) -> Result<Option<Export>, Status> {
     if req.cache.as_ref().is_some_and(|c| !c.exports.is_empty()) {
         return Err(Status::unimplemented("cache export is not supported by berthd (as with Docker's docker driver)"));
     }
-    let mut export = None;
-    for e in list {
+    let mut export: Option<Export> = None;
+    for (index, e) in list.into_iter().enumerate() {
         match e.r#type.as_str() {
+            "local" | "tar" => export.get_or_insert_with(Export::default).to_client.push((e.r#type.clone(), index)),
             // `moby` is the docker driver's own exporter (into the daemon's images); `image` is
             // the same store here.
             "moby" | "image" => {
@@ -211,12 +215,12 @@ fn exporters(req: &proto::SolveRequest) -> Result<Option<Export>, Status> {
                 if e.attrs.get("push").is_some_and(|p| p == "true") && e.r#type == "image" {
                     return Err(Status::unimplemented("push from the build is not supported: build, then docker push"));
                 }
-                export = Some(Export { names });
+                export.get_or_insert_with(Export::default).names = names;
             }
             other => {
                 return Err(Status::unimplemented(format!(
-                    "exporter {other:?} is not supported by berthd: use --load (the default) and docker save"
-                )))
+                "exporter {other:?} is not supported by berthd: use --load (the default), local, tar, or docker save"
+            )))
             }
         }
     }
@@ -267,7 +271,12 @@ async fn solve_and_export(
         other => return Err(unsupported_frontend(other, has_llb)),
     };
     let mut resp = HashMap::new();
-    if let (Some(image), Some(export)) = (image, export) {
+    if let (Some(image), Some(export)) = (&image, &export) {
+        for (kind, index) in &export.to_client {
+            to_client(bk, &req.session, reporter, image, kind, *index).await?;
+        }
+    }
+    if let (Some(image), Some(export)) = (image, export.filter(|e| e.to_client.is_empty() || !e.names.is_empty())) {
         let v = reporter.start("export", "exporting to image");
         reporter.log(&v, 1, format!("writing image {image} done\n"));
         if !export.names.is_empty() {
@@ -285,6 +294,43 @@ async fn solve_and_export(
         resp.insert("containerimage.digest".to_string(), image);
     }
     Ok(proto::SolveResponse { exporter_response: resp })
+}
+
+/// Sends the result to the client's `local` or `tar` exporter.
+async fn to_client(
+    bk: &BuildKit,
+    session: &str,
+    rep: &Reporter,
+    image: &str,
+    kind: &str,
+    index: usize,
+) -> Result<(), Status> {
+    let name = if kind == "tar" { "sending tarball" } else { "exporting to client directory" };
+    let v = rep.start(&format!("export-{index}"), name);
+    let res = async {
+        let session = bk.sessions.get(session).await?;
+        let mounted = bk.engine.mount_image(image.to_string()).await?;
+        let root = mounted.root.clone();
+        let sent = if kind == "tar" {
+            crate::export::tar(&session, index, root).await?
+        } else {
+            crate::export::local(&session, index, root).await?
+        };
+        drop(mounted);
+        Ok::<u64, Error>(sent)
+    }
+    .await;
+    match res {
+        Ok(bytes) => {
+            rep.log(&v, 1, format!("copying files {bytes}B done\n"));
+            rep.complete(&v);
+            Ok(())
+        }
+        Err(e) => {
+            rep.fail(&v, &e.message);
+            Err(status_of(e))
+        }
+    }
 }
 
 /// `Control/Status`: the build's updates from its start until it ends.

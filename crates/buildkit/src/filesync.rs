@@ -143,6 +143,26 @@ pub async fn receive(session: &Session, req: &Request, out: &mut (impl AsyncWrit
     Ok(total)
 }
 
+/// Go's `os.FileMode` of a Unix mode (what fsutil's stat carries).
+pub(crate) fn go_mode(unix: u32) -> u32 {
+    let kind = match unix & 0o170000 {
+        0o040000 => MODE_DIR,
+        0o120000 => MODE_SYMLINK,
+        0o010000 => MODE_NAMED_PIPE,
+        0o140000 => MODE_SOCKET,
+        0o020000 => MODE_DEVICE | MODE_CHAR_DEVICE,
+        0o060000 => MODE_DEVICE,
+        _ => 0,
+    };
+    let mut m = kind | (unix & 0o777);
+    for (bit, go) in [(0o4000, MODE_SETUID), (0o2000, MODE_SETGID), (0o1000, MODE_STICKY)] {
+        if unix & bit != 0 {
+            m |= go;
+        }
+    }
+    m
+}
+
 /// The client's next packet; its errors, silence and early end are errors.
 async fn next(inbound: &mut tonic::Streaming<Packet>) -> Result<Packet> {
     match tokio::time::timeout(IDLE, inbound.next()).await {

@@ -36,6 +36,11 @@ where
 {
     hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        // The build context comes this way: HTTP/2's 64 KiB default window would pace a 50 MB
+        // context at one round trip per 64 KiB.
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(16 << 20)
+        .max_frame_size(1 << 20)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20))
         .handshake(io)

@@ -9,6 +9,7 @@
 //! or containers. Raw LLB is not executed: berthd runs Dockerfiles, and says so.
 
 mod control;
+mod export;
 pub mod filesync;
 mod frontend;
 mod grpc;
@@ -53,6 +54,26 @@ pub struct PruneOptions {
     pub min_free_space: u64,
 }
 
+/// An image's filesystem, mounted read-only for an exporter until this is dropped.
+pub struct MountedImage {
+    pub root: std::path::PathBuf,
+    release: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl MountedImage {
+    pub fn new(root: std::path::PathBuf, release: Box<dyn FnOnce() + Send>) -> MountedImage {
+        MountedImage { root, release: Some(release) }
+    }
+}
+
+impl Drop for MountedImage {
+    fn drop(&mut self) {
+        if let Some(r) = self.release.take() {
+            r();
+        }
+    }
+}
+
 /// The daemon's side: builds, tags and the build cache.
 pub trait Engine: Send + Sync + 'static {
     /// Starts a build over `context` (a tar stream): the classic builder's JSON messages, ending
@@ -66,6 +87,8 @@ pub trait Engine: Send + Sync + 'static {
     /// Tags `image` (an id) with each of `names`.
     fn tag(&self, image: String, names: Vec<String>) -> BoxFuture<'_, Result<()>>;
     fn cache(&self) -> BoxFuture<'_, Result<Vec<CacheItem>>>;
+    /// `image`'s filesystem, mounted read-only (the `local` and `tar` exporters read it).
+    fn mount_image(&self, image: String) -> BoxFuture<'_, Result<MountedImage>>;
     fn prune(&self, opts: PruneOptions) -> BoxFuture<'_, Result<Vec<CacheItem>>>;
 }
 

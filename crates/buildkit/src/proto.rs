@@ -508,6 +508,13 @@ pub struct Packet {
     pub data: Vec<u8>,
 }
 
+/// `moby.filesync.v1.BytesMessage` (FileSend's tar stream).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BytesMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub data: Vec<u8>,
+}
+
 /// `moby.buildkit.secrets.v1.GetSecretRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct GetSecretRequest {

@@ -111,7 +111,7 @@ impl Sessions {
         let res = conn.await;
         self.by_id.lock().unwrap().remove(&id);
         tracing::debug!(session = %id, "build session closed");
-        res.map_err(|e| Error::invalid(format!("session {id}: {e}")))
+        res.map_err(|e| Error::invalid(format!("session {id}: {e:?}")))
     }
 
     /// The session `id`, waiting a while for it to connect.

@@ -130,7 +130,7 @@ fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: 
                         BindRoot::Image(img) => {
                             let key = format!("runmount-{}", new_id());
                             snapshots.push(key.clone());
-                            let s = store.prepare_snapshot_over(&key, img.id.as_ref())?;
+                            let s = store.prepare_image_view(&key, img.id.as_ref())?;
                             s.overlay.mount(&s.target)?;
                             s.target
                         }

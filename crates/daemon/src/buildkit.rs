@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use berth_buildkit::{BuildOptions, CacheItem, Engine, PruneOptions};
+use berth_buildkit::{BuildOptions, CacheItem, Engine, MountedImage, PruneOptions};
 use berth_types::{Reference, Result};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -57,6 +57,37 @@ impl Engine for BuildKitEngine {
 
     fn cache(&self) -> BoxFuture<'_, Result<Vec<CacheItem>>> {
         Box::pin(async move { Ok(self.builds.cache().await?.into_iter().map(item).collect()) })
+    }
+
+    fn mount_image(&self, image: String) -> BoxFuture<'_, Result<MountedImage>> {
+        let store = self.images.store();
+        Box::pin(async move {
+            let digest = self.images.resolve(&image).await?.id;
+            let key = format!("export-{}", berth_types::new_id());
+            let (s2, k2) = (store.clone(), key.clone());
+            let root = tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
+                let snap = s2.prepare_image_view(&k2, Some(&digest))?;
+                if let Err(e) = snap.overlay.mount(&snap.target) {
+                    let _ = s2.remove_snapshot(&k2);
+                    return Err(e);
+                }
+                Ok(snap.target)
+            })
+            .await
+            .map_err(|e| berth_types::Error::internal(format!("blocking task: {e}")))??;
+            let target = root.clone();
+            let release = move || {
+                let undo = move || {
+                    let _ = berth_sys::mount::unmount(&target);
+                    let _ = store.remove_snapshot(&key);
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => drop(h.spawn_blocking(undo)),
+                    Err(_) => undo(),
+                }
+            };
+            Ok(MountedImage::new(root, Box::new(release)))
+        })
     }
 
     fn prune(&self, opts: PruneOptions) -> BoxFuture<'_, Result<Vec<CacheItem>>> {

@@ -42,6 +42,14 @@ impl ImageStore {
         self.snapshot_mounts(key)
     }
 
+    /// A snapshot of `image`'s filesystem as it is, without the init layer a container gets
+    /// (`/.dockerenv`, `/etc/hosts` stubs): what an exporter or a `RUN --mount=from=` reads.
+    pub fn prepare_image_view(&self, key: &str, image: Option<&Digest>) -> Result<Snapshot> {
+        self.prepare_snapshot_over(key, image)?;
+        std::fs::remove_dir_all(self.layout.snapshot(key).join("init"))?;
+        self.snapshot_mounts(key)
+    }
+
     /// The mount of an existing snapshot (after a restart, say).
     pub fn snapshot_mounts(&self, key: &str) -> Result<Snapshot> {
         let rec = self

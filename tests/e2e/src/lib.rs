@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use berth_cli::client::Client;
 
+pub mod buildkit;
 pub mod registry;
 pub mod token;
 

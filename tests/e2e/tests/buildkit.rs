@@ -7,356 +7,12 @@
 //! (buildx itself cannot be built in CI; with it installed, `docker build` runs the same calls.)
 
 use std::collections::{BTreeMap, HashMap};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use berth_buildkit::proto::{self, Packet, Stat};
+use berth_buildkit::proto;
+use berth_e2e::buildkit::*;
 use berth_e2e::Berthd;
-use futures_util::{Stream, StreamExt};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Status};
-
-const CALL: Duration = Duration::from_secs(60);
-
-fn fixture() -> Value {
-    let p = berth_e2e::workspace().join("tests/e2e/fixtures/buildx-0.28.0.json");
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn map(v: &Value) -> HashMap<String, String> {
-    v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
-}
-
-/// `POST <path>` upgraded to h2c, as the docker client's DialHijack does.
-async fn hijack(d: &Berthd, path: &str, headers: &[(&str, String)]) -> hyper::upgrade::Upgraded {
-    let stream = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn.with_upgrades());
-    let mut req =
-        http::Request::post(format!("http://d/v1.50{path}")).header("Connection", "Upgrade").header("Upgrade", "h2c");
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let resp = send.send_request(req.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap()).await.unwrap();
-    assert_eq!(resp.status(), 101, "{path} did not switch protocols");
-    assert_eq!(resp.headers()["upgrade"], "h2c");
-    hyper::upgrade::on(resp).await.unwrap()
-}
-
-type Grpc = tonic::client::Grpc<berth_buildkit::h2c::H2>;
-
-async fn control(d: &Berthd) -> Grpc {
-    let (send, conn) = berth_buildkit::h2c::handshake(hijack(d, "/grpc", &[]).await).await.unwrap();
-    tokio::spawn(conn);
-    berth_buildkit::h2c::grpc(send).await.unwrap()
-}
-
-async fn unary<Req, Resp>(g: &mut Grpc, method: &'static str, req: Request<Req>) -> Result<Resp, Status>
-where
-    Req: prost::Message + Send + Sync + 'static,
-    Resp: prost::Message + Default + Send + Sync + 'static,
-{
-    g.ready().await.unwrap();
-    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
-    let call = g.unary(req, http::uri::PathAndQuery::from_static(method), codec);
-    tokio::time::timeout(CALL, call).await.expect(method).map(|r| r.into_inner())
-}
-
-fn with_build_id<T>(msg: T, build: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert("buildkit-controlapi-buildid", build.parse().unwrap());
-    r
-}
-
-// --- the client's session: fsutil's sending side of DiffCopy ------------------------------------
-
-type Dirs = Arc<BTreeMap<String, Vec<(String, Vec<u8>)>>>;
-
-/// The client's secrets: the `secrets` entry of the dirs map, by file name.
-fn secret_of(dirs: &Dirs, id: &str) -> Option<Vec<u8>> {
-    dirs.get("secrets")?.iter().find(|(n, _)| n == id).map(|(_, d)| d.clone())
-}
-
-/// Registry credentials the client's session answers with: the `auth` entry, `host` → `user:pass`.
-struct Credentials(Dirs);
-
-impl tonic::server::UnaryService<proto::CredentialsRequest> for Credentials {
-    type Response = proto::CredentialsResponse;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
-    fn call(&mut self, req: Request<proto::CredentialsRequest>) -> Self::Future {
-        let found =
-            self.0.get("auth").and_then(|a| a.iter().find(|(h, _)| *h == req.get_ref().host).map(|(_, c)| c.clone()));
-        let (username, secret) = match found.map(|c| String::from_utf8(c).unwrap()) {
-            Some(c) => c.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())).unwrap(),
-            None => Default::default(),
-        };
-        Box::pin(async move { Ok(tonic::Response::new(proto::CredentialsResponse { username, secret })) })
-    }
-}
-
-struct GetSecret(Dirs);
-
-impl tonic::server::UnaryService<proto::GetSecretRequest> for GetSecret {
-    type Response = proto::GetSecretResponse;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
-    fn call(&mut self, req: Request<proto::GetSecretRequest>) -> Self::Future {
-        let found = secret_of(&self.0, &req.get_ref().id);
-        Box::pin(async move {
-            match found {
-                Some(data) => Ok(tonic::Response::new(proto::GetSecretResponse { data })),
-                None => Err(Status::not_found("secret not found")),
-            }
-        })
-    }
-}
-
-fn excluded(path: &str, patterns: &[String]) -> bool {
-    patterns.iter().any(|p| match p.strip_prefix('*') {
-        Some(suffix) => path.ends_with(suffix),
-        None => path == p,
-    })
-}
-
-/// Serves `/moby.filesync.v1.FileSync/DiffCopy` for `dirs` on the session connection.
-async fn serve_session(io: hyper::upgrade::Upgraded, dirs: Dirs) {
-    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let dirs = dirs.clone();
-        async move {
-            let resp = match req.uri().path() {
-                "/moby.filesync.v1.FileSync/DiffCopy" => {
-                    let mut g = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Packet, Packet>::default());
-                    g.streaming(DiffCopy(dirs), req).await
-                }
-                "/moby.buildkit.secrets.v1.Secrets/GetSecret" => {
-                    let codec = tonic_prost::ProstCodec::<proto::GetSecretResponse, proto::GetSecretRequest>::default();
-                    tonic::server::Grpc::new(codec).unary(GetSecret(dirs), req).await
-                }
-                "/moby.filesync.v1.Auth/Credentials" => {
-                    let codec =
-                        tonic_prost::ProstCodec::<proto::CredentialsResponse, proto::CredentialsRequest>::default();
-                    tonic::server::Grpc::new(codec).unary(Credentials(dirs), req).await
-                }
-                other => panic!("berthd called an unexpected method {other}"),
-            };
-            Ok::<_, std::convert::Infallible>(resp)
-        }
-    });
-    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, svc).await;
-}
-
-struct DiffCopy(Dirs);
-
-type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
-
-impl tonic::server::StreamingService<Packet> for DiffCopy {
-    type Response = Packet;
-    type ResponseStream = PacketStream;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<PacketStream>, Status>> + Send>>;
-
-    fn call(&mut self, req: Request<tonic::Streaming<Packet>>) -> Self::Future {
-        let dirs = self.0.clone();
-        Box::pin(async move {
-            let md = req.metadata();
-            let all = |k: &str| md.get_all(k).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
-            let (dir, include, exclude) = (all("dir-name").remove(0), all("include-patterns"), all("exclude-patterns"));
-            let files: Vec<(String, Vec<u8>)> = dirs[&dir]
-                .iter()
-                .filter(|(p, _)| include.is_empty() || include.contains(p))
-                .filter(|(p, _)| !excluded(p, &exclude))
-                .cloned()
-                .collect();
-            let mut inbound = req.into_inner();
-            let (tx, rx) = mpsc::channel(16);
-            tokio::spawn(async move {
-                for (p, data) in &files {
-                    // `symlink:TARGET` stands for a symlink (Go's os.ModeSymlink), as fsutil sends one.
-                    let st = match data.strip_prefix(b"symlink:") {
-                        Some(t) => Stat {
-                            path: p.clone(),
-                            mode: (1 << 27) | 0o777,
-                            linkname: String::from_utf8_lossy(t).into(),
-                            ..Default::default()
-                        },
-                        None => Stat { path: p.clone(), mode: 0o644, size: data.len() as i64, ..Default::default() },
-                    };
-                    tx.send(Ok(Packet { r#type: proto::PACKET_STAT, stat: Some(st), ..Default::default() }))
-                        .await
-                        .unwrap();
-                }
-                tx.send(Ok(Packet { r#type: proto::PACKET_STAT, ..Default::default() })).await.unwrap();
-                while let Some(Ok(p)) = inbound.next().await {
-                    match p.r#type {
-                        proto::PACKET_REQ => {
-                            let data = files[p.id as usize].1.clone();
-                            for chunk in data.chunks(3) {
-                                let d = Packet {
-                                    r#type: proto::PACKET_DATA,
-                                    id: p.id,
-                                    data: chunk.to_vec(),
-                                    ..Default::default()
-                                };
-                                tx.send(Ok(d)).await.unwrap();
-                            }
-                            tx.send(Ok(Packet { r#type: proto::PACKET_DATA, id: p.id, ..Default::default() }))
-                                .await
-                                .unwrap();
-                        }
-                        proto::PACKET_FIN => {
-                            let _ = tx.send(Ok(Packet { r#type: proto::PACKET_FIN, ..Default::default() })).await;
-                            return;
-                        }
-                        t => panic!("unexpected packet {t} from berthd"),
-                    }
-                }
-            });
-            Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx)) as PacketStream))
-        })
-    }
-}
-
-async fn open_session(d: &Berthd, id: &str, dirs: Dirs) {
-    let methods = fixture()["session_methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect::<Vec<_>>();
-    let mut headers =
-        vec![("X-Docker-Expose-Session-Uuid", id.to_string()), ("X-Docker-Expose-Session-Name", "e2e".into())];
-    headers.extend(methods.into_iter().map(|m| ("X-Docker-Expose-Session-Grpc-Method", m)));
-    let io = hijack(d, "/session", &headers).await;
-    tokio::spawn(serve_session(io, dirs));
-}
-
-// --- one build, as buildx runs it ---------------------------------------------------------------
-
-struct Outcome {
-    solve: Result<proto::SolveResponse, Status>,
-    gateway: Result<proto::GatewaySolveResponse, Status>,
-    updates: Vec<proto::StatusResponse>,
-}
-
-impl Outcome {
-    fn vertex(&self, name: &str) -> proto::Vertex {
-        let vs: Vec<&proto::Vertex> =
-            self.updates.iter().flat_map(|u| &u.vertexes).filter(|v| v.name == name).collect();
-        let names: Vec<&String> = self.updates.iter().flat_map(|u| &u.vertexes).map(|v| &v.name).collect();
-        (*vs.last().unwrap_or_else(|| panic!("no vertex {name:?} in {names:?}"))).clone()
-    }
-
-    fn logs(&self, v: &proto::Vertex) -> String {
-        let l: Vec<u8> = self
-            .updates
-            .iter()
-            .flat_map(|u| &u.logs)
-            .filter(|l| l.vertex == v.digest)
-            .flat_map(|l| l.msg.clone())
-            .collect();
-        String::from_utf8(l).unwrap()
-    }
-}
-
-async fn build(d: &Berthd, dirs: Dirs, opts: HashMap<String, String>, tag: &str) -> Outcome {
-    let f = fixture();
-    let (build, session) = (format!("ref{}", berth_e2e::free_port()), format!("sess{}", berth_e2e::free_port()));
-    let mut g = control(d).await;
-
-    // buildx: ListWorkers, then the session, Status and Solve at once, then the gateway calls.
-    let workers: proto::ListWorkersResponse =
-        unary(&mut g, "/moby.buildkit.v1.Control/ListWorkers", Request::new(proto::Empty {})).await.unwrap();
-    assert_eq!(workers.record.len(), 1);
-    let w = &workers.record[0];
-    assert_eq!(w.platforms[0].os, "linux");
-    assert!(
-        !w.labels.contains_key("org.mobyproject.buildkit.worker.snapshotter"),
-        "buildx would assume containerd: {:?}",
-        w.labels
-    );
-    open_session(d, &session, dirs).await;
-
-    let mut sg = control(d).await;
-    let status_ref = build.clone();
-    let status = tokio::spawn(async move {
-        sg.ready().await.unwrap();
-        let codec = tonic_prost::ProstCodec::<proto::StatusRequest, proto::StatusResponse>::default();
-        let req = Request::new(proto::StatusRequest { r#ref: status_ref });
-        let mut s = sg
-            .server_streaming(req, http::uri::PathAndQuery::from_static("/moby.buildkit.v1.Control/Status"), codec)
-            .await
-            .unwrap()
-            .into_inner();
-        let mut all = Vec::new();
-        while let Some(u) = tokio::time::timeout(CALL, s.next()).await.expect("status stream stalled") {
-            all.push(u.unwrap());
-        }
-        all
-    });
-
-    let mut cg = control(d).await;
-    let mut exporter_attrs = map(&f["solve"]["exporters"][0]["attrs"]);
-    exporter_attrs.insert("name".into(), tag.into());
-    let solve_req = proto::SolveRequest {
-        r#ref: build.clone(),
-        session: session.clone(),
-        frontend: f["solve"]["frontend"].as_str().unwrap().into(),
-        exporters: vec![proto::Exporter {
-            r#type: f["solve"]["exporters"][0]["type"].as_str().unwrap().into(),
-            attrs: exporter_attrs,
-        }],
-        ..Default::default()
-    };
-    let solve = tokio::spawn(async move {
-        unary::<_, proto::SolveResponse>(&mut cg, "/moby.buildkit.v1.Control/Solve", Request::new(solve_req)).await
-    });
-
-    let pong: proto::PongResponse =
-        unary(&mut g, "/moby.buildkit.v1.frontend.LLBBridge/Ping", with_build_id(proto::Empty {}, &build))
-            .await
-            .unwrap();
-    for cap in ["return", "proto.refarray", "solve.base"] {
-        assert!(pong.frontend_api_caps.iter().any(|c| c.id == cap && c.enabled), "cap {cap} missing");
-    }
-    let mut frontend_opt = map(&f["gateway_solve"]["frontend_opt"]);
-    frontend_opt.extend(opts);
-    let gw = proto::GatewaySolveRequest {
-        frontend: f["gateway_solve"]["frontend"].as_str().unwrap().into(),
-        frontend_opt,
-        allow_result_return: true,
-        allow_result_array_ref: true,
-        ..Default::default()
-    };
-    let gateway: Result<proto::GatewaySolveResponse, Status> =
-        unary(&mut g, "/moby.buildkit.v1.frontend.LLBBridge/Solve", with_build_id(gw, &build)).await;
-    // The client returns what the frontend gave it (or its error), as grpcclient.Run does.
-    let ret = match &gateway {
-        Ok(r) => proto::ReturnRequest { result: r.result.clone(), error: None },
-        Err(s) => proto::ReturnRequest {
-            result: None,
-            error: Some(proto::RpcStatus { code: 2, message: s.message().into() }),
-        },
-    };
-    let _: proto::Empty =
-        unary(&mut g, "/moby.buildkit.v1.frontend.LLBBridge/Return", with_build_id(ret, &build)).await.unwrap();
-    let solve = solve.await.unwrap();
-    let updates = tokio::time::timeout(CALL, status).await.unwrap().unwrap();
-    Outcome { solve, gateway, updates }
-}
-
-fn dirs(dockerfile: &str, context: &[(&str, &str)]) -> Dirs {
-    dirs_with_secrets(dockerfile, context, &[])
-}
-
-fn dirs_with_secrets(dockerfile: &str, context: &[(&str, &str)], secrets: &[(&str, &str)]) -> Dirs {
-    let mut m = BTreeMap::new();
-    m.insert("secrets".to_string(), secrets.iter().map(|(n, d)| (n.to_string(), d.as_bytes().to_vec())).collect());
-    m.insert("dockerfile".to_string(), vec![("Dockerfile".to_string(), dockerfile.as_bytes().to_vec())]);
-    m.insert("context".to_string(), context.iter().map(|(p, c)| (p.to_string(), c.as_bytes().to_vec())).collect());
-    Arc::new(m)
-}
+use tonic::Request;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buildx_build_replayed_builds_caches_and_exports() {
@@ -497,6 +153,45 @@ async fn run_mounts_cache_bind_tmpfs_and_secrets() {
     assert!(o.gateway.unwrap_err().message().contains("type=ssh is not supported"));
 }
 
+/// `-o type=local,dest=...` and `-o type=tar,dest=...`: the image's files sent to the client,
+/// without the container stubs (`/.dockerenv`), symlinks as symlinks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_tar_exporters_send_the_files() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let df = "FROM busybox\nRUN echo exported > /out.txt && ln -s out.txt /link\n";
+    let mut m = (*dirs(df, &[])).clone();
+    m.insert("exports".into(), vec![("0".into(), b"local".to_vec()), ("1".into(), b"tar".to_vec())]);
+    let exporters = vec![
+        proto::Exporter { r#type: "local".into(), attrs: Default::default() },
+        proto::Exporter { r#type: "tar".into(), attrs: Default::default() },
+    ];
+    let o = build_with(&d, Arc::new(m), HashMap::new(), exporters).await;
+    o.solve.as_ref().unwrap_or_else(|s| panic!("{s:?}\n{}", d.log_tail()));
+    let r = o.received.lock().unwrap().clone();
+    assert_eq!(
+        r.get("local:out.txt").map(Vec::as_slice),
+        Some(b"exported\n".as_slice()),
+        "{:?}",
+        r.keys().take(20).collect::<Vec<_>>()
+    );
+    assert!(r.contains_key("local:bin/busybox") && r.contains_key("local:link") && !r.contains_key("local:.dockerenv"));
+    assert!(o.logs(&o.vertex("exporting to client directory")).contains("copying files"));
+    let tar = r.get("tar").expect("tar stream");
+    let mut a = tar::Archive::new(tar.as_slice());
+    let mut seen = BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        seen.insert(p, (e.header().entry_type(), data));
+    }
+    assert_eq!(seen["out.txt"].1, b"exported\n");
+    assert_eq!(seen["link"].0, tar::EntryType::Symlink);
+    assert!(!seen.contains_key(".dockerenv"), "{:?}", seen.keys().take(10).collect::<Vec<_>>());
+}
+
 /// `FROM` a private image: berthd asks the client's session for the registry's credentials (the
 /// CLI answers from its `docker login`s) and pulls with them; without them the pull is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,6 +277,21 @@ fn docker_build_with_the_real_buildx() {
     let o = docker(&["build", "-f", "Dockerfile.s", "--secret", &src, "-t", "bx-secret", "."]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(d.ok(&["run", "--rm", "bx-secret", "cat", "/len"]).trim(), "4");
+    // Exporters to the client: a folder and a tarball.
+    let dest = d.root.join("bx-out");
+    let o = docker(&["buildx", "build", "-o", &format!("type=local,dest={}", dest.display()), "."]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(dest.join("a.txt")).unwrap(), "a\n");
+    assert!(!dest.join(".dockerenv").exists());
+    let tarball = d.root.join("bx-out.tar");
+    let o = docker(&["buildx", "build", "-o", &format!("type=tar,dest={}", tarball.display()), "."]);
+    assert!(o.status.success(), "{}", err(&o));
+    let names: Vec<String> = tar::Archive::new(std::fs::File::open(&tarball).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"msg".to_string()) && names.contains(&"bin/busybox".to_string()), "{names:?}");
     // bake: two targets built at once.
     let hcl = "target \"x\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"x\" }\n tags = [\"bake-x\"]\n}\n\
                target \"y\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"y\" }\n tags = [\"bake-y\"]\n}\n\
