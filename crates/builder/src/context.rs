@@ -46,6 +46,12 @@ impl Context {
         Ok(ctx)
     }
 
+    /// A context folder made by someone else (BuildKit's kept contexts), taken over: it is
+    /// removed with the context.
+    pub fn adopt(dir: PathBuf) -> Result<Context> {
+        Ok(Context { root: Root::open(&dir)?, dir, sums: Mutex::new(HashMap::new()) })
+    }
+
     pub fn root(&self) -> &Root {
         &self.root
     }

@@ -360,6 +360,27 @@ pub(crate) async fn status(
     Ok(s)
 }
 
+/// The contexts kept between builds, as BuildKit lists its local sources.
+async fn kept_contexts(bk: &BuildKit) -> Vec<proto::UsageRecord> {
+    let contexts = &bk.contexts;
+    let usage = tokio::task::block_in_place(|| contexts.usage());
+    usage
+        .into_iter()
+        .map(|(id, size, t)| {
+            let t = proto::Timestamp::from(chrono::DateTime::<chrono::Utc>::from(t));
+            proto::UsageRecord {
+                id,
+                size: size as i64,
+                created_at: Some(t.clone()),
+                last_used_at: Some(t),
+                description: "local source for context".into(),
+                record_type: "source.local".into(),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 fn usage_record(c: crate::CacheItem) -> proto::UsageRecord {
     let ts = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| proto::Timestamp::from(t.to_utc()));
     proto::UsageRecord {
@@ -382,7 +403,9 @@ pub(crate) async fn disk_usage(
     _req: proto::DiskUsageRequest,
 ) -> Result<proto::DiskUsageResponse, Status> {
     let items = bk.engine.cache().await.map_err(status_of)?;
-    Ok(proto::DiskUsageResponse { record: items.into_iter().map(usage_record).collect() })
+    let mut record: Vec<proto::UsageRecord> = items.into_iter().map(usage_record).collect();
+    record.extend(kept_contexts(bk).await);
+    Ok(proto::DiskUsageResponse { record })
 }
 
 /// `Control/Prune`: the removed records, streamed.
@@ -397,6 +420,16 @@ pub(crate) async fn prune(bk: &BuildKit, req: proto::PruneRequest) -> Result<Box
         max_used_space: req.max_used_space.max(0) as u64,
         min_free_space: req.min_free_space.max(0) as u64,
     };
-    let removed = bk.engine.prune(opts).await.map_err(status_of)?;
-    Ok(Box::pin(futures_util::stream::iter(removed.into_iter().map(|c| Ok(usage_record(c))))))
+    let mut removed: Vec<proto::UsageRecord> =
+        bk.engine.prune(opts).await.map_err(status_of)?.into_iter().map(usage_record).collect();
+    // Kept contexts are only a transfer cache: a prune drops the ones not in use.
+    let contexts = &bk.contexts;
+    removed.extend(tokio::task::block_in_place(|| contexts.prune()).into_iter().map(|(id, size)| proto::UsageRecord {
+        id,
+        size: size as i64,
+        description: "local source for context".into(),
+        record_type: "source.local".into(),
+        ..Default::default()
+    }));
+    Ok(Box::pin(futures_util::stream::iter(removed.into_iter().map(Ok))))
 }

@@ -56,78 +56,148 @@ fn meta(v: &str) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii
     v.parse().map_err(|_| Error::invalid(format!("build context pattern {v:?} is not valid header text")))
 }
 
-/// Receives the directory as a tar stream into `out`; returns the bytes of file data received.
-pub async fn receive(session: &Session, req: &Request, out: &mut (impl AsyncWrite + Unpin)) -> Result<u64> {
-    if !session.supports(DIFF_COPY) {
-        return Err(Error::invalid("the build session offers no file sync (DiffCopy)"));
+/// What an entry is, from fsutil's stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    Dir,
+    Symlink,
+    /// A regular file; `hardlink` when it names an earlier entry instead of carrying data.
+    File {
+        hardlink: bool,
+    },
+    Fifo,
+    Char,
+    Block,
+    /// Sockets and irregular files are not transferred.
+    Skip,
+}
+
+pub(crate) fn kind_of(st: &Stat) -> EntryKind {
+    match st.mode & MODE_TYPE {
+        MODE_DIR => EntryKind::Dir,
+        MODE_SYMLINK => EntryKind::Symlink,
+        MODE_NAMED_PIPE => EntryKind::Fifo,
+        k if k & MODE_DEVICE != 0 && k & MODE_CHAR_DEVICE != 0 => EntryKind::Char,
+        k if k & MODE_DEVICE != 0 => EntryKind::Block,
+        0 => EntryKind::File { hardlink: !st.linkname.is_empty() },
+        _ => EntryKind::Skip,
     }
-    let (tx, rx) = mpsc::channel::<Packet>(16);
-    let mut call = tonic::Request::new(ReceiverStream::new(rx));
-    let md = call.metadata_mut();
-    md.insert("dir-name", meta(&req.dir)?);
-    for (key, vals) in
-        [("include-patterns", &req.include), ("exclude-patterns", &req.exclude), ("followpaths", &req.follow)]
-    {
-        for v in vals {
-            md.append(key, meta(v)?);
+}
+
+/// Unix permission and special bits of fsutil's Go mode.
+pub(crate) fn unix_perm(go: u32) -> u32 {
+    let mut mode = go & 0o777;
+    for (bit, unix) in [(MODE_SETUID, 0o4000), (MODE_SETGID, 0o2000), (MODE_STICKY, 0o1000)] {
+        if go & bit != 0 {
+            mode |= unix;
         }
     }
-    let mut g = session.grpc().await?;
-    let codec = tonic_prost::ProstCodec::<Packet, Packet>::default();
-    let mut inbound = g
-        .streaming(call, http::uri::PathAndQuery::from_static(DIFF_COPY), codec)
-        .await
-        .map_err(|s| Error::invalid(format!("build context {}: {}", req.dir, s.message())))?
-        .into_inner();
-    // The entries first: data may only be asked for once the list is complete.
-    let mut entries: Vec<Stat> = Vec::new();
-    loop {
-        let p = next(&mut inbound).await?;
-        match (p.r#type, p.stat) {
-            (proto::PACKET_STAT, Some(st)) => {
-                if entries.len() >= MAX_ENTRIES {
-                    return Err(Error::invalid("build context: too many entries"));
-                }
-                entries.push(st);
+    mode
+}
+
+/// One DiffCopy call, receiving side: the entry list first (data may only be asked for once it
+/// is complete), then the data of the entries asked for, one at a time, then FIN both ways.
+pub(crate) struct Transfer {
+    tx: mpsc::Sender<Packet>,
+    inbound: tonic::Streaming<Packet>,
+    pub entries: Vec<Stat>,
+}
+
+impl Transfer {
+    pub(crate) async fn open(session: &Session, req: &Request) -> Result<Transfer> {
+        if !session.supports(DIFF_COPY) {
+            return Err(Error::invalid("the build session offers no file sync (DiffCopy)"));
+        }
+        let (tx, rx) = mpsc::channel::<Packet>(16);
+        let mut call = tonic::Request::new(ReceiverStream::new(rx));
+        let md = call.metadata_mut();
+        md.insert("dir-name", meta(&req.dir)?);
+        for (key, vals) in
+            [("include-patterns", &req.include), ("exclude-patterns", &req.exclude), ("followpaths", &req.follow)]
+        {
+            for v in vals {
+                md.append(key, meta(v)?);
             }
-            (proto::PACKET_STAT, None) => break,
-            (t, _) => return Err(Error::invalid(format!("build context: unexpected packet {t} in the entry list"))),
         }
+        let mut g = session.grpc().await?;
+        let codec = tonic_prost::ProstCodec::<Packet, Packet>::default();
+        let mut inbound = g
+            .streaming(call, http::uri::PathAndQuery::from_static(DIFF_COPY), codec)
+            .await
+            .map_err(|s| Error::invalid(format!("build context {}: {}", req.dir, s.message())))?
+            .into_inner();
+        let mut entries: Vec<Stat> = Vec::new();
+        loop {
+            let p = next(&mut inbound).await?;
+            match (p.r#type, p.stat) {
+                (proto::PACKET_STAT, Some(st)) => {
+                    if entries.len() >= MAX_ENTRIES {
+                        return Err(Error::invalid("build context: too many entries"));
+                    }
+                    entries.push(st);
+                }
+                (proto::PACKET_STAT, None) => break,
+                (t, _) => {
+                    return Err(Error::invalid(format!("build context: unexpected packet {t} in the entry list")))
+                }
+            }
+        }
+        Ok(Transfer { tx, inbound, entries })
     }
 
+    /// Asks for entry `id`'s data.
+    pub(crate) async fn request(&mut self, id: usize) -> Result<()> {
+        self.tx
+            .send(Packet { r#type: proto::PACKET_REQ, id: id as u32, ..Default::default() })
+            .await
+            .map_err(|_| Error::invalid("build context: the transfer closed"))
+    }
+
+    /// The next chunk of entry `id` (asked for last); `None` at its end.
+    pub(crate) async fn chunk(&mut self, id: usize) -> Result<Option<Vec<u8>>> {
+        let p = next(&mut self.inbound).await?;
+        if p.r#type != proto::PACKET_DATA || p.id != id as u32 {
+            let path = self.entries.get(id).map(|s| s.path.as_str()).unwrap_or("?");
+            return Err(Error::invalid(format!("build context: unexpected packet {} for {path}", p.r#type)));
+        }
+        Ok((!p.data.is_empty()).then_some(p.data))
+    }
+
+    /// FIN both ways ends the call cleanly on the client's side.
+    pub(crate) async fn finish(mut self) {
+        let _ = self.tx.send(Packet { r#type: proto::PACKET_FIN, ..Default::default() }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inbound.next()).await;
+    }
+}
+
+/// Receives the directory as a tar stream into `out`; returns the bytes of file data received.
+pub async fn receive(session: &Session, req: &Request, out: &mut (impl AsyncWrite + Unpin)) -> Result<u64> {
+    let mut t = Transfer::open(session, req).await?;
     let mut total = 0u64;
-    for (id, st) in entries.iter().enumerate() {
-        let kind = st.mode & MODE_TYPE;
-        if kind == MODE_SOCKET || kind == MODE_IRREGULAR {
+    for id in 0..t.entries.len() {
+        let st = t.entries[id].clone();
+        let kind = kind_of(&st);
+        if kind == EntryKind::Skip {
             continue;
         }
-        let hardlink = kind == 0 && !st.linkname.is_empty();
-        let wants_data = kind == 0 && !hardlink && st.size > 0;
+        let hardlink = kind == EntryKind::File { hardlink: true };
+        let wants_data = kind == EntryKind::File { hardlink: false } && st.size > 0;
         let size = if wants_data { st.size as u64 } else { 0 };
         if total.saturating_add(size) > req.max_bytes {
             return Err(Error::invalid(format!("build context {} is larger than {} bytes", req.dir, req.max_bytes)));
         }
-        out.write_all(&header(st, hardlink, size)?).await?;
+        out.write_all(&header(&st, hardlink, size)?).await?;
         if !wants_data {
             continue;
         }
-        tx.send(Packet { r#type: proto::PACKET_REQ, id: id as u32, ..Default::default() })
-            .await
-            .map_err(|_| Error::invalid("build context: the transfer closed"))?;
+        t.request(id).await?;
         let mut got = 0u64;
-        loop {
-            let p = next(&mut inbound).await?;
-            if p.r#type != proto::PACKET_DATA || p.id != id as u32 {
-                return Err(Error::invalid(format!("build context: unexpected packet {} for {}", p.r#type, st.path)));
-            }
-            if p.data.is_empty() {
-                break;
-            }
-            got += p.data.len() as u64;
+        while let Some(data) = t.chunk(id).await? {
+            got += data.len() as u64;
             if got > size {
                 return Err(Error::invalid(format!("build context: {} grew while it was sent", st.path)));
             }
-            out.write_all(&p.data).await?;
+            out.write_all(&data).await?;
         }
         if got != size {
             return Err(Error::invalid(format!("build context: {} changed while it was sent", st.path)));
@@ -137,9 +207,7 @@ pub async fn receive(session: &Session, req: &Request, out: &mut (impl AsyncWrit
     }
     out.write_all(&[0u8; 1024]).await?;
     out.flush().await?;
-    // FIN both ways ends the call cleanly on the client's side.
-    let _ = tx.send(Packet { r#type: proto::PACKET_FIN, ..Default::default() }).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), inbound.next()).await;
+    t.finish().await;
     Ok(total)
 }
 
@@ -205,13 +273,7 @@ fn header(st: &Stat, hardlink: bool, size: u64) -> Result<Vec<u8>> {
     h.set_entry_type(ty);
     set_bytes(&mut h.as_old_mut().name, name.as_bytes());
     set_bytes(&mut h.as_old_mut().linkname, link.as_bytes());
-    let mut mode = st.mode & 0o777;
-    for (go, unix) in [(MODE_SETUID, 0o4000), (MODE_SETGID, 0o2000), (MODE_STICKY, 0o1000)] {
-        if st.mode & go != 0 {
-            mode |= unix;
-        }
-    }
-    h.set_mode(mode);
+    h.set_mode(unix_perm(st.mode));
     h.set_uid(st.uid as u64);
     h.set_gid(st.gid as u64);
     h.set_size(size);

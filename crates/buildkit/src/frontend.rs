@@ -76,14 +76,28 @@ pub(crate) async fn dockerfile(
     opts.auths = registry_auths(session, opts.dockerfile_text.as_deref().unwrap_or_default()).await;
     opts.secrets = Some(berth_builder::SecretSource(Arc::new(session.clone())));
     let v = rep.start("load-context", "[internal] load build context");
-    let (mut wr, rd) = tokio::io::duplex(1 << 20);
     let req = Request { dir: ctx_dir, exclude, max_bytes: CONTEXT_MAX, ..Default::default() };
-    let send = async {
-        let res = filesync::receive(session, &req, &mut wr).await;
-        drop(wr);
-        res
+    let (sent, started) = if session.shared_key.is_empty() {
+        // No key to keep the context by: it comes whole, as a tar stream into the builder.
+        let (mut wr, rd) = tokio::io::duplex(1 << 20);
+        let send = async {
+            let res = filesync::receive(session, &req, &mut wr).await;
+            drop(wr);
+            res
+        };
+        tokio::join!(send, bk.engine.build(Box::pin(rd), opts))
+    } else {
+        // Only what changed since the last build of this context comes over.
+        let out = bk.work.join(berth_types::new_id());
+        let key = session.shared_key.clone();
+        match bk.contexts.sync(session, &key, &req, out.clone()).await {
+            Ok(n) => (Ok(n), bk.engine.build_dir(out, opts).await),
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(out)).await;
+                (Err(e), Err(berth_types::Error::invalid("no build context")))
+            }
+        }
     };
-    let (sent, started) = tokio::join!(send, bk.engine.build(Box::pin(rd), opts));
     // The transfer's own error explains a context the builder then found truncated.
     let bytes = sent.inspect_err(|e| rep.fail(&v, &e.message)).map_err(status_of)?;
     rep.status(&v, "transferring context", bytes as i64, true);

@@ -8,6 +8,7 @@
 //! Builds run on the daemon through the narrow [`Engine`] trait; nothing here knows about images
 //! or containers. Raw LLB is not executed: berthd runs Dockerfiles, and says so.
 
+mod contexts;
 mod control;
 mod export;
 pub mod filesync;
@@ -84,6 +85,12 @@ pub trait Engine: Send + Sync + 'static {
         context: Pin<Box<dyn AsyncRead + Send>>,
         opts: BuildOptions,
     ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>>;
+    /// Like `build`, over a context folder the build takes over (and removes when it ends).
+    fn build_dir(
+        &self,
+        context: std::path::PathBuf,
+        opts: BuildOptions,
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>>;
     /// Tags `image` (an id) with each of `names`.
     fn tag(&self, image: String, names: Vec<String>) -> BoxFuture<'_, Result<()>>;
     fn cache(&self) -> BoxFuture<'_, Result<Vec<CacheItem>>>;
@@ -102,11 +109,23 @@ pub struct BuildKit {
     forwarders_changed: tokio::sync::Notify,
     /// The worker id and labels buildx shows.
     hostname: String,
+    /// Clients' contexts kept between builds, and each build's copy of one.
+    contexts: contexts::Contexts,
+    work: std::path::PathBuf,
 }
 
 impl BuildKit {
-    pub fn new(engine: Arc<dyn Engine>, hostname: String) -> Arc<BuildKit> {
+    /// `state` is a private folder of the daemon's (kept contexts live there); what a crash
+    /// left in its work folder is removed.
+    pub fn new(engine: Arc<dyn Engine>, hostname: String, state: std::path::PathBuf) -> Arc<BuildKit> {
+        let work = state.join("work");
+        let _ = std::fs::remove_dir_all(&work);
+        let _ = std::fs::create_dir_all(&work);
+        // Clients' files: root's alone, as everything under the data root.
+        let _ = std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700));
         Arc::new(BuildKit {
+            contexts: contexts::Contexts::new(state.join("contexts")),
+            work,
             engine,
             sessions: Default::default(),
             builds: Default::default(),

@@ -20,6 +20,9 @@ const SESSION_WAIT: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct Session {
     pub id: String,
+    /// The client's key for what it sends (buildx: its context folder), by which berthd keeps
+    /// a context between builds; empty when the client gave none.
+    pub shared_key: String,
     /// gRPC methods the client serves (`/moby.filesync.v1.FileSync/DiffCopy`, ...).
     methods: Arc<HashSet<String>>,
     send: SendRequest<tonic::body::Body>,
@@ -105,7 +108,12 @@ impl Sessions {
             .collect();
         let (send, conn) = crate::h2c::handshake(io).await.map_err(|e| Error::invalid(format!("session {id}: {e}")))?;
         tracing::debug!(session = %id, ?methods, "build session connected");
-        let session = Session { id: id.clone(), methods: Arc::new(methods), send };
+        let shared_key = headers
+            .get("X-Docker-Expose-Session-Sharedkey")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let session = Session { id: id.clone(), shared_key, methods: Arc::new(methods), send };
         self.by_id.lock().unwrap().insert(id.clone(), session);
         self.changed.notify_waiters();
         let res = conn.await;

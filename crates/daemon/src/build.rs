@@ -68,6 +68,20 @@ impl BuildService {
         Ok(Prepared { ctx: Arc::new(ctx), df, opts })
     }
 
+    /// Like `prepare`, over a context folder that is already there (BuildKit's kept contexts);
+    /// the build removes it when it ends.
+    pub async fn prepare_dir(&self, dir: PathBuf, opts: BuildOptions) -> Result<Prepared> {
+        crate::metrics::get().builds_triggered.inc();
+        let (ctx, df, opts) = blocking(move || {
+            let ctx = Context::adopt(dir)?;
+            let df = berth_builder::prepare(&ctx, &opts)?;
+            Ok((ctx, df, opts))
+        })
+        .await
+        .inspect_err(|_| build_failed("dockerfile_syntax_error"))?;
+        Ok(Prepared { ctx: Arc::new(ctx), df, opts })
+    }
+
     /// Runs a prepared build; its output stream ends when the build does. Dropping the receiver
     /// cancels the build at the next step (and kills a running RUN).
     pub fn run(self: &Arc<Self>, p: Prepared) -> mpsc::UnboundedReceiver<Value> {

@@ -45,6 +45,17 @@ impl Engine for BuildKitEngine {
         })
     }
 
+    fn build_dir(
+        &self,
+        context: std::path::PathBuf,
+        opts: BuildOptions,
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>> {
+        Box::pin(async move {
+            let prepared = self.builds.prepare_dir(context, opts).await?;
+            Ok(self.builds.run(prepared))
+        })
+    }
+
     fn tag(&self, image: String, names: Vec<String>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             for n in names {

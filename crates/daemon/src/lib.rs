@@ -99,11 +99,12 @@ impl Daemon {
             Arc::new(move |id: &str| c1.upgrade().map(|c| c.attached_to(id)).unwrap_or_default()),
             Arc::new(move |id: &str| c2.upgrade().map(|c| c.configured_on(id)).unwrap_or_default()),
         );
+        let buildkit_state = config.data_root.join("buildkit");
         let system = Arc::new(SystemService::new(config, containers.clone(), images.clone()));
         let builds = Arc::new(BuildService::new(containers.clone(), images.clone()));
         let engine = Arc::new(buildkit::BuildKitEngine { builds: builds.clone(), images: images.clone() });
         let hostname = rustix::system::uname().nodename().to_string_lossy().into_owned();
-        let buildkit = berth_buildkit::BuildKit::new(engine, hostname);
+        let buildkit = berth_buildkit::BuildKit::new(engine, hostname, buildkit_state);
         Ok(Daemon { containers, images, system, volumes, networks, events, builds, buildkit })
     }
 

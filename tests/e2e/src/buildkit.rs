@@ -270,7 +270,14 @@ impl tonic::server::StreamingService<Packet> for DiffCopy {
                             linkname: String::from_utf8_lossy(t).into(),
                             ..Default::default()
                         },
-                        None => Stat { path: p.clone(), mode: 0o644, size: data.len() as i64, ..Default::default() },
+                        // A modification time that follows the content, as a real file's would.
+                        None => Stat {
+                            path: p.clone(),
+                            mode: 0o644,
+                            size: data.len() as i64,
+                            mod_time: data.iter().map(|b| *b as i64).sum::<i64>() * 1_000_000_007,
+                            ..Default::default()
+                        },
                     };
                     tx.send(Ok(Packet { r#type: proto::PACKET_STAT, stat: Some(st), ..Default::default() }))
                         .await
@@ -317,6 +324,10 @@ pub async fn open_session(d: &Berthd, id: &str, dirs: Dirs, received: Received) 
     let mut headers =
         vec![("X-Docker-Expose-Session-Uuid", id.to_string()), ("X-Docker-Expose-Session-Name", "e2e".into())];
     headers.extend(methods.into_iter().map(|m| ("X-Docker-Expose-Session-Grpc-Method", m)));
+    // buildx names the client's context folder by a shared key (berthd keeps it between builds).
+    if let Some((_, key)) = dirs.get("sharedkey").and_then(|k| k.first()) {
+        headers.push(("X-Docker-Expose-Session-Sharedkey", String::from_utf8(key.clone()).unwrap()));
+    }
     // buildx offers FileSend only when an exporter writes to the client.
     if dirs.contains_key("exports") {
         headers.push(("X-Docker-Expose-Session-Grpc-Method", "/moby.filesync.v1.FileSend/DiffCopy".into()));

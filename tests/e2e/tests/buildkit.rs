@@ -153,6 +153,75 @@ async fn run_mounts_cache_bind_tmpfs_and_secrets() {
     assert!(o.gateway.unwrap_err().message().contains("type=ssh is not supported"));
 }
 
+/// With a shared key (buildx sends one per context folder), berthd keeps the context between
+/// builds and the client sends only what changed: a rebuild moves no file data, a changed file
+/// only its own bytes, and what was deleted or newly excluded is gone from the next build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_context_sends_only_changes() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let df = "FROM busybox\nCOPY . /ctx/\nRUN ls /ctx | sort | tr '\\n' ' ' > /list; cat /ctx/a > /a\n";
+    let ctx = |files: &[(&str, &str)]| {
+        let mut m = (*dirs(df, files)).clone();
+        m.insert("sharedkey".into(), vec![("key".into(), b"e2e-context-1".to_vec())]);
+        Arc::new(m)
+    };
+    let transferred = |o: &Outcome| {
+        let log = o.logs(&o.vertex("[internal] load build context"));
+        log.trim().trim_start_matches("transferring context: ").trim_end_matches("B done").parse::<u64>().unwrap()
+    };
+    let big = "x".repeat(100_000);
+    let o = build(&d, ctx(&[("a", "first"), ("big", &big), ("gone", "soon")]), HashMap::new(), "kc:1").await;
+    o.solve.as_ref().unwrap_or_else(|s| panic!("{s:?}\n{}", d.log_tail()));
+    assert_eq!(transferred(&o), 100_000 + 5 + 4);
+    assert_eq!(d.ok(&["run", "--rm", "kc:1", "cat", "/list"]).trim(), "a big gone");
+
+    // Nothing changed: no file data, every step from the cache.
+    let o = build(&d, ctx(&[("a", "first"), ("big", &big), ("gone", "soon")]), HashMap::new(), "kc:2").await;
+    assert_eq!(transferred(&o), 0);
+    assert!(o.vertex("[3/3] RUN ls /ctx | sort | tr '\\n' ' ' > /list; cat /ctx/a > /a").cached);
+
+    // One file changed, one deleted: only the changed bytes come, and the build sees both.
+    let o = build(&d, ctx(&[("a", "second"), ("big", &big)]), HashMap::new(), "kc:3").await;
+    o.solve.as_ref().unwrap();
+    assert_eq!(transferred(&o), 6);
+    assert_eq!(d.ok(&["run", "--rm", "kc:3", "cat", "/list"]).trim(), "a big");
+    assert_eq!(d.ok(&["run", "--rm", "kc:3", "cat", "/a"]).trim(), "second");
+    // The earlier image is untouched by the later sync.
+    assert_eq!(d.ok(&["run", "--rm", "kc:1", "cat", "/a"]).trim(), "first");
+
+    // `buildx du` lists the kept context; `buildx prune` drops it (then everything comes again).
+    let mut g = control(&d).await;
+    let du: proto::DiskUsageResponse =
+        unary(&mut g, "/moby.buildkit.v1.Control/DiskUsage", Request::new(proto::DiskUsageRequest::default()))
+            .await
+            .unwrap();
+    assert!(du.record.iter().any(|r| r.record_type == "source.local" && r.size >= 100_000), "{du:?}");
+    let mut pg = control(&d).await;
+    pg.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<proto::PruneRequest, proto::UsageRecord>::default();
+    let req = Request::new(proto::PruneRequest { all: true, ..Default::default() });
+    let mut s = pg
+        .server_streaming(req, http::uri::PathAndQuery::from_static("/moby.buildkit.v1.Control/Prune"), codec)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut pruned = Vec::new();
+    while let Some(r) = futures_util::StreamExt::next(&mut s).await {
+        pruned.push(r.unwrap());
+    }
+    assert!(pruned.iter().any(|r| r.record_type == "source.local"), "{pruned:?}");
+    let o = build(&d, ctx(&[("a", "second"), ("big", &big)]), HashMap::new(), "kc:4").await;
+    assert_eq!(transferred(&o), 100_000 + 6);
+
+    // A hostile client: a file "through" a symlink that points out of the context stays inside.
+    let out = format!("bt-kc-escape-{}", std::process::id());
+    let target = std::env::temp_dir();
+    let evil = [("a", "x"), ("evil", &*format!("symlink:{}", target.display())), (&*format!("evil/{out}"), "pwned")];
+    let _ = build(&d, ctx(&evil), HashMap::new(), "kc:5").await;
+    assert!(!target.join(&out).exists(), "the context sync wrote outside its folder");
+}
+
 /// `-o type=local,dest=...` and `-o type=tar,dest=...`: the image's files sent to the client,
 /// without the container stubs (`/.dockerenv`), symlinks as symlinks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
