@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 pub use berth_dockerfile::Dockerfile;
 pub use context::Context;
-pub use runmount::{BindRoot, RunMount, SecretSource, Secrets, Sharing};
+pub use runmount::{AgentConn, BindRoot, RunMount, SecretSource, Secrets, Sharing, SshAgents, SshSource};
 
 /// An image as the builder sees it: `id` is `None` for `scratch`.
 #[derive(Debug, Clone, Default)]
@@ -177,6 +177,8 @@ pub struct BuildOptions {
     pub run_mounts: bool,
     /// The client's secrets (`RUN --mount=type=secret`), when its session offers them.
     pub secrets: Option<SecretSource>,
+    /// The client's SSH agents (`RUN --mount=type=ssh`), when its session forwards any.
+    pub ssh: Option<SshSource>,
 }
 
 /// The outcome of a whole build.

@@ -64,6 +64,15 @@ pub enum RunMount {
         uid: u32,
         gid: u32,
     },
+    /// The client's SSH agent `id`, as a socket at `target`: each connection is forwarded.
+    Ssh {
+        target: String,
+        id: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        agents: SshSource,
+    },
 }
 
 impl RunMount {
@@ -72,7 +81,8 @@ impl RunMount {
             RunMount::Bind { target, .. }
             | RunMount::Cache { target, .. }
             | RunMount::Tmpfs { target, .. }
-            | RunMount::Secret { target, .. } => target,
+            | RunMount::Secret { target, .. }
+            | RunMount::Ssh { target, .. } => target,
         }
     }
 }
@@ -90,6 +100,28 @@ pub struct SecretSource(pub Arc<dyn Secrets>);
 impl fmt::Debug for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretSource")
+    }
+}
+
+/// A connection to the client's SSH agent.
+pub trait AgentConn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> AgentConn for T {}
+
+/// The client's SSH agents (BuildKit's session, `docker build --ssh`).
+pub trait SshAgents: Send + Sync {
+    /// Whether the client forwards an agent by that id.
+    fn check(&self, id: &str) -> BoxFuture<'_, Result<bool>>;
+    /// A new connection to agent `id`.
+    fn connect(&self, id: &str) -> BoxFuture<'_, Result<Box<dyn AgentConn>>>;
+}
+
+/// A handle on the client's SSH agents, carried in the build's options.
+#[derive(Clone)]
+pub struct SshSource(pub Arc<dyn SshAgents>);
+
+impl fmt::Debug for SshSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SshSource")
     }
 }
 
@@ -172,7 +204,7 @@ pub fn parse(value: &str) -> Result<Spec> {
                 return Err(Error::invalid("secret mount needs an id or a target"));
             }
         }
-        "ssh" => return Err(Error::not_implemented("RUN --mount=type=ssh is not supported by berthd yet")),
+        "ssh" => {}
         o => return Err(Error::invalid(format!("unsupported mount type \"{o}\""))),
     }
     if s.kind == "cache" && !s.from.is_empty() {
@@ -257,6 +289,33 @@ impl<B: Backend> Cx<'_, '_, B> {
                     key.push(format!("tmpfs {target}"));
                     r.mounts.push(RunMount::Tmpfs { target, size: s.size });
                 }
+                "ssh" => {
+                    let id = if s.id.is_empty() { "default".to_string() } else { s.id.clone() };
+                    let n = r.mounts.iter().filter(|m| matches!(m, RunMount::Ssh { .. })).count();
+                    let target = if s.target.is_empty() { format!("/run/buildkit/ssh_agent.{n}") } else { target };
+                    let agents = match &self.b.opts.ssh {
+                        Some(a) if a.0.check(&id).await? => a.clone(),
+                        _ if s.required => {
+                            return Err(Error::invalid(format!(
+                                "no SSH key {id:?} forwarded from the client (docker build --ssh {id})"
+                            )))
+                        }
+                        _ => continue,
+                    };
+                    // As BuildKit: the first agent socket is the step's SSH_AUTH_SOCK.
+                    if n == 0 {
+                        r.env.push(format!("SSH_AUTH_SOCK={target}"));
+                    }
+                    key.push(format!("ssh {id} {target}"));
+                    r.mounts.push(RunMount::Ssh {
+                        target,
+                        id,
+                        mode: s.mode.unwrap_or(0o600),
+                        uid: s.uid.unwrap_or(0),
+                        gid: s.gid.unwrap_or(0),
+                        agents,
+                    });
+                }
                 _ => self.secret_mount(&s, target, &mut r, &mut key).await?,
             }
         }
@@ -333,6 +392,7 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse("type=ssh").unwrap_err().kind, berth_types::ErrorKind::NotImplemented);
+        assert_eq!(parse("type=cache,target=/c,from=x").unwrap_err().kind, berth_types::ErrorKind::NotImplemented);
+        assert!(parse("type=ssh").is_ok());
     }
 }

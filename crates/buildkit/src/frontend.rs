@@ -75,6 +75,7 @@ pub(crate) async fn dockerfile(
     opts.run_mounts = true;
     opts.auths = registry_auths(session, opts.dockerfile_text.as_deref().unwrap_or_default()).await;
     opts.secrets = Some(berth_builder::SecretSource(Arc::new(session.clone())));
+    opts.ssh = Some(berth_builder::SshSource(Arc::new(session.clone())));
     let v = rep.start("load-context", "[internal] load build context");
     let req = Request { dir: ctx_dir, exclude, max_bytes: CONTEXT_MAX, ..Default::default() };
     let (sent, started) = if session.shared_key.is_empty() {

@@ -515,6 +515,13 @@ pub struct BytesMessage {
     pub data: Vec<u8>,
 }
 
+/// `moby.sshforward.v1.CheckAgentRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CheckAgentRequest {
+    #[prost(string, tag = "1")]
+    pub id: String,
+}
+
 /// `moby.buildkit.secrets.v1.GetSecretRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct GetSecretRequest {

@@ -80,6 +80,70 @@ impl berth_builder::Secrets for Session {
     }
 }
 
+/// `RUN --mount=type=ssh` reaches the client's agents through its session.
+impl berth_builder::SshAgents for Session {
+    fn check(&self, id: &str) -> futures_util::future::BoxFuture<'_, Result<bool>> {
+        let id = id.to_string();
+        Box::pin(async move {
+            const M: &str = "/moby.sshforward.v1.SSH/CheckAgent";
+            if !self.supports(M) {
+                return Ok(false);
+            }
+            let mut g = self.grpc().await?;
+            let codec = tonic_prost::ProstCodec::<proto::CheckAgentRequest, proto::Empty>::default();
+            let req = tonic::Request::new(proto::CheckAgentRequest { id: id.clone() });
+            match g.unary(req, http::uri::PathAndQuery::from_static(M), codec).await {
+                Ok(_) => Ok(true),
+                Err(s) if s.code() == tonic::Code::NotFound || s.code() == tonic::Code::Unknown => Ok(false),
+                Err(s) => Err(Error::invalid(format!("ssh agent {id}: {}", s.message()))),
+            }
+        })
+    }
+
+    fn connect(&self, id: &str) -> futures_util::future::BoxFuture<'_, Result<Box<dyn berth_builder::AgentConn>>> {
+        let id = id.to_string();
+        Box::pin(async move {
+            const M: &str = "/moby.sshforward.v1.SSH/ForwardAgent";
+            // The agent's bytes go both ways as BytesMessages; the step gets one end of a pipe.
+            let (ours, theirs) = tokio::io::duplex(64 << 10);
+            let (mut rd, mut wr) = tokio::io::split(theirs);
+            let (tx, rx) = tokio::sync::mpsc::channel::<proto::BytesMessage>(8);
+            let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            req.metadata_mut()
+                .insert("buildkit.ssh.id", id.parse().map_err(|_| Error::invalid(format!("bad ssh id {id:?}")))?);
+            let mut g = self.grpc().await?;
+            let codec = tonic_prost::ProstCodec::<proto::BytesMessage, proto::BytesMessage>::default();
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 32 << 10];
+                while let Ok(n) = rd.read(&mut buf).await {
+                    if n == 0 || tx.send(proto::BytesMessage { data: buf[..n].to_vec() }).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            // The agent speaks only when spoken to, and the client sends its response headers
+            // only with its first bytes: the call is awaited on its own, never before returning.
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                match g.streaming(req, http::uri::PathAndQuery::from_static(M), codec).await {
+                    Ok(r) => {
+                        let mut inbound = r.into_inner();
+                        while let Ok(Some(m)) = inbound.message().await {
+                            if wr.write_all(&m.data).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(s) => tracing::debug!("ssh agent {id}: {}", s.message()),
+                }
+                let _ = wr.shutdown().await;
+            });
+            Ok(Box::new(ours) as Box<dyn berth_builder::AgentConn>)
+        })
+    }
+}
+
 /// The sessions connected now.
 #[derive(Default)]
 pub struct Sessions {

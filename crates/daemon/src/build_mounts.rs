@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use berth_builder::{BindRoot, RunMount, Sharing};
+use berth_builder::{BindRoot, RunMount, Sharing, SshSource};
 use berth_image::ImageStore;
 use berth_types::{new_id, Digest, Result};
 use serde_json::{json, Value};
@@ -28,10 +28,15 @@ pub(crate) struct StepMounts {
     pub api: Vec<Value>,
     /// Targets whose mount points the runtime may have created (removed from the step's layer).
     pub targets: Vec<String>,
+    /// The SSH agent sockets' accept loops.
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for StepMounts {
     fn drop(&mut self) {
+        for f in &self.forwarders {
+            f.abort();
+        }
         let (store, staging, snaps) = (self.store.clone(), self.staging.clone(), std::mem::take(&mut self.snapshots));
         // Unmounting is a syscall per mount: not on an async worker.
         let undo = move || {
@@ -97,25 +102,58 @@ pub(crate) async fn prepare(store: Arc<ImageStore>, mounts: Vec<RunMount>) -> Re
             shared_ok.push(ok);
         }
     }
-    let mut step =
-        StepMounts { store: store.clone(), staging, snapshots: vec![], _locks: locks, api: vec![], targets: vec![] };
+    let mut step = StepMounts {
+        store: store.clone(),
+        staging,
+        snapshots: vec![],
+        _locks: locks,
+        api: vec![],
+        targets: vec![],
+        forwarders: vec![],
+    };
     let st = store.clone();
     let staging = step.staging.clone();
-    let (api, targets, snapshots) = tokio::task::spawn_blocking(move || set_up(&st, &staging, mounts, shared_ok))
-        .await
-        .map_err(|e| berth_types::Error::internal(format!("blocking task: {e}")))?;
+    let (api, targets, snapshots, sockets) =
+        tokio::task::spawn_blocking(move || set_up(&st, &staging, mounts, shared_ok))
+            .await
+            .map_err(|e| berth_types::Error::internal(format!("blocking task: {e}")))?;
     step.snapshots = snapshots;
-    step.api = api?;
     step.targets = targets;
+    for (listener, id, agents) in sockets {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::UnixListener::from_std(listener)?;
+        step.forwarders.push(tokio::spawn(forward_agent(listener, id, agents)));
+    }
+    step.api = api?;
     Ok(step)
 }
 
-type SetUp = (Result<Vec<Value>>, Vec<String>, Vec<String>);
+/// An SSH agent socket of the step, with the client's agent it forwards to.
+type AgentSocket = (std::os::unix::net::UnixListener, String, SshSource);
+
+type SetUp = (Result<Vec<Value>>, Vec<String>, Vec<String>, Vec<AgentSocket>);
+
+/// Accepts the step's connections to an agent socket and joins each to a new connection to the
+/// client's agent; ends when the step does (aborted).
+async fn forward_agent(listener: tokio::net::UnixListener, id: String, agents: SshSource) {
+    while let Ok((mut conn, _)) = listener.accept().await {
+        let (id, agents) = (id.clone(), agents.clone());
+        tokio::spawn(async move {
+            match agents.0.connect(&id).await {
+                Ok(mut agent) => {
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut agent).await;
+                }
+                Err(e) => tracing::debug!("ssh agent {id}: {e}"),
+            }
+        });
+    }
+}
 
 /// The blocking part. Snapshots made are returned even on failure, so the drop removes them.
 fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: Vec<bool>) -> SetUp {
     let mut snapshots = Vec::new();
     let mut targets = Vec::new();
+    let mut sockets = Vec::new();
     let mut shared = shared_ok.into_iter();
     let res = (|| -> Result<Vec<Value>> {
         std::fs::create_dir_all(staging)?;
@@ -164,11 +202,24 @@ fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: 
                     f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
                     json!({"Type": "bind", "Source": file, "Target": target, "ReadOnly": true})
                 }
+                RunMount::Ssh { target, id, mode, uid, gid, agents } => {
+                    let sock = staging.join(format!("{n}-ssh"));
+                    // Bound through the folder's fd: a data root's path can be longer than a
+                    // socket address may be (108 bytes).
+                    let dir = std::fs::File::open(staging)?;
+                    let short = format!("/proc/self/fd/{}/{n}-ssh", std::os::fd::AsRawFd::as_raw_fd(&dir));
+                    let listener = std::os::unix::net::UnixListener::bind(&short)?;
+                    drop(dir);
+                    std::os::unix::fs::chown(&sock, Some(uid), Some(gid))?;
+                    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                    sockets.push((listener, id, agents));
+                    json!({"Type": "bind", "Source": sock, "Target": target, "ReadOnly": false})
+                }
             });
         }
         Ok(api)
     })();
-    (res, targets, snapshots)
+    (res, targets, snapshots, sockets)
 }
 
 /// An overlay over `lower` whose writes land in a throw-away upper folder: a `rw` bind mount.

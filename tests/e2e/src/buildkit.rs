@@ -153,6 +153,15 @@ pub async fn serve_session(io: hyper::upgrade::Upgraded, dirs: Dirs, received: R
                         tonic::server::Grpc::new(codec).streaming(LocalSink(received), req).await
                     }
                 }
+                // An SSH agent "default" (when `ssh` is given) that answers each chunk upper-cased.
+                "/moby.sshforward.v1.SSH/CheckAgent" => {
+                    let codec = tonic_prost::ProstCodec::<proto::Empty, proto::CheckAgentRequest>::default();
+                    tonic::server::Grpc::new(codec).unary(CheckAgent(dirs), req).await
+                }
+                "/moby.sshforward.v1.SSH/ForwardAgent" => {
+                    let codec = tonic_prost::ProstCodec::<proto::BytesMessage, proto::BytesMessage>::default();
+                    tonic::server::Grpc::new(codec).streaming(EchoAgent, req).await
+                }
                 other => panic!("berthd called an unexpected method {other}"),
             };
             Ok::<_, std::convert::Infallible>(resp)
@@ -162,6 +171,37 @@ pub async fn serve_session(io: hyper::upgrade::Upgraded, dirs: Dirs, received: R
 }
 
 pub struct DiffCopy(Dirs);
+
+pub struct CheckAgent(Dirs);
+
+impl tonic::server::UnaryService<proto::CheckAgentRequest> for CheckAgent {
+    type Response = proto::Empty;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
+    fn call(&mut self, req: Request<proto::CheckAgentRequest>) -> Self::Future {
+        let known = self.0.get("ssh").is_some_and(|ids| ids.iter().any(|(id, _)| *id == req.get_ref().id));
+        Box::pin(async move {
+            match known {
+                true => Ok(tonic::Response::new(proto::Empty {})),
+                false => Err(Status::not_found("unset ssh forward key")),
+            }
+        })
+    }
+}
+
+/// A stand-in SSH agent: each chunk comes back upper-cased.
+pub struct EchoAgent;
+
+impl tonic::server::StreamingService<proto::BytesMessage> for EchoAgent {
+    type Response = proto::BytesMessage;
+    type ResponseStream = BytesStream;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<BytesStream>, Status>> + Send>>;
+    fn call(&mut self, req: Request<tonic::Streaming<proto::BytesMessage>>) -> Self::Future {
+        Box::pin(async move {
+            let out = req.into_inner().map(|m| m.map(|m| proto::BytesMessage { data: m.data.to_ascii_uppercase() }));
+            Ok(tonic::Response::new(Box::pin(out) as BytesStream))
+        })
+    }
+}
 
 /// The client's side of `-o type=tar`: the bytes, until berthd closes its side.
 pub struct TarSink(Received);

@@ -222,6 +222,53 @@ async fn kept_context_sends_only_changes() {
     assert!(!target.join(&out).exists(), "the context sync wrote outside its folder");
 }
 
+/// `RUN --mount=type=ssh`: the step gets a socket (and SSH_AUTH_SOCK) whose connections reach the
+/// client's agent through its session; a required agent the client lacks fails the step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_mounts_forward_to_the_clients_agent() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let df = "FROM busybox\nRUN --mount=type=ssh sh -c 'test -S \"$SSH_AUTH_SOCK\" && echo $SSH_AUTH_SOCK > /sock && sleep 3'\n";
+    let mut m = (*dirs(df, &[])).clone();
+    m.insert("ssh".into(), vec![("default".into(), vec![])]);
+    let staging = d.data_root().join("image/tmp");
+    let talk = tokio::spawn(async move {
+        // While the step runs, talk to its socket from the host (where it is staged).
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let Some(sock) = std::fs::read_dir(&staging)
+                .ok()
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("0-ssh"))
+                .find(|p| p.exists())
+            else {
+                continue;
+            };
+            // Through the folder's fd: the staged path is longer than a socket address may be.
+            let dir = std::fs::File::open(sock.parent().unwrap()).unwrap();
+            let short = format!("/proc/self/fd/{}/0-ssh", std::os::fd::AsRawFd::as_raw_fd(&dir));
+            let mut c = tokio::net::UnixStream::connect(&short).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut c, b"hello agent").await.unwrap();
+            let mut buf = [0u8; 11];
+            tokio::io::AsyncReadExt::read_exact(&mut c, &mut buf).await.unwrap();
+            return buf.to_vec();
+        }
+        panic!("no agent socket appeared");
+    });
+    let o = build(&d, Arc::new(m), HashMap::new(), "bk-ssh").await;
+    o.solve.as_ref().unwrap_or_else(|s| panic!("{s:?}\n{}", d.log_tail()));
+    assert_eq!(talk.await.unwrap(), b"HELLO AGENT");
+    assert_eq!(d.ok(&["run", "--rm", "bk-ssh", "cat", "/sock"]).trim(), "/run/buildkit/ssh_agent.0");
+    assert!(d.ok(&["run", "--rm", "bk-ssh", "sh", "-c", "ls /run 2>&1; true"]).contains("No such file"));
+
+    let o =
+        build(&d, dirs("FROM busybox\nRUN --mount=type=ssh,id=work,required true\n", &[]), HashMap::new(), "bk-ssh2")
+            .await;
+    assert!(o.gateway.unwrap_err().message().contains("no SSH key \"work\""));
+}
+
 /// `-o type=local,dest=...` and `-o type=tar,dest=...`: the image's files sent to the client,
 /// without the container stubs (`/.dockerenv`), symlinks as symlinks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,6 +408,33 @@ fn docker_build_with_the_real_buildx() {
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
         .collect();
     assert!(names.contains(&"msg".to_string()) && names.contains(&"bin/busybox".to_string()), "{names:?}");
+    // --ssh default: the step gets a socket to this client's ssh-agent.
+    let agent_sock = d.root.join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&agent_sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    berth_e2e::eventually("ssh-agent listens", || agent_sock.exists());
+    std::fs::write(
+        ctx.join("Dockerfile.ssh"),
+        "FROM busybox\nRUN --mount=type=ssh,required test -S \"$SSH_AUTH_SOCK\"\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new("docker")
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_CONFIG", &cfg)
+        .env("SSH_AUTH_SOCK", &agent_sock)
+        .args(["build", "--ssh", "default", "-f", "Dockerfile.ssh", "."])
+        .current_dir(&ctx)
+        .bounded();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(o.status.success(), "{}", err(&o));
+    let o = docker(&["build", "--no-cache", "-f", "Dockerfile.ssh", "."]);
+    assert!(!o.status.success() && err(&o).contains("no SSH key"), "{}", err(&o));
     // bake: two targets built at once.
     let hcl = "target \"x\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"x\" }\n tags = [\"bake-x\"]\n}\n\
                target \"y\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"y\" }\n tags = [\"bake-y\"]\n}\n\
