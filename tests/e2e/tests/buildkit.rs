@@ -149,8 +149,15 @@ async fn run_mounts_cache_bind_tmpfs_and_secrets() {
     let logs: Vec<u8> = o.updates.iter().flat_map(|u| &u.logs).flat_map(|l| l.msg.clone()).collect();
     let logs = String::from_utf8_lossy(&logs);
     assert!(o.gateway.is_err() && !logs.contains("root:"), "{logs}");
-    let o = build(&d, dirs("FROM busybox\nRUN --mount=type=ssh true\n", &[]), HashMap::new(), "bk-m5").await;
-    assert!(o.gateway.unwrap_err().message().contains("type=ssh is not supported"));
+    // An SSH mount the client has no agent for, not required: the step runs without it.
+    let o = build(
+        &d,
+        dirs("FROM busybox\nRUN --mount=type=ssh sh -c 'test -z \"$SSH_AUTH_SOCK\"'\n", &[]),
+        HashMap::new(),
+        "bk-m5",
+    )
+    .await;
+    o.gateway.as_ref().unwrap();
 }
 
 /// With a shared key (buildx sends one per context folder), berthd keeps the context between
