@@ -560,6 +560,9 @@ impl<B: Backend> Cx<'_, '_, B> {
     /// `COPY --from`: an earlier stage by name or number, or else an image.
     pub(crate) async fn copy_source_image(&mut self, st: &StageState, f: &str) -> Result<BaseImage> {
         let name = self.expand(st, f)?;
+        if let Some(image) = self.b.opts.named_contexts.get(&name.to_ascii_lowercase()) {
+            return self.b.backend.base_image(image, false, &self.b.opts.auths, &self.out).await;
+        }
         if let Some(i) = self.b.df.stage_index(&name) {
             if i >= self.stage {
                 return Err(Error::invalid(format!(

@@ -179,6 +179,10 @@ pub struct BuildOptions {
     pub secrets: Option<SecretSource>,
     /// The client's SSH agents (`RUN --mount=type=ssh`), when its session forwards any.
     pub ssh: Option<SshSource>,
+    /// Named contexts (`--build-context NAME=...`), lower-cased name to the image that stands for
+    /// it wherever `FROM NAME`, `COPY --from=NAME` or `--mount=from=NAME` says NAME (a stage of
+    /// that name included, as BuildKit).
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 /// The outcome of a whole build.

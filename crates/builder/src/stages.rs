@@ -1,6 +1,6 @@
 //! The build driver: which stages the target needs, step numbering, FROM, ONBUILD triggers, tags.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -84,10 +84,18 @@ pub(crate) fn lookup(vars: &[(String, Option<String>)], name: &str) -> Option<St
 }
 
 /// A stage's dependencies on earlier stages: its base and each `COPY --from`.
-fn deps(df: &Dockerfile, idx: usize, meta: &[(String, Option<String>)]) -> Vec<usize> {
+fn deps(
+    df: &Dockerfile,
+    idx: usize,
+    meta: &[(String, Option<String>)],
+    named: &BTreeMap<String, String>,
+) -> Vec<usize> {
     let env = |n: &str| lookup(meta, n);
     let stage_ref = |name: &str| -> Option<usize> {
         let name = shell::expand_word(name, df.escape, &env).unwrap_or_else(|_| name.to_string());
+        if named.contains_key(&name.to_ascii_lowercase()) {
+            return None;
+        }
         df.stage_index(&name).filter(|&i| i < idx)
     };
     let s = &df.stages[idx];
@@ -143,7 +151,7 @@ pub(crate) async fn run<B: Backend>(
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
         if needed.insert(i) {
-            todo.extend(deps(df, i, &meta));
+            todo.extend(deps(df, i, &meta, &opts.named_contexts));
         }
     }
     let label_step = usize::from(!opts.labels.is_empty());
@@ -269,6 +277,9 @@ impl<B: Backend> Cx<'_, '_, B> {
                     ..Default::default()
                 },
             });
+        }
+        if let Some(image) = self.b.opts.named_contexts.get(&name.to_ascii_lowercase()) {
+            return self.b.backend.base_image(image, self.b.opts.pull, &self.b.opts.auths, &self.out).await;
         }
         if let Some(i) = self.b.df.stage_index(&name).filter(|&i| i < idx) {
             return self.b.stage_result(i).await;

@@ -76,6 +76,62 @@ pub(crate) async fn dockerfile(
     opts.auths = registry_auths(session, opts.dockerfile_text.as_deref().unwrap_or_default()).await;
     opts.secrets = Some(berth_builder::SecretSource(Arc::new(session.clone())));
     opts.ssh = Some(berth_builder::SshSource(Arc::new(session.clone())));
+    // Folders given as named contexts become images for this build (removed after it).
+    let imported = named_locals(bk, session, attrs, &mut opts, rep).await?;
+    let res = run(bk, session, ctx_dir, exclude, opts, rep).await;
+    for image in imported {
+        if let Err(e) = bk.engine.remove_image(image.clone()).await {
+            tracing::debug!("named context image {image}: {e}");
+        }
+    }
+    res
+}
+
+/// `context:NAME=local:LOCAL` attributes: each folder comes from the session as a tar and is
+/// imported as an image that NAME then stands for. Returns the images made.
+async fn named_locals(
+    bk: &BuildKit,
+    session: &Session,
+    attrs: &HashMap<String, String>,
+    opts: &mut BuildOptions,
+    rep: &Reporter,
+) -> Result<Vec<String>, Status> {
+    let mut made = Vec::new();
+    for (k, v) in attrs {
+        let (Some(name), Some(local)) = (k.strip_prefix("context:"), v.strip_prefix("local:")) else { continue };
+        let vx = rep.start(&format!("named-{name}"), &format!("[context {name}] load from client"));
+        let req = Request { dir: local.to_string(), max_bytes: CONTEXT_MAX, ..Default::default() };
+        let (mut wr, rd) = tokio::io::duplex(1 << 20);
+        let send = async {
+            let res = filesync::receive(session, &req, &mut wr).await;
+            drop(wr);
+            res
+        };
+        let (sent, image) = tokio::join!(send, bk.engine.import_rootfs(Box::pin(rd)));
+        match sent.and(image) {
+            Ok(id) => {
+                rep.complete(&vx);
+                opts.named_contexts.insert(name.to_ascii_lowercase(), id.clone());
+                made.push(id);
+            }
+            Err(e) => {
+                rep.fail(&vx, &e.message);
+                return Err(status_of(e));
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Transfers the context and runs the build; the image id, or the build's error.
+async fn run(
+    bk: &BuildKit,
+    session: &Session,
+    ctx_dir: String,
+    exclude: Vec<String>,
+    opts: BuildOptions,
+    rep: &Reporter,
+) -> Result<String, Status> {
     let v = rep.start("load-context", "[internal] load build context");
     let req = Request { dir: ctx_dir, exclude, max_bytes: CONTEXT_MAX, ..Default::default() };
     let (sent, started) = if session.shared_key.is_empty() {
@@ -233,8 +289,18 @@ fn options(attrs: &HashMap<String, String>) -> berth_types::Result<BuildOptions>
             args.insert(name.to_string(), Some(v.clone()));
         } else if let Some(name) = k.strip_prefix("label:") {
             labels.insert(name.to_string(), v.clone());
-        } else if k.starts_with("context:") || k.starts_with("input:") {
-            return Err(Error::not_implemented(format!("named build contexts ({k}) are not supported by berthd yet")));
+        } else if let Some(name) = k.strip_prefix("context:") {
+            let name = name.to_ascii_lowercase();
+            if let Some(image) = v.strip_prefix("docker-image://") {
+                o.named_contexts.insert(name, image.to_string());
+            } else if !v.starts_with("local:") {
+                // (`local:` folders are imported from the session before the build: `named_locals`.)
+                return Err(Error::not_implemented(format!(
+                    "named build context {name}={v} is not supported by berthd: use a folder or docker-image://"
+                )));
+            }
+        } else if k.starts_with("input:") {
+            return Err(Error::not_implemented(format!("build inputs ({k}) are not supported by berthd")));
         }
     }
     o.build_args = args;
@@ -307,7 +373,7 @@ mod tests {
     #[test]
     fn what_berthd_cannot_do_is_refused() {
         for (k, v) in [
-            ("context:base", "docker-image://x"),
+            ("context:base", "https://example.com/repo.git"),
             ("platform", "linux/amd64,linux/arm64"),
             ("requestid", "frontend.outline"),
         ] {

@@ -91,6 +91,11 @@ pub trait Engine: Send + Sync + 'static {
         context: std::path::PathBuf,
         opts: BuildOptions,
     ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>>;
+    /// A folder's tar as a one-layer image with no config (a local named context), the same
+    /// files giving the same id; returns the id.
+    fn import_rootfs(&self, tar: Pin<Box<dyn AsyncRead + Send>>) -> BoxFuture<'_, Result<String>>;
+    /// Removes an image made by `import_rootfs` once its build no longer needs it.
+    fn remove_image(&self, image: String) -> BoxFuture<'_, Result<()>>;
     /// Tags `image` (an id) with each of `names`.
     fn tag(&self, image: String, names: Vec<String>) -> BoxFuture<'_, Result<()>>;
     fn cache(&self) -> BoxFuture<'_, Result<Vec<CacheItem>>>;

@@ -56,6 +56,22 @@ impl Engine for BuildKitEngine {
         })
     }
 
+    fn import_rootfs(&self, tar: Pin<Box<dyn AsyncRead + Send>>) -> BoxFuture<'_, Result<String>> {
+        Box::pin(async move {
+            let opts = berth_image::ImportOptions {
+                message: "named build context".into(),
+                created: Some("1970-01-01T00:00:00Z".into()),
+                ..Default::default()
+            };
+            Ok(self.images.import(tar, opts).await?.to_string())
+        })
+    }
+
+    fn remove_image(&self, image: String) -> BoxFuture<'_, Result<()>> {
+        // Not forced: an image a concurrent build still uses stays (its layers are shared anyway).
+        Box::pin(async move { self.images.delete(&image, false).await.map(|_| ()) })
+    }
+
     fn tag(&self, image: String, names: Vec<String>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             for n in names {

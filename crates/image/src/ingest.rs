@@ -225,7 +225,7 @@ impl ImageStore {
         let mut config = Config::default();
         crate::changes::apply(&mut config, &opts.changes)?;
         let (layer, _lease) = self.ingest_layer_leased(body, None)?;
-        let now = now();
+        let now = opts.created.clone().unwrap_or_else(now);
         let comment = if opts.message.is_empty() { "Imported from -".to_string() } else { opts.message };
         let image = ImageConfig {
             architecture: docker_arch().into(),

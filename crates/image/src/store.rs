@@ -83,6 +83,9 @@ pub struct ImportOptions {
     pub reference: Option<Reference>,
     pub message: String,
     pub changes: Vec<String>,
+    /// The image's creation time (RFC 3339) instead of now: the same files then make the same
+    /// image id (a build's named context, imported for every build, keeps its step cache).
+    pub created: Option<String>,
 }
 
 /// A container's root: mount `overlay` on `target`.

@@ -418,6 +418,7 @@ async fn create(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
         reference,
         message: q.str("message").unwrap_or("").to_string(),
         changes: q.all("changes").into_iter().flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>()).collect(),
+        created: None,
     };
     let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
     let id = svc.import(body, opts).await?;

@@ -276,6 +276,38 @@ async fn ssh_mounts_forward_to_the_clients_agent() {
     assert!(o.gateway.unwrap_err().message().contains("no SSH key \"work\""));
 }
 
+/// `--build-context NAME=docker-image://REF` and `NAME=<folder>`: FROM/COPY --from NAME use the
+/// image, or the folder (imported for the build, the same files giving the same image, so the
+/// step cache holds; removed after the build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_contexts_stand_for_their_names() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let df = "FROM base\nCOPY --from=extra /f.txt /f.txt\nRUN cat /f.txt > /seen\n";
+    let ctx = || {
+        let mut m = (*dirs(df, &[])).clone();
+        m.insert("extra".into(), vec![("f.txt".into(), b"from a named folder\n".to_vec())]);
+        Arc::new(m)
+    };
+    let opts = HashMap::from([
+        ("context:base".to_string(), "docker-image://busybox".to_string()),
+        ("context:extra".to_string(), "local:extra".to_string()),
+    ]);
+    let ids = || d.ok(&["images", "-aq"]).lines().map(String::from).collect::<std::collections::BTreeSet<_>>();
+    let images_before = ids().len();
+    let o = build(&d, ctx(), opts.clone(), "bk-named:1").await;
+    o.solve.as_ref().unwrap_or_else(|s| panic!("{s:?}\n{}", d.log_tail()));
+    assert_eq!(d.ok(&["run", "--rm", "bk-named:1", "cat", "/seen"]).trim(), "from a named folder");
+    let again = build(&d, ctx(), opts, "bk-named:2").await;
+    assert!(again.vertex("[2/3] COPY --from=extra /f.txt /f.txt").cached);
+    // The folder's image went with its build: only the build's own images remain.
+    // (the final image and the COPY step's; the RUN's is the final one)
+    assert_eq!(ids().len(), images_before + 2, "{}", d.ok(&["images", "-a"]));
+    let remote = HashMap::from([("context:base".to_string(), "https://example.com/r.git".to_string())]);
+    let o = build(&d, ctx(), remote, "bk-named:3").await;
+    assert_eq!(o.gateway.unwrap_err().code(), tonic::Code::Unimplemented);
+}
+
 /// `-o type=local,dest=...` and `-o type=tar,dest=...`: the image's files sent to the client,
 /// without the container stubs (`/.dockerenv`), symlinks as symlinks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,6 +474,25 @@ fn docker_build_with_the_real_buildx() {
     assert!(o.status.success(), "{}", err(&o));
     let o = docker(&["build", "--no-cache", "-f", "Dockerfile.ssh", "."]);
     assert!(!o.status.success() && err(&o).contains("no SSH key"), "{}", err(&o));
+    // Named contexts: an image and a folder.
+    let extra = d.root.join("bx-extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("e.txt"), "extra\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile.n"), "FROM base\nCOPY --from=extra /e.txt /e.txt\n").unwrap();
+    let o = docker(&[
+        "build",
+        "-f",
+        "Dockerfile.n",
+        "--build-context",
+        "base=docker-image://busybox",
+        "--build-context",
+        &format!("extra={}", extra.display()),
+        "-t",
+        "bx-named",
+        ".",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(d.ok(&["run", "--rm", "bx-named", "cat", "/e.txt"]).trim(), "extra");
     // bake: two targets built at once.
     let hcl = "target \"x\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"x\" }\n tags = [\"bake-x\"]\n}\n\
                target \"y\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"y\" }\n tags = [\"bake-y\"]\n}\n\
