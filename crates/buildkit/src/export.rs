@@ -20,6 +20,17 @@ use crate::session::Session;
 
 const FILE_SEND: &str = "/moby.filesync.v1.FileSend/DiffCopy";
 const CHUNK: usize = 32 << 10;
+/// Silence from the client that ends an export.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The client's next message, within [`IDLE`].
+async fn next<T>(inbound: &mut tonic::Streaming<T>) -> Result<Option<T>> {
+    match tokio::time::timeout(IDLE, inbound.next()).await {
+        Err(_) => Err(Error::invalid("export: the client stopped answering")),
+        Ok(None) => Ok(None),
+        Ok(Some(m)) => m.map(Some).map_err(|s| Error::invalid(format!("export: {}", s.message()))),
+    }
+}
 
 fn call<T>(stream: T, index: usize) -> Result<tonic::Request<T>> {
     let mut r = tonic::Request::new(stream);
@@ -58,9 +69,7 @@ pub(crate) async fn tar(session: &Session, index: usize, root: PathBuf) -> Resul
     let mut inbound = send.await.map_err(|s| Error::invalid(format!("export: {}", s.message())))?.into_inner();
     let total = writer.await.map_err(|e| Error::internal(format!("export task: {e}")))??;
     // The client answers (ends its side) once it has written everything.
-    while let Some(m) = inbound.next().await {
-        m.map_err(|s| Error::invalid(format!("export: {}", s.message())))?;
-    }
+    while next(&mut inbound).await?.is_some() {}
     Ok(total)
 }
 
@@ -150,8 +159,7 @@ pub(crate) async fn local(session: &Session, index: usize, root: PathBuf) -> Res
         .map_err(|s| Error::invalid(format!("export: {}", s.message())))?
         .into_inner();
     let mut total = 0u64;
-    while let Some(p) = inbound.next().await {
-        let p = p.map_err(|s| Error::invalid(format!("export: {}", s.message())))?;
+    while let Some(p) = next(&mut inbound).await? {
         match p.r#type {
             proto::PACKET_REQ => {
                 let (rel, md) =
@@ -174,9 +182,7 @@ pub(crate) async fn local(session: &Session, index: usize, root: PathBuf) -> Res
     drop(tx);
     sender.await.map_err(|e| Error::internal(format!("export task: {e}")))??;
     // The client ends the call once it has what it asked for.
-    while let Some(m) = inbound.next().await {
-        m.map_err(|s| Error::invalid(format!("export: {}", s.message())))?;
-    }
+    while next(&mut inbound).await?.is_some() {}
     Ok(total)
 }
 

@@ -520,3 +520,89 @@ fn docker_build_with_the_real_buildx() {
     let o = docker(&["buildx", "prune", "-af"]);
     assert!(o.status.success(), "{}", err(&o));
 }
+
+/// Hostile or broken clients of `/grpc` get errors in gRPC's terms and berthd keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_grpc_clients_get_errors_and_berthd_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Berthd::start();
+    // Not HTTP/2 after the upgrade: the connection is closed, nothing else happens.
+    let mut io = hyper_util::rt::TokioIo::new(hijack(&d, "/grpc", &[]).await);
+    io.write_all(b"GET / HTTP/1.1\r\n\r\nthis is not h2").await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), io.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "berthd kept a garbage connection open");
+
+    let mut g = control(&d).await;
+    // A body that is not a SolveRequest (field 2 must be a message, here a varint).
+    let bad = proto::Stat { path: "r".into(), mode: 7, ..Default::default() };
+    let e = unary::<_, proto::SolveResponse>(&mut g, "/moby.buildkit.v1.Control/Solve", Request::new(bad))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.code(), tonic::Code::Internal | tonic::Code::InvalidArgument), "{e:?}");
+    // A method berthd does not serve.
+    let e =
+        unary::<_, proto::Empty>(&mut g, "/moby.buildkit.v1.Control/UpdateBuildHistory", Request::new(proto::Empty {}))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    // An exporter berthd does not have, and a Solve without a ref.
+    let oci = proto::SolveRequest {
+        r#ref: "x1".into(),
+        exporters: vec![proto::Exporter { r#type: "oci".into(), attrs: Default::default() }],
+        ..Default::default()
+    };
+    let e = unary::<_, proto::SolveResponse>(&mut g, "/moby.buildkit.v1.Control/Solve", Request::new(oci))
+        .await
+        .unwrap_err();
+    assert!(e.code() == tonic::Code::Unimplemented && e.message().contains("\"oci\""), "{e:?}");
+    let e = unary::<_, proto::SolveResponse>(
+        &mut g,
+        "/moby.buildkit.v1.Control/Solve",
+        Request::new(proto::SolveRequest::default()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // Still serving, on this connection and on the API.
+    let w: proto::ListWorkersResponse =
+        unary(&mut g, "/moby.buildkit.v1.Control/ListWorkers", Request::new(proto::Empty {})).await.unwrap();
+    assert_eq!(w.record.len(), 1);
+    assert!(d.ok(&["version", "--format", "{{.Server.Version}}"]).contains("berth"));
+}
+
+/// Concurrent buildx builds (bake, CI runners): each finishes, the ones sharing a context key wait
+/// for each other's sync only and each sees its own files, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_builds_all_finish_and_leave_nothing() {
+    let d = Arc::new(Berthd::start());
+    d.import_busybox("busybox");
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move {
+            let df = format!("FROM busybox\nCOPY . /ctx/\nRUN --mount=type=cache,target=/c,sharing=locked echo {i} >> /c/log && cp /ctx/f /f\n");
+            let mut m = (*dirs(&df, &[("f", &format!("file {i}"))])).clone();
+            // Three builds share one context folder (buildx's shared key), three have their own.
+            let key = if i % 2 == 0 { "shared".to_string() } else { format!("own-{i}") };
+            m.insert("sharedkey".into(), vec![("key".into(), key.into_bytes())]);
+            let o = build(&d, Arc::new(m), HashMap::new(), &format!("cc:{i}")).await;
+            o.solve.as_ref().map(|_| ()).map_err(|s| s.message().to_string())
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(120), t).await.expect("a build hung").unwrap();
+        r.unwrap_or_else(|e| panic!("build {i}: {e}\n{}", d.log_tail()));
+    }
+    for i in 0..6 {
+        assert_eq!(d.ok(&["run", "--rm", &format!("cc:{i}"), "cat", "/f"]).trim(), format!("file {i}"));
+    }
+    let left = |p: std::path::PathBuf| std::fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
+    berth_e2e::eventually("build copies removed", || left(d.data_root().join("buildkit/work")) == 0);
+    let staging = std::fs::read_dir(d.data_root().join("image/tmp"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("runmount-"))
+        .count();
+    assert_eq!(staging, 0, "mount staging left behind");
+}
