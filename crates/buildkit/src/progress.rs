@@ -90,16 +90,24 @@ impl Builds {
     }
 }
 
+/// Log bytes kept per vertex, as BuildKit's default step log limit: a step that prints without
+/// end cannot grow berthd's memory (every update is kept for late `Status` readers).
+const LOG_LIMIT: usize = 2 << 20;
+/// Log messages kept per vertex: a step writing a byte at a time is bounded too.
+const LOG_MESSAGES: usize = 32 << 10;
+
 /// Names vertexes and reports them: a vertex is started, logged to, and completed (or failed).
 pub struct Reporter {
     build: String,
     progress: Arc<Progress>,
     vertexes: Mutex<HashMap<String, Vertex>>,
+    /// Per vertex: log bytes and messages kept so far.
+    logged: Mutex<HashMap<String, (usize, usize)>>,
 }
 
 impl Reporter {
     pub fn new(build: &str, progress: Arc<Progress>) -> Reporter {
-        Reporter { build: build.to_string(), progress, vertexes: Mutex::default() }
+        Reporter { build: build.to_string(), progress, vertexes: Mutex::default(), logged: Mutex::default() }
     }
 
     fn digest(&self, key: &str) -> String {
@@ -153,7 +161,24 @@ impl Reporter {
     }
 
     pub fn log(&self, digest: &str, stream: i64, msg: impl Into<Vec<u8>>) {
-        let l = VertexLog { vertex: digest.to_string(), timestamp: Some(Timestamp::now()), stream, msg: msg.into() };
+        let mut msg = msg.into();
+        {
+            let mut logged = self.logged.lock().unwrap();
+            // Past a limit the byte count says so (LIMIT + 1): the note is written once.
+            let (bytes, count) = logged.entry(digest.to_string()).or_default();
+            if *bytes > LOG_LIMIT {
+                return;
+            }
+            *count += 1;
+            if *bytes + msg.len() > LOG_LIMIT || *count >= LOG_MESSAGES {
+                msg.truncate(LOG_LIMIT.saturating_sub(*bytes));
+                msg.extend_from_slice(b"\n[output clipped, log limit 2MiB reached]\n");
+                *bytes = LOG_LIMIT + 1;
+            } else {
+                *bytes += msg.len();
+            }
+        }
+        let l = VertexLog { vertex: digest.to_string(), timestamp: Some(Timestamp::now()), stream, msg };
         self.progress.push(StatusResponse { logs: vec![l], ..Default::default() });
     }
 
@@ -271,6 +296,27 @@ impl<'a> Translator<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn step_logs_are_clipped_at_the_limit() {
+        let p = Arc::new(Progress::default());
+        let r = Reporter::new("b", p.clone());
+        let d = r.start("s", "[1/1] RUN yes");
+        for _ in 0..100 {
+            r.log(&d, 1, vec![b'y'; 64 << 10]);
+        }
+        p.finish();
+        let logs: Vec<u8> = p.next(0).await.unwrap().iter().flat_map(|u| &u.logs).flat_map(|l| l.msg.clone()).collect();
+        assert!(logs.len() < LOG_LIMIT + 100, "{}", logs.len());
+        assert!(logs.ends_with(b"[output clipped, log limit 2MiB reached]\n"));
+        // A byte at a time: bounded by the message count.
+        let d = r.start("t", "[1/1] RUN slow");
+        for _ in 0..100_000 {
+            r.log(&d, 1, b"y".to_vec());
+        }
+        let n = p.updates.lock().unwrap().0.iter().filter(|u| u.logs.iter().any(|l| l.vertex == d)).count();
+        assert_eq!(n, LOG_MESSAGES);
+    }
 
     #[tokio::test]
     async fn classic_steps_become_vertexes() {
