@@ -235,10 +235,23 @@ pub(crate) async fn solve(bk: &Arc<BuildKit>, req: proto::SolveRequest) -> Resul
         return Err(Status::invalid_argument("solve: no ref"));
     }
     let progress = bk.builds.start(&req.r#ref);
+    let _running = Running { bk, r: req.r#ref.clone() };
     let reporter = Arc::new(Reporter::new(&req.r#ref, progress));
-    let res = solve_and_export(bk, &req, export, &reporter).await;
-    bk.builds.end(&req.r#ref);
-    res
+    solve_and_export(bk, &req, export, &reporter).await
+}
+
+/// A Solve in progress: however it ends — answered, failed, or dropped because the client went
+/// away — its gateway entry goes and its progress ends, so no Status reader waits on it.
+struct Running<'a> {
+    bk: &'a Arc<BuildKit>,
+    r: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.bk.forwarders.lock().unwrap().remove(&self.r);
+        self.bk.builds.end(&self.r);
+    }
 }
 
 async fn solve_and_export(

@@ -71,10 +71,13 @@ impl Builds {
             p.finish();
         }
         let (me, r) = (self.clone(), r.to_string());
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            me.by_ref.lock().unwrap().remove(&r);
-        });
+        // (From a drop at shutdown there may be no runtime left: nothing to keep then.)
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                me.by_ref.lock().unwrap().remove(&r);
+            });
+        }
     }
 
     /// The build `r`, waiting up to `wait` for it to start.

@@ -606,3 +606,38 @@ async fn concurrent_builds_all_finish_and_leave_nothing() {
         .count();
     assert_eq!(staging, 0, "mount staging left behind");
 }
+
+/// A client that goes away in the middle of a gateway build (Ctrl-C in buildx): its build ends,
+/// so a Status reader of that build is answered to the end instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_build_ends_its_build() {
+    let d = Berthd::start();
+    let r = format!("gone{}", berth_e2e::free_port());
+    let mut a = control(&d).await;
+    let req = proto::SolveRequest { r#ref: r.clone(), session: "nobody".into(), ..Default::default() };
+    let solve = tokio::spawn(async move {
+        let _: Result<proto::SolveResponse, _> =
+            unary(&mut a, "/moby.buildkit.v1.Control/Solve", Request::new(req)).await;
+    });
+    let mut b = control(&d).await;
+    b.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<proto::StatusRequest, proto::StatusResponse>::default();
+    let status = b
+        .server_streaming(
+            Request::new(proto::StatusRequest { r#ref: r }),
+            http::uri::PathAndQuery::from_static("/moby.buildkit.v1.Control/Status"),
+            codec,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    solve.abort(); // the client's call (and its connection) goes away, no Return
+    let mut s = status.into_inner();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(m) = futures_util::StreamExt::next(&mut s).await {
+            m.unwrap();
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the Status stream of an abandoned build never ended");
+}
