@@ -17,6 +17,9 @@ pub struct Context {
     dir: PathBuf,
     root: Root,
     sums: Mutex<HashMap<PathBuf, [u8; 32]>>,
+    /// SHA-256 of files' content known beforehand (BuildKit's kept contexts hash what they
+    /// write), by path under the context: not read again for the cache key.
+    known: HashMap<PathBuf, [u8; 32]>,
 }
 
 impl Drop for Context {
@@ -35,7 +38,7 @@ impl Context {
     /// Unpacks a (plain, gzip or zstd) tar into `dir`, which must not exist. Blocking.
     pub fn extract(body: impl Read, dir: PathBuf) -> Result<Context> {
         std::fs::create_dir_all(&dir)?;
-        let ctx = Context { root: Root::open(&dir)?, dir, sums: Mutex::new(HashMap::new()) };
+        let ctx = Context { root: Root::open(&dir)?, dir, sums: Mutex::new(HashMap::new()), known: HashMap::new() };
         let mut plain = berth_image::compress::decompress(body)?;
         let applied = berth_image::apply::apply(&mut plain, &ctx.root);
         // The client may still be sending the archive's padding (or the rest of a bad one): read
@@ -48,8 +51,9 @@ impl Context {
 
     /// A context folder made by someone else (BuildKit's kept contexts), taken over: it is
     /// removed with the context.
-    pub fn adopt(dir: PathBuf) -> Result<Context> {
-        Ok(Context { root: Root::open(&dir)?, dir, sums: Mutex::new(HashMap::new()) })
+    /// `known` gives the content digests of files under it, when the maker has them.
+    pub fn adopt(dir: PathBuf, known: HashMap<PathBuf, [u8; 32]>) -> Result<Context> {
+        Ok(Context { root: Root::open(&dir)?, dir, sums: Mutex::new(HashMap::new()), known })
     }
 
     pub fn root(&self) -> &Root {
@@ -101,7 +105,9 @@ impl Context {
                 None => {
                     let real = real_path(&self.root, p)?;
                     let mut sub = Sha256::new();
-                    hash_tree(&real, Path::new(""), &mut sub)?;
+                    hash_tree(&real, Path::new(""), &mut sub, &|p| {
+                        p.strip_prefix(self.root.path()).ok().and_then(|r| self.known.get(r)).copied()
+                    })?;
                     let s: [u8; 32] = sub.finalize().into();
                     self.sums.lock().expect("sums lock").insert(p.clone(), s);
                     s
@@ -217,7 +223,9 @@ fn walk_match(base: &Path, rel: &Path, pattern: &str, depth: usize, out: &mut Ve
     Ok(())
 }
 
-fn hash_tree(real: &Path, rel: &Path, h: &mut Sha256) -> Result<()> {
+/// A tree's content and metadata (not times); a file counts by the SHA-256 of its content, read
+/// unless `known` has it.
+fn hash_tree(real: &Path, rel: &Path, h: &mut Sha256, known: &dyn Fn(&Path) -> Option<[u8; 32]>) -> Result<()> {
     let md = std::fs::symlink_metadata(real)?;
     h.update(rel.as_os_str().as_encoded_bytes());
     h.update(md.mode().to_le_bytes());
@@ -225,20 +233,28 @@ fn hash_tree(real: &Path, rel: &Path, h: &mut Sha256) -> Result<()> {
         h.update(std::fs::read_link(real)?.as_os_str().as_encoded_bytes());
     } else if md.is_file() {
         h.update(md.len().to_le_bytes());
-        let mut f = std::fs::File::open(real)?;
-        let mut buf = vec![0u8; 1 << 17];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
+        let digest = match known(real) {
+            Some(d) => d,
+            None => {
+                let mut fh = Sha256::new();
+                let mut f = std::fs::File::open(real)?;
+                let mut buf = vec![0u8; 1 << 17];
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    fh.update(&buf[..n]);
+                }
+                fh.finalize().into()
             }
-            h.update(&buf[..n]);
-        }
+        };
+        h.update(digest);
     } else if md.is_dir() {
         let mut names: Vec<_> = std::fs::read_dir(real)?.flatten().map(|e| e.file_name()).collect();
         names.sort();
         for n in names {
-            hash_tree(&real.join(&n), &rel.join(&n), h)?;
+            hash_tree(&real.join(&n), &rel.join(&n), h, known)?;
         }
     }
     h.update([0xff]);
@@ -297,5 +313,33 @@ mod tests {
         assert_ne!(s1, c2.checksum(&["a".into(), "d".into()]).unwrap());
         let (_t3, c3) = ctx(&[("a", b"1"), ("d/b", b"2")]);
         assert_eq!(s1, c3.checksum(&["a".into(), "d".into()]).unwrap());
+    }
+
+    #[test]
+    fn known_digests_give_the_same_checksum_as_reading() {
+        let (t, c) = ctx(&[("a", b"1"), ("d/b", b"2")]);
+        let read = c.checksum(&["a".into(), "d".into()]).unwrap();
+        // The same folder adopted with its files' digests given: not read, same key.
+        let copy = t.path().join("copy");
+        std::fs::create_dir_all(copy.join("d")).unwrap();
+        std::fs::write(copy.join("a"), b"1").unwrap();
+        std::fs::write(copy.join("d/b"), b"2").unwrap();
+        for p in ["a", "d", "d/b"] {
+            let src = std::fs::metadata(c.path().join(p)).unwrap().permissions();
+            std::fs::set_permissions(copy.join(p), src).unwrap();
+        }
+        let known: HashMap<PathBuf, [u8; 32]> =
+            [("a", b"1"), ("d/b", b"2")].iter().map(|(p, d)| (PathBuf::from(p), Sha256::digest(d).into())).collect();
+        let adopted = Context::adopt(copy.clone(), known).unwrap();
+        assert_eq!(read, adopted.checksum(&["a".into(), "d".into()]).unwrap());
+        // A wrong digest changes the key: the digests are what the key is made of.
+        let wrong: HashMap<PathBuf, [u8; 32]> = [(PathBuf::from("a"), [0u8; 32])].into_iter().collect();
+        let copy2 = t.path().join("copy2");
+        std::fs::create_dir_all(&copy2).unwrap();
+        std::fs::write(copy2.join("a"), b"1").unwrap();
+        std::fs::set_permissions(copy2.join("a"), std::fs::metadata(c.path().join("a")).unwrap().permissions())
+            .unwrap();
+        let c2 = Context::adopt(copy2, wrong).unwrap();
+        assert_ne!(c.checksum(&["a".into()]).unwrap(), c2.checksum(&["a".into()]).unwrap());
     }
 }

@@ -14,7 +14,7 @@ mod stages;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_api::container::HostConfig;
 use berth_api::image::ImageConfig;
@@ -183,6 +183,9 @@ pub struct BuildOptions {
     /// it wherever `FROM NAME`, `COPY --from=NAME` or `--mount=from=NAME` says NAME (a stage of
     /// that name included, as BuildKit).
     pub named_contexts: BTreeMap<String, String>,
+    /// Content digests of context files known beforehand (BuildKit's kept contexts), by path
+    /// under the context folder: the cache key does not read them again.
+    pub context_digests: std::collections::HashMap<PathBuf, [u8; 32]>,
 }
 
 /// The outcome of a whole build.

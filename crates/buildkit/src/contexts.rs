@@ -22,6 +22,12 @@ use crate::filesync::{kind_of, unix_perm, EntryKind, Request, Transfer};
 use crate::proto::Stat;
 use crate::session::Session;
 
+/// Content digests of a build's context files, by path under it.
+pub(crate) type Digests = HashMap<PathBuf, [u8; 32]>;
+
+/// What the manifest keeps per entry: path, mode, uid, gid, size, mtime, link, content digest.
+type ManifestEntry = (String, u32, u32, u32, i64, i64, String, String);
+
 pub(crate) struct Contexts {
     dir: PathBuf,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -53,8 +59,16 @@ impl Contexts {
     }
 
     /// Brings the kept copy of `req.dir` for `key` up to date from the client, then makes `out`
-    /// (which must not exist) a copy of it for one build. Returns the bytes of file data received.
-    pub(crate) async fn sync(&self, session: &Session, key: &str, req: &Request, out: PathBuf) -> Result<u64> {
+    /// (which must not exist) a copy of it for one build. Returns the bytes of file data received
+    /// and the SHA-256 of every regular file's content by path (hashed as written, kept in the
+    /// manifest: an unchanged file is not read again).
+    pub(crate) async fn sync(
+        &self,
+        session: &Session,
+        key: &str,
+        req: &Request,
+        out: PathBuf,
+    ) -> Result<(u64, Digests)> {
         let name = hex::encode(Sha256::digest(format!("{key}\0{}", req.dir)));
         let lock = self.locks.lock().unwrap().entry(name.clone()).or_default().clone();
         let _held = lock.lock().await;
@@ -62,19 +76,19 @@ impl Contexts {
         let (tree, manifest) = (base.join("tree"), base.join("manifest.json"));
         // The manifest goes first: a sync cut short leaves none, and the next sends everything.
         let (t2, m2) = (tree.clone(), manifest.clone());
-        let old: HashMap<String, Stat> = blocking(move || {
+        let old: HashMap<String, (Stat, String)> = blocking(move || {
             std::fs::create_dir_all(&t2)?;
             let old = match std::fs::read(&m2) {
-                Ok(b) => {
-                    serde_json::from_slice::<Vec<(String, u32, u32, u32, i64, i64, String)>>(&b).unwrap_or_default()
-                }
+                Ok(b) => serde_json::from_slice::<Vec<ManifestEntry>>(&b).unwrap_or_default(),
                 Err(_) => vec![],
             };
             let _ = std::fs::remove_file(&m2);
             Ok(old
                 .into_iter()
-                .map(|(path, mode, uid, gid, size, mod_time, linkname)| {
-                    (path.clone(), Stat { path, mode, uid, gid, size, mod_time, linkname, ..Default::default() })
+                .map(|(path, mode, uid, gid, size, mod_time, linkname, digest)| {
+                    let st =
+                        Stat { path: path.clone(), mode, uid, gid, size, mod_time, linkname, ..Default::default() };
+                    (path, (st, digest))
                 })
                 .collect())
         })
@@ -88,28 +102,53 @@ impl Contexts {
         drop(tx);
         let written = writer.await.map_err(|e| Error::internal(format!("context writer: {e}")))?;
         let total = res?;
-        written?;
+        let mut digests = written?;
         let entries = std::mem::take(&mut t.entries);
         t.finish().await;
+        // Unchanged files keep the digest they were written with; a hard link has its target's.
+        for st in &entries {
+            match kind_of(st) {
+                EntryKind::File { hardlink: false } if !digests.contains_key(&st.path) => {
+                    if let Some((_, d)) = old.get(&st.path) {
+                        digests.insert(st.path.clone(), d.clone());
+                    }
+                }
+                EntryKind::File { hardlink: true } => {
+                    if let Some(d) = digests.get(st.linkname.trim_start_matches('/')).cloned() {
+                        digests.insert(st.path.clone(), d);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let known: Digests = digests
+            .iter()
+            .filter_map(|(p, d)| {
+                Some((PathBuf::from(p.trim_start_matches('/')), hex::decode(d).ok()?.try_into().ok()?))
+            })
+            .collect();
 
         blocking(move || {
             let m: Vec<_> = entries
                 .iter()
                 .filter(|s| kind_of(s) != EntryKind::Skip)
-                .map(|s| (&s.path, s.mode, s.uid, s.gid, s.size, s.mod_time, &s.linkname))
+                .map(|s| {
+                    let d = digests.get(&s.path).cloned().unwrap_or_default();
+                    (&s.path, s.mode, s.uid, s.gid, s.size, s.mod_time, &s.linkname, d)
+                })
                 .collect();
             std::fs::write(&manifest, serde_json::to_vec(&m).map_err(|e| Error::internal(e.to_string()))?)?;
             copy_tree(&tree, &out)
         })
         .await?;
-        Ok(total)
+        Ok((total, known))
     }
 
     /// Sends the writer what changed since `old`; the data of changed files is asked for.
     async fn transfer(
         &self,
         t: &mut Transfer,
-        old: &HashMap<String, Stat>,
+        old: &HashMap<String, (Stat, String)>,
         tx: &mpsc::Sender<Op>,
         max: u64,
     ) -> Result<u64> {
@@ -125,7 +164,7 @@ impl Contexts {
             listed.insert(st.path.trim_start_matches('/').to_string());
             // A hard link is made again every time: its target may have been replaced.
             let unchanged =
-                kind != (EntryKind::File { hardlink: true }) && old.get(&st.path).is_some_and(|o| same(o, &st));
+                kind != (EntryKind::File { hardlink: true }) && old.get(&st.path).is_some_and(|(o, _)| same(o, &st));
             if unchanged {
                 continue;
             }
@@ -199,10 +238,12 @@ fn du(p: &Path) -> u64 {
     }
 }
 
-/// The writer: applies the transfer's changes to the kept tree, confined to it.
-fn write(tree: &Path, mut rx: mpsc::Receiver<Op>) -> Result<()> {
+/// The writer: applies the transfer's changes to the kept tree, confined to it; returns the
+/// content digests (hex) of the regular files it wrote.
+fn write(tree: &Path, mut rx: mpsc::Receiver<Op>) -> Result<HashMap<String, String>> {
     let root = Root::open(tree)?;
-    let mut open: Option<(Stat, std::fs::File)> = None;
+    let mut digests = HashMap::new();
+    let mut open: Option<(Stat, std::fs::File, Sha256)> = None;
     let meta = |st: &Stat| {
         let mode = (kind_of(st) != EntryKind::Symlink).then(|| unix_perm(st.mode));
         root.set_meta(Path::new(&st.path), st.uid, st.gid, mode, st.mod_time.div_euclid(1_000_000_000))
@@ -218,7 +259,10 @@ fn write(tree: &Path, mut rx: mpsc::Receiver<Op>) -> Result<()> {
                         root.hardlink(p, Path::new(&st.linkname))?;
                         continue;
                     }
-                    EntryKind::File { hardlink: false } => drop(root.create_file(p, 0o600)?),
+                    EntryKind::File { hardlink: false } => {
+                        drop(root.create_file(p, 0o600)?);
+                        digests.insert(st.path.clone(), hex::encode(Sha256::digest(b"")));
+                    }
                     EntryKind::Fifo => root.mknod(p, rustix::fs::FileType::Fifo, 0o600, 0, 0)?,
                     EntryKind::Char | EntryKind::Block => {
                         let ft = if kind_of(&st) == EntryKind::Char {
@@ -235,22 +279,24 @@ fn write(tree: &Path, mut rx: mpsc::Receiver<Op>) -> Result<()> {
             Op::Begin(st) => {
                 // A new inode: builds holding the old one by a hard link keep their content.
                 let f = root.create_file(Path::new(&st.path), 0o600)?;
-                open = Some((st, f));
+                open = Some((st, f, Sha256::new()));
             }
             Op::Data(d) => {
-                let (_, f) = open.as_mut().ok_or_else(|| Error::internal("context data without a file"))?;
+                let (_, f, h) = open.as_mut().ok_or_else(|| Error::internal("context data without a file"))?;
                 f.write_all(&d)?;
+                h.update(&d);
             }
             Op::End => {
-                if let Some((st, f)) = open.take() {
+                if let Some((st, f, h)) = open.take() {
                     drop(f);
                     meta(&st)?;
+                    digests.insert(st.path.clone(), hex::encode(h.finalize()));
                 }
             }
             Op::Finish(listed) => remove_unlisted(tree, &root, &listed)?,
         }
     }
-    Ok(())
+    Ok(digests)
 }
 
 /// Removes what the client no longer sends (deleted, or now excluded by .dockerignore).

@@ -148,7 +148,11 @@ async fn run(
         let out = bk.work.join(berth_types::new_id());
         let key = session.shared_key.clone();
         match bk.contexts.sync(session, &key, &req, out.clone()).await {
-            Ok(n) => (Ok(n), bk.engine.build_dir(out, opts).await),
+            Ok((n, digests)) => {
+                let mut opts = opts;
+                opts.context_digests = digests;
+                (Ok(n), bk.engine.build_dir(out, opts).await)
+            }
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(out)).await;
                 (Err(e), Err(berth_types::Error::invalid("no build context")))

@@ -70,10 +70,11 @@ impl BuildService {
 
     /// Like `prepare`, over a context folder that is already there (BuildKit's kept contexts);
     /// the build removes it when it ends.
-    pub async fn prepare_dir(&self, dir: PathBuf, opts: BuildOptions) -> Result<Prepared> {
+    pub async fn prepare_dir(&self, dir: PathBuf, mut opts: BuildOptions) -> Result<Prepared> {
         crate::metrics::get().builds_triggered.inc();
+        let known = std::mem::take(&mut opts.context_digests);
         let (ctx, df, opts) = blocking(move || {
-            let ctx = Context::adopt(dir)?;
+            let ctx = Context::adopt(dir, known)?;
             let df = berth_builder::prepare(&ctx, &opts)?;
             Ok((ctx, df, opts))
         })
