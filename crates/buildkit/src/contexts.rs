@@ -22,6 +22,9 @@ use crate::filesync::{kind_of, unix_perm, EntryKind, Request, Transfer};
 use crate::proto::Stat;
 use crate::session::Session;
 
+/// Contexts kept at most (the most recently used).
+const KEEP: usize = 64;
+
 /// Content digests of a build's context files, by path under it.
 pub(crate) type Digests = HashMap<PathBuf, [u8; 32]>;
 
@@ -141,6 +144,11 @@ impl Contexts {
             copy_tree(&tree, &out)
         })
         .await?;
+        drop(_held);
+        let evicted = tokio::task::block_in_place(|| self.drop_all_but(KEEP));
+        if !evicted.is_empty() {
+            tracing::debug!(count = evicted.len(), "kept build contexts evicted");
+        }
         Ok((total, known))
     }
 
@@ -197,10 +205,24 @@ impl Contexts {
 
     /// Drops every kept context nobody is syncing now (`buildx prune`); returns their sizes.
     pub(crate) fn prune(&self) -> Vec<(String, u64)> {
+        self.drop_all_but(0)
+    }
+
+    /// Keeps the `keep` most recently synced contexts and drops the others nobody is syncing
+    /// now; returns what went. Kept contexts are a transfer cache: without a bound, every
+    /// folder a client ever built from would stay on disk.
+    fn drop_all_but(&self, keep: usize) -> Vec<(String, u64)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return vec![] };
+        let mut all: Vec<(std::time::SystemTime, String, PathBuf)> = entries
+            .flatten()
+            .map(|e| {
+                let t = e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                (t, e.file_name().to_string_lossy().into_owned(), e.path())
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return out };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
+        for (_, name, path) in all.into_iter().skip(keep) {
             let lock = self.locks.lock().unwrap().get(&name).cloned();
             let _held = match &lock {
                 Some(l) => match l.try_lock() {
@@ -209,9 +231,15 @@ impl Contexts {
                 },
                 None => None,
             };
-            let size = du(&e.path());
-            if std::fs::remove_dir_all(e.path()).is_ok() {
-                out.push((name, size));
+            let size = du(&path);
+            if std::fs::remove_dir_all(&path).is_ok() {
+                out.push((name.clone(), size));
+            }
+            drop(_held);
+            // The lock goes with its context unless someone took it meanwhile.
+            let mut locks = self.locks.lock().unwrap();
+            if locks.get(&name).is_some_and(|l| Arc::strong_count(l) == 1) {
+                locks.remove(&name);
             }
         }
         out
@@ -353,4 +381,32 @@ fn copy_tree(tree: &Path, out: &Path) -> Result<()> {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_most_recent_contexts_are_kept() {
+        let t = std::env::temp_dir().join(format!("bt-contexts-{}", std::process::id()));
+        let c = Contexts::new(t.clone());
+        for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            std::fs::create_dir_all(t.join(name).join("tree")).unwrap();
+            std::fs::write(t.join(name).join("tree/f"), vec![0u8; 10]).unwrap();
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i as u64);
+            std::fs::File::open(t.join(name)).unwrap().set_modified(when).unwrap();
+        }
+        // One in use is never dropped, however old.
+        let busy = c.locks.lock().unwrap().entry("a".into()).or_default().clone();
+        let guard = busy.try_lock().unwrap();
+        let gone: Vec<String> = c.drop_all_but(2).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(gone, vec!["b".to_string()]);
+        let left: std::collections::BTreeSet<String> =
+            std::fs::read_dir(&t).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(left, ["a", "c", "d"].iter().map(|s| s.to_string()).collect());
+        drop(guard);
+        assert_eq!(c.prune().len(), 3);
+        let _ = std::fs::remove_dir_all(&t);
+    }
 }
