@@ -220,7 +220,7 @@ impl Contexts {
                 (t, e.file_name().to_string_lossy().into_owned(), e.path())
             })
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
         let mut out = Vec::new();
         for (_, name, path) in all.into_iter().skip(keep) {
             let lock = self.locks.lock().unwrap().get(&name).cloned();
