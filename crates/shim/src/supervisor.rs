@@ -407,12 +407,52 @@ impl Supervisor {
         }
         // Removes the libcontainer state and the container's cgroup.
         let _ = self.container.delete(true);
+        // libcontainer removes the container's own cgroup folders only: child cgroups the
+        // container made (a privileged one running systemd or a nested engine) kept them all.
+        remove_cgroup_trees(&self.cfg.cgroups_path);
         self.broadcast(proto::EXITED, &json);
         let _ = std::fs::remove_file(&self.cfg.socket);
         for c in &self.clients {
             let _ = c.stream.shutdown(std::net::Shutdown::Write);
         }
         std::process::exit(0);
+    }
+}
+
+/// Removes the container's cgroup folder, children first, in every hierarchy (v1 controllers and
+/// the v2 root). Its processes are gone; a folder can stay busy for a moment after the last one
+/// left, so each removal is retried briefly.
+fn remove_cgroup_trees(cgroups_path: &str) {
+    fn remove_tree(dir: &std::path::Path) {
+        if let Ok(children) = std::fs::read_dir(dir) {
+            for c in children.flatten() {
+                if c.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&c.path());
+                }
+            }
+        }
+        for _ in 0..20 {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                _ => return,
+            }
+        }
+    }
+    let rel = cgroups_path.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let mut roots: Vec<std::path::PathBuf> =
+        std::fs::read_dir(base).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    roots.push(base.to_path_buf());
+    for r in roots {
+        let p = r.join(rel);
+        if p.is_dir() {
+            remove_tree(&p);
+        }
     }
 }
 

@@ -608,22 +608,27 @@ impl Drop for Berthd {
                 break;
             }
             for p in left {
-                if let Ok(d) = std::fs::read_dir(&p) {
-                    for c in d.flatten().filter(|c| c.path().is_dir()) {
-                        // Processes still in our cgroups (a test that killed a shim) are ours too.
-                        for pid in std::fs::read_to_string(c.path().join("cgroup.procs")).unwrap_or_default().lines() {
-                            if let Some(pid) = pid.trim().parse().ok().and_then(rustix::process::Pid::from_raw) {
-                                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                            }
-                        }
-                        let _ = std::fs::remove_dir(c.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(&p);
+                remove_cgroup_tree(&p);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Removes a cgroup folder and everything under it, children first (a container may have made
+/// cgroups of its own); processes still in it (a test that killed a shim) are ours and killed.
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(d) = std::fs::read_dir(dir) {
+        for c in d.flatten().filter(|c| c.path().is_dir()) {
+            remove_cgroup_tree(&c.path());
+        }
+    }
+    for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+        if let Some(pid) = pid.trim().parse().ok().and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {

@@ -157,6 +157,22 @@ fn cgroups_are_read_only_and_the_containers_own() {
     d.ok(&["rm", "-f", "pidowner"]);
 }
 
+/// A privileged container that makes cgroups of its own (systemd, a nested engine) leaves none
+/// behind when it ends: its cgroup folders go, children first, in every hierarchy.
+#[test]
+fn child_cgroups_of_a_container_go_with_it() {
+    let d = Berthd::start();
+    d.import_busybox("busybox");
+    let script = "for h in memory cpu pids; do mkdir -p /sys/fs/cgroup/$h/x/y; done; ls -d /sys/fs/cgroup/memory/x/y";
+    assert_eq!(
+        d.ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", script]).trim(),
+        "/sys/fs/cgroup/memory/x/y"
+    );
+    d.ok(&["run", "--name", "kept", "--privileged", "busybox", "sh", "-c", script]);
+    d.ok(&["rm", "kept"]);
+    berth_e2e::eventually("no container cgroup left", || d.container_cgroups().is_empty());
+}
+
 #[test]
 fn exec_runs_under_the_container_seccomp_profile() {
     let d = Berthd::start();
