@@ -163,6 +163,10 @@ pub(crate) async fn gateway_solve(
         return Err(unsupported_frontend(&req.frontend, req.definition.is_some()));
     }
     let session = bk.sessions.get(&f.session).await.map_err(status_of)?;
+    if let Some(metadata) = crate::frontend::subrequest(&session, &req.frontend_opt).await? {
+        let result = proto::GatewayResult { result: None, metadata };
+        return Ok(proto::GatewaySolveResponse { r#ref: String::new(), result: Some(result) });
+    }
     let image = crate::frontend::dockerfile(bk, &session, &req.frontend_opt, &f.reporter).await?;
     let id = format!("berth-{}", berth_types::new_id());
     f.refs.lock().unwrap().insert(id.clone(), image);

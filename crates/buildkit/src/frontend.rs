@@ -180,6 +180,67 @@ async fn run(
     }
 }
 
+/// A build subrequest (`docker build --call NAME`) berthd answers without building: the result's
+/// metadata, or `None` when the request is a build. `targets` lists the Dockerfile's stages as
+/// BuildKit's `frontend.targets` (version 1.0.0); the others are refused by `options`.
+pub(crate) async fn subrequest(
+    session: &Session,
+    attrs: &HashMap<String, String>,
+) -> Result<Option<HashMap<String, Vec<u8>>>, Status> {
+    if attrs.get("requestid").map(String::as_str) != Some("frontend.targets") {
+        return Ok(None);
+    }
+    let filename = attrs.get("filename").filter(|f| !f.is_empty()).cloned().unwrap_or_else(|| "Dockerfile".into());
+    let df_dir = attrs.get("dockerfilekey").cloned().unwrap_or_else(|| "dockerfile".into());
+    let files = fetch_small(session, &df_dir, std::slice::from_ref(&filename)).await.map_err(status_of)?;
+    let text = files.get(filename.trim_start_matches("./")).ok_or_else(|| {
+        Status::invalid_argument(format!("failed to read dockerfile: open {filename}: no such file or directory"))
+    })?;
+    let df = berth_dockerfile::parse(&String::from_utf8_lossy(text)).map_err(|e| Status::unknown(e.to_string()))?;
+    let last = df.stages.len().saturating_sub(1);
+    let targets: Vec<serde_json::Value> = df
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut t = serde_json::json!({
+                "base": s.base,
+                "location": {"ranges": [{"start": {"line": s.line}, "end": {"line": s.line}}]},
+            });
+            if let Some(n) = &s.name {
+                t["name"] = n.clone().into();
+            }
+            if i == last {
+                t["default"] = true.into();
+            }
+            if let Some(p) = &s.platform {
+                t["platform"] = p.clone().into();
+            }
+            t
+        })
+        .collect();
+    use base64::Engine as _;
+    let list =
+        serde_json::json!({"targets": targets, "sources": [base64::engine::general_purpose::STANDARD.encode(text)]});
+    let json = serde_json::to_vec_pretty(&list).map_err(|e| Status::internal(e.to_string()))?;
+    let mut txt = String::from("TARGET\tDESCRIPTION\n");
+    for (i, s) in df.stages.iter().enumerate() {
+        // As BuildKit's PrintTargets.
+        let name = match (&s.name, i == last) {
+            (None, true) => "(default)".to_string(),
+            (Some(n), true) => format!("{n} (default)"),
+            (Some(n), false) => n.clone(),
+            (None, false) => String::new(),
+        };
+        txt.push_str(&format!("{name}\t\n"));
+    }
+    Ok(Some(HashMap::from([
+        ("result.json".to_string(), json),
+        ("result.txt".to_string(), txt.into_bytes()),
+        ("version".to_string(), b"1.0.0".to_vec()),
+    ])))
+}
+
 /// A few named files of a session directory (the Dockerfile and its ignore file), in memory.
 async fn fetch_small(session: &Session, dir: &str, names: &[String]) -> berth_types::Result<HashMap<String, Vec<u8>>> {
     let names: Vec<String> = names.iter().map(|n| n.trim_start_matches("./").to_string()).collect();

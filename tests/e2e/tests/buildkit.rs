@@ -308,6 +308,28 @@ async fn named_contexts_stand_for_their_names() {
     assert_eq!(o.gateway.unwrap_err().code(), tonic::Code::Unimplemented);
 }
 
+/// `docker build --call targets`: the stages, answered without building; other subrequests are
+/// refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_targets_lists_the_stages() {
+    let d = Berthd::start();
+    let df = "FROM busybox AS base\nRUN true\nFROM base AS final\nRUN false\n";
+    let opts = HashMap::from([("requestid".to_string(), "frontend.targets".to_string())]);
+    let o = build(&d, dirs(df, &[]), opts, "bk-call").await;
+    let meta = o.gateway.as_ref().unwrap().result.as_ref().unwrap().metadata.clone();
+    assert_eq!(meta["version"], b"1.0.0");
+    let list: serde_json::Value = serde_json::from_slice(&meta["result.json"]).unwrap();
+    let names: Vec<&str> = list["targets"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["base", "final"]);
+    assert_eq!(list["targets"][1]["default"], true);
+    assert_eq!(list["targets"][1]["location"]["ranges"][0]["start"]["line"], 3);
+    o.solve.as_ref().unwrap();
+    assert!(d.ok(&["images", "-q"]).is_empty(), "a subrequest builds nothing");
+    let lint = HashMap::from([("requestid".to_string(), "frontend.lint".to_string())]);
+    let o = build(&d, dirs(df, &[]), lint, "bk-lint").await;
+    assert_eq!(o.gateway.unwrap_err().code(), tonic::Code::Unimplemented);
+}
+
 /// `-o type=local,dest=...` and `-o type=tar,dest=...`: the image's files sent to the client,
 /// without the container stubs (`/.dockerenv`), symlinks as symlinks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,6 +515,9 @@ fn docker_build_with_the_real_buildx() {
     ]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(d.ok(&["run", "--rm", "bx-named", "cat", "/e.txt"]).trim(), "extra");
+    // --call targets: the stages, nothing built.
+    let o = docker(&["buildx", "build", "--call", "targets", "."]);
+    assert!(o.status.success() && out(&o).contains("(default)"), "{}{}", out(&o), err(&o));
     // bake: two targets built at once.
     let hcl = "target \"x\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"x\" }\n tags = [\"bake-x\"]\n}\n\
                target \"y\" {\n dockerfile = \"Dockerfile\"\n args = { MSG = \"y\" }\n tags = [\"bake-y\"]\n}\n\
