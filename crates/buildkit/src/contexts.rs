@@ -144,11 +144,6 @@ impl Contexts {
             copy_tree(&tree, &out)
         })
         .await?;
-        drop(_held);
-        let evicted = tokio::task::block_in_place(|| self.drop_all_but(KEEP));
-        if !evicted.is_empty() {
-            tracing::debug!(count = evicted.len(), "kept build contexts evicted");
-        }
         Ok((total, known))
     }
 
@@ -186,16 +181,8 @@ impl Contexts {
             }
             tx.send(Op::Begin(st.clone())).await.map_err(|_| gone())?;
             t.request(id).await?;
-            let mut got = 0u64;
             while let Some(data) = t.chunk(id).await? {
-                got += data.len() as u64;
-                if got > st.size as u64 {
-                    return Err(Error::invalid(format!("build context: {} grew while it was sent", st.path)));
-                }
                 tx.send(Op::Data(data)).await.map_err(|_| gone())?;
-            }
-            if got != st.size as u64 {
-                return Err(Error::invalid(format!("build context: {} changed while it was sent", st.path)));
             }
             tx.send(Op::End).await.map_err(|_| gone())?;
         }
@@ -204,8 +191,18 @@ impl Contexts {
     }
 
     /// Drops every kept context nobody is syncing now (`buildx prune`); returns their sizes.
-    pub(crate) fn prune(&self) -> Vec<(String, u64)> {
-        self.drop_all_but(0)
+    pub(crate) async fn prune(self: &Arc<Self>) -> Vec<(String, u64)> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.drop_all_but(0)).await.unwrap_or_default()
+    }
+
+    /// Keeps the [`KEEP`] most recently synced contexts (after a sync).
+    pub(crate) async fn evict(self: &Arc<Self>) {
+        let me = self.clone();
+        let evicted = tokio::task::spawn_blocking(move || me.drop_all_but(KEEP)).await.unwrap_or_default();
+        if !evicted.is_empty() {
+            tracing::debug!(count = evicted.len(), "kept build contexts evicted");
+        }
     }
 
     /// Keeps the `keep` most recently synced contexts and drops the others nobody is syncing
@@ -246,16 +243,21 @@ impl Contexts {
     }
 
     /// The kept contexts and their sizes (`buildx du`).
-    pub(crate) fn usage(&self) -> Vec<(String, u64, std::time::SystemTime)> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return vec![] };
-        entries
-            .flatten()
-            .map(|e| {
-                let t = e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
-                (e.file_name().to_string_lossy().into_owned(), du(&e.path()), t)
-            })
-            .collect()
+    pub(crate) async fn usage(self: &Arc<Self>) -> Vec<(String, u64, std::time::SystemTime)> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || usage_of(&dir)).await.unwrap_or_default()
     }
+}
+
+fn usage_of(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries
+        .flatten()
+        .map(|e| {
+            let t = e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            (e.file_name().to_string_lossy().into_owned(), du(&e.path()), t)
+        })
+        .collect()
 }
 
 fn du(p: &Path) -> u64 {
@@ -406,7 +408,7 @@ mod tests {
             std::fs::read_dir(&t).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(left, ["a", "c", "d"].iter().map(|s| s.to_string()).collect());
         drop(guard);
-        assert_eq!(c.prune().len(), 3);
+        assert_eq!(c.drop_all_but(0).len(), 3);
         let _ = std::fs::remove_dir_all(&t);
     }
 }

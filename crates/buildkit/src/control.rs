@@ -277,9 +277,8 @@ async fn solve_and_export(
             bk.forwarders.lock().unwrap().insert(req.r#ref.clone(), f);
             bk.forwarders_changed.notify_waiters();
             // The client's Return ends it; a client that goes away drops this call (and its build).
-            let res = rx.await.unwrap_or_else(|_| Err(Status::cancelled("the build ended without a result")));
-            bk.forwarders.lock().unwrap().remove(&req.r#ref);
-            res?
+            // (Its gateway entry goes with the Solve: see `Running`.)
+            rx.await.unwrap_or_else(|_| Err(Status::cancelled("the build ended without a result")))?
         }
         "dockerfile.v0" => {
             let session = bk.sessions.get(&req.session).await.map_err(status_of)?;
@@ -379,9 +378,9 @@ pub(crate) async fn status(
 
 /// The contexts kept between builds, as BuildKit lists its local sources.
 async fn kept_contexts(bk: &BuildKit) -> Vec<proto::UsageRecord> {
-    let contexts = &bk.contexts;
-    let usage = tokio::task::block_in_place(|| contexts.usage());
-    usage
+    bk.contexts
+        .usage()
+        .await
         .into_iter()
         .map(|(id, size, t)| {
             let t = proto::Timestamp::from(chrono::DateTime::<chrono::Utc>::from(t));
@@ -440,8 +439,7 @@ pub(crate) async fn prune(bk: &BuildKit, req: proto::PruneRequest) -> Result<Box
     let mut removed: Vec<proto::UsageRecord> =
         bk.engine.prune(opts).await.map_err(status_of)?.into_iter().map(usage_record).collect();
     // Kept contexts are only a transfer cache: a prune drops the ones not in use.
-    let contexts = &bk.contexts;
-    removed.extend(tokio::task::block_in_place(|| contexts.prune()).into_iter().map(|(id, size)| proto::UsageRecord {
+    removed.extend(bk.contexts.prune().await.into_iter().map(|(id, size)| proto::UsageRecord {
         id,
         size: size as i64,
         description: "local source for context".into(),

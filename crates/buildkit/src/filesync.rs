@@ -101,6 +101,8 @@ pub(crate) struct Transfer {
     tx: mpsc::Sender<Packet>,
     inbound: tonic::Streaming<Packet>,
     pub entries: Vec<Stat>,
+    /// The file asked for last: its announced size and the bytes come so far.
+    pending: (u64, u64),
 }
 
 impl Transfer {
@@ -142,23 +144,33 @@ impl Transfer {
                 }
             }
         }
-        Ok(Transfer { tx, inbound, entries })
+        Ok(Transfer { tx, inbound, entries, pending: (0, 0) })
     }
 
     /// Asks for entry `id`'s data.
     pub(crate) async fn request(&mut self, id: usize) -> Result<()> {
+        self.pending = (self.entries.get(id).map(|s| s.size.max(0) as u64).unwrap_or(0), 0);
         self.tx
             .send(Packet { r#type: proto::PACKET_REQ, id: id as u32, ..Default::default() })
             .await
             .map_err(|_| Error::invalid("build context: the transfer closed"))
     }
 
-    /// The next chunk of entry `id` (asked for last); `None` at its end.
+    /// The next chunk of entry `id` (asked for last); `None` at its end. The data must be exactly
+    /// as long as the entry announced (a file that changed while it was sent is an error).
     pub(crate) async fn chunk(&mut self, id: usize) -> Result<Option<Vec<u8>>> {
         let p = next(&mut self.inbound).await?;
+        let path = || self.entries.get(id).map(|s| s.path.clone()).unwrap_or_default();
         if p.r#type != proto::PACKET_DATA || p.id != id as u32 {
-            let path = self.entries.get(id).map(|s| s.path.as_str()).unwrap_or("?");
-            return Err(Error::invalid(format!("build context: unexpected packet {} for {path}", p.r#type)));
+            return Err(Error::invalid(format!("build context: unexpected packet {} for {}", p.r#type, path())));
+        }
+        let (size, got) = &mut self.pending;
+        *got += p.data.len() as u64;
+        if *got > *size {
+            return Err(Error::invalid(format!("build context: {} grew while it was sent", path())));
+        }
+        if p.data.is_empty() && *got != *size {
+            return Err(Error::invalid(format!("build context: {} changed while it was sent", path())));
         }
         Ok((!p.data.is_empty()).then_some(p.data))
     }
@@ -191,16 +203,8 @@ pub async fn receive(session: &Session, req: &Request, out: &mut (impl AsyncWrit
             continue;
         }
         t.request(id).await?;
-        let mut got = 0u64;
         while let Some(data) = t.chunk(id).await? {
-            got += data.len() as u64;
-            if got > size {
-                return Err(Error::invalid(format!("build context: {} grew while it was sent", st.path)));
-            }
             out.write_all(&data).await?;
-        }
-        if got != size {
-            return Err(Error::invalid(format!("build context: {} changed while it was sent", st.path)));
         }
         out.write_all(&[0u8; 512][..((512 - size % 512) % 512) as usize]).await?;
         total += size;

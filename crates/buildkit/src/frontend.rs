@@ -29,8 +29,7 @@ pub(crate) async fn dockerfile(
     rep: &Reporter,
 ) -> Result<String, Status> {
     let mut opts = options(attrs).map_err(status_of)?;
-    let filename = attrs.get("filename").filter(|f| !f.is_empty()).cloned().unwrap_or_else(|| "Dockerfile".into());
-    let df_dir = attrs.get("dockerfilekey").cloned().unwrap_or_else(|| "dockerfile".into());
+    let (filename, df_dir) = dockerfile_local(attrs);
     let ctx_dir = attrs.get("contextkey").cloned().unwrap_or_else(|| "context".into());
 
     let v = rep.start("load-dockerfile", &format!("[internal] load build definition from {filename}"));
@@ -149,6 +148,7 @@ async fn run(
         let key = session.shared_key.clone();
         match bk.contexts.sync(session, &key, &req, out.clone()).await {
             Ok((n, digests)) => {
+                bk.contexts.evict().await;
                 let mut opts = opts;
                 opts.context_digests = digests;
                 (Ok(n), bk.engine.build_dir(out, opts).await)
@@ -190,8 +190,7 @@ pub(crate) async fn subrequest(
     if attrs.get("requestid").map(String::as_str) != Some("frontend.targets") {
         return Ok(None);
     }
-    let filename = attrs.get("filename").filter(|f| !f.is_empty()).cloned().unwrap_or_else(|| "Dockerfile".into());
-    let df_dir = attrs.get("dockerfilekey").cloned().unwrap_or_else(|| "dockerfile".into());
+    let (filename, df_dir) = dockerfile_local(attrs);
     let files = fetch_small(session, &df_dir, std::slice::from_ref(&filename)).await.map_err(status_of)?;
     let text = files.get(filename.trim_start_matches("./")).ok_or_else(|| {
         Status::invalid_argument(format!("failed to read dockerfile: open {filename}: no such file or directory"))
@@ -239,6 +238,13 @@ pub(crate) async fn subrequest(
         ("result.txt".to_string(), txt.into_bytes()),
         ("version".to_string(), b"1.0.0".to_vec()),
     ])))
+}
+
+/// The Dockerfile's name and the session local it comes from (`filename`, `dockerfilekey`).
+fn dockerfile_local(attrs: &HashMap<String, String>) -> (String, String) {
+    let filename = attrs.get("filename").filter(|f| !f.is_empty()).cloned().unwrap_or_else(|| "Dockerfile".into());
+    let dir = attrs.get("dockerfilekey").cloned().unwrap_or_else(|| "dockerfile".into());
+    (filename, dir)
 }
 
 /// A few named files of a session directory (the Dockerfile and its ignore file), in memory.

@@ -98,6 +98,23 @@ async fn route(bk: Arc<BuildKit>, req: http::Request<Incoming>) -> http::Respons
     }
 }
 
+/// Runs a handler that tonic's service traits call through `&mut self` (once per request).
+fn call_once<Req, T, F, Fut>(slot: &mut Option<F>, r: Request<Req>) -> CallFuture<T>
+where
+    F: FnOnce(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<T, Status>> + Send + 'static,
+{
+    match slot.take() {
+        Some(f) => {
+            let fut = f(r);
+            Box::pin(async move { fut.await.map(Response::new) })
+        }
+        None => Box::pin(async { Err(Status::internal("called twice")) }),
+    }
+}
+
+type CallFuture<T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send>>;
+
 /// A unary call: decodes `Req`, runs `f`, encodes its answer or status.
 fn unary<Req, Resp, F, Fut>(req: http::Request<Incoming>, f: F) -> BoxFuture<'static, http::Response<Body>>
 where
@@ -113,15 +130,9 @@ where
         Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
     {
         type Response = Resp;
-        type Future = Pin<Box<dyn Future<Output = Result<Response<Resp>, Status>> + Send>>;
+        type Future = CallFuture<Resp>;
         fn call(&mut self, r: Request<Req>) -> Self::Future {
-            match self.0.take() {
-                Some(f) => {
-                    let fut = f(r);
-                    Box::pin(async move { fut.await.map(Response::new) })
-                }
-                None => Box::pin(async { Err(Status::internal("called twice")) }),
-            }
+            call_once(&mut self.0, r)
         }
     }
     Box::pin(async move {
@@ -147,15 +158,9 @@ where
     {
         type Response = Resp;
         type ResponseStream = StatusStream<Resp>;
-        type Future = Pin<Box<dyn Future<Output = Result<Response<StatusStream<Resp>>, Status>> + Send>>;
+        type Future = CallFuture<StatusStream<Resp>>;
         fn call(&mut self, r: Request<Req>) -> Self::Future {
-            match self.0.take() {
-                Some(f) => {
-                    let fut = f(r);
-                    Box::pin(async move { fut.await.map(Response::new) })
-                }
-                None => Box::pin(async { Err(Status::internal("called twice")) }),
-            }
+            call_once(&mut self.0, r)
         }
     }
     Box::pin(async move {

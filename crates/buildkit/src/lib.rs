@@ -115,7 +115,7 @@ pub struct BuildKit {
     /// The worker id and labels buildx shows.
     hostname: String,
     /// Clients' contexts kept between builds, and each build's copy of one.
-    contexts: contexts::Contexts,
+    contexts: Arc<contexts::Contexts>,
     work: std::path::PathBuf,
 }
 
@@ -129,7 +129,7 @@ impl BuildKit {
         // Clients' files: root's alone, as everything under the data root.
         let _ = std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700));
         Arc::new(BuildKit {
-            contexts: contexts::Contexts::new(state.join("contexts")),
+            contexts: Arc::new(contexts::Contexts::new(state.join("contexts"))),
             work,
             engine,
             sessions: Default::default(),

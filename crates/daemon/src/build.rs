@@ -56,31 +56,15 @@ impl BuildService {
 
     /// Unpacks the context stream and parses the Dockerfile: errors here answer the request itself.
     pub async fn prepare(&self, body: impl AsyncRead + Send + Unpin + 'static, opts: BuildOptions) -> Result<Prepared> {
-        crate::metrics::get().builds_triggered.inc();
         let dir = self.images.store().layout().tmp().join(format!("context-{}", new_id()));
-        let (ctx, df, opts) = blocking(move || {
-            let ctx = Context::extract(SyncIoBridge::new(body), dir)?;
-            let df = berth_builder::prepare(&ctx, &opts)?;
-            Ok((ctx, df, opts))
-        })
-        .await
-        .inspect_err(|_| build_failed("dockerfile_syntax_error"))?;
-        Ok(Prepared { ctx: Arc::new(ctx), df, opts })
+        prepare_with(opts, move || Context::extract(SyncIoBridge::new(body), dir)).await
     }
 
     /// Like `prepare`, over a context folder that is already there (BuildKit's kept contexts);
     /// the build removes it when it ends.
     pub async fn prepare_dir(&self, dir: PathBuf, mut opts: BuildOptions) -> Result<Prepared> {
-        crate::metrics::get().builds_triggered.inc();
         let known = std::mem::take(&mut opts.context_digests);
-        let (ctx, df, opts) = blocking(move || {
-            let ctx = Context::adopt(dir, known)?;
-            let df = berth_builder::prepare(&ctx, &opts)?;
-            Ok((ctx, df, opts))
-        })
-        .await
-        .inspect_err(|_| build_failed("dockerfile_syntax_error"))?;
-        Ok(Prepared { ctx: Arc::new(ctx), df, opts })
+        prepare_with(opts, move || Context::adopt(dir, known)).await
     }
 
     /// Runs a prepared build; its output stream ends when the build does. Dropping the receiver
@@ -125,6 +109,22 @@ impl BuildService {
         let usage = self.images.usage();
         blocking(move || store.cache_prune(&*usage, &opts)).await
     }
+}
+
+/// Makes the context (blocking) and parses the Dockerfile: errors here answer the request.
+async fn prepare_with(
+    opts: BuildOptions,
+    context: impl FnOnce() -> Result<Context> + Send + 'static,
+) -> Result<Prepared> {
+    crate::metrics::get().builds_triggered.inc();
+    let (ctx, df, opts) = blocking(move || {
+        let ctx = context()?;
+        let df = berth_builder::prepare(&ctx, &opts)?;
+        Ok((ctx, df, opts))
+    })
+    .await
+    .inspect_err(|_| build_failed("dockerfile_syntax_error"))?;
+    Ok(Prepared { ctx: Arc::new(ctx), df, opts })
 }
 
 fn build_failed(reason: &str) {

@@ -589,6 +589,10 @@ async fn broken_grpc_clients_get_errors_and_berthd_keeps_serving() {
     .await
     .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // A file that is not as long as the client announced.
+    d.import_busybox("busybox");
+    let o = build(&d, dirs("FROM busybox\nCOPY f /f\n", &[("f", "lie:short")]), HashMap::new(), "bk-lie").await;
+    assert!(o.gateway.unwrap_err().message().contains("f changed while it was sent"));
     // Still serving, on this connection and on the API.
     let w: proto::ListWorkersResponse =
         unary(&mut g, "/moby.buildkit.v1.Control/ListWorkers", Request::new(proto::Empty {})).await.unwrap();
