@@ -2,7 +2,7 @@
 # Installs the system packages Berth needs to build and test, only those not yet present.
 # Sourced by setup.sh and test.sh; safe to run again.
 set -eu
-PKGS="libseccomp-dev pkg-config nftables tini busybox-static skopeo docker-registry curl openssl python3-pip systemd"
+PKGS="binutils libseccomp-dev pkg-config nftables tini busybox-static skopeo docker-registry curl openssl python3-pip systemd"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

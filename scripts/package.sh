@@ -25,6 +25,9 @@ trap 'rm -rf "$STAGE"' EXIT
 
 for b in berthd berth berth-shim berth-registry; do
     install -D -m 0755 "$BIN/$b" "$STAGE/usr/bin/$b"
+    # As dh_strip does: debug sections do not belong in the package (a debug build's are
+    # hundreds of MB).
+    strip --strip-unneeded "$STAGE/usr/bin/$b"
 done
 for u in berth.service berth.socket berth-registry.service; do
     install -D -m 0644 "packaging/systemd/$u" "$STAGE/lib/systemd/system/$u"
