@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::serde_helpers::{nullable, strslice};
 
@@ -86,44 +86,7 @@ impl Default for LogConfig {
     }
 }
 
-/// Docker's `container.HostConfig`. The fields the daemon acts on are typed; every other key the
-/// client sent is kept in `extra` so inspect gives it back.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HostConfig {
-    #[serde(default, deserialize_with = "nullable")]
-    pub binds: Vec<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub network_mode: String,
-    #[serde(default, deserialize_with = "nullable")]
-    pub port_bindings: BTreeMap<String, Value>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub restart_policy: RestartPolicy,
-    #[serde(default, deserialize_with = "nullable")]
-    pub auto_remove: bool,
-    #[serde(default, deserialize_with = "nullable")]
-    pub log_config: LogConfig,
-    #[serde(default, deserialize_with = "nullable")]
-    pub privileged: bool,
-    #[serde(default, deserialize_with = "nullable")]
-    pub readonly_rootfs: bool,
-    #[serde(default, deserialize_with = "nullable")]
-    pub cap_add: Vec<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub cap_drop: Vec<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub memory: i64,
-    #[serde(default, deserialize_with = "nullable")]
-    pub nano_cpus: i64,
-    #[serde(default, deserialize_with = "nullable")]
-    pub cpu_shares: i64,
-    #[serde(default)]
-    pub pids_limit: Option<i64>,
-    #[serde(default)]
-    pub init: Option<bool>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
+pub use crate::hostconfig::HostConfig;
 
 /// The body of `POST /containers/create`: a flat Config plus HostConfig and NetworkingConfig.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -228,7 +191,8 @@ mod tests {
         assert_eq!(req.config.cmd.as_deref(), Some(&["echo".to_string(), "hello".to_string()][..]));
         assert!(req.host_config.auto_remove);
         assert!(req.config.env.is_empty());
-        assert_eq!(req.host_config.extra["ContainerIDFile"], "");
+        assert_eq!(req.host_config.container_id_file, "");
+        assert!(req.host_config.unknown.is_empty());
         let back = serde_json::to_value(&req.host_config).unwrap();
         assert_eq!(back["ShmSize"], 0);
         assert_eq!(back["AutoRemove"], true);

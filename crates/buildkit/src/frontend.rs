@@ -396,12 +396,11 @@ fn options(attrs: &HashMap<String, String>) -> berth_types::Result<BuildOptions>
             "build subrequest {id} (--call/--check) is not supported by berthd"
         )));
     }
-    let mut extra = serde_json::Map::new();
     if let Some(hosts) = attrs.get("add-hosts").filter(|h| !h.is_empty()) {
         // BuildKit writes `host=ip`; the builder takes Docker's `host:ip`.
         let list: Vec<String> =
             hosts.split(',').map(|h| h.trim().replacen('=', ":", 1)).filter(|h| !h.is_empty()).collect();
-        extra.insert("ExtraHosts".into(), serde_json::json!(list));
+        o.host.extra_hosts = Some(list);
     }
     if let Some(m) = attrs.get("force-network-mode").filter(|m| !m.is_empty()) {
         match m.as_str() {
@@ -410,7 +409,6 @@ fn options(attrs: &HashMap<String, String>) -> berth_types::Result<BuildOptions>
             other => return Err(Error::invalid(format!("network mode {other:?} is not supported"))),
         }
     }
-    o.host.extra = extra;
     Ok(o)
 }
 
@@ -438,7 +436,7 @@ mod tests {
         assert_eq!(o.target.as_deref(), Some("t"));
         assert!(o.no_cache && o.pull);
         assert_eq!(o.host.network_mode, "host");
-        assert_eq!(o.host.extra["ExtraHosts"], serde_json::json!(["h:1.2.3.4"]));
+        assert_eq!(o.host.extra_hosts, Some(vec!["h:1.2.3.4".to_string()]));
     }
 
     #[test]

@@ -206,10 +206,7 @@ impl Backend for DaemonBackend {
             true => None,
             false => {
                 let m = crate::build_mounts::prepare(self.images.store(), spec.mounts).await?;
-                let list = host.extra.entry("Mounts").or_insert_with(|| json!([]));
-                if let Some(a) = list.as_array_mut() {
-                    a.extend(m.api.iter().cloned());
-                }
+                host.mounts.extend(m.api.iter().cloned());
                 Some(m)
             }
         };

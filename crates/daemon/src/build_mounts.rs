@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use berth_api::mount::{Mount, TmpfsOptions};
 use berth_builder::{BindRoot, RunMount, Sharing, SshSource};
 use berth_image::ImageStore;
 use berth_types::{new_id, Digest, Result};
-use serde_json::{json, Value};
 use tokio::sync::OwnedMutexGuard;
 
 /// Per cache id, for `sharing=locked` (one step at a time) and `private` (a step that finds it
@@ -25,7 +25,7 @@ pub(crate) struct StepMounts {
     snapshots: Vec<String>,
     _locks: Vec<OwnedMutexGuard<()>>,
     /// `HostConfig.Mounts` entries for the step's container.
-    pub api: Vec<Value>,
+    pub api: Vec<Mount>,
     /// Targets whose mount points the runtime may have created (removed from the step's layer).
     pub targets: Vec<String>,
     /// The SSH agent sockets' accept loops.
@@ -131,7 +131,12 @@ pub(crate) async fn prepare(store: Arc<ImageStore>, mounts: Vec<RunMount>) -> Re
 /// An SSH agent socket of the step, with the client's agent it forwards to.
 type AgentSocket = (std::os::unix::net::UnixListener, String, SshSource);
 
-type SetUp = (Result<Vec<Value>>, Vec<String>, Vec<String>, Vec<AgentSocket>);
+/// A bind mount of a staged file or folder for the step's container.
+fn bind(source: &Path, target: String, read_only: bool) -> Mount {
+    Mount { kind: "bind".into(), source: source.display().to_string(), target, read_only, ..Default::default() }
+}
+
+type SetUp = (Result<Vec<Mount>>, Vec<String>, Vec<String>, Vec<AgentSocket>);
 
 /// Accepts the step's connections to an agent socket and joins each to a new connection to the
 /// client's agent; ends when the step does (aborted).
@@ -155,7 +160,7 @@ fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: 
     let mut targets = Vec::new();
     let mut sockets = Vec::new();
     let mut shared = shared_ok.into_iter();
-    let res = (|| -> Result<Vec<Value>> {
+    let res = (|| -> Result<Vec<Mount>> {
         std::fs::create_dir_all(staging)?;
         let mut api = Vec::new();
         for (n, m) in mounts.into_iter().enumerate() {
@@ -175,7 +180,7 @@ fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: 
                     };
                     let staged = crate::container::stage_confined(&root_dir, &source, &slot)?;
                     let source = if rw { writable_view(&staged, &staging.join(format!("{n}-rw")))? } else { staged };
-                    json!({"Type": "bind", "Source": source, "Target": target, "ReadOnly": !rw})
+                    bind(&source, target, !rw)
                 }
                 RunMount::Cache { target, id, mode, uid, gid, readonly, .. } => {
                     let dir = if shared.next().unwrap_or(true) {
@@ -188,10 +193,12 @@ fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: 
                         std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
                         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
                     }
-                    json!({"Type": "bind", "Source": dir, "Target": target, "ReadOnly": readonly})
+                    bind(&dir, target, readonly)
                 }
                 RunMount::Tmpfs { target, size } => {
-                    json!({"Type": "tmpfs", "Target": target, "TmpfsOptions": {"SizeBytes": size.unwrap_or(0)}})
+                    let size_bytes = size.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX));
+                    let tmpfs_options = Some(TmpfsOptions { size_bytes, ..Default::default() });
+                    Mount { kind: "tmpfs".into(), target, tmpfs_options, ..Default::default() }
                 }
                 RunMount::Secret { target, data, mode, uid, gid } => {
                     use std::os::unix::fs::OpenOptionsExt;
@@ -200,7 +207,7 @@ fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: 
                     std::io::Write::write_all(&mut f, &data)?;
                     std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
                     f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-                    json!({"Type": "bind", "Source": file, "Target": target, "ReadOnly": true})
+                    bind(&file, target, true)
                 }
                 RunMount::Ssh { target, id, mode, uid, gid, agents } => {
                     let sock = staging.join(format!("{n}-ssh"));
@@ -213,7 +220,7 @@ fn set_up(store: &ImageStore, staging: &Path, mounts: Vec<RunMount>, shared_ok: 
                     std::os::unix::fs::chown(&sock, Some(uid), Some(gid))?;
                     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
                     sockets.push((listener, id, agents));
-                    json!({"Type": "bind", "Source": sock, "Target": target, "ReadOnly": false})
+                    bind(&sock, target, false)
                 }
             });
         }

@@ -183,11 +183,10 @@ pub fn resolve(dirs: &[PathBuf], names: &[String]) -> Result<ContainerEdits> {
 /// refusal of any other request (no other device driver is built in, e.g. `--gpus` without CDI).
 pub fn requested(hc: &berth_api::container::HostConfig) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for r in hc.extra.get("DeviceRequests").and_then(|v| v.as_array()).into_iter().flatten() {
-        let driver = r["Driver"].as_str().unwrap_or("");
+    for r in hc.resources.device_requests.iter().flatten() {
+        let driver = r.driver.as_str();
         if driver == "cdi" {
-            for id in r["DeviceIDs"].as_array().into_iter().flatten() {
-                let id = id.as_str().unwrap_or("");
+            for id in r.device_ids.iter().flatten() {
                 if !is_qualified(id) {
                     return Err(Error::invalid(format!("invalid CDI device name {id:?}: use vendor.com/class=name")));
                 }
@@ -195,7 +194,7 @@ pub fn requested(hc: &berth_api::container::HostConfig) -> Result<Vec<String>> {
             }
             continue;
         }
-        let caps = serde_json::to_string(&r["Capabilities"]).unwrap_or_default();
+        let caps = serde_json::to_string(&r.capabilities).unwrap_or_default();
         let caps = caps.replace('"', "").replace(',', " ");
         return Err(Error::invalid(format!("could not select device driver {driver:?} with capabilities: {caps}")));
     }

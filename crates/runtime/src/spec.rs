@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use berth_api::container::HostConfig;
+use berth_api::hostconfig::{BlkioDeviceKey, DeviceRule};
 use serde_json::{json, Value};
 
 use crate::user::ResolvedUser;
@@ -71,7 +72,7 @@ const ALL_CAPS: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-const MASKED_PATHS: [&str; 11] = [
+pub const MASKED_PATHS: [&str; 11] = [
     "/proc/asound",
     "/proc/acpi",
     "/proc/kcore",
@@ -85,7 +86,7 @@ const MASKED_PATHS: [&str; 11] = [
     "/sys/devices/virtual/powercap",
 ];
 
-const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// A mount the daemon resolved (volume, bind or tmpfs), in OCI terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,10 +203,10 @@ pub fn host_devices(hc: &HostConfig) -> berth_types::Result<Vec<Device>> {
     if hc.privileged {
         all_host_devices(std::path::Path::new("/dev"), &mut out);
     }
-    for d in hc.extra.get("Devices").and_then(|v| v.as_array()).into_iter().flatten() {
-        let host = d["PathOnHost"].as_str().unwrap_or_default();
-        let inside = d["PathInContainer"].as_str().filter(|p| !p.is_empty()).unwrap_or(host);
-        let access = d["CgroupPermissions"].as_str().filter(|p| !p.is_empty()).unwrap_or("rwm");
+    for d in hc.resources.devices.iter().flatten() {
+        let host = d.path_on_host.as_str();
+        let inside = Some(d.path_in_container.as_str()).filter(|p| !p.is_empty()).unwrap_or(host);
+        let access = Some(d.cgroup_permissions.as_str()).filter(|p| !p.is_empty()).unwrap_or("rwm");
         out.push(device_from_host(host, inside, access)?);
     }
     Ok(out)
@@ -228,26 +229,28 @@ mod libc_mode {
     pub const S_IFBLK: u32 = 0o060000;
 }
 
-fn int(hc: &HostConfig, k: &str) -> Option<i64> {
-    hc.extra.get(k).and_then(|v| v.as_i64()).filter(|v| *v != 0)
+/// A setting where zero means "not set".
+fn set(v: i64) -> Option<i64> {
+    Some(v).filter(|v| *v != 0)
 }
 
-fn text<'a>(hc: &'a HostConfig, k: &str) -> Option<&'a str> {
-    hc.extra.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty())
+fn text(v: &str) -> Option<&str> {
+    Some(v).filter(|v| !v.is_empty())
 }
 
 /// The parts of HostConfig beyond the basics: shm size, sysctls, ulimits, OOM score, more resources,
 /// devices, shared namespaces and the init.
 fn apply_extras(spec: &mut Value, input: &SpecInput) -> berth_types::Result<()> {
     let hc = &input.host_config;
-    if let Some(shm) = int(hc, "ShmSize").filter(|v| *v > 0) {
+    let r = &hc.resources;
+    if let Some(shm) = set(hc.shm_size).filter(|v| *v > 0) {
         for m in spec["mounts"].as_array_mut().into_iter().flatten() {
             if m["destination"] == "/dev/shm" && m["source"] == "shm" {
                 m["options"] = json!(["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]);
             }
         }
     }
-    if let Some(map) = hc.extra.get("Sysctls").and_then(|v| v.as_object()).filter(|m| !m.is_empty()) {
+    if let Some(map) = hc.sysctls.as_ref().filter(|m| !m.is_empty()) {
         let host_net = input.netns.is_none();
         let mut out = serde_json::Map::new();
         for (k, v) in map {
@@ -261,74 +264,68 @@ fn apply_extras(spec: &mut Value, input: &SpecInput) -> berth_types::Result<()> 
                     "sysctl \"{k}\" is not allowed: only namespaced sysctls are (and net.* not with the host network)"
                 )));
             }
-            out.insert(k.clone(), json!(v.as_str().map(String::from).unwrap_or_else(|| v.to_string())));
+            out.insert(k.clone(), json!(v));
         }
         spec["linux"]["sysctl"] = Value::Object(out);
     }
-    if let Some(list) = hc.extra.get("Ulimits").and_then(|v| v.as_array()).filter(|l| !l.is_empty()) {
+    if let Some(list) = r.ulimits.as_ref().filter(|l| !l.is_empty()) {
         let rl: Vec<Value> = list
             .iter()
-            .map(|u| {
-                json!({
-                    "type": format!("RLIMIT_{}", u["Name"].as_str().unwrap_or_default().to_ascii_uppercase()),
-                    "soft": u["Soft"].as_i64().unwrap_or(0),
-                    "hard": u["Hard"].as_i64().unwrap_or(0),
-                })
-            })
+            .map(|u| json!({"type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()), "soft": u.soft, "hard": u.hard}))
             .collect();
         spec["process"]["rlimits"] = json!(rl);
     }
-    if let Some(adj) = int(hc, "OomScoreAdj") {
+    if let Some(adj) = set(hc.oom_score_adj) {
         spec["process"]["oomScoreAdj"] = json!(adj);
     }
     // `Annotations` (API 1.43+) go into the OCI spec, as Docker passes them to the runtime.
-    if let Some(a) = hc.extra.get("Annotations").and_then(|v| v.as_object()).filter(|a| !a.is_empty()) {
-        spec["annotations"] = Value::Object(a.clone());
+    if let Some(a) = hc.annotations.as_ref().filter(|a| !a.is_empty()) {
+        spec["annotations"] = json!(a);
     }
     let res = &mut spec["linux"]["resources"];
-    if let Some(v) = int(hc, "MemoryReservation") {
+    if let Some(v) = set(r.memory_reservation) {
         res["memory"]["reservation"] = json!(v);
     }
-    if hc.extra.get("OomKillDisable").and_then(|v| v.as_bool()) == Some(true) {
+    if r.oom_kill_disable == Some(true) {
         res["memory"]["disableOOMKiller"] = json!(true);
     }
     // -1 (or absent) is the kernel's default; 0–100 is applied (validated at create).
-    if let Some(v) = hc.extra.get("MemorySwappiness").and_then(|v| v.as_i64()).filter(|v| *v >= 0) {
+    if let Some(v) = r.memory_swappiness.filter(|v| *v >= 0) {
         res["memory"]["swappiness"] = json!(v);
     }
-    if let Some(v) = int(hc, "MemorySwap") {
+    if let Some(v) = set(r.memory_swap) {
         res["memory"]["swap"] = json!(v);
     }
-    if let Some(v) = int(hc, "CpuQuota") {
+    if let Some(v) = set(r.cpu_quota) {
         res["cpu"]["quota"] = json!(v);
-        res["cpu"]["period"] = json!(int(hc, "CpuPeriod").unwrap_or(100_000));
-    } else if let Some(v) = int(hc, "CpuPeriod") {
+        res["cpu"]["period"] = json!(set(r.cpu_period).unwrap_or(100_000));
+    } else if let Some(v) = set(r.cpu_period) {
         res["cpu"]["period"] = json!(v);
     }
-    if let Some(v) = text(hc, "CpusetCpus") {
+    if let Some(v) = text(&r.cpuset_cpus) {
         res["cpu"]["cpus"] = json!(v);
     }
-    if let Some(v) = text(hc, "CpusetMems") {
+    if let Some(v) = text(&r.cpuset_mems) {
         res["cpu"]["mems"] = json!(v);
     }
-    if let Some(v) = int(hc, "BlkioWeight") {
-        res["blockIO"]["weight"] = json!(v);
+    if r.blkio_weight != 0 {
+        res["blockIO"]["weight"] = json!(r.blkio_weight);
     }
     // Per-device weights and throttles (`--blkio-weight-device`, `--device-read-bps`, …): Docker's
     // {Path, Weight|Rate} become OCI {major, minor, weight|rate} from the host node's numbers.
-    for (key, oci, field) in BLKIO_DEVICE_KEYS {
-        let Some(list) = hc.extra.get(key).and_then(|v| v.as_array()).filter(|l| !l.is_empty()) else { continue };
-        let out: Vec<Value> = blkio_devices(key, list)?
+    for key in BlkioDeviceKey::ALL {
+        let Some(list) = r.blkio_device_rules(key).filter(|l| !l.is_empty()) else { continue };
+        let out: Vec<Value> = blkio_devices(key, &list)?
             .into_iter()
             .map(|(major, minor, value)| {
-                if field == "Weight" {
+                if key == BlkioDeviceKey::Weight {
                     json!({"major": major, "minor": minor, "weight": value})
                 } else {
                     json!({"major": major, "minor": minor, "rate": value})
                 }
             })
             .collect();
-        res["blockIO"][oci] = json!(out);
+        res["blockIO"][oci_blkio_key(key)] = json!(out);
     }
     if hc.privileged {
         // Privileged: the devices cgroup allows everything, as with Docker.
@@ -450,25 +447,16 @@ pub fn process_env(env: &[String], hostname: &str, home: &str, tty: bool) -> Vec
 /// `--security-opt systempaths=unconfined`; the HostConfig's lists when given (cri-dockerd sends
 /// the kubelet's); Docker's defaults otherwise.
 pub fn system_paths(hc: &HostConfig) -> (Vec<String>, Vec<String>) {
-    if hc.privileged || security_opt_list(hc).iter().any(|o| o == "systempaths=unconfined") {
+    if hc.privileged || hc.security_opts().iter().any(|o| o == "systempaths=unconfined") {
         return (Vec::new(), Vec::new());
     }
-    let list = |key: &str, default: &[&str]| -> Vec<String> {
-        match hc.extra.get(key).and_then(|v| v.as_array()) {
-            Some(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+    let list = |given: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
+        match given {
+            Some(a) => a.clone(),
             None => default.iter().map(|s| s.to_string()).collect(),
         }
     };
-    (list("MaskedPaths", &MASKED_PATHS), list("ReadonlyPaths", &READONLY_PATHS))
-}
-
-/// HostConfig.SecurityOpt as strings.
-pub fn security_opt_list(hc: &HostConfig) -> Vec<String> {
-    hc.extra
-        .get("SecurityOpt")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
-        .unwrap_or_default()
+    (list(&hc.masked_paths, &MASKED_PATHS), list(&hc.readonly_paths, &READONLY_PATHS))
 }
 
 /// `/sys/fs/cgroup` on a cgroup v1 host, as runc makes it: a tmpfs with, for each controller
@@ -558,21 +546,21 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
             {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
         ]
     });
-    if hc.memory > 0 {
-        resources["memory"] = json!({"limit": hc.memory});
+    if hc.resources.memory > 0 {
+        resources["memory"] = json!({"limit": hc.resources.memory});
     }
     let mut cpu = serde_json::Map::new();
-    if hc.cpu_shares > 0 {
-        cpu.insert("shares".into(), json!(hc.cpu_shares));
+    if hc.resources.cpu_shares > 0 {
+        cpu.insert("shares".into(), json!(hc.resources.cpu_shares));
     }
-    if hc.nano_cpus > 0 {
+    if hc.resources.nano_cpus > 0 {
         cpu.insert("period".into(), json!(100_000));
-        cpu.insert("quota".into(), json!(hc.nano_cpus * 100_000 / 1_000_000_000));
+        cpu.insert("quota".into(), json!(hc.resources.nano_cpus * 100_000 / 1_000_000_000));
     }
     if !cpu.is_empty() {
         resources["cpu"] = Value::Object(cpu);
     }
-    if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
+    if let Some(p) = hc.resources.pids_limit.filter(|p| *p != 0) {
         resources["pids"] = json!({"limit": p});
     }
     let (masked, mut readonly) = system_paths(hc);
@@ -584,7 +572,7 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     if !input.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(input.user.additional_gids);
     }
-    let sec = crate::seccomp::parse_security_opts(&security_opt_list(hc))?;
+    let sec = crate::seccomp::parse_security_opts(hc.security_opts())?;
     // Privileged containers run without seccomp, as in Docker.
     let seccomp = if hc.privileged {
         None
@@ -650,31 +638,29 @@ pub fn build(input: &SpecInput) -> berth_types::Result<Value> {
     Ok(spec)
 }
 
-/// The per-device block I/O keys of a HostConfig: Docker's key, the OCI `blockIO` key, and the
-/// value field of each entry.
-pub const BLKIO_DEVICE_KEYS: [(&str, &str, &str); 5] = [
-    ("BlkioWeightDevice", "weightDevice", "Weight"),
-    ("BlkioDeviceReadBps", "throttleReadBpsDevice", "Rate"),
-    ("BlkioDeviceWriteBps", "throttleWriteBpsDevice", "Rate"),
-    ("BlkioDeviceReadIOps", "throttleReadIOPSDevice", "Rate"),
-    ("BlkioDeviceWriteIOps", "throttleWriteIOPSDevice", "Rate"),
-];
+/// The OCI `blockIO` member of a per-device rule list.
+fn oci_blkio_key(key: BlkioDeviceKey) -> &'static str {
+    match key {
+        BlkioDeviceKey::Weight => "weightDevice",
+        BlkioDeviceKey::ReadBps => "throttleReadBpsDevice",
+        BlkioDeviceKey::WriteBps => "throttleWriteBpsDevice",
+        BlkioDeviceKey::ReadIops => "throttleReadIOPSDevice",
+        BlkioDeviceKey::WriteIops => "throttleWriteIOPSDevice",
+    }
+}
 
-/// `[{Path, Weight|Rate}]` as (major, minor, value) of each host block device (blocking: stats
-/// the nodes); anything but a block device is refused.
-pub fn blkio_devices(key: &str, list: &[Value]) -> berth_types::Result<Vec<(u64, u64, u64)>> {
-    let field = BLKIO_DEVICE_KEYS.iter().find(|k| k.0 == key).map(|k| k.2).unwrap_or("Rate");
+/// `(path, weight|rate)` rules as (major, minor, value) of each host block device (blocking:
+/// stats the nodes); anything but a block device is refused.
+pub fn blkio_devices(key: BlkioDeviceKey, list: &[DeviceRule]) -> berth_types::Result<Vec<(u64, u64, u64)>> {
+    let key = key.docker();
     let mut out = Vec::new();
-    for d in list {
-        let path = d["Path"].as_str().unwrap_or_default();
-        let st = rustix::fs::stat(path).map_err(|e| berth_types::Error::invalid(format!("{key}: {path}: {e}")))?;
+    for (path, value) in list {
+        let st =
+            rustix::fs::stat(path.as_str()).map_err(|e| berth_types::Error::invalid(format!("{key}: {path}: {e}")))?;
         if st.st_mode & libc_mode::S_IFMT != libc_mode::S_IFBLK {
             return Err(berth_types::Error::invalid(format!("{key}: {path} is not a block device")));
         }
-        let value = d[field]
-            .as_u64()
-            .ok_or_else(|| berth_types::Error::invalid(format!("{key}: {path}: {field} must be a number")))?;
-        out.push((rustix::fs::major(st.st_rdev) as u64, rustix::fs::minor(st.st_rdev) as u64, value));
+        out.push((rustix::fs::major(st.st_rdev) as u64, rustix::fs::minor(st.st_rdev) as u64, *value));
     }
     Ok(out)
 }
@@ -717,10 +703,10 @@ mod tests {
         let (m, r) = system_paths(&hc);
         assert!(m.contains(&"/proc/kcore".to_string()) && r.contains(&"/proc/sys".to_string()));
         // Given lists replace the defaults, an empty one included.
-        hc.extra.insert("MaskedPaths".into(), serde_json::json!(["/proc/version"]));
-        hc.extra.insert("ReadonlyPaths".into(), serde_json::json!([]));
+        hc.masked_paths = Some(vec!["/proc/version".into()]);
+        hc.readonly_paths = Some(vec![]);
         assert_eq!(system_paths(&hc), (vec!["/proc/version".to_string()], vec![]));
-        hc.extra.insert("SecurityOpt".into(), serde_json::json!(["systempaths=unconfined"]));
+        hc.security_opt = Some(vec!["systempaths=unconfined".into()]);
         assert_eq!(system_paths(&hc), (vec![], vec![]));
         let privileged = HostConfig { privileged: true, ..Default::default() };
         assert_eq!(system_paths(&privileged), (vec![], vec![]));

@@ -76,34 +76,29 @@ fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildOptions> {
     let build_args: BTreeMap<String, Option<String>> = json_param(q, "buildargs")?;
     let labels: BTreeMap<String, String> = json_param(q, "labels")?;
     let cache_from: Vec<String> = json_param(q, "cachefrom")?;
-    let ulimits: Vec<Value> = json_param(q, "ulimits")?;
-    let mut host = HostConfig {
-        network_mode: q.str("networkmode").filter(|m| *m != "default").unwrap_or("").to_string(),
-        memory: q.int("memory")?.unwrap_or(0),
-        cpu_shares: q.int("cpushares")?.unwrap_or(0),
-        ..Default::default()
-    };
-    let extra = &mut host.extra;
-    for (k, key) in
-        [("memswap", "MemorySwap"), ("cpuperiod", "CpuPeriod"), ("cpuquota", "CpuQuota"), ("shmsize", "ShmSize")]
-    {
-        if let Some(v) = q.int(k)?.filter(|v| *v != 0) {
-            extra.insert(key.into(), json!(v));
-        }
-    }
-    for (k, key) in [("cpusetcpus", "CpusetCpus"), ("cpusetmems", "CpusetMems"), ("cgroupparent", "CgroupParent")] {
-        if let Some(v) = q.str(k).filter(|v| !v.is_empty()) {
-            extra.insert(key.into(), json!(v));
-        }
-    }
-    if !ulimits.is_empty() {
-        extra.insert("Ulimits".into(), json!(ulimits));
-    }
+    let ulimits: Vec<berth_api::hostconfig::Ulimit> = json_param(q, "ulimits")?;
+    let positive = |k: &str| -> Result<i64, ApiError> { Ok(q.int(k)?.filter(|v| *v != 0).unwrap_or(0)) };
+    let text = |k: &str| q.str(k).unwrap_or("").to_string();
     let hosts: Vec<String> =
         q.all("extrahosts").iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()).map(String::from).collect();
-    if !hosts.is_empty() {
-        extra.insert("ExtraHosts".into(), json!(hosts));
-    }
+    let host = HostConfig {
+        network_mode: q.str("networkmode").filter(|m| *m != "default").unwrap_or("").to_string(),
+        shm_size: positive("shmsize")?,
+        extra_hosts: (!hosts.is_empty()).then_some(hosts),
+        resources: berth_api::hostconfig::Resources {
+            memory: q.int("memory")?.unwrap_or(0),
+            cpu_shares: q.int("cpushares")?.unwrap_or(0),
+            memory_swap: positive("memswap")?,
+            cpu_period: positive("cpuperiod")?,
+            cpu_quota: positive("cpuquota")?,
+            cpuset_cpus: text("cpusetcpus"),
+            cpuset_mems: text("cpusetmems"),
+            cgroup_parent: text("cgroupparent"),
+            ulimits: (!ulimits.is_empty()).then_some(ulimits),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     if let Some(p) = q.str("platform").filter(|p| !p.is_empty()) {
         if !p.starts_with("linux") {
             return Err(invalid(format!("unsupported platform {p}: only linux images can be built")));

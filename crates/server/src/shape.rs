@@ -212,12 +212,12 @@ pub fn create_request(
     v: &ApiVersion,
     body: &mut berth_api::container::CreateRequest,
 ) -> Result<Vec<String>, crate::error::ApiError> {
-    let mounts = body.host_config.extra.get("Mounts").and_then(Value::as_array).cloned().unwrap_or_default();
-    if v.less_than("1.45") && mounts.iter().any(|m| !is_empty(&m["VolumeOptions"]["Subpath"])) {
+    let mounts = &body.host_config.mounts;
+    if v.less_than("1.45") && mounts.iter().any(|m| m.volume_options.as_ref().is_some_and(|o| !o.subpath.is_empty())) {
         return Err(invalid("VolumeOptions.Subpath needs API v1.45 or newer"));
     }
     if v.less_than("1.48") {
-        if mounts.iter().any(|m| m["Type"] == "image") {
+        if mounts.iter().any(|m| m.kind == "image") {
             return Err(invalid(r#"Mount type "Image" needs API v1.48 or newer"#));
         }
         // Every endpoint had the same priority before 1.48.

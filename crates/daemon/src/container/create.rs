@@ -174,11 +174,9 @@ impl ContainerService {
             return Err(e);
         }
         let mut warnings: Vec<String> = clamp_oom_score_adj(&mut host_config).into_iter().collect();
-        if host_config.extra.get("OomKillDisable").and_then(|v| v.as_bool()) == Some(true)
-            && crate::system::cgroup_version() != "1"
-        {
+        if host_config.resources.oom_kill_disable == Some(true) && crate::system::cgroup_version() != "1" {
             // As Docker: cgroup v2 has no OOM-killer switch; discarded, and said so.
-            host_config.extra.insert("OomKillDisable".into(), serde_json::json!(false));
+            host_config.resources.oom_kill_disable = Some(false);
             warnings.push("Your kernel does not support OomKillDisable. OomKillDisable discarded.".into());
         }
         for w in &warnings {
@@ -292,33 +290,34 @@ fn check_platform(
 }
 
 fn apply_host_defaults(hc: &mut berth_api::container::HostConfig) -> Result<()> {
-    match hc.extra.get("Runtime").and_then(|v| v.as_str()).unwrap_or("") {
-        "" | "runc" => {
-            hc.extra.insert("Runtime".into(), serde_json::json!("runc"));
-        }
+    match hc.runtime.as_str() {
+        "" | "runc" => hc.runtime = "runc".into(),
         other => return Err(Error::invalid(format!("unknown or invalid runtime name: {other}"))),
     }
-    match hc.extra.get("MemorySwappiness").and_then(|v| v.as_i64()) {
+    match hc.resources.memory_swappiness {
         None | Some(-1..=100) => {}
         Some(v) => return Err(Error::invalid(format!("invalid value: {v}, valid memory swappiness range is 0-100"))),
     }
-    if let Some(a) = hc.extra.get("Annotations").filter(|a| !a.is_null()) {
-        let ok = a.as_object().is_some_and(|m| m.iter().all(|(k, v)| !k.is_empty() && v.is_string()));
-        if !ok {
-            return Err(Error::invalid("invalid Annotations: keys must be non-empty and values strings"));
-        }
+    if hc.annotations.as_ref().is_some_and(|m| m.keys().any(|k| k.is_empty())) {
+        return Err(Error::invalid("invalid Annotations: keys must be non-empty and values strings"));
     }
-    let missing = |v: Option<&serde_json::Value>| v.is_none_or(|v| v.is_null() || v == "" || v == 0);
-    if missing(hc.extra.get("ShmSize")) {
-        hc.extra.insert("ShmSize".into(), serde_json::json!(64u64 << 20));
+    // As moby: the default masked and read-only paths are written into the HostConfig (so inspect
+    // shows what applies), except for a privileged container, which has none.
+    let defaults = |l: &[&str]| Some(l.iter().map(|p| p.to_string()).collect());
+    if hc.masked_paths.is_none() && !hc.privileged {
+        hc.masked_paths = defaults(&berth_runtime::spec::MASKED_PATHS);
     }
-    if missing(hc.extra.get("IpcMode")) {
-        hc.extra.insert("IpcMode".into(), serde_json::json!("private"));
+    if hc.readonly_paths.is_none() && !hc.privileged {
+        hc.readonly_paths = defaults(&berth_runtime::spec::READONLY_PATHS);
     }
-    match hc.extra.get("CgroupnsMode").and_then(|v| v.as_str()).unwrap_or("") {
-        "" | "host" => {
-            hc.extra.insert("CgroupnsMode".into(), serde_json::json!("host"));
-        }
+    if hc.shm_size == 0 {
+        hc.shm_size = 64 << 20;
+    }
+    if hc.ipc_mode.is_empty() {
+        hc.ipc_mode = "private".into();
+    }
+    match hc.cgroupns_mode.as_str() {
+        "" | "host" => hc.cgroupns_mode = "host".into(),
         other => {
             return Err(Error::invalid(format!(
                 "cgroup namespace mode {other:?} is not supported by berthd: containers share the host's"
@@ -333,7 +332,7 @@ fn apply_host_defaults(hc: &mut berth_api::container::HostConfig) -> Result<()> 
 /// capability a value below berthd's own is raised to it — the lowest the kernel allows here — and
 /// the create says so in its warnings (Docker fails the start instead).
 fn clamp_oom_score_adj(hc: &mut berth_api::container::HostConfig) -> Option<String> {
-    let asked = hc.extra.get("OomScoreAdj").and_then(|v| v.as_i64())?;
+    let asked = Some(hc.oom_score_adj).filter(|v| *v != 0)?;
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let cap_eff = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
     let caps = u64::from_str_radix(cap_eff.trim(), 16).ok()?;
@@ -345,7 +344,7 @@ fn clamp_oom_score_adj(hc: &mut berth_api::container::HostConfig) -> Option<Stri
     if asked >= own {
         return None;
     }
-    hc.extra.insert("OomScoreAdj".into(), serde_json::json!(own));
+    hc.oom_score_adj = own;
     Some(format!(
         "OomScoreAdj {asked} needs CAP_SYS_RESOURCE, which the daemon lacks: set to {own}, the lowest allowed here"
     ))

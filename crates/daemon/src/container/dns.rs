@@ -104,13 +104,8 @@ impl Names for Resolver {
 
 /// The `--dns` servers of a container, else the host's: where unknown names are forwarded.
 fn upstream(rec: &ContainerRecord) -> Vec<SocketAddr> {
-    let given: Vec<SocketAddr> = rec
-        .host_config
-        .extra
-        .get("Dns")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str()?.parse().ok()).map(|ip| SocketAddr::new(ip, 53)).collect())
-        .unwrap_or_default();
+    let given: Vec<SocketAddr> =
+        rec.host_config.dns.iter().flatten().filter_map(|x| x.parse().ok()).map(|ip| SocketAddr::new(ip, 53)).collect();
     if !given.is_empty() {
         return given;
     }

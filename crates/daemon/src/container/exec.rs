@@ -41,7 +41,7 @@ pub struct ExecConfig {
     pub privileged: bool,
     #[serde(deserialize_with = "berth_api::serde_helpers::nullable")]
     pub detach_keys: String,
-    pub console_size: Option<serde_json::Value>,
+    pub console_size: Option<[u64; 2]>,
 }
 
 #[derive(Debug, Default)]
@@ -233,7 +233,7 @@ impl ContainerService {
             process_json: process_json.clone(),
             open_stdin: x.config.attach_stdin && !detach,
             tty: x.config.tty,
-            console_size: super::start::console_size(x.config.console_size.as_ref()),
+            console_size: x.config.console_size.and_then(super::start::console_size),
         };
         let sent =
             e.shim_send(proto::EXEC, &serde_json::to_vec(&req).map_err(|e| Error::internal(e.to_string()))?).await;

@@ -180,8 +180,7 @@ impl ContainerService {
     fn summary(&self, r: &ContainerRecord) -> berth_api::container::Summary {
         use berth_api::container::{HealthSummary, Summary, SummaryHostConfig, SummaryNetworkSettings};
         let mode = if r.host_config.network_mode.is_empty() { "default" } else { r.host_config.network_mode.as_str() };
-        let annotations =
-            r.host_config.extra.get("Annotations").filter(|a| a.as_object().is_some_and(|m| !m.is_empty())).cloned();
+        let annotations = r.host_config.annotations.as_ref().filter(|m| !m.is_empty()).map(|m| serde_json::json!(m));
         Summary {
             id: r.id.clone(),
             names: vec![format!("/{}", r.name)],

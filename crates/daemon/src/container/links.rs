@@ -10,7 +10,6 @@
 
 use berth_api::container::HostConfig;
 use berth_types::{Error, Result};
-use serde_json::{json, Value};
 
 use super::record::ContainerRecord;
 use super::ContainerService;
@@ -35,13 +34,7 @@ pub(super) fn parse(s: &str) -> Result<Link> {
 
 /// A container's links (`HostConfig.Links`), as stored.
 pub(super) fn of(hc: &HostConfig) -> Vec<Link> {
-    hc.extra
-        .get("Links")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().and_then(|s| parse(s).ok()))
-        .collect()
+    hc.link_list().iter().filter_map(|s| parse(s).ok()).collect()
 }
 
 fn upper(alias: &str) -> String {
@@ -124,12 +117,7 @@ impl ContainerService {
     /// At create: checks and stores `HostConfig.Links` as Docker shows them. Links need a network
     /// namespace of the container's own; their targets must exist.
     pub(super) fn check_links(&self, hc: &mut HostConfig, name: &str) -> Result<()> {
-        let raw: Vec<String> = match hc.extra.get("Links") {
-            None | Some(Value::Null) => return Ok(()),
-            Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(String::from)).collect::<Option<_>>(),
-            Some(_) => None,
-        }
-        .ok_or_else(|| Error::invalid("HostConfig.Links must be a list of strings"))?;
+        let raw = hc.link_list().to_vec();
         if raw.is_empty() {
             return Ok(());
         }
@@ -152,9 +140,9 @@ impl ContainerService {
                 Error::invalid(format!("could not get container for {}: No such container: {}", l.target, l.target))
             })?;
             let target_name = target.record().name;
-            stored.push(json!(format!("/{target_name}:/{name}/{}", l.alias)));
+            stored.push(format!("/{target_name}:/{name}/{}", l.alias));
         }
-        hc.extra.insert("Links".into(), Value::Array(stored));
+        hc.links = Some(stored);
         Ok(())
     }
 
@@ -224,12 +212,12 @@ impl ContainerService {
         }
         let pname = e.record().name;
         let rec = e.update(|r| {
-            let kept: Vec<Value> = links
+            let kept: Vec<String> = links
                 .iter()
                 .filter(|l| l.alias != alias)
-                .map(|l| json!(format!("/{}:/{pname}/{}", l.target, l.alias)))
+                .map(|l| format!("/{}:/{pname}/{}", l.target, l.alias))
                 .collect();
-            r.host_config.extra.insert("Links".into(), Value::Array(kept));
+            r.host_config.links = Some(kept);
         });
         self.persist(&rec).await?;
         if rec.state.running() {
@@ -258,7 +246,7 @@ mod tests {
             exposed_ports: Some(
                 ["6379/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"]
                     .iter()
-                    .map(|k| (k.to_string(), json!({})))
+                    .map(|k| (k.to_string(), serde_json::json!({})))
                     .collect(),
             ),
             ..Default::default()

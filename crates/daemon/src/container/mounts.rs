@@ -83,62 +83,6 @@ fn check_target(kind: &str, t: &str) -> Result<String> {
 
 const PROPAGATIONS: [&str; 6] = ["shared", "rshared", "slave", "rslave", "private", "rprivate"];
 
-/// The HostConfig.Mounts entry, as the API sends it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct ApiMount {
-    #[serde(rename = "Type")]
-    kind: String,
-    source: String,
-    target: String,
-    read_only: bool,
-    bind_options: Option<BindOptions>,
-    volume_options: Option<VolumeOptions>,
-    tmpfs_options: Option<TmpfsOptions>,
-    image_options: Option<ImageOptions>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct ImageOptions {
-    subpath: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct BindOptions {
-    propagation: String,
-    create_mountpoint: bool,
-    non_recursive: bool,
-    read_only_non_recursive: bool,
-    read_only_force_recursive: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct VolumeOptions {
-    no_copy: bool,
-    labels: Option<BTreeMap<String, String>>,
-    subpath: String,
-    driver_config: Option<DriverConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct DriverConfig {
-    name: String,
-    options: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct TmpfsOptions {
-    size_bytes: i64,
-    mode: u32,
-    /// API 1.46: `[["exec"]]`, `[["nr_inodes", "1000"]]`.
-    options: Option<Vec<Vec<String>>>,
-}
-
 /// Docker's tmpfs defaults, with the user's options after them (so `exec` can undo `noexec`).
 fn tmpfs_opts(user: &[String]) -> Vec<String> {
     let mut o: Vec<String> = vec!["noexec".into(), "nosuid".into(), "nodev".into()];
@@ -223,11 +167,7 @@ impl ContainerService {
             }
             push(&mut out, mp)?;
         }
-        let api_mounts: Vec<ApiMount> = match hc.extra.get("Mounts") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::invalid(format!("invalid Mounts: {e}")))?,
-        };
-        for m in api_mounts {
+        for m in hc.mounts.iter().cloned() {
             let dst = check_target(&m.kind, &m.target)?;
             let mut mp = MountPoint {
                 kind: m.kind.clone(),
@@ -366,10 +306,10 @@ impl ContainerService {
                 other => return Err(Error::invalid(format!("mount type unknown: \"{other}\""))),
             }
         }
-        if let Some(Value::Object(t)) = hc.extra.get("Tmpfs") {
+        if let Some(t) = &hc.tmpfs {
             for (dst, opts) in t {
                 let dst = check_target("tmpfs", dst)?;
-                let user: Vec<String> = opts.as_str().unwrap_or("").split(',').map(String::from).collect();
+                let user: Vec<String> = opts.split(',').map(String::from).collect();
                 let rw = !user.iter().any(|u| u == "ro");
                 push(
                     &mut out,
@@ -390,8 +330,8 @@ impl ContainerService {
                 )?;
             }
         }
-        if let Some(Value::Array(from)) = hc.extra.get("VolumesFrom") {
-            for f in from.iter().filter_map(|v| v.as_str()) {
+        if let Some(from) = &hc.volumes_from {
+            for f in from {
                 let (cid, mode) = f.split_once(':').unwrap_or((f, ""));
                 let other = self.get(cid)?.record();
                 for m in other.mounts {

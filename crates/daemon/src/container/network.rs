@@ -380,8 +380,8 @@ impl ContainerService {
             s.push_str(&format!("{ip}\t{}\n", rec.config.hostname));
         }
         s.push_str(&self.link_hosts(rec));
-        for h in rec.host_config.extra.get("ExtraHosts").and_then(|v| v.as_array()).into_iter().flatten() {
-            if let Some((name, ip)) = h.as_str().and_then(|h| h.split_once(':')) {
+        for h in rec.host_config.extra_hosts.iter().flatten() {
+            if let Some((name, ip)) = h.split_once(':') {
                 // Docker's `host-gateway` (`host.docker.internal:host-gateway`): the default
                 // bridge's gateway, the host's address as containers reach it.
                 match (ip, gateway) {
@@ -442,7 +442,7 @@ impl ContainerService {
                 ));
             }
         }
-        let publish_all = rec.host_config.extra.get("PublishAllPorts").and_then(|v| v.as_bool()).unwrap_or(false);
+        let publish_all = rec.host_config.publish_all_ports;
         for k in rec.config.exposed_ports.iter().flat_map(|m| m.keys()) {
             let e = bindings.entry(k.clone()).or_default();
             if publish_all && e.is_empty() {

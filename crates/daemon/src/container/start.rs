@@ -24,14 +24,8 @@ fn container_resolv_conf(hc: &berth_api::container::HostConfig) -> String {
 
 /// [`container_resolv_conf`] from the host's file as text.
 fn resolv_conf_from(host: &str, hc: &berth_api::container::HostConfig) -> String {
-    let list = |k: &str| -> Vec<String> {
-        hc.extra
-            .get(k)
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
-            .unwrap_or_default()
-    };
-    let (dns, search, opts) = (list("Dns"), list("DnsSearch"), list("DnsOptions"));
+    let list = |l: &Option<Vec<String>>| l.clone().unwrap_or_default();
+    let (dns, search, opts) = (list(&hc.dns), list(&hc.dns_search), list(&hc.dns_options));
     let mut out: Vec<String> = host
         .lines()
         .filter(|l| {
@@ -61,9 +55,10 @@ fn resolv_conf_from(host: &str, hc: &berth_api::container::HostConfig) -> String
 pub(super) use berth_runtime::shim::parse_size;
 
 /// `ConsoleSize: [rows, cols]` as clients send it (API >= 1.42).
-pub(super) fn console_size(v: Option<&serde_json::Value>) -> Option<[u16; 2]> {
-    let a = v?.as_array()?;
-    Some([a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16])
+/// Docker's `ConsoleSize` (height, width); `[0, 0]` is "not given".
+pub(super) fn console_size(v: [u64; 2]) -> Option<[u16; 2]> {
+    let clamp = |n: u64| u16::try_from(n).unwrap_or(u16::MAX);
+    (v != [0, 0]).then(|| [clamp(v[0]), clamp(v[1])])
 }
 
 /// `--group-add` on top of the user's groups: numbers as given, names through the container's
@@ -73,8 +68,7 @@ pub(super) fn group_add(
     hc: &berth_api::container::HostConfig,
     usr: &mut user::ResolvedUser,
 ) -> Result<()> {
-    for g in hc.extra.get("GroupAdd").and_then(|v| v.as_array()).into_iter().flatten() {
-        let g = g.as_str().unwrap_or_default();
+    for g in hc.group_add.iter().flatten() {
         let gid = match g.parse::<u32>() {
             Ok(n) => n,
             Err(_) => {
@@ -217,7 +211,7 @@ impl ContainerService {
             exit_file: bundle.join("exit.json"),
             open_stdin: rec.config.open_stdin,
             tty: rec.config.tty,
-            console_size: console_size(rec.host_config.extra.get("ConsoleSize")),
+            console_size: console_size(rec.host_config.console_size),
             log_max_size: rec.host_config.log_config.config.get("max-size").and_then(|s| parse_size(s)).unwrap_or(0),
             log_max_files: rec.host_config.log_config.config.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(1),
             log_none: rec.host_config.log_config.kind == "none",
@@ -377,7 +371,7 @@ impl ContainerService {
         .await?;
 
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "shim created the container");
-        if rec.host_config.extra.get("OomKillDisable").and_then(|v| v.as_bool()) == Some(true) {
+        if rec.host_config.resources.oom_kill_disable == Some(true) {
             // The cgroup exists and the init waits for START: nothing has run yet.
             let cg = self.cgroup(&id);
             if let Err(err) = blocking(move || Ok(cg.disable_oom_killer()?)).await {
@@ -623,8 +617,8 @@ impl ContainerService {
     /// The containers whose namespaces `rec` joins: its network's and its pid, ipc and uts ones'.
     fn ns_owners(&self, rec: &ContainerRecord, joined: Option<&ContainerRecord>) -> Vec<ContainerRecord> {
         let mut out: Vec<ContainerRecord> = joined.into_iter().cloned().collect();
-        for key in ["PidMode", "IpcMode", "UTSMode"] {
-            let mode = rec.host_config.extra.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+        let hc = &rec.host_config;
+        for mode in [&hc.pid_mode, &hc.ipc_mode, &hc.uts_mode] {
             if let Some(o) = mode.strip_prefix("container:").and_then(|o| self.get(o).ok()) {
                 out.push(o.record());
             }
@@ -636,8 +630,11 @@ impl ContainerService {
     /// running container's.
     fn namespace_modes(&self, rec: &ContainerRecord) -> Result<Vec<(String, Option<std::path::PathBuf>)>> {
         let mut out = Vec::new();
-        for (key, kind) in [("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts")] {
-            let mode = rec.host_config.extra.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+        let hc = &rec.host_config;
+        for (key, mode, kind) in
+            [("PidMode", &hc.pid_mode, "pid"), ("IpcMode", &hc.ipc_mode, "ipc"), ("UTSMode", &hc.uts_mode, "uts")]
+        {
+            let mode = mode.as_str();
             if mode == "host" {
                 out.push((kind.to_string(), None));
             } else if let Some(other) = mode.strip_prefix("container:") {
@@ -775,9 +772,9 @@ mod tests {
         assert_eq!(parse_size("2g"), Some(2 << 30));
         assert_eq!(parse_size("512"), Some(512));
         assert_eq!(parse_size("ten"), None);
-        assert_eq!(console_size(Some(&serde_json::json!([24, 80]))), Some([24, 80]));
-        assert_eq!(console_size(Some(&serde_json::json!([24]))), None);
-        assert_eq!(console_size(None), None);
+        assert_eq!(console_size([24, 80]), Some([24, 80]));
+        assert_eq!(console_size([0, 0]), None);
+        assert_eq!(console_size([1 << 20, 80]), Some([u16::MAX, 80]));
         // As Docker: 127 when the command is not there, 126 when it cannot run, 128 otherwise.
         assert_eq!(start_failure_code("exec: \"nope\": executable file not found in $PATH"), 127);
         assert_eq!(start_failure_code("open /x: no such file or directory"), 127);

@@ -3,70 +3,19 @@
 
 use std::path::Path;
 
-use berth_api::container::RestartPolicy;
+use berth_api::hostconfig::{BlkioDeviceKey, DeviceRule, Resources};
 use berth_types::{Error, Result};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::stats::Cgroup;
 use super::{blocking, ContainerService};
 
-/// The body of `POST /containers/{id}/update`; zero or absent means "leave as is".
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct UpdateConfig {
-    pub blkio_weight: u16,
-    pub cpu_shares: i64,
-    pub cpu_period: i64,
-    pub cpu_quota: i64,
-    pub cpuset_cpus: String,
-    pub cpuset_mems: String,
-    pub memory: i64,
-    pub memory_swap: i64,
-    pub memory_reservation: i64,
-    pub nano_cpus: i64,
-    pub pids_limit: Option<i64>,
-    pub restart_policy: Option<RestartPolicy>,
-    /// Per-device block I/O rules (API 1.55): absent leaves the current rules, `[]` clears them.
-    pub blkio_weight_device: Option<Vec<Value>>,
-    pub blkio_device_read_bps: Option<Vec<Value>>,
-    pub blkio_device_write_bps: Option<Vec<Value>>,
-    pub blkio_device_read_i_ops: Option<Vec<Value>>,
-    pub blkio_device_write_i_ops: Option<Vec<Value>>,
-}
-
-impl UpdateConfig {
-    /// The per-device rules the update sets, by HostConfig key.
-    pub fn blkio_devices(&self) -> Vec<(&'static str, &Vec<Value>)> {
-        let keys = berth_runtime::spec::BLKIO_DEVICE_KEYS.map(|k| k.0);
-        [
-            &self.blkio_weight_device,
-            &self.blkio_device_read_bps,
-            &self.blkio_device_write_bps,
-            &self.blkio_device_read_i_ops,
-            &self.blkio_device_write_i_ops,
-        ]
-        .into_iter()
-        .zip(keys)
-        .filter_map(|(v, k)| v.as_ref().map(|v| (k, v)))
-        .collect()
-    }
-
-    /// Forgets the per-device rules (a client older than 1.55 sent fields the daemon ignored).
-    pub fn without_blkio_devices(mut self) -> Self {
-        self.blkio_weight_device = None;
-        self.blkio_device_read_bps = None;
-        self.blkio_device_write_bps = None;
-        self.blkio_device_read_i_ops = None;
-        self.blkio_device_write_i_ops = None;
-        self
-    }
-}
+pub use berth_api::hostconfig::UpdateConfig;
 
 /// One per-device change for a running container: the HostConfig key, the rules before (to
 /// clear the devices no longer listed) and after, as (major, minor, value).
 struct DeviceRules {
-    key: &'static str,
+    key: BlkioDeviceKey,
     old: Vec<(u64, u64, u64)>,
     new: Vec<(u64, u64, u64)>,
 }
@@ -80,24 +29,24 @@ fn apply_devices(cg: &Cgroup, rules: &[DeviceRules]) -> Result<()> {
         for (major, minor, value) in lines {
             if cg.v1() {
                 let file = match r.key {
-                    "BlkioWeightDevice" => "blkio.weight_device",
-                    "BlkioDeviceReadBps" => "blkio.throttle.read_bps_device",
-                    "BlkioDeviceWriteBps" => "blkio.throttle.write_bps_device",
-                    "BlkioDeviceReadIOps" => "blkio.throttle.read_iops_device",
-                    _ => "blkio.throttle.write_iops_device",
+                    BlkioDeviceKey::Weight => "blkio.weight_device",
+                    BlkioDeviceKey::ReadBps => "blkio.throttle.read_bps_device",
+                    BlkioDeviceKey::WriteBps => "blkio.throttle.write_bps_device",
+                    BlkioDeviceKey::ReadIops => "blkio.throttle.read_iops_device",
+                    BlkioDeviceKey::WriteIops => "blkio.throttle.write_iops_device",
                 };
                 write(&cg.path("blkio"), file, format!("{major}:{minor} {value}"))?;
             } else {
                 let (file, text) = match r.key {
-                    "BlkioWeightDevice" => (
+                    BlkioDeviceKey::Weight => (
                         "io.weight",
                         format!("{major}:{minor} {}", if value == 0 { "default".into() } else { value.to_string() }),
                     ),
                     key => {
                         let name = match key {
-                            "BlkioDeviceReadBps" => "rbps",
-                            "BlkioDeviceWriteBps" => "wbps",
-                            "BlkioDeviceReadIOps" => "riops",
+                            BlkioDeviceKey::ReadBps => "rbps",
+                            BlkioDeviceKey::WriteBps => "wbps",
+                            BlkioDeviceKey::ReadIops => "riops",
                             _ => "wiops",
                         };
                         let v = if value == 0 { "max".to_string() } else { value.to_string() };
@@ -126,7 +75,7 @@ fn shares_to_weight(shares: i64) -> i64 {
 }
 
 /// Writes the changed limits into a running container's cgroup.
-fn apply_live(cg: &Cgroup, u: &UpdateConfig, old_memory: i64, old_swap: i64) -> Result<()> {
+fn apply_live(cg: &Cgroup, u: &Resources, old_memory: i64, old_swap: i64) -> Result<()> {
     let limit = |v: i64| if v < 0 { "max".to_string() } else { v.to_string() };
     if cg.v1() {
         let mem = cg.path("memory");
@@ -221,8 +170,8 @@ impl ContainerService {
         let _op = e.op.lock().await;
         let rec = e.record();
         let hc = &rec.host_config;
-        let extra_i64 = |k: &str| hc.extra.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
-        let (old_memory, old_swap) = (hc.memory, extra_i64("MemorySwap"));
+        let (old_memory, old_swap) = (hc.resources.memory, hc.resources.memory_swap);
+        let (restart_policy, u) = (u.restart_policy, u.resources);
         let memory = if u.memory != 0 { u.memory } else { old_memory };
         let swap = if u.memory_swap != 0 { u.memory_swap } else { old_swap };
         if u.memory != 0 && u.memory < 6 * 1024 * 1024 {
@@ -236,7 +185,7 @@ impl ContainerService {
         if u.nano_cpus != 0 && (u.cpu_quota != 0 || u.cpu_period != 0) {
             return Err(Error::invalid("Conflicting options: Nano CPUs and CPU Period cannot both be set"));
         }
-        if let Some(p) = &u.restart_policy {
+        if let Some(p) = &restart_policy {
             if !p.name.is_empty() && p.name != "no" && hc.auto_remove {
                 return Err(Error::invalid(
                     "Cannot update container: Restart policy cannot be updated because AutoRemove is enabled for the container",
@@ -244,17 +193,15 @@ impl ContainerService {
             }
         }
         // Per-device rules: validated (block devices only) whether or not it runs.
-        let asked: Vec<(&'static str, Vec<Value>)> =
-            u.blkio_devices().into_iter().map(|(k, v)| (k, v.clone())).collect();
-        let before: Vec<Vec<Value>> = asked
-            .iter()
-            .map(|(k, _)| hc.extra.get(*k).and_then(|v| v.as_array()).cloned().unwrap_or_default())
-            .collect();
+        let asked: Vec<(BlkioDeviceKey, Vec<DeviceRule>)> =
+            BlkioDeviceKey::ALL.into_iter().filter_map(|k| Some((k, u.blkio_device_rules(k)?))).collect();
+        let before: Vec<Vec<DeviceRule>> =
+            asked.iter().map(|(k, _)| hc.resources.blkio_device_rules(*k).unwrap_or_default()).collect();
         let (asked2, running) = (asked.clone(), rec.state.running());
         let rules = blocking(move || {
             let mut rules = Vec::new();
-            for ((key, new), old) in asked2.iter().zip(before) {
-                let new = berth_runtime::spec::blkio_devices(key, new)
+            for ((key, new), old) in asked2.into_iter().zip(before) {
+                let new = berth_runtime::spec::blkio_devices(key, &new)
                     .map_err(|e| Error::invalid(format!("Cannot update container: {}", e.message)))?;
                 // Devices gone since the last start are skipped: nothing of theirs to clear.
                 let old = if running {
@@ -276,30 +223,27 @@ impl ContainerService {
             .await?;
         }
         let rec = e.update(|r| {
-            let hc = &mut r.host_config;
-            let mut set = |k: &str, v: Value| {
-                hc.extra.insert(k.to_string(), v);
-            };
+            let hc = &mut r.host_config.resources;
             if u.blkio_weight != 0 {
-                set("BlkioWeight", json!(u.blkio_weight));
+                hc.blkio_weight = u.blkio_weight;
             }
             if u.cpu_period != 0 {
-                set("CpuPeriod", json!(u.cpu_period));
+                hc.cpu_period = u.cpu_period;
             }
             if u.cpu_quota != 0 {
-                set("CpuQuota", json!(u.cpu_quota));
+                hc.cpu_quota = u.cpu_quota;
             }
             if !u.cpuset_cpus.is_empty() {
-                set("CpusetCpus", json!(u.cpuset_cpus));
+                hc.cpuset_cpus = u.cpuset_cpus.clone();
             }
             if !u.cpuset_mems.is_empty() {
-                set("CpusetMems", json!(u.cpuset_mems));
+                hc.cpuset_mems = u.cpuset_mems.clone();
             }
             if u.memory_swap != 0 {
-                set("MemorySwap", json!(u.memory_swap));
+                hc.memory_swap = u.memory_swap;
             }
             if u.memory_reservation != 0 {
-                set("MemoryReservation", json!(u.memory_reservation));
+                hc.memory_reservation = u.memory_reservation;
             }
             if u.memory != 0 {
                 hc.memory = u.memory;
@@ -313,15 +257,11 @@ impl ContainerService {
             if let Some(p) = u.pids_limit.filter(|p| *p != 0) {
                 hc.pids_limit = Some(p);
             }
-            if let Some(p) = &u.restart_policy {
-                hc.restart_policy = p.clone();
+            for (k, _) in &asked {
+                hc.take_blkio_device_rules(&u, *k);
             }
-            for (k, v) in &asked {
-                if v.is_empty() {
-                    hc.extra.remove(*k);
-                } else {
-                    hc.extra.insert(k.to_string(), json!(v));
-                }
+            if let Some(p) = &restart_policy {
+                r.host_config.restart_policy = p.clone();
             }
         });
         self.persist(&rec).await?;

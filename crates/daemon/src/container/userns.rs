@@ -35,13 +35,9 @@ impl UsernsPlan {
     }
 }
 
-fn userns_mode(hc: &HostConfig) -> &str {
-    hc.extra.get("UsernsMode").and_then(|v| v.as_str()).unwrap_or("")
-}
-
 /// Docker's create-time checks of `UsernsMode` against the daemon's remap and the other modes.
 pub(super) fn check_create(hc: &HostConfig, remapped_daemon: bool) -> Result<()> {
-    let mode = userns_mode(hc);
+    let mode = hc.userns_mode.as_str();
     if !matches!(mode, "" | "host") {
         return Err(Error::invalid(format!("invalid UsernsMode: {mode:?} (use \"host\" or leave it empty)")));
     }
@@ -56,7 +52,7 @@ pub(super) fn check_create(hc: &HostConfig, remapped_daemon: bool) -> Result<()>
     if hc.network_mode == "host" {
         return Err(Error::invalid("cannot share the host's network namespace when user namespaces are enabled"));
     }
-    if hc.extra.get("PidMode").and_then(|v| v.as_str()) == Some("host") {
+    if hc.pid_mode == "host" {
         return Err(Error::invalid("cannot share the host PID namespace when user namespaces are enabled"));
     }
     Ok(())
@@ -69,7 +65,7 @@ impl ContainerService {
 
     /// True when the container runs in a user namespace of its own or another container's.
     pub(super) fn remapped(&self, rec: &ContainerRecord) -> bool {
-        self.cfg.userns_remap.is_some() && userns_mode(&rec.host_config) != "host"
+        self.cfg.userns_remap.is_some() && rec.host_config.userns_mode != "host"
     }
 
     /// The user namespace `rec` starts in; `owners` are the containers whose namespaces it joins.
