@@ -36,7 +36,7 @@ pub struct Config {
     #[serde(default, deserialize_with = "strslice")]
     pub cmd: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<Value>,
+    pub healthcheck: Option<HealthConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_escaped: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
@@ -61,6 +61,37 @@ pub struct Config {
     pub stop_timeout: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "strslice")]
     pub shell: Option<Vec<String>>,
+}
+
+fn zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// Docker's `HealthcheckConfig` (`HEALTHCHECK`, `--health-*`): durations in nanoseconds, every
+/// member omitted when empty, as Docker writes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    /// `["NONE"]`, `["CMD", args…]`, `["CMD-SHELL", command]`; empty inherits the image's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "zero", deserialize_with = "nullable")]
+    pub interval: i64,
+    #[serde(skip_serializing_if = "zero", deserialize_with = "nullable")]
+    pub timeout: i64,
+    #[serde(skip_serializing_if = "zero", deserialize_with = "nullable")]
+    pub start_period: i64,
+    #[serde(skip_serializing_if = "zero", deserialize_with = "nullable")]
+    pub start_interval: i64,
+    #[serde(skip_serializing_if = "zero", deserialize_with = "nullable")]
+    pub retries: i64,
+}
+
+impl HealthConfig {
+    /// `HEALTHCHECK NONE`: no probe, the image's disabled too.
+    pub fn none() -> Self {
+        HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,7 +128,7 @@ pub struct CreateRequest {
     #[serde(default, deserialize_with = "nullable")]
     pub host_config: HostConfig,
     #[serde(default)]
-    pub networking_config: Option<Value>,
+    pub networking_config: Option<crate::network::NetworkingConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]

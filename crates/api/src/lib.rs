@@ -7,6 +7,7 @@ pub mod filters;
 pub mod hostconfig;
 pub mod image;
 pub mod mount;
+pub mod network;
 pub mod progress;
 pub mod serde_helpers;
 pub mod stdcopy;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_api::container::HealthConfig;
 use berth_api::image::History;
 use berth_dockerfile::{shell, Command, CopySpec, Heredoc, Instruction, Kind};
 use berth_types::{Digest, Error, Result};
@@ -337,32 +338,36 @@ impl<B: Backend> Cx<'_, '_, B> {
             }
             Kind::Healthcheck(h) => {
                 let value = match h {
-                    None => json!({"Test": ["NONE"]}),
+                    None => HealthConfig::none(),
                     Some(h) => {
                         let test: Vec<String> = match &h.test {
                             Command::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
                             Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
                         };
-                        let mut v = json!({"Test": test});
-                        for (flag, key) in [
-                            ("interval", "Interval"),
-                            ("timeout", "Timeout"),
-                            ("start-period", "StartPeriod"),
-                            ("start-interval", "StartInterval"),
-                        ] {
-                            if let Some(Some(d)) = h.flags.iter().rev().find(|(k, _)| k == flag).map(|(_, v)| v) {
-                                v[key] = json!(berth_dockerfile::duration::parse(d).map_err(Error::invalid)?);
-                            }
+                        let flag =
+                            |name: &str| h.flags.iter().rev().find(|(k, _)| k == name).and_then(|(_, v)| v.clone());
+                        let duration = |name: &str| -> Result<i64> {
+                            let Some(d) = flag(name) else { return Ok(0) };
+                            berth_dockerfile::duration::parse(&d).map_err(Error::invalid)
+                        };
+                        let retries = match flag("retries") {
+                            None => 0,
+                            Some(r) => r.parse().map_err(|_| Error::invalid(format!("invalid retries: {r}")))?,
+                        };
+                        HealthConfig {
+                            test: Some(test),
+                            interval: duration("interval")?,
+                            timeout: duration("timeout")?,
+                            start_period: duration("start-period")?,
+                            start_interval: duration("start-interval")?,
+                            retries,
                         }
-                        if let Some(Some(r)) = h.flags.iter().rev().find(|(k, _)| k == "retries").map(|(_, v)| v) {
-                            let n: i64 = r.parse().map_err(|_| Error::invalid(format!("invalid retries: {r}")))?;
-                            v["Retries"] = json!(n);
-                        }
-                        v
                     }
                 };
-                st.image.config.config.healthcheck = Some(value.clone());
-                self.finish(st, self.nop(&format!("HEALTHCHECK &{value}")), "", || async { Ok(None) }).await
+                // History and cache key: the JSON object with sorted keys, as before it was typed.
+                let text = serde_json::to_value(&value).map_err(|e| Error::internal(e.to_string()))?;
+                st.image.config.config.healthcheck = Some(value);
+                self.finish(st, self.nop(&format!("HEALTHCHECK &{text}")), "", || async { Ok(None) }).await
             }
             Kind::Workdir(w) => {
                 let w = self.expand(st, w)?;

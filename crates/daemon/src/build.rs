@@ -13,7 +13,7 @@ use berth_builder::{Backend, BaseImage, Context, Dockerfile, EditFn, Output, Run
 use berth_distribution::auth::AuthConfig;
 use berth_image::{CacheEntry, LayerInfo};
 use berth_types::{new_id, short_id, Digest, Error, Reference, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
@@ -220,7 +220,7 @@ impl Backend for DaemonBackend {
             attach_stdout: true,
             attach_stderr: true,
             // The image's healthcheck is not a build step's business.
-            healthcheck: Some(json!({"Test": ["NONE"]})),
+            healthcheck: Some(berth_api::container::HealthConfig::none()),
             ..Default::default()
         };
         let req = CreateRequest { config, host_config: host, networking_config: None };

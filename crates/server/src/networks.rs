@@ -12,7 +12,7 @@ use berth_daemon::{ContainerService, NetworkService};
 use berth_network::store::CreateOptions;
 use berth_types::Error;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
@@ -153,27 +153,19 @@ async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
     Ok(json_response(&json!({"NetworksDeleted": deleted})))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct ConnectBody {
-    container: String,
-    endpoint_config: Option<Value>,
-    force: bool,
-}
-
 async fn connect(
     State(containers): State<Arc<ContainerService>>,
     Path(id): Path<String>,
-    JsonBody(b): JsonBody<ConnectBody>,
+    JsonBody(b): JsonBody<berth_api::network::ConnectRequest>,
 ) -> ApiResult<StatusCode> {
-    containers.connect(&id, &b.container, b.endpoint_config.unwrap_or(Value::Null)).await?;
+    containers.connect(&id, &b.container, b.endpoint_config.unwrap_or_default()).await?;
     Ok(StatusCode::OK)
 }
 
 async fn disconnect(
     State(containers): State<Arc<ContainerService>>,
     Path(id): Path<String>,
-    JsonBody(b): JsonBody<ConnectBody>,
+    JsonBody(b): JsonBody<berth_api::network::ConnectRequest>,
 ) -> ApiResult<StatusCode> {
     let _ = b.force;
     containers.disconnect(&id, &b.container).await?;

@@ -221,11 +221,9 @@ pub fn create_request(
             return Err(invalid(r#"Mount type "Image" needs API v1.48 or newer"#));
         }
         // Every endpoint had the same priority before 1.48.
-        let eps = body.networking_config.as_mut().and_then(|n| n.get_mut("EndpointsConfig"));
-        for ep in eps.and_then(Value::as_object_mut).into_iter().flat_map(|m| m.values_mut()) {
-            if let Some(o) = ep.as_object_mut() {
-                o.remove("GwPriority");
-            }
+        let eps = body.networking_config.iter_mut().flat_map(|n| n.endpoints_config.values_mut());
+        for ep in eps.flatten() {
+            ep.gw_priority = 0;
         }
     }
     if !v.less_than("1.52") && !body.config.mac_address.is_empty() {

@@ -194,7 +194,7 @@ impl ContainerService {
     #[allow(clippy::too_many_arguments)]
     async fn create_reserved(
         &self,
-        networking_config: Option<serde_json::Value>,
+        networking_config: Option<berth_api::network::NetworkingConfig>,
         config: Config,
         host_config: berth_api::container::HostConfig,
         image_id: berth_types::Digest,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_api::container::HealthConfig;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::exec::ExecConfig;
 use super::{ContainerService, Entry};
@@ -44,9 +44,9 @@ struct Probe {
     retries: i64,
 }
 
-fn probe(hc: Option<&Value>) -> Option<Probe> {
+fn probe(hc: Option<&HealthConfig>) -> Option<Probe> {
     let hc = hc?;
-    let test: Vec<String> = hc["Test"].as_array()?.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+    let test = hc.test.clone()?;
     let cmd = match test.first().map(String::as_str) {
         Some("CMD") => test[1..].to_vec(),
         Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), test[1..].join(" ")],
@@ -55,17 +55,15 @@ fn probe(hc: Option<&Value>) -> Option<Probe> {
     if cmd.is_empty() {
         return None;
     }
-    let d = |k: &str, default: u64| {
-        let n = hc[k].as_u64().unwrap_or(0);
-        Duration::from_nanos(if n == 0 { default } else { n })
-    };
+    // Zero (or a negative a client slipped past validation) is the default.
+    let d = |n: i64, default: u64| Duration::from_nanos(u64::try_from(n).ok().filter(|n| *n > 0).unwrap_or(default));
     Some(Probe {
         cmd,
-        interval: d("Interval", 30_000_000_000),
-        timeout: d("Timeout", 30_000_000_000),
-        start_period: d("StartPeriod", 0),
-        start_interval: d("StartInterval", 5_000_000_000),
-        retries: hc["Retries"].as_i64().filter(|r| *r > 0).unwrap_or(3),
+        interval: d(hc.interval, 30_000_000_000),
+        timeout: d(hc.timeout, 30_000_000_000),
+        start_period: d(hc.start_period, 0),
+        start_interval: d(hc.start_interval, 5_000_000_000),
+        retries: Some(hc.retries).filter(|r| *r > 0).unwrap_or(3),
     })
 }
 
@@ -165,13 +163,15 @@ mod tests {
 
     #[test]
     fn probes_from_config() {
-        let p = probe(Some(&serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 1_000_000_000u64}))).unwrap();
+        let h = |v: serde_json::Value| serde_json::from_value::<HealthConfig>(v).unwrap();
+        let p =
+            probe(Some(&h(serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 1_000_000_000u64})))).unwrap();
         assert_eq!(p.cmd, ["/bin/sh", "-c", "true"]);
         assert_eq!(p.interval, Duration::from_secs(1));
         assert_eq!(p.retries, 3);
-        assert!(probe(Some(&serde_json::json!({"Test": ["NONE"]}))).is_none());
+        assert!(probe(Some(&HealthConfig::none())).is_none());
         assert!(probe(None).is_none());
-        let p = probe(Some(&serde_json::json!({"Test": ["CMD", "ls", "/"], "Retries": 1}))).unwrap();
+        let p = probe(Some(&h(serde_json::json!({"Test": ["CMD", "ls", "/"], "Retries": 1})))).unwrap();
         assert_eq!(p.cmd, ["ls", "/"]);
         assert_eq!(p.retries, 1);
     }

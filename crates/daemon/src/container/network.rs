@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use std::sync::Arc;
 
+use berth_api::network::EndpointSettings;
 use berth_network::firewall::PortRule;
 use berth_network::link::{self, Attach};
 use berth_network::store::mac_for;
@@ -72,12 +73,12 @@ impl ContainerService {
             return Ok(Vec::new());
         }
         let Some(primary) = mode_network(mode) else { return Ok(Vec::new()) };
-        let mut configs: BTreeMap<String, Value> = BTreeMap::new();
-        if let Some(Value::Object(m)) = rec.networking_config.as_ref().and_then(|n| n.get("EndpointsConfig")) {
-            for (k, v) in m {
-                configs.insert(k.clone(), v.clone());
-            }
-        }
+        let configs: BTreeMap<String, EndpointSettings> = rec
+            .networking_config
+            .iter()
+            .flat_map(|n| n.endpoints_config.iter())
+            .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+            .collect();
         let mut names = vec![primary.to_string()];
         names.extend(
             configs
@@ -100,28 +101,25 @@ impl ContainerService {
                 .or_else(|| configs.get(&n.id))
                 .or_else(|| if n.name == "bridge" { configs.get("default") } else { None })
                 .cloned()
-                .unwrap_or(Value::Null);
+                .unwrap_or_default();
             // The deprecated top-level Config.MacAddress (API < 1.44) belongs to the primary network.
-            if out.is_empty()
-                && cfg["MacAddress"].as_str().is_none_or(str::is_empty)
-                && !rec.config.mac_address.is_empty()
-            {
-                if !cfg.is_object() {
-                    cfg = Value::Object(Default::default());
-                }
-                cfg["MacAddress"] = Value::String(rec.config.mac_address.clone());
+            if out.is_empty() && cfg.mac_address.is_empty() {
+                cfg.mac_address = rec.config.mac_address.clone();
             }
             out.push(self.endpoint_for(&n, &cfg, rec)?);
         }
         Ok(out)
     }
 
-    fn endpoint_for(&self, n: &berth_network::Network, cfg: &Value, rec: &ContainerRecord) -> Result<Endpoint> {
-        let mut aliases: Vec<String> = cfg["Aliases"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        let static_ip = match cfg["IPAMConfig"]["IPv4Address"].as_str().filter(|s| !s.is_empty()) {
+    fn endpoint_for(
+        &self,
+        n: &berth_network::Network,
+        cfg: &EndpointSettings,
+        rec: &ContainerRecord,
+    ) -> Result<Endpoint> {
+        let mut aliases: Vec<String> = cfg.aliases.clone().unwrap_or_default();
+        let ipam = cfg.ipam_config.clone().unwrap_or_default();
+        let static_ip = match Some(ipam.ipv4_address.as_str()).filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => {
                 let ip: Ipv4Addr = s.parse().map_err(|_| Error::invalid(format!("invalid IPv4 address: {s}")))?;
@@ -143,7 +141,7 @@ impl ContainerService {
             // Docker adds the short id as an alias on user-defined networks.
             aliases.push(rec.id[..12].to_string());
         }
-        let static_mac = match cfg["MacAddress"].as_str().filter(|s| !s.is_empty()) {
+        let static_mac = match Some(cfg.mac_address.as_str()).filter(|s| !s.is_empty()) {
             None => None,
             Some(m) => Some(
                 berth_network::store::parse_mac(m)
@@ -152,7 +150,7 @@ impl ContainerService {
         };
         let mut links: Vec<String> = Vec::new();
         if n.user_defined() {
-            let asked = cfg["Links"].as_array().into_iter().flatten().filter_map(|v| v.as_str());
+            let asked = cfg.links.iter().flatten();
             // HostConfig.Links on a user-defined network are links of its endpoint, as Docker has them.
             let legacy = super::links::of(&rec.host_config).into_iter().map(|l| format!("{}:{}", l.target, l.alias));
             for l in
@@ -164,23 +162,11 @@ impl ContainerService {
                 }
             }
         }
-        let driver_opts: BTreeMap<String, String> = match &cfg["DriverOpts"] {
-            Value::Null => BTreeMap::new(),
-            Value::Object(m) => m
-                .iter()
-                .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect::<Option<_>>()
-                .ok_or_else(|| Error::invalid("DriverOpts values must be strings"))?,
-            _ => return Err(Error::invalid("DriverOpts must be an object")),
-        };
+        let driver_opts: BTreeMap<String, String> = cfg.driver_opts.clone().unwrap_or_default();
         berth_network::store::check_driver_opts(&driver_opts)?;
-        let gw_priority = match &cfg["GwPriority"] {
-            Value::Null => 0,
-            v => v.as_i64().ok_or_else(|| Error::invalid("GwPriority must be an integer"))?,
-        };
+        let gw_priority = cfg.gw_priority;
         let mut link_local_ips = Vec::new();
-        for v in cfg["IPAMConfig"]["LinkLocalIPs"].as_array().into_iter().flatten() {
-            let s = v.as_str().unwrap_or_default();
+        for s in ipam.link_local_ips.iter().flatten() {
             let ip: std::net::IpAddr =
                 s.parse().map_err(|_| Error::invalid(format!("invalid link-local IP address: {s}")))?;
             let link_local = match ip {
@@ -192,7 +178,7 @@ impl ContainerService {
             }
             link_local_ips.push(ip);
         }
-        let static_ip6 = match cfg["IPAMConfig"]["IPv6Address"].as_str().filter(|s| !s.is_empty()) {
+        let static_ip6 = match Some(ipam.ipv6_address.as_str()).filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => {
                 let ip: std::net::Ipv6Addr =
@@ -558,7 +544,7 @@ impl ContainerService {
     }
 
     /// `POST /networks/{id}/connect`.
-    pub async fn connect(self: &Arc<Self>, network: &str, container: &str, cfg: Value) -> Result<()> {
+    pub async fn connect(self: &Arc<Self>, network: &str, container: &str, cfg: EndpointSettings) -> Result<()> {
         let _timer = crate::metrics::network_action("connect");
         let n = self.networks.get(network).await?;
         let e = self.get(container)?;

@@ -23,7 +23,7 @@ pub struct ContainerRecord {
     /// Stopped or killed by hand: restart policies leave it alone until it is started again.
     #[serde(default)]
     pub manual_stop: bool,
-    pub networking_config: Option<serde_json::Value>,
+    pub networking_config: Option<berth_api::network::NetworkingConfig>,
     #[serde(default)]
     pub mounts: Vec<super::mounts::MountPoint>,
     #[serde(default)]

@@ -1,0 +1,95 @@
+//! Docker's `network.NetworkingConfig` and `EndpointSettings`, as `POST /containers/create` and
+//! `POST /networks/{id}/connect` take them. Addresses stay text here: the daemon parses them and
+//! answers Docker's messages for a bad one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::serde_helpers::nullable;
+
+/// `NetworkingConfig` of a create: the endpoint settings by network name (or id).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkingConfig {
+    /// `null` for a network means "this network, default settings".
+    #[serde(default, deserialize_with = "nullable")]
+    pub endpoints_config: BTreeMap<String, Option<EndpointSettings>>,
+}
+
+impl NetworkingConfig {
+    /// The settings asked for network `key` (name or id), if it is listed.
+    pub fn endpoint(&self, key: &str) -> Option<EndpointSettings> {
+        self.endpoints_config.get(key).map(|e| e.clone().unwrap_or_default())
+    }
+}
+
+/// What a client may ask of one endpoint; the operational members (`NetworkID`, `IPAddress`, …)
+/// are read back from inspect by some clients and sent again: accepted and ignored, as moby does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSettings {
+    #[serde(default, rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+    #[serde(default)]
+    pub links: Option<Vec<String>>,
+    #[serde(default)]
+    pub aliases: Option<Vec<String>>,
+    #[serde(default)]
+    pub driver_opts: Option<BTreeMap<String, String>>,
+    /// API 1.48: the endpoint with the highest priority gives the default route.
+    #[serde(default, deserialize_with = "nullable")]
+    pub gw_priority: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub mac_address: String,
+    /// Operational members and keys this daemon does not know.
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointIpamConfig {
+    #[serde(rename = "IPv4Address", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address", default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub ipv6_address: String,
+    #[serde(rename = "LinkLocalIPs", default, skip_serializing_if = "Option::is_none")]
+    pub link_local_ips: Option<Vec<String>>,
+}
+
+/// The body of `POST /networks/{id}/connect`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnectRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    pub container: String,
+    #[serde(default)]
+    pub endpoint_config: Option<EndpointSettings>,
+    /// Disconnect only.
+    #[serde(default, deserialize_with = "nullable")]
+    pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_as_clients_send_them() {
+        let n: NetworkingConfig = serde_json::from_str(
+            r#"{"EndpointsConfig": {"net": {"IPAMConfig": {"IPv4Address": "10.0.0.5", "LinkLocalIPs": ["169.254.1.1"]},
+                "Aliases": ["a"], "DriverOpts": {"k": "v"}, "GwPriority": 3, "MacAddress": "02:42:ac:11:00:02",
+                "NetworkID": "abc", "DNSNames": null}, "other": null}}"#,
+        )
+        .unwrap();
+        let e = n.endpoint("net").unwrap();
+        assert_eq!(e.ipam_config.as_ref().unwrap().ipv4_address, "10.0.0.5");
+        assert_eq!(e.gw_priority, 3);
+        assert_eq!(e.aliases.as_deref(), Some(&["a".to_string()][..]));
+        assert_eq!(n.endpoint("other"), Some(EndpointSettings::default()));
+        assert_eq!(n.endpoint("none"), None);
+        assert!(serde_json::from_str::<EndpointSettings>(r#"{"GwPriority": "high"}"#).is_err());
+        assert!(serde_json::from_str::<EndpointSettings>(r#"{"DriverOpts": {"k": 1}}"#).is_err());
+    }
+}
