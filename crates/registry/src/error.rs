@@ -22,6 +22,12 @@ pub enum Code {
     Unsupported,
     RangeInvalid,
     TooManyRequests,
+    /// A manifest over the size limit: the spec's 413.
+    ManifestTooLarge,
+    /// More `tag` parameters on a manifest PUT than one request may carry: the spec's 414.
+    TooManyTags,
+    /// `n` of a list is not a number (distribution's code).
+    PaginationNumberInvalid,
     Unknown,
 }
 
@@ -46,6 +52,11 @@ impl Code {
             Unsupported => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "The operation is unsupported."),
             RangeInvalid => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID", "invalid content range"),
             TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "too many requests"),
+            ManifestTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID", "manifest invalid"),
+            TooManyTags => (StatusCode::URI_TOO_LONG, "MANIFEST_INVALID", "too many tags in one request"),
+            PaginationNumberInvalid => {
+                (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", "invalid number of results requested")
+            }
             Unknown => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "unknown error"),
         }
     }

@@ -125,7 +125,9 @@ async fn dispatch(State(reg): State<Shared>, req: Request) -> Response {
 async fn route(reg: Shared, req: Request) -> RegResult<Response> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().strip_prefix("/v2/").unwrap_or("");
-    let query = crate::names::query(parts.uri.query().unwrap_or(""));
+    let raw_query = parts.uri.query().unwrap_or("");
+    let query = crate::names::query(raw_query);
+    let tags = crate::names::query_all(raw_query, "tag");
     let m = &parts.method;
     let route = match Route::parse(path) {
         // A tag that cannot exist names no manifest: the spec's 404 on reads and deletes (a
@@ -145,7 +147,7 @@ async fn route(reg: Shared, req: Request) -> RegResult<Response> {
     if reg.proxy.is_some() && writes {
         return Err(RegError::with(Code::Unsupported, "this registry is a pull-through cache: push to its remote"));
     }
-    let res = handle(&reg, route, m, &query, parts.headers, body, &granted).await;
+    let res = handle(&reg, route, m, (&query, &tags), parts.headers, body, &granted).await;
     if writes {
         if let Ok(r) = &res {
             let digest = r.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -160,7 +162,7 @@ async fn handle(
     reg: &Shared,
     route: Route,
     m: &Method,
-    query: &std::collections::HashMap<String, String>,
+    (query, tags): (&std::collections::HashMap<String, String>, &[String]),
     headers: HeaderMap,
     body: axum::body::Body,
     granted: &auth::Granted,
@@ -185,13 +187,15 @@ async fn handle(
         }
         (Route::Upload { name, id }, Method::GET) => uploads::status(&reg, &name, &id).await,
         (Route::Upload { name, id }, Method::PATCH) => uploads::patch(&reg, &name, &id, &parts_headers, body).await,
-        (Route::Upload { name, id }, Method::PUT) => uploads::finish(&reg, &name, &id, query, body).await,
+        (Route::Upload { name, id }, Method::PUT) => {
+            uploads::finish(&reg, &name, &id, query, &parts_headers, body).await
+        }
         (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(&reg, &name, &id).await,
         (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
             manifests::get(&reg, &name, &reference, &parts_headers, *m == Method::HEAD).await
         }
         (Route::Manifest { name, reference }, Method::PUT) => {
-            manifests::put(&reg, &name, &reference, &parts_headers, body).await
+            manifests::put(&reg, &name, &reference, tags, &parts_headers, body).await
         }
         (Route::Manifest { name, reference }, Method::DELETE) => manifests::delete(&reg, &name, &reference).await,
         (Route::Tags { name }, Method::GET) => tags::list(&reg, &name, query).await,

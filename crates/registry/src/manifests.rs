@@ -93,7 +93,7 @@ fn accepted(h: &HeaderMap) -> Vec<String> {
 }
 
 pub(crate) async fn get(reg: &Registry, name: &str, r: &Reference, h: &HeaderMap, head: bool) -> RegResult<Response> {
-    let unknown = || RegError::with(Code::ManifestUnknown, format!("{r:?}"));
+    let unknown = || RegError::with(Code::ManifestUnknown, r.to_string());
     let mut d = match from_remote(reg, name, r).await? {
         Some(d) => d,
         None => resolve(reg, name, r).await?.ok_or_else(unknown)?,
@@ -171,12 +171,33 @@ async fn read_capped(body: Body, max: usize) -> RegResult<Bytes> {
         }
     }
     if seen > max {
-        return Err(invalid(format!("manifest larger than {max} bytes")));
+        return Err(RegError::with(Code::ManifestTooLarge, format!("manifest larger than {max} bytes")));
     }
     Ok(Bytes::from(buf))
 }
 
-pub(crate) async fn put(reg: &Registry, name: &str, r: &Reference, h: &HeaderMap, body: Body) -> RegResult<Response> {
+/// Most `tag` parameters one manifest PUT may carry (the spec asks for at least 10).
+const MAX_TAG_PARAMS: usize = 100;
+
+/// `PUT /v2/<name>/manifests/<reference>[?tag=…]`: with `tag` parameters (only on a push by
+/// digest) each tag is pointed at the manifest too and named in an `OCI-Tag` header.
+pub(crate) async fn put(
+    reg: &Registry,
+    name: &str,
+    r: &Reference,
+    tags: &[String],
+    h: &HeaderMap,
+    body: Body,
+) -> RegResult<Response> {
+    if tags.len() > MAX_TAG_PARAMS {
+        return Err(RegError::with(Code::TooManyTags, format!("at most {MAX_TAG_PARAMS} tags per request")));
+    }
+    if let Some(t) = tags.iter().find(|t| !crate::names::valid_tag(t)) {
+        return Err(invalid(format!("invalid tag {t:?}")));
+    }
+    if !tags.is_empty() && matches!(r, Reference::Tag(_)) {
+        return Err(invalid("tag parameters go with a push by digest"));
+    }
     let bytes = read_capped(body, MAX_MANIFEST).await?;
     let d = Digest::of(&bytes);
     if let Reference::Digest(want) = r {
@@ -250,6 +271,10 @@ pub(crate) async fn put(reg: &Registry, name: &str, r: &Reference, h: &HeaderMap
     if let Reference::Tag(t) = r {
         reg.storage.put(&tag_key(name, t), Bytes::from(d.to_string())).await?;
     }
+    for t in tags {
+        reg.storage.put(&tag_key(name, t), Bytes::from(d.to_string())).await?;
+        resp = resp.header("OCI-Tag", t.as_str());
+    }
     resp.body(Body::empty()).map_err(|e| RegError::with(Code::Unknown, e.to_string()))
 }
 
@@ -284,6 +309,10 @@ pub(crate) async fn referrers(
     d: &Digest,
     q: &HashMap<String, String>,
 ) -> RegResult<Response> {
+    // "Assuming a repository is found": an unknown one is the spec's 404.
+    if reg.storage.children(&format!("repositories/{name}")).await?.is_empty() {
+        return Err(RegError::with(Code::NameUnknown, name.to_string()));
+    }
     let prefix = format!("repositories/{name}/_referrers/{}", d.hex());
     let mut manifests = Vec::new();
     for m in reg.storage.list(&prefix).await? {

@@ -24,6 +24,15 @@ pub enum Reference {
     Digest(Digest),
 }
 
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reference::Tag(t) => f.write_str(t),
+            Reference::Digest(d) => f.write_str(d.as_str()),
+        }
+    }
+}
+
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` per component, `/`-separated, at most 255 characters.
 pub fn valid_name(n: &str) -> bool {
     n.len() <= 255
@@ -120,6 +129,12 @@ impl Route {
 }
 
 /// A query string as a map (last value wins), percent-decoded.
+/// Every value of a repeatable query parameter (`tag=a&tag=b`), decoded, in order.
+pub fn query_all(q: &str, key: &str) -> Vec<String> {
+    let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().to_string();
+    q.split('&').filter_map(|p| p.split_once('=')).filter(|(k, _)| dec(k) == key).map(|(_, v)| dec(v)).collect()
+}
+
 pub fn query(q: &str) -> HashMap<String, String> {
     q.split('&')
         .filter(|p| !p.is_empty())

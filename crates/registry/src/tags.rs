@@ -10,7 +10,7 @@ use crate::Registry;
 /// `n` and `last` applied to a sorted list; the `Link` header when more remain.
 fn page(all: Vec<String>, q: &HashMap<String, String>, base: &str) -> RegResult<(Vec<String>, Option<String>)> {
     let n = match q.get("n") {
-        Some(n) => Some(n.parse::<usize>().map_err(|_| RegError::with(Code::Unsupported, "invalid n"))?),
+        Some(n) => Some(n.parse::<usize>().map_err(|_| RegError::with(Code::PaginationNumberInvalid, n.clone()))?),
         None => None,
     };
     let after: Vec<String> = match q.get("last") {
@@ -18,6 +18,8 @@ fn page(all: Vec<String>, q: &HashMap<String, String>, base: &str) -> RegResult<
         None => all,
     };
     match n {
+        // "When n is zero, this endpoint MUST return an empty list, and MUST NOT include a Link".
+        Some(0) => Ok((Vec::new(), None)),
         Some(n) if after.len() > n => {
             let items: Vec<String> = after.into_iter().take(n).collect();
             let last = items.last().cloned().unwrap_or_default();

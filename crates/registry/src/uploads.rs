@@ -280,6 +280,10 @@ pub(crate) async fn start(
         }
         // Not there: an ordinary upload, as the spec asks.
     }
+    // Only sha256 is stored: another algorithm is refused up front, as the spec asks (400).
+    if let Some(a) = q.get("digest-algorithm").filter(|a| a.as_str() != "sha256") {
+        return Err(RegError::with(Code::DigestInvalid, format!("unsupported digest algorithm {a:?}: only sha256")));
+    }
     let (id, mut info) = new_upload(reg, name).await?;
     if let Some(d) = q.get("digest") {
         let d = crate::names::digest(d)?;
@@ -323,13 +327,18 @@ pub(crate) async fn status(reg: &Registry, name: &str, id: &str) -> RegResult<Re
     Ok(upload_response(StatusCode::NO_CONTENT, name, id, info.offset))
 }
 
+/// A chunk's `Content-Range` must start where the upload is: anything else (a chunk out of
+/// order, the final one included) is the spec's 416, with the session's range; nothing is taken.
+fn out_of_order(h: &HeaderMap, name: &str, id: &str, info: &UploadInfo) -> Option<Response> {
+    let cr = h.get("content-range").and_then(|v| v.to_str().ok())?;
+    let start = cr.trim_start_matches("bytes ").split('-').next().and_then(|s| s.trim().parse::<u64>().ok());
+    (start != Some(info.offset)).then(|| upload_response(StatusCode::RANGE_NOT_SATISFIABLE, name, id, info.offset))
+}
+
 pub(crate) async fn patch(reg: &Registry, name: &str, id: &str, h: &HeaderMap, body: Body) -> RegResult<Response> {
     let mut info = load(reg, name, id).await?;
-    if let Some(cr) = h.get("content-range").and_then(|v| v.to_str().ok()) {
-        let start = cr.trim_start_matches("bytes ").split('-').next().and_then(|s| s.trim().parse::<u64>().ok());
-        if start != Some(info.offset) {
-            return Ok(upload_response(StatusCode::RANGE_NOT_SATISFIABLE, name, id, info.offset));
-        }
+    if let Some(r) = out_of_order(h, name, id, &info) {
+        return Ok(r);
     }
     append(reg, id, &mut info, h, body).await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, id, info.offset))
@@ -374,12 +383,16 @@ pub(crate) async fn finish(
     name: &str,
     id: &str,
     q: &HashMap<String, String>,
+    h: &HeaderMap,
     body: Body,
 ) -> RegResult<Response> {
     let mut info = load(reg, name, id).await?;
     let d =
         crate::names::digest(q.get("digest").ok_or_else(|| RegError::with(Code::DigestInvalid, "digest missing"))?)?;
-    append(reg, id, &mut info, &HeaderMap::new(), body).await?;
+    if let Some(r) = out_of_order(h, name, id, &info) {
+        return Ok(r);
+    }
+    append(reg, id, &mut info, h, body).await?;
     commit(reg, name, id, &info, &d).await
 }
 

@@ -457,3 +457,38 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// The first error code of a distribution error body (empty when there is none).
+pub fn code(r: &Reply) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.2).unwrap_or_default();
+    v["errors"][0]["code"].as_str().unwrap_or("").to_string()
+}
+
+/// Location headers are absolute paths here; keep path and query.
+pub fn path_of(loc: &str) -> String {
+    match loc.split_once("://") {
+        Some((_, rest)) => rest[rest.find('/').unwrap()..].to_string(),
+        None => loc.to_string(),
+    }
+}
+
+pub fn upload(addr: &str, repo: &str, data: &[u8]) -> String {
+    let d = digest_of(data);
+    let r = http(addr, "POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[], data).unwrap();
+    assert_eq!(r.0, 201, "monolithic upload: {}", String::from_utf8_lossy(&r.2));
+    d
+}
+
+pub fn put_manifest(addr: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Reply {
+    http(addr, "PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("Content-Type", media_type)], body).unwrap()
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+pub fn image_manifest(config: &str, config_len: usize, layer: &str, layer_len: usize) -> serde_json::Value {
+    serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_len},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_len}],
+    })
+}
