@@ -1,6 +1,7 @@
 //! Container runtime plumbing on the daemon's side of the shim.
 
 pub mod cdi;
+mod oci;
 pub mod proto;
 pub mod seccomp;
 pub mod shim;
