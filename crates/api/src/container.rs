@@ -203,6 +203,64 @@ pub struct WaitError {
     pub message: String,
 }
 
+/// `GET /exec/{id}/json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecInspect {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub running: bool,
+    /// None until the process has exited.
+    pub exit_code: Option<i64>,
+    pub process_config: ExecProcessConfig,
+    pub open_stdin: bool,
+    pub open_stderr: bool,
+    pub open_stdout: bool,
+    pub can_remove: bool,
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+    pub detach_keys: String,
+    pub pid: i32,
+}
+
+/// The process part of [`ExecInspect`] (lower-case members, as Docker's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecProcessConfig {
+    pub tty: bool,
+    pub entrypoint: String,
+    pub arguments: Vec<String>,
+    pub privileged: bool,
+    pub user: String,
+}
+
+/// What `HEAD`/`GET /containers/{id}/archive` say of a path (`X-Docker-Container-Path-Stat`,
+/// base64 JSON with lower-case members, as Docker's `container.PathStat`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go's `os.FileMode` bits.
+    pub mode: u32,
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// `GET /containers/{id}/top`: `ps` columns and one row per process of the container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TopResponse {
+    pub titles: Vec<String>,
+    pub processes: Vec<Vec<String>>,
+}
+
+/// `POST /containers/{id}/update`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateResponse {
+    pub warnings: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

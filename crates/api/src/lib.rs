@@ -11,6 +11,7 @@ pub mod network;
 pub mod progress;
 pub mod serde_helpers;
 pub mod stdcopy;
+pub mod system;
 
 /// The API version Berth advertises.
 pub const API_VERSION: &str = "1.56";

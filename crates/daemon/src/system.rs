@@ -131,7 +131,7 @@ impl SystemService {
         self.images.reconfigure(r.distribution.clone());
     }
 
-    pub fn version(&self) -> Value {
+    pub fn version(&self) -> berth_api::system::Version {
         let (kernel, arch, _) = uname();
         let arch = match arch.as_str() {
             "x86_64" => "amd64",
@@ -139,23 +139,35 @@ impl SystemService {
             a => a,
         }
         .to_string();
-        json!({
-            "Platform": {"Name": "Berth Engine"},
-            "Components": [{"Name": "Engine", "Version": berth_api::ENGINE_VERSION, "Details": {
-                "ApiVersion": berth_api::API_VERSION, "MinAPIVersion": berth_api::MIN_API_VERSION,
-                "GitCommit": env!("CARGO_PKG_VERSION"), "GoVersion": "n/a (rust)", "Os": "linux",
-                "Arch": arch, "KernelVersion": kernel, "Experimental": "false", "BuildTime": ""
-            }}],
-            "Version": berth_api::ENGINE_VERSION,
-            "ApiVersion": berth_api::API_VERSION,
-            "MinAPIVersion": berth_api::MIN_API_VERSION,
-            "GitCommit": env!("CARGO_PKG_VERSION"),
-            "GoVersion": "n/a (rust)",
-            "Os": "linux",
-            "Arch": arch,
-            "KernelVersion": kernel,
-            "BuildTime": "",
-        })
+        use berth_api::system::{Component, ComponentDetails, PlatformName, Version};
+        let (git, go) = (env!("CARGO_PKG_VERSION").to_string(), "n/a (rust)".to_string());
+        Version {
+            platform: PlatformName { name: "Berth Engine".into() },
+            components: vec![Component {
+                name: "Engine".into(),
+                version: berth_api::ENGINE_VERSION.into(),
+                details: ComponentDetails {
+                    api_version: berth_api::API_VERSION.into(),
+                    min_api_version: berth_api::MIN_API_VERSION.into(),
+                    git_commit: git.clone(),
+                    go_version: go.clone(),
+                    os: "linux".into(),
+                    arch: arch.clone(),
+                    kernel_version: kernel.clone(),
+                    experimental: "false".into(),
+                    build_time: String::new(),
+                },
+            }],
+            version: berth_api::ENGINE_VERSION.into(),
+            api_version: berth_api::API_VERSION.into(),
+            min_api_version: berth_api::MIN_API_VERSION.into(),
+            git_commit: git,
+            go_version: go,
+            os: "linux".into(),
+            arch,
+            kernel_version: kernel,
+            build_time: String::new(),
+        }
     }
 
     /// The metrics text (`--metrics-addr`), with the gauges of state read now.

@@ -262,7 +262,7 @@ async fn changes(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response>
     Ok(json_response(&list))
 }
 
-fn stat_header(stat: &serde_json::Value) -> HeaderValue {
+fn stat_header(stat: &berth_api::container::PathStat) -> HeaderValue {
     use base64::Engine;
     let b = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(stat).unwrap_or_default());
     HeaderValue::from_str(&b).unwrap_or(HeaderValue::from_static(""))

@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use hyper::Method;
-use serde_json::Value;
 
 use crate::client::{empty, enc, reader_body, Client};
 use crate::units::human_size;
 
 /// Go's `os.ModeDir`, as the path-stat header carries it.
-const MODE_DIR: u64 = 1 << 31;
+const MODE_DIR: u32 = 1 << 31;
 
 /// `CONTAINER:PATH` → Some((container, path)); a local path (absolute, `./x`, no colon) → None.
 fn split_arg(arg: &str) -> Option<(String, String)> {
@@ -23,7 +22,7 @@ fn split_arg(arg: &str) -> Option<(String, String)> {
     (!c.is_empty()).then(|| (c.to_string(), p.to_string()))
 }
 
-fn stat_header(resp: &hyper::Response<hyper::body::Incoming>) -> Option<Value> {
+fn stat_header(resp: &hyper::Response<hyper::body::Incoming>) -> Option<berth_api::container::PathStat> {
     let raw = resp.headers().get("X-Docker-Container-Path-Stat")?.to_str().ok()?;
     let bytes = base64::engine::general_purpose::STANDARD.decode(raw).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -43,8 +42,7 @@ async fn from_container(c: &Client, ctr: &str, path: &str, dst: &str, _follow: b
         c.send(Method::GET, &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)), empty(), None).await?,
     )
     .await?;
-    let stat = stat_header(&resp).unwrap_or(Value::Null);
-    let src_is_dir = stat["mode"].as_u64().is_some_and(|m| m & MODE_DIR != 0);
+    let src_is_dir = stat_header(&resp).is_some_and(|s| s.mode & MODE_DIR != 0);
     let body = http_body_util::BodyStream::new(resp.into_body());
     use futures_util::TryStreamExt;
     let stream = body.try_filter_map(|f| async move { Ok(f.into_data().ok()) }).map_err(std::io::Error::other);
@@ -154,7 +152,7 @@ async fn to_container(c: &Client, src: &str, ctr: &str, path: &str, follow: bool
         Client::check(head).await?;
         unreachable!("check fails on a non-success status");
     }
-    let dst_is_dir = exists && stat_header(&head).and_then(|s| s["mode"].as_u64()).is_some_and(|m| m & MODE_DIR != 0);
+    let dst_is_dir = exists && stat_header(&head).is_some_and(|s| s.mode & MODE_DIR != 0);
     let contents_only = src.ends_with("/.");
     let (target_dir, name) = if dst_is_dir {
         (path.to_string(), Path::new(src.trim_end_matches("/.")).file_name().map(|n| n.to_string_lossy().into_owned()))

@@ -4,6 +4,7 @@
 //! stopped one it is mounted for the operation and unmounted after, under the container's lifecycle
 //! lock so a start cannot interleave.
 
+use berth_api::container::PathStat;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use berth_image::CommitOptions;
 use berth_sys::idmap::{IdMap, Remap};
 use berth_sys::root::Root;
 use berth_types::{Digest, Error, Reference, Result};
-use serde_json::{json, Value};
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::SyncIoBridge;
 
@@ -56,11 +57,17 @@ pub fn go_file_mode(mode: u32) -> u32 {
 }
 
 /// What `HEAD /containers/{id}/archive` reports, before base64.
-pub fn path_stat(name: &str, st: &rustix::fs::Stat, link_target: &str) -> Value {
+pub fn path_stat(name: &str, st: &rustix::fs::Stat, link_target: &str) -> PathStat {
     let mtime = chrono::DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    json!({"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode), "mtime": mtime, "linkTarget": link_target})
+    PathStat {
+        name: name.to_string(),
+        size: st.st_size,
+        mode: go_file_mode(st.st_mode),
+        mtime,
+        link_target: link_target.to_string(),
+    }
 }
 
 impl ContainerService {
@@ -251,7 +258,7 @@ impl ContainerService {
     }
 
     /// `HEAD /containers/{id}/archive`: the stat of a path (a final symlink is not followed).
-    pub async fn archive_stat(&self, name: &str, path: &str) -> Result<Value> {
+    pub async fn archive_stat(&self, name: &str, path: &str) -> Result<PathStat> {
         let e = self.get(name)?;
         let p = path.to_string();
         self.with_path_view(&e, path, false, move |root, inside, _| {
@@ -266,7 +273,7 @@ impl ContainerService {
         name: &str,
         path: &str,
         out: impl AsyncWrite + Send + Unpin + 'static,
-    ) -> Result<Value> {
+    ) -> Result<PathStat> {
         let e = self.get(name)?;
         let p = path.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -281,7 +288,7 @@ impl ContainerService {
                 }
             };
             let _ = tx.send(Ok(stat.clone()));
-            let base = stat["name"].as_str().unwrap_or("").to_string();
+            let base = stat.name.clone();
             let mut w = SyncIoBridge::new(out);
             let Some((parent, fname)) = r.open_parent(&resolved)? else {
                 // A mount's own folder (a stopped container's volume): its contents under its name.
@@ -402,11 +409,10 @@ fn mount_for(rec: &super::record::ContainerRecord, path: &str) -> Option<(super:
 }
 
 /// A stat named by the path the client asked for (inside a mount the folder itself has no name).
-fn named(mut stat: Value, asked: &str) -> Value {
-    if stat["name"] == "/" {
-        let name = Path::new(asked).file_name().map(|n| n.to_string_lossy().into_owned());
-        if let Some(n) = name {
-            stat["name"] = Value::String(n);
+fn named(mut stat: PathStat, asked: &str) -> PathStat {
+    if stat.name == "/" {
+        if let Some(n) = Path::new(asked).file_name() {
+            stat.name = n.to_string_lossy().into_owned();
         }
     }
     stat
@@ -414,7 +420,7 @@ fn named(mut stat: Value, asked: &str) -> Value {
 
 /// Resolves `p` in the container root: parents follow symlinks (inside the root), the final
 /// component does not unless the path ends with `/` or `/.`.
-fn stat_in(r: &Root, p: &str) -> Result<(Value, PathBuf)> {
+fn stat_in(r: &Root, p: &str) -> Result<(PathStat, PathBuf)> {
     let not_found = || Error::not_found(format!("Could not find the file {p} in container"));
     let follow = p.ends_with('/') || p.ends_with("/.");
     let clean = berth_sys::root::clean(Path::new(p));

@@ -6,6 +6,7 @@
 //! caller; the shim's EXEC_EXITED sets the exit code *before* the output channel closes, so a
 //! client that inspects after its stream ends always sees the code.
 
+use berth_api::container::{ExecInspect, ExecProcessConfig};
 use std::collections::HashMap;
 
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ use berth_sys::root::Root;
 use berth_types::{Error, Result};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{blocking, Chunk, ContainerService, Entry};
@@ -352,29 +353,29 @@ impl ContainerService {
     }
 
     /// `GET /exec/{id}/json`.
-    pub fn exec_inspect(&self, exec_id: &str) -> Result<Value> {
+    pub fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect> {
         let x = self.exec_entry(exec_id)?;
         let st = x.state.lock().expect("exec state lock");
         let c = &x.config;
-        Ok(json!({
-            "ID": x.id,
-            "Running": st.running,
-            "ExitCode": st.exit_code,
-            "ProcessConfig": {
-                "tty": c.tty,
-                "entrypoint": c.cmd.first().cloned().unwrap_or_default(),
-                "arguments": c.cmd.iter().skip(1).collect::<Vec<_>>(),
-                "privileged": c.privileged,
-                "user": c.user,
+        Ok(ExecInspect {
+            id: x.id.clone(),
+            running: st.running,
+            exit_code: st.exit_code,
+            process_config: ExecProcessConfig {
+                tty: c.tty,
+                entrypoint: c.cmd.first().cloned().unwrap_or_default(),
+                arguments: c.cmd.iter().skip(1).cloned().collect(),
+                privileged: c.privileged,
+                user: c.user.clone(),
             },
-            "OpenStdin": c.attach_stdin,
-            "OpenStderr": c.attach_stderr,
-            "OpenStdout": c.attach_stdout,
-            "CanRemove": false,
-            "ContainerID": x.container_id,
-            "DetachKeys": c.detach_keys,
-            "Pid": st.pid,
-        }))
+            open_stdin: c.attach_stdin,
+            open_stderr: c.attach_stderr,
+            open_stdout: c.attach_stdout,
+            can_remove: false,
+            container_id: x.container_id.clone(),
+            detach_keys: c.detach_keys.clone(),
+            pid: st.pid,
+        })
     }
 
     /// Drops one exec record (healthcheck probes, which nobody inspects later).

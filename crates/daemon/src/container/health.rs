@@ -120,7 +120,7 @@ impl ContainerService {
         if tokio::time::timeout(p.timeout, collect).await.is_err() {
             return (-1, format!("Health check exceeded timeout ({:?})", p.timeout));
         }
-        let code = self.exec_inspect(&id).ok().and_then(|v| v["ExitCode"].as_i64()).unwrap_or(-1);
+        let code = self.exec_inspect(&id).ok().and_then(|x| x.exit_code).unwrap_or(-1);
         self.forget_exec(&id);
         (code, String::from_utf8_lossy(&out).into_owned())
     }

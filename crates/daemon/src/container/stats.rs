@@ -198,7 +198,7 @@ impl ContainerService {
     }
 
     /// `GET /containers/{id}/top`: the host's `ps` output, filtered to the container's processes.
-    pub async fn top(&self, name: &str, ps_args: &str) -> Result<Value> {
+    pub async fn top(&self, name: &str, ps_args: &str) -> Result<berth_api::container::TopResponse> {
         let e = self.get(name)?;
         let rec = e.record();
         if !rec.state.running() {
@@ -243,7 +243,8 @@ impl ContainerService {
                     Some(row)
                 })
                 .collect();
-            Ok(json!({"Titles": titles, "Processes": procs}))
+            let titles = titles.into_iter().map(String::from).collect();
+            Ok(berth_api::container::TopResponse { titles, processes: procs })
         })
         .await
     }

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use berth_api::hostconfig::{BlkioDeviceKey, DeviceRule, Resources};
 use berth_types::{Error, Result};
-use serde_json::{json, Value};
 
 use super::stats::Cgroup;
 use super::{blocking, ContainerService};
@@ -165,7 +164,7 @@ fn apply_live(cg: &Cgroup, u: &Resources, old_memory: i64, old_swap: i64) -> Res
 
 impl ContainerService {
     /// `docker update`: validates like Docker, writes the cgroup of a running container, persists.
-    pub async fn update_resources(&self, name: &str, u: UpdateConfig) -> Result<Value> {
+    pub async fn update_resources(&self, name: &str, u: UpdateConfig) -> Result<berth_api::container::UpdateResponse> {
         let e = self.get(name)?;
         let _op = e.op.lock().await;
         let rec = e.record();
@@ -266,6 +265,6 @@ impl ContainerService {
         });
         self.persist(&rec).await?;
         self.publish("update", &rec, &[]);
-        Ok(json!({"Warnings": []}))
+        Ok(berth_api::container::UpdateResponse { warnings: Vec::new() })
     }
 }
