@@ -12,6 +12,7 @@ pub mod progress;
 pub mod serde_helpers;
 pub mod stdcopy;
 pub mod system;
+pub mod volume;
 
 /// The API version Berth advertises.
 pub const API_VERSION: &str = "1.56";

@@ -71,6 +71,127 @@ pub struct ConnectRequest {
     pub force: bool,
 }
 
+/// One IPAM pool of a network, as inspect shows it and create takes it (empty members are
+/// left out when shown).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IpamConfig {
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "nullable")]
+    pub subnet: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "nullable")]
+    pub gateway: String,
+    #[serde(rename = "IPRange", skip_serializing_if = "String::is_empty", deserialize_with = "nullable")]
+    pub ip_range: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ipam {
+    #[serde(deserialize_with = "nullable")]
+    pub driver: String,
+    pub options: Option<BTreeMap<String, String>>,
+    pub config: Option<Vec<IpamConfig>>,
+}
+
+/// The body of `POST /networks/create`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(deserialize_with = "nullable")]
+    pub driver: String,
+    #[serde(deserialize_with = "nullable")]
+    pub internal: bool,
+    #[serde(deserialize_with = "nullable")]
+    pub attachable: bool,
+    #[serde(rename = "EnableIPv4")]
+    pub enable_ipv4: Option<bool>,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: Option<bool>,
+    #[serde(rename = "IPAM")]
+    pub ipam: Option<Ipam>,
+    pub options: Option<BTreeMap<String, String>>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// A container attached to a network, in the network's inspect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointResource {
+    pub name: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub mac_address: String,
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigReference {
+    pub network: String,
+}
+
+/// `GET /networks/{id}` and an entry of `GET /networks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkResource {
+    pub name: String,
+    pub id: String,
+    pub created: String,
+    pub scope: String,
+    pub driver: String,
+    #[serde(rename = "EnableIPv4")]
+    pub enable_ipv4: bool,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    pub internal: bool,
+    pub attachable: bool,
+    pub ingress: bool,
+    pub config_from: ConfigReference,
+    pub config_only: bool,
+    pub containers: BTreeMap<String, EndpointResource>,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// IPAM statistics (API 1.52), inspect only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<NetworkStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkStatus {
+    #[serde(rename = "IPAM")]
+    pub ipam: IpamStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamStatus {
+    pub subnets: BTreeMap<String, SubnetStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SubnetStatus {
+    #[serde(rename = "IPsInUse")]
+    pub ips_in_use: u64,
+    #[serde(rename = "DynamicIPsAvailable")]
+    pub dynamic_ips_available: u64,
+}
+
+/// The answer to `POST /networks/create`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateResponse {
+    pub id: String,
+    pub warning: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

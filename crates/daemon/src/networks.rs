@@ -1,5 +1,8 @@
 //! The network service: `berth_network::NetworkStore` on blocking threads, bridges, events.
 
+use berth_api::network::{
+    ConfigReference, EndpointResource, Ipam, IpamConfig, IpamStatus, NetworkResource, NetworkStatus, SubnetStatus,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -8,7 +11,6 @@ use berth_network::firewall::{Firewall, NetRule};
 use berth_network::store::CreateOptions;
 use berth_network::{Network, NetworkStore};
 use berth_types::{Error, Result};
-use serde_json::{json, Value};
 
 use crate::events::EventBus;
 
@@ -163,9 +165,9 @@ impl NetworkService {
     /// `Status` of network inspect (API 1.52+): per subnet, the addresses in use or reserved
     /// (network, broadcast, gateway, endpoints) and those left for dynamic allocation in its
     /// range, both saturating at 2^64 - 1 as moby's.
-    pub fn status_json(&self, n: &Network) -> Value {
+    pub fn status(&self, n: &Network) -> NetworkStatus {
         let eps: Vec<_> = self.attached(&n.id).into_iter().map(|(_, _, ep)| ep).collect();
-        let mut subnets = serde_json::Map::new();
+        let mut subnets = BTreeMap::new();
         let count = |bits: u32| if bits >= 64 { u64::MAX } else { 1u64 << bits };
         for c in n.v4_subnets() {
             let s = c.subnet;
@@ -178,7 +180,10 @@ impl NetworkService {
             let in_range = taken.iter().filter(|ip| range.contains(**ip)).count() as u64;
             subnets.insert(
                 s.to_string(),
-                json!({"IPsInUse": taken.len(), "DynamicIPsAvailable": count(32 - range.len as u32).saturating_sub(in_range)}),
+                SubnetStatus {
+                    ips_in_use: taken.len() as u64,
+                    dynamic_ips_available: count(32 - range.len as u32).saturating_sub(in_range),
+                },
             );
         }
         if let Some(s) = n.subnet6 {
@@ -189,72 +194,75 @@ impl NetworkService {
             let in_range = taken.iter().filter(|ip| range.contains(**ip)).count() as u64;
             subnets.insert(
                 s.to_string(),
-                json!({"IPsInUse": taken.len(), "DynamicIPsAvailable": count(128 - range.len as u32).saturating_sub(in_range)}),
+                SubnetStatus {
+                    ips_in_use: taken.len() as u64,
+                    dynamic_ips_available: count(128 - range.len as u32).saturating_sub(in_range),
+                },
             );
         }
-        json!({"IPAM": {"Subnets": subnets}})
+        NetworkStatus { ipam: IpamStatus { subnets } }
     }
 
     /// Docker's network JSON; `Containers` lists running attachments.
-    pub fn json(&self, n: &Network) -> Value {
-        let containers: serde_json::Map<String, Value> = self
+    pub fn resource(&self, n: &Network) -> NetworkResource {
+        let containers = self
             .attached(&n.id)
             .into_iter()
             .map(|(id, name, ep)| {
                 let ip = ep.ip.map(|ip| format!("{ip}/{}", ep.prefix_len)).unwrap_or_default();
                 let ip6 = ep.ip6.map(|ip| format!("{ip}/{}", ep.prefix6)).unwrap_or_default();
-                (id, json!({"Name": name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac, "IPv4Address": ip, "IPv6Address": ip6}))
+                let r = EndpointResource {
+                    name,
+                    endpoint_id: ep.endpoint_id,
+                    mac_address: ep.mac,
+                    ipv4_address: ip,
+                    ipv6_address: ip6,
+                };
+                (id, r)
             })
             .collect();
-        let mut cfg = serde_json::Map::new();
-        if let Some(s) = n.subnet {
-            cfg.insert("Subnet".into(), json!(s.to_string()));
-        }
-        if let Some(g) = n.gateway {
-            cfg.insert("Gateway".into(), json!(g.to_string()));
-        }
-        if let Some(r) = n.ip_range {
-            cfg.insert("IPRange".into(), json!(r.to_string()));
-        }
-        let mut entries = vec![Value::Object(cfg)];
+        let text = |v: Option<String>| v.unwrap_or_default();
+        let mut config = vec![IpamConfig {
+            subnet: text(n.subnet.map(|s| s.to_string())),
+            gateway: text(n.gateway.map(|g| g.to_string())),
+            ip_range: text(n.ip_range.map(|r| r.to_string())),
+        }];
         for c in &n.more_subnets {
-            let mut m = serde_json::Map::new();
-            m.insert("Subnet".into(), json!(c.subnet.to_string()));
-            m.insert("Gateway".into(), json!(c.gateway.to_string()));
-            if let Some(r) = c.ip_range {
-                m.insert("IPRange".into(), json!(r.to_string()));
-            }
-            entries.push(Value::Object(m));
+            config.push(IpamConfig {
+                subnet: c.subnet.to_string(),
+                gateway: c.gateway.to_string(),
+                ip_range: text(c.ip_range.map(|r| r.to_string())),
+            });
         }
         if let Some(s) = n.subnet6 {
-            let mut c6 = serde_json::Map::new();
-            c6.insert("Subnet".into(), json!(s.to_string()));
-            if let Some(g) = n.gateway6 {
-                c6.insert("Gateway".into(), json!(g.to_string()));
-            }
-            if let Some(r) = n.ip_range6 {
-                c6.insert("IPRange".into(), json!(r.to_string()));
-            }
-            entries.push(Value::Object(c6));
+            config.push(IpamConfig {
+                subnet: s.to_string(),
+                gateway: text(n.gateway6.map(|g| g.to_string())),
+                ip_range: text(n.ip_range6.map(|r| r.to_string())),
+            });
         }
-        let ipam_config = if n.driver == "bridge" { json!(entries) } else { json!([]) };
-        json!({
-            "Name": n.name,
-            "Id": n.id,
-            "Created": n.created,
-            "Scope": "local",
-            "Driver": n.driver,
-            "EnableIPv4": true,
-            "EnableIPv6": n.enable_ipv6,
-            "IPAM": {"Driver": "default", "Options": null, "Config": ipam_config},
-            "Internal": n.internal,
-            "Attachable": n.attachable,
-            "Ingress": false,
-            "ConfigFrom": {"Network": ""},
-            "ConfigOnly": false,
-            "Containers": containers,
-            "Options": n.options,
-            "Labels": n.labels,
-        })
+        NetworkResource {
+            name: n.name.clone(),
+            id: n.id.clone(),
+            created: n.created.clone(),
+            scope: "local".into(),
+            driver: n.driver.clone(),
+            enable_ipv4: true,
+            enable_ipv6: n.enable_ipv6,
+            ipam: Ipam {
+                driver: "default".into(),
+                options: None,
+                config: Some(if n.driver == "bridge" { config } else { Vec::new() }),
+            },
+            internal: n.internal,
+            attachable: n.attachable,
+            ingress: false,
+            config_from: ConfigReference { network: String::new() },
+            config_only: false,
+            containers,
+            options: n.options.clone(),
+            labels: n.labels.clone(),
+            status: None,
+        }
     }
 }

@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 use berth_api::filters::Filters;
 use berth_types::{Error, Result};
 use berth_volume::{Volume, VolumeStore};
-use serde_json::{json, Value};
 
 use crate::events::EventBus;
 
@@ -23,21 +22,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task: {e}")))?
 }
 
-/// Docker's volume JSON.
-pub fn volume_json(v: &Volume, usage: Option<(i64, usize)>) -> Value {
-    let mut j = json!({
-        "CreatedAt": v.created_at,
-        "Driver": v.driver,
-        "Labels": v.labels,
-        "Mountpoint": v.mountpoint,
-        "Name": v.name,
-        "Options": if v.options.is_empty() { Value::Null } else { json!(v.options) },
-        "Scope": "local",
-    });
-    if let Some((size, refs)) = usage {
-        j["UsageData"] = json!({"Size": size, "RefCount": refs});
+/// A stored volume as the API shows it; with its (size, reference count) for `system df`.
+pub fn volume_view(v: &Volume, usage: Option<(i64, usize)>) -> berth_api::volume::Volume {
+    berth_api::volume::Volume {
+        created_at: v.created_at.clone(),
+        driver: v.driver.clone(),
+        labels: v.labels.clone(),
+        mountpoint: v.mountpoint.display().to_string(),
+        name: v.name.clone(),
+        options: (!v.options.is_empty()).then(|| v.options.clone()),
+        scope: "local".into(),
+        usage_data: usage.map(|(size, refs)| berth_api::volume::UsageData {
+            size,
+            ref_count: i64::try_from(refs).unwrap_or(i64::MAX),
+        }),
     }
-    j
 }
 
 impl VolumeService {
@@ -149,13 +148,13 @@ impl VolumeService {
     }
 
     /// Every volume with its size and reference count, for `docker system df`.
-    pub async fn usage(&self) -> Result<Vec<Value>> {
+    pub async fn usage(&self) -> Result<Vec<berth_api::volume::Volume>> {
         let store = self.store.clone();
         let usage = self.usage.get().cloned();
         // Sizes walk the volumes' folders: blocking work.
         blocking(move || {
             let users = |n: &str| usage.as_ref().map(|f| f(n).len()).unwrap_or(0);
-            Ok(store.list()?.iter().map(|v| volume_json(v, Some((store.size(v), users(&v.name))))).collect())
+            Ok(store.list()?.iter().map(|v| volume_view(v, Some((store.size(v), users(&v.name))))).collect())
         })
         .await
     }

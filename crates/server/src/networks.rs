@@ -1,6 +1,5 @@
 //! /networks routes, over `NetworkService` (and `ContainerService` for connect/disconnect).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Extension, Path, State};
@@ -11,7 +10,7 @@ use axum::Router;
 use berth_daemon::{ContainerService, NetworkService};
 use berth_network::store::CreateOptions;
 use berth_types::Error;
-use serde::Deserialize;
+
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
@@ -31,39 +30,6 @@ pub fn routes() -> Router<AppState> {
         .route("/networks/{id}/disconnect", post(disconnect))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct IpamConfig {
-    subnet: String,
-    gateway: String,
-    #[serde(rename = "IPRange")]
-    ip_range: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct Ipam {
-    driver: String,
-    config: Option<Vec<IpamConfig>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct CreateBody {
-    name: String,
-    driver: String,
-    internal: bool,
-    attachable: bool,
-    #[serde(rename = "EnableIPv4")]
-    enable_ipv4: Option<bool>,
-    #[serde(rename = "EnableIPv6")]
-    enable_ipv6: Option<bool>,
-    #[serde(rename = "IPAM")]
-    ipam: Option<Ipam>,
-    options: Option<BTreeMap<String, String>>,
-    labels: Option<BTreeMap<String, String>>,
-}
-
 fn parse<T: std::str::FromStr>(what: &str, s: &str) -> ApiResult<Option<T>> {
     if s.is_empty() {
         return Ok(None);
@@ -74,7 +40,7 @@ fn parse<T: std::str::FromStr>(what: &str, s: &str) -> ApiResult<Option<T>> {
 async fn create(
     State(svc): Svc,
     Extension(v): Extension<ApiVersion>,
-    JsonBody(b): JsonBody<CreateBody>,
+    JsonBody(b): JsonBody<berth_api::network::CreateRequest>,
 ) -> ApiResult<Response> {
     // EnableIPv4 is read from 1.48; IPv6-only networks are experimental in Docker, and not here.
     if b.enable_ipv4 == Some(false) && !v.less_than("1.48") {
@@ -123,24 +89,24 @@ async fn create(
             more_subnets,
         })
         .await?;
-    let mut r = json_response(&json!({"Id": n.id, "Warning": ""}));
+    let mut r = json_response(&berth_api::network::CreateResponse { id: n.id, warning: String::new() });
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)
 }
 
 async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let nets = svc.list(&q.filters()?).await?;
-    Ok(json_response(&nets.iter().map(|n| svc.json(n)).collect::<Vec<_>>()))
+    Ok(json_response(&nets.iter().map(|n| svc.resource(n)).collect::<Vec<_>>()))
 }
 
 async fn inspect(State(svc): Svc, Path(id): Path<String>, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
     let n = svc.get(&id).await?;
-    let mut j = svc.json(&n);
+    let mut r = svc.resource(&n);
     // IPAM statistics, from 1.52.
     if !v.less_than("1.52") && n.driver == "bridge" {
-        j["Status"] = svc.status_json(&n);
+        r.status = Some(svc.status(&n));
     }
-    Ok(json_response(&j))
+    Ok(json_response(&r))
 }
 
 async fn remove(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {

@@ -179,15 +179,15 @@ fn image_usage(imgs: &[berth_image::Image], cs: &[serde_json::Value]) -> (DiskUs
     (u, total)
 }
 
-fn volume_usage(vols: Vec<serde_json::Value>) -> DiskUsage {
-    let unused = |v: &&serde_json::Value| bytes(&v["UsageData"]["RefCount"]) == 0;
+fn volume_usage(vols: Vec<berth_api::volume::Volume>) -> DiskUsage {
+    let usage = |v: &berth_api::volume::Volume| v.usage_data.map_or((0, 0), |u| (u.size.max(0), u.ref_count));
     DiskUsage {
         legacy: "Volumes",
         usage: "VolumeUsage",
-        active: vols.iter().filter(|v| bytes(&v["UsageData"]["RefCount"]) > 0).count(),
-        total: vols.iter().map(|v| bytes(&v["UsageData"]["Size"])).sum(),
-        reclaimable: vols.iter().filter(unused).map(|v| bytes(&v["UsageData"]["Size"])).sum(),
-        items: vols,
+        active: vols.iter().filter(|v| usage(v).1 > 0).count(),
+        total: vols.iter().map(|v| usage(v).0).sum(),
+        reclaimable: vols.iter().filter(|v| usage(v).1 == 0).map(|v| usage(v).0).sum(),
+        items: vols.iter().filter_map(|v| serde_json::to_value(v).ok()).collect(),
     }
 }
 

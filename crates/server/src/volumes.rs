@@ -1,6 +1,5 @@
 //! /volumes routes, over `VolumeService` alone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -8,9 +7,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use berth_daemon::volumes::volume_json;
+use berth_api::volume::{CreateRequest, VolumeList};
+use berth_daemon::volumes::volume_view;
 use berth_daemon::VolumeService;
-use serde::Deserialize;
+
 use serde_json::json;
 
 use crate::error::ApiResult;
@@ -27,34 +27,22 @@ pub fn routes() -> Router<AppState> {
         .route("/volumes/{name}", get(inspect).delete(remove))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct CreateBody {
-    name: Option<String>,
-    driver: Option<String>,
-    driver_opts: Option<BTreeMap<String, String>>,
-    labels: Option<BTreeMap<String, String>>,
-}
-
-async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateBody>) -> ApiResult<Response> {
-    let v = svc
-        .create(b.name, b.driver.unwrap_or_default(), b.driver_opts.unwrap_or_default(), b.labels.unwrap_or_default())
-        .await?;
-    let mut r = json_response(&volume_json(&v, None));
+async fn create(State(svc): Svc, JsonBody(b): JsonBody<CreateRequest>) -> ApiResult<Response> {
+    let name = Some(b.name).filter(|n| !n.is_empty());
+    let v = svc.create(name, b.driver, b.driver_opts, b.labels).await?;
+    let mut r = json_response(&volume_view(&v, None));
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)
 }
 
 async fn list(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let vols = svc.list(&q.filters()?).await?;
-    Ok(json_response(&json!({
-        "Volumes": vols.iter().map(|v| volume_json(v, None)).collect::<Vec<_>>(),
-        "Warnings": [],
-    })))
+    let volumes = vols.iter().map(|v| volume_view(v, None)).collect();
+    Ok(json_response(&VolumeList { volumes, warnings: Vec::new() }))
 }
 
 async fn inspect(State(svc): Svc, Path(name): Path<String>) -> ApiResult<Response> {
-    Ok(json_response(&volume_json(&svc.inspect(&name).await?, None)))
+    Ok(json_response(&volume_view(&svc.inspect(&name).await?, None)))
 }
 
 async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
