@@ -43,7 +43,26 @@ pub struct EndpointSettings {
     pub gw_priority: i64,
     #[serde(default, deserialize_with = "nullable")]
     pub mac_address: String,
-    /// Operational members and keys this daemon does not know.
+    // Operational members: shown by inspect, accepted and ignored in a request (as moby).
+    #[serde(default, rename = "NetworkID", deserialize_with = "nullable")]
+    pub network_id: String,
+    #[serde(default, rename = "EndpointID", deserialize_with = "nullable")]
+    pub endpoint_id: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub gateway: String,
+    #[serde(default, rename = "IPAddress", deserialize_with = "nullable")]
+    pub ip_address: String,
+    #[serde(default, rename = "IPPrefixLen", deserialize_with = "nullable")]
+    pub ip_prefix_len: i64,
+    #[serde(default, rename = "IPv6Gateway", deserialize_with = "nullable")]
+    pub ipv6_gateway: String,
+    #[serde(default, rename = "GlobalIPv6Address", deserialize_with = "nullable")]
+    pub global_ipv6_address: String,
+    #[serde(default, rename = "GlobalIPv6PrefixLen", deserialize_with = "nullable")]
+    pub global_ipv6_prefix_len: i64,
+    #[serde(default, rename = "DNSNames")]
+    pub dns_names: Option<Vec<String>>,
+    /// Keys this daemon does not know.
     #[serde(flatten)]
     pub unknown: Map<String, Value>,
 }

@@ -97,25 +97,21 @@ async fn inspect(
 ) -> ApiResult<Response> {
     let mut c = svc.inspect(&id)?;
     if q.bool("size") {
-        add_sizes(&svc, &mut c).await;
+        // A container removed meanwhile reports zeros, as in the list.
+        let (rw, rootfs) = svc.sizes(&c.id).await.unwrap_or((0, 0));
+        (c.size_rw, c.size_root_fs) = (Some(rw), Some(rootfs));
     }
+    let mut c = serde_json::to_value(&c).map_err(|e| ApiError(Error::internal(e.to_string())))?;
     shape::container_inspect(&v, &mut c);
     Ok(json_response(&c))
 }
 
-/// `SizeRw`/`SizeRootFs` for `size=1` (cri-dockerd reads them unchecked for every stats call).
-/// A container removed meanwhile reports zeros rather than failing the whole list.
-/// `SizeRw`/`SizeRootFs` of a list entry (`size=1`, and `/system/df`).
+/// `SizeRw`/`SizeRootFs` of a list entry (`size=1`, and `/system/df`; cri-dockerd reads them
+/// unchecked for every stats call). A container removed meanwhile reports zeros rather than
+/// failing the whole list.
 pub(crate) async fn summary_sizes(svc: &Arc<berth_daemon::ContainerService>, c: &mut Summary) {
     let (rw, rootfs) = svc.sizes(&c.id).await.unwrap_or((0, 0));
     (c.size_rw, c.size_root_fs) = (Some(rw), Some(rootfs));
-}
-
-pub(crate) async fn add_sizes(svc: &std::sync::Arc<berth_daemon::ContainerService>, c: &mut serde_json::Value) {
-    let id = c["Id"].as_str().unwrap_or_default().to_string();
-    let (rw, rootfs) = svc.sizes(&id).await.unwrap_or((0, 0));
-    c["SizeRw"] = serde_json::json!(rw);
-    c["SizeRootFs"] = serde_json::json!(rootfs);
 }
 
 async fn start(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::container::HealthConfig;
-use serde::{Deserialize, Serialize};
 
 use super::exec::ExecConfig;
 use super::{ContainerService, Entry};
@@ -14,22 +13,7 @@ use super::{ContainerService, Entry};
 const LOG_KEEP: usize = 5;
 const OUTPUT_MAX: usize = 4096;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HealthLog {
-    pub start: String,
-    pub end: String,
-    pub exit_code: i64,
-    pub output: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Health {
-    pub status: String,
-    pub failing_streak: i64,
-    pub log: Vec<HealthLog>,
-}
+pub use berth_api::container::{Health, HealthLog};
 
 /// A container's probe, from Config.Healthcheck (durations in nanoseconds; 0 means Docker's default).
 #[derive(Debug, Clone)]

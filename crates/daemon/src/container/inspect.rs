@@ -95,67 +95,69 @@ fn unix_secs(t: &str) -> i64 {
 
 impl ContainerService {
     /// `GET /containers/{id}/json`.
-    pub fn inspect(&self, name: &str) -> Result<Value> {
+    pub fn inspect(&self, name: &str) -> Result<berth_api::container::ContainerInspect> {
+        use berth_api::container::{ContainerInspect, ContainerState, GraphDriver, NetworkSettings};
         let e = self.get(name)?;
         let r = e.record();
         let dir = self.container_dir(&r.id);
         let snap = self.cfg.data_root.join("snapshots").join(&r.id);
-        let mut host_config = serde_json::to_value(&r.host_config).map_err(|e| Error::internal(e.to_string()))?;
-        if host_config["LogConfig"]["Type"] == "" {
-            host_config["LogConfig"]["Type"] = json!("json-file");
+        let path = |p: std::path::PathBuf| p.display().to_string();
+        let mut host_config = r.host_config.clone();
+        if host_config.log_config.kind.is_empty() {
+            host_config.log_config.kind = "json-file".into();
         }
-        Ok(json!({
-            "Id": r.id,
-            "Created": r.created,
-            "Path": r.path,
-            "Args": r.args,
-            "State": {
-                "Status": r.state.shown(),
+        let graph = [("MergedDir", "merged"), ("UpperDir", "upper"), ("WorkDir", "work")];
+        Ok(ContainerInspect {
+            id: r.id.clone(),
+            created: r.created.clone(),
+            path: r.path.clone(),
+            args: r.args.clone(),
+            state: ContainerState {
+                status: r.state.shown().to_string(),
                 // Docker counts a restarting container as running (its policy owns it).
-                "Running": r.state.running() || r.state.restarting(),
-                "Paused": r.state.paused(),
-                "Restarting": r.state.restarting(),
-                "OOMKilled": r.state.oom_killed,
-                "Dead": r.state.status == super::Status::Dead,
-                "Pid": r.state.pid,
-                "ExitCode": r.state.exit_code,
-                "Error": r.state.error,
-                "StartedAt": r.state.started_at,
-                "FinishedAt": r.state.finished_at,
-                "Health": r.state.health,
+                running: r.state.running() || r.state.restarting(),
+                paused: r.state.paused(),
+                restarting: r.state.restarting(),
+                oom_killed: r.state.oom_killed,
+                dead: r.state.status == super::Status::Dead,
+                pid: r.state.pid,
+                exit_code: r.state.exit_code,
+                error: r.state.error.clone(),
+                started_at: r.state.started_at.clone(),
+                finished_at: r.state.finished_at.clone(),
+                health: r.state.health.clone(),
             },
-            "Image": r.image_id,
-            "ResolvConfPath": dir.join("resolv.conf"),
-            "HostnamePath": dir.join("hostname"),
-            "HostsPath": dir.join("hosts"),
-            "LogPath": self.log_path(&r.id),
-            "Name": format!("/{}", r.name),
-            "RestartCount": r.restart_count,
-            "Driver": "overlay2",
-            "Platform": "linux",
-            "MountLabel": "",
-            "ProcessLabel": "",
-            "AppArmorProfile": "",
-            "ExecIDs": null,
-            "HostConfig": host_config,
-            "GraphDriver": {
-                "Name": "overlay2",
-                "Data": {
-                    "MergedDir": snap.join("merged"),
-                    "UpperDir": snap.join("upper"),
-                    "WorkDir": snap.join("work"),
-                }
+            image: r.image_id.to_string(),
+            resolv_conf_path: path(dir.join("resolv.conf")),
+            hostname_path: path(dir.join("hostname")),
+            hosts_path: path(dir.join("hosts")),
+            log_path: path(self.log_path(&r.id)),
+            name: format!("/{}", r.name),
+            restart_count: r.restart_count,
+            driver: "overlay2".into(),
+            platform: "linux".into(),
+            mount_label: String::new(),
+            process_label: String::new(),
+            app_armor_profile: String::new(),
+            exec_ids: None,
+            host_config,
+            graph_driver: GraphDriver {
+                name: "overlay2".into(),
+                data: graph.iter().map(|(k, d)| (k.to_string(), path(snap.join(d)))).collect(),
             },
-            "Mounts": r.mounts.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
-            "Config": r.config,
+            mounts: r.mounts.iter().map(|m| m.view()).collect(),
+            config: r.config.clone(),
             // The newest shape (API 1.52+): the deprecated top-level address fields are added back
             // from `Networks.bridge` for older clients by the server's version views.
-            "NetworkSettings": {
-                "SandboxID": "", "SandboxKey": if r.state.running() { json!(self.netns_path(&r.id)) } else { json!("") },
-                "Ports": r.ports,
-                "Networks": self.networks_json(&r),
-            }
-        }))
+            network_settings: NetworkSettings {
+                sandbox_id: String::new(),
+                sandbox_key: if r.state.running() { path(self.netns_path(&r.id)) } else { String::new() },
+                ports: r.ports.clone(),
+                networks: self.networks(&r),
+            },
+            size_rw: None,
+            size_root_fs: None,
+        })
     }
 
     /// Bytes written by a container into its writable layer.
@@ -193,8 +195,8 @@ impl ContainerService {
             state: r.state.shown().to_string(),
             status: status_text(r),
             host_config: SummaryHostConfig { network_mode: mode.to_string(), annotations },
-            network_settings: SummaryNetworkSettings { networks: self.networks_json(r) },
-            mounts: r.mounts.iter().map(|m| m.to_json()).collect(),
+            network_settings: SummaryNetworkSettings { networks: self.networks(r) },
+            mounts: r.mounts.iter().map(|m| m.view()).collect(),
             health: Some(HealthSummary {
                 status: r.state.health.as_ref().map(|h| h.status.clone()).unwrap_or_else(|| "none".into()),
                 failing_streak: r.state.health.as_ref().map(|h| h.failing_streak).unwrap_or(0),

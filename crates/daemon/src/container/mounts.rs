@@ -13,7 +13,6 @@ use berth_sys::root::Root;
 use berth_types::{Error, Result};
 use berth_volume::VolumeStore;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use super::record::ContainerRecord;
 use super::ContainerService;
@@ -45,24 +44,18 @@ pub struct MountPoint {
 
 impl MountPoint {
     /// Docker's `Mounts` entry in inspect.
-    pub fn to_json(&self) -> Value {
-        let mut j = json!({
-            "Type": self.kind,
-            "Source": self.source,
-            "Destination": self.destination,
-            "Mode": self.mode,
-            "RW": self.rw,
-            "Propagation": self.propagation,
-        });
-        if self.kind == "volume" {
-            j["Name"] = json!(self.name);
-            j["Driver"] = json!("local");
+    pub fn view(&self) -> berth_api::container::MountView {
+        berth_api::container::MountView {
+            kind: self.kind.clone(),
+            // As moby: a volume's name; for an image mount the image as asked (its id in Source).
+            name: matches!(self.kind.as_str(), "volume" | "image").then(|| self.name.clone()),
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            driver: (self.kind == "volume").then(|| "local".to_string()),
+            mode: self.mode.clone(),
+            rw: self.rw,
+            propagation: self.propagation.clone(),
         }
-        if self.kind == "image" {
-            // As moby: the image as asked in Name, its id in Source.
-            j["Name"] = json!(self.name);
-        }
-        j
     }
 }
 

@@ -31,21 +31,16 @@ pub fn mode_network(mode: &str) -> Option<&str> {
 }
 
 /// An endpoint's `IPAMConfig` as asked (null when nothing was).
-fn ipam_config_json(ep: &Endpoint) -> Value {
+fn ipam_config(ep: &Endpoint) -> Option<berth_api::network::EndpointIpamConfig> {
     if ep.static_ip.is_none() && ep.static_ip6.is_none() && ep.link_local_ips.is_empty() {
-        return Value::Null;
+        return None;
     }
-    let mut m = serde_json::Map::new();
-    if let Some(ip) = ep.static_ip {
-        m.insert("IPv4Address".into(), json!(ip.to_string()));
-    }
-    if let Some(ip) = ep.static_ip6 {
-        m.insert("IPv6Address".into(), json!(ip.to_string()));
-    }
-    if !ep.link_local_ips.is_empty() {
-        m.insert("LinkLocalIPs".into(), json!(ep.link_local_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>()));
-    }
-    Value::Object(m)
+    Some(berth_api::network::EndpointIpamConfig {
+        ipv4_address: ep.static_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        ipv6_address: ep.static_ip6.map(|ip| ip.to_string()).unwrap_or_default(),
+        link_local_ips: (!ep.link_local_ips.is_empty())
+            .then(|| ep.link_local_ips.iter().map(|i| i.to_string()).collect()),
+    })
 }
 
 /// `DNSNames` as Docker builds them: the name, the aliases, the short id, the hostname, each once.
@@ -662,49 +657,42 @@ impl ContainerService {
     /// Inspect's `NetworkSettings.Networks`, as API 1.45+ has it: `Aliases` exactly as asked (the
     /// short id berthd adds for DNS is in `DNSNames`; the server's version views add it back for
     /// older clients).
-    pub(super) fn networks_json(&self, r: &ContainerRecord) -> Value {
-        let mut m = serde_json::Map::new();
+    pub(super) fn networks(&self, r: &ContainerRecord) -> BTreeMap<String, EndpointSettings> {
+        let mut m = BTreeMap::new();
         for ep in &r.endpoints {
-            m.insert(
-                ep.network_name.clone(),
-                json!({
-                    "IPAMConfig": ipam_config_json(ep),
-                    "Links": if ep.links.is_empty() { Value::Null } else { json!(ep.links) },
-                    "Aliases": user_aliases(r, ep),
-                    "MacAddress": ep.mac,
-                    "NetworkID": ep.network_id,
-                    "EndpointID": ep.endpoint_id,
-                    "Gateway": ep.ip.and(ep.gateway).map(|g| g.to_string()).unwrap_or_default(),
-                    "IPAddress": ep.ip.map(|i| i.to_string()).unwrap_or_default(),
-                    "IPPrefixLen": if ep.ip.is_some() { ep.prefix_len } else { 0 },
-                    "IPv6Gateway": ep.ip6.and(ep.gateway6).map(|g| g.to_string()).unwrap_or_default(),
-                    "GlobalIPv6Address": ep.ip6.map(|i| i.to_string()).unwrap_or_default(),
-                    "GlobalIPv6PrefixLen": if ep.ip6.is_some() { ep.prefix6 } else { 0 },
-                    "DriverOpts": if ep.driver_opts.is_empty() { Value::Null } else { json!(ep.driver_opts) },
-                    "GwPriority": ep.gw_priority,
-                    "DNSNames": if ep.network_name == "bridge" { Value::Null } else { json!(dns_names(r, ep)) },
-                }),
-            );
+            let view = EndpointSettings {
+                ipam_config: ipam_config(ep),
+                links: (!ep.links.is_empty()).then(|| ep.links.clone()),
+                aliases: user_aliases(r, ep),
+                driver_opts: (!ep.driver_opts.is_empty()).then(|| ep.driver_opts.clone()),
+                gw_priority: ep.gw_priority,
+                mac_address: ep.mac.clone(),
+                network_id: ep.network_id.clone(),
+                endpoint_id: ep.endpoint_id.clone(),
+                gateway: ep.ip.and(ep.gateway).map(|g| g.to_string()).unwrap_or_default(),
+                ip_address: ep.ip.map(|i| i.to_string()).unwrap_or_default(),
+                ip_prefix_len: if ep.ip.is_some() { i64::from(ep.prefix_len) } else { 0 },
+                ipv6_gateway: ep.ip6.and(ep.gateway6).map(|g| g.to_string()).unwrap_or_default(),
+                global_ipv6_address: ep.ip6.map(|i| i.to_string()).unwrap_or_default(),
+                global_ipv6_prefix_len: if ep.ip6.is_some() { i64::from(ep.prefix6) } else { 0 },
+                dns_names: (ep.network_name != "bridge").then(|| dns_names(r, ep)),
+                unknown: Default::default(),
+            };
+            m.insert(ep.network_name.clone(), view);
         }
-        if m.is_empty() {
-            let mode = r.host_config.network_mode.as_str();
-            if matches!(mode, "host" | "none") {
-                m.insert(mode.to_string(), json!({"IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null}));
-            }
+        let mode = r.host_config.network_mode.as_str();
+        if m.is_empty() && matches!(mode, "host" | "none") {
+            m.insert(mode.to_string(), EndpointSettings::default());
         }
-        Value::Object(m)
+        m
     }
 }
 
 /// The aliases a client asked for on `ep`: what berthd keeps for DNS, less the short id it adds.
-fn user_aliases(r: &ContainerRecord, ep: &Endpoint) -> Value {
+fn user_aliases(r: &ContainerRecord, ep: &Endpoint) -> Option<Vec<String>> {
     let short = &r.id[..12.min(r.id.len())];
-    let asked: Vec<&String> = ep.aliases.iter().filter(|a| a.as_str() != short).collect();
-    if asked.is_empty() {
-        Value::Null
-    } else {
-        json!(asked)
-    }
+    let asked: Vec<String> = ep.aliases.iter().filter(|a| a.as_str() != short).cloned().collect();
+    (!asked.is_empty()).then_some(asked)
 }
 
 /// An address picked for a container whose record does not show it yet.
