@@ -10,6 +10,7 @@ pub mod mount;
 pub mod network;
 pub mod progress;
 pub mod serde_helpers;
+pub mod stats;
 pub mod stdcopy;
 pub mod system;
 pub mod volume;

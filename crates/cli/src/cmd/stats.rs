@@ -1,6 +1,7 @@
 //! `berth stats`: docker's figures (CPU % from the cpu/precpu deltas, memory without the page cache,
 //! network and block I/O sums) from `/containers/{id}/stats`, once or redrawn every second.
 
+use berth_api::stats::Stats;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -32,52 +33,54 @@ fn f(v: &Value) -> f64 {
 }
 
 /// One row of the stats table from one stats sample, computed as the docker CLI computes it.
-pub fn row(arg: &str, s: &Value, trunc: bool) -> Value {
-    let cpu_delta = f(&s["cpu_stats"]["cpu_usage"]["total_usage"]) - f(&s["precpu_stats"]["cpu_usage"]["total_usage"]);
-    let sys_delta = f(&s["cpu_stats"]["system_cpu_usage"]) - f(&s["precpu_stats"]["system_cpu_usage"]);
-    let cpus = match s["cpu_stats"]["online_cpus"].as_f64() {
-        Some(n) if n > 0.0 => n,
-        _ => s["cpu_stats"]["cpu_usage"]["percpu_usage"].as_array().map(|a| a.len() as f64).unwrap_or(0.0),
+pub fn row(arg: &str, s: &Stats, trunc: bool) -> Value {
+    let (now, pre) = (&s.cpu_stats, &s.precpu_stats);
+    let cpu_delta = now.cpu_usage.total_usage as f64 - pre.cpu_usage.total_usage as f64;
+    let sys_delta = now.system_cpu_usage.unwrap_or(0) as f64 - pre.system_cpu_usage.unwrap_or(0) as f64;
+    let cpus = match now.online_cpus {
+        Some(n) if n > 0 => f64::from(n),
+        _ => now.cpu_usage.percpu_usage.as_ref().map_or(0.0, |a| a.len() as f64),
     };
     let cpu = if sys_delta > 0.0 && cpu_delta > 0.0 { cpu_delta / sys_delta * cpus * 100.0 } else { 0.0 };
-    let m = &s["memory_stats"];
-    let usage = f(&m["usage"]);
+    let m = &s.memory_stats;
+    let usage = m.usage.unwrap_or(0) as f64;
     // cgroup v1 reports total_inactive_file, v2 inactive_file: docker subtracts whichever is there.
-    let cache = m["stats"]["total_inactive_file"].as_f64().or(m["stats"]["inactive_file"].as_f64()).unwrap_or(0.0);
+    let stat = |k: &str| m.stats.as_ref().and_then(|st| st.get(k)).map(|v| *v as f64);
+    let cache = stat("total_inactive_file").or(stat("inactive_file")).unwrap_or(0.0);
     let mem = if cache < usage { usage - cache } else { usage };
-    let limit = f(&m["limit"]);
+    let limit = m.limit.unwrap_or(0) as f64;
     let mem_pct = if limit > 0.0 { mem / limit * 100.0 } else { 0.0 };
     let (mut rx, mut tx) = (0.0, 0.0);
-    for n in s["networks"].as_object().into_iter().flatten().map(|(_, v)| v) {
-        rx += f(&n["rx_bytes"]);
-        tx += f(&n["tx_bytes"]);
+    for n in s.networks.iter().flat_map(|n| n.values()) {
+        rx += n.rx_bytes as f64;
+        tx += n.tx_bytes as f64;
     }
     let (mut rd, mut wr) = (0.0, 0.0);
-    for e in s["blkio_stats"]["io_service_bytes_recursive"].as_array().into_iter().flatten() {
+    for e in s.blkio_stats.io_service_bytes_recursive.iter().flatten() {
         match e["op"].as_str().map(|o| o.to_ascii_lowercase()).as_deref() {
             Some("read") => rd += f(&e["value"]),
             Some("write") => wr += f(&e["value"]),
             _ => {}
         }
     }
-    let id = s["id"].as_str().unwrap_or("");
+    let id = s.id.as_str();
     json!({
         "Container": arg,
         "ID": if trunc { short(id) } else { id.to_string() },
-        "Name": s["name"].as_str().unwrap_or("").trim_start_matches('/'),
+        "Name": s.name.trim_start_matches('/'),
         "CPUPerc": format!("{cpu:.2}%"),
         "MemUsage": format!("{} / {}", bytes_size(mem), bytes_size(limit)),
         "MemPerc": format!("{mem_pct:.2}%"),
         "NetIO": format!("{} / {}", human_size_prec(rx, 3), human_size_prec(tx, 3)),
         "BlockIO": format!("{} / {}", human_size_prec(rd, 3), human_size_prec(wr, 3)),
-        "PIDs": s["pids_stats"]["current"].as_u64().unwrap_or(0).to_string(),
+        "PIDs": s.pids_stats.current.unwrap_or(0).to_string(),
     })
 }
 
 async fn sample(c: &Client, names: &[String], trunc: bool) -> (Vec<Value>, i32) {
     let fetch = names.iter().map(|n| {
         let c = c.clone();
-        async move { (n.clone(), c.get::<Value>(&format!("/containers/{}/stats?stream=0", enc(n))).await) }
+        async move { (n.clone(), c.get::<Stats>(&format!("/containers/{}/stats?stream=0", enc(n))).await) }
     });
     let mut rows = Vec::new();
     let mut code = 0;
@@ -149,7 +152,8 @@ async fn follow(c: Client, name: String, trunc: bool, latest: Arc<Mutex<BTreeMap
     let path = format!("/containers/{}/stats?stream=1", enc(&name));
     let Ok(resp) = c.send(hyper::Method::GET, &path, crate::client::empty(), None).await else { return };
     let Ok(resp) = Client::check(resp).await else { return };
-    let _ = crate::client::read_json_lines(resp, |s| -> Result<Option<()>> {
+    let _ = crate::client::read_json_lines(resp, |v| -> Result<Option<()>> {
+        let s: Stats = serde_json::from_value(v)?;
         latest.lock().expect("stats lock").insert(name.clone(), row(&name, &s, trunc));
         Ok(None)
     })
@@ -171,6 +175,7 @@ mod tests {
             "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 4096}, {"op": "Write", "value": 8192}]},
             "pids_stats": {"current": 3}
         });
+        let s: Stats = serde_json::from_value(s).unwrap();
         let r = row("web", &s, true);
         assert_eq!(r["CPUPerc"], "20.00%");
         assert_eq!(r["MemUsage"], "5MiB / 100MiB");

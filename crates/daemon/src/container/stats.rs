@@ -3,10 +3,14 @@
 //! Figures come from the container's cgroup (v1 controllers or the unified hierarchy) and, for
 //! the network, from `/proc/<init pid>/net/dev` inside its namespace.
 
+use std::collections::BTreeMap;
+
+use berth_api::stats::{
+    BlkioStats, CpuStats, CpuUsage, MemoryStats, NetworkStats, PidsStats, Stats, StorageStats, ThrottlingData, NO_TIME,
+};
 use std::path::{Path, PathBuf};
 
 use berth_types::{validate_name, Error, Result};
-use serde_json::{json, Value};
 
 use super::{blocking, ContainerService};
 
@@ -14,13 +18,13 @@ fn read_u64(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
-fn kv(p: &Path) -> serde_json::Map<String, Value> {
+fn kv(p: &Path) -> BTreeMap<String, u64> {
     std::fs::read_to_string(p)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
             let (k, v) = l.split_once(' ')?;
-            Some((k.to_string(), json!(v.trim().parse::<u64>().ok()?)))
+            Some((k.to_string(), v.trim().parse::<u64>().ok()?))
         })
         .collect()
 }
@@ -84,10 +88,12 @@ impl Cgroup {
     }
 }
 
-fn sample(cg: &Cgroup, pid: i32) -> Value {
+/// One sample of a running container: its cgroup's CPU, memory and pids counters (v1 or v2) and
+/// the interfaces of its network namespace.
+fn sample(cg: &Cgroup, pid: i32) -> Stats {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let (cpu, memory, pids) = if cg.v1 {
+    let (cpu_usage, mut memory, pids) = if cg.v1 {
         let acct = cg.path("cpuacct");
         let percpu: Vec<u64> = std::fs::read_to_string(acct.join("cpuacct.usage_percpu"))
             .unwrap_or_default()
@@ -95,31 +101,50 @@ fn sample(cg: &Cgroup, pid: i32) -> Value {
             .filter_map(|x| x.parse().ok())
             .collect();
         let st = kv(&acct.join("cpuacct.stat"));
-        let tick = |k: &str| st.get(k).and_then(|v| v.as_u64()).unwrap_or(0) * 10_000_000;
+        let tick = |k: &str| st.get(k).copied().unwrap_or(0) * 10_000_000;
         let mem = cg.path("memory");
-        let stats = kv(&mem.join("memory.stat"));
-        let limit = read_u64(&mem.join("memory.limit_in_bytes")).unwrap_or(0);
         (
-            json!({"total_usage": read_u64(&acct.join("cpuacct.usage")).unwrap_or(0), "percpu_usage": percpu,
-                   "usage_in_kernelmode": tick("system"), "usage_in_usermode": tick("user")}),
-            json!({"usage": read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0),
-                   "max_usage": read_u64(&mem.join("memory.max_usage_in_bytes")).unwrap_or(0),
-                   "stats": stats, "limit": limit}),
-            json!({"current": read_u64(&cg.path("pids").join("pids.current")).unwrap_or(0),
-                   "limit": read_u64(&cg.path("pids").join("pids.max"))}),
+            CpuUsage {
+                total_usage: read_u64(&acct.join("cpuacct.usage")).unwrap_or(0),
+                percpu_usage: Some(percpu),
+                usage_in_kernelmode: tick("system"),
+                usage_in_usermode: tick("user"),
+            },
+            MemoryStats {
+                usage: Some(read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0)),
+                max_usage: Some(read_u64(&mem.join("memory.max_usage_in_bytes")).unwrap_or(0)),
+                stats: Some(kv(&mem.join("memory.stat"))),
+                limit: Some(read_u64(&mem.join("memory.limit_in_bytes")).unwrap_or(0)),
+            },
+            PidsStats {
+                current: Some(read_u64(&cg.path("pids").join("pids.current")).unwrap_or(0)),
+                limit: read_u64(&cg.path("pids").join("pids.max")),
+            },
         )
     } else {
         let base = cg.path("");
         let st = kv(&base.join("cpu.stat"));
-        let us = |k: &str| st.get(k).and_then(|v| v.as_u64()).unwrap_or(0) * 1000;
-        let limit = read_u64(&base.join("memory.max")).unwrap_or(0);
+        let us = |k: &str| st.get(k).copied().unwrap_or(0) * 1000;
         (
-            json!({"total_usage": us("usage_usec"), "usage_in_kernelmode": us("system_usec"), "usage_in_usermode": us("user_usec")}),
-            json!({"usage": read_u64(&base.join("memory.current")).unwrap_or(0), "stats": kv(&base.join("memory.stat")), "limit": limit}),
-            json!({"current": read_u64(&base.join("pids.current")).unwrap_or(0), "limit": read_u64(&base.join("pids.max"))}),
+            CpuUsage {
+                total_usage: us("usage_usec"),
+                percpu_usage: None,
+                usage_in_kernelmode: us("system_usec"),
+                usage_in_usermode: us("user_usec"),
+            },
+            MemoryStats {
+                usage: Some(read_u64(&base.join("memory.current")).unwrap_or(0)),
+                max_usage: None,
+                stats: Some(kv(&base.join("memory.stat"))),
+                limit: Some(read_u64(&base.join("memory.max")).unwrap_or(0)),
+            },
+            PidsStats {
+                current: Some(read_u64(&base.join("pids.current")).unwrap_or(0)),
+                limit: read_u64(&base.join("pids.max")),
+            },
         )
     };
-    let mut networks = serde_json::Map::new();
+    let mut networks = BTreeMap::new();
     for l in std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default().lines().skip(2) {
         let Some((name, rest)) = l.split_once(':') else { continue };
         let name = name.trim();
@@ -128,15 +153,20 @@ fn sample(cg: &Cgroup, pid: i32) -> Value {
         }
         let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
         if f.len() >= 12 {
-            networks.insert(
-                name.to_string(),
-                json!({"rx_bytes": f[0], "rx_packets": f[1], "rx_errors": f[2], "rx_dropped": f[3],
-                       "tx_bytes": f[8], "tx_packets": f[9], "tx_errors": f[10], "tx_dropped": f[11]}),
-            );
+            let n = NetworkStats {
+                rx_bytes: f[0],
+                rx_packets: f[1],
+                rx_errors: f[2],
+                rx_dropped: f[3],
+                tx_bytes: f[8],
+                tx_packets: f[9],
+                tx_errors: f[10],
+                tx_dropped: f[11],
+            };
+            networks.insert(name.to_string(), n);
         }
     }
-    let mut mem = memory;
-    if mem["limit"].as_u64().is_none_or(|l| l == 0 || l > 1 << 62) {
+    if memory.limit.is_none_or(|l| l == 0 || l > 1 << 62) {
         // No limit: Docker reports the host's memory.
         let total = std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -146,26 +176,40 @@ fn sample(cg: &Cgroup, pid: i32) -> Value {
                     .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             })
             .unwrap_or(0);
-        mem["limit"] = json!(total * 1024);
+        memory.limit = Some(total * 1024);
     }
-    json!({
-        "read": now,
-        "os_type": "linux",
-        "pids_stats": pids,
-        "blkio_stats": {"io_service_bytes_recursive": null, "io_serviced_recursive": null, "io_queue_recursive": null,
-                        "io_service_time_recursive": null, "io_wait_time_recursive": null, "io_merged_recursive": null,
-                        "io_time_recursive": null, "sectors_recursive": null},
-        "num_procs": 0,
-        "storage_stats": {},
-        "cpu_stats": {"cpu_usage": cpu, "system_cpu_usage": system_cpu_ns(), "online_cpus": ncpu,
-                      "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
-        "memory_stats": mem,
-        "networks": networks,
-    })
+    Stats {
+        read: now,
+        pids_stats: pids,
+        cpu_stats: CpuStats {
+            cpu_usage,
+            system_cpu_usage: Some(system_cpu_ns()),
+            online_cpus: Some(u32::try_from(ncpu).unwrap_or(u32::MAX)),
+            throttling_data: ThrottlingData::default(),
+        },
+        memory_stats: memory,
+        networks: Some(networks),
+        ..not_running()
+    }
 }
 
-fn empty_cpu() -> Value {
-    json!({"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0}, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}})
+/// The sample of a container that is not running: zero time, no counters.
+fn not_running() -> Stats {
+    Stats {
+        name: String::new(),
+        id: String::new(),
+        read: NO_TIME.into(),
+        preread: NO_TIME.into(),
+        os_type: "linux".into(),
+        pids_stats: PidsStats::default(),
+        blkio_stats: BlkioStats::default(),
+        num_procs: 0,
+        storage_stats: StorageStats::default(),
+        cpu_stats: CpuStats::default(),
+        precpu_stats: CpuStats::default(),
+        memory_stats: MemoryStats::default(),
+        networks: None,
+    }
 }
 
 impl ContainerService {
@@ -250,28 +294,17 @@ impl ContainerService {
     }
 
     /// One stats object; `prev` becomes its `precpu_stats`.
-    pub async fn stats(&self, name: &str, prev: Option<Value>) -> Result<Value> {
+    pub async fn stats(&self, name: &str, prev: Option<Stats>) -> Result<Stats> {
         let e = self.get(name)?;
         let rec = e.record();
         let (cg, pid) = (self.cgroup(&rec.id), rec.state.pid);
         let running = rec.state.running();
-        let mut v = blocking(move || {
-            Ok(if running {
-                sample(&cg, pid)
-            } else {
-                json!({"read": "0001-01-01T00:00:00Z", "os_type": "linux", "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
-                       "cpu_stats": empty_cpu(), "memory_stats": {}, "networks": {}})
-            })
-        })
-        .await?;
-        v["name"] = json!(format!("/{}", rec.name));
-        v["id"] = json!(rec.id);
-        let (pre, preread) = match prev {
-            Some(p) => (p["cpu_stats"].clone(), p["read"].clone()),
-            None => (empty_cpu(), json!("0001-01-01T00:00:00Z")),
-        };
-        v["precpu_stats"] = pre;
-        v["preread"] = preread;
+        let mut v = blocking(move || Ok(if running { sample(&cg, pid) } else { not_running() })).await?;
+        v.name = format!("/{}", rec.name);
+        v.id = rec.id.clone();
+        if let Some(p) = prev {
+            (v.precpu_stats, v.preread) = (p.cpu_stats, p.read);
+        }
         Ok(v)
     }
 }
