@@ -1,5 +1,7 @@
 //! The image config blob (Docker/OCI image spec) and the history entries it carries.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::container::Config;
@@ -56,4 +58,67 @@ pub struct ImageConfig {
     pub rootfs: RootFs,
     #[serde(default, deserialize_with = "nullable")]
     pub history: Vec<History>,
+}
+
+/// An entry of `GET /images/json`, in the newest shape (the server's version views adapt it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageSummary {
+    pub id: String,
+    pub parent_id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub size: u64,
+    /// -1: not computed, as Docker without `shared-size=1`.
+    pub shared_size: i64,
+    pub labels: BTreeMap<String, String>,
+    /// Containers using the image (API 1.51+; -1 before).
+    pub containers: i64,
+}
+
+/// `GET /images/{name}/json`, in the newest shape (the server's version views adapt it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageInspect {
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub parent: String,
+    pub comment: String,
+    pub created: String,
+    pub docker_version: String,
+    pub author: String,
+    pub config: Config,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub os: String,
+    pub size: u64,
+    pub graph_driver: ImageGraphDriver,
+    #[serde(rename = "RootFS")]
+    pub root_fs: InspectRootFs,
+    pub metadata: ImageMetadata,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageGraphDriver {
+    pub name: String,
+    pub data: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InspectRootFs {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub layers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageMetadata {
+    pub last_tag_time: String,
 }

@@ -22,6 +22,9 @@ pub const MIN_API_VERSION: &str = "1.24";
 /// The Docker Engine version Berth reports compatibility with.
 pub const ENGINE_VERSION: &str = "29.7.2-berth";
 
+/// Go's zero time, which Docker shows for a time that never happened.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
 /// Compares two `major.minor` API versions.
 pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let parse = |v: &str| -> (u32, u32) {

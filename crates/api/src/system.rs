@@ -1,5 +1,7 @@
 //! `GET /version` and the other system answers.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// `GET /version`.
@@ -48,4 +50,145 @@ pub struct ComponentDetails {
     pub kernel_version: String,
     pub experimental: String,
     pub build_time: String,
+}
+
+/// `GET /info`, in the newest shape (the server's version views adapt it for older clients).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Info {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub containers: usize,
+    pub containers_running: usize,
+    pub containers_paused: usize,
+    pub containers_stopped: usize,
+    pub images: usize,
+    pub driver: String,
+    /// `[name, value]` pairs.
+    pub driver_status: Vec<[String; 2]>,
+    pub plugins: Plugins,
+    pub memory_limit: bool,
+    pub swap_limit: bool,
+    pub kernel_memory: bool,
+    pub cpu_cfs_period: bool,
+    pub cpu_cfs_quota: bool,
+    #[serde(rename = "CPUShares")]
+    pub cpu_shares: bool,
+    #[serde(rename = "CPUSet")]
+    pub cpu_set: bool,
+    pub pids_limit: bool,
+    #[serde(rename = "IPv4Forwarding")]
+    pub ipv4_forwarding: bool,
+    pub debug: bool,
+    #[serde(rename = "NFd")]
+    pub n_fd: usize,
+    pub oom_kill_disable: bool,
+    pub n_goroutines: usize,
+    pub system_time: String,
+    pub logging_driver: String,
+    pub cgroup_driver: String,
+    pub cgroup_version: String,
+    pub n_events_listener: usize,
+    pub kernel_version: String,
+    pub operating_system: String,
+    #[serde(rename = "OSVersion")]
+    pub os_version: String,
+    #[serde(rename = "OSType")]
+    pub os_type: String,
+    pub architecture: String,
+    pub index_server_address: String,
+    pub registry_config: RegistryConfig,
+    #[serde(rename = "NCPU")]
+    pub ncpu: usize,
+    pub mem_total: u64,
+    pub generic_resources: Option<Vec<serde_json::Value>>,
+    pub docker_root_dir: String,
+    pub http_proxy: String,
+    pub https_proxy: String,
+    pub no_proxy: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub experimental_build: bool,
+    pub server_version: String,
+    pub runtimes: BTreeMap<String, Runtime>,
+    pub default_runtime: String,
+    pub swarm: SwarmInfo,
+    pub live_restore_enabled: bool,
+    pub isolation: String,
+    pub init_binary: String,
+    #[serde(rename = "CDISpecDirs")]
+    pub cdi_spec_dirs: Vec<String>,
+    pub containerd_commit: Commit,
+    pub runc_commit: Commit,
+    pub init_commit: Commit,
+    /// API 1.49+.
+    pub firewall_backend: FirewallBackend,
+    /// API 1.50+: CDI devices, as `--device vendor.com/class=name` takes them.
+    pub discovered_devices: Vec<DeviceInfo>,
+    pub security_options: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Plugins {
+    pub volume: Vec<String>,
+    pub network: Vec<String>,
+    pub authorization: Option<Vec<String>>,
+    pub log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegistryConfig {
+    #[serde(rename = "InsecureRegistryCIDRs")]
+    pub insecure_registry_cidrs: Vec<String>,
+    pub index_configs: BTreeMap<String, IndexInfo>,
+    pub mirrors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IndexInfo {
+    pub name: String,
+    pub mirrors: Vec<String>,
+    pub secure: bool,
+    pub official: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Runtime {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SwarmInfo {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_addr: String,
+    pub local_node_state: String,
+    pub control_available: bool,
+    pub error: String,
+    pub remote_managers: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Commit {
+    #[serde(rename = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirewallBackend {
+    pub driver: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceInfo {
+    pub source: String,
+    #[serde(rename = "ID")]
+    pub id: String,
 }

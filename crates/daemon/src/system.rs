@@ -1,8 +1,11 @@
 //! `/info` and `/version`: real figures read from the host and the services.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use berth_api::system::{
+    Commit, DeviceInfo, FirewallBackend, IndexInfo, Info, Plugins, RegistryConfig, Runtime, SwarmInfo,
+};
+use std::sync::Arc;
 
 use crate::config::DaemonConfig;
 use crate::container::ContainerService;
@@ -69,30 +72,26 @@ pub fn cgroup_version() -> &'static str {
 
 impl SystemService {
     /// `/info`'s RegistryConfig: CIDRs and names of insecure registries, Docker Hub's mirrors.
-    fn registry_config(&self) -> serde_json::Value {
+    fn registry_config(&self) -> RegistryConfig {
         let reg = self.images.registry_config();
         let mut cidrs = vec!["127.0.0.0/8".to_string(), "::1/128".to_string()];
-        let mut index = serde_json::Map::new();
+        let mut index = BTreeMap::new();
         let mirrors: Vec<String> = reg.mirrors.iter().map(|m| format!("{}/", m.trim_end_matches('/'))).collect();
-        index.insert(
-            "docker.io".into(),
-            serde_json::json!({"Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true}),
-        );
+        let entry = |name: &str, mirrors: Vec<String>, official: bool| IndexInfo {
+            name: name.to_string(),
+            mirrors,
+            secure: official,
+            official,
+        };
+        index.insert("docker.io".to_string(), entry("docker.io", mirrors.clone(), true));
         for i in &reg.insecure {
             if i.contains('/') {
                 cidrs.push(i.clone());
             } else {
-                index.insert(
-                    i.clone(),
-                    serde_json::json!({"Name": i, "Mirrors": [], "Secure": false, "Official": false}),
-                );
+                index.insert(i.clone(), entry(i, Vec::new(), false));
             }
         }
-        serde_json::json!({
-            "InsecureRegistryCIDRs": cidrs,
-            "IndexConfigs": index,
-            "Mirrors": mirrors,
-        })
+        RegistryConfig { insecure_registry_cidrs: cidrs, index_configs: index, mirrors }
     }
 
     pub fn new(cfg: Arc<DaemonConfig>, containers: Arc<ContainerService>, images: Arc<ImageService>) -> SystemService {
@@ -199,7 +198,7 @@ impl SystemService {
         m.encode()
     }
 
-    pub async fn info(&self) -> Value {
+    pub async fn info(&self) -> Info {
         let (running, paused, stopped) = self.containers.counts();
         let images = {
             let svc = self.images.clone();
@@ -217,76 +216,90 @@ impl SystemService {
             let dirs = self.cfg.cdi_spec_dirs.clone();
             tokio::task::spawn_blocking(move || berth_runtime::cdi::devices(&dirs)).await.unwrap_or_default()
         };
-        json!({
-            "ID": self.id,
-            "Containers": running + paused + stopped,
-            "ContainersRunning": running,
-            "ContainersPaused": paused,
-            "ContainersStopped": stopped,
-            "Images": images,
-            "Driver": "overlay2",
-            "DriverStatus": driver_status(&self.cfg.data_root),
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": null, "Log": ["journald", "json-file", "local", "none", "syslog"]},
-            "MemoryLimit": true,
-            "SwapLimit": swap_limit,
-            "KernelMemory": false,
-            "CpuCfsPeriod": true,
-            "CpuCfsQuota": true,
-            "CPUShares": true,
-            "CPUSet": true,
-            "PidsLimit": true,
-            "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false),
-            "Debug": self.debug.load(std::sync::atomic::Ordering::Relaxed),
-            "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
-            "OomKillDisable": false,
-            "NGoroutines": 0,
-            "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            "LoggingDriver": self.cfg.log_driver,
-            "CgroupDriver": "cgroupfs",
-            "CgroupVersion": cg,
-            "NEventsListener": 0,
-            "KernelVersion": kernel,
-            "OperatingSystem": os,
-            "OSVersion": os_version,
-            "OSType": "linux",
-            "Architecture": arch,
-            "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": self.registry_config(),
-            "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            "MemTotal": mem_total(),
-            "GenericResources": null,
-            "DockerRootDir": self.cfg.data_root,
-            "HttpProxy": "",
-            "HttpsProxy": "",
-            "NoProxy": "",
-            "Name": hostname,
-            "Labels": *self.labels.read().unwrap_or_else(|e| e.into_inner()),
-            "ExperimentalBuild": false,
-            "ServerVersion": berth_api::ENGINE_VERSION,
+        let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let shim = Runtime { path: self.cfg.shim_path.display().to_string() };
+        let no_commit = || Commit { id: String::new() };
+        Info {
+            id: self.id.clone(),
+            containers: running + paused + stopped,
+            containers_running: running,
+            containers_paused: paused,
+            containers_stopped: stopped,
+            images,
+            driver: "overlay2".into(),
+            driver_status: driver_status(&self.cfg.data_root),
+            plugins: Plugins {
+                volume: strings(&["local"]),
+                network: strings(&["bridge", "host", "null"]),
+                authorization: None,
+                log: strings(&["journald", "json-file", "local", "none", "syslog"]),
+            },
+            memory_limit: true,
+            swap_limit,
+            kernel_memory: false,
+            cpu_cfs_period: true,
+            cpu_cfs_quota: true,
+            cpu_shares: true,
+            cpu_set: true,
+            pids_limit: true,
+            ipv4_forwarding: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "1"),
+            debug: self.debug.load(std::sync::atomic::Ordering::Relaxed),
+            n_fd: std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+            oom_kill_disable: false,
+            n_goroutines: 0,
+            system_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            logging_driver: self.cfg.log_driver.clone(),
+            cgroup_driver: "cgroupfs".into(),
+            cgroup_version: cg.into(),
+            n_events_listener: 0,
+            kernel_version: kernel,
+            operating_system: os,
+            os_version,
+            os_type: "linux".into(),
+            architecture: arch,
+            index_server_address: "https://index.docker.io/v1/".into(),
+            registry_config: self.registry_config(),
+            ncpu: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            mem_total: mem_total(),
+            generic_resources: None,
+            docker_root_dir: self.cfg.data_root.display().to_string(),
+            http_proxy: String::new(),
+            https_proxy: String::new(),
+            no_proxy: String::new(),
+            name: hostname,
+            labels: self.labels.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            experimental_build: false,
+            server_version: berth_api::ENGINE_VERSION.into(),
             // `runc` is the name containers ask for (HostConfig.Runtime); berth-shim runs them all.
-            "Runtimes": {"runc": {"path": self.cfg.shim_path}, "io.containerd.runc.v2": {"path": self.cfg.shim_path}},
-            "DefaultRuntime": "berth",
-            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
-            "LiveRestoreEnabled": true,
-            "Isolation": "",
-            "InitBinary": "",
-            "CDISpecDirs": self.cfg.cdi_spec_dirs,
-            "ContainerdCommit": {"ID": ""},
-            "RuncCommit": {"ID": ""},
-            "InitCommit": {"ID": ""},
+            runtimes: BTreeMap::from([("runc".to_string(), shim.clone()), ("io.containerd.runc.v2".to_string(), shim)]),
+            default_runtime: "berth".into(),
+            swarm: SwarmInfo {
+                node_id: String::new(),
+                node_addr: String::new(),
+                local_node_state: "inactive".into(),
+                control_available: false,
+                error: String::new(),
+                remote_managers: None,
+            },
+            live_restore_enabled: true,
+            isolation: String::new(),
+            init_binary: String::new(),
+            cdi_spec_dirs: self.cfg.cdi_spec_dirs.iter().map(|d| d.display().to_string()).collect(),
+            containerd_commit: no_commit(),
+            runc_commit: no_commit(),
+            init_commit: no_commit(),
             // Berth's own packet filter: nftables tables per daemon (API 1.49+).
-            "FirewallBackend": {"Driver": "nftables"},
-            // Devices the CDI specs define (API 1.50+), as `--device vendor.com/class=name` takes them.
-            "DiscoveredDevices": devices.iter().map(|id| serde_json::json!({"Source": "cdi", "ID": id})).collect::<Vec<_>>(),
-            "SecurityOptions": security_options(self.cfg.userns_remap.is_some()),
-            "Warnings": warnings,
-        })
+            firewall_backend: FirewallBackend { driver: "nftables".into() },
+            discovered_devices: devices.into_iter().map(|id| DeviceInfo { source: "cdi".into(), id }).collect(),
+            security_options: security_options(self.cfg.userns_remap.is_some()),
+            warnings,
+        }
     }
 }
 /// `/info` SecurityOptions, as dockerd lists them (`name=userns` with `userns-remap`).
 /// The overlay driver's status as `docker info` shows it, read from the host: the data root's
 /// filesystem, and overlayfs's metacopy setting (which also rules out the native diff).
-fn driver_status(data_root: &std::path::Path) -> Value {
+fn driver_status(data_root: &std::path::Path) -> Vec<[String; 2]> {
     let fs = match rustix::fs::statfs(data_root).map(|s| s.f_type as u64) {
         Ok(0xEF53) => "extfs",
         Ok(0x5846_5342) => "xfs",
@@ -298,13 +311,15 @@ fn driver_status(data_root: &std::path::Path) -> Value {
         _ => "<unknown>",
     };
     let metacopy = std::fs::read_to_string("/sys/module/overlay/parameters/metacopy").is_ok_and(|v| v.trim() == "Y");
-    json!([
+    [
         ["Backing Filesystem", fs],
         ["Supports d_type", "true"],
-        ["Using metacopy", metacopy.to_string()],
-        ["Native Overlay Diff", (!metacopy).to_string()],
-        ["userxattr", "false"]
-    ])
+        ["Using metacopy", if metacopy { "true" } else { "false" }],
+        ["Native Overlay Diff", if metacopy { "false" } else { "true" }],
+        ["userxattr", "false"],
+    ]
+    .map(|[k, v]| [k.to_string(), v.to_string()])
+    .to_vec()
 }
 
 /// Whether memory+swap can be limited: cgroup v1's `memory.memsw.*` (swap accounting on), or
@@ -314,10 +329,10 @@ fn swap_limit_support() -> bool {
         || std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control").is_ok_and(|c| c.contains("memory"))
 }
 
-fn security_options(remapped: bool) -> Vec<&'static str> {
-    let mut out = vec!["name=seccomp,profile=builtin"];
+fn security_options(remapped: bool) -> Vec<String> {
+    let mut out = vec!["name=seccomp,profile=builtin".to_string()];
     if remapped {
-        out.push("name=userns");
+        out.push("name=userns".into());
     }
     out
 }

@@ -1,6 +1,7 @@
 //! /images routes, over `ImageService` alone. Names may contain slashes, so the routes below
 //! `/images/` are one catch-all that dispatches on the last path segment.
 
+use berth_api::image::{ImageGraphDriver, ImageInspect, ImageMetadata, ImageSummary, InspectRootFs};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -43,18 +44,18 @@ fn unix(t: Option<&str>) -> i64 {
     t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|d| d.timestamp()).unwrap_or(0)
 }
 
-fn summary(img: &Image, containers: usize) -> Value {
-    json!({
-        "Id": img.id,
-        "ParentId": img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
-        "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-        "RepoDigests": img.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-        "Created": unix(img.config.created.as_deref()),
-        "Size": img.size,
-        "SharedSize": -1,
-        "Labels": img.config.config.labels,
-        "Containers": containers,
-    })
+fn summary(img: &Image, containers: usize) -> ImageSummary {
+    ImageSummary {
+        id: img.id.to_string(),
+        parent_id: img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        repo_tags: img.tags.iter().map(|t| t.familiar()).collect(),
+        repo_digests: img.repo_digests.iter().map(|t| t.familiar()).collect(),
+        created: unix(img.config.created.as_deref()),
+        size: img.size,
+        shared_size: -1,
+        labels: img.config.config.labels.clone(),
+        containers: i64::try_from(containers).unwrap_or(i64::MAX),
+    }
 }
 
 async fn list(
@@ -110,7 +111,8 @@ async fn list(
     let list: Vec<Value> = out
         .iter()
         .map(|i| {
-            let mut s = summary(i, used.get(i.id.as_str()).copied().unwrap_or(0));
+            let s = summary(i, used.get(i.id.as_str()).copied().unwrap_or(0));
+            let mut s = serde_json::to_value(s).unwrap_or_default();
             shape::image_summary(&v, &mut s);
             s
         })
@@ -127,26 +129,27 @@ fn reference_matches(pattern: &str, r: &Reference) -> bool {
 
 /// The newest shape of `GET /images/{name}/json`; `shape::image_inspect` makes the older ones.
 fn inspect_json(img: &Image, v: &ApiVersion) -> Value {
-    let mut j = json!({
-        "Id": img.id,
-        "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-        "RepoDigests": img.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-        "Parent": img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
-        "Comment": img.config.comment.clone().unwrap_or_default(),
-        "Created": img.config.created.clone().unwrap_or_default(),
-        "DockerVersion": img.config.docker_version.clone().unwrap_or_default(),
-        "Author": img.config.author.clone().unwrap_or_default(),
-        "Config": img.config.config,
-        "Architecture": img.config.architecture,
-        "Os": img.config.os,
-        "Size": img.size,
-        "GraphDriver": {"Name": "overlay2", "Data": null},
-        "RootFS": {"Type": "layers", "Layers": img.config.rootfs.diff_ids},
-        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
-    });
-    if let Some(var) = &img.config.variant {
-        j["Variant"] = json!(var);
-    }
+    let c = &img.config;
+    let text = |o: &Option<String>| o.clone().unwrap_or_default();
+    let typed = ImageInspect {
+        id: img.id.to_string(),
+        repo_tags: img.tags.iter().map(|t| t.familiar()).collect(),
+        repo_digests: img.repo_digests.iter().map(|t| t.familiar()).collect(),
+        parent: img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        comment: text(&c.comment),
+        created: text(&c.created),
+        docker_version: text(&c.docker_version),
+        author: text(&c.author),
+        config: c.config.clone(),
+        architecture: c.architecture.clone(),
+        variant: c.variant.clone(),
+        os: c.os.clone(),
+        size: img.size,
+        graph_driver: ImageGraphDriver { name: "overlay2".into(), data: None },
+        root_fs: InspectRootFs { kind: "layers".into(), layers: c.rootfs.diff_ids.clone() },
+        metadata: ImageMetadata { last_tag_time: berth_api::ZERO_TIME.into() },
+    };
+    let mut j = serde_json::to_value(typed).unwrap_or_default();
     let legacy = json!({
         "Container": img.config.container.clone().unwrap_or_default(),
         "ContainerConfig": img.config.container_config.clone().unwrap_or_default(),

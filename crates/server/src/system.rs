@@ -242,7 +242,7 @@ async fn version(State(sys): State<Arc<SystemService>>) -> Response {
 }
 
 async fn info(State(sys): State<Arc<SystemService>>, Extension(v): Extension<ApiVersion>) -> Response {
-    let mut i = sys.info().await;
+    let mut i = serde_json::to_value(sys.info().await).unwrap_or_default();
     shape::info(&v, &mut i);
     json_response(&i)
 }
