@@ -1,6 +1,7 @@
 #![recursion_limit = "512"]
 //! The services behind the Engine API, composed by [`Daemon::open`].
 
+pub mod backend;
 pub mod build;
 mod build_mounts;
 pub mod buildkit;

@@ -50,6 +50,11 @@ substate!(images: ImageService);
 substate!(system: SystemService);
 substate!(events: EventBus);
 substate!(volumes: VolumeService);
+impl FromRef<AppState> for Arc<dyn berth_daemon::backend::VolumeBackend> {
+    fn from_ref(s: &AppState) -> Self {
+        s.0.volumes.clone()
+    }
+}
 substate!(networks: NetworkService);
 substate!(builds: BuildService);
 substate!(buildkit: berth_buildkit::BuildKit);
