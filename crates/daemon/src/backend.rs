@@ -53,3 +53,124 @@ impl VolumeBackend for crate::VolumeService {
         Box::pin(crate::VolumeService::prune(self, filters))
     }
 }
+
+/// What `/networks` needs: the networks, and attaching containers to them.
+pub trait NetworkBackend: Send + Sync {
+    /// Validates and creates the network (IPAM pools parsed here); its id.
+    fn create(&self, req: berth_api::network::CreateRequest) -> BoxFuture<'_, String>;
+    /// With `status`, the IPAM statistics (API 1.52) of a bridge network.
+    fn inspect<'a>(&'a self, id: &'a str, status: bool) -> BoxFuture<'a, berth_api::network::NetworkResource>;
+    fn list<'a>(&'a self, filters: &'a Filters) -> BoxFuture<'a, Vec<berth_api::network::NetworkResource>>;
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()>;
+    fn prune<'a>(&'a self, filters: &'a Filters) -> BoxFuture<'a, Vec<String>>;
+    fn connect<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+        endpoint: berth_api::network::EndpointSettings,
+    ) -> BoxFuture<'a, ()>;
+    fn disconnect<'a>(&'a self, network: &'a str, container: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// The daemon's networking as one backend: the network service, and the container service that
+/// attaches containers.
+pub struct Networking {
+    pub networks: std::sync::Arc<crate::NetworkService>,
+    pub containers: std::sync::Arc<crate::ContainerService>,
+}
+
+fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<Option<T>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| berth_types::Error::invalid(format!("invalid {what}: {s}")))
+}
+
+/// A create request's IPAM as the network store takes it: IPv4 pools (the first, then more) and
+/// one IPv6 pool, told apart by their addresses.
+fn create_options(b: berth_api::network::CreateRequest) -> Result<berth_network::store::CreateOptions> {
+    use berth_types::Error;
+    let ipam = b.ipam.unwrap_or_default();
+    if !matches!(ipam.driver.as_str(), "" | "default") {
+        return Err(Error::not_found(format!("plugin \"{}\" not found", ipam.driver)));
+    }
+    let (mut v4s, mut v6) = (Vec::new(), None);
+    for c in ipam.config.unwrap_or_default() {
+        if c.subnet.contains(':') || (c.subnet.is_empty() && c.gateway.contains(':')) {
+            if v6.replace(c).is_some() {
+                return Err(Error::invalid("berthd supports one IPv6 subnet per network: more than one given"));
+            }
+        } else {
+            v4s.push(c);
+        }
+    }
+    let mut more_subnets = Vec::new();
+    for c in v4s.iter().skip(1) {
+        let subnet = parse("subnet", &c.subnet)?
+            .ok_or_else(|| Error::invalid("every IPAM config after the first needs a subnet"))?;
+        more_subnets.push((subnet, parse("gateway", &c.gateway)?, parse("ip-range", &c.ip_range)?));
+    }
+    let c = v4s.into_iter().next().unwrap_or_default();
+    let c6 = v6.unwrap_or_default();
+    Ok(berth_network::store::CreateOptions {
+        name: b.name,
+        driver: b.driver,
+        internal: b.internal,
+        attachable: b.attachable,
+        labels: b.labels.unwrap_or_default(),
+        options: b.options.unwrap_or_default(),
+        subnet: parse("subnet", &c.subnet)?,
+        gateway: parse("gateway", &c.gateway)?,
+        ip_range: parse("ip-range", &c.ip_range)?,
+        enable_ipv6: b.enable_ipv6.unwrap_or(false),
+        subnet6: parse("subnet", &c6.subnet)?,
+        gateway6: parse("gateway", &c6.gateway)?,
+        ip_range6: parse("ip-range", &c6.ip_range)?,
+        more_subnets,
+    })
+}
+
+impl NetworkBackend for Networking {
+    fn create(&self, req: berth_api::network::CreateRequest) -> BoxFuture<'_, String> {
+        Box::pin(async move { Ok(self.networks.create(create_options(req)?).await?.id) })
+    }
+
+    fn inspect<'a>(&'a self, id: &'a str, status: bool) -> BoxFuture<'a, berth_api::network::NetworkResource> {
+        Box::pin(async move {
+            let n = self.networks.get(id).await?;
+            let mut r = self.networks.resource(&n);
+            if status && n.driver == "bridge" {
+                r.status = Some(self.networks.status(&n));
+            }
+            Ok(r)
+        })
+    }
+
+    fn list<'a>(&'a self, filters: &'a Filters) -> BoxFuture<'a, Vec<berth_api::network::NetworkResource>> {
+        Box::pin(async move {
+            let nets = self.networks.list(filters).await?;
+            Ok(nets.iter().map(|n| self.networks.resource(n)).collect())
+        })
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.networks.remove(id))
+    }
+
+    fn prune<'a>(&'a self, filters: &'a Filters) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(self.networks.prune(filters))
+    }
+
+    fn connect<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+        endpoint: berth_api::network::EndpointSettings,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(self.containers.connect(network, container, endpoint))
+    }
+
+    fn disconnect<'a>(&'a self, network: &'a str, container: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.containers.disconnect(network, container))
+    }
+}

@@ -50,6 +50,14 @@ substate!(images: ImageService);
 substate!(system: SystemService);
 substate!(events: EventBus);
 substate!(volumes: VolumeService);
+impl FromRef<AppState> for Arc<dyn berth_daemon::backend::NetworkBackend> {
+    fn from_ref(s: &AppState) -> Self {
+        Arc::new(berth_daemon::backend::Networking {
+            networks: s.0.networks.clone(),
+            containers: s.0.containers.clone(),
+        })
+    }
+}
 impl FromRef<AppState> for Arc<dyn berth_daemon::backend::VolumeBackend> {
     fn from_ref(s: &AppState) -> Self {
         s.0.volumes.clone()
