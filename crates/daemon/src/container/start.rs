@@ -141,10 +141,13 @@ impl ContainerService {
         self.persist(&rec).await?;
         self.start_health(e);
         match self.publish_ports(&rec).await {
-            Ok(ports) => {
+            // Most containers publish nothing: the record already says so, and a second commit of
+            // the same record would cost a disk sync per start for nothing.
+            Ok(ports) if ports != rec.ports => {
                 let rec = e.update(|r| r.ports = ports);
                 self.persist(&rec).await?;
             }
+            Ok(_) => {}
             Err(err) => tracing::warn!(container = %rec.id, "publish ports: {err}"),
         }
         self.publish_volume_mounts(&rec);
