@@ -70,6 +70,27 @@ impl Store {
         }
     }
 
+    /// Every entry of `table` that decodes as `T`, in key order, and the keys of those that do not
+    /// (a record written by an older version, say), each with why: for loading at start, where one
+    /// bad record must not keep every other one from loading.
+    pub fn list_decodable<T: DeserializeOwned>(&self, table: Table) -> Result<Decoded<T>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = match tx.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), Vec::new())),
+            Err(e) => return Err(db_err(e)),
+        };
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        for item in t.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            match decode(table, k.value(), v.value()) {
+                Ok(x) => good.push((k.value().to_string(), x)),
+                Err(e) => bad.push((k.value().to_string(), e)),
+            }
+        }
+        Ok((good, bad))
+    }
+
     /// Every entry of `table`, in key order.
     pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>> {
         let tx = self.db.begin_read().map_err(db_err)?;
@@ -108,6 +129,10 @@ fn decode<T: DeserializeOwned>(table: Table, key: &str, bytes: &[u8]) -> Result<
     serde_json::from_slice(bytes)
         .map_err(|e| Error::internal(format!("metadata store: corrupt {}/{key}: {e}", table.0)))
 }
+
+/// What [`Store::list_decodable`] found: the entries that decode, and the keys of those that do
+/// not, each with why.
+pub type Decoded<T> = (Vec<(String, T)>, Vec<(String, Error)>);
 
 /// A write transaction.
 pub struct Txn {
@@ -165,5 +190,20 @@ mod tests {
         s.delete(T, "a").unwrap();
         assert!(s.list::<Vec<i32>>(T).unwrap().is_empty());
         assert!(s.list::<i32>(Table::new("never")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn undecodable_entries_are_set_apart_not_fatal() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("db")).unwrap();
+        s.put(T, "a", &1).unwrap();
+        s.put(T, "b", &"not a number").unwrap();
+        s.put(T, "c", &3).unwrap();
+        assert!(s.list::<i32>(T).is_err());
+        let (good, bad) = s.list_decodable::<i32>(T).unwrap();
+        assert_eq!(good, vec![("a".to_string(), 1), ("c".to_string(), 3)]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, "b");
+        assert!(bad[0].1.message.contains("corrupt things/b"), "{}", bad[0].1.message);
     }
 }

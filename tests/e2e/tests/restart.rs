@@ -211,3 +211,24 @@ fn restart_policies() {
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "forever"]), "exited", "stopped by hand: left alone");
     d.ok(&["rm", "-f", "svc", "flaky", "forever"]);
 }
+
+/// A container record this berthd cannot read (written by another version, or damaged) is logged
+/// and skipped at start: it keeps neither the daemon nor the other containers from loading (one
+/// such record made the whole start fail before).
+#[test]
+fn an_unreadable_record_does_not_stop_the_daemon() {
+    let mut d = Berthd::start();
+    d.import_busybox("busybox");
+    d.ok(&["create", "--name", "good", "busybox", "true"]);
+    d.stop();
+    let bad_id = "b".repeat(64);
+    {
+        let store = berth_store::Store::open(&d.data_root().join("berth.db")).expect("open the stopped daemon's store");
+        let record = serde_json::json!({"id": bad_id, "name": "bad", "host_config": {"Dns": "not a list"}});
+        store.put(berth_store::Table::new("containers"), &bad_id, &record).unwrap();
+    }
+    d.spawn();
+    assert_eq!(d.ok(&["ps", "-a", "--format", "{{.Names}}"]), "good");
+    assert!(d.log().contains("could not load the container's record"), "{}", d.log());
+    d.ok(&["rm", "good"]);
+}

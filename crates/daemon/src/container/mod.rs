@@ -230,7 +230,12 @@ impl ContainerService {
         events: Arc<EventBus>,
     ) -> Result<Arc<ContainerService>> {
         let st = store.clone();
-        let records = blocking(move || st.list::<ContainerRecord>(CONTAINERS)).await?;
+        let (records, unreadable) = blocking(move || st.list_decodable::<ContainerRecord>(CONTAINERS)).await?;
+        // As dockerd with a container whose config it cannot read: said, left where it is (a
+        // newer or repaired berthd may read it), and the others load.
+        for (id, err) in unreadable {
+            tracing::error!(container = %id, "could not load the container's record, skipped: {}", err.message);
+        }
         let svc = Arc::new(ContainerService {
             cfg,
             store,
