@@ -56,7 +56,6 @@ impl ImageStore {
             .store
             .get::<SnapshotRecord>(SNAPSHOTS, key)?
             .ok_or_else(|| Error::not_found(format!("no snapshot {key}")))?;
-        let layers = self.store.list::<LayerRecord>(LAYERS)?;
         let dir = self.layout.snapshot(key);
         let mut lowers = Vec::new();
         if dir.join("init").is_dir() {
@@ -65,7 +64,9 @@ impl ImageStore {
         let mut cur = rec.parent.clone();
         while let Some(c) = cur {
             lowers.push(self.layout.layer_diff(c.hex()));
-            cur = layers.iter().find(|(k, _)| *k == c.as_str()).and_then(|(_, l)| l.parent.clone());
+            // One point read per layer of the chain (every start mounts), not a scan of the store's
+            // every layer.
+            cur = self.store.get::<LayerRecord>(LAYERS, c.as_str())?.and_then(|l| l.parent);
         }
         if lowers.is_empty() {
             let empty = dir.join("empty");
