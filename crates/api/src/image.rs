@@ -60,6 +60,35 @@ pub struct ImageConfig {
     pub history: Vec<History>,
 }
 
+/// An OCI platform (`os`/`architecture`[/`variant`]), as the distribution inspect lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OciPlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+}
+
+/// An OCI descriptor: what a manifest is, by type, digest and size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// `GET /distribution/{name}/json`: the manifest a reference names in its registry, and the
+/// platforms it holds (an index's entries, or the one of an image manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DistributionInspect {
+    pub descriptor: Descriptor,
+    pub platforms: Vec<OciPlatform>,
+}
+
 /// An entry of `GET /images/json`, in the newest shape (the server's version views adapt it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

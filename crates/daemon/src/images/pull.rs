@@ -415,29 +415,34 @@ impl ImageService {
 
 impl ImageService {
     /// `GET /distribution/{name}/json`: the descriptor a reference resolves to and its platforms.
-    pub async fn distribution_inspect(&self, r: &Reference, auth: AuthConfig) -> Result<serde_json::Value> {
+    pub async fn distribution_inspect(
+        &self,
+        r: &Reference,
+        auth: AuthConfig,
+    ) -> Result<berth_api::image::DistributionInspect> {
+        use berth_api::image::{Descriptor, DistributionInspect, OciPlatform};
         let repo = Arc::new(self.registries.repository(r.domain(), r.path(), auth, "pull").await?);
         let m = repo.get_manifest(&reference_arg(r)).await.map_err(|f| pull_error(r, f))?;
         let media_type = m.content_type.split(';').next().unwrap_or("").trim().to_string();
-        let platforms: Vec<serde_json::Value> = match Manifest::parse(&m.content_type, &m.bytes)? {
-            Manifest::Index(i) => {
-                i.manifests.iter().filter_map(|d| d.platform.as_ref()).map(|p| serde_json::json!(p)).collect()
-            }
+        let oci = |p: &Platform| OciPlatform {
+            architecture: p.architecture.clone(),
+            os: p.os.clone(),
+            variant: p.variant.clone(),
+            os_version: p.os_version.clone(),
+        };
+        let platforms = match Manifest::parse(&m.content_type, &m.bytes)? {
+            Manifest::Index(i) => i.manifests.iter().filter_map(|d| d.platform.as_ref()).map(oci).collect(),
             Manifest::Image(im) => {
                 let cfg: ImageConfig =
                     serde_json::from_slice(&repo.get_small_blob(&im.config.digest, MAX_CONFIG).await?)
                         .map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
-                let mut p = serde_json::json!({"architecture": cfg.architecture, "os": cfg.os});
-                if let Some(v) = cfg.variant {
-                    p["variant"] = v.into();
-                }
-                vec![p]
+                vec![OciPlatform { architecture: cfg.architecture, os: cfg.os, variant: cfg.variant, os_version: None }]
             }
         };
-        Ok(serde_json::json!({
-            "Descriptor": {"mediaType": media_type, "digest": m.digest, "size": m.bytes.len()},
-            "Platforms": platforms,
-        }))
+        Ok(DistributionInspect {
+            descriptor: Descriptor { media_type, digest: m.digest.to_string(), size: m.bytes.len() as u64 },
+            platforms,
+        })
     }
 }
 
