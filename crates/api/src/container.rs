@@ -161,6 +161,15 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSummary>,
     /// With `size=1`.
+    #[serde(flatten)]
+    pub sizes: Sizes,
+}
+
+/// `SizeRw` and `SizeRootFs` (`size=1`): the writable layer, and that plus the image's layers;
+/// left out when not asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Sizes {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_rw: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -310,10 +319,8 @@ pub struct ContainerInspect {
     pub config: Config,
     pub network_settings: NetworkSettings,
     /// With `size=1`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size_rw: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size_root_fs: Option<u64>,
+    #[serde(flatten)]
+    pub sizes: Sizes,
 }
 
 #[derive(Debug, Clone, Serialize)]

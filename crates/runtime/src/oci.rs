@@ -19,7 +19,7 @@ use oci_spec::runtime::{
     Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
-use crate::spec::{blkio_devices, capabilities, system_paths, SpecInput, INIT_PATH};
+use crate::spec::{blkio_devices, capabilities, system_paths, SharedNs, SpecInput, INIT_PATH};
 
 fn oci_err(e: oci_spec::OciSpecError) -> Error {
     Error::internal(format!("runtime spec: {e}"))
@@ -57,17 +57,12 @@ fn namespace(kind: LinuxNamespaceType, path: Option<PathBuf>) -> Result<LinuxNam
     .map_err(oci_err)
 }
 
-fn namespace_kind(kind: &str) -> Result<LinuxNamespaceType> {
-    Ok(match kind {
-        "pid" => LinuxNamespaceType::Pid,
-        "ipc" => LinuxNamespaceType::Ipc,
-        "uts" => LinuxNamespaceType::Uts,
-        "network" => LinuxNamespaceType::Network,
-        "mount" => LinuxNamespaceType::Mount,
-        "user" => LinuxNamespaceType::User,
-        "cgroup" => LinuxNamespaceType::Cgroup,
-        other => return Err(Error::internal(format!("unknown namespace kind {other:?}"))),
-    })
+fn namespace_kind(kind: SharedNs) -> LinuxNamespaceType {
+    match kind {
+        SharedNs::Pid => LinuxNamespaceType::Pid,
+        SharedNs::Ipc => LinuxNamespaceType::Ipc,
+        SharedNs::Uts => LinuxNamespaceType::Uts,
+    }
 }
 
 fn device_type(kind: &str) -> LinuxDeviceType {
@@ -411,7 +406,7 @@ fn namespaces(input: &SpecInput) -> Result<Vec<LinuxNamespace>> {
         out.push(namespace(LinuxNamespaceType::User, Some(u.clone()))?);
     }
     for kind in [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount] {
-        if !input.ns_join.iter().any(|(k, _)| namespace_kind(k).ok() == Some(kind)) {
+        if !input.ns_join.iter().any(|(k, _)| namespace_kind(*k) == kind) {
             out.push(namespace(kind, None)?);
         }
     }
@@ -420,7 +415,7 @@ fn namespaces(input: &SpecInput) -> Result<Vec<LinuxNamespace>> {
     }
     for (kind, path) in &input.ns_join {
         if let Some(p) = path {
-            out.push(namespace(namespace_kind(kind)?, Some(p.clone()))?);
+            out.push(namespace(namespace_kind(*kind), Some(p.clone()))?);
         }
     }
     Ok(out)
@@ -501,7 +496,7 @@ pub fn build(input: &SpecInput) -> Result<Spec> {
     let root = RootBuilder::default().path(&input.rootfs).readonly(hc.readonly_rootfs).build().map_err(oci_err)?;
     let mut spec = SpecBuilder::default().build().map_err(oci_err)?;
     // Only a private UTS namespace may have its own names.
-    let shared_uts = input.ns_join.iter().any(|(k, _)| k == "uts");
+    let shared_uts = input.ns_join.iter().any(|(k, _)| *k == SharedNs::Uts);
     spec.set_version("1.0.2".into())
         .set_process(Some(process(input, &caps, sec.no_new_privileges)?))
         .set_root(Some(root))

@@ -97,6 +97,26 @@ pub struct SpecMount {
     pub options: Vec<String>,
 }
 
+/// A namespace a container may share with the host or another container instead of having its
+/// own (PidMode, IpcMode, UTSMode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedNs {
+    Pid,
+    Ipc,
+    Uts,
+}
+
+impl SharedNs {
+    /// The name in `/proc/<pid>/ns/` and in Docker's messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SharedNs::Pid => "pid",
+            SharedNs::Ipc => "ipc",
+            SharedNs::Uts => "uts",
+        }
+    }
+}
+
 /// What the spec is made from; the daemon fills it after merging container and image config.
 #[derive(Debug, Clone)]
 pub struct SpecInput {
@@ -118,9 +138,9 @@ pub struct SpecInput {
     pub etc_files: Vec<(PathBuf, String)>,
     /// User mounts, parents first; a default mount at the same destination is dropped.
     pub mounts: Vec<SpecMount>,
-    /// PidMode/IpcMode/UTSMode: `("pid", None)` shares the host's namespace, `Some(path)` joins
+    /// PidMode/IpcMode/UTSMode: `(Pid, None)` shares the host's namespace, `Some(path)` joins
     /// another container's.
-    pub ns_join: Vec<(String, Option<PathBuf>)>,
+    pub ns_join: Vec<(SharedNs, Option<PathBuf>)>,
     /// `--init`: the host path of a static init (tini) to run as pid 1 in front of the command.
     pub init: Option<PathBuf>,
     /// `--device`s, resolved on the host.

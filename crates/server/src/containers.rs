@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use berth_api::container::{CreateRequest, CreateResponse, Summary, WaitError, WaitResponse};
+use berth_api::container::{CreateRequest, CreateResponse, WaitError, WaitResponse};
 use berth_api::stdcopy;
 use berth_daemon::container::{AttachOptions, LogOptions, WaitCondition};
 use berth_daemon::ContainerService;
@@ -82,7 +82,7 @@ async fn list(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) ->
     let mut out = svc.list(q.bool("all"), limit, &q.filters()?)?;
     for c in out.iter_mut() {
         if q.bool("size") {
-            summary_sizes(&svc, c).await;
+            c.sizes = svc.sizes(&c.id).await;
         }
         shape::container_summary(&v, c);
     }
@@ -97,21 +97,11 @@ async fn inspect(
 ) -> ApiResult<Response> {
     let mut c = svc.inspect(&id)?;
     if q.bool("size") {
-        // A container removed meanwhile reports zeros, as in the list.
-        let (rw, rootfs) = svc.sizes(&c.id).await.unwrap_or((0, 0));
-        (c.size_rw, c.size_root_fs) = (Some(rw), Some(rootfs));
+        c.sizes = svc.sizes(&c.id).await;
     }
     let mut c = serde_json::to_value(&c).map_err(|e| ApiError(Error::internal(e.to_string())))?;
     shape::container_inspect(&v, &mut c);
     Ok(json_response(&c))
-}
-
-/// `SizeRw`/`SizeRootFs` of a list entry (`size=1`, and `/system/df`; cri-dockerd reads them
-/// unchecked for every stats call). A container removed meanwhile reports zeros rather than
-/// failing the whole list.
-pub(crate) async fn summary_sizes(svc: &Arc<berth_daemon::ContainerService>, c: &mut Summary) {
-    let (rw, rootfs) = svc.sizes(&c.id).await.unwrap_or((0, 0));
-    (c.size_rw, c.size_root_fs) = (Some(rw), Some(rootfs));
 }
 
 async fn start(State(svc): Svc, Path(id): Path<String>) -> ApiResult<StatusCode> {

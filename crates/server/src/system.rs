@@ -90,7 +90,7 @@ async fn df(
     let mut cs = Vec::new();
     for mut c in containers.list(true, None, &berth_api::filters::Filters::default())? {
         if asked("container") {
-            crate::containers::summary_sizes(&containers, &mut c).await;
+            c.sizes = containers.sizes(&c.id).await;
         }
         cs.push(serde_json::to_value(&c).map_err(|e| ApiError(Error::internal(e.to_string())))?);
     }

@@ -155,8 +155,7 @@ impl ContainerService {
                 ports: r.ports.clone(),
                 networks: self.networks(&r),
             },
-            size_rw: None,
-            size_root_fs: None,
+            sizes: Default::default(),
         })
     }
 
@@ -166,16 +165,16 @@ impl ContainerService {
     }
 
     /// `SizeRw` and `SizeRootFs` as Docker reports them (`size=1`): the writable layer, and that
-    /// plus the image's layers. The walk of the writable layer runs off the async workers.
-    pub async fn sizes(self: &Arc<Self>, name: &str) -> Result<(u64, u64)> {
-        let rec = self.get(name)?.record();
+    /// plus the image's layers. The walk of the writable layer runs off the async workers. A
+    /// container removed meanwhile reports zeros rather than failing a whole list (cri-dockerd
+    /// reads them unchecked for every stats call).
+    pub async fn sizes(self: &Arc<Self>, name: &str) -> berth_api::container::Sizes {
+        let Ok(rec) = self.get(name).map(|e| e.record()) else { return zero_sizes() };
         let svc = self.clone();
         let id = rec.id.clone();
-        let rw = tokio::task::spawn_blocking(move || svc.size_rw(&id))
-            .await
-            .map_err(|e| Error::internal(format!("size: {e}")))?;
+        let Ok(rw) = tokio::task::spawn_blocking(move || svc.size_rw(&id)).await else { return zero_sizes() };
         let image = self.images.resolve(rec.image_id.as_str()).await.map(|i| i.size).unwrap_or(0);
-        Ok((rw, rw + image))
+        berth_api::container::Sizes { size_rw: Some(rw), size_root_fs: Some(rw + image) }
     }
 
     /// One entry of `GET /containers/json`.
@@ -201,8 +200,7 @@ impl ContainerService {
                 status: r.state.health.as_ref().map(|h| h.status.clone()).unwrap_or_else(|| "none".into()),
                 failing_streak: r.state.health.as_ref().map(|h| h.failing_streak).unwrap_or(0),
             }),
-            size_rw: None,
-            size_root_fs: None,
+            sizes: Default::default(),
         }
     }
 
@@ -253,6 +251,10 @@ impl ContainerService {
         drop(images);
         Ok(out)
     }
+}
+
+fn zero_sizes() -> berth_api::container::Sizes {
+    berth_api::container::Sizes { size_rw: Some(0), size_root_fs: Some(0) }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `start`, the per-container supervisor task, exit handling and re-attachment after a restart.
 
+use berth_runtime::spec::SharedNs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -631,15 +632,17 @@ impl ContainerService {
 
     /// PidMode, IpcMode and UTSMode: `host` shares the host's namespace, `container:<id>` another
     /// running container's.
-    fn namespace_modes(&self, rec: &ContainerRecord) -> Result<Vec<(String, Option<std::path::PathBuf>)>> {
+    fn namespace_modes(&self, rec: &ContainerRecord) -> Result<Vec<(SharedNs, Option<std::path::PathBuf>)>> {
         let mut out = Vec::new();
         let hc = &rec.host_config;
-        for (key, mode, kind) in
-            [("PidMode", &hc.pid_mode, "pid"), ("IpcMode", &hc.ipc_mode, "ipc"), ("UTSMode", &hc.uts_mode, "uts")]
-        {
-            let mode = mode.as_str();
+        for (key, mode, ns) in [
+            ("PidMode", &hc.pid_mode, SharedNs::Pid),
+            ("IpcMode", &hc.ipc_mode, SharedNs::Ipc),
+            ("UTSMode", &hc.uts_mode, SharedNs::Uts),
+        ] {
+            let (mode, kind) = (mode.as_str(), ns.name());
             if mode == "host" {
-                out.push((kind.to_string(), None));
+                out.push((ns, None));
             } else if let Some(other) = mode.strip_prefix("container:") {
                 let o = self.get(other)?.record();
                 if !o.state.running() || o.state.pid <= 0 {
@@ -648,9 +651,10 @@ impl ContainerService {
                         o.id
                     )));
                 }
-                out.push((kind.to_string(), Some(format!("/proc/{}/ns/{kind}", o.state.pid).into())));
+                out.push((ns, Some(format!("/proc/{}/ns/{kind}", o.state.pid).into())));
             } else {
-                let valid = matches!(mode, "" | "private") || (kind == "ipc" && matches!(mode, "shareable" | "none"));
+                let valid =
+                    matches!(mode, "" | "private") || (ns == SharedNs::Ipc && matches!(mode, "shareable" | "none"));
                 if !valid {
                     return Err(Error::invalid(format!("invalid {key}: {mode}")));
                 }
