@@ -7,9 +7,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The time Docker shows for a sample that was not taken.
-pub const NO_TIME: &str = crate::ZERO_TIME;
-
 /// Decoded leniently (every member defaults): other engines leave some out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

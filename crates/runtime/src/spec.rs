@@ -1,4 +1,5 @@
-//! Docker's container configuration → an OCI runtime spec (`config.json`), with Docker's defaults.
+//! Docker's semantics of a container's configuration (capabilities, masked paths, devices, block I/O,
+//! the process environment) and the input the OCI spec is built from (`oci.rs`).
 
 use std::path::PathBuf;
 

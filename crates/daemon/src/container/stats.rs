@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use berth_api::stats::{
-    BlkioStats, CpuStats, CpuUsage, MemoryStats, NetworkStats, PidsStats, Stats, StorageStats, ThrottlingData, NO_TIME,
+    BlkioStats, CpuStats, CpuUsage, MemoryStats, NetworkStats, PidsStats, Stats, StorageStats, ThrottlingData,
 };
 use std::path::{Path, PathBuf};
 
@@ -198,8 +198,8 @@ fn not_running() -> Stats {
     Stats {
         name: String::new(),
         id: String::new(),
-        read: NO_TIME.into(),
-        preread: NO_TIME.into(),
+        read: berth_api::ZERO_TIME.into(),
+        preread: berth_api::ZERO_TIME.into(),
         os_type: "linux".into(),
         pids_stats: PidsStats::default(),
         blkio_stats: BlkioStats::default(),
