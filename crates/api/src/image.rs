@@ -78,6 +78,62 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<OciPlatform>,
+}
+
+/// One manifest of a multi-platform image (`Manifests` of image list and inspect, API 1.47+).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageManifestSummary {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub descriptor: Descriptor,
+    /// Whether the manifest's content (config and layers) is here.
+    pub available: bool,
+    pub size: ManifestSize,
+    /// `image`, `attestation` or `unknown`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_data: Option<ManifestImageData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_data: Option<ManifestAttestationData>,
+    /// With `identity=1` (API 1.54+): the origin of this manifest's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManifestSize {
+    /// Content plus the unpacked layers.
+    pub total: u64,
+    /// The manifest, config and layers as a registry holds them.
+    pub content: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManifestImageData {
+    pub platform: OciPlatform,
+    /// Containers using this platform's image.
+    pub containers: Vec<String>,
+    pub size: UnpackedSize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UnpackedSize {
+    pub unpacked: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManifestAttestationData {
+    /// The image manifest the attestation is about.
+    pub r#for: String,
 }
 
 /// `GET /distribution/{name}/json`: the manifest a reference names in its registry, and the
@@ -105,6 +161,9 @@ pub struct ImageSummary {
     pub labels: BTreeMap<String, String>,
     /// Containers using the image (API 1.51+; -1 before).
     pub containers: i64,
+    /// The manifests of a multi-platform image (API 1.47+, asked for with `manifests=1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<Vec<ImageManifestSummary>>,
 }
 
 /// `GET /images/{name}/json`, in the newest shape (the server's version views adapt it).
@@ -129,6 +188,30 @@ pub struct ImageInspect {
     #[serde(rename = "RootFS")]
     pub root_fs: InspectRootFs,
     pub metadata: ImageMetadata,
+    /// The manifest or index the image was pulled as (API 1.48+; absent for local images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor: Option<Descriptor>,
+    /// The manifests of a multi-platform image (API 1.48+, asked for with `manifests=1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<Vec<ImageManifestSummary>>,
+    /// Where the image came from, as only the daemon knows it (API 1.53+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+/// Trusted origin of an image: the repositories it was pulled from or pushed to (a tag cannot
+/// change it). Berth verifies no signatures and keeps no build references, so only `Pull`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Identity {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull: Vec<PullIdentity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PullIdentity {
+    pub repository: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

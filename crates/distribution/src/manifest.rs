@@ -32,6 +32,8 @@ pub struct Descriptor {
     pub platform: Option<Platform>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub urls: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +78,8 @@ impl Platform {
         Ok(Platform { os: os.to_lowercase(), architecture: arch, variant, os_version: None })
     }
 
-    fn matches(&self, want: &Platform) -> bool {
+    /// Whether this platform (of an image or index entry) serves `want`.
+    pub fn matches(&self, want: &Platform) -> bool {
         self.os == want.os
             && self.architecture == want.architecture
             && match (&want.variant, &self.variant) {
@@ -121,7 +124,7 @@ pub struct Index {
 /// What a manifest GET returned, classified.
 #[derive(Debug, Clone)]
 pub enum Manifest {
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     Index(Index),
 }
 
@@ -164,7 +167,7 @@ impl Manifest {
                 m.config.media_type
             )));
         }
-        Ok(Manifest::Image(m))
+        Ok(Manifest::Image(Box::new(m)))
     }
 }
 

@@ -2,7 +2,7 @@
 //! image layout (index.json, oci-layout, blobs/sha256/...), as Docker 25+ writes them; loading takes
 //! either form, plain or compressed, and checks every digest it is given.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use crate::index::IndexRecord;
 use crate::ingest::LayerInfo;
 use crate::store::ImageStore;
+
+/// What a save writes: images by id, each with the tags to record.
+pub type SaveSet = BTreeMap<Digest, Vec<Reference>>;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -39,6 +43,26 @@ fn dir_header() -> tar::Header {
 
 fn to_vec(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("json serialises")
+}
+
+/// Writes a blob once; its descriptor.
+fn write_blob<W: Write>(
+    b: &mut tar::Builder<W>,
+    written: &mut HashSet<Digest>,
+    media_type: &str,
+    data: &[u8],
+) -> Result<Value> {
+    let digest = Digest::of(data);
+    if written.insert(digest.clone()) {
+        b.append_data(&mut blob_header(data.len() as u64), format!("blobs/sha256/{}", digest.hex()), data)?;
+    }
+    Ok(json!({"mediaType": media_type, "digest": digest, "size": data.len()}))
+}
+
+fn with_annotations(desc: &Value, annotations: Value) -> Value {
+    let mut d = desc.clone();
+    d["annotations"] = annotations;
+    d
 }
 
 /// Reads through to a hash, to check a blob's digest while it streams.
@@ -70,6 +94,38 @@ struct Found {
     config_digest: Option<Digest>,
     layers: Vec<(PathBuf, Option<Digest>)>,
     tags: Vec<Reference>,
+    /// A platform of a multi-platform image: the index, its references and this manifest.
+    from_index: Option<FromIndex>,
+}
+
+struct FromIndex {
+    record: IndexRecord,
+    refs: Vec<Reference>,
+    manifest: String,
+    content_size: u64,
+}
+
+/// The platforms a load keeps of a multi-platform archive (`docker load --platform`); without
+/// any, every platform the archive holds.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub platforms: Vec<berth_api::image::OciPlatform>,
+}
+
+impl LoadOptions {
+    fn wants(&self, p: &Value) -> bool {
+        self.platforms.is_empty() || self.platforms.iter().any(|w| platform_fits(p, w))
+    }
+}
+
+fn platform_fits(p: &Value, want: &berth_api::image::OciPlatform) -> bool {
+    p["os"].as_str() == Some(want.os.as_str())
+        && p["architecture"].as_str() == Some(want.architecture.as_str())
+        && want.variant.as_deref().is_none_or(|v| p["variant"].as_str().is_none_or(|pv| pv == v))
+}
+
+fn is_host(p: &Value) -> bool {
+    p["os"].as_str() == Some("linux") && p["architecture"].as_str() == Some(crate::store::docker_arch())
 }
 
 /// A digest named by an archive path like `blobs/sha256/<hex>` or `<hex>.json`.
@@ -84,10 +140,16 @@ fn digest_in_path(p: &str) -> Option<Digest> {
 }
 
 impl ImageStore {
-    /// Writes the images named by `names` (references or ids) as one archive.
+    /// Writes the images named by `names` (references or ids) as one archive, with every
+    /// platform of a multi-platform image that is here.
     pub fn save<W: Write>(&self, names: &[String], out: W) -> Result<W> {
-        // image id → tags to record
-        let mut chosen: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
+        let chosen = self.choose(names)?;
+        self.save_chosen(&chosen, None, out)
+    }
+
+    /// The images `names` name, each with the tags to record.
+    pub fn choose(&self, names: &[String]) -> Result<SaveSet> {
+        let mut chosen = SaveSet::new();
         for n in names {
             let img = self.resolve(n)?;
             let entry = chosen.entry(img.id.clone()).or_default();
@@ -112,59 +174,39 @@ impl ImageStore {
                 }
             }
         }
+        Ok(chosen)
+    }
+
+    /// Writes `chosen` as one archive. A reference of a multi-platform image names an index of
+    /// its platforms that are here (as Docker's containerd store saves them) — only those in
+    /// `only` when given — or the one image when that leaves one.
+    pub fn save_chosen<W: Write>(&self, chosen: &SaveSet, only: Option<&HashSet<Digest>>, out: W) -> Result<W> {
         let mut b = tar::Builder::new(out);
         b.append_data(&mut dir_header(), "blobs/", std::io::empty())?;
         b.append_data(&mut dir_header(), "blobs/sha256/", std::io::empty())?;
-        let mut written: std::collections::HashSet<Digest> = Default::default();
+        let mut written: HashSet<Digest> = HashSet::new();
         let mut manifest_json = Vec::new();
         let mut index = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (id, tags) in &chosen {
-            let config = std::fs::read(self.layout.blob(id.hex()))?;
-            let layers = self.layers_of(id)?;
-            if written.insert(id.clone()) {
-                b.append_data(
-                    &mut blob_header(config.len() as u64),
-                    format!("blobs/sha256/{}", id.hex()),
-                    &config[..],
-                )?;
-            }
-            let mut descs = Vec::new();
-            for l in &layers {
-                let path = self.layer_tar(&l.chain_id);
-                let f = std::fs::File::open(&path)
-                    .map_err(|e| Error::internal(format!("layer {} has no stored tar: {e}", l.diff_id)))?;
-                let size = f.metadata()?.len();
-                if written.insert(l.diff_id.clone()) {
-                    b.append_data(&mut blob_header(size), format!("blobs/sha256/{}", l.diff_id.hex()), f)?;
-                }
-                descs.push(
-                    json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.diff_id, "size": size}),
-                );
-            }
-            let manifest = to_vec(&json!({
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": id, "size": config.len()},
-                "layers": descs,
-            }));
-            let mdigest = Digest::of(&manifest);
-            if written.insert(mdigest.clone()) {
-                b.append_data(
-                    &mut blob_header(manifest.len() as u64),
-                    format!("blobs/sha256/{}", mdigest.hex()),
-                    &manifest[..],
-                )?;
-            }
-            let desc = |annotations: Value| json!({"mediaType": OCI_MANIFEST, "digest": mdigest, "size": manifest.len(), "annotations": annotations});
+        for (id, tags) in chosen {
+            let (top, layers) = self.write_image(&mut b, &mut written, id)?;
+            let kept = |i: &Digest| only.is_none_or(|o| o.contains(i)) && self.has_image(i).unwrap_or(false);
+            let platforms = self.index_of_any(tags)?.filter(|rec| rec.images().filter(|i| kept(i)).count() > 1);
+            let top = match platforms {
+                Some(rec) => self.write_platforms(&mut b, &mut written, &rec, &kept)?,
+                None => top,
+            };
             if tags.is_empty() {
-                index.push(desc(json!({})));
+                index.push(with_annotations(&top, json!({})));
             }
             for t in tags {
-                index.push(desc(json!({
-                    "io.containerd.image.name": t.to_string(),
-                    "org.opencontainers.image.ref.name": t.tag().unwrap_or("latest"),
-                })));
+                index.push(with_annotations(
+                    &top,
+                    json!({
+                        "io.containerd.image.name": t.to_string(),
+                        "org.opencontainers.image.ref.name": t.tag().unwrap_or("latest"),
+                    }),
+                ));
                 if let Some(top) = layers.last() {
                     repositories
                         .entry(t.familiar_repository())
@@ -190,12 +232,67 @@ impl ImageStore {
         Ok(b.into_inner()?)
     }
 
+    /// One image's config, layers (as plain tars, named by diff id) and an OCI manifest over
+    /// them; the manifest's descriptor and the layers.
+    fn write_image<W: Write>(
+        &self,
+        b: &mut tar::Builder<W>,
+        written: &mut HashSet<Digest>,
+        id: &Digest,
+    ) -> Result<(Value, Vec<LayerInfo>)> {
+        let config = std::fs::read(self.layout.blob(id.hex()))?;
+        let layers = self.layers_of(id)?;
+        if written.insert(id.clone()) {
+            b.append_data(&mut blob_header(config.len() as u64), format!("blobs/sha256/{}", id.hex()), &config[..])?;
+        }
+        let mut descs = Vec::new();
+        for l in &layers {
+            let path = self.layer_tar(&l.chain_id);
+            let f = std::fs::File::open(&path)
+                .map_err(|e| Error::internal(format!("layer {} has no stored tar: {e}", l.diff_id)))?;
+            let size = f.metadata()?.len();
+            if written.insert(l.diff_id.clone()) {
+                b.append_data(&mut blob_header(size), format!("blobs/sha256/{}", l.diff_id.hex()), f)?;
+            }
+            descs.push(
+                json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.diff_id, "size": size}),
+            );
+        }
+        let manifest = to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": id, "size": config.len()},
+            "layers": descs,
+        }));
+        let desc = write_blob(b, written, OCI_MANIFEST, &manifest)?;
+        Ok((desc, layers))
+    }
+
+    /// Every platform of `rec` that is here, and an index over them; the index's descriptor.
+    fn write_platforms<W: Write>(
+        &self,
+        b: &mut tar::Builder<W>,
+        written: &mut HashSet<Digest>,
+        rec: &IndexRecord,
+        kept: &dyn Fn(&Digest) -> bool,
+    ) -> Result<Value> {
+        let mut manifests = Vec::new();
+        for e in &rec.manifests {
+            let Some(id) = e.image.as_ref().filter(|i| kept(i)) else { continue };
+            let (mut desc, _) = self.write_image(b, written, id)?;
+            desc["platform"] = json!(e.descriptor.platform);
+            manifests.push(desc);
+        }
+        let index = to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}));
+        write_blob(b, written, OCI_INDEX, &index)
+    }
+
     /// Loads every image of an archive. Returns Docker's lines: `Loaded image: x:tag` or
     /// `Loaded image ID: sha256:...`. Nothing of a failed load stays visible.
-    pub fn load(&self, body: impl Read) -> Result<Vec<String>> {
+    pub fn load(&self, body: impl Read, opts: &LoadOptions) -> Result<Vec<String>> {
         let tmp = self.layout.tmp().join(format!("load-{}", berth_types::new_id()));
         std::fs::create_dir_all(&tmp)?;
-        let res = self.load_from(body, &tmp);
+        let res = self.load_from(body, &tmp, opts);
         crate::store::remove_tree(&tmp)?;
         if res.is_err() {
             let _ = self.gc();
@@ -203,17 +300,22 @@ impl ImageStore {
         res
     }
 
-    fn load_from(&self, body: impl Read, tmp: &Path) -> Result<Vec<String>> {
+    fn load_from(&self, body: impl Read, tmp: &Path, opts: &LoadOptions) -> Result<Vec<String>> {
         let plain = crate::compress::decompress(body)?;
         // The archive is itself untrusted: unpack it with the confined applier.
         crate::apply::apply(plain, &Root::open(tmp)?).map_err(|e| e.context("invalid archive"))?;
         let root = Root::open(tmp)?;
-        let found = match root.read(Path::new("manifest.json")) {
-            Ok(m) => docker_archive(&m)?,
-            Err(_) => match root.read(Path::new("index.json")) {
-                Ok(i) => oci_layout(&root, &i)?,
-                Err(_) => return Err(Error::invalid("invalid archive: neither manifest.json nor index.json found")),
-            },
+        // The OCI layout when it holds a multi-platform image (manifest.json names one platform
+        // only) or there is no manifest.json; else the docker-archive, as Docker reads both.
+        let index = root.read(Path::new("index.json")).ok();
+        let multi = index.as_deref().is_some_and(holds_an_index);
+        let found = match (root.read(Path::new("manifest.json")), index) {
+            (Ok(m), _) if !multi => docker_archive(&m)?,
+            (_, Some(i)) => oci_layout(&root, &i, opts)?,
+            (Err(_), None) => {
+                return Err(Error::invalid("invalid archive: neither manifest.json nor index.json found"))
+            }
+            (Ok(_), None) => unreachable!("multi implies an index"),
         };
         if found.is_empty() {
             return Err(Error::invalid("invalid archive: it holds no image"));
@@ -266,6 +368,15 @@ impl ImageStore {
                 layers.push(info);
             }
             let id = self.create_image(&config, &layers, &f.tags)?;
+            // The other platforms of a named multi-platform image are loaded under its name.
+            let named_elsewhere = f.tags.is_empty() && f.from_index.as_ref().is_some_and(|x| !x.refs.is_empty());
+            if let Some(x) = f.from_index {
+                let pulled = crate::PulledManifest { manifest: &x.manifest, image: &id, content_size: x.content_size };
+                self.record_index(&x.refs, x.record, pulled)?;
+            }
+            if named_elsewhere {
+                continue;
+            }
             if f.tags.is_empty() {
                 out.push(format!("Loaded image ID: {id}"));
             }
@@ -294,6 +405,7 @@ fn docker_archive(manifest: &[u8]) -> Result<Vec<Found>> {
                 // against the config's diff ids when the image is created.
                 layers: m.layers.iter().map(|l| (PathBuf::from(l), None)).collect(),
                 tags,
+                from_index: None,
             })
         })
         .collect()
@@ -304,11 +416,18 @@ fn blob_path(digest: &str) -> Result<(PathBuf, Digest)> {
     Ok((PathBuf::from(format!("blobs/sha256/{}", d.hex())), d))
 }
 
-fn oci_layout(root: &Root, index: &[u8]) -> Result<Vec<Found>> {
+fn holds_an_index(index: &[u8]) -> bool {
+    let idx: Value = serde_json::from_slice(index).unwrap_or_default();
+    idx["manifests"]
+        .as_array()
+        .is_some_and(|ms| ms.iter().any(|d| matches!(d["mediaType"].as_str(), Some(OCI_INDEX) | Some(DOCKER_LIST))))
+}
+
+fn oci_layout(root: &Root, index: &[u8], opts: &LoadOptions) -> Result<Vec<Found>> {
     let idx: Value =
         serde_json::from_slice(index).map_err(|e| Error::invalid(format!("invalid archive: index.json: {e}")))?;
     let mut out = Vec::new();
-    collect(root, &idx, &mut out, 0)?;
+    collect(root, &idx, &mut out, opts, 0)?;
     Ok(out)
 }
 
@@ -321,7 +440,16 @@ fn read_blob(root: &Root, digest: &str) -> Result<Vec<u8>> {
     Ok(data)
 }
 
-fn collect(root: &Root, index: &Value, out: &mut Vec<Found>, depth: u32) -> Result<()> {
+/// The references a descriptor of index.json names.
+fn names_of(desc: &Value) -> Result<Vec<Reference>> {
+    let ann = &desc["annotations"];
+    let name = ann["io.containerd.image.name"]
+        .as_str()
+        .or(ann["org.opencontainers.image.ref.name"].as_str().filter(|n| n.contains(':') || n.contains('/')));
+    Ok(name.map(Reference::parse_tagged).transpose()?.into_iter().collect())
+}
+
+fn collect(root: &Root, index: &Value, out: &mut Vec<Found>, opts: &LoadOptions, depth: u32) -> Result<()> {
     if depth > 4 {
         return Err(Error::invalid("invalid archive: indexes nest too deep"));
     }
@@ -329,8 +457,11 @@ fn collect(root: &Root, index: &Value, out: &mut Vec<Found>, depth: u32) -> Resu
         let media = desc["mediaType"].as_str().unwrap_or("");
         let digest = desc["digest"].as_str().unwrap_or("");
         if let Some(p) = desc.get("platform") {
-            let arch = crate::store::docker_arch();
-            if p["os"].as_str().is_some_and(|o| o != "linux") || p["architecture"].as_str().is_some_and(|a| a != arch) {
+            let fits = match opts.platforms.is_empty() {
+                false => opts.wants(p),
+                true => depth > 0 || is_host(p),
+            };
+            if !fits {
                 continue;
             }
         }
@@ -338,29 +469,95 @@ fn collect(root: &Root, index: &Value, out: &mut Vec<Found>, depth: u32) -> Resu
         let v: Value = serde_json::from_slice(&blob)
             .map_err(|e| Error::invalid(format!("invalid archive: manifest {digest}: {e}")))?;
         if media == OCI_INDEX || media == DOCKER_LIST || v.get("manifests").is_some() {
-            collect(root, &v, out, depth + 1)?;
+            if depth == 0 {
+                platforms_of(root, desc, &v, &blob, out, opts)?;
+            } else {
+                collect(root, &v, out, opts, depth + 1)?;
+            }
             continue;
         }
-        let ann = &desc["annotations"];
-        let name = ann["io.containerd.image.name"]
-            .as_str()
-            .or(ann["org.opencontainers.image.ref.name"].as_str().filter(|n| n.contains(':') || n.contains('/')));
-        let tags: Vec<Reference> = name.map(Reference::parse_tagged).transpose()?.into_iter().collect();
-        let (config, config_digest) = blob_path(v["config"]["digest"].as_str().unwrap_or(""))?;
-        let layers = v["layers"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-            .iter()
-            .map(|l| blob_path(l["digest"].as_str().unwrap_or("")).map(|(p, d)| (p, Some(d))))
-            .collect::<Result<Vec<_>>>()?;
+        let tags = names_of(desc)?;
+        let Some(f) = found(&v, tags, None)? else { continue };
         // The same manifest listed once per tag: one image, all its tags.
-        if let Some(f) = out.iter_mut().find(|f| f.config == config) {
-            f.tags.extend(tags);
+        if let Some(same) = out.iter_mut().find(|o| o.config == f.config) {
+            same.tags.extend(f.tags);
             continue;
         }
-        out.push(Found { config, config_digest: Some(config_digest), layers, tags });
+        out.push(f);
     }
+    Ok(())
+}
+
+/// The image a manifest describes.
+fn found(v: &Value, tags: Vec<Reference>, from_index: Option<FromIndex>) -> Result<Option<Found>> {
+    let (config, config_digest) = blob_path(v["config"]["digest"].as_str().unwrap_or(""))?;
+    let layers = v["layers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|l| blob_path(l["digest"].as_str().unwrap_or("")).map(|(p, d)| (p, Some(d))))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(Found { config, config_digest: Some(config_digest), layers, tags, from_index }))
+}
+
+/// A multi-platform image of index.json: each platform whose content the archive holds (or the
+/// one asked for) becomes an image; the references go to this host's platform, or the first.
+fn platforms_of(
+    root: &Root,
+    desc: &Value,
+    index: &Value,
+    blob: &[u8],
+    out: &mut Vec<Found>,
+    opts: &LoadOptions,
+) -> Result<()> {
+    let refs = names_of(desc)?;
+    let parsed: crate::index::ParsedIndex = serde_json::from_slice(blob)
+        .map_err(|e| Error::invalid(format!("invalid archive: index {}: {e}", desc["digest"])))?;
+    let record = parsed.record(Digest::of(blob), blob.len() as u64, desc["mediaType"].as_str().unwrap_or(OCI_INDEX));
+    let mut mine = Vec::new();
+    for m in index["manifests"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let Some(p) = m.get("platform") else { continue };
+        if !opts.wants(p) || p["os"] == "unknown" {
+            continue;
+        }
+        // Platforms whose content was left out of the archive are skipped, as Docker does.
+        let digest = m["digest"].as_str().unwrap_or("");
+        let Ok(mblob) = read_blob(root, digest) else { continue };
+        let v: Value = serde_json::from_slice(&mblob)
+            .map_err(|e| Error::invalid(format!("invalid archive: manifest {digest}: {e}")))?;
+        let present =
+            |d: &Value| blob_path(d["digest"].as_str().unwrap_or("")).is_ok_and(|(p, _)| root.read(&p).is_ok());
+        let layers = v["layers"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        if !present(&v["config"]) || !layers.iter().all(present) {
+            continue;
+        }
+        let content = mblob.len() as u64
+            + v["config"]["size"].as_u64().unwrap_or(0)
+            + layers.iter().map(|l| l["size"].as_u64().unwrap_or(0)).sum::<u64>();
+        let x = FromIndex {
+            record: record.clone(),
+            refs: refs.clone(),
+            manifest: digest.to_string(),
+            content_size: content,
+        };
+        if let Some(f) = found(&v, Vec::new(), Some(x))? {
+            mine.push((is_host(p), f));
+        }
+    }
+    if mine.is_empty() {
+        let asked: Vec<String> = opts.platforms.iter().map(|p| format!("{}/{}", p.os, p.architecture)).collect();
+        return Err(Error::invalid(match asked.is_empty() {
+            false => format!("invalid archive: no image for platform {} in it", asked.join(", ")),
+            true => "invalid archive: no platform of its multi-platform image is in it".to_string(),
+        }));
+    }
+    let default = mine.iter().position(|(host, _)| *host).unwrap_or(0);
+    mine[default].1.tags = refs;
+    // The default goes last, so the references end up on it.
+    let last = mine.remove(default);
+    out.extend(mine.into_iter().map(|(_, f)| f));
+    out.push(last.1);
     Ok(())
 }
 
@@ -378,10 +575,10 @@ mod tests {
             .unwrap();
         let archive = s1.save(&["bb:1".into()], Vec::new()).unwrap();
         let (_b, s2) = store();
-        assert_eq!(s2.load(&archive[..]).unwrap(), vec!["Loaded image: bb:1".to_string()]);
+        assert_eq!(s2.load(&archive[..], &LoadOptions::default()).unwrap(), vec!["Loaded image: bb:1".to_string()]);
         assert_eq!(s2.resolve("bb:1").unwrap().id, id);
         // Loading twice is idempotent.
-        s2.load(&archive[..]).unwrap();
+        s2.load(&archive[..], &LoadOptions::default()).unwrap();
         assert_eq!(s2.list().unwrap().len(), 1);
     }
 
@@ -399,13 +596,13 @@ mod tests {
         let mut bad = archive.clone();
         bad[pos] = b'y';
         let (_b, s2) = store();
-        let e = s2.load(&bad[..]).unwrap_err();
+        let e = s2.load(&bad[..], &LoadOptions::default()).unwrap_err();
         assert_eq!(e.kind, berth_types::ErrorKind::InvalidArgument, "{e}");
         assert!(s2.list().unwrap().is_empty());
         assert_eq!(std::fs::read_dir(s2.layout().layers()).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(s2.layout().tmp()).unwrap().count(), 0);
         // Truncated.
-        let e = s2.load(&archive[..archive.len() / 3]).unwrap_err();
+        let e = s2.load(&archive[..archive.len() / 3], &LoadOptions::default()).unwrap_err();
         assert_eq!(e.kind, berth_types::ErrorKind::InvalidArgument, "{e}");
         assert!(s2.list().unwrap().is_empty());
     }
@@ -438,7 +635,7 @@ mod tests {
         }
         let archive = b.into_inner().unwrap();
         let (_d, s) = store();
-        assert!(s.load(&archive[..]).is_err(), "a layer outside the archive was loaded");
+        assert!(s.load(&archive[..], &LoadOptions::default()).is_err(), "a layer outside the archive was loaded");
         assert!(s.list().unwrap().is_empty());
         assert_eq!(std::fs::read(outside.path().join("layer.tar")).unwrap(), layer);
     }

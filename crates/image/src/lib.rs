@@ -6,6 +6,7 @@ mod buildcache;
 pub mod changes;
 pub mod compress;
 mod distmeta;
+mod index;
 mod ingest;
 mod layout;
 mod snapshot;
@@ -14,8 +15,10 @@ mod store;
 mod testutil;
 pub mod tree;
 
+pub use archive::{LoadOptions, SaveSet};
 pub use buildcache::{CacheEntry, CachePruneOptions, CacheRecord};
 pub use distmeta::BlobSource;
+pub use index::{IndexEntry, IndexRecord, PulledManifest};
 pub use ingest::{CommitOptions, LayerInfo, Lease, Unpacked};
 pub use layout::Layout;
 pub use store::{chain_id, DeleteResponse, Image, ImageStore, ImportOptions, Snapshot, Usage};

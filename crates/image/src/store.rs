@@ -240,11 +240,32 @@ impl ImageStore {
     pub fn tag(&self, name: &str, reference: &Reference) -> Result<Image> {
         let img = self.resolve(name)?;
         self.store.put(TAGS, &reference.to_string(), &img.id)?;
+        if let Ok(from) = Reference::parse_tagged(name) {
+            self.copy_index_link(&from, reference)?;
+        }
         Ok(img)
     }
 
     /// Removes a tag or an image with Docker's rules. `usage` lists the containers using an image id.
+    /// The platforms of a multi-platform image go with the last reference that names it.
     pub fn delete(
+        &self,
+        name: &str,
+        force: bool,
+        usage: &dyn Fn(&Digest) -> Vec<Usage>,
+    ) -> Result<Vec<DeleteResponse>> {
+        let img = self.resolve(name)?;
+        let linked = self.index_of_any(img.tags.iter().chain(&img.repo_digests))?;
+        let mut out = self.delete_image(name, force, usage)?;
+        if let Some(rec) = linked {
+            out.extend(self.delete_orphan_platforms(&rec, usage)?);
+        }
+        self.forget_stale_indexes()?;
+        Ok(out)
+    }
+
+    /// [`delete`](Self::delete) of one image or tag.
+    pub(crate) fn delete_image(
         &self,
         name: &str,
         force: bool,
@@ -349,7 +370,12 @@ impl ImageStore {
         let mut reclaimed = 0;
         let images = self.list()?;
         let parents: HashSet<&Digest> = images.iter().filter_map(|i| i.parent.as_ref()).collect();
+        // The platforms of a multi-platform image are named through its index: not dangling.
+        let platforms = if all { HashSet::new() } else { self.platform_images()? };
         for img in &images {
+            if platforms.contains(&img.id) {
+                continue;
+            }
             // Only top images: deleting one takes its untagged build parents along.
             if parents.contains(&img.id) || self.store.get::<ImageRecord>(IMAGES, img.id.as_str())?.is_none() {
                 continue;

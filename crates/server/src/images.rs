@@ -55,6 +55,7 @@ fn summary(img: &Image, containers: usize) -> ImageSummary {
         shared_size: -1,
         labels: img.config.config.labels.clone(),
         containers: i64::try_from(containers).unwrap_or(i64::MAX),
+        manifests: None,
     }
 }
 
@@ -89,11 +90,15 @@ async fn list(
     let parents: std::collections::HashSet<&berth_types::Digest> =
         all.iter().filter_map(|i| i.parent.as_ref()).collect();
     let show_all = q.bool("all");
+    // The other platforms of a multi-platform image are listed under its references (Manifests).
+    let platforms = svc.platform_images().await?;
+    let member = |i: &Image| i.tags.is_empty() && platforms.contains(&i.id);
     let mut out: Vec<&Image> = all
         .iter()
         .filter(|i| show_all || !(i.tags.is_empty() && i.repo_digests.is_empty() && parents.contains(&i.id)))
+        .filter(|i| show_all || !member(i))
         .filter(|i| match f.get("dangling").first().map(String::as_str) {
-            Some("true") | Some("1") => i.tags.is_empty(),
+            Some("true") | Some("1") => i.tags.is_empty() && !member(i),
             Some("false") | Some("0") => !i.tags.is_empty(),
             _ => true,
         })
@@ -108,15 +113,19 @@ async fn list(
     out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
     // How many containers use each image (API 1.51+; -1 before).
     let used = ctrs.image_users();
-    let list: Vec<Value> = out
-        .iter()
-        .map(|i| {
-            let s = summary(i, used.get(i.id.as_str()).copied().unwrap_or(0));
-            let mut s = serde_json::to_value(s).unwrap_or_default();
-            shape::image_summary(&v, &mut s);
-            s
-        })
-        .collect();
+    // `identity` (1.54) asks for the manifests, each with its image's origin.
+    let with_identity = q.bool("identity") && !v.less_than("1.54");
+    let with_manifests = (q.bool("manifests") && !v.less_than("1.47")) || with_identity;
+    let mut list: Vec<Value> = Vec::with_capacity(out.len());
+    for i in out {
+        let mut s = summary(i, used.get(i.id.as_str()).copied().unwrap_or(0));
+        if with_manifests {
+            s.manifests = Some(svc.manifests(i, with_identity).await?.unwrap_or_default());
+        }
+        let mut s = serde_json::to_value(s).unwrap_or_default();
+        shape::image_summary(&v, &mut s);
+        list.push(s);
+    }
     Ok(json_response(&list))
 }
 
@@ -127,11 +136,11 @@ fn reference_matches(pattern: &str, r: &Reference) -> bool {
     berth_api::filters::glob(pattern, &fam) || berth_api::filters::glob(pattern, &repo)
 }
 
-/// The newest shape of `GET /images/{name}/json`; `shape::image_inspect` makes the older ones.
-fn inspect_json(img: &Image, v: &ApiVersion) -> Value {
+/// The newest shape of `GET /images/{name}/json`, before the pull's descriptor and manifests.
+fn inspect(img: &Image) -> ImageInspect {
     let c = &img.config;
     let text = |o: &Option<String>| o.clone().unwrap_or_default();
-    let typed = ImageInspect {
+    ImageInspect {
         id: img.id.to_string(),
         repo_tags: img.tags.iter().map(|t| t.familiar()).collect(),
         repo_digests: img.repo_digests.iter().map(|t| t.familiar()).collect(),
@@ -148,7 +157,14 @@ fn inspect_json(img: &Image, v: &ApiVersion) -> Value {
         graph_driver: ImageGraphDriver { name: "overlay2".into(), data: None },
         root_fs: InspectRootFs { kind: "layers".into(), layers: c.rootfs.diff_ids.clone() },
         metadata: ImageMetadata { last_tag_time: berth_api::ZERO_TIME.into() },
-    };
+        descriptor: None,
+        manifests: None,
+        identity: None,
+    }
+}
+
+/// `shape::image_inspect` makes the older shapes.
+fn inspect_json(typed: ImageInspect, img: &Image, v: &ApiVersion) -> Value {
     let mut j = serde_json::to_value(typed).unwrap_or_default();
     let legacy = json!({
         "Container": img.config.container.clone().unwrap_or_default(),
@@ -158,11 +174,9 @@ fn inspect_json(img: &Image, v: &ApiVersion) -> Value {
     j
 }
 
-/// The `platform` parameters a request gives (JSON-encoded OCI platforms from 1.46, or
-/// `os/arch[/variant]`), checked against `img`: Berth keeps one platform per image, so asking
-/// for another is Docker's 404 for a platform the image does not have.
-fn check_platforms(img: &Image, asked: &[String]) -> ApiResult<()> {
-    // A parameter may also hold a JSON array of platforms.
+/// The `platform` parameters a request gives: JSON-encoded OCI platforms from 1.46 (one per
+/// parameter, or a JSON array), or `os/arch[/variant]`.
+fn platforms(asked: &[String]) -> ApiResult<Vec<Platform>> {
     let asked: Vec<String> = asked
         .iter()
         .flat_map(|p| match serde_json::from_str::<Vec<Value>>(p) {
@@ -170,59 +184,57 @@ fn check_platforms(img: &Image, asked: &[String]) -> ApiResult<()> {
             Err(_) => vec![p.clone()],
         })
         .collect();
+    let mut out = Vec::new();
     for p in asked.iter().filter(|p| !p.is_empty()) {
-        let want: Platform = match serde_json::from_str(p) {
+        out.push(match serde_json::from_str(p) {
             Ok(w) => w,
             Err(_) if !p.trim_start().starts_with('{') => Platform::parse(p)?,
             Err(e) => return Err(ApiError(Error::invalid(format!("invalid platform {p:?}: {e}")))),
-        };
-        let have_variant = img.config.variant.as_deref().unwrap_or("");
-        let fits = want.os == img.config.os
-            && want.architecture == img.config.architecture
-            && want.variant.as_deref().is_none_or(|v| v.is_empty() || v == have_variant);
-        if !fits {
-            let show = |os: &str, arch: &str, v: &str| {
-                if v.is_empty() {
-                    format!("{os}/{arch}")
-                } else {
-                    format!("{os}/{arch}/{v}")
-                }
-            };
-            return Err(ApiError(Error::not_found(format!(
-                "image with reference {} was found but does not match the specified platform: wanted {}, actual: {}",
-                img.id,
-                show(&want.os, &want.architecture, want.variant.as_deref().unwrap_or("")),
-                show(&img.config.os, &img.config.architecture, have_variant),
-            ))));
-        }
+        });
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The platforms a save or load keeps: one from 1.48, several from 1.52, every one before.
+fn save_platforms(q: &Query, v: &ApiVersion) -> ApiResult<Vec<Platform>> {
+    let mut p = if v.less_than("1.48") { Vec::new() } else { platforms(&q.all("platform"))? };
+    if v.less_than("1.52") {
+        p.truncate(1);
+    }
+    Ok(p)
+}
+
+/// The image `name` names for the request's `platform` (one; the first when several are given).
+async fn resolve_for(svc: &ImageService, name: &str, asked: &[String]) -> ApiResult<Image> {
+    let p = platforms(asked)?;
+    Ok(svc.resolve_for(name, p.first()).await?)
 }
 
 /// Streams an archive: the blocking writer fills one end of a pipe, the response drains the other.
-fn tar_stream(svc: &ImageService, names: Vec<String>) -> ApiResult<Response> {
+async fn tar_stream(svc: &ImageService, names: Vec<String>, platforms: &[Platform]) -> ApiResult<Response> {
     let (w, r) = tokio::io::duplex(256 * 1024);
-    svc.save(names, w)?;
+    svc.save(names, platforms, w).await?;
     Response::builder()
         .header("Content-Type", "application/x-tar")
         .body(Body::from_stream(tokio_util::io::ReaderStream::new(r)))
         .map_err(|e| ApiError(Error::internal(e.to_string())))
 }
 
-async fn save_many(State(svc): Svc, q: Query) -> ApiResult<Response> {
+async fn save_many(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
     let names = q.all("names");
     if names.is_empty() {
         return Err(ApiError(Error::invalid("no images to save: give names=")));
     }
-    tar_stream(&svc, names)
+    tar_stream(&svc, names, &save_platforms(&q, &v)?).await
 }
 
-async fn load(State(svc): Svc, req: Request) -> ApiResult<Response> {
+async fn load(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>, req: Request) -> ApiResult<Response> {
+    let platforms = save_platforms(&q, &v)?;
     let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
     // As Docker: the answer is a 200 JSON stream whatever happens, and a load that fails says so
     // in it (the docker CLI prints it and exits 1; docker-py raises ImageLoadError from it).
     let mut out = Vec::new();
-    match svc.load(body).await {
+    match svc.load(body, &platforms).await {
         Ok(lines) => {
             for l in lines {
                 out.extend(progress::stream(&format!("{l}\n")));
@@ -257,30 +269,34 @@ async fn get_dispatch(
         )));
     }
     if let Some(name) = rest.strip_suffix("/get") {
-        if !v.less_than("1.48") {
-            check_platforms(&svc.resolve(name).await?, &q.all("platform"))?;
-        }
-        return tar_stream(&svc, vec![name.to_string()]);
+        return tar_stream(&svc, vec![name.to_string()], &save_platforms(&q, &v)?).await;
     }
     if let Some(name) = rest.strip_suffix("/json") {
-        let img = svc.resolve(name).await?;
-        if !v.less_than("1.49") {
-            check_platforms(&img, &q.all("platform"))?;
+        let img = if v.less_than("1.49") {
+            svc.resolve(name).await?
+        } else {
+            resolve_for(&svc, name, &q.all("platform")).await?
+        };
+        let mut typed = inspect(&img);
+        typed.descriptor = svc.descriptor(&img).await?;
+        typed.identity = berth_daemon::images::identity(&img);
+        if q.bool("manifests") {
+            typed.manifests = Some(svc.manifests(&img, false).await?.unwrap_or_default());
         }
-        return Ok(json_response(&inspect_json(&img, &v)));
+        return Ok(json_response(&inspect_json(typed, &img, &v)));
     }
     // In-toto attestations (1.55): Berth stores an image's config and layers, never the
     // attestation manifests of an index, so a known image has none.
     if let Some(name) = rest.strip_suffix("/attestations") {
-        let img = svc.resolve(name).await?;
-        check_platforms(&img, &q.all("platform"))?;
+        resolve_for(&svc, name, &q.all("platform")).await?;
         return Ok(json_response(&json!([])));
     }
     if let Some(name) = rest.strip_suffix("/history") {
-        let img = svc.resolve(name).await?;
-        if !v.less_than("1.48") {
-            check_platforms(&img, &q.all("platform"))?;
-        }
+        let img = if v.less_than("1.48") {
+            svc.resolve(name).await?
+        } else {
+            resolve_for(&svc, name, &q.all("platform")).await?
+        };
         // Non-empty history entries map, in order, onto the layers.
         let mut sizes = img.layer_sizes.iter();
         let mut hist: Vec<Value> = img
@@ -348,14 +364,12 @@ fn progress_response(rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> ApiRe
 
 /// `POST /images/{name}/push?tag=`.
 async fn push(svc: Arc<ImageService>, name: &str, q: &Query, headers: &HeaderMap) -> ApiResult<Response> {
-    if q.str("platform").is_some_and(|p| !p.is_empty()) {
-        check_platforms(&svc.resolve(name).await?, &q.all("platform"))?;
-    }
+    let platform = platforms(&q.all("platform"))?.into_iter().next();
     let mut reference = Reference::parse(name)?;
     if let Some(t) = q.str("tag").filter(|t| !t.is_empty()) {
         reference = reference.with_tag(t)?;
     }
-    let rx = svc.push(PushOptions { reference, auth: registry_auth(headers)? }).await?;
+    let rx = svc.push(PushOptions { reference, auth: registry_auth(headers)?, platform }).await?;
     progress_response(rx)
 }
 
@@ -379,10 +393,10 @@ async fn distribution(State(svc): Svc, Path(name): Path<String>, headers: Header
 }
 
 async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
-    // `platforms` (1.50): content of those platforms only; the image is one platform, so one
-    // that is not its own is a 404 and its own is the whole image.
-    if q.all("platforms").iter().any(|p| !p.is_empty()) {
-        check_platforms(&svc.resolve(&name).await?, &q.all("platforms"))?;
+    // `platforms` (1.50): only those platforms of a multi-platform image.
+    let only = platforms(&q.all("platforms"))?;
+    if !only.is_empty() {
+        return Ok(json_response(&svc.delete_platforms(&name, &only, q.bool("force")).await?));
     }
     Ok(json_response(&svc.delete(&name, q.bool("force")).await?))
 }

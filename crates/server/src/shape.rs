@@ -129,6 +129,13 @@ const CONTAINER_ONLY: &[&str] = &[
 /// `GET /images/{name}/json`, from the newest shape: `Config` holds only what is set, and
 /// `Parent`, `Comment`, `DockerVersion` and `Author` are there only when set.
 pub fn image_inspect(v: &ApiVersion, i: &mut Value, legacy: &Value) {
+    if v.less_than("1.53") {
+        remove_key(i, "Identity");
+    }
+    if v.less_than("1.48") {
+        remove_key(i, "Descriptor");
+        remove_key(i, "Manifests");
+    }
     if let Some(cfg) = i["Config"].as_object_mut() {
         cfg.retain(|k, val| !CONTAINER_ONLY.contains(&k.as_str()) && !is_empty(val));
     }

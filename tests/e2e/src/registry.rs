@@ -407,6 +407,10 @@ impl BerthRegistry {
 impl Drop for BerthRegistry {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A failing test shows whether the registry was still up, and what it said.
+            if std::thread::panicking() {
+                eprintln!("--- berth-registry {} (exit: {:?}) ---\n{}", self.addr, c.try_wait(), self.log());
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -491,4 +495,51 @@ pub fn image_manifest(config: &str, config_len: usize, layer: &str, layer_len: u
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_len},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_len}],
     })
+}
+
+/// Makes `<repo>:<tag>` a two-platform index from the image `<repo>:1` (linux/amd64): that image,
+/// and an "arm64" twin of it (the same layers under a config that says linux/arm64/v8). Returns
+/// the index's digest.
+pub fn push_two_platforms(addr: &str, repo: &str, tag: &str) -> String {
+    const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let (st, h, manifest) =
+        http(addr, "GET", &format!("/v2/{repo}/manifests/1"), &[("Accept", DOCKER_V2)], b"").unwrap();
+    assert_eq!(st, 200);
+    let amd_digest = header(&h, "docker-content-digest").unwrap().to_string();
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let cfg_digest = m["config"]["digest"].as_str().unwrap();
+    let (_, _, cfg) = http(addr, "GET", &format!("/v2/{repo}/blobs/{cfg_digest}"), &[], b"").unwrap();
+    let mut arm_cfg: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
+    arm_cfg["architecture"] = "arm64".into();
+    arm_cfg["variant"] = "v8".into();
+    let arm_cfg = serde_json::to_vec(&arm_cfg).unwrap();
+    // Debian's docker-registry takes no single-POST upload: open a session, then PUT.
+    let arm_cfg_digest = digest_of(&arm_cfg);
+    let (st, h, _) = http(addr, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"").unwrap();
+    assert_eq!(st, 202);
+    let loc = path_of(header(&h, "location").unwrap());
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let (st, _, _) = http(addr, "PUT", &format!("{loc}{sep}digest={arm_cfg_digest}"), &[], &arm_cfg).unwrap();
+    assert_eq!(st, 201);
+    let mut arm = m.clone();
+    arm["config"]["digest"] = arm_cfg_digest.clone().into();
+    arm["config"]["size"] = arm_cfg.len().into();
+    let arm = serde_json::to_vec(&arm).unwrap();
+    let (st, h, _) = put_manifest(addr, repo, "arm", DOCKER_V2, &arm);
+    assert_eq!(st, 201);
+    let arm_digest = header(&h, "docker-content-digest").unwrap().to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_LIST,
+        "manifests": [
+            {"mediaType": DOCKER_V2, "digest": arm_digest, "size": arm.len(),
+             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {"mediaType": DOCKER_V2, "digest": amd_digest, "size": manifest.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ]
+    });
+    let (st, h, body) = put_manifest(addr, repo, tag, DOCKER_LIST, &serde_json::to_vec(&index).unwrap());
+    assert_eq!(st, 201, "index refused: {}", String::from_utf8_lossy(&body));
+    header(&h, "docker-content-digest").unwrap().to_string()
 }

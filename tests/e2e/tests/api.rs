@@ -299,7 +299,7 @@ fn create_checks_the_platform_asked_for() {
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(
             v["message"],
-            format!("image with reference busybox was found but does not match the specified platform: wanted linux/{other}/v8, actual: linux/{arch}")
+            format!("image with reference busybox was found but its platform (linux/{arch}) does not match the specified platform (linux/{other}/v8)")
         );
         let (st, _, b) = raw(&d, "POST", "/containers/create?platform=windows", body).await;
         assert_eq!(st, 404, "{}", String::from_utf8_lossy(&b));

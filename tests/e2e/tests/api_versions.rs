@@ -140,10 +140,7 @@ fn image_answers_by_version() {
     assert_eq!(d.api_at("1.49", "GET", &format!("/images/cfg/json?{}", q(&mine)), None).0, 200);
     let (code, v) = d.api_at("1.49", "GET", &format!("/images/cfg/json?{}", q(other)), None);
     assert_eq!(code, 404, "{v}");
-    assert!(
-        v["message"].as_str().unwrap().contains("does not match the specified platform: wanted linux/s390x"),
-        "{v}"
-    );
+    assert!(v["message"].as_str().unwrap().contains("does not match the specified platform (linux/s390x)"), "{v}");
     assert_eq!(d.api_at("1.48", "GET", &format!("/images/cfg/history?{}", q(other)), None).0, 404);
     assert_eq!(d.api_at("1.48", "GET", &format!("/images/cfg/history?{}", q(&mine)), None).0, 200);
     assert_eq!(d.api_at("1.52", "GET", &format!("/images/cfg/get?{}", q(other)), None).0, 404);

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
-use berth_e2e::registry::{digest_of, free_port, header, http, Auth, Fault, FaultProxy, Registry};
+use berth_e2e::registry::{free_port, Auth, Fault, FaultProxy, Registry};
 use berth_e2e::token::TokenServer;
 use berth_e2e::{err, out, Berthd, Bounded};
 
@@ -130,49 +130,7 @@ fn index_pull_picks_the_platform() {
     let reg = Registry::start(Auth::None);
     let d = Berthd::start();
     let r = seed(&d, &reg, "multi/bb");
-    let accept = [("Accept", "application/vnd.docker.distribution.manifest.v2+json")];
-    let (st, h, manifest) = http(&reg.addr, "GET", "/v2/multi/bb/manifests/1", &accept, b"").unwrap();
-    assert_eq!(st, 200);
-    let amd_digest = header(&h, "docker-content-digest").unwrap().to_string();
-    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-    let cfg_digest = m["config"]["digest"].as_str().unwrap();
-    let (_, _, cfg) = http(&reg.addr, "GET", &format!("/v2/multi/bb/blobs/{cfg_digest}"), &[], b"").unwrap();
-    let mut arm_cfg: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
-    arm_cfg["architecture"] = "arm64".into();
-    arm_cfg["variant"] = "v8".into();
-    let arm_cfg = serde_json::to_vec(&arm_cfg).unwrap();
-    let arm_cfg_digest = digest_of(&arm_cfg);
-    let (st, h, _) = http(&reg.addr, "POST", "/v2/multi/bb/blobs/uploads/", &[], b"").unwrap();
-    assert_eq!(st, 202);
-    let loc = header(&h, "location").unwrap().to_string();
-    let loc = loc.split_once("://").map(|(_, rest)| &rest[rest.find('/').unwrap()..]).unwrap_or(&loc).to_string();
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let (st, _, _) = http(&reg.addr, "PUT", &format!("{loc}{sep}digest={arm_cfg_digest}"), &[], &arm_cfg).unwrap();
-    assert_eq!(st, 201);
-    let mut arm = m.clone();
-    arm["config"]["digest"] = arm_cfg_digest.clone().into();
-    arm["config"]["size"] = arm_cfg.len().into();
-    let arm = serde_json::to_vec(&arm).unwrap();
-    let ct = [("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")];
-    let (st, h, _) = http(&reg.addr, "PUT", "/v2/multi/bb/manifests/arm", &ct, &arm).unwrap();
-    assert_eq!(st, 201);
-    let arm_digest = header(&h, "docker-content-digest").unwrap().to_string();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
-        "manifests": [
-            {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": arm_digest, "size": arm.len(),
-             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
-            {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": amd_digest, "size": manifest.len(),
-             "platform": {"architecture": "amd64", "os": "linux"}},
-        ]
-    });
-    let ct = [("Content-Type", "application/vnd.docker.distribution.manifest.list.v2+json")];
-    let (st, h, _) =
-        http(&reg.addr, "PUT", "/v2/multi/bb/manifests/multi", &ct, &serde_json::to_vec(&index).unwrap()).unwrap();
-    assert_eq!(st, 201, "index refused");
-    let index_digest = header(&h, "docker-content-digest").unwrap().to_string();
-
+    let index_digest = berth_e2e::registry::push_two_platforms(&reg.addr, "multi/bb", "multi");
     let multi = r.replace(":1", ":multi");
     d.ok(&["rmi", "bb-seed", &r]);
     let pull = d.ok(&["pull", &multi]);

@@ -122,9 +122,12 @@ impl ContainerService {
             ErrorKind::NotFound => image_not_found(&config.image),
             _ => e,
         })?;
-        if let Some(want) = platform {
-            check_platform(&config.image, &image.config, want)?;
-        }
+        // A platform of a multi-platform image, or the image itself when it is of that platform.
+        let image = match platform {
+            Some(want) => self.images.resolve_for(&config.image, Some(want)).await?,
+            None => image,
+        };
+        crate::images::check_runnable(&config.image, &crate::images::platform_of(&image.config))?;
         let restart = host_config.restart_policy.name.as_str();
         if !matches!(restart, "" | "no" | "always" | "unless-stopped" | "on-failure") {
             return Err(Error::invalid(format!("invalid restart policy '{restart}'")));
@@ -264,31 +267,6 @@ impl ContainerService {
 /// What Docker fills in at create, so that inspect shows what applies: the runtime (only runc's
 /// equivalent exists here: any other name is refused, never stored and ignored), the 64 MiB
 /// /dev/shm, a private IPC namespace, and the host's cgroup namespace (berthd makes none).
-/// The image's platform against the one asked for (a variant only when both name one).
-fn check_platform(
-    name: &str,
-    img: &berth_api::image::ImageConfig,
-    want: &berth_distribution::manifest::Platform,
-) -> Result<()> {
-    let os = if img.os.is_empty() { "linux" } else { img.os.as_str() };
-    let variant_ok = match (&want.variant, &img.variant) {
-        (Some(w), Some(v)) => w == v,
-        _ => true,
-    };
-    if os == want.os && img.architecture == want.architecture && variant_ok {
-        return Ok(());
-    }
-    let show = |os: &str, arch: &str, v: Option<&String>| match v {
-        Some(v) => format!("{os}/{arch}/{v}"),
-        None => format!("{os}/{arch}"),
-    };
-    Err(Error::not_found(format!(
-        "image with reference {name} was found but does not match the specified platform: wanted {}, actual: {}",
-        show(&want.os, &want.architecture, want.variant.as_ref()),
-        show(os, &img.architecture, img.variant.as_ref())
-    )))
-}
-
 fn apply_host_defaults(hc: &mut berth_api::container::HostConfig) -> Result<()> {
     match hc.runtime.as_str() {
         "" | "runc" => hc.runtime = "runc".into(),

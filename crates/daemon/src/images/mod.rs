@@ -1,7 +1,10 @@
 //! The image service: `berth_image::ImageStore` on blocking threads, plus events and usage rules.
 
+mod platforms;
 pub(crate) mod pull;
 mod push;
+
+pub use platforms::{check_runnable, identity, platform_of};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -227,17 +230,39 @@ impl ImageService {
         blocking(move || store.remove_snapshot(&key)).await
     }
 
-    /// Writes the archive of `names` into `out` (a pipe to the response), on a blocking thread.
-    pub fn save(&self, names: Vec<String>, out: impl tokio::io::AsyncWrite + Send + Unpin + 'static) -> Result<()> {
+    /// Writes the archive of `names` into `out` (a pipe to the response), on a blocking thread:
+    /// of a multi-platform image, every platform that is here, or only those in `platforms`.
+    pub async fn save(
+        &self,
+        names: Vec<String>,
+        platforms: &[berth_distribution::manifest::Platform],
+        out: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
+    ) -> Result<()> {
         // Resolve first, so an unknown name is a 404 before any byte is sent.
-        for n in &names {
-            self.store.resolve(n)?;
-        }
+        let (chosen, only) = if platforms.is_empty() {
+            let (store, names) = (self.store.clone(), names.clone());
+            (blocking(move || store.choose(&names)).await?, None)
+        } else {
+            let (mut chosen, mut only) = (berth_image::SaveSet::new(), std::collections::HashSet::new());
+            for n in &names {
+                let mut first = None;
+                for p in platforms {
+                    let img = self.resolve_for(n, Some(p)).await?;
+                    only.insert(img.id.clone());
+                    first.get_or_insert(img);
+                }
+                let Some(img) = first else { continue };
+                let by_id = n.starts_with("sha256:") || img.id.hex().starts_with(n.as_str());
+                let tags = chosen.entry(img.id).or_default();
+                tags.extend(Reference::parse_tagged(n).ok().filter(|_| !by_id));
+            }
+            (chosen, Some(only))
+        };
         let store = self.store.clone();
         let events = self.events.clone();
         tokio::task::spawn_blocking(move || {
             let mut w = SyncIoBridge::new(out);
-            match store.save(&names, &mut w) {
+            match store.save_chosen(&chosen, only.as_ref(), &mut w) {
                 Ok(_) => {
                     use std::io::Write;
                     let _ = w.flush();
@@ -255,10 +280,15 @@ impl ImageService {
     }
 
     /// Loads an archive streamed from `body`; returns Docker's "Loaded image" lines.
-    pub async fn load(&self, body: impl AsyncRead + Send + Unpin + 'static) -> Result<Vec<String>> {
+    pub async fn load(
+        &self,
+        body: impl AsyncRead + Send + Unpin + 'static,
+        platforms: &[berth_distribution::manifest::Platform],
+    ) -> Result<Vec<String>> {
         let _timer = crate::metrics::image_action("load");
         let store = self.store.clone();
-        let lines = blocking(move || store.load(SyncIoBridge::new(body))).await?;
+        let opts = berth_image::LoadOptions { platforms: platforms.iter().map(platforms::oci).collect() };
+        let lines = blocking(move || store.load(SyncIoBridge::new(body), &opts)).await?;
         for l in &lines {
             let name = l.rsplit(": ").next().unwrap_or("").to_string();
             let mut a = BTreeMap::new();

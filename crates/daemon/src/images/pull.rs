@@ -171,13 +171,18 @@ impl ImageService {
         };
         p.send(progress::status_id(&format!("Pulling from {}", r.path()), &tag_or_digest));
         let want = platform.cloned().unwrap_or_else(Platform::host);
+        // Of an index: the record kept beside the image, and the manifest pulled (digest, size).
+        let mut from_index = None;
         let manifest = match Manifest::parse(&top.content_type, &top.bytes)? {
-            Manifest::Image(m) => m,
+            Manifest::Image(m) => *m,
             Manifest::Index(i) => {
                 let d = i.select(&want)?;
                 let m = repo.get_manifest(d.digest.as_str()).await.map_err(|f| pull_error(r, f))?;
+                let media_type = top.content_type.split(';').next().unwrap_or("").trim();
+                let rec = super::platforms::index_record(&i, media_type, &top.digest, top.bytes.len() as u64);
+                from_index = Some((rec, d.digest.to_string(), m.bytes.len() as u64));
                 match Manifest::parse(&m.content_type, &m.bytes)? {
-                    Manifest::Image(m) => m,
+                    Manifest::Image(m) => *m,
                     Manifest::Index(_) => return Err(Error::invalid("an index may not point at another index")),
                 }
             }
@@ -204,9 +209,17 @@ impl ImageService {
         if r.tag().is_some() {
             refs.push(r.clone());
         }
+        let content_size = manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+        let record_index = |refs: Vec<Reference>| async {
+            match from_index.clone() {
+                Some((rec, m, size)) => self.record_pulled_index(refs, rec, m, id.clone(), size + content_size).await,
+                None => Ok(()),
+            }
+        };
         if let Ok(existing) = self.resolve(id.as_str()).await {
             let (store, refs2) = (self.store.clone(), refs.clone());
             blocking(move || refs2.iter().try_for_each(|x| store.tag(existing.id.as_str(), x).map(|_| ()))).await?;
+            record_index(refs).await?;
             p.send(progress::status(&format!("Digest: {}", top.digest)));
             return Ok(false);
         }
@@ -215,7 +228,7 @@ impl ImageService {
         let (cb, refs2) = (config_bytes.clone(), refs.clone());
         let (registry, repository) = (r.domain().to_string(), r.path().to_string());
         let descs = manifest.layers.clone();
-        let id = blocking(move || {
+        let new_id = blocking(move || {
             for (l, d) in layers.0.iter().zip(&descs) {
                 let src = BlobSource {
                     digest: d.digest.clone(),
@@ -231,11 +244,12 @@ impl ImageService {
             id
         })
         .await?;
+        record_index(refs).await?;
         p.send(progress::status(&format!("Digest: {}", top.digest)));
         let mut attrs = BTreeMap::new();
         attrs.insert("name".to_string(), r.familiar());
         self.events.publish("image", "pull", &r.familiar(), attrs);
-        tracing::info!(image = %r, id = %short_id(id.as_str()), "pulled");
+        tracing::info!(image = %r, id = %short_id(new_id.as_str()), "pulled");
         Ok(true)
     }
 
@@ -424,12 +438,7 @@ impl ImageService {
         let repo = Arc::new(self.registries.repository(r.domain(), r.path(), auth, "pull").await?);
         let m = repo.get_manifest(&reference_arg(r)).await.map_err(|f| pull_error(r, f))?;
         let media_type = m.content_type.split(';').next().unwrap_or("").trim().to_string();
-        let oci = |p: &Platform| OciPlatform {
-            architecture: p.architecture.clone(),
-            os: p.os.clone(),
-            variant: p.variant.clone(),
-            os_version: p.os_version.clone(),
-        };
+        let oci = super::platforms::oci;
         let platforms = match Manifest::parse(&m.content_type, &m.bytes)? {
             Manifest::Index(i) => i.manifests.iter().filter_map(|d| d.platform.as_ref()).map(oci).collect(),
             Manifest::Image(im) => {
@@ -440,7 +449,13 @@ impl ImageService {
             }
         };
         Ok(DistributionInspect {
-            descriptor: Descriptor { media_type, digest: m.digest.to_string(), size: m.bytes.len() as u64 },
+            descriptor: Descriptor {
+                media_type,
+                digest: m.digest.to_string(),
+                size: m.bytes.len() as u64,
+                annotations: None,
+                platform: None,
+            },
             platforms,
         })
     }

@@ -25,6 +25,8 @@ pub struct PushOptions {
     /// With a tag, that tag; without, every local tag of the repository.
     pub reference: Reference,
     pub auth: AuthConfig,
+    /// Of a multi-platform image, push this platform's image as a single-platform one (1.46).
+    pub platform: Option<berth_distribution::manifest::Platform>,
 }
 
 /// A layer as the manifest lists it.
@@ -63,6 +65,12 @@ impl ImageService {
                 "An image does not exist locally with the tag: {}",
                 r.name_only().familiar()
             )));
+        }
+        let mut images = images;
+        if let Some(p) = &opts.platform {
+            for (tag, img) in images.iter_mut() {
+                *img = self.resolve_for(&tag.to_string(), Some(p)).await?;
+            }
         }
         let repo = Arc::new(self.registries.repository(r.domain(), r.path(), opts.auth.clone(), "pull,push").await?);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -125,6 +133,7 @@ impl ImageService {
                 size: config.len() as u64,
                 platform: None,
                 urls: None,
+                annotations: None,
             },
             layers: pushed
                 .into_iter()
@@ -135,6 +144,7 @@ impl ImageService {
                     size: l.size,
                     platform: None,
                     urls: None,
+                    annotations: None,
                 })
                 .collect(),
         };
