@@ -86,6 +86,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn globs() {
+        assert!(glob("bus*", "busybox:latest"));
+        assert!(glob("*box*", "busybox:latest"));
+        assert!(!glob("alp*", "busybox"));
+        assert!(glob("busybox", "busybox"));
+        assert!(glob("a*b*c", "aXbYbZc"));
+        assert!(!glob("a*b*c", "aXbYbZ"));
+        assert!(glob("**", ""));
+        // Once exponential (25 stars) and a stack overflow (200k): now a linear scan.
+        let hostile = "*".repeat(25) + "x";
+        assert!(!glob(&hostile, &"a".repeat(60)));
+        let huge = "*a".repeat(100_000);
+        assert!(!glob(&huge, &"a".repeat(1000)));
+    }
+
+    #[test]
     fn both_spellings() {
         let a = Filters::parse(r#"{"label":{"a=b":true},"status":{"exited":true}}"#).unwrap();
         let b = Filters::parse(r#"{"label":["a=b"],"status":["exited"]}"#).unwrap();

@@ -60,8 +60,8 @@ pub struct ImageConfig {
     pub history: Vec<History>,
 }
 
-/// An OCI platform (`os`/`architecture`[/`variant`]), as the distribution inspect lists them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An OCI platform (`os`/`architecture`[/`variant`]): of an image, an index entry, a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OciPlatform {
     pub architecture: String,
     pub os: String,
@@ -69,6 +69,60 @@ pub struct OciPlatform {
     pub variant: Option<String>,
     #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
+}
+
+impl OciPlatform {
+    pub fn host() -> OciPlatform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        let variant = (arch == "arm64").then(|| "v8".to_string());
+        OciPlatform { architecture: arch.into(), os: "linux".into(), variant, os_version: None }
+    }
+
+    /// `os[/arch[/variant]]` as in `--platform`.
+    pub fn parse(s: &str) -> Result<OciPlatform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let bad = || format!("\"{s}\": unknown operating system or architecture: invalid argument");
+        let (os, arch, variant) = match parts.as_slice() {
+            [os] => (*os, OciPlatform::host().architecture, None),
+            [os, arch] => (*os, (*arch).to_string(), None),
+            [os, arch, v] => (*os, (*arch).to_string(), Some((*v).to_string())),
+            _ => return Err(bad()),
+        };
+        if os.is_empty() || arch.is_empty() {
+            return Err(bad());
+        }
+        let arch = match arch.as_str() {
+            "x86_64" | "x86-64" => "amd64".to_string(),
+            "aarch64" => "arm64".to_string(),
+            _ => arch,
+        };
+        Ok(OciPlatform { os: os.to_lowercase(), architecture: arch, variant, os_version: None })
+    }
+
+    /// Whether this platform (of an image or index entry) serves `want`.
+    pub fn matches(&self, want: &OciPlatform) -> bool {
+        self.os == want.os
+            && self.architecture == want.architecture
+            && match (&want.variant, &self.variant) {
+                (Some(w), Some(v)) => w == v,
+                (Some(w), None) => want.architecture == "arm64" && w == "v8",
+                _ => true,
+            }
+    }
+}
+
+impl std::fmt::Display for OciPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
 }
 
 /// An OCI descriptor: what a manifest is, by type, digest and size.
@@ -197,6 +251,33 @@ pub struct ImageInspect {
     /// Where the image came from, as only the daemon knows it (API 1.53+).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
+    /// The commit's container and its config (below API 1.45 only; the version views drop them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_config: Option<Config>,
+}
+
+/// One entry of `GET /images/{name}/history`, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HistoryItem {
+    /// The image a step left, while it is here; `<missing>` otherwise.
+    pub id: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub created_by: String,
+    pub tags: Option<Vec<String>>,
+    pub size: u64,
+    pub comment: String,
+}
+
+/// One in-toto statement of `GET /images/{name}/attestations` (API 1.55).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttestationStatement {
+    pub descriptor: Descriptor,
+    pub predicate_type: String,
 }
 
 /// Trusted origin of an image: the repositories it was pulled from or pushed to (a tag cannot

@@ -1,5 +1,6 @@
 //! Docker Engine API wire types and codecs.
 
+pub mod auth;
 pub mod container;
 pub mod detach;
 pub mod events;

@@ -192,3 +192,45 @@ pub struct DeviceInfo {
     #[serde(rename = "ID")]
     pub id: String,
 }
+
+/// `GET /system/df`: each kind asked for, with its items and their summary. The server's version
+/// views write the legacy arrays (`Images`, …), the 1.52 summaries (`ImageUsage`, …), or both.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiskUsage {
+    /// The bytes of every image layer, shared layers once.
+    pub layers_size: Option<i64>,
+    pub images: Option<UsageOf<crate::image::ImageSummary>>,
+    pub containers: Option<UsageOf<crate::container::Summary>>,
+    pub volumes: Option<UsageOf<crate::volume::Volume>>,
+    pub build_cache: Option<UsageOf<BuildCacheEntry>>,
+}
+
+/// One kind of object of `docker system df`: how many are in use, their bytes, what a prune
+/// would free, and the items.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UsageOf<T> {
+    pub active_count: usize,
+    pub total_count: usize,
+    pub total_size: i64,
+    pub reclaimable: i64,
+    pub items: Vec<T>,
+}
+
+/// A build cache record as `docker system df -v` and `docker buildx du` list it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BuildCacheEntry {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub parents: Vec<String>,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub description: String,
+    pub in_use: bool,
+    pub shared: bool,
+    pub size: u64,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub usage_count: u64,
+}

@@ -11,6 +11,7 @@ use berth_api::image::ImageConfig;
 pub use berth_builder::BuildOptions;
 use berth_builder::{Backend, BaseImage, Context, Dockerfile, EditFn, Output, RunSpec};
 use berth_distribution::auth::AuthConfig;
+pub use berth_image::CachePruneOptions;
 use berth_image::{CacheEntry, LayerInfo};
 use berth_types::{new_id, short_id, Digest, Error, Reference, Result};
 use serde_json::Value;
@@ -104,7 +105,7 @@ impl BuildService {
     }
 
     /// `POST /build/prune`.
-    pub async fn prune(&self, opts: berth_image::CachePruneOptions) -> Result<(Vec<String>, u64)> {
+    pub async fn prune(&self, opts: CachePruneOptions) -> Result<(Vec<String>, u64)> {
         let store = self.images.store();
         let usage = self.images.usage();
         blocking(move || store.cache_prune(&*usage, &opts)).await

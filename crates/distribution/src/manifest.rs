@@ -36,69 +36,8 @@ pub struct Descriptor {
     pub annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub variant: Option<String>,
-    #[serde(rename = "os.version", skip_serializing_if = "Option::is_none", default)]
-    pub os_version: Option<String>,
-}
-
-impl Platform {
-    pub fn host() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            other => other,
-        };
-        let variant = (arch == "arm64").then(|| "v8".to_string());
-        Platform { architecture: arch.into(), os: "linux".into(), variant, os_version: None }
-    }
-
-    /// `os[/arch[/variant]]` as in `--platform`.
-    pub fn parse(s: &str) -> Result<Platform> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let bad = || Error::invalid(format!("\"{s}\": unknown operating system or architecture: invalid argument"));
-        let (os, arch, variant) = match parts.as_slice() {
-            [os] => (*os, Platform::host().architecture, None),
-            [os, arch] => (*os, (*arch).to_string(), None),
-            [os, arch, v] => (*os, (*arch).to_string(), Some((*v).to_string())),
-            _ => return Err(bad()),
-        };
-        if os.is_empty() || arch.is_empty() {
-            return Err(bad());
-        }
-        let arch = match arch.as_str() {
-            "x86_64" | "x86-64" => "amd64".to_string(),
-            "aarch64" => "arm64".to_string(),
-            _ => arch,
-        };
-        Ok(Platform { os: os.to_lowercase(), architecture: arch, variant, os_version: None })
-    }
-
-    /// Whether this platform (of an image or index entry) serves `want`.
-    pub fn matches(&self, want: &Platform) -> bool {
-        self.os == want.os
-            && self.architecture == want.architecture
-            && match (&want.variant, &self.variant) {
-                (Some(w), Some(v)) => w == v,
-                (Some(w), None) => want.architecture == "arm64" && w == "v8",
-                _ => true,
-            }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
+/// An OCI platform: one type from the API to the registry.
+pub use berth_api::image::OciPlatform as Platform;
 
 /// A Docker schema 2 or OCI image manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,8 +11,8 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine;
 use berth_api::container::HostConfig;
-use berth_daemon::build::BuildOptions;
-use berth_daemon::BuildService;
+use berth_daemon::backend::BuildBackend;
+use berth_daemon::build::{BuildOptions, CachePruneOptions};
 use berth_types::{Error, Reference};
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
@@ -124,7 +124,7 @@ fn options(q: &Query, headers: &HeaderMap) -> ApiResult<BuildOptions> {
     })
 }
 
-async fn build(State(svc): State<Arc<BuildService>>, q: Query, req: Request) -> ApiResult<Response> {
+async fn build(State(svc): State<Arc<dyn BuildBackend>>, q: Query, req: Request) -> ApiResult<Response> {
     let opts = match options(&q, req.headers()) {
         Ok(o) => o,
         Err(e) => {
@@ -136,8 +136,7 @@ async fn build(State(svc): State<Arc<BuildService>>, q: Query, req: Request) -> 
         }
     };
     let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
-    let prepared = svc.prepare(body, opts).await?;
-    let rx = svc.run(prepared);
+    let rx = svc.build(Box::new(body), opts).await?;
     // A quiet step (`RUN sleep 60`) writes nothing for a while; a newline every second (JSON
     // stream readers skip whitespace) is how a client that went away gets noticed: the write fails,
     // the stream is dropped and the build, with its RUN container, is cancelled.
@@ -162,7 +161,7 @@ async fn build(State(svc): State<Arc<BuildService>>, q: Query, req: Request) -> 
 /// `min-free-space`, and the `until` filter (a Go duration or a time). `all` changes nothing here: every entry of the
 /// classic builder's cache is a step image, so "dangling" and "unused" are the same entries.
 async fn prune(
-    State(svc): State<Arc<BuildService>>,
+    State(svc): State<Arc<dyn BuildBackend>>,
     q: crate::query::Query,
     axum::extract::Extension(v): axum::extract::Extension<crate::version::ApiVersion>,
 ) -> ApiResult<Response> {
@@ -175,7 +174,7 @@ async fn prune(
     // The budgets' names from 1.48 (moby's build router); `keep-storage`, reserved-space's old
     // name, is read when that is not given.
     let bytes = |k: &str| -> ApiResult<u64> { Ok(q.int(k)?.unwrap_or(0).max(0) as u64) };
-    let mut opts = berth_image::CachePruneOptions { until, ..Default::default() };
+    let mut opts = CachePruneOptions { until, ..Default::default() };
     if !v.less_than("1.48") {
         opts.reserved_space = bytes("reserved-space")?;
         opts.max_used_space = bytes("max-used-space")?;

@@ -66,7 +66,7 @@ async fn create(
     let more_warnings = shape::create_request(&v, &mut body)?;
     let (id, warnings) = match q.str("platform").filter(|p| !p.is_empty()) {
         Some(p) => {
-            let p = berth_distribution::manifest::Platform::parse(p)?;
+            let p = berth_api::image::OciPlatform::parse(p).map_err(Error::invalid)?;
             svc.create_for_platform(body, q.str("name"), &p).await?
         }
         None => svc.create(body, q.str("name")).await?,

@@ -1,23 +1,20 @@
-//! /images routes, over `ImageService` alone. Names may contain slashes, so the routes below
-//! `/images/` are one catch-all that dispatches on the last path segment.
+//! /images and /distribution routes, over an [`ImageBackend`] alone. Names may contain slashes, so
+//! the routes below `/images/` are one catch-all that dispatches on the last path segment.
 
-use berth_api::image::{ImageGraphDriver, ImageInspect, ImageMetadata, ImageSummary, InspectRootFs};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
-use axum::http::HeaderMap;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Extension, FromRef, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use berth_api::auth::AuthConfig;
+use berth_api::image::OciPlatform as Platform;
 use berth_api::progress;
-use berth_daemon::images::{PullOptions, PushOptions};
-use berth_daemon::ImageService;
-use berth_distribution::manifest::Platform;
-use berth_distribution::AuthConfig;
-use berth_image::{Image, ImportOptions};
-use berth_types::{short_id, Error, Reference};
+use berth_daemon::backend::{ImageBackend, Progress};
+use berth_daemon::images::{ImportOptions, ListOptions, PullOptions, PushOptions};
+use berth_types::{Error, Reference};
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 use tokio_util::io::StreamReader;
@@ -25,11 +22,15 @@ use tokio_util::io::StreamReader;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::version::ApiVersion;
-use crate::{json_response, shape, AppState};
+use crate::{json_response, shape};
 
-type Svc = State<Arc<ImageService>>;
+type Images = State<Arc<dyn ImageBackend>>;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<dyn ImageBackend>: FromRef<S>,
+{
     Router::new()
         .route("/images/json", get(list))
         .route("/images/create", post(create).layer(DefaultBodyLimit::disable()))
@@ -40,138 +41,24 @@ pub fn routes() -> Router<AppState> {
         .route("/images/{*rest}", get(get_dispatch).post(post_dispatch).delete(remove))
 }
 
-fn unix(t: Option<&str>) -> i64 {
-    t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|d| d.timestamp()).unwrap_or(0)
-}
-
-fn summary(img: &Image, containers: usize) -> ImageSummary {
-    ImageSummary {
-        id: img.id.to_string(),
-        parent_id: img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
-        repo_tags: img.tags.iter().map(|t| t.familiar()).collect(),
-        repo_digests: img.repo_digests.iter().map(|t| t.familiar()).collect(),
-        created: unix(img.config.created.as_deref()),
-        size: img.size,
-        shared_size: -1,
-        labels: img.config.config.labels.clone(),
-        containers: i64::try_from(containers).unwrap_or(i64::MAX),
-        manifests: None,
-    }
-}
-
-async fn list(
-    State(svc): Svc,
-    State(ctrs): State<Arc<berth_daemon::ContainerService>>,
-    q: Query,
-    Extension(v): Extension<ApiVersion>,
-) -> ApiResult<Response> {
-    let f = q.filters()?;
-    f.validate(&["dangling", "label", "reference", "before", "since", "until"])
-        .map_err(|e| ApiError(Error::invalid(e)))?;
-    let all = svc.list().await?;
-    let created = |name: &str| {
-        all.iter()
-            .find(|i| {
-                i.tags.iter().any(|t| t.familiar() == name || t.to_string() == name) || i.id.hex().starts_with(name)
-            })
-            .and_then(|i| i.config.created.clone())
+async fn list(State(svc): Images, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+    let opts = ListOptions {
+        all: q.bool("all"),
+        filters: q.filters()?,
+        manifests: q.bool("manifests") && !v.less_than("1.47"),
+        identity: q.bool("identity") && !v.less_than("1.54"),
     };
-    let before = f
-        .get("before")
-        .first()
-        .map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}")))))
-        .transpose()?;
-    let since = f
-        .get("since")
-        .first()
-        .map(|n| created(n).ok_or_else(|| ApiError(Error::not_found(format!("No such image: {n}")))))
-        .transpose()?;
-    // Untagged images other images were built from are intermediate steps: only `-a` shows them.
-    let parents: std::collections::HashSet<&berth_types::Digest> =
-        all.iter().filter_map(|i| i.parent.as_ref()).collect();
-    let show_all = q.bool("all");
-    // The other platforms of a multi-platform image are listed under its references (Manifests).
-    let platforms = svc.platform_images().await?;
-    let member = |i: &Image| i.tags.is_empty() && platforms.contains(&i.id);
-    let mut out: Vec<&Image> = all
-        .iter()
-        .filter(|i| show_all || !(i.tags.is_empty() && i.repo_digests.is_empty() && parents.contains(&i.id)))
-        .filter(|i| show_all || !member(i))
-        .filter(|i| match f.get("dangling").first().map(String::as_str) {
-            Some("true") | Some("1") => i.tags.is_empty() && !member(i),
-            Some("false") | Some("0") => !i.tags.is_empty(),
-            _ => true,
+    let list: Vec<Value> = svc
+        .list(&opts)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let mut s = serde_json::to_value(s).unwrap_or_default();
+            shape::image_summary(&v, &mut s);
+            s
         })
-        .filter(|i| f.match_labels(&i.config.config.labels))
-        .filter(|i| {
-            let refs = f.get("reference");
-            refs.is_empty() || refs.iter().any(|p| i.tags.iter().any(|t| reference_matches(p, t)))
-        })
-        .filter(|i| before.as_ref().is_none_or(|b| i.config.created.as_ref() < Some(b)))
-        .filter(|i| since.as_ref().is_none_or(|s| i.config.created.as_ref() > Some(s)))
         .collect();
-    out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
-    // How many containers use each image (API 1.51+; -1 before).
-    let used = ctrs.image_users();
-    // `identity` (1.54) asks for the manifests, each with its image's origin.
-    let with_identity = q.bool("identity") && !v.less_than("1.54");
-    let with_manifests = (q.bool("manifests") && !v.less_than("1.47")) || with_identity;
-    let mut list: Vec<Value> = Vec::with_capacity(out.len());
-    for i in out {
-        let mut s = summary(i, used.get(i.id.as_str()).copied().unwrap_or(0));
-        if with_manifests {
-            s.manifests = Some(svc.manifests(i, with_identity).await?.unwrap_or_default());
-        }
-        let mut s = serde_json::to_value(s).unwrap_or_default();
-        shape::image_summary(&v, &mut s);
-        list.push(s);
-    }
     Ok(json_response(&list))
-}
-
-/// `reference` filter: a glob over the familiar name, with or without its tag.
-fn reference_matches(pattern: &str, r: &Reference) -> bool {
-    let fam = r.familiar();
-    let repo = r.familiar_repository();
-    berth_api::filters::glob(pattern, &fam) || berth_api::filters::glob(pattern, &repo)
-}
-
-/// The newest shape of `GET /images/{name}/json`, before the pull's descriptor and manifests.
-fn inspect(img: &Image) -> ImageInspect {
-    let c = &img.config;
-    let text = |o: &Option<String>| o.clone().unwrap_or_default();
-    ImageInspect {
-        id: img.id.to_string(),
-        repo_tags: img.tags.iter().map(|t| t.familiar()).collect(),
-        repo_digests: img.repo_digests.iter().map(|t| t.familiar()).collect(),
-        parent: img.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
-        comment: text(&c.comment),
-        created: text(&c.created),
-        docker_version: text(&c.docker_version),
-        author: text(&c.author),
-        config: c.config.clone(),
-        architecture: c.architecture.clone(),
-        variant: c.variant.clone(),
-        os: c.os.clone(),
-        size: img.size,
-        graph_driver: ImageGraphDriver { name: "overlay2".into(), data: None },
-        root_fs: InspectRootFs { kind: "layers".into(), layers: c.rootfs.diff_ids.clone() },
-        metadata: ImageMetadata { last_tag_time: berth_api::ZERO_TIME.into() },
-        descriptor: None,
-        manifests: None,
-        identity: None,
-    }
-}
-
-/// `shape::image_inspect` makes the older shapes.
-fn inspect_json(typed: ImageInspect, img: &Image, v: &ApiVersion) -> Value {
-    let mut j = serde_json::to_value(typed).unwrap_or_default();
-    let legacy = json!({
-        "Container": img.config.container.clone().unwrap_or_default(),
-        "ContainerConfig": img.config.container_config.clone().unwrap_or_default(),
-    });
-    shape::image_inspect(v, &mut j, &legacy);
-    j
 }
 
 /// The `platform` parameters a request gives: JSON-encoded OCI platforms from 1.46 (one per
@@ -188,11 +75,19 @@ fn platforms(asked: &[String]) -> ApiResult<Vec<Platform>> {
     for p in asked.iter().filter(|p| !p.is_empty()) {
         out.push(match serde_json::from_str(p) {
             Ok(w) => w,
-            Err(_) if !p.trim_start().starts_with('{') => Platform::parse(p)?,
+            Err(_) if !p.trim_start().starts_with('{') => Platform::parse(p).map_err(Error::invalid)?,
             Err(e) => return Err(ApiError(Error::invalid(format!("invalid platform {p:?}: {e}")))),
         });
     }
     Ok(out)
+}
+
+/// The one platform a request names from API `since` (the first of several), if any.
+fn platform_from(q: &Query, v: &ApiVersion, since: &str) -> ApiResult<Option<Platform>> {
+    if v.less_than(since) {
+        return Ok(None);
+    }
+    Ok(platforms(&q.all("platform"))?.into_iter().next())
 }
 
 /// The platforms a save or load keeps: one from 1.48, several from 1.52, every one before.
@@ -204,14 +99,12 @@ fn save_platforms(q: &Query, v: &ApiVersion) -> ApiResult<Vec<Platform>> {
     Ok(p)
 }
 
-/// The image `name` names for the request's `platform` (one; the first when several are given).
-async fn resolve_for(svc: &ImageService, name: &str, asked: &[String]) -> ApiResult<Image> {
-    let p = platforms(asked)?;
-    Ok(svc.resolve_for(name, p.first()).await?)
+fn body_reader(req: Request) -> berth_daemon::backend::BoxReader {
+    Box::new(StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other)))
 }
 
 /// Streams an archive: the blocking writer fills one end of a pipe, the response drains the other.
-async fn tar_stream(svc: &ImageService, names: Vec<String>, platforms: &[Platform]) -> ApiResult<Response> {
+async fn tar_stream(svc: &dyn ImageBackend, names: Vec<String>, platforms: &[Platform]) -> ApiResult<Response> {
     let (w, r) = tokio::io::duplex(256 * 1024);
     svc.save(names, platforms, w).await?;
     Response::builder()
@@ -220,21 +113,20 @@ async fn tar_stream(svc: &ImageService, names: Vec<String>, platforms: &[Platfor
         .map_err(|e| ApiError(Error::internal(e.to_string())))
 }
 
-async fn save_many(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+async fn save_many(State(svc): Images, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
     let names = q.all("names");
     if names.is_empty() {
         return Err(ApiError(Error::invalid("no images to save: give names=")));
     }
-    tar_stream(&svc, names, &save_platforms(&q, &v)?).await
+    tar_stream(svc.as_ref(), names, &save_platforms(&q, &v)?).await
 }
 
-async fn load(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>, req: Request) -> ApiResult<Response> {
+async fn load(State(svc): Images, q: Query, Extension(v): Extension<ApiVersion>, req: Request) -> ApiResult<Response> {
     let platforms = save_platforms(&q, &v)?;
-    let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
     // As Docker: the answer is a 200 JSON stream whatever happens, and a load that fails says so
     // in it (the docker CLI prints it and exits 1; docker-py raises ImageLoadError from it).
     let mut out = Vec::new();
-    match svc.load(body, &platforms).await {
+    match svc.load(body_reader(req), &platforms).await {
         Ok(lines) => {
             for l in lines {
                 out.extend(progress::stream(&format!("{l}\n")));
@@ -248,7 +140,7 @@ async fn load(State(svc): Svc, q: Query, Extension(v): Extension<ApiVersion>, re
         .map_err(|e| ApiError(Error::internal(e.to_string())))
 }
 
-async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
+async fn prune(State(svc): Images, q: Query) -> ApiResult<Response> {
     let (out, space) = svc.prune(&q.filters()?).await?;
     // DeleteResponse serialises as Docker's `{"Untagged": ...}` / `{"Deleted": ...}`.
     let deleted = if out.is_empty() { Value::Null } else { json!(out) };
@@ -256,7 +148,7 @@ async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
 }
 
 async fn get_dispatch(
-    State(svc): Svc,
+    State(svc): Images,
     Path(rest): Path<String>,
     q: Query,
     Extension(v): Extension<ApiVersion>,
@@ -269,72 +161,34 @@ async fn get_dispatch(
         )));
     }
     if let Some(name) = rest.strip_suffix("/get") {
-        return tar_stream(&svc, vec![name.to_string()], &save_platforms(&q, &v)?).await;
+        return tar_stream(svc.as_ref(), vec![name.to_string()], &save_platforms(&q, &v)?).await;
     }
     if let Some(name) = rest.strip_suffix("/json") {
-        let img = if v.less_than("1.49") {
-            svc.resolve(name).await?
-        } else {
-            resolve_for(&svc, name, &q.all("platform")).await?
-        };
-        let mut typed = inspect(&img);
-        typed.descriptor = svc.descriptor(&img).await?;
-        typed.identity = berth_daemon::images::identity(&img);
-        if q.bool("manifests") {
-            typed.manifests = Some(svc.manifests(&img, false).await?.unwrap_or_default());
-        }
-        return Ok(json_response(&inspect_json(typed, &img, &v)));
+        let platform = platform_from(&q, &v, "1.49")?;
+        let inspect = svc.inspect(name, platform.as_ref(), q.bool("manifests")).await?;
+        let mut j = serde_json::to_value(inspect).map_err(|e| ApiError(Error::internal(e.to_string())))?;
+        shape::image_inspect(&v, &mut j);
+        return Ok(json_response(&j));
     }
-    // In-toto attestations (1.55): Berth stores an image's config and layers, never the
-    // attestation manifests of an index, so a known image has none.
     if let Some(name) = rest.strip_suffix("/attestations") {
-        resolve_for(&svc, name, &q.all("platform")).await?;
-        return Ok(json_response(&json!([])));
+        let platform = platform_from(&q, &v, "1.55")?;
+        return Ok(json_response(&svc.attestations(name, platform.as_ref()).await?));
     }
     if let Some(name) = rest.strip_suffix("/history") {
-        let img = if v.less_than("1.48") {
-            svc.resolve(name).await?
-        } else {
-            resolve_for(&svc, name, &q.all("platform")).await?
-        };
-        // Non-empty history entries map, in order, onto the layers.
-        let mut sizes = img.layer_sizes.iter();
-        let mut hist: Vec<Value> = img
-            .config
-            .history
-            .iter()
-            .map(|h| {
-                let size = if h.empty_layer { 0 } else { sizes.next().copied().unwrap_or(0) };
-                json!({
-                    "Id": "<missing>",
-                    "Created": unix(h.created.as_deref()),
-                    "CreatedBy": h.created_by.clone().unwrap_or_default(),
-                    "Tags": null,
-                    "Size": size,
-                    "Comment": h.comment.clone().unwrap_or_default(),
-                })
-            })
-            .collect();
-        // Each build step still present names the history entry it ended with, as in Docker.
-        let mut cur = Some(img.clone());
-        while let Some(i) = cur.take() {
-            if let Some(h) = i.config.history.len().checked_sub(1).and_then(|n| hist.get_mut(n)) {
-                h["Id"] = json!(i.id);
-                h["Tags"] = json!(i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>());
-            }
-            if let Some(p) = &i.parent {
-                cur = svc.resolve(p.as_str()).await.ok();
-            }
-        }
-        hist.reverse();
-        return Ok(json_response(&hist));
+        let platform = platform_from(&q, &v, "1.48")?;
+        return Ok(json_response(&svc.history(name, platform.as_ref()).await?));
     }
     Err(ApiError(Error::not_found("page not found")))
 }
 
-async fn post_dispatch(State(svc): Svc, Path(rest): Path<String>, q: Query, headers: HeaderMap) -> ApiResult<Response> {
+async fn post_dispatch(
+    State(svc): Images,
+    Path(rest): Path<String>,
+    q: Query,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/push") {
-        return push(svc, name, &q, &headers).await;
+        return push(svc.as_ref(), name, &q, &headers).await;
     }
     if let Some(name) = rest.strip_suffix("/tag") {
         svc.tag(name, q.str("repo").unwrap_or(""), q.str("tag").unwrap_or("")).await?;
@@ -346,13 +200,13 @@ async fn post_dispatch(State(svc): Svc, Path(rest): Path<String>, q: Query, head
 /// `X-Registry-Auth`, decoded leniently; absent means anonymous.
 fn registry_auth(headers: &HeaderMap) -> ApiResult<AuthConfig> {
     match headers.get("X-Registry-Auth").and_then(|h| h.to_str().ok()) {
-        Some(h) => Ok(AuthConfig::from_header(h)?),
+        Some(h) => Ok(AuthConfig::from_header(h).map_err(Error::invalid)?),
         None => Ok(AuthConfig::default()),
     }
 }
 
 /// A progress stream (pull, push) as a chunked JSON-lines response.
-fn progress_response(rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> ApiResult<Response> {
+fn progress_response(rx: Progress) -> ApiResult<Response> {
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|line| (Ok::<_, std::io::Error>(bytes::Bytes::from(line)), rx))
     });
@@ -363,7 +217,7 @@ fn progress_response(rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> ApiRe
 }
 
 /// `POST /images/{name}/push?tag=`.
-async fn push(svc: Arc<ImageService>, name: &str, q: &Query, headers: &HeaderMap) -> ApiResult<Response> {
+async fn push(svc: &dyn ImageBackend, name: &str, q: &Query, headers: &HeaderMap) -> ApiResult<Response> {
     let platform = platforms(&q.all("platform"))?.into_iter().next();
     let mut reference = Reference::parse(name)?;
     if let Some(t) = q.str("tag").filter(|t| !t.is_empty()) {
@@ -386,27 +240,24 @@ fn pull_reference(image: &str, tag: &str) -> ApiResult<Reference> {
 }
 
 /// `GET /distribution/{name}/json`: what the registry holds for a reference.
-async fn distribution(State(svc): Svc, Path(name): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+async fn distribution(State(svc): Images, Path(name): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
     let name = name.strip_suffix("/json").ok_or_else(|| ApiError(Error::not_found("page not found")))?;
     let r = Reference::parse_tagged(name)?;
-    Ok(json_response(&svc.distribution_inspect(&r, registry_auth(&headers)?).await?))
+    Ok(json_response(&svc.distribution(&r, registry_auth(&headers)?).await?))
 }
 
-async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
+async fn remove(State(svc): Images, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
     // `platforms` (1.50): only those platforms of a multi-platform image.
     let only = platforms(&q.all("platforms"))?;
-    if !only.is_empty() {
-        return Ok(json_response(&svc.delete_platforms(&name, &only, q.bool("force")).await?));
-    }
-    Ok(json_response(&svc.delete(&name, q.bool("force")).await?))
+    Ok(json_response(&svc.delete(&name, q.bool("force"), &only).await?))
 }
 
 /// `POST /images/create`: a pull with `fromImage`, an import with `fromSrc=-` (the body is the tar).
-async fn create(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> {
+async fn create(State(svc): Images, q: Query, req: Request) -> ApiResult<Response> {
     if let Some(image) = q.str("fromImage").filter(|s| !s.is_empty()) {
         let reference = pull_reference(image, q.str("tag").unwrap_or(""))?;
         let platform = match q.str("platform").filter(|p| !p.is_empty()) {
-            Some(p) => Some(Platform::parse(p)?),
+            Some(p) => Some(Platform::parse(p).map_err(Error::invalid)?),
             None => None,
         };
         let auth = registry_auth(req.headers())?;
@@ -437,30 +288,189 @@ async fn create(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
         changes: q.all("changes").into_iter().flat_map(|c| c.lines().map(String::from).collect::<Vec<_>>()).collect(),
         created: None,
     };
-    let body = StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
-    let id = svc.import(body, opts).await?;
-    tracing::info!(image = %short_id(id.as_str()), "imported");
+    let id = svc.import(body_reader(req), opts).await?;
+    tracing::info!(image = %berth_types::short_id(&id), "imported");
     Response::builder()
         .header("Content-Type", "application/json")
-        .body(Body::from(progress::status(id.as_str())))
+        .body(Body::from(progress::status(&id)))
         .map_err(|e| ApiError(Error::internal(e.to_string())))
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn globs() {
-        assert!(berth_api::filters::glob("bus*", "busybox:latest"));
-        assert!(berth_api::filters::glob("*box*", "busybox:latest"));
-        assert!(!berth_api::filters::glob("alp*", "busybox"));
-        assert!(berth_api::filters::glob("busybox", "busybox"));
-        assert!(berth_api::filters::glob("a*b*c", "aXbYbZc"));
-        assert!(!berth_api::filters::glob("a*b*c", "aXbYbZ"));
-        assert!(berth_api::filters::glob("**", ""));
-        // Once exponential (25 stars) and a stack overflow (200k): now a linear scan.
-        let hostile = "*".repeat(25) + "x";
-        assert!(!berth_api::filters::glob(&hostile, &"a".repeat(60)));
-        let huge = "*a".repeat(100_000);
-        assert!(!berth_api::filters::glob(&huge, &"a".repeat(1000)));
+    use std::sync::Mutex;
+
+    use axum::http::Request;
+    use berth_api::filters::Filters;
+    use berth_api::image::{AttestationStatement, DistributionInspect, HistoryItem, ImageInspect, ImageSummary};
+    use berth_daemon::backend::{BoxFuture, BoxReader};
+    use berth_daemon::images::DeleteResponse;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// One image, `busybox`; records what the routes passed on.
+    #[derive(Default)]
+    struct Fake {
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl Fake {
+        fn saw(&self, what: String) {
+            self.seen.lock().unwrap().push(what);
+        }
+    }
+
+    fn known(name: &str) -> berth_types::Result<()> {
+        match name {
+            "busybox" => Ok(()),
+            _ => Err(Error::not_found(format!("No such image: {name}"))),
+        }
+    }
+
+    fn inspect_of() -> ImageInspect {
+        serde_json::from_value(json!({"Id": "sha256:x", "RepoTags": ["busybox:latest"], "RepoDigests": [],
+            "Parent": "", "Comment": "", "Created": "", "DockerVersion": "", "Author": "", "Config": {"Cmd": ["sh"]},
+            "Architecture": "amd64", "Os": "linux", "Size": 1, "GraphDriver": {"Name": "overlay2", "Data": null},
+            "RootFS": {"Type": "layers", "Layers": []}, "Metadata": {"LastTagTime": ""},
+            "Identity": {"Pull": [{"Repository": "docker.io/library/busybox"}]}, "Container": "c", "ContainerConfig": {}}))
+        .unwrap()
+    }
+
+    impl ImageBackend for Fake {
+        fn list<'a>(&'a self, opts: &'a ListOptions) -> BoxFuture<'a, Vec<ImageSummary>> {
+            self.saw(format!("list manifests={} identity={}", opts.manifests, opts.identity));
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn inspect<'a>(&'a self, name: &'a str, p: Option<&'a Platform>, m: bool) -> BoxFuture<'a, ImageInspect> {
+            self.saw(format!("inspect {name} {:?} {m}", p.map(|p| p.to_string())));
+            Box::pin(async move { known(name).map(|_| inspect_of()) })
+        }
+        fn history<'a>(&'a self, name: &'a str, p: Option<&'a Platform>) -> BoxFuture<'a, Vec<HistoryItem>> {
+            self.saw(format!("history {name} {:?}", p.map(|p| p.to_string())));
+            Box::pin(async move { known(name).map(|_| Vec::new()) })
+        }
+        fn attestations<'a>(
+            &'a self,
+            name: &'a str,
+            _: Option<&'a Platform>,
+        ) -> BoxFuture<'a, Vec<AttestationStatement>> {
+            Box::pin(async move { known(name).map(|_| Vec::new()) })
+        }
+        fn pull(&self, opts: PullOptions) -> BoxFuture<'_, Progress> {
+            self.saw(format!("pull {} {:?}", opts.reference, opts.platform.map(|p| p.to_string())));
+            Box::pin(async { Err(Error::not_found("pull access denied for nope")) })
+        }
+        fn push(&self, _: PushOptions) -> BoxFuture<'_, Progress> {
+            Box::pin(async { Err(Error::not_found("An image does not exist locally with the tag: nope")) })
+        }
+        fn import(&self, _: BoxReader, _: ImportOptions) -> BoxFuture<'_, String> {
+            Box::pin(async { Ok("sha256:new".to_string()) })
+        }
+        fn save<'a>(&'a self, names: Vec<String>, p: &'a [Platform], _: tokio::io::DuplexStream) -> BoxFuture<'a, ()> {
+            self.saw(format!("save {names:?} {}", p.len()));
+            Box::pin(async { Ok(()) })
+        }
+        fn load<'a>(&'a self, _: BoxReader, p: &'a [Platform]) -> BoxFuture<'a, Vec<String>> {
+            self.saw(format!("load {}", p.len()));
+            Box::pin(async { Err(Error::invalid("invalid archive: it holds no image")) })
+        }
+        fn tag<'a>(&'a self, name: &'a str, _: &'a str, _: &'a str) -> BoxFuture<'a, ()> {
+            Box::pin(async move { known(name) })
+        }
+        fn delete<'a>(&'a self, name: &'a str, _: bool, p: &'a [Platform]) -> BoxFuture<'a, Vec<DeleteResponse>> {
+            self.saw(format!("delete {name} {}", p.len()));
+            Box::pin(async move { known(name).map(|_| vec![DeleteResponse::Untagged(name.to_string())]) })
+        }
+        fn prune<'a>(&'a self, _: &'a Filters) -> BoxFuture<'a, (Vec<DeleteResponse>, u64)> {
+            Box::pin(async { Ok((Vec::new(), 0)) })
+        }
+        fn distribution<'a>(&'a self, _: &'a Reference, _: AuthConfig) -> BoxFuture<'a, DistributionInspect> {
+            Box::pin(async { Err(Error::unauthorized("authentication required")) })
+        }
+    }
+
+    async fn call(app: &Router, version: &str, method: &str, uri: &str) -> (StatusCode, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+        req.extensions_mut().insert(ApiVersion(version.to_string()));
+        let r = app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        (status, axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap().to_vec())
+    }
+
+    async fn json_of(app: &Router, version: &str, method: &str, uri: &str) -> (StatusCode, Value) {
+        let (s, b) = call(app, version, method, uri).await;
+        (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn statuses_version_gates_and_platforms() {
+        let fake = Arc::new(Fake::default());
+        let backend: Arc<dyn ImageBackend> = fake.clone();
+        let app: Router = routes().with_state(backend);
+        let arm = "%7B%22os%22%3A%22linux%22%2C%22architecture%22%3A%22arm64%22%7D";
+        // `platform` on inspect from 1.49, on history from 1.48; `manifests` on the list from 1.47.
+        assert_eq!(
+            json_of(&app, "1.48", "GET", &format!("/images/busybox/json?platform={arm}")).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            json_of(&app, "1.49", "GET", &format!("/images/busybox/json?platform={arm}")).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            json_of(&app, "1.48", "GET", "/images/busybox/history?platform=linux/arm64").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(json_of(&app, "1.46", "GET", "/images/json?manifests=1").await.0, StatusCode::OK);
+        assert_eq!(json_of(&app, "1.47", "GET", "/images/json?manifests=1&identity=1").await.0, StatusCode::OK);
+        assert_eq!(json_of(&app, "1.54", "GET", "/images/json?identity=1").await.0, StatusCode::OK);
+        // Several platforms to save from 1.52, one before; `platforms` on delete.
+        assert_eq!(
+            call(&app, "1.51", "GET", "/images/get?names=busybox&platform=linux/amd64&platform=linux/arm64").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, "1.52", "GET", "/images/get?names=busybox&platform=linux/amd64&platform=linux/arm64").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(json_of(&app, "1.50", "DELETE", "/images/busybox?platforms=linux/arm64").await.0, StatusCode::OK);
+        assert_eq!(
+            *fake.seen.lock().unwrap(),
+            [
+                "inspect busybox None false",
+                "inspect busybox Some(\"linux/arm64\") false",
+                "history busybox Some(\"linux/arm64\")",
+                "list manifests=false identity=false",
+                "list manifests=true identity=false",
+                "list manifests=false identity=true",
+                "save [\"busybox\"] 1",
+                "save [\"busybox\"] 2",
+                "delete busybox 1",
+            ]
+        );
+        // Errors keep Docker's statuses and shape; a malformed platform is a 400 before the backend.
+        let (s, v) = json_of(&app, "1.56", "GET", "/images/nope/json").await;
+        assert_eq!((s, v["message"].as_str()), (StatusCode::NOT_FOUND, Some("No such image: nope")));
+        assert_eq!(
+            json_of(&app, "1.56", "GET", "/images/busybox/json?platform=%7B%22os%22").await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(json_of(&app, "1.56", "GET", "/images/search?term=x").await.0, StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(json_of(&app, "1.56", "GET", "/distribution/reg/x:1/json").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(json_of(&app, "1.56", "POST", "/images/create?fromImage=nope").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(json_of(&app, "1.56", "POST", "/images/create").await.0, StatusCode::BAD_REQUEST);
+        // A failed load is a 200 whose stream says why, as Docker's.
+        let (s, body) = call(&app, "1.56", "POST", "/images/load").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("it holds no image"));
+        // The version views: Container below 1.45 only, Identity from 1.53.
+        let (_, old) = json_of(&app, "1.44", "GET", "/images/busybox/json").await;
+        let (_, at52) = json_of(&app, "1.52", "GET", "/images/busybox/json").await;
+        let (_, at53) = json_of(&app, "1.53", "GET", "/images/busybox/json").await;
+        assert_eq!((old["Container"].as_str(), at52.get("Container")), (Some("c"), None));
+        assert!(
+            at52.get("Identity").is_none() && at53["Identity"]["Pull"][0]["Repository"] == "docker.io/library/busybox"
+        );
     }
 }

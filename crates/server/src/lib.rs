@@ -20,9 +20,8 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::IntoResponse;
 use axum::Router;
-use berth_daemon::{
-    BuildService, ContainerService, Daemon, EventBus, ImageService, NetworkService, SystemService, VolumeService,
-};
+use berth_daemon::backend::Backends;
+use berth_daemon::{ContainerService, Daemon, EventBus};
 use berth_types::Error;
 use serde::de::DeserializeOwned;
 
@@ -31,10 +30,10 @@ use crate::error::ApiError;
 /// Largest JSON body accepted (create bodies are a few KiB).
 const MAX_JSON: usize = 4 << 20;
 
-/// The router state: the daemon's services. A local wrapper only because of the orphan rule
-/// (`FromRef` for `Arc<Service>`); each route module extracts just the service it needs.
+/// The router state: the daemon's services and the route backends made from them once. A local
+/// wrapper only because of the orphan rule; each route module extracts just what it needs.
 #[derive(Clone)]
-pub struct AppState(Daemon);
+pub struct AppState(Daemon, Backends);
 
 macro_rules! substate {
     ($field:ident: $t:ty) => {
@@ -45,27 +44,23 @@ macro_rules! substate {
         }
     };
 }
+macro_rules! backend {
+    ($field:ident: $t:path) => {
+        impl FromRef<AppState> for Arc<dyn $t> {
+            fn from_ref(s: &AppState) -> Self {
+                s.1.$field.clone()
+            }
+        }
+    };
+}
 substate!(containers: ContainerService);
-substate!(images: ImageService);
-substate!(system: SystemService);
 substate!(events: EventBus);
-substate!(volumes: VolumeService);
-impl FromRef<AppState> for Arc<dyn berth_daemon::backend::NetworkBackend> {
-    fn from_ref(s: &AppState) -> Self {
-        Arc::new(berth_daemon::backend::Networking {
-            networks: s.0.networks.clone(),
-            containers: s.0.containers.clone(),
-        })
-    }
-}
-impl FromRef<AppState> for Arc<dyn berth_daemon::backend::VolumeBackend> {
-    fn from_ref(s: &AppState) -> Self {
-        s.0.volumes.clone()
-    }
-}
-substate!(networks: NetworkService);
-substate!(builds: BuildService);
 substate!(buildkit: berth_buildkit::BuildKit);
+backend!(images: berth_daemon::backend::ImageBackend);
+backend!(system: berth_daemon::backend::SystemBackend);
+backend!(volumes: berth_daemon::backend::VolumeBackend);
+backend!(networks: berth_daemon::backend::NetworkBackend);
+backend!(builds: berth_daemon::backend::BuildBackend);
 
 /// The whole API as a service: version negotiation wraps routing, so `/v1.44/x` routes as `/x`.
 pub fn app(daemon: &Daemon) -> version::Api {
@@ -80,7 +75,7 @@ pub fn app(daemon: &Daemon) -> version::Api {
         .route_layer(axum::middleware::from_fn(record_metrics))
         .fallback(|| async { ApiError(Error::not_found("page not found")) })
         .layer(axum::middleware::from_fn(body::settle))
-        .with_state(AppState(daemon.clone()));
+        .with_state(AppState(daemon.clone(), Backends::of(daemon)));
     version::layer(router)
 }
 

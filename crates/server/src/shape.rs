@@ -15,6 +15,10 @@ fn fill(obj: &mut Value, defaults: Value) {
     }
 }
 
+fn take_key(obj: &mut Value, key: &str) -> Value {
+    obj.as_object_mut().and_then(|o| o.remove(key)).unwrap_or(Value::Null)
+}
+
 fn remove_key(obj: &mut Value, key: &str) {
     if let Some(o) = obj.as_object_mut() {
         o.remove(key);
@@ -128,7 +132,9 @@ const CONTAINER_ONLY: &[&str] = &[
 
 /// `GET /images/{name}/json`, from the newest shape: `Config` holds only what is set, and
 /// `Parent`, `Comment`, `DockerVersion` and `Author` are there only when set.
-pub fn image_inspect(v: &ApiVersion, i: &mut Value, legacy: &Value) {
+pub fn image_inspect(v: &ApiVersion, i: &mut Value) {
+    // A commit's `Container` and `ContainerConfig` are shown below 1.45 only, last.
+    let legacy = json!({"Container": take_key(i, "Container"), "ContainerConfig": take_key(i, "ContainerConfig")});
     if v.less_than("1.53") {
         remove_key(i, "Identity");
     }
@@ -167,6 +173,31 @@ pub fn image_summary(v: &ApiVersion, i: &mut Value) {
         let size = i["Size"].clone();
         fill(i, json!({"VirtualSize": size}));
     }
+}
+
+/// `GET /system/df`: before 1.52 the legacy arrays (`Images`, …, `LayersSize`); from 1.52 the
+/// `*Usage` summaries, with the legacy arrays too unless `verbose` is asked (as moby).
+pub fn disk_usage(v: &ApiVersion, verbose: bool, u: &berth_api::system::DiskUsage) -> Value {
+    fn put<T: serde::Serialize>(out: &mut serde_json::Map<String, Value>, k: &str, x: &T) {
+        out.insert(k.into(), serde_json::to_value(x).unwrap_or(Value::Null));
+    }
+    let mut out = serde_json::Map::new();
+    if v.less_than("1.52") || !verbose {
+        if let Some(l) = u.layers_size {
+            put(&mut out, "LayersSize", &l);
+        }
+        u.images.iter().for_each(|x| put(&mut out, "Images", &x.items));
+        u.containers.iter().for_each(|x| put(&mut out, "Containers", &x.items));
+        u.volumes.iter().for_each(|x| put(&mut out, "Volumes", &x.items));
+        u.build_cache.iter().for_each(|x| put(&mut out, "BuildCache", &x.items));
+    }
+    if !v.less_than("1.52") {
+        u.images.iter().for_each(|x| put(&mut out, "ImageUsage", x));
+        u.containers.iter().for_each(|x| put(&mut out, "ContainerUsage", x));
+        u.volumes.iter().for_each(|x| put(&mut out, "VolumeUsage", x));
+        u.build_cache.iter().for_each(|x| put(&mut out, "BuildCacheUsage", x));
+    }
+    Value::Object(out)
 }
 
 /// `GET /info`.
@@ -292,23 +323,28 @@ mod tests {
             json!({"Id": "sha256:x", "Size": 3, "Parent": "", "Comment": "", "Author": "a", "DockerVersion": "",
                    "Config": {"Cmd": ["sh"], "Env": [], "Hostname": "", "Tty": false, "User": ""}})
         };
-        let legacy = json!({"Container": "c", "ContainerConfig": {}});
+        let newest = || {
+            let mut i = newest();
+            i["Container"] = json!("c");
+            i["ContainerConfig"] = json!({});
+            i
+        };
         let mut i = newest();
-        image_inspect(&at("1.56"), &mut i, &legacy);
+        image_inspect(&at("1.56"), &mut i);
         assert_eq!(i["Config"], json!({"Cmd": ["sh"]}));
-        assert!(i.get("Parent").is_none() && i.get("Comment").is_none());
+        assert!(i.get("Parent").is_none() && i.get("Comment").is_none() && i.get("Container").is_none());
         assert_eq!(i["Author"], "a");
         let mut i = newest();
-        image_inspect(&at("1.51"), &mut i, &legacy);
+        image_inspect(&at("1.51"), &mut i);
         assert_eq!(i["Config"]["User"], "");
         assert!(i["Config"]["Env"].is_null() && i["Config"].get("Hostname").is_none());
         assert_eq!(i["Parent"], "");
         let mut i = newest();
-        image_inspect(&at("1.44"), &mut i, &legacy);
+        image_inspect(&at("1.44"), &mut i);
         assert_eq!(i["Config"]["Hostname"], "");
         assert_eq!(i["Container"], "c");
         assert!(i.get("VirtualSize").is_none());
-        image_inspect(&at("1.43"), &mut i, &legacy);
+        image_inspect(&at("1.43"), &mut i);
         assert_eq!(i["VirtualSize"], 3);
     }
 

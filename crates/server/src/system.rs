@@ -9,8 +9,9 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
+use berth_daemon::backend::{SystemBackend, UsageKind};
 use berth_daemon::events::matches;
-use berth_daemon::{EventBus, SystemService};
+use berth_daemon::EventBus;
 use berth_types::Error;
 use futures_util::stream;
 
@@ -39,191 +40,25 @@ pub fn routes() -> Router<AppState> {
     r
 }
 
+type System = State<Arc<dyn SystemBackend>>;
+
 /// `POST /auth` (`docker login`): the daemon checks the credentials against the registry.
-async fn login(State(images): State<Arc<berth_daemon::ImageService>>, body: axum::body::Bytes) -> ApiResult<Response> {
-    let mut auth: berth_distribution::AuthConfig = crate::from_json(&body)?;
+async fn login(State(sys): System, body: axum::body::Bytes) -> ApiResult<Response> {
+    let mut auth: berth_api::auth::AuthConfig = crate::from_json(&body)?;
     auth.normalise();
-    let token = images.login(auth).await?;
+    let token = sys.login(auth).await?;
     Ok(json_response(&serde_json::json!({"Status": "Login Succeeded", "IdentityToken": token})))
 }
 
-/// One kind of object in `docker system df`: its items and the summary 1.52 added.
-struct DiskUsage {
-    /// The pre-1.52 key of the items (`Images`), and the 1.52 summary's (`ImageUsage`).
-    legacy: &'static str,
-    usage: &'static str,
-    items: Vec<serde_json::Value>,
-    active: usize,
-    total: i64,
-    reclaimable: i64,
-}
-
-fn bytes(v: &serde_json::Value) -> i64 {
-    v.as_i64().unwrap_or(0).max(0)
-}
-
 /// `docker system df`: images, containers, volumes and build cache with their sizes; `type`
-/// picks kinds (1.42+). Before 1.52 the answer is the legacy arrays; from 1.52 it is the
-/// `*Usage` summaries, with the legacy arrays too unless `verbose` is asked (as moby).
-async fn df(
-    State(images): State<Arc<berth_daemon::ImageService>>,
-    State(containers): State<Arc<berth_daemon::ContainerService>>,
-    State(volumes): State<Arc<berth_daemon::VolumeService>>,
-    State(builds): State<Arc<berth_daemon::BuildService>>,
-    q: Query,
-    Extension(v): Extension<ApiVersion>,
-) -> ApiResult<Response> {
-    use serde_json::{json, Value};
-    let kinds = ["container", "image", "volume", "build-cache"];
-    let mut want: Vec<&str> = Vec::new();
+/// picks kinds (1.42+). The version view picks the shape (`shape::disk_usage`).
+async fn df(State(sys): System, q: Query, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+    let mut kinds = Vec::new();
     for t in q.all("type") {
-        let k = kinds
-            .iter()
-            .find(|k| **k == t)
-            .ok_or_else(|| ApiError(Error::invalid(format!("unknown object type: {t}"))))?;
-        want.push(k);
+        kinds.push(UsageKind::parse(&t).ok_or_else(|| ApiError(Error::invalid(format!("unknown object type: {t}"))))?);
     }
-    let asked = |k: &str| want.is_empty() || want.contains(&k);
-    let mut parts = Vec::new();
-    let mut layers_size = None;
-    // Containers are counted for images too (which are in use).
-    let mut cs = Vec::new();
-    for mut c in containers.list(true, None, &berth_api::filters::Filters::default())? {
-        if asked("container") {
-            c.sizes = containers.sizes(&c.id).await;
-        }
-        cs.push(serde_json::to_value(&c).map_err(|e| ApiError(Error::internal(e.to_string())))?);
-    }
-    if asked("container") {
-        parts.push(container_usage(&cs));
-    }
-    if asked("image") {
-        let (u, layers) = image_usage(&images.list().await?, &cs);
-        layers_size = Some(layers);
-        parts.push(u);
-    }
-    if asked("volume") {
-        parts.push(volume_usage(volumes.usage().await?));
-    }
-    if asked("build-cache") {
-        parts.push(cache_usage(build_cache(&builds).await?));
-    }
-    let mut out = serde_json::Map::new();
-    if v.less_than("1.52") || !q.bool("verbose") {
-        if let Some(l) = layers_size {
-            out.insert("LayersSize".into(), json!(l));
-        }
-        for p in &parts {
-            out.insert(p.legacy.into(), json!(p.items));
-        }
-    }
-    if !v.less_than("1.52") {
-        for p in parts {
-            out.insert(
-                p.usage.into(),
-                json!({"ActiveCount": p.active, "TotalCount": p.items.len(), "TotalSize": p.total,
-                       "Reclaimable": p.reclaimable, "Items": p.items}),
-            );
-        }
-    }
-    Ok(json_response(&Value::Object(out)))
-}
-
-fn container_usage(cs: &[serde_json::Value]) -> DiskUsage {
-    let stopped = |c: &&serde_json::Value| c["State"] != "running";
-    DiskUsage {
-        legacy: "Containers",
-        usage: "ContainerUsage",
-        active: cs.iter().filter(|c| c["State"] == "running").count(),
-        total: cs.iter().map(|c| bytes(&c["SizeRw"])).sum(),
-        reclaimable: cs.iter().filter(stopped).map(|c| bytes(&c["SizeRw"])).sum(),
-        items: cs.to_vec(),
-    }
-}
-
-/// Images, and the bytes of their layers: shared layers count once (the disk actually used);
-/// reclaimable is what no container's image holds.
-fn image_usage(imgs: &[berth_image::Image], cs: &[serde_json::Value]) -> (DiskUsage, i64) {
-    let users = |i: &berth_image::Image| cs.iter().filter(|c| c["ImageID"] == i.id.as_str()).count();
-    let layers = |i: &berth_image::Image| -> Vec<(String, u64)> {
-        i.config.rootfs.diff_ids.iter().map(|d| d.to_string()).zip(i.layer_sizes.iter().copied()).collect()
-    };
-    let all: std::collections::HashMap<String, u64> = imgs.iter().flat_map(layers).collect();
-    let used: std::collections::HashMap<String, u64> = imgs.iter().filter(|i| users(i) > 0).flat_map(layers).collect();
-    let total = all.values().sum::<u64>() as i64;
-    let items: Vec<serde_json::Value> = imgs
-        .iter()
-        .map(|i| {
-            let created = i
-                .config
-                .created
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|d| d.timestamp())
-                .unwrap_or(0);
-            serde_json::json!({
-                "Id": i.id, "ParentId": i.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(), "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-                "RepoDigests": i.repo_digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(), "Created": created, "Size": i.size, "SharedSize": 0,
-                "Labels": i.config.config.labels, "Containers": users(i),
-            })
-        })
-        .collect();
-    let u = DiskUsage {
-        legacy: "Images",
-        usage: "ImageUsage",
-        active: imgs.iter().filter(|i| users(i) > 0).count(),
-        total,
-        reclaimable: total - used.values().sum::<u64>() as i64,
-        items,
-    };
-    (u, total)
-}
-
-fn volume_usage(vols: Vec<berth_api::volume::Volume>) -> DiskUsage {
-    let usage = |v: &berth_api::volume::Volume| v.usage_data.map_or((0, 0), |u| (u.size.max(0), u.ref_count));
-    DiskUsage {
-        legacy: "Volumes",
-        usage: "VolumeUsage",
-        active: vols.iter().filter(|v| usage(v).1 > 0).count(),
-        total: vols.iter().map(|v| usage(v).0).sum(),
-        reclaimable: vols.iter().filter(|v| usage(v).1 == 0).map(|v| usage(v).0).sum(),
-        items: vols.iter().filter_map(|v| serde_json::to_value(v).ok()).collect(),
-    }
-}
-
-fn cache_usage(cache: Vec<serde_json::Value>) -> DiskUsage {
-    let own = |b: &&serde_json::Value| b["Shared"] != true;
-    DiskUsage {
-        legacy: "BuildCache",
-        usage: "BuildCacheUsage",
-        active: cache.iter().filter(|b| b["InUse"] == true).count(),
-        total: cache.iter().filter(own).map(|b| bytes(&b["Size"])).sum(),
-        reclaimable: cache.iter().filter(own).filter(|b| b["InUse"] != true).map(|b| bytes(&b["Size"])).sum(),
-        items: cache,
-    }
-}
-
-/// Build cache entries as `docker system df -v` lists them.
-async fn build_cache(builds: &berth_daemon::BuildService) -> ApiResult<Vec<serde_json::Value>> {
-    Ok(builds
-        .cache()
-        .await?
-        .into_iter()
-        .map(|e| {
-            serde_json::json!({
-                "ID": e.key.hex(),
-                "Parents": e.parent.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                "Type": "regular",
-                "Description": e.record.created_by,
-                "InUse": e.in_use,
-                "Shared": false,
-                "Size": e.size,
-                "CreatedAt": e.record.created,
-                "LastUsedAt": e.record.last_used,
-                "UsageCount": e.record.usage_count,
-            })
-        })
-        .collect())
+    let usage = sys.disk_usage(&kinds).await?;
+    Ok(json_response(&shape::disk_usage(&v, q.bool("verbose"), &usage)))
 }
 
 async fn ping() -> Response {
@@ -237,14 +72,14 @@ async fn ping() -> Response {
     r
 }
 
-async fn version(State(sys): State<Arc<SystemService>>) -> Response {
+async fn version(State(sys): System) -> Response {
     json_response(&sys.version())
 }
 
-async fn info(State(sys): State<Arc<SystemService>>, Extension(v): Extension<ApiVersion>) -> Response {
-    let mut i = serde_json::to_value(sys.info().await).unwrap_or_default();
+async fn info(State(sys): System, Extension(v): Extension<ApiVersion>) -> ApiResult<Response> {
+    let mut i = serde_json::to_value(sys.info().await?).map_err(|e| ApiError(Error::internal(e.to_string())))?;
     shape::info(&v, &mut i);
-    json_response(&i)
+    Ok(json_response(&i))
 }
 
 /// The event stream's media type: `Accept` picks among the JSON stream types (moby's strict

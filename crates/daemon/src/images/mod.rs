@@ -3,13 +3,14 @@
 mod platforms;
 pub(crate) mod pull;
 mod push;
+mod views;
 
 pub use platforms::{check_runnable, identity, platform_of};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use berth_image::{DeleteResponse, Image, ImageStore, ImportOptions, Snapshot, Usage};
+use berth_image::{Image, ImageStore, Snapshot, Usage};
 use berth_types::{Digest, Error, Reference, Result};
 use tokio::io::AsyncRead;
 use tokio_util::io::SyncIoBridge;
@@ -19,8 +20,11 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::events::EventBus;
 
+/// What the image routes name: re-exported so the server needs no image crate.
+pub use berth_image::{DeleteResponse, ImportOptions};
 pub use pull::PullOptions;
 pub use push::PushOptions;
+pub use views::ListOptions;
 
 /// Registry settings of the image service (daemon.json's `max-concurrent-downloads` and friends).
 #[derive(Debug, Clone, PartialEq)]
@@ -287,7 +291,7 @@ impl ImageService {
     ) -> Result<Vec<String>> {
         let _timer = crate::metrics::image_action("load");
         let store = self.store.clone();
-        let opts = berth_image::LoadOptions { platforms: platforms.iter().map(platforms::oci).collect() };
+        let opts = berth_image::LoadOptions { platforms: platforms.to_vec() };
         let lines = blocking(move || store.load(SyncIoBridge::new(body), &opts)).await?;
         for l in &lines {
             let name = l.rsplit(": ").next().unwrap_or("").to_string();

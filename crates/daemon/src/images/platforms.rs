@@ -4,7 +4,7 @@
 
 use berth_api::image::{
     Descriptor, Identity, ImageConfig, ImageManifestSummary, ManifestAttestationData, ManifestImageData, ManifestSize,
-    OciPlatform, PullIdentity, UnpackedSize,
+    PullIdentity, UnpackedSize,
 };
 use berth_distribution::manifest::{self, Platform};
 use berth_image::{DeleteResponse, Image, IndexEntry, IndexRecord, PulledManifest, Usage};
@@ -15,24 +15,6 @@ use super::{blocking, ImageService};
 /// Where BuildKit's attestation manifests say what they are about.
 const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-
-pub(crate) fn oci(p: &Platform) -> OciPlatform {
-    OciPlatform {
-        architecture: p.architecture.clone(),
-        os: p.os.clone(),
-        variant: p.variant.clone(),
-        os_version: p.os_version.clone(),
-    }
-}
-
-fn from_oci(p: &OciPlatform) -> Platform {
-    Platform {
-        architecture: p.architecture.clone(),
-        os: p.os.clone(),
-        variant: p.variant.clone(),
-        os_version: p.os_version.clone(),
-    }
-}
 
 /// An image config's platform (Docker's configs leave `os` empty at times: Linux).
 pub fn platform_of(cfg: &ImageConfig) -> Platform {
@@ -46,7 +28,7 @@ fn api_descriptor(d: &manifest::Descriptor) -> Descriptor {
         digest: d.digest.to_string(),
         size: d.size,
         annotations: d.annotations.clone(),
-        platform: d.platform.as_ref().map(oci),
+        platform: d.platform.clone(),
     }
 }
 
@@ -78,7 +60,7 @@ fn entry_for<'a>(rec: &'a IndexRecord, want: &Platform) -> Option<&'a IndexEntry
         .manifests
         .iter()
         .filter(|e| !is_attestation(&e.descriptor))
-        .filter(|e| e.descriptor.platform.as_ref().is_some_and(|p| from_oci(p).matches(want)))
+        .filter(|e| e.descriptor.platform.as_ref().is_some_and(|p| p.matches(want)))
         .collect();
     fits.iter()
         .find(|e| e.descriptor.platform.as_ref().and_then(|p| p.variant.as_ref()) == want.variant.as_ref())

@@ -438,9 +438,8 @@ impl ImageService {
         let repo = Arc::new(self.registries.repository(r.domain(), r.path(), auth, "pull").await?);
         let m = repo.get_manifest(&reference_arg(r)).await.map_err(|f| pull_error(r, f))?;
         let media_type = m.content_type.split(';').next().unwrap_or("").trim().to_string();
-        let oci = super::platforms::oci;
         let platforms = match Manifest::parse(&m.content_type, &m.bytes)? {
-            Manifest::Index(i) => i.manifests.iter().filter_map(|d| d.platform.as_ref()).map(oci).collect(),
+            Manifest::Index(i) => i.manifests.iter().filter_map(|d| d.platform.as_ref()).cloned().collect(),
             Manifest::Image(im) => {
                 let cfg: ImageConfig =
                     serde_json::from_slice(&repo.get_small_blob(&im.config.digest, MAX_CONFIG).await?)

@@ -8,8 +8,48 @@ use std::pin::Pin;
 use berth_api::filters::Filters;
 use berth_types::Result;
 
+mod build;
+mod images;
+mod system;
+
+pub use build::BuildBackend;
+pub use images::{ImageBackend, Imaging, Progress};
+pub use system::{SystemBackend, Systems, UsageKind};
+
 /// A boxed, sendable future: the traits stay object safe, so routes hold `Arc<dyn …>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A request body streamed to a backend (an image archive, a rootfs tar).
+pub type BoxReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// Every route backend, made once from the daemon's services.
+#[derive(Clone)]
+pub struct Backends {
+    pub images: std::sync::Arc<dyn ImageBackend>,
+    pub system: std::sync::Arc<dyn SystemBackend>,
+    pub volumes: std::sync::Arc<dyn VolumeBackend>,
+    pub networks: std::sync::Arc<dyn NetworkBackend>,
+    pub builds: std::sync::Arc<dyn BuildBackend>,
+}
+
+impl Backends {
+    pub fn of(d: &crate::Daemon) -> Backends {
+        use std::sync::Arc;
+        Backends {
+            images: Arc::new(Imaging { images: d.images.clone(), containers: d.containers.clone() }),
+            system: Arc::new(Systems {
+                system: d.system.clone(),
+                images: d.images.clone(),
+                containers: d.containers.clone(),
+                volumes: d.volumes.clone(),
+                builds: d.builds.clone(),
+            }),
+            volumes: d.volumes.clone(),
+            networks: Arc::new(Networking { networks: d.networks.clone(), containers: d.containers.clone() }),
+            builds: Arc::new(d.builds.clone()),
+        }
+    }
+}
 
 /// What `/volumes` needs.
 pub trait VolumeBackend: Send + Sync {
