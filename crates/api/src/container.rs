@@ -410,3 +410,19 @@ mod tests {
         assert_eq!(c.cmd, Some(vec!["sh".to_string()]));
     }
 }
+
+/// One entry of `GET /containers/{id}/changes`: a path and how it changed (0 modified, 1 added,
+/// 2 deleted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Change {
+    pub path: String,
+    pub kind: u8,
+}
+
+/// The `{"Id": ...}` answer of exec create and commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdResponse {
+    #[serde(rename = "Id")]
+    pub id: String,
+}

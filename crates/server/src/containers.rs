@@ -1,28 +1,37 @@
-//! /containers routes, over `ContainerService` alone.
+//! /containers, /exec and /commit routes, over three narrow backends: the life cycle, exec, and
+//! the container's files.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, FromRef, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use berth_api::container::{CreateRequest, CreateResponse, WaitError, WaitResponse};
 use berth_api::stdcopy;
+use berth_daemon::backend::{ArchiveBackend, ContainerLifecycle, ExecBackend};
 use berth_daemon::container::{AttachOptions, LogOptions, WaitCondition};
-use berth_daemon::ContainerService;
 use berth_types::Error;
 use futures_util::stream;
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 use crate::version::ApiVersion;
-use crate::{hijack, json_response, shape, AppState, JsonBody};
+use crate::{hijack, json_response, shape, JsonBody};
 
-type Svc = State<Arc<ContainerService>>;
+type Svc = State<Arc<dyn ContainerLifecycle>>;
+type Exec = State<Arc<dyn ExecBackend>>;
+type Files = State<Arc<dyn ArchiveBackend>>;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<dyn ContainerLifecycle>: FromRef<S>,
+    Arc<dyn ExecBackend>: FromRef<S>,
+    Arc<dyn ArchiveBackend>: FromRef<S>,
+{
     Router::new()
         .route("/containers/create", post(create))
         .route("/containers/json", get(list))
@@ -64,13 +73,11 @@ async fn create(
     JsonBody(mut body): JsonBody<CreateRequest>,
 ) -> ApiResult<Response> {
     let more_warnings = shape::create_request(&v, &mut body)?;
-    let (id, warnings) = match q.str("platform").filter(|p| !p.is_empty()) {
-        Some(p) => {
-            let p = berth_api::image::OciPlatform::parse(p).map_err(Error::invalid)?;
-            svc.create_for_platform(body, q.str("name"), &p).await?
-        }
-        None => svc.create(body, q.str("name")).await?,
+    let platform = match q.str("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(berth_api::image::OciPlatform::parse(p).map_err(Error::invalid)?),
+        None => None,
     };
+    let (id, warnings) = svc.create(body, q.str("name"), platform.as_ref()).await?;
     let warnings = warnings.into_iter().chain(more_warnings).collect();
     let mut r = json_response(&CreateResponse { id, warnings });
     *r.status_mut() = StatusCode::CREATED;
@@ -231,21 +238,14 @@ fn tar_response(r: tokio::io::DuplexStream) -> Response {
     resp
 }
 
-async fn export(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
-    svc.get(&id)?;
+async fn export(State(svc): Files, Path(id): Path<String>) -> ApiResult<Response> {
     let (w, r) = tokio::io::duplex(256 * 1024);
-    tokio::spawn(async move {
-        if let Err(e) = svc.export(&id, w).await {
-            tracing::warn!(container = %id, "export: {e}");
-        }
-    });
+    svc.export(&id, w)?;
     Ok(tar_response(r))
 }
 
-async fn changes(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
-    let list: Vec<serde_json::Value> =
-        svc.changes(&id).await?.into_iter().map(|c| serde_json::json!({"Path": c.path, "Kind": c.kind})).collect();
-    Ok(json_response(&list))
+async fn changes(State(svc): Files, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json_response(&svc.changes(&id).await?))
 }
 
 fn stat_header(stat: &berth_api::container::PathStat) -> HeaderValue {
@@ -261,14 +261,14 @@ fn archive_path(q: &Query) -> ApiResult<String> {
     }
 }
 
-async fn archive_head(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
+async fn archive_head(State(svc): Files, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
     let stat = svc.archive_stat(&id, &archive_path(&q)?).await?;
     let mut r = StatusCode::OK.into_response();
     r.headers_mut().insert("X-Docker-Container-Path-Stat", stat_header(&stat));
     Ok(r)
 }
 
-async fn archive_get(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
+async fn archive_get(State(svc): Files, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
     let (w, r) = tokio::io::duplex(256 * 1024);
     let stat = svc.archive_get(&id, &archive_path(&q)?, w).await?;
     let mut resp = tar_response(r);
@@ -276,16 +276,16 @@ async fn archive_get(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiRe
     Ok(resp)
 }
 
-async fn archive_put(State(svc): Svc, Path(id): Path<String>, q: Query, req: Request) -> ApiResult<StatusCode> {
+async fn archive_put(State(svc): Files, Path(id): Path<String>, q: Query, req: Request) -> ApiResult<StatusCode> {
     use futures_util::TryStreamExt;
     let path = archive_path(&q)?;
     let body = tokio_util::io::StreamReader::new(req.into_body().into_data_stream().map_err(std::io::Error::other));
-    svc.archive_put(&id, &path, q.bool("noOverwriteDirNonDir"), q.bool("copyUIDGID"), body).await?;
+    svc.archive_put(&id, &path, q.bool("noOverwriteDirNonDir"), q.bool("copyUIDGID"), Box::new(body)).await?;
     Ok(StatusCode::OK)
 }
 
 /// `POST /commit?container=&repo=&tag=&comment=&author=&changes=`, the body an optional Config.
-async fn commit(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> {
+async fn commit(State(svc): Files, q: Query, req: Request) -> ApiResult<Response> {
     let container = q
         .str("container")
         .filter(|c| !c.is_empty())
@@ -316,18 +316,18 @@ async fn commit(State(svc): Svc, q: Query, req: Request) -> ApiResult<Response> 
         pause: q.str("pause").is_none_or(|_| q.bool("pause")),
     };
     let id = svc.commit(container, req).await?;
-    let mut r = json_response(&serde_json::json!({"Id": id}));
+    let mut r = json_response(&berth_api::container::IdResponse { id });
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)
 }
 
 async fn exec_create(
-    State(svc): Svc,
+    State(svc): Exec,
     Path(id): Path<String>,
     JsonBody(cfg): JsonBody<berth_daemon::container::ExecConfig>,
 ) -> ApiResult<Response> {
     let id = svc.exec_create(&id, cfg).await?;
-    let mut r = json_response(&serde_json::json!({"Id": id}));
+    let mut r = json_response(&berth_api::container::IdResponse { id });
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)
 }
@@ -341,7 +341,7 @@ struct ExecStartBody {
     tty: bool,
 }
 
-async fn exec_start(State(svc): Svc, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
+async fn exec_start(State(svc): Exec, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError(Error::invalid(e.to_string())))?;
     crate::guard::json_content(&parts.headers, &bytes)?;
@@ -380,7 +380,7 @@ fn error_stream(tty: bool, msg: String) -> hijack::Streams {
     hijack::Streams { tty, output, stdin: None, detach: None }
 }
 
-async fn exec_inspect(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> {
+async fn exec_inspect(State(svc): Exec, Path(id): Path<String>) -> ApiResult<Response> {
     Ok(json_response(&svc.exec_inspect(&id)?))
 }
 
@@ -416,7 +416,7 @@ async fn resize(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<
     Ok(StatusCode::OK)
 }
 
-async fn exec_resize(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
+async fn exec_resize(State(svc): Exec, Path(id): Path<String>, q: Query) -> ApiResult<StatusCode> {
     let (h, w) = size(&q)?;
     svc.exec_resize(&id, h, w).await?;
     Ok(StatusCode::OK)
@@ -430,7 +430,7 @@ async fn update(
 ) -> ApiResult<Response> {
     // Per-device block I/O rules are read from 1.55 (moby ignored them before).
     let body = if v.less_than("1.55") { body.without_blkio_devices() } else { body };
-    Ok(json_response(&svc.update_resources(&id, body).await?))
+    Ok(json_response(&svc.update(&id, body).await?))
 }
 
 async fn top(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
@@ -469,4 +469,259 @@ async fn stats(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<R
 async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let (deleted, space) = svc.prune(&q.filters()?).await?;
     Ok(json_response(&serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": space})))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::http::Request;
+    use berth_api::container::{
+        Change, ContainerInspect, ExecInspect, PathStat, Sizes, Summary, TopResponse, UpdateResponse,
+    };
+    use berth_api::filters::Filters;
+    use berth_api::image::OciPlatform;
+    use berth_api::stats::Stats;
+    use berth_daemon::backend::{BoxFuture, BoxReader, Waiting};
+    use berth_daemon::container::{
+        AttachStream, Chunk, CommitRequest, ExecConfig, ExecStream, UpdateConfig, WaitState,
+    };
+    use berth_types::Result;
+    use tokio::sync::mpsc;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// One container, `c1` (stopped: a stop is "not modified"); records the calls that got through.
+    #[derive(Default)]
+    struct Fake(Mutex<Vec<String>>);
+
+    impl Fake {
+        fn saw(&self, s: String) {
+            self.0.lock().unwrap().push(s);
+        }
+    }
+
+    fn known(id: &str) -> Result<()> {
+        match id {
+            "c1" => Ok(()),
+            _ => Err(Error::not_found(format!("No such container: {id}"))),
+        }
+    }
+
+    fn done<'a, T: Send + 'a>(r: Result<T>) -> BoxFuture<'a, T> {
+        Box::pin(async move { r })
+    }
+
+    impl ContainerLifecycle for Fake {
+        fn create<'a>(
+            &'a self,
+            _: CreateRequest,
+            name: Option<&'a str>,
+            p: Option<&'a OciPlatform>,
+        ) -> BoxFuture<'a, (String, Vec<String>)> {
+            self.saw(format!("create {name:?} {:?}", p.map(|p| p.to_string())));
+            done(Ok(("c1".into(), Vec::new())))
+        }
+        fn list(&self, _: bool, _: Option<usize>, _: &Filters) -> Result<Vec<Summary>> {
+            Ok(Vec::new())
+        }
+        fn inspect(&self, id: &str) -> Result<ContainerInspect> {
+            known(id).and(Err(Error::internal("not faked")))
+        }
+        fn sizes<'a>(&'a self, _: &'a str) -> std::pin::Pin<Box<dyn std::future::Future<Output = Sizes> + Send + 'a>> {
+            Box::pin(async { Sizes::default() })
+        }
+        fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+            self.saw(format!("start {id}"));
+            done(known(id))
+        }
+        fn stop<'a>(&'a self, id: &'a str, t: Option<i64>, _: Option<&'a str>) -> BoxFuture<'a, ()> {
+            self.saw(format!("stop {id} {t:?}"));
+            done(known(id).and(Err(Error::not_modified())))
+        }
+        fn kill<'a>(&'a self, id: &'a str, _: &'a str) -> BoxFuture<'a, ()> {
+            done(known(id))
+        }
+        fn wait(&self, id: &str, _: WaitCondition) -> Result<Waiting> {
+            known(id)?;
+            Ok(Box::pin(async { WaitState { exits: 1, exit_code: 3, running: false, removed: false, error: None } }))
+        }
+        fn remove<'a>(&'a self, id: &'a str, _: bool, _: bool) -> BoxFuture<'a, ()> {
+            done(known(id))
+        }
+        fn remove_link<'a>(&'a self, link: &'a str) -> BoxFuture<'a, ()> {
+            self.saw(format!("unlink {link}"));
+            done(Ok(()))
+        }
+        fn set_paused<'a>(&'a self, id: &'a str, _: bool) -> BoxFuture<'a, ()> {
+            done(known(id))
+        }
+        fn rename<'a>(&'a self, id: &'a str, _: &'a str) -> BoxFuture<'a, ()> {
+            done(known(id))
+        }
+        fn resize<'a>(&'a self, id: &'a str, h: u16, w: u16) -> BoxFuture<'a, ()> {
+            self.saw(format!("resize {id} {h}x{w}"));
+            done(known(id))
+        }
+        fn update<'a>(&'a self, id: &'a str, _: UpdateConfig) -> BoxFuture<'a, UpdateResponse> {
+            done(known(id).map(|_| UpdateResponse { warnings: Vec::new() }))
+        }
+        fn top<'a>(&'a self, id: &'a str, _: &'a str) -> BoxFuture<'a, TopResponse> {
+            done(known(id).and(Err(Error::conflict(format!("container {id} is not running")))))
+        }
+        fn stats<'a>(&'a self, id: &'a str, _: Option<Stats>) -> BoxFuture<'a, Stats> {
+            done(known(id).and(Err(Error::internal("not faked"))))
+        }
+        fn logs(&self, id: &str, _: LogOptions) -> Result<(bool, mpsc::Receiver<Chunk>)> {
+            known(id)?;
+            let (tx, rx) = mpsc::channel(1);
+            tx.try_send((1, bytes::Bytes::from_static(b"hi\n"))).unwrap();
+            Ok((false, rx))
+        }
+        fn attach<'a>(&'a self, id: &'a str, _: AttachOptions) -> BoxFuture<'a, AttachStream> {
+            done(known(id).and(Err(Error::internal("not faked"))))
+        }
+        fn prune<'a>(&'a self, _: &'a Filters) -> BoxFuture<'a, (Vec<String>, u64)> {
+            done(Ok((vec!["c1".into()], 7)))
+        }
+    }
+
+    impl ExecBackend for Fake {
+        fn exec_create<'a>(&'a self, c: &'a str, _: ExecConfig) -> BoxFuture<'a, String> {
+            done(known(c).map(|_| "e1".to_string()))
+        }
+        fn exec_check(&self, id: &str) -> Result<()> {
+            Err(Error::not_found(format!("No such exec instance: {id}")))
+        }
+        fn exec_start<'a>(&'a self, id: &'a str, _: bool) -> BoxFuture<'a, ExecStream> {
+            done(Err(Error::not_found(format!("No such exec instance: {id}"))))
+        }
+        fn exec_inspect(&self, id: &str) -> Result<ExecInspect> {
+            Err(Error::not_found(format!("No such exec instance: {id}")))
+        }
+        fn exec_resize<'a>(&'a self, id: &'a str, _: u16, _: u16) -> BoxFuture<'a, ()> {
+            done(Err(Error::not_found(format!("No such exec instance: {id}"))))
+        }
+    }
+
+    impl ArchiveBackend for Fake {
+        fn archive_stat<'a>(&'a self, id: &'a str, path: &'a str) -> BoxFuture<'a, PathStat> {
+            let stat =
+                PathStat { name: path.into(), size: 1, mode: 0, mtime: String::new(), link_target: String::new() };
+            done(known(id).map(|_| stat))
+        }
+        fn archive_get<'a>(&'a self, id: &'a str, _: &'a str, _: tokio::io::DuplexStream) -> BoxFuture<'a, PathStat> {
+            done(known(id).and(Err(Error::not_found("Could not find the file /x in container c1"))))
+        }
+        fn archive_put<'a>(&'a self, id: &'a str, _: &'a str, _: bool, _: bool, _: BoxReader) -> BoxFuture<'a, ()> {
+            done(known(id))
+        }
+        fn export(&self, id: &str, _: tokio::io::DuplexStream) -> Result<()> {
+            known(id)
+        }
+        fn changes<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Vec<Change>> {
+            done(known(id).map(|_| vec![Change { path: "/tmp".into(), kind: 1 }]))
+        }
+        fn commit<'a>(&'a self, id: &'a str, req: CommitRequest) -> BoxFuture<'a, String> {
+            self.saw(format!("commit {id} {:?}", req.reference.map(|r| r.to_string())));
+            done(known(id).map(|_| "sha256:img".to_string()))
+        }
+    }
+
+    async fn call(app: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("Content-Type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        req.extensions_mut().insert(ApiVersion("1.56".into()));
+        let r = app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    #[tokio::test]
+    async fn statuses_and_error_mapping_as_docker() {
+        let fake = Arc::new(Fake::default());
+        let (l, e, a): (Arc<dyn ContainerLifecycle>, Arc<dyn ExecBackend>, Arc<dyn ArchiveBackend>) =
+            (fake.clone(), fake.clone(), fake.clone());
+        #[derive(Clone)]
+        struct S(Arc<dyn ContainerLifecycle>, Arc<dyn ExecBackend>, Arc<dyn ArchiveBackend>);
+        impl FromRef<S> for Arc<dyn ContainerLifecycle> {
+            fn from_ref(s: &S) -> Self {
+                s.0.clone()
+            }
+        }
+        impl FromRef<S> for Arc<dyn ExecBackend> {
+            fn from_ref(s: &S) -> Self {
+                s.1.clone()
+            }
+        }
+        impl FromRef<S> for Arc<dyn ArchiveBackend> {
+            fn from_ref(s: &S) -> Self {
+                s.2.clone()
+            }
+        }
+        let app: Router = routes().with_state(S(l, e, a));
+        let body = r#"{"Image": "busybox"}"#;
+        // Create: 201 with the platform parsed; a malformed one is a 400 before the backend.
+        let (s, b) = call(&app, "POST", "/containers/create?name=x&platform=linux/arm64", body).await;
+        assert_eq!((s, b.contains("\"Id\":\"c1\"")), (StatusCode::CREATED, true), "{b}");
+        assert_eq!(
+            call(&app, "POST", "/containers/create?platform=linux/a/b/c", body).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(call(&app, "POST", "/containers/create", r#"{"Image": 7}"#).await.0, StatusCode::BAD_REQUEST);
+        // Stop of a stopped container: 304; restart goes on to start it.
+        assert_eq!(call(&app, "POST", "/containers/c1/stop?t=5", "").await.0, StatusCode::NOT_MODIFIED);
+        assert_eq!(call(&app, "POST", "/containers/c1/restart", "").await.0, StatusCode::NO_CONTENT);
+        assert_eq!(call(&app, "POST", "/containers/c2/start", "").await.0, StatusCode::NOT_FOUND);
+        // Wait: headers at once, then the exit; an unknown condition is a 400.
+        let (s, b) = call(&app, "POST", "/containers/c1/wait", "").await;
+        assert_eq!((s, b.trim()), (StatusCode::OK, r#"{"StatusCode":3,"Error":null}"#));
+        assert_eq!(call(&app, "POST", "/containers/c1/wait?condition=soon", "").await.0, StatusCode::BAD_REQUEST);
+        // Logs need a stream; multiplexed framing without a TTY.
+        assert_eq!(call(&app, "GET", "/containers/c1/logs", "").await.0, StatusCode::BAD_REQUEST);
+        let (s, b) = call(&app, "GET", "/containers/c1/logs?stdout=1", "").await;
+        assert_eq!((s, b.as_bytes()[0], b.ends_with("hi\n")), (StatusCode::OK, 1, true));
+        // Resize and rename check their parameters.
+        assert_eq!(call(&app, "POST", "/containers/c1/resize?h=x&w=80", "").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(call(&app, "POST", "/containers/c1/resize?h=24&w=80", "").await.0, StatusCode::OK);
+        assert_eq!(call(&app, "POST", "/containers/c1/rename", "").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(call(&app, "GET", "/containers/c1/top", "").await.0, StatusCode::CONFLICT);
+        // Files: a path is required; a missing file is a 404; changes are typed.
+        assert_eq!(call(&app, "HEAD", "/containers/c1/archive", "").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(call(&app, "HEAD", "/containers/c1/archive?path=/etc", "").await.0, StatusCode::OK);
+        assert_eq!(call(&app, "GET", "/containers/c1/archive?path=/x", "").await.0, StatusCode::NOT_FOUND);
+        let (s, b) = call(&app, "GET", "/containers/c1/changes", "").await;
+        assert_eq!((s, b.trim()), (StatusCode::OK, r#"[{"Path":"/tmp","Kind":1}]"#));
+        assert_eq!(call(&app, "POST", "/commit", "").await.0, StatusCode::BAD_REQUEST);
+        let (s, b) = call(&app, "POST", "/commit?container=c1&repo=img&tag=2", "").await;
+        assert_eq!((s, b.trim()), (StatusCode::CREATED, r#"{"Id":"sha256:img"}"#));
+        // Exec: unknown instances are 404s before any stream is hijacked.
+        assert_eq!(call(&app, "POST", "/containers/c1/exec", r#"{"Cmd": ["true"]}"#).await.0, StatusCode::CREATED);
+        assert_eq!(call(&app, "POST", "/exec/e9/start", "{}").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(call(&app, "GET", "/exec/e9/json", "").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(&app, "POST", "/containers/prune", "").await.1.trim(),
+            r#"{"ContainersDeleted":["c1"],"SpaceReclaimed":7}"#
+        );
+        assert_eq!(call(&app, "DELETE", "/containers/p/alias?link=1", "").await.0, StatusCode::NO_CONTENT);
+        assert_eq!(
+            *fake.0.lock().unwrap(),
+            [
+                "create Some(\"x\") Some(\"linux/arm64\")",
+                "stop c1 Some(5)",
+                "stop c1 None",
+                "start c1",
+                "start c2",
+                "resize c1 24x80",
+                "commit c1 Some(\"docker.io/library/img:2\")",
+                "unlink p/alias",
+            ]
+        );
+    }
 }

@@ -21,7 +21,7 @@ use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::IntoResponse;
 use axum::Router;
 use berth_daemon::backend::Backends;
-use berth_daemon::{ContainerService, Daemon, EventBus};
+use berth_daemon::{Daemon, EventBus};
 use berth_types::Error;
 use serde::de::DeserializeOwned;
 
@@ -53,7 +53,6 @@ macro_rules! backend {
         }
     };
 }
-substate!(containers: ContainerService);
 substate!(events: EventBus);
 substate!(buildkit: berth_buildkit::BuildKit);
 backend!(images: berth_daemon::backend::ImageBackend);
@@ -61,6 +60,9 @@ backend!(system: berth_daemon::backend::SystemBackend);
 backend!(volumes: berth_daemon::backend::VolumeBackend);
 backend!(networks: berth_daemon::backend::NetworkBackend);
 backend!(builds: berth_daemon::backend::BuildBackend);
+backend!(lifecycle: berth_daemon::backend::ContainerLifecycle);
+backend!(exec: berth_daemon::backend::ExecBackend);
+backend!(archive: berth_daemon::backend::ArchiveBackend);
 
 /// The whole API as a service: version negotiation wraps routing, so `/v1.44/x` routes as `/x`.
 pub fn app(daemon: &Daemon) -> version::Api {

@@ -9,10 +9,12 @@ use berth_api::filters::Filters;
 use berth_types::Result;
 
 mod build;
+mod containers;
 mod images;
 mod system;
 
 pub use build::BuildBackend;
+pub use containers::{ArchiveBackend, ContainerLifecycle, Containers, ExecBackend, Waiting};
 pub use images::{ImageBackend, Imaging, Progress};
 pub use system::{SystemBackend, Systems, UsageKind};
 
@@ -30,11 +32,15 @@ pub struct Backends {
     pub volumes: std::sync::Arc<dyn VolumeBackend>,
     pub networks: std::sync::Arc<dyn NetworkBackend>,
     pub builds: std::sync::Arc<dyn BuildBackend>,
+    pub lifecycle: std::sync::Arc<dyn ContainerLifecycle>,
+    pub exec: std::sync::Arc<dyn ExecBackend>,
+    pub archive: std::sync::Arc<dyn ArchiveBackend>,
 }
 
 impl Backends {
     pub fn of(d: &crate::Daemon) -> Backends {
         use std::sync::Arc;
+        let containers = Arc::new(Containers(d.containers.clone()));
         Backends {
             images: Arc::new(Imaging { images: d.images.clone(), containers: d.containers.clone() }),
             system: Arc::new(Systems {
@@ -47,6 +53,9 @@ impl Backends {
             volumes: d.volumes.clone(),
             networks: Arc::new(Networking { networks: d.networks.clone(), containers: d.containers.clone() }),
             builds: Arc::new(d.builds.clone()),
+            lifecycle: containers.clone(),
+            exec: containers.clone(),
+            archive: containers,
         }
     }
 }

@@ -87,7 +87,7 @@ impl ContainerService {
         &self,
         req: CreateRequest,
         name: Option<&str>,
-        platform: &berth_distribution::manifest::Platform,
+        platform: &berth_api::image::OciPlatform,
     ) -> Result<(String, Vec<String>)> {
         self.create_as(req, name, false, Some(platform)).await
     }
