@@ -120,19 +120,19 @@ impl Default for LogConfig {
 pub use crate::hostconfig::HostConfig;
 
 /// The body of `POST /containers/create`: a flat Config plus HostConfig and NetworkingConfig.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateRequest {
     #[serde(flatten)]
     pub config: Config,
     #[serde(default, deserialize_with = "nullable")]
     pub host_config: HostConfig,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking_config: Option<crate::network::NetworkingConfig>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct CreateResponse {
     pub id: String,
     pub warnings: Vec<String>,
@@ -140,8 +140,8 @@ pub struct CreateResponse {
 
 /// One entry of `GET /containers/json`, serialized as it is (no JSON tree in between: a list of a
 /// thousand containers is mostly this).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Summary {
     pub id: String,
     pub names: Vec<String>,
@@ -150,7 +150,7 @@ pub struct Summary {
     pub image_id: String,
     pub command: String,
     pub created: i64,
-    pub ports: Vec<Value>,
+    pub ports: Vec<Port>,
     pub labels: BTreeMap<String, String>,
     pub state: String,
     pub status: String,
@@ -167,8 +167,8 @@ pub struct Summary {
 
 /// `SizeRw` and `SizeRootFs` (`size=1`): the writable layer, and that plus the image's layers;
 /// left out when not asked for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Sizes {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_rw: Option<u64>,
@@ -176,8 +176,8 @@ pub struct Sizes {
     pub size_root_fs: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct SummaryHostConfig {
     pub network_mode: String,
     /// From API 1.46, when the container has any.
@@ -185,29 +185,29 @@ pub struct SummaryHostConfig {
     pub annotations: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct SummaryNetworkSettings {
     pub networks: BTreeMap<String, crate::network::EndpointSettings>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct HealthSummary {
     pub status: String,
     pub failing_streak: i64,
 }
 
 /// `{"StatusCode":N,"Error":null}` as sent at the end of `POST /containers/{id}/wait`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct WaitResponse {
     pub status_code: i64,
     pub error: Option<WaitError>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct WaitError {
     pub message: String,
 }
@@ -291,8 +291,8 @@ pub struct Health {
 
 /// `GET /containers/{id}/json`, in the newest shape; the server's version views adapt it for
 /// older clients.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ContainerInspect {
     pub id: String,
     pub created: String,
@@ -323,8 +323,8 @@ pub struct ContainerInspect {
     pub sizes: Sizes,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ContainerState {
     pub status: String,
     pub running: bool,
@@ -341,8 +341,8 @@ pub struct ContainerState {
     pub health: Option<Health>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct GraphDriver {
     pub name: String,
     pub data: BTreeMap<String, String>,
@@ -368,14 +368,31 @@ pub struct MountView {
     pub propagation: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct NetworkSettings {
     #[serde(rename = "SandboxID")]
     pub sandbox_id: String,
     pub sandbox_key: String,
-    pub ports: BTreeMap<String, Value>,
+    pub ports: crate::hostconfig::PortMap,
     pub networks: BTreeMap<String, crate::network::EndpointSettings>,
+}
+
+/// A published port as the container list shows it (Docker's `types.Port`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Port {
+    #[serde(rename = "IP", skip_serializing_if = "String::is_empty")]
+    pub ip: String,
+    pub private_port: u16,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub public_port: u16,
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -242,7 +242,7 @@ pub struct HostConfig {
     #[serde(default, deserialize_with = "nullable")]
     pub network_mode: String,
     #[serde(default, deserialize_with = "nullable")]
-    pub port_bindings: BTreeMap<String, Value>,
+    pub port_bindings: PortMap,
     #[serde(default, deserialize_with = "nullable")]
     pub restart_policy: RestartPolicy,
     #[serde(default, deserialize_with = "nullable")]
@@ -387,3 +387,16 @@ mod tests {
         assert!(serde_json::from_str::<HostConfig>(r#"{"Dns": "1.1.1.1"}"#).is_err());
     }
 }
+
+/// A host address a container port is published on (`HostConfig.PortBindings`,
+/// `NetworkSettings.Ports`); empty members ask for any address or an ephemeral port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    #[serde(default, rename = "HostIp", deserialize_with = "nullable")]
+    pub host_ip: String,
+    #[serde(default, rename = "HostPort", deserialize_with = "nullable")]
+    pub host_port: String,
+}
+
+/// Container port (`80/tcp`) → its bindings; `null` for a port exposed but not published.
+pub type PortMap = BTreeMap<String, Option<Vec<PortBinding>>>;

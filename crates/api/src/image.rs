@@ -200,8 +200,8 @@ pub struct DistributionInspect {
 }
 
 /// An entry of `GET /images/json`, in the newest shape (the server's version views adapt it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct ImageSummary {
     pub id: String,
     pub parent_id: String,
@@ -212,6 +212,7 @@ pub struct ImageSummary {
     pub size: u64,
     /// -1: not computed, as Docker without `shared-size=1`.
     pub shared_size: i64,
+    #[serde(deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
     /// Containers using the image (API 1.51+; -1 before).
     pub containers: i64,
@@ -259,8 +260,8 @@ pub struct ImageInspect {
 }
 
 /// One entry of `GET /images/{name}/history`, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct HistoryItem {
     /// The image a step left, while it is here; `<missing>` otherwise.
     pub id: String,
@@ -314,4 +315,15 @@ pub struct InspectRootFs {
 #[serde(rename_all = "PascalCase")]
 pub struct ImageMetadata {
     pub last_tag_time: String,
+}
+
+/// One line of `DELETE /images/{name}` and of an image prune: a reference untagged or an image
+/// deleted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteResponseItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untagged: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
 }

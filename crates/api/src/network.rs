@@ -113,7 +113,7 @@ pub struct Ipam {
 }
 
 /// The body of `POST /networks/create`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateRequest {
     #[serde(deserialize_with = "nullable")]

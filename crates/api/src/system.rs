@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// `GET /version`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Version {
     pub platform: PlatformName,
     pub components: Vec<Component>,
@@ -22,23 +22,23 @@ pub struct Version {
     pub build_time: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct PlatformName {
     pub name: String,
 }
 
 /// One component of the engine (`Engine` here), with its details as text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Component {
     pub name: String,
     pub version: String,
     pub details: ComponentDetails,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ComponentDetails {
     pub api_version: String,
     #[serde(rename = "MinAPIVersion")]
@@ -53,8 +53,8 @@ pub struct ComponentDetails {
 }
 
 /// `GET /info`, in the newest shape (the server's version views adapt it for older clients).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Info {
     #[serde(rename = "ID")]
     pub id: String,
@@ -129,8 +129,8 @@ pub struct Info {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Plugins {
     pub volume: Vec<String>,
     pub network: Vec<String>,
@@ -138,8 +138,8 @@ pub struct Plugins {
     pub log: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct RegistryConfig {
     #[serde(rename = "InsecureRegistryCIDRs")]
     pub insecure_registry_cidrs: Vec<String>,
@@ -147,8 +147,8 @@ pub struct RegistryConfig {
     pub mirrors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct IndexInfo {
     pub name: String,
     pub mirrors: Vec<String>,
@@ -156,13 +156,14 @@ pub struct IndexInfo {
     pub official: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Runtime {
     pub path: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct SwarmInfo {
     #[serde(rename = "NodeID")]
     pub node_id: String,
@@ -173,20 +174,21 @@ pub struct SwarmInfo {
     pub remote_managers: Option<Vec<serde_json::Value>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Commit {
     #[serde(rename = "ID")]
     pub id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct FirewallBackend {
     pub driver: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
 pub struct DeviceInfo {
     pub source: String,
     #[serde(rename = "ID")]
@@ -233,4 +235,20 @@ pub struct BuildCacheEntry {
     pub created_at: String,
     pub last_used_at: String,
     pub usage_count: u64,
+}
+
+/// `GET /system/df` as a client reads it: the legacy arrays, which every version sends unless
+/// `verbose` is asked from 1.52 (nulls read as empty, as Go's nil slices).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DiskUsageView {
+    pub layers_size: i64,
+    #[serde(deserialize_with = "crate::serde_helpers::nullable")]
+    pub images: Vec<crate::image::ImageSummary>,
+    #[serde(deserialize_with = "crate::serde_helpers::nullable")]
+    pub containers: Vec<crate::container::Summary>,
+    #[serde(deserialize_with = "crate::serde_helpers::nullable")]
+    pub volumes: Vec<crate::volume::Volume>,
+    #[serde(deserialize_with = "crate::serde_helpers::nullable")]
+    pub build_cache: Vec<BuildCacheEntry>,
 }

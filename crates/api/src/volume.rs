@@ -40,7 +40,7 @@ pub struct VolumeList {
 }
 
 /// The body of `POST /volumes/create`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateRequest {
     #[serde(deserialize_with = "nullable")]

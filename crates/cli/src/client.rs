@@ -173,7 +173,13 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        Ok(serde_json::from_value(self.call(Method::GET, path, None).await?)?)
+        self.call_as(Method::GET, path, None).await
+    }
+
+    /// [`call`](Self::call), the answer decoded into its `berth_api` type.
+    pub async fn call_as<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T> {
+        let v = self.call(method, path, body).await?;
+        serde_json::from_value(v).with_context(|| format!("unexpected answer from daemon for {path}"))
     }
 
     /// `POST` with Upgrade: tcp; returns the raw bidirectional stream after `101`.

@@ -1,23 +1,16 @@
 //! `berth network ...` and `berth volume ...`: docker's subcommands, flags and output.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
+use berth_api::container::IdResponse;
+use berth_api::network::{self, Ipam, IpamConfig, NetworkResource};
+use berth_api::volume::{self, Volume, VolumeList};
 use hyper::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::client::{enc, Client};
 use crate::units::short;
-
-/// `KEY=VALUE` list flags (`--label`, `--opt`) as a JSON object.
-fn kv_map(list: &[String]) -> Value {
-    let m: Map<String, Value> = list
-        .iter()
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap_or((l, ""));
-            (k.to_string(), json!(v))
-        })
-        .collect();
-    Value::Object(m)
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct NetworkCreate {
@@ -34,33 +27,29 @@ pub struct NetworkCreate {
 }
 
 pub async fn network_create(c: &Client, n: &NetworkCreate) -> Result<String> {
-    let configs: Vec<Value> = n
+    let configs: Vec<IpamConfig> = n
         .subnet
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            let mut cfg = json!({"Subnet": s});
-            if let Some(g) = n.gateway.get(i) {
-                cfg["Gateway"] = json!(g);
-            }
-            if let Some(r) = n.ip_range.get(i) {
-                cfg["IPRange"] = json!(r);
-            }
-            cfg
+        .map(|(i, s)| IpamConfig {
+            subnet: s.clone(),
+            gateway: n.gateway.get(i).cloned().unwrap_or_default(),
+            ip_range: n.ip_range.get(i).cloned().unwrap_or_default(),
         })
         .collect();
-    let body = json!({
-        "Name": n.name,
-        "Driver": if n.driver.is_empty() { "bridge" } else { n.driver.as_str() },
-        "Internal": n.internal,
-        "Attachable": n.attachable,
-        "EnableIPv6": n.ipv6,
-        "Labels": kv_map(&n.labels),
-        "Options": kv_map(&n.opts),
-        "IPAM": {"Driver": "default", "Config": configs},
-    });
-    let v = c.call(Method::POST, "/networks/create", Some(&body)).await?;
-    Ok(format!("{}\n", v["Id"].as_str().unwrap_or_default()))
+    let body = network::CreateRequest {
+        name: n.name.clone(),
+        driver: if n.driver.is_empty() { "bridge".into() } else { n.driver.clone() },
+        internal: n.internal,
+        attachable: n.attachable,
+        enable_ipv6: Some(n.ipv6),
+        labels: Some(kv_strings(&n.labels)),
+        options: Some(kv_strings(&n.opts)),
+        ipam: Some(Ipam { driver: "default".into(), options: None, config: Some(configs) }),
+        ..Default::default()
+    };
+    let v: IdResponse = c.call_as(Method::POST, "/networks/create", Some(&serde_json::to_value(&body)?)).await?;
+    Ok(format!("{}\n", v.id))
 }
 
 pub const NETWORK_HEADERS: &[(&str, &str)] = &[
@@ -74,11 +63,16 @@ pub const NETWORK_HEADERS: &[(&str, &str)] = &[
     ("CreatedAt", "CREATED AT"),
 ];
 
-fn labels_text(v: &Value) -> String {
-    let mut l: Vec<String> =
-        v.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
-    l.sort();
-    l.join(",")
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// `KEY=VALUE` list flags (`--label`, `--opt`) as a map (a bare `KEY` is `KEY=`).
+fn kv_strings(items: &[String]) -> BTreeMap<String, String> {
+    items
+        .iter()
+        .map(|i| i.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((i.clone(), String::new())))
+        .collect()
 }
 
 pub async fn network_ls(
@@ -88,20 +82,19 @@ pub async fn network_ls(
     format: Option<&str>,
     no_trunc: bool,
 ) -> Result<String> {
-    let list: Vec<Value> = c.get(&format!("/networks?{}", crate::cmd::filters_query(filters))).await?;
+    let list: Vec<NetworkResource> = c.get(&format!("/networks?{}", crate::cmd::filters_query(filters))).await?;
     let rows: Vec<Value> = list
         .iter()
         .map(|n| {
-            let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
             json!({
-                "ID": if no_trunc { s("Id") } else { short(&s("Id")) },
-                "Name": s("Name"),
-                "Driver": s("Driver"),
-                "Scope": s("Scope"),
-                "IPv6": n["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
-                "Internal": n["Internal"].as_bool().unwrap_or(false).to_string(),
-                "Labels": labels_text(&n["Labels"]),
-                "CreatedAt": s("Created"),
+                "ID": if no_trunc { n.id.clone() } else { short(&n.id) },
+                "Name": n.name,
+                "Driver": n.driver,
+                "Scope": n.scope,
+                "IPv6": n.enable_ipv6.to_string(),
+                "Internal": n.internal.to_string(),
+                "Labels": labels_text(&n.labels),
+                "CreatedAt": n.created,
             })
         })
         .collect();
@@ -122,14 +115,14 @@ pub async fn volume_create(
     opts: &[String],
     labels: &[String],
 ) -> Result<String> {
-    let body = json!({
-        "Name": name.unwrap_or_default(),
-        "Driver": if driver.is_empty() { "local" } else { driver },
-        "DriverOpts": kv_map(opts),
-        "Labels": kv_map(labels),
-    });
-    let v = c.call(Method::POST, "/volumes/create", Some(&body)).await?;
-    Ok(format!("{}\n", v["Name"].as_str().unwrap_or_default()))
+    let body = volume::CreateRequest {
+        name: name.unwrap_or_default().to_string(),
+        driver: if driver.is_empty() { "local".into() } else { driver.to_string() },
+        driver_opts: kv_strings(opts),
+        labels: kv_strings(labels),
+    };
+    let v: Volume = c.call_as(Method::POST, "/volumes/create", Some(&serde_json::to_value(&body)?)).await?;
+    Ok(format!("{}\n", v.name))
 }
 
 pub const VOLUME_HEADERS: &[(&str, &str)] = &[
@@ -142,19 +135,18 @@ pub const VOLUME_HEADERS: &[(&str, &str)] = &[
 ];
 
 pub async fn volume_ls(c: &Client, quiet: bool, filters: &[String], format: Option<&str>) -> Result<String> {
-    let v: Value = c.get(&format!("/volumes?{}", crate::cmd::filters_query(filters))).await?;
-    let list = v["Volumes"].as_array().cloned().unwrap_or_default();
-    let rows: Vec<Value> = list
+    let v: VolumeList = c.get(&format!("/volumes?{}", crate::cmd::filters_query(filters))).await?;
+    let rows: Vec<Value> = v
+        .volumes
         .iter()
         .map(|v| {
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
             json!({
-                "Name": s("Name"),
-                "Driver": s("Driver"),
-                "Scope": s("Scope"),
-                "Mountpoint": s("Mountpoint"),
-                "Labels": labels_text(&v["Labels"]),
-                "Size": match v["UsageData"]["Size"].as_i64() { Some(n) if n >= 0 => crate::units::human_size(n as f64), _ => "N/A".into() },
+                "Name": v.name,
+                "Driver": v.driver,
+                "Scope": v.scope,
+                "Mountpoint": v.mountpoint,
+                "Labels": labels_text(&v.labels),
+                "Size": match v.usage_data.map(|u| u.size) { Some(n) if n >= 0 => crate::units::human_size(n as f64), _ => "N/A".into() },
             })
         })
         .collect();

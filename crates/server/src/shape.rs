@@ -273,8 +273,8 @@ pub fn create_request(
     // backfills one empty binding, in every version; from 1.52 it warns that this will end).
     let mut empty = Vec::new();
     for (port, list) in body.host_config.port_bindings.iter_mut() {
-        if is_empty(list) {
-            *list = json!([{"HostIp": "", "HostPort": ""}]);
+        if list.as_ref().is_none_or(Vec::is_empty) {
+            *list = Some(vec![berth_api::hostconfig::PortBinding::default()]);
             empty.push(port.clone());
         }
     }

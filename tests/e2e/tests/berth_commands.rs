@@ -44,6 +44,40 @@ fn berth_commands() {
     assert_eq!(d.ok(&["images", "-q"]), out(&d.berth(&["images", "-q"])).trim());
 }
 
+/// The answers berth decodes into the API's types read as the docker CLI shows them.
+#[test]
+fn typed_answers_read_as_docker() {
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let both = |args: &[&str]| {
+        let o = d.berth(args);
+        assert!(o.status.success(), "berth {args:?}: {}", err(&o));
+        (out(&o), d.ok(args) + "\n")
+    };
+    d.ok(&["run", "-d", "--name", "web", "-p", "127.0.0.1::80", "-p", "8080", "bb", "sleep", "100"]);
+    d.ok(&["exec", "web", "touch", "/tmp/x"]);
+    for args in [
+        &["port", "web"][..],
+        &["port", "web", "80"],
+        &["diff", "web"],
+        &["ps", "-a", "--no-trunc"],
+        &["ps", "--format", "{{.Names}} {{.Ports}} {{.State}}"],
+        &["images", "--no-trunc"],
+        &["system", "df"],
+        &["volume", "ls"],
+        &["network", "ls"],
+    ] {
+        let (b, k) = both(args);
+        assert_eq!(b, k, "berth and docker differ on {args:?}");
+    }
+    assert!(out(&d.berth(&["info"])).contains("Containers: 1\n  Running: 1"));
+    d.ok(&["stop", "-t", "0", "web"]);
+    let (b, k) = both(&["wait", "web"]);
+    assert_eq!((b.trim(), k.trim()), ("137", "137"));
+    let o = d.berth(&["events", "--since", "0", "--until", "1", "--filter", "container=web"]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
 /// `berth login/push/pull/logout` against an htpasswd registry; the docker CLI and berth share
 /// one config.json, so each uses the other's login.
 #[test]

@@ -2,6 +2,10 @@
 //! (`run.rs`), with docker's flags, tables and `--format` fields.
 
 use anyhow::{bail, Result};
+use berth_api::container::{
+    Change, ContainerInspect, IdResponse, Port, Summary, TopResponse, UpdateResponse, WaitResponse,
+};
+use berth_api::hostconfig::PortBinding;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Map, Value};
@@ -320,14 +324,14 @@ pub async fn run(c: &Client, cmd: ContainerCmd) -> Result<i32> {
         ContainerCmd::Cp(a) => super::cp::cp(c, a.src, a.dst, a.follow_link, a.quiet).await,
         ContainerCmd::Create(a) => super::run::create_cmd(c, a).await,
         ContainerCmd::Diff(a) => {
-            let changes: Value = c.get(&format!("/containers/{}/changes", enc(&a.container))).await?;
-            for ch in changes.as_array().into_iter().flatten() {
-                let kind = match ch["Kind"].as_i64() {
-                    Some(0) => "C",
-                    Some(1) => "A",
+            let changes: Option<Vec<Change>> = c.get(&format!("/containers/{}/changes", enc(&a.container))).await?;
+            for ch in changes.unwrap_or_default() {
+                let kind = match ch.kind {
+                    0 => "C",
+                    1 => "A",
                     _ => "D",
                 };
-                println!("{kind} {}", ch["Path"].as_str().unwrap_or_default());
+                println!("{kind} {}", ch.path);
             }
             Ok(0)
         }
@@ -388,14 +392,12 @@ pub async fn run(c: &Client, cmd: ContainerCmd) -> Result<i32> {
         ContainerCmd::Top(a) => {
             let q =
                 if a.ps_args.is_empty() { String::new() } else { format!("?ps_args={}", enc(&a.ps_args.join(" "))) };
-            let v: Value = c.get(&format!("/containers/{}/top{q}", enc(&a.container))).await?;
+            let v: TopResponse = c.get(&format!("/containers/{}/top{q}", enc(&a.container))).await?;
             let mut text = String::new();
-            let titles: Vec<&str> = v["Titles"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
-            text.push_str(&titles.join("\t"));
+            text.push_str(&v.titles.join("\t"));
             text.push('\n');
-            for p in v["Processes"].as_array().into_iter().flatten() {
-                let cells: Vec<&str> = p.as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
-                text.push_str(&cells.join("\t"));
+            for p in &v.processes {
+                text.push_str(&p.join("\t"));
                 text.push('\n');
             }
             print!("{}", crate::output::tabwrite(&text, 20, 3));
@@ -405,8 +407,8 @@ pub async fn run(c: &Client, cmd: ContainerCmd) -> Result<i32> {
         ContainerCmd::Wait(a) => Ok(super::each_print(&a.containers, |n| {
             let c = c.clone();
             async move {
-                let v = c.call(Method::POST, &format!("/containers/{}/wait", enc(&n)), None).await?;
-                Ok(v["StatusCode"].as_i64().unwrap_or(0).to_string())
+                let v: WaitResponse = c.call_as(Method::POST, &format!("/containers/{}/wait", enc(&n)), None).await?;
+                Ok(v.status_code.to_string())
             }
         })
         .await),
@@ -453,14 +455,14 @@ async fn commit(c: &Client, a: CommitArgs) -> Result<i32> {
     for ch in &a.change {
         q.push_str(&format!("&changes={}", enc(ch)));
     }
-    let v = c.call(Method::POST, &format!("/commit?{q}"), Some(&json!({}))).await?;
-    println!("{}", v["Id"].as_str().unwrap_or_default());
+    let v: IdResponse = c.call_as(Method::POST, &format!("/commit?{q}"), Some(&json!({}))).await?;
+    println!("{}", v.id);
     Ok(0)
 }
 
 async fn logs(c: &Client, a: LogsArgs) -> Result<i32> {
-    let info: Value = c.get(&format!("/containers/{}/json", enc(&a.container))).await?;
-    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let info: ContainerInspect = c.get(&format!("/containers/{}/json", enc(&a.container))).await?;
+    let tty = info.config.tty;
     let mut path = format!(
         "/containers/{}/logs?stdout=1&stderr=1&follow={}&timestamps={}&details={}&tail={}",
         enc(&a.container),
@@ -484,16 +486,15 @@ async fn logs(c: &Client, a: LogsArgs) -> Result<i32> {
 }
 
 async fn port(c: &Client, a: PortArgs) -> Result<i32> {
-    let info: Value = c.get(&format!("/containers/{}/json", enc(&a.container))).await?;
-    let ports = info["NetworkSettings"]["Ports"].as_object().cloned().unwrap_or_default();
+    let info: ContainerInspect = c.get(&format!("/containers/{}/json", enc(&a.container))).await?;
+    let ports = info.network_settings.ports;
     let mut keys: Vec<&String> = ports.keys().collect();
     keys.sort_by_key(|k| {
         let (n, p) = k.split_once('/').unwrap_or((k, "tcp"));
         (n.parse::<u32>().unwrap_or(0), p.to_string())
     });
-    let fmt_binding = |b: &Value| {
-        let ip = b["HostIp"].as_str().unwrap_or("");
-        let port = b["HostPort"].as_str().unwrap_or("");
+    let fmt_binding = |b: &PortBinding| {
+        let (ip, port) = (b.host_ip.as_str(), b.host_port.as_str());
         if ip.contains(':') {
             format!("[{ip}]:{port}")
         } else {
@@ -502,7 +503,7 @@ async fn port(c: &Client, a: PortArgs) -> Result<i32> {
     };
     if let Some(want) = &a.port {
         let key = if want.contains('/') { want.clone() } else { format!("{want}/tcp") };
-        match ports.get(&key).and_then(|b| b.as_array()) {
+        match ports.get(&key).and_then(Option::as_ref) {
             Some(list) if !list.is_empty() => {
                 for b in list {
                     println!("{}", fmt_binding(b));
@@ -513,7 +514,7 @@ async fn port(c: &Client, a: PortArgs) -> Result<i32> {
         }
     } else {
         for k in keys {
-            for b in ports[k].as_array().into_iter().flatten() {
+            for b in ports[k].iter().flatten() {
                 println!("{k} -> {}", fmt_binding(b));
             }
         }
@@ -569,9 +570,10 @@ async fn update(c: &Client, a: UpdateArgs) -> Result<i32> {
         let c = c.clone();
         let body = body.clone();
         async move {
-            let v = c.call(Method::POST, &format!("/containers/{}/update", enc(&n)), Some(&body)).await?;
-            for w in v["Warnings"].as_array().into_iter().flatten() {
-                eprintln!("{}", w.as_str().unwrap_or_default());
+            let v: UpdateResponse =
+                c.call_as(Method::POST, &format!("/containers/{}/update", enc(&n)), Some(&body)).await?;
+            for w in v.warnings {
+                eprintln!("{w}");
             }
             Ok(())
         }
@@ -580,14 +582,14 @@ async fn update(c: &Client, a: UpdateArgs) -> Result<i32> {
 }
 
 /// docker's ps PORTS column: `0.0.0.0:8080->80/tcp, [::]:8080->80/tcp, 443/tcp`.
-fn display_ports(ports: &Value) -> String {
-    let mut out: Vec<(u64, String)> = Vec::new();
-    for p in ports.as_array().into_iter().flatten() {
-        let private = p["PrivatePort"].as_u64().unwrap_or(0);
-        let proto = p["Type"].as_str().unwrap_or("tcp");
-        let s = match p["PublicPort"].as_u64().filter(|n| *n > 0) {
+fn display_ports(ports: &[Port]) -> String {
+    let mut out: Vec<(u16, String)> = Vec::new();
+    for p in ports {
+        let private = p.private_port;
+        let proto = if p.kind.is_empty() { "tcp" } else { p.kind.as_str() };
+        let s = match Some(p.public_port).filter(|n| *n > 0) {
             Some(public) => {
-                let ip = p["IP"].as_str().unwrap_or("");
+                let ip = &p.ip;
                 let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
                 format!("{ip}:{public}->{private}/{proto}")
             }
@@ -602,35 +604,20 @@ fn display_ports(ports: &Value) -> String {
 }
 
 /// One row of `docker ps` as docker's ContainerContext exposes it to `--format`.
-fn ps_row(i: &Value, trunc: bool) -> Value {
-    let id = i["Id"].as_str().unwrap_or("");
-    let cmd = i["Command"].as_str().unwrap_or("");
-    let names: Vec<String> = i["Names"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n.as_str())
-        .map(|n| n.trim_start_matches('/').to_string())
-        .filter(|n| !trunc || !n.contains('/'))
-        .collect();
-    let image = i["Image"].as_str().unwrap_or("");
-    let image = if trunc && image.starts_with("sha256:") { short(image) } else { image.to_string() };
-    let mut labels: Vec<String> = i["Labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
+fn ps_row(i: &Summary, trunc: bool) -> Value {
+    let (id, cmd) = (i.id.as_str(), i.command.as_str());
+    let names: Vec<String> =
+        i.names.iter().map(|n| n.trim_start_matches('/').to_string()).filter(|n| !trunc || !n.contains('/')).collect();
+    let image = if trunc && i.image.starts_with("sha256:") { short(&i.image) } else { i.image.clone() };
+    let mut labels: Vec<String> = i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     labels.sort();
-    let created = i["Created"].as_i64().unwrap_or(0);
-    let networks: Vec<String> =
-        i["NetworkSettings"]["Networks"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-    let mounts: Vec<String> = i["Mounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let created = i.created;
+    let networks: Vec<String> = i.network_settings.networks.keys().cloned().collect();
+    let mounts: Vec<String> = i
+        .mounts
+        .iter()
         .map(|m| {
-            let n = m["Name"].as_str().filter(|s| !s.is_empty()).or(m["Source"].as_str()).unwrap_or("");
+            let n = m.name.as_deref().filter(|s| !s.is_empty()).unwrap_or(&m.source);
             if trunc {
                 ellipsis(n, 15)
             } else {
@@ -638,9 +625,9 @@ fn ps_row(i: &Value, trunc: bool) -> Value {
             }
         })
         .collect();
-    let rw = human_size_prec(i["SizeRw"].as_f64().unwrap_or(0.0), 3);
-    let size = match i["SizeRootFs"].as_f64().filter(|r| *r > 0.0) {
-        Some(root) => format!("{rw} (virtual {})", human_size_prec(root, 3)),
+    let rw = human_size_prec(i.sizes.size_rw.unwrap_or(0) as f64, 3);
+    let size = match i.sizes.size_root_fs.filter(|r| *r > 0) {
+        Some(root) => format!("{rw} (virtual {})", human_size_prec(root as f64, 3)),
         None => rw,
     };
     let command = if trunc { ellipsis(cmd, 20) } else { cmd.to_string() };
@@ -650,16 +637,16 @@ fn ps_row(i: &Value, trunc: bool) -> Value {
         "Command": serde_json::to_string(&command).unwrap_or_default(),
         "CreatedAt": chrono::DateTime::from_timestamp(created, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
         "RunningFor": ago(created),
-        "Ports": display_ports(&i["Ports"]),
-        "State": i["State"].as_str().unwrap_or(""),
-        "Status": i["Status"].as_str().unwrap_or(""),
+        "Ports": display_ports(&i.ports),
+        "State": i.state,
+        "Status": i.status,
         "Size": size,
         "Names": names.join(","),
         "Labels": labels.join(","),
         "Mounts": mounts.join(","),
         "Networks": networks.join(","),
         "Platform": Value::Null,
-        "LocalVolumes": i["Mounts"].as_array().map(|m| m.iter().filter(|m| m["Driver"] == "local").count()).unwrap_or(0).to_string(),
+        "LocalVolumes": i.mounts.iter().filter(|m| m.driver.as_deref() == Some("local")).count().to_string(),
     })
 }
 
@@ -691,7 +678,7 @@ pub async fn ps(c: &Client, a: &PsArgs) -> Result<String> {
     if limit > 0 {
         path.push_str(&format!("&limit={limit}"));
     }
-    let list: Vec<Value> = c.get(&path).await?;
+    let list: Vec<Summary> = c.get(&path).await?;
     let trunc = !a.no_trunc;
     let rows: Vec<Value> = list.iter().map(|i| ps_row(i, trunc)).collect();
     if a.quiet && a.format.format.is_none() {
@@ -712,11 +699,12 @@ mod tests {
 
     #[test]
     fn ports_column_reads_as_docker() {
-        let p = json!([
+        let p: Vec<Port> = serde_json::from_value(json!([
             {"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"},
             {"PrivatePort": 80, "PublicPort": 8080, "IP": "::", "Type": "tcp"},
             {"PrivatePort": 443, "Type": "tcp"}
-        ]);
+        ]))
+        .unwrap();
         assert_eq!(display_ports(&p), "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp, 443/tcp");
     }
 }

@@ -2,6 +2,7 @@
 //! `import`): docker's flags, tables and `--format` fields.
 
 use anyhow::Result;
+use berth_api::image::{DeleteResponseItem, HistoryItem, ImageSummary};
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
@@ -212,22 +213,22 @@ pub async fn run(c: &Client, cmd: ImageCmd) -> Result<i32> {
     match cmd {
         ImageCmd::Build(a) => crate::build::build(c, &a).await,
         ImageCmd::History(a) => {
-            let list: Vec<Value> = c.get(&format!("/images/{}/history", a.image)).await?;
+            let list: Vec<HistoryItem> = c.get(&format!("/images/{}/history", a.image)).await?;
             let trunc = !a.no_trunc;
             let rows: Vec<Value> = list
                 .iter()
                 .map(|h| {
-                    let id = h["Id"].as_str().unwrap_or("<missing>");
-                    let by = h["CreatedBy"].as_str().unwrap_or("").replace('\t', " ");
-                    let created = h["Created"].as_i64().unwrap_or(0);
-                    let size = h["Size"].as_f64().unwrap_or(0.0);
+                    let id = if h.id.is_empty() { "<missing>" } else { h.id.as_str() };
+                    let by = h.created_by.replace('\t', " ");
+                    let created = h.created;
+                    let size = h.size as f64;
                     json!({
                         "ID": if id == "<missing>" || !trunc { id.to_string() } else { short(id) },
                         "CreatedSince": if a.human { ago(created) } else { created.to_string() },
                         "CreatedAt": chrono::DateTime::from_timestamp(created, 0).map(|d| d.to_rfc3339()).unwrap_or_default(),
                         "CreatedBy": if trunc { ellipsis(&by, 45) } else { by },
                         "Size": if a.human { human_size_prec(size, 3) } else { (size as i64).to_string() },
-                        "Comment": h["Comment"].as_str().unwrap_or(""),
+                        "Comment": h.comment,
                     })
                 })
                 .collect();
@@ -311,17 +312,17 @@ pub async fn run(c: &Client, cmd: ImageCmd) -> Result<i32> {
             for i in &a.images {
                 let q = format!("force={}&noprune={}", a.force as u8, a.no_prune as u8);
                 match c.call(Method::DELETE, &format!("/images/{i}?{q}"), None).await {
-                    Ok(Value::Array(items)) => {
+                    Ok(v) => {
+                        let items: Vec<DeleteResponseItem> = serde_json::from_value(v).unwrap_or_default();
                         for it in items {
-                            if let Some(t) = it["Untagged"].as_str() {
+                            if let Some(t) = it.untagged {
                                 println!("Untagged: {t}");
                             }
-                            if let Some(d) = it["Deleted"].as_str() {
+                            if let Some(d) = it.deleted {
                                 println!("Deleted: {d}");
                             }
                         }
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         eprintln!("{e:#}");
                         code = 1;
@@ -349,17 +350,15 @@ pub async fn images(c: &Client, a: &ImagesArgs) -> Result<String> {
     if let Some(r) = &a.reference {
         f.push(format!("reference={r}"));
     }
-    let list: Vec<Value> =
+    let list: Vec<ImageSummary> =
         c.get(&format!("/images/json?all={}&filters={}", a.all as u8, enc(&kv_filters(&f).to_string()))).await?;
     let trunc = !a.no_trunc;
     let mut rows = Vec::new();
     for i in &list {
-        let id = i["Id"].as_str().unwrap_or("");
-        let id = if trunc { short(id) } else { id.to_string() };
-        let tags: Vec<String> = serde_json::from_value(i["RepoTags"].clone()).unwrap_or_default();
-        let digests: Vec<String> = serde_json::from_value(i["RepoDigests"].clone()).unwrap_or_default();
-        let created = i["Created"].as_i64().unwrap_or(0);
-        let size = human_size_prec(i["Size"].as_f64().unwrap_or(0.0), 3);
+        let id = if trunc { short(&i.id) } else { i.id.clone() };
+        let (tags, digests) = (&i.repo_tags, &i.repo_digests);
+        let created = i.created;
+        let size = human_size_prec(i.size as f64, 3);
         let mut row = |repo: &str, tag: &str, digest: &str| {
             rows.push(json!({
                 "ID": id,
@@ -369,7 +368,7 @@ pub async fn images(c: &Client, a: &ImagesArgs) -> Result<String> {
                 "CreatedSince": ago(created),
                 "CreatedAt": chrono::DateTime::from_timestamp(created, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
                 "Size": size,
-                "Containers": match i["Containers"].as_i64() { Some(n) if n >= 0 => n.to_string(), _ => "N/A".into() },
+                "Containers": match i.containers { n if n >= 0 => n.to_string(), _ => "N/A".into() },
                 "SharedSize": "N/A",
                 "UniqueSize": "N/A",
                 "VirtualSize": size,
@@ -387,7 +386,7 @@ pub async fn images(c: &Client, a: &ImagesArgs) -> Result<String> {
                 None => row("<none>", "<none>", "<none>"),
             }
         }
-        for t in &tags {
+        for t in tags {
             let (repo, tag) = t.rsplit_once(':').unwrap_or((t, "<none>"));
             row(repo, tag, &digest_of(repo));
         }

@@ -2,11 +2,12 @@
 //! Their order of calls follows the docker CLI (create → wait → attach → start → resize), so exit
 //! codes, `--rm` and detach keys behave the same.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use berth_api::container::{ContainerInspect, CreateRequest, CreateResponse, ExecInspect, IdResponse, WaitResponse};
 use clap::Args;
 use http_body_util::BodyExt;
 use hyper::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::opts::ContainerOpts;
 use crate::client::{empty, enc, ApiError, Client};
@@ -134,8 +135,11 @@ fn is_no_such_image(e: &anyhow::Error) -> bool {
 }
 
 /// POST /containers/create, pulling the image first when `--pull` says so (docker prints the pull to stderr).
-async fn create(c: &Client, o: &ContainerOpts, detach: bool) -> Result<(String, Value)> {
-    let body = o.to_body(detach)?;
+async fn create(c: &Client, o: &ContainerOpts, detach: bool) -> Result<(String, CreateRequest)> {
+    // The flags' JSON goes through the wire type: a member of the wrong type fails here, not
+    // at the daemon, and what is sent is exactly what the contract holds.
+    let req: CreateRequest = serde_json::from_value(o.to_body(detach)?).context("container options")?;
+    let body = serde_json::to_value(&req)?;
     let mut path = "/containers/create?".to_string();
     if let Some(n) = &o.name {
         path.push_str(&format!("name={}&", enc(n)));
@@ -151,22 +155,21 @@ async fn create(c: &Client, o: &ContainerOpts, detach: bool) -> Result<(String, 
         "missing" | "never" => {}
         p => bail!("invalid pull option: '{p}': must be one of \"always\", \"missing\" or \"never\""),
     }
-    let created = match c.call(Method::POST, &path, Some(&body)).await {
+    let created: CreateResponse = match c.call_as(Method::POST, &path, Some(&body)).await {
         Err(e) if is_no_such_image(&e) && o.pull == "missing" => {
             eprintln!("Unable to find image '{image}' locally");
             pull(o.quiet).await?;
-            c.call(Method::POST, &path, Some(&body)).await?
+            c.call_as(Method::POST, &path, Some(&body)).await?
         }
         r => r?,
     };
-    for w in created["Warnings"].as_array().into_iter().flatten() {
-        eprintln!("WARNING: {}", w.as_str().unwrap_or_default());
+    for w in &created.warnings {
+        eprintln!("WARNING: {w}");
     }
-    let id = created["Id"].as_str().unwrap_or_default().to_string();
     if let Some(f) = &o.cidfile {
-        std::fs::write(f, &id)?;
+        std::fs::write(f, &created.id)?;
     }
-    Ok((id, body))
+    Ok((created.id, req))
 }
 
 /// A failure of `run`/`create` itself (not of the container): docker's message, hint and 125.
@@ -204,9 +207,9 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32> {
     let j = Join {
         id: &id,
         tty: o.tty,
-        stdin: body["AttachStdin"] == true,
-        stdout: body["AttachStdout"] == true,
-        stderr: body["AttachStderr"] == true,
+        stdin: body.config.attach_stdin,
+        stdout: body.config.attach_stdout,
+        stderr: body.config.attach_stderr,
         detach_keys: &a.detach_keys,
         sig_proxy: a.sig_proxy,
         condition: if o.rm { "removed" } else { "next-exit" },
@@ -292,11 +295,11 @@ async fn join_container(c: &Client, j: &Join<'_>) -> Result<Joined> {
         return Ok(Joined::Detached);
     }
     let resp = wait.await??;
-    let v: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
-    if let Some(m) = v["Error"]["Message"].as_str().filter(|m| !m.is_empty()) {
-        return Ok(Joined::WaitFailed(m.to_string()));
+    let v: WaitResponse = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
+    if let Some(m) = v.error.map(|e| e.message).filter(|m| !m.is_empty()) {
+        return Ok(Joined::WaitFailed(m));
     }
-    Ok(Joined::Exited(v["StatusCode"].as_i64().unwrap_or(125) as i32))
+    Ok(Joined::Exited(v.status_code as i32))
 }
 
 /// Exit code of a joined container for `start -a` and `attach`, whose failures are plain errors.
@@ -350,10 +353,10 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<i32> {
         bail!("you cannot start and attach multiple containers at once");
     }
     let name = &a.containers[0];
-    let info: Value = c.get(&format!("/containers/{}/json", enc(name))).await?;
-    let id = info["Id"].as_str().unwrap_or_default().to_string();
-    let tty_ctr = info["Config"]["Tty"] == true;
-    let stdin = a.interactive && info["Config"]["OpenStdin"] == true;
+    let info: ContainerInspect = c.get(&format!("/containers/{}/json", enc(name))).await?;
+    let id = info.id;
+    let tty_ctr = info.config.tty;
+    let stdin = a.interactive && info.config.open_stdin;
     let j = Join {
         id: &id,
         tty: tty_ctr,
@@ -370,19 +373,19 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<i32> {
 
 /// `berth attach CONTAINER`: joins a running container; exits with its code when it ends.
 pub async fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
-    let info: Value = c.get(&format!("/containers/{}/json", enc(&a.container))).await?;
-    let id = info["Id"].as_str().unwrap_or_default().to_string();
-    if info["State"]["Running"] != true {
+    let info: ContainerInspect = c.get(&format!("/containers/{}/json", enc(&a.container))).await?;
+    let id = info.id;
+    if !info.state.running {
         bail!(ApiError {
             status: hyper::StatusCode::CONFLICT,
             message: "You cannot attach to a stopped container, start it first".into()
         });
     }
-    if info["State"]["Paused"] == true {
+    if info.state.paused {
         bail!("You cannot attach to a paused container, unpause it first");
     }
-    let tty_ctr = info["Config"]["Tty"] == true;
-    let stdin = !a.no_stdin && info["Config"]["OpenStdin"] == true;
+    let tty_ctr = info.config.tty;
+    let stdin = !a.no_stdin && info.config.open_stdin;
     let j = Join {
         id: &id,
         tty: tty_ctr,
@@ -418,8 +421,9 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Cmd": a.cmd,
     });
-    let created = c.call(Method::POST, &format!("/containers/{}/exec", enc(&a.container)), Some(&body)).await?;
-    let eid = created["Id"].as_str().unwrap_or_default().to_string();
+    let created: IdResponse =
+        c.call_as(Method::POST, &format!("/containers/{}/exec", enc(&a.container)), Some(&body)).await?;
+    let eid = created.id;
     if a.detach {
         c.call(Method::POST, &format!("/exec/{eid}/start"), Some(&json!({"Detach": true, "Tty": a.tty}))).await?;
         return Ok(0);
@@ -435,6 +439,6 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
     if detached {
         return Ok(0);
     }
-    let info: Value = c.get(&format!("/exec/{eid}/json")).await?;
-    Ok(info["ExitCode"].as_i64().unwrap_or(126) as i32)
+    let info: ExecInspect = c.get(&format!("/exec/{eid}/json")).await?;
+    Ok(info.exit_code.unwrap_or(126) as i32)
 }

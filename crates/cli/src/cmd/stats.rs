@@ -106,8 +106,9 @@ pub async fn stats(c: &Client, a: StatsArgs) -> Result<i32> {
             if !given.is_empty() {
                 return Ok::<_, anyhow::Error>(given);
             }
-            let list: Vec<Value> = c.get(&format!("/containers/json?all={}", all as u8)).await?;
-            Ok(list.iter().filter_map(|i| i["Id"].as_str().map(String::from)).collect())
+            let list: Vec<berth_api::container::Summary> =
+                c.get(&format!("/containers/json?all={}", all as u8)).await?;
+            Ok(list.into_iter().map(|i| i.id).collect())
         }
     };
     if a.no_stream {

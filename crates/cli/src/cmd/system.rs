@@ -1,6 +1,10 @@
 //! `berth system df|events|info|prune|dial-stdio`, `version`, and the generic `inspect`.
 
 use anyhow::{bail, Result};
+use berth_api::container::Summary;
+use berth_api::events::Event;
+use berth_api::system::{BuildCacheEntry, DiskUsageView};
+use berth_api::volume::Volume;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
@@ -129,7 +133,7 @@ Server:{{if .Server.Platform.Name}} {{.Server.Platform.Name}}{{end}}
 /// `berth version [--format]`: the client part always; the server's when it answers (exit 1 otherwise).
 pub async fn version(c: &Client, a: VersionArgs, context: &str) -> Result<i32> {
     let mut client = client_version(context);
-    let server = c.get::<Value>("/version").await;
+    let server = c.get::<berth_api::system::Version>("/version").await;
     // The client speaks the negotiated version once the daemon answered, as docker's `API version` shows.
     if server.is_ok() {
         if let Ok(p) = c.api_prefix().await {
@@ -138,7 +142,7 @@ pub async fn version(c: &Client, a: VersionArgs, context: &str) -> Result<i32> {
     }
     // Templates see docker's Go field names (`.Server.APIVersion`), not the JSON ones.
     let server_doc = server.as_ref().ok().map(|s| {
-        let mut s = s.clone();
+        let mut s = serde_json::to_value(s).unwrap_or_default();
         if let Some(o) = s.as_object_mut() {
             if let Some(v) = o.remove("ApiVersion") {
                 o.insert("APIVersion".into(), v);
@@ -164,9 +168,11 @@ pub async fn version(c: &Client, a: VersionArgs, context: &str) -> Result<i32> {
 }
 
 async fn info(c: &Client, f: FormatArg, context: &str) -> Result<i32> {
-    let mut i: Value = c.get("/info").await?;
-    i["ClientInfo"] = json!({"Debug": false, "Context": context, "Version": env!("CARGO_PKG_VERSION")});
+    let info: berth_api::system::Info = c.get("/info").await?;
     if let Some(fmt) = f.format.as_deref().filter(|f| !f.is_empty()) {
+        // Templates see the answer as docker's CLI does, with the client's part beside it.
+        let mut i = serde_json::to_value(&info)?;
+        i["ClientInfo"] = json!({"Debug": false, "Context": context, "Version": env!("CARGO_PKG_VERSION")});
         if fmt == "json" {
             println!("{}", serde_json::to_string(&i)?);
         } else {
@@ -175,57 +181,43 @@ async fn info(c: &Client, f: FormatArg, context: &str) -> Result<i32> {
         }
         return Ok(0);
     }
-    let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
+    let i = &info;
     println!("Client:\n Version:    {}\n Context:    {context}\n Debug Mode: false\n", env!("CARGO_PKG_VERSION"));
     println!("Server:");
     println!(
         " Containers: {}\n  Running: {}\n  Paused: {}\n  Stopped: {}",
-        i["Containers"], i["ContainersRunning"], i["ContainersPaused"], i["ContainersStopped"]
+        i.containers, i.containers_running, i.containers_paused, i.containers_stopped
     );
-    println!(" Images: {}\n Server Version: {}\n Storage Driver: {}", i["Images"], s("ServerVersion"), s("Driver"));
-    for pair in i["DriverStatus"].as_array().into_iter().flatten() {
-        if let (Some(k), Some(v)) = (pair[0].as_str(), pair[1].as_str()) {
-            println!("  {k}: {v}");
-        }
+    println!(" Images: {}\n Server Version: {}\n Storage Driver: {}", i.images, i.server_version, i.driver);
+    for [k, v] in &i.driver_status {
+        println!("  {k}: {v}");
     }
     println!(
         " Logging Driver: {}\n Cgroup Driver: {}\n Cgroup Version: {}",
-        s("LoggingDriver"),
-        s("CgroupDriver"),
-        s("CgroupVersion")
+        i.logging_driver, i.cgroup_driver, i.cgroup_version
     );
     println!(
         " Kernel Version: {}\n Operating System: {}\n OSType: {}\n Architecture: {}\n CPUs: {}\n Total Memory: {}",
-        s("KernelVersion"),
-        s("OperatingSystem"),
-        s("OSType"),
-        s("Architecture"),
-        i["NCPU"],
-        crate::units::bytes_size(i["MemTotal"].as_f64().unwrap_or(0.0))
+        i.kernel_version,
+        i.operating_system,
+        i.os_type,
+        i.architecture,
+        i.ncpu,
+        crate::units::bytes_size(i.mem_total as f64)
     );
-    println!(" Name: {}\n ID: {}\n Docker Root Dir: {}", s("Name"), s("ID"), s("DockerRootDir"));
-    println!(" Live Restore Enabled: {}", i["LiveRestoreEnabled"].as_bool().unwrap_or(false));
+    println!(" Name: {}\n ID: {}\n Docker Root Dir: {}", i.name, i.id, i.docker_root_dir);
+    println!(" Live Restore Enabled: {}", i.live_restore_enabled);
     Ok(0)
 }
 
 /// `docker events`' default line: time, type, action, actor id and its attributes sorted.
-pub fn event_line(e: &Value) -> String {
-    let nanos = e["timeNano"].as_i64().unwrap_or_else(|| e["time"].as_i64().unwrap_or(0) * 1_000_000_000);
+pub fn event_line(e: &Event) -> String {
+    let nanos = if e.time_nano != 0 { e.time_nano } else { e.time * 1_000_000_000 };
     let t = chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
         .map(|d| d.format("%Y-%m-%dT%H:%M:%S.%9fZ").to_string())
         .unwrap_or_default();
-    let mut line = format!(
-        "{t} {} {} {}",
-        e["Type"].as_str().unwrap_or(""),
-        e["Action"].as_str().unwrap_or(""),
-        e["Actor"]["ID"].as_str().unwrap_or("")
-    );
-    let mut attrs: Vec<String> = e["Actor"]["Attributes"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
+    let mut line = format!("{t} {} {} {}", e.kind, e.action, e.actor.id);
+    let mut attrs: Vec<String> = e.actor.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
     attrs.sort();
     if !attrs.is_empty() {
         line.push_str(&format!(" ({})", attrs.join(", ")));
@@ -250,7 +242,7 @@ async fn events(c: &Client, a: EventsArgs) -> Result<i32> {
         use std::io::Write;
         match &tmpl {
             Some(t) => println!("{}", t.render(&e)?),
-            None => println!("{}", event_line(&e)),
+            None => println!("{}", event_line(&serde_json::from_value(e)?)),
         }
         let _ = std::io::stdout().flush();
         Ok(None)
@@ -276,39 +268,34 @@ fn reclaim(r: f64, total: f64, pct: bool) -> String {
 }
 
 async fn df(c: &Client, a: DfArgs) -> Result<i32> {
-    let d: Value = c.get("/system/df").await?;
-    let arr = |k: &str| d[k].as_array().cloned().unwrap_or_default();
-    let num = |v: &Value| v.as_f64().unwrap_or(0.0).max(0.0);
-    let images = arr("Images");
-    let img_total: f64 = images.iter().map(|i| num(&i["Size"])).sum();
-    let img_used: f64 =
-        images.iter().filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0).map(|i| num(&i["Size"])).sum();
-    let containers = arr("Containers");
-    let ctr_total: f64 = containers.iter().map(|c| num(&c["SizeRw"])).sum();
-    let ctr_reclaim: f64 = containers.iter().filter(|c| c["State"] != "running").map(|c| num(&c["SizeRw"])).sum();
-    let vols = arr("Volumes");
-    let vol_total: f64 = vols.iter().map(|v| num(&v["UsageData"]["Size"])).sum();
-    let vol_reclaim: f64 = vols
-        .iter()
-        .filter(|v| v["UsageData"]["RefCount"].as_i64().unwrap_or(0) == 0)
-        .map(|v| num(&v["UsageData"]["Size"]))
-        .sum();
-    let cache = arr("BuildCache");
-    let cache_total: f64 = cache.iter().filter(|b| b["Shared"] != true).map(|b| num(&b["Size"])).sum();
+    let d: DiskUsageView = c.get("/system/df").await?;
+    // Sums start at +0 (an empty f64 `sum()` is -0, which would print as "-0B").
+    let (images, containers, vols, cache) = (&d.images, &d.containers, &d.volumes, &d.build_cache);
+    let img_total: f64 = images.iter().map(|i| i.size as f64).fold(0.0, |a, b| a + b);
+    let img_used: f64 = images.iter().filter(|i| i.containers > 0).map(|i| i.size as f64).fold(0.0, |a, b| a + b);
+    let rw = |c: &Summary| c.sizes.size_rw.unwrap_or(0) as f64;
+    let ctr_total: f64 = containers.iter().map(rw).fold(0.0, |a, b| a + b);
+    let ctr_reclaim: f64 = containers.iter().filter(|c| c.state != "running").map(rw).fold(0.0, |a, b| a + b);
+    // A volume's (size, users); -1 (not computed) counts as 0 bytes.
+    let usage = |v: &Volume| v.usage_data.map_or((0.0, 0), |u| (u.size.max(0) as f64, u.ref_count));
+    let vol_total: f64 = vols.iter().map(|v| usage(v).0).fold(0.0, |a, b| a + b);
+    let vol_reclaim: f64 = vols.iter().filter(|v| usage(v).1 == 0).map(|v| usage(v).0).fold(0.0, |a, b| a + b);
+    let own = |b: &&BuildCacheEntry| !b.shared;
+    let cache_total: f64 = cache.iter().filter(own).map(|b| b.size as f64).fold(0.0, |a, b| a + b);
     let cache_reclaim: f64 =
-        cache.iter().filter(|b| b["Shared"] != true && b["InUse"] != true).map(|b| num(&b["Size"])).sum();
+        cache.iter().filter(own).filter(|b| !b.in_use).map(|b| b.size as f64).fold(0.0, |a, b| a + b);
     let rows = vec![
         json!({"Type": "Images", "TotalCount": images.len().to_string(),
-            "Active": images.iter().filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0).count().to_string(),
+            "Active": images.iter().filter(|i| i.containers > 0).count().to_string(),
             "Size": human_size(img_total), "Reclaimable": reclaim(img_total - img_used, img_total, true)}),
         json!({"Type": "Containers", "TotalCount": containers.len().to_string(),
-            "Active": containers.iter().filter(|c| c["State"] == "running").count().to_string(),
+            "Active": containers.iter().filter(|c| c.state == "running").count().to_string(),
             "Size": human_size(ctr_total), "Reclaimable": reclaim(ctr_reclaim, ctr_total, true)}),
         json!({"Type": "Local Volumes", "TotalCount": vols.len().to_string(),
-            "Active": vols.iter().filter(|v| v["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0).count().to_string(),
+            "Active": vols.iter().filter(|v| usage(v).1 > 0).count().to_string(),
             "Size": human_size(vol_total), "Reclaimable": reclaim(vol_reclaim, vol_total, true)}),
         json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(),
-            "Active": cache.iter().filter(|b| b["InUse"] == true).count().to_string(),
+            "Active": cache.iter().filter(|b| b.in_use).count().to_string(),
             "Size": human_size(cache_total), "Reclaimable": reclaim(cache_reclaim, cache_total, false)}),
     ];
     let default = "table {{.Type}}\\t{{.TotalCount}}\\t{{.Active}}\\t{{.Size}}\\t{{.Reclaimable}}";
@@ -331,8 +318,7 @@ async fn df(c: &Client, a: DfArgs) -> Result<i32> {
         images
             .iter()
             .flat_map(|i| {
-                let tags: Vec<String> = serde_json::from_value(i["RepoTags"].clone()).unwrap_or_default();
-                let tags = if tags.is_empty() { vec!["<none>:<none>".to_string()] } else { tags };
+                let tags = if i.repo_tags.is_empty() { vec!["<none>:<none>".to_string()] } else { i.repo_tags.clone() };
                 tags.into_iter().map(move |t| {
                     let (r, tg) = t
                         .rsplit_once(':')
@@ -341,12 +327,12 @@ async fn df(c: &Client, a: DfArgs) -> Result<i32> {
                     vec![
                         r,
                         tg,
-                        crate::units::short(i["Id"].as_str().unwrap_or("")),
-                        crate::units::ago(i["Created"].as_i64().unwrap_or(0)),
-                        human_size(num(&i["Size"])),
-                        human_size(num(&i["SharedSize"])),
-                        human_size(num(&i["Size"]) - num(&i["SharedSize"])),
-                        i["Containers"].as_i64().unwrap_or(0).to_string(),
+                        crate::units::short(&i.id),
+                        crate::units::ago(i.created),
+                        human_size(i.size as f64),
+                        human_size(i.shared_size.max(0) as f64),
+                        human_size(i.size as f64 - i.shared_size.max(0) as f64),
+                        i.containers.max(0).to_string(),
                     ]
                 })
             })
@@ -359,14 +345,14 @@ async fn df(c: &Client, a: DfArgs) -> Result<i32> {
             .iter()
             .map(|c| {
                 vec![
-                    crate::units::short(c["Id"].as_str().unwrap_or("")),
-                    c["Image"].as_str().unwrap_or("").to_string(),
-                    format!("{:?}", crate::units::ellipsis(c["Command"].as_str().unwrap_or(""), 20)),
-                    c["Mounts"].as_array().map(|m| m.len()).unwrap_or(0).to_string(),
-                    human_size(num(&c["SizeRw"])),
-                    crate::units::ago(c["Created"].as_i64().unwrap_or(0)),
-                    c["Status"].as_str().unwrap_or("").to_string(),
-                    c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').to_string(),
+                    crate::units::short(&c.id),
+                    c.image.clone(),
+                    format!("{:?}", crate::units::ellipsis(&c.command, 20)),
+                    c.mounts.len().to_string(),
+                    human_size(rw(c)),
+                    crate::units::ago(c.created),
+                    c.status.clone(),
+                    c.names.first().map(|n| n.trim_start_matches('/')).unwrap_or("").to_string(),
                 ]
             })
             .collect(),
@@ -374,15 +360,7 @@ async fn df(c: &Client, a: DfArgs) -> Result<i32> {
     out.push_str(&table(
         "Local Volumes space usage:\n",
         &["VOLUME NAME", "LINKS", "SIZE"],
-        vols.iter()
-            .map(|v| {
-                vec![
-                    v["Name"].as_str().unwrap_or("").to_string(),
-                    v["UsageData"]["RefCount"].as_i64().unwrap_or(0).to_string(),
-                    human_size(num(&v["UsageData"]["Size"])),
-                ]
-            })
-            .collect(),
+        vols.iter().map(|v| vec![v.name.clone(), usage(v).1.to_string(), human_size(usage(v).0)]).collect(),
     ));
     out.push_str(&table(
         "Build cache usage: ".to_string().as_str().trim_end(),
@@ -391,13 +369,13 @@ async fn df(c: &Client, a: DfArgs) -> Result<i32> {
             .iter()
             .map(|b| {
                 vec![
-                    crate::units::short(b["ID"].as_str().unwrap_or("")),
-                    b["Type"].as_str().unwrap_or("").to_string(),
-                    human_size(num(&b["Size"])),
-                    crate::units::ago_rfc3339(b["CreatedAt"].as_str().unwrap_or("")),
-                    crate::units::ago_rfc3339(b["LastUsedAt"].as_str().unwrap_or("")),
-                    b["UsageCount"].as_i64().unwrap_or(0).to_string(),
-                    b["Shared"].as_bool().unwrap_or(false).to_string(),
+                    crate::units::short(&b.id),
+                    b.kind.clone(),
+                    human_size(b.size as f64),
+                    crate::units::ago_rfc3339(&b.created_at),
+                    crate::units::ago_rfc3339(&b.last_used_at),
+                    b.usage_count.to_string(),
+                    b.shared.to_string(),
                 ]
             })
             .collect(),

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use berth_api::filters::Filters;
 use berth_types::{Error, Result};
-use serde_json::{json, Value};
 
 use super::record::ContainerRecord;
 use super::ContainerService;
@@ -76,14 +75,18 @@ fn status_text(r: &ContainerRecord) -> String {
 }
 
 /// `docker ps`'s Ports: one entry per published binding.
-fn port_list(r: &ContainerRecord) -> Vec<Value> {
+fn port_list(r: &ContainerRecord) -> Vec<berth_api::container::Port> {
     let mut out = Vec::new();
     for (spec, v) in &r.ports {
         let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
         let private: u16 = port.parse().unwrap_or(0);
-        for b in v.as_array().into_iter().flatten() {
-            let public: u16 = b["HostPort"].as_str().and_then(|p| p.parse().ok()).unwrap_or(0);
-            out.push(json!({"IP": b["HostIp"], "PrivatePort": private, "PublicPort": public, "Type": proto}));
+        for b in v.iter().flatten() {
+            out.push(berth_api::container::Port {
+                ip: b.host_ip.clone(),
+                private_port: private,
+                public_port: b.host_port.parse().unwrap_or(0),
+                kind: proto.to_string(),
+            });
         }
     }
     out

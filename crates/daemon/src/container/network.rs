@@ -7,13 +7,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use std::sync::Arc;
 
+use berth_api::hostconfig::{PortBinding, PortMap};
 use berth_api::network::EndpointSettings;
 use berth_network::firewall::PortRule;
 use berth_network::link::{self, Attach};
 use berth_network::store::mac_for;
 use berth_network::{ipam, Endpoint};
 use berth_types::{Error, Result};
-use serde_json::{json, Value};
 
 use super::record::ContainerRecord;
 use super::{blocking, ContainerService};
@@ -409,19 +409,13 @@ impl ContainerService {
 
     /// Starts the userland proxies of a running container's published ports; returns the
     /// `NetworkSettings.Ports` it now has.
-    pub(super) async fn publish_ports(&self, rec: &ContainerRecord) -> Result<BTreeMap<String, Value>> {
-        let mut ports: BTreeMap<String, Value> = BTreeMap::new();
+    pub(super) async fn publish_ports(&self, rec: &ContainerRecord) -> Result<PortMap> {
+        let mut ports = PortMap::new();
         let Some(ip) = rec.endpoints.iter().find_map(|e| e.ip) else { return Ok(ports) };
         let mut bindings: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for (k, v) in &rec.host_config.port_bindings {
-            let list = v.as_array().cloned().unwrap_or_default();
             let b = bindings.entry(k.clone()).or_default();
-            for item in list {
-                b.push((
-                    item["HostIp"].as_str().unwrap_or("").to_string(),
-                    item["HostPort"].as_str().unwrap_or("").to_string(),
-                ));
-            }
+            b.extend(v.iter().flatten().map(|item| (item.host_ip.clone(), item.host_port.clone())));
         }
         let publish_all = rec.host_config.publish_all_ports;
         for k in rec.config.exposed_ports.iter().flat_map(|m| m.keys()) {
@@ -436,12 +430,8 @@ impl ContainerService {
             let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
             let cport: u16 = port.parse().map_err(|_| Error::invalid(format!("invalid container port {spec}")))?;
             let mut shown = Vec::new();
-            let before: Vec<String> = rec
-                .ports
-                .get(spec)
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|x| x["HostPort"].as_str().map(String::from)).collect())
-                .unwrap_or_default();
+            let before: Vec<String> =
+                rec.ports.get(spec).into_iter().flatten().flatten().map(|x| x.host_port.clone()).collect();
             for (idx, (hip, hport)) in list.iter().enumerate() {
                 // After a berthd restart, keep the ports the container already had.
                 let hport = if hport.is_empty() { before.get(idx).cloned().unwrap_or_default() } else { hport.clone() };
@@ -466,7 +456,7 @@ impl ContainerService {
                     SocketAddr::new(IpAddr::V4(ip), cport),
                 )
                 .await?;
-                shown.push(json!({"HostIp": host_ip.to_string(), "HostPort": p.host.port().to_string()}));
+                shown.push(PortBinding { host_ip: host_ip.to_string(), host_port: p.host.port().to_string() });
                 if let IpAddr::V4(hip4) = host_ip {
                     rules.push(PortRule {
                         proto: proto.to_string(),
@@ -478,7 +468,7 @@ impl ContainerService {
                 }
                 proxies.push(p);
             }
-            ports.insert(spec.clone(), if shown.is_empty() { Value::Null } else { json!(shown) });
+            ports.insert(spec.clone(), Some(shown).filter(|s| !s.is_empty()));
         }
         self.proxies.lock().expect("proxies lock").insert(rec.id.clone(), proxies);
         // Traffic from outside is DNATed in the kernel; the proxies serve the host's own loopback.
@@ -502,7 +492,7 @@ impl ContainerService {
                 ep.host_veth.clear();
                 ep.endpoint_id.clear();
             }
-            r.ports = BTreeMap::new();
+            r.ports = PortMap::new();
         });
         for ep in &rec.endpoints {
             if let Ok(n) = self.networks.get(&ep.network_id).await {

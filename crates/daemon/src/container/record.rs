@@ -33,7 +33,7 @@ pub struct ContainerRecord {
     pub build_step: bool,
     /// Published ports while running, as `NetworkSettings.Ports` shows them.
     #[serde(default)]
-    pub ports: std::collections::BTreeMap<String, serde_json::Value>,
+    pub ports: berth_api::hostconfig::PortMap,
 }
 
 impl ContainerRecord {
