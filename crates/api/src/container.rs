@@ -443,3 +443,11 @@ pub struct IdResponse {
     #[serde(rename = "Id")]
     pub id: String,
 }
+
+/// `POST /containers/prune`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PruneResponse {
+    pub containers_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}

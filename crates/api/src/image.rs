@@ -327,3 +327,21 @@ pub struct DeleteResponseItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<String>,
 }
+
+impl DeleteResponseItem {
+    pub fn untagged(reference: impl Into<String>) -> Self {
+        DeleteResponseItem { untagged: Some(reference.into()), deleted: None }
+    }
+
+    pub fn deleted(id: impl Into<String>) -> Self {
+        DeleteResponseItem { untagged: None, deleted: Some(id.into()) }
+    }
+}
+
+/// `POST /images/prune`: `ImagesDeleted` is null when nothing was, as Docker's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PruneResponse {
+    pub images_deleted: Option<Vec<DeleteResponseItem>>,
+    pub space_reclaimed: u64,
+}

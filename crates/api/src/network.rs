@@ -233,3 +233,10 @@ mod tests {
         assert!(serde_json::from_str::<EndpointSettings>(r#"{"DriverOpts": {"k": 1}}"#).is_err());
     }
 }
+
+/// `POST /networks/prune`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PruneResponse {
+    pub networks_deleted: Vec<String>,
+}

@@ -252,3 +252,19 @@ pub struct DiskUsageView {
     #[serde(deserialize_with = "crate::serde_helpers::nullable")]
     pub build_cache: Vec<BuildCacheEntry>,
 }
+
+/// `POST /build/prune`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BuildCachePruneResponse {
+    pub caches_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}
+
+/// `POST /auth`: the registry accepted the credentials; a token to use instead, if it gave one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AuthResponse {
+    pub status: String,
+    pub identity_token: String,
+}

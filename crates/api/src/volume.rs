@@ -52,3 +52,11 @@ pub struct CreateRequest {
     #[serde(deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
 }
+
+/// `POST /volumes/prune`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PruneResponse {
+    pub volumes_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}

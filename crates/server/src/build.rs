@@ -184,7 +184,10 @@ async fn prune(
         opts.reserved_space = bytes("keep-storage")?;
     }
     let (deleted, reclaimed) = svc.prune(opts).await?;
-    Ok(json_response(&json!({"CachesDeleted": deleted, "SpaceReclaimed": reclaimed})))
+    Ok(json_response(&berth_api::system::BuildCachePruneResponse {
+        caches_deleted: deleted,
+        space_reclaimed: reclaimed,
+    }))
 }
 
 /// `until=24h` (a Go duration: that long ago) or a time (unix seconds or RFC 3339), as RFC 3339.

@@ -16,7 +16,7 @@ use berth_daemon::backend::{ImageBackend, Progress};
 use berth_daemon::images::{ImportOptions, ListOptions, PullOptions, PushOptions};
 use berth_types::{Error, Reference};
 use futures_util::TryStreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::io::StreamReader;
 
 use crate::error::{ApiError, ApiResult};
@@ -142,9 +142,8 @@ async fn load(State(svc): Images, q: Query, Extension(v): Extension<ApiVersion>,
 
 async fn prune(State(svc): Images, q: Query) -> ApiResult<Response> {
     let (out, space) = svc.prune(&q.filters()?).await?;
-    // DeleteResponse serialises as Docker's `{"Untagged": ...}` / `{"Deleted": ...}`.
-    let deleted = if out.is_empty() { Value::Null } else { json!(out) };
-    Ok(json_response(&json!({"ImagesDeleted": deleted, "SpaceReclaimed": space})))
+    let images_deleted = Some(out).filter(|o| !o.is_empty());
+    Ok(json_response(&berth_api::image::PruneResponse { images_deleted, space_reclaimed: space }))
 }
 
 async fn get_dispatch(
@@ -302,12 +301,13 @@ mod tests {
 
     use axum::http::Request;
     use berth_api::filters::Filters;
+    use berth_api::image::DeleteResponseItem;
     use berth_api::image::{AttestationStatement, DistributionInspect, HistoryItem, ImageInspect, ImageSummary};
     use berth_daemon::backend::{BoxFuture, BoxReader};
-    use berth_daemon::images::DeleteResponse;
     use tower::ServiceExt;
 
     use super::*;
+    use serde_json::json;
 
     /// One image, `busybox`; records what the routes passed on.
     #[derive(Default)]
@@ -378,11 +378,11 @@ mod tests {
         fn tag<'a>(&'a self, name: &'a str, _: &'a str, _: &'a str) -> BoxFuture<'a, ()> {
             Box::pin(async move { known(name) })
         }
-        fn delete<'a>(&'a self, name: &'a str, _: bool, p: &'a [Platform]) -> BoxFuture<'a, Vec<DeleteResponse>> {
+        fn delete<'a>(&'a self, name: &'a str, _: bool, p: &'a [Platform]) -> BoxFuture<'a, Vec<DeleteResponseItem>> {
             self.saw(format!("delete {name} {}", p.len()));
-            Box::pin(async move { known(name).map(|_| vec![DeleteResponse::Untagged(name.to_string())]) })
+            Box::pin(async move { known(name).map(|_| vec![DeleteResponseItem::untagged(name)]) })
         }
-        fn prune<'a>(&'a self, _: &'a Filters) -> BoxFuture<'a, (Vec<DeleteResponse>, u64)> {
+        fn prune<'a>(&'a self, _: &'a Filters) -> BoxFuture<'a, (Vec<DeleteResponseItem>, u64)> {
             Box::pin(async { Ok((Vec::new(), 0)) })
         }
         fn distribution<'a>(&'a self, _: &'a Reference, _: AuthConfig) -> BoxFuture<'a, DistributionInspect> {

@@ -10,7 +10,6 @@ use axum::Router;
 use berth_api::network::{ConnectRequest, CreateRequest, CreateResponse};
 use berth_daemon::backend::NetworkBackend;
 use berth_types::Error;
-use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
@@ -65,7 +64,7 @@ async fn remove(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> 
 
 async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let deleted = svc.prune(&q.filters()?).await?;
-    Ok(json_response(&json!({"NetworksDeleted": deleted})))
+    Ok(json_response(&berth_api::network::PruneResponse { networks_deleted: deleted }))
 }
 
 async fn connect(
@@ -100,6 +99,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use serde_json::json;
 
     /// Networks by name, and the last connect it was asked for.
     #[derive(Default)]

@@ -47,7 +47,7 @@ async fn login(State(sys): System, body: axum::body::Bytes) -> ApiResult<Respons
     let mut auth: berth_api::auth::AuthConfig = crate::from_json(&body)?;
     auth.normalise();
     let token = sys.login(auth).await?;
-    Ok(json_response(&serde_json::json!({"Status": "Login Succeeded", "IdentityToken": token})))
+    Ok(json_response(&berth_api::system::AuthResponse { status: "Login Succeeded".into(), identity_token: token }))
 }
 
 /// `docker system df`: images, containers, volumes and build cache with their sizes; `type`

@@ -9,7 +9,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use berth_api::volume::{CreateRequest, VolumeList};
 use berth_daemon::backend::VolumeBackend;
-use serde_json::json;
 
 use crate::error::ApiResult;
 use crate::query::Query;
@@ -52,7 +51,7 @@ async fn remove(State(svc): Svc, Path(name): Path<String>, q: Query) -> ApiResul
 
 async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let (deleted, space) = svc.prune(&q.filters()?).await?;
-    Ok(json_response(&json!({"VolumesDeleted": deleted, "SpaceReclaimed": space})))
+    Ok(json_response(&berth_api::volume::PruneResponse { volumes_deleted: deleted, space_reclaimed: space }))
 }
 
 #[cfg(test)]
@@ -69,6 +68,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use serde_json::json;
 
     /// Volumes in a map; `in-use` cannot be removed (Docker's 409).
     #[derive(Default)]

@@ -5,13 +5,22 @@ use std::sync::Arc;
 use berth_api::auth::AuthConfig;
 use berth_api::filters::Filters;
 use berth_api::image::{
-    AttestationStatement, DistributionInspect, HistoryItem, ImageInspect, ImageSummary, OciPlatform,
+    AttestationStatement, DeleteResponseItem, DistributionInspect, HistoryItem, ImageInspect, ImageSummary, OciPlatform,
 };
 use berth_types::Reference;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{BoxFuture, BoxReader};
 use crate::images::{DeleteResponse, ImportOptions, ListOptions, PullOptions, PushOptions};
+
+fn items(out: Vec<DeleteResponse>) -> Vec<DeleteResponseItem> {
+    out.into_iter()
+        .map(|r| match r {
+            DeleteResponse::Untagged(t) => DeleteResponseItem::untagged(t),
+            DeleteResponse::Deleted(id) => DeleteResponseItem::deleted(id),
+        })
+        .collect()
+}
 
 /// A progress stream (pull, push): JSON lines, the last one saying how it ended.
 pub type Progress = UnboundedReceiver<Vec<u8>>;
@@ -52,9 +61,9 @@ pub trait ImageBackend: Send + Sync {
         name: &'a str,
         force: bool,
         platforms: &'a [OciPlatform],
-    ) -> BoxFuture<'a, Vec<DeleteResponse>>;
+    ) -> BoxFuture<'a, Vec<DeleteResponseItem>>;
     /// What was deleted and the bytes freed.
-    fn prune<'a>(&'a self, filters: &'a Filters) -> BoxFuture<'a, (Vec<DeleteResponse>, u64)>;
+    fn prune<'a>(&'a self, filters: &'a Filters) -> BoxFuture<'a, (Vec<DeleteResponseItem>, u64)>;
     fn distribution<'a>(&'a self, reference: &'a Reference, auth: AuthConfig) -> BoxFuture<'a, DistributionInspect>;
 }
 
@@ -126,17 +135,20 @@ impl ImageBackend for Imaging {
         name: &'a str,
         force: bool,
         platforms: &'a [OciPlatform],
-    ) -> BoxFuture<'a, Vec<DeleteResponse>> {
+    ) -> BoxFuture<'a, Vec<DeleteResponseItem>> {
         Box::pin(async move {
-            match platforms.is_empty() {
-                true => self.images.delete(name, force).await,
-                false => self.images.delete_platforms(name, platforms, force).await,
-            }
+            Ok(items(match platforms.is_empty() {
+                true => self.images.delete(name, force).await?,
+                false => self.images.delete_platforms(name, platforms, force).await?,
+            }))
         })
     }
 
-    fn prune<'a>(&'a self, filters: &'a Filters) -> BoxFuture<'a, (Vec<DeleteResponse>, u64)> {
-        Box::pin(self.images.prune(filters))
+    fn prune<'a>(&'a self, filters: &'a Filters) -> BoxFuture<'a, (Vec<DeleteResponseItem>, u64)> {
+        Box::pin(async move {
+            let (out, space) = self.images.prune(filters).await?;
+            Ok((items(out), space))
+        })
     }
 
     fn distribution<'a>(&'a self, reference: &'a Reference, auth: AuthConfig) -> BoxFuture<'a, DistributionInspect> {

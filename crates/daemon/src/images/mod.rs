@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::events::EventBus;
 
+pub(crate) use berth_image::DeleteResponse;
 /// What the image routes name: re-exported so the server needs no image crate.
-pub use berth_image::{DeleteResponse, ImportOptions};
+pub use berth_image::ImportOptions;
 pub use pull::PullOptions;
 pub use push::PushOptions;
 pub use views::ListOptions;
