@@ -444,10 +444,10 @@ pub struct IdResponse {
     pub id: String,
 }
 
-/// `POST /containers/prune`.
+/// `POST /containers/prune`: `ContainersDeleted` is null when none was (Go's nil slice).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PruneResponse {
-    pub containers_deleted: Vec<String>,
+    pub containers_deleted: Option<Vec<String>>,
     pub space_reclaimed: u64,
 }

@@ -234,9 +234,9 @@ mod tests {
     }
 }
 
-/// `POST /networks/prune`.
+/// `POST /networks/prune`: `NetworksDeleted` is null when none was (Go's nil slice).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PruneResponse {
-    pub networks_deleted: Vec<String>,
+    pub networks_deleted: Option<Vec<String>>,
 }

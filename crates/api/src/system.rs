@@ -253,11 +253,11 @@ pub struct DiskUsageView {
     pub build_cache: Vec<BuildCacheEntry>,
 }
 
-/// `POST /build/prune`.
+/// `POST /build/prune`: `CachesDeleted` is null when none was (Go's nil slice).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct BuildCachePruneResponse {
-    pub caches_deleted: Vec<String>,
+    pub caches_deleted: Option<Vec<String>>,
     pub space_reclaimed: u64,
 }
 

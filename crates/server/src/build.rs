@@ -185,7 +185,7 @@ async fn prune(
     }
     let (deleted, reclaimed) = svc.prune(opts).await?;
     Ok(json_response(&berth_api::system::BuildCachePruneResponse {
-        caches_deleted: deleted,
+        caches_deleted: Some(deleted).filter(|d| !d.is_empty()),
         space_reclaimed: reclaimed,
     }))
 }

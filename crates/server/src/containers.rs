@@ -468,7 +468,10 @@ async fn stats(State(svc): Svc, Path(id): Path<String>, q: Query) -> ApiResult<R
 
 async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let (deleted, space) = svc.prune(&q.filters()?).await?;
-    Ok(json_response(&berth_api::container::PruneResponse { containers_deleted: deleted, space_reclaimed: space }))
+    Ok(json_response(&berth_api::container::PruneResponse {
+        containers_deleted: Some(deleted).filter(|d| !d.is_empty()),
+        space_reclaimed: space,
+    }))
 }
 
 #[cfg(test)]

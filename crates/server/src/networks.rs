@@ -64,7 +64,7 @@ async fn remove(State(svc): Svc, Path(id): Path<String>) -> ApiResult<Response> 
 
 async fn prune(State(svc): Svc, q: Query) -> ApiResult<Response> {
     let deleted = svc.prune(&q.filters()?).await?;
-    Ok(json_response(&berth_api::network::PruneResponse { networks_deleted: deleted }))
+    Ok(json_response(&berth_api::network::PruneResponse { networks_deleted: Some(deleted).filter(|d| !d.is_empty()) }))
 }
 
 async fn connect(
@@ -212,6 +212,6 @@ mod tests {
         assert_eq!(call(&app, "1.56", "DELETE", "/networks/n1", "").await.0, StatusCode::NO_CONTENT);
         assert_eq!(call(&app, "1.56", "DELETE", "/networks/n1", "").await.0, StatusCode::NOT_FOUND);
         let (s, v) = call(&app, "1.56", "POST", "/networks/prune", "").await;
-        assert_eq!((s, v), (StatusCode::OK, json!({"NetworksDeleted": []})));
+        assert_eq!((s, v), (StatusCode::OK, json!({"NetworksDeleted": null})));
     }
 }
