@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use berth_api::container::HostConfig;
 use berth_api::image::ImageConfig;
+use berth_api::progress::JsonMessage;
 use berth_types::{Digest, Error, Reference, Result};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -109,20 +110,20 @@ pub trait Backend: Send + Sync + 'static {
 /// The build's output stream: one JSON message per line, as `POST /build` answers.
 #[derive(Clone)]
 pub struct Output {
-    tx: mpsc::UnboundedSender<Value>,
+    tx: mpsc::UnboundedSender<JsonMessage>,
     quiet: bool,
     /// The client's stream when this is one stage's buffer.
-    parent: Option<mpsc::UnboundedSender<Value>>,
+    parent: Option<mpsc::UnboundedSender<JsonMessage>>,
 }
 
 impl Output {
-    pub fn new(quiet: bool) -> (Output, mpsc::UnboundedReceiver<Value>) {
+    pub fn new(quiet: bool) -> (Output, mpsc::UnboundedReceiver<JsonMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Output { tx, quiet, parent: None }, rx)
     }
 
     /// A stage's own stream, replayed into this one in order; it notices the client leaving.
-    pub(crate) fn child(&self) -> (Output, mpsc::UnboundedReceiver<Value>) {
+    pub(crate) fn child(&self) -> (Output, mpsc::UnboundedReceiver<JsonMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Output { tx, quiet: self.quiet, parent: Some(self.parent.clone().unwrap_or_else(|| self.tx.clone())) }, rx)
     }
@@ -130,12 +131,12 @@ impl Output {
     /// A `{"stream": ...}` line, dropped in quiet mode.
     pub fn stream(&self, s: impl Into<String>) {
         if !self.quiet {
-            let _ = self.tx.send(json!({ "stream": s.into() }));
+            let _ = self.tx.send(JsonMessage::stream(s));
         }
     }
 
     /// A raw message (pull progress, aux), dropped in quiet mode unless `always`.
-    pub fn message(&self, v: Value, always: bool) {
+    pub fn message(&self, v: JsonMessage, always: bool) {
         if always || !self.quiet {
             let _ = self.tx.send(v);
         }
@@ -224,9 +225,9 @@ pub async fn build<B: Backend>(
     let res = stages::run(backend, ctx, df, opts, out).await;
     match &res {
         Ok(b) => {
-            out.message(json!({"aux": {"ID": b.id.as_str()}}), true);
+            out.message(JsonMessage::aux(json!({"ID": b.id.as_str()})), true);
             if opts.quiet {
-                out.message(json!({"stream": format!("{}\n", b.id)}), true);
+                out.message(JsonMessage::stream(format!("{}\n", b.id)), true);
             }
             out.stream(format!("Successfully built {}\n", berth_types::short_id(b.id.hex())));
             for t in &opts.tags {
@@ -234,12 +235,7 @@ pub async fn build<B: Backend>(
             }
         }
         Err(e) => {
-            let msg = e.to_string();
-            let mut detail = json!({ "message": msg });
-            if let Some(code) = e.exit_code() {
-                detail["code"] = json!(code);
-            }
-            out.message(json!({"errorDetail": detail, "error": msg}), true);
+            out.message(JsonMessage::error(e.to_string(), e.exit_code()), true);
         }
     }
     res

@@ -27,7 +27,6 @@ use std::time::Duration;
 pub use berth_builder::BuildOptions;
 use berth_types::Result;
 use futures_util::future::BoxFuture;
-use serde_json::Value;
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
@@ -84,13 +83,13 @@ pub trait Engine: Send + Sync + 'static {
         &self,
         context: Pin<Box<dyn AsyncRead + Send>>,
         opts: BuildOptions,
-    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>>;
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<berth_api::progress::JsonMessage>>>;
     /// Like `build`, over a context folder the build takes over (and removes when it ends).
     fn build_dir(
         &self,
         context: std::path::PathBuf,
         opts: BuildOptions,
-    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>>;
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<berth_api::progress::JsonMessage>>>;
     /// A folder's tar as a one-layer image with no config (a local named context), the same
     /// files giving the same id; returns the id.
     fn import_rootfs(&self, tar: Pin<Box<dyn AsyncRead + Send>>) -> BoxFuture<'_, Result<String>>;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_api::progress::JsonMessage;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
@@ -225,25 +226,23 @@ impl<'a> Translator<'a> {
         Translator { r, current: None, steps: 0, outcome: Outcome::default() }
     }
 
-    pub fn feed(&mut self, m: &Value) {
-        if let Some(id) = m.pointer("/aux/ID").and_then(Value::as_str) {
+    pub fn feed(&mut self, m: &JsonMessage) {
+        if let Some(id) = m.aux.as_ref().and_then(|a| a.get("ID")).and_then(Value::as_str) {
             self.outcome.image = Some(id.to_string());
             return;
         }
-        if let Some(e) = m.get("error").and_then(Value::as_str) {
+        if let Some(e) = &m.error {
             if let Some(d) = &self.current {
                 self.r.fail(d, e);
             }
-            self.outcome.error = Some(e.to_string());
+            self.outcome.error = Some(e.clone());
             return;
         }
-        if let Some(s) = m.get("stream").and_then(Value::as_str) {
+        if let Some(s) = &m.stream {
             self.stream(s);
-        } else if let (Some(status), id) =
-            (m.get("status").and_then(Value::as_str), m.get("id").and_then(Value::as_str))
-        {
+        } else if let (Some(status), id) = (&m.status, m.id.as_deref()) {
             // Pull progress of a FROM: the per-layer lines, without the byte bars.
-            if m.get("progressDetail").and_then(|p| p.get("current")).is_none() {
+            if m.progress_detail.as_ref().and_then(|p| p.current).is_none() {
                 if let Some(d) = &self.current {
                     let line = match id {
                         Some(id) => format!("{id}: {status}\n"),
@@ -336,7 +335,7 @@ mod tests {
             json!({"stream": "oops\n"}),
             json!({"error": "The command '/bin/sh -c false' returned a non-zero code: 1", "errorDetail": {}}),
         ] {
-            t.feed(&m);
+            t.feed(&serde_json::from_value(m).unwrap());
         }
         let o = t.finish();
         assert_eq!(o.error.as_deref(), Some("The command '/bin/sh -c false' returned a non-zero code: 1"));

@@ -3,6 +3,7 @@
 //! sent), a Dockerfile outside the context added under a private name, `POST /build`, and the
 //! output stream printed as it comes.
 
+use berth_api::progress::JsonMessage;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -202,13 +203,14 @@ pub async fn build(c: &Client, a: &BuildArgs) -> Result<i32> {
     let resp = Client::check(sent?).await?;
     let mut id = None;
     let mut out = std::io::stdout();
-    let failed = crate::client::read_json_lines(resp, |v| {
-        if let Some(e) = v["error"].as_str() {
+    let failed = crate::client::read_json_lines(resp, |v: JsonMessage| {
+        if let Some(e) = &v.error {
             eprintln!("{}", e.trim_end());
-            return Ok(Some(v["errorDetail"]["code"].as_i64().filter(|c| *c != 0).unwrap_or(1) as i32));
+            let code = v.error_detail.as_ref().and_then(|d| d.code).filter(|c| *c != 0);
+            return Ok(Some(code.unwrap_or(1) as i32));
         }
         if !a.quiet {
-            match v["stream"].as_str() {
+            match &v.stream {
                 Some(s) => {
                     let _ = out.write_all(s.as_bytes());
                     let _ = out.flush();
@@ -216,7 +218,7 @@ pub async fn build(c: &Client, a: &BuildArgs) -> Result<i32> {
                 None => crate::client::print_status(&v),
             }
         }
-        if let Some(i) = v["aux"]["ID"].as_str() {
+        if let Some(i) = v.aux.as_ref().and_then(|a| a["ID"].as_str()) {
             id = Some(i.to_string());
         }
         Ok(None)

@@ -1,5 +1,6 @@
 //! A typed Engine API client over a UNIX socket or TCP.
 
+use berth_api::progress::JsonMessage;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -216,9 +217,9 @@ impl Client {
 
 /// Reads a JSON-lines body (pull, push, build), calling `f` on each message until it returns a
 /// value or the body ends.
-pub async fn read_json_lines<T>(
+pub async fn read_json_lines<M: DeserializeOwned, T>(
     resp: Response<Incoming>,
-    mut f: impl FnMut(Value) -> Result<Option<T>>,
+    mut f: impl FnMut(M) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     use futures_util::StreamExt;
     let mut body = resp.into_body().into_data_stream();
@@ -227,7 +228,7 @@ pub async fn read_json_lines<T>(
         buf.extend_from_slice(&chunk?);
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=i).collect();
-            let Ok(v) = serde_json::from_slice::<Value>(&line) else { continue };
+            let Ok(v) = serde_json::from_slice::<M>(&line) else { continue };
             if let Some(done) = f(v)? {
                 return Ok(Some(done));
             }
@@ -237,12 +238,12 @@ pub async fn read_json_lines<T>(
 }
 
 /// A progress message as the docker CLI prints it without a terminal (no per-byte progress).
-pub fn print_status(v: &Value) {
-    let status = v["status"].as_str().unwrap_or("");
-    if status.is_empty() || !v["progressDetail"]["current"].is_null() {
+pub fn print_status(v: &JsonMessage) {
+    let status = v.status.as_deref().unwrap_or("");
+    if status.is_empty() || v.progress_detail.as_ref().is_some_and(|p| p.current.is_some()) {
         return;
     }
-    match v["id"].as_str() {
+    match v.id.as_deref() {
         Some(id) => println!("{id}: {status}"),
         None => println!("{status}"),
     }

@@ -1,11 +1,11 @@
 //! Docker's JSON progress stream (pull, push, load, build's pulls) drawn as one bar per layer with
 //! indicatif on a terminal, and as plain `id: status` lines otherwise (what docker prints when piped).
 
+use berth_api::progress::JsonMessage;
 use std::collections::HashMap;
 use std::io::Write;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
 
 pub struct Progress {
     bars: Option<(MultiProgress, HashMap<String, ProgressBar>)>,
@@ -35,24 +35,25 @@ impl Progress {
     }
 
     /// Shows one message of the stream.
-    pub fn show(&mut self, v: &Value) {
+    pub fn show(&mut self, v: &JsonMessage) {
         if self.quiet {
             return;
         }
-        let status = v["status"].as_str().unwrap_or("");
+        let status = v.status.as_deref().unwrap_or("");
+        let (current, total) = v.progress_detail.as_ref().map_or((None, None), |p| (p.current, p.total));
         let Some((mp, bars)) = &mut self.bars else {
             // Without a terminal docker prints each status once, without per-byte updates.
-            if status.is_empty() || !v["progressDetail"]["current"].is_null() {
+            if status.is_empty() || current.is_some() {
                 return;
             }
-            let s = match v["id"].as_str() {
+            let s = match v.id.as_deref() {
                 Some(id) => format!("{id}: {status}"),
                 None => status.to_string(),
             };
             self.line(&s);
             return;
         };
-        let Some(id) = v["id"].as_str() else {
+        let Some(id) = v.id.as_deref() else {
             if !status.is_empty() {
                 let _ = mp.println(status);
             }
@@ -64,8 +65,7 @@ impl Progress {
             b.set_prefix(id.to_string());
             b
         });
-        let current = v["progressDetail"]["current"].as_u64();
-        let total = v["progressDetail"]["total"].as_u64().filter(|t| *t > 0);
+        let total = total.filter(|t| *t > 0);
         match (current, total) {
             (Some(cur), Some(total)) => {
                 bar.set_style(

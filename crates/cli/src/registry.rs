@@ -1,6 +1,7 @@
 //! `berth pull`, `push`, `login`, `logout`: the daemon talks to the registry; the client keeps the
 //! credentials in Docker's `config.json` format (so `docker login` and `berth login` share them).
 
+use berth_api::progress::JsonMessage;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -99,11 +100,11 @@ pub async fn print_progress(
     resp: hyper::Response<hyper::body::Incoming>,
     quiet: bool,
     to_stderr: bool,
-) -> Result<Vec<Value>> {
+) -> Result<Vec<JsonMessage>> {
     let mut lines = Vec::new();
     let mut p = crate::progress::Progress::new(quiet, to_stderr);
-    let r = crate::client::read_json_lines(resp, |v| -> Result<Option<()>> {
-        if let Some(e) = v["error"].as_str() {
+    let r = crate::client::read_json_lines(resp, |v: JsonMessage| -> Result<Option<()>> {
+        if let Some(e) = &v.error {
             bail!("{e}");
         }
         p.show(&v);

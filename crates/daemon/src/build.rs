@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use berth_api::container::{Config, CreateRequest};
 use berth_api::image::ImageConfig;
+use berth_api::progress::JsonMessage;
 pub use berth_builder::BuildOptions;
 use berth_builder::{Backend, BaseImage, Context, Dockerfile, EditFn, Output, RunSpec};
 use berth_distribution::auth::AuthConfig;
@@ -70,7 +71,7 @@ impl BuildService {
 
     /// Runs a prepared build; its output stream ends when the build does. Dropping the receiver
     /// cancels the build at the next step (and kills a running RUN).
-    pub fn run(self: &Arc<Self>, p: Prepared) -> mpsc::UnboundedReceiver<Value> {
+    pub fn run(self: &Arc<Self>, p: Prepared) -> mpsc::UnboundedReceiver<JsonMessage> {
         let (out, rx) = Output::new(p.opts.quiet);
         let build = new_id();
         let backend =
@@ -156,9 +157,9 @@ impl DaemonBackend {
         let mut rx = self.images.pull(opts).await?;
         let mut failed = None;
         while let Some(line) = rx.recv().await {
-            let Ok(v) = serde_json::from_slice::<Value>(&line) else { continue };
-            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-                failed = Some(e.to_string());
+            let Ok(v) = serde_json::from_slice::<JsonMessage>(&line) else { continue };
+            if let Some(e) = &v.error {
+                failed = Some(e.clone());
             }
             out.message(v, false);
         }

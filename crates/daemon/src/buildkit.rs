@@ -8,7 +8,6 @@ use std::sync::Arc;
 use berth_buildkit::{BuildOptions, CacheItem, Engine, MountedImage, PruneOptions};
 use berth_types::{Reference, Result};
 use futures_util::future::BoxFuture;
-use serde_json::Value;
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
@@ -38,7 +37,7 @@ impl Engine for BuildKitEngine {
         &self,
         context: Pin<Box<dyn AsyncRead + Send>>,
         opts: BuildOptions,
-    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>> {
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<berth_api::progress::JsonMessage>>> {
         Box::pin(async move {
             let prepared = self.builds.prepare(context, opts).await?;
             Ok(self.builds.run(prepared))
@@ -49,7 +48,7 @@ impl Engine for BuildKitEngine {
         &self,
         context: std::path::PathBuf,
         opts: BuildOptions,
-    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<Value>>> {
+    ) -> BoxFuture<'_, Result<mpsc::UnboundedReceiver<berth_api::progress::JsonMessage>>> {
         Box::pin(async move {
             let prepared = self.builds.prepare_dir(context, opts).await?;
             Ok(self.builds.run(prepared))

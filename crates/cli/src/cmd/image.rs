@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use berth_api::image::{DeleteResponseItem, HistoryItem, ImageSummary};
+use berth_api::progress::JsonMessage;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
@@ -264,11 +265,11 @@ pub async fn run(c: &Client, cmd: ImageCmd) -> Result<i32> {
             )
             .await?;
             let mut p = crate::progress::Progress::new(a.quiet, false);
-            let r = crate::client::read_json_lines(resp, |v| -> Result<Option<()>> {
-                if let Some(e) = v["error"].as_str() {
+            let r = crate::client::read_json_lines(resp, |v: JsonMessage| -> Result<Option<()>> {
+                if let Some(e) = &v.error {
                     anyhow::bail!(ApiError { status: hyper::StatusCode::OK, message: e.to_string() });
                 }
-                if let Some(s) = v["stream"].as_str() {
+                if let Some(s) = &v.stream {
                     print!("{s}");
                 } else {
                     p.show(&v);
@@ -429,11 +430,11 @@ pub async fn import(
     let bytes = resp.into_body().collect().await?.to_bytes();
     let mut out = String::new();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let v: Value = serde_json::from_slice(line)?;
-        if let Some(e) = v["error"].as_str() {
+        let v: JsonMessage = serde_json::from_slice(line)?;
+        if let Some(e) = &v.error {
             anyhow::bail!(ApiError { status: hyper::StatusCode::OK, message: e.to_string() });
         }
-        if let Some(s) = v["status"].as_str() {
+        if let Some(s) = &v.status {
             out.push_str(s);
             out.push('\n');
         }

@@ -153,8 +153,7 @@ async fn follow(c: Client, name: String, trunc: bool, latest: Arc<Mutex<BTreeMap
     let path = format!("/containers/{}/stats?stream=1", enc(&name));
     let Ok(resp) = c.send(hyper::Method::GET, &path, crate::client::empty(), None).await else { return };
     let Ok(resp) = Client::check(resp).await else { return };
-    let _ = crate::client::read_json_lines(resp, |v| -> Result<Option<()>> {
-        let s: Stats = serde_json::from_value(v)?;
+    let _ = crate::client::read_json_lines(resp, |s: Stats| -> Result<Option<()>> {
         latest.lock().expect("stats lock").insert(name.clone(), row(&name, &s, trunc));
         Ok(None)
     })

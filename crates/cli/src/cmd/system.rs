@@ -238,7 +238,7 @@ async fn events(c: &Client, a: EventsArgs) -> Result<i32> {
         Some(f) => Some(crate::format::Template::parse(&f.replace("\\t", "\t").replace("\\n", "\n"))?),
     };
     let resp = Client::check(c.send(Method::GET, &path, empty(), None).await?).await?;
-    crate::client::read_json_lines(resp, |e| -> Result<Option<()>> {
+    crate::client::read_json_lines(resp, |e: Value| -> Result<Option<()>> {
         use std::io::Write;
         match &tmpl {
             Some(t) => println!("{}", t.render(&e)?),
