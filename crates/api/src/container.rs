@@ -160,6 +160,9 @@ pub struct Summary {
     /// From API 1.52.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSummary>,
+    /// The platform manifest of a multi-platform image (API 1.48+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_manifest_descriptor: Option<crate::image::Descriptor>,
     /// With `size=1`.
     #[serde(flatten)]
     pub sizes: Sizes,
@@ -313,6 +316,9 @@ pub struct ContainerInspect {
     pub app_armor_profile: String,
     #[serde(rename = "ExecIDs")]
     pub exec_ids: Option<Vec<String>>,
+    /// The platform manifest of a multi-platform image (API 1.48+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_manifest_descriptor: Option<crate::image::Descriptor>,
     pub host_config: HostConfig,
     pub graph_driver: GraphDriver,
     pub mounts: Vec<MountView>,

@@ -37,6 +37,9 @@ fn is_empty(v: &Value) -> bool {
 
 /// `GET /containers/{id}/json`.
 pub fn container_inspect(v: &ApiVersion, c: &mut Value) {
+    if v.less_than("1.48") {
+        remove_key(c, "ImageManifestDescriptor");
+    }
     if v.less_than("1.45") {
         // Old clients found the short id (and the hostname) among a user network's aliases.
         let short: String = c["Id"].as_str().unwrap_or_default().chars().take(12).collect();
@@ -86,6 +89,9 @@ pub fn container_inspect(v: &ApiVersion, c: &mut Value) {
 
 /// One entry of `GET /containers/json`.
 pub fn container_summary(v: &ApiVersion, c: &mut berth_api::container::Summary) {
+    if v.less_than("1.48") {
+        c.image_manifest_descriptor = None;
+    }
     if v.less_than("1.46") {
         c.host_config.annotations = None;
     }

@@ -67,6 +67,17 @@ fn platforms_are_pulled_listed_run_and_removed_as_one_image() {
     d.ok(&["image", "inspect", "--platform", "linux/arm64", &multi]);
     // Run picks the platform; one this host cannot run is refused before anything starts.
     assert_eq!(d.ok(&["run", "--rm", "--platform", "linux/amd64", &multi, "echo", "ok"]), "ok");
+    // A container names the platform manifest it was made from (1.48), in inspect and the list.
+    let c = d.ok(&["create", &multi, "true"]);
+    let amd = ms.iter().find(|m| m["ImageData"]["Platform"]["architecture"] == "amd64").unwrap()["ID"].clone();
+    let (_, ci) = d.api_at("1.48", "GET", &format!("/containers/{c}/json"), None);
+    assert_eq!(ci["ImageManifestDescriptor"]["digest"], amd, "{ci}");
+    assert_eq!(ci["ImageManifestDescriptor"]["platform"]["architecture"], "amd64", "{ci}");
+    let (_, old) = d.api_at("1.47", "GET", &format!("/containers/{c}/json"), None);
+    assert!(old.get("ImageManifestDescriptor").is_none(), "{old}");
+    let (_, list) = d.api_at("1.48", "GET", "/containers/json?all=1", None);
+    assert_eq!(list[0]["ImageManifestDescriptor"]["digest"], amd, "{list}");
+    d.ok(&["rm", &c]);
     if !std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
         let o = d.docker(&["run", "--rm", "--platform", "linux/arm64", &multi, "true"]);
         assert!(!o.status.success());

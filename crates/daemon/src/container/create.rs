@@ -172,6 +172,7 @@ impl ContainerService {
             None => self.reserve_random_name(&id),
         };
         let image_id = image.id.clone();
+        let image_manifest = self.images.manifest_descriptor(&config.image, &image_id).await;
         if let Err(e) = self.check_links(&mut host_config, &name) {
             self.release_name(&name, &id);
             return Err(e);
@@ -186,7 +187,17 @@ impl ContainerService {
             tracing::warn!(container = %id, "{w}");
         }
         let res = self
-            .create_reserved(req.networking_config, config, host_config, image_id, path, args, &id, &name, build_step)
+            .create_reserved(
+                req.networking_config,
+                config,
+                host_config,
+                (image_id, image_manifest),
+                path,
+                args,
+                &id,
+                &name,
+                build_step,
+            )
             .await;
         if res.is_err() {
             self.release_name(&name, &id);
@@ -200,7 +211,7 @@ impl ContainerService {
         networking_config: Option<berth_api::network::NetworkingConfig>,
         config: Config,
         host_config: berth_api::container::HostConfig,
-        image_id: berth_types::Digest,
+        (image_id, image_manifest): (berth_types::Digest, Option<berth_api::image::Descriptor>),
         path: String,
         args: Vec<String>,
         id: &str,
@@ -216,6 +227,7 @@ impl ContainerService {
             config,
             host_config,
             image_id,
+            image_manifest,
             path,
             args,
             state: State::default(),

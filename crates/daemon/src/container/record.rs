@@ -16,6 +16,9 @@ pub struct ContainerRecord {
     pub config: Config,
     pub host_config: HostConfig,
     pub image_id: Digest,
+    /// The platform manifest of a multi-platform image the container was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_manifest: Option<berth_api::image::Descriptor>,
     pub path: String,
     pub args: Vec<String>,
     pub state: State,

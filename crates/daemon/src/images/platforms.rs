@@ -173,6 +173,15 @@ impl ImageService {
         blocking(move || store.platform_images()).await
     }
 
+    /// The platform manifest `image` is of the multi-platform image `name` names (a
+    /// container's `ImageManifestDescriptor`); none for a single-platform image.
+    pub async fn manifest_descriptor(&self, name: &str, image: &Digest) -> Option<Descriptor> {
+        let r = Reference::parse_tagged(name).ok()?;
+        let store = self.store.clone();
+        let rec = blocking(move || store.index_of(&r)).await.ok()??;
+        rec.manifests.iter().find(|e| e.image.as_ref() == Some(image)).map(|e| e.descriptor.clone())
+    }
+
     /// The index an image's references were pulled as.
     async fn index_of_image(&self, img: &Image) -> Result<Option<IndexRecord>> {
         let (store, refs) = (self.store.clone(), img.tags.iter().chain(&img.repo_digests).cloned().collect::<Vec<_>>());
