@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 N=${N:-300}
 . bench/berthd.sh
 "$BIN/berth" import target/debug/e2e-busybox.tar busybox >/dev/null 2>&1 || scripts/mk-busybox-tar.sh | "$BIN/berth" import - busybox >/dev/null
-rss() { awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$PID/status; }
+# RSS, and its parts: anonymous memory (heap, stacks) and file-backed pages (berthd's own code).
+rss() { awk '/VmRSS|RssAnon|RssFile/ {printf "%s %.1f MB  ", $1, $2/1024}' /proc/$PID/status; }
 echo "fresh:        $(rss)"
 cycle() {
   id=$(curl -s --unix-socket "$SOCK" -H 'Content-Type: application/json' -d '{"Image":"busybox","Cmd":["true"]}' \
