@@ -2,7 +2,7 @@
 //! (linux/amd64 and an arm64 twin), pulled one platform at a time, listed as a tree, run, inspected,
 //! saved, loaded and removed by platform.
 
-use berth_e2e::registry::{push_two_platforms, seed, Auth, Registry};
+use berth_e2e::registry::{http, push_two_platforms, seed, Auth, Registry};
 use berth_e2e::{err, Berthd};
 use serde_json::Value;
 
@@ -30,7 +30,7 @@ fn all_images(d: &Berthd) -> Vec<String> {
 
 #[test]
 fn platforms_are_pulled_listed_run_and_removed_as_one_image() {
-    let (_reg, d, multi, index) = two_platforms();
+    let (reg, d, multi, index) = two_platforms();
     if host_arch(&d) != "amd64" {
         eprintln!("skipped: the index's runnable platform is amd64");
         return;
@@ -62,6 +62,34 @@ fn platforms_are_pulled_listed_run_and_removed_as_one_image() {
     let (_, list) = d.api_at("1.47", "GET", "/images/json?manifests=1", None);
     let row = list.as_array().unwrap().iter().find(|i| i["RepoTags"][0] == multi.as_str()).unwrap().clone();
     assert_eq!(row["Manifests"].as_array().unwrap().len(), 2, "{row}");
+    // Pushing the reference pushes every platform that is here and an index over them (a tag of
+    // it names the same multi-platform image); `--platform` pushes one as a single manifest.
+    let again = multi.replace(":multi", ":again");
+    d.ok(&["tag", &multi, &again]);
+    d.ok(&["push", &again]);
+    let accept = [(
+        "Accept",
+        "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json, \
+         application/vnd.docker.distribution.manifest.v2+json",
+    )];
+    let get = || {
+        let (st, _, body) = http(&reg.addr, "GET", "/v2/multi/bb/manifests/again", &accept, b"").unwrap();
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    let pushed = get();
+    let mut archs: Vec<&str> = pushed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    archs.sort();
+    assert_eq!(archs, ["amd64", "arm64"], "{pushed}");
+    d.ok(&["push", "--platform", "linux/arm64", &again]);
+    let single = get();
+    assert!(single.get("manifests").is_none() && single["config"]["digest"].is_string(), "{single}");
+    d.ok(&["rmi", &again]);
     // Pruning dangling images leaves the other platform alone.
     d.ok(&["image", "prune", "-f"]);
     d.ok(&["image", "inspect", "--platform", "linux/arm64", &multi]);

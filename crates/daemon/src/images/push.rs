@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use berth_api::progress;
 use berth_distribution::manifest::{
-    Descriptor, ImageManifest, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP,
-    OCI_MANIFEST,
+    Descriptor, ImageManifest, Index, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG,
+    OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
 };
 use berth_distribution::{AuthConfig, Repository};
 use berth_image::{BlobSource, Image, LayerInfo};
@@ -72,6 +72,7 @@ impl ImageService {
                 *img = self.resolve_for(&tag.to_string(), Some(p)).await?;
             }
         }
+        let all_platforms = opts.platform.is_none();
         let repo = Arc::new(self.registries.repository(r.domain(), r.path(), opts.auth.clone(), "pull,push").await?);
         let (tx, rx) = mpsc::unbounded_channel();
         let svc = self.clone();
@@ -80,7 +81,7 @@ impl ImageService {
             let p = Progress(tx);
             p.send(progress::status(&format!("The push refers to repository [{}]", r.name_only().familiar())));
             for (tag, img) in &images {
-                if let Err(e) = svc.push_one(&repo, tag, img, &p).await {
+                if let Err(e) = svc.push_one(&repo, tag, img, all_platforms, &p).await {
                     tracing::warn!(image = %tag, "push failed: {e}");
                     p.send(progress::error(&e.message));
                     return;
@@ -90,13 +91,86 @@ impl ImageService {
         Ok(rx)
     }
 
+    /// Pushes one reference: its image, or every platform of a multi-platform image that is here
+    /// and an index over them (as Docker's containerd store pushes an index), under the tag.
     async fn push_one(
         self: &Arc<Self>,
         repo: &Arc<Repository>,
         tag: &Reference,
         img: &Image,
+        all_platforms: bool,
         p: &Progress,
     ) -> Result<()> {
+        let t = tag.tag().unwrap_or(berth_types::DEFAULT_TAG);
+        let platforms = if all_platforms { self.platforms_here(tag).await? } else { Vec::new() };
+        let (digest, size) = if platforms.len() > 1 {
+            self.push_index(repo, tag, &platforms, p).await?
+        } else {
+            let (digest, size, _) = self.push_image(repo, tag, img, Some(t), p).await?;
+            (digest, size)
+        };
+        let (store, id, dref) = (self.store.clone(), img.id.clone(), tag.digested(digest.clone()));
+        blocking(move || store.tag(id.as_str(), &dref).map(|_| ())).await?;
+        p.send(progress::status(&format!("{t}: digest: {digest} size: {size}")));
+        p.send(progress::aux(serde_json::json!({"Tag": t, "Digest": digest, "Size": size})));
+        let mut attrs = BTreeMap::new();
+        attrs.insert("name".to_string(), tag.familiar());
+        self.events.publish("image", "push", &tag.familiar(), attrs);
+        Ok(())
+    }
+
+    /// The platforms of the multi-platform image `tag` names that are here, in the index's order.
+    async fn platforms_here(&self, tag: &Reference) -> Result<Vec<(Image, berth_api::image::OciPlatform)>> {
+        let (store, r) = (self.store.clone(), tag.clone());
+        let Some(rec) = blocking(move || store.index_of(&r)).await? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for e in &rec.manifests {
+            let (Some(id), Some(platform)) = (&e.image, &e.descriptor.platform) else { continue };
+            if let Ok(img) = self.resolve(id.as_str()).await {
+                out.push((img, platform.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each platform's image by digest, then an index over them under the tag; its digest and size.
+    async fn push_index(
+        self: &Arc<Self>,
+        repo: &Arc<Repository>,
+        tag: &Reference,
+        platforms: &[(Image, berth_api::image::OciPlatform)],
+        p: &Progress,
+    ) -> Result<(Digest, usize)> {
+        let mut manifests = Vec::new();
+        for (img, platform) in platforms {
+            let (digest, size, media_type) = self.push_image(repo, tag, img, None, p).await?;
+            manifests.push(Descriptor {
+                media_type: media_type.into(),
+                digest,
+                size: size as u64,
+                platform: Some(platform.clone()),
+                urls: None,
+                annotations: None,
+            });
+        }
+        // An OCI-only registry took OCI manifests: the index is OCI's then too.
+        let media_type = if manifests.iter().any(|m| m.media_type == OCI_MANIFEST) { OCI_INDEX } else { DOCKER_LIST };
+        let index = Index { schema_version: 2, media_type: media_type.into(), manifests };
+        let body = Bytes::from(serde_json::to_vec_pretty(&index).map_err(|e| Error::internal(e.to_string()))?);
+        let digest = repo.put_manifest(tag.tag().unwrap_or(berth_types::DEFAULT_TAG), media_type, body.clone()).await?;
+        Ok((digest, body.len()))
+    }
+
+    /// One image's layers, config and manifest, the manifest under `reference` (a tag) or by its
+    /// digest; the manifest's digest, size and media type.
+    async fn push_image(
+        self: &Arc<Self>,
+        repo: &Arc<Repository>,
+        tag: &Reference,
+        img: &Image,
+        reference: Option<&str>,
+        p: &Progress,
+    ) -> Result<(Digest, usize, &'static str)> {
         let store = self.store.clone();
         let id = img.id.clone();
         let layers = blocking(move || store.layers_of(&id)).await?;
@@ -148,31 +222,26 @@ impl ImageService {
                 })
                 .collect(),
         };
-        let t = tag.tag().unwrap_or(berth_types::DEFAULT_TAG);
         let encode = |m: &ImageManifest| {
             serde_json::to_vec_pretty(m).map(Bytes::from).map_err(|e| Error::internal(e.to_string()))
         };
         let mut body = encode(&manifest)?;
-        let digest = match repo.put_manifest(t, DOCKER_MANIFEST, body.clone()).await {
+        // By digest, the reference is the body's own digest.
+        let at = |b: &Bytes| reference.map(String::from).unwrap_or_else(|| Digest::of(b).to_string());
+        let mut media_type = DOCKER_MANIFEST;
+        let digest = match repo.put_manifest(&at(&body), DOCKER_MANIFEST, body.clone()).await {
             Ok(d) => d,
             // An OCI-only registry refuses Docker media types: say the same thing in OCI's.
             Err(e) if e.kind == berth_types::ErrorKind::InvalidArgument => {
                 tracing::info!("registry refused a Docker manifest ({e}); pushing it as OCI");
                 let oci = to_oci(manifest);
                 body = encode(&oci)?;
-                repo.put_manifest(t, OCI_MANIFEST, body.clone()).await?
+                media_type = OCI_MANIFEST;
+                repo.put_manifest(&at(&body), OCI_MANIFEST, body.clone()).await?
             }
             Err(e) => return Err(e),
         };
-        let size = body.len();
-        let (store, id, dref) = (self.store.clone(), img.id.clone(), tag.digested(digest.clone()));
-        blocking(move || store.tag(id.as_str(), &dref).map(|_| ())).await?;
-        p.send(progress::status(&format!("{t}: digest: {digest} size: {size}")));
-        p.send(progress::aux(serde_json::json!({"Tag": t, "Digest": digest, "Size": size})));
-        let mut attrs = BTreeMap::new();
-        attrs.insert("name".to_string(), tag.familiar());
-        self.events.publish("image", "push", &tag.familiar(), attrs);
-        Ok(())
+        Ok((digest, body.len(), media_type))
     }
 
     /// One layer into the registry: skipped, mounted, or compressed and uploaded.
