@@ -184,11 +184,7 @@ fn mounts(input: &SpecInput) -> Vec<Mount> {
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
         mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_size]),
     ];
-    let v1 = cgroup_v1_mounts(
-        &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
-        &input.cgroups_path,
-        hc.privileged,
-    );
+    let v1 = cgroup_v1_mounts(host_cgroup_mounts(), &input.cgroups_path, hc.privileged);
     if !v1.is_empty() {
         out.retain(|m| m.typ().as_deref() != Some("cgroup"));
         out.extend(v1);
@@ -216,6 +212,17 @@ fn mounts(input: &SpecInput) -> Vec<Mount> {
         out.push(mount(INIT_PATH, "bind", init, &["rbind", "ro", "rprivate"]));
     }
     out
+}
+
+/// The host's cgroup mounts (mountinfo's cgroup lines), read once: they do not change while the
+/// daemon runs, and the whole of mountinfo grows by a line per running container, so reading it
+/// for every container made starting N containers cost O(N²).
+fn host_cgroup_mounts() -> &'static str {
+    static LINES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let all = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        all.lines().filter(|l| l.contains(" - cgroup ")).map(|l| format!("{l}\n")).collect()
+    })
 }
 
 /// `/sys/fs/cgroup` on a cgroup v1 host, as runc makes it: a tmpfs with, for each controller

@@ -127,8 +127,24 @@ pub fn unmount(target: &Path) -> Result<()> {
     }
 }
 
-/// True when `path` is a mount point (its mount id differs from its parent's).
+/// True when `path` is a mount point: its mount id differs from its parent's (statx, Linux 5.8+),
+/// else, on older kernels, a line of mountinfo names it. Reading mountinfo costs a line per mount
+/// on the host — one per running container — so it is the fallback, not the way.
 pub fn is_mountpoint(path: &Path) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+    let mnt_id = |p: &Path| {
+        statx(CWD, p, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID)
+            .ok()
+            .filter(|s| StatxFlags::from_bits_retain(s.stx_mask).contains(StatxFlags::MNT_ID))
+            .map(|s| s.stx_mnt_id)
+    };
+    if let Some(parent) = path.parent() {
+        match (mnt_id(path), mnt_id(parent)) {
+            (Some(a), Some(b)) => return a != b,
+            (None, _) if !path.exists() => return false,
+            _ => {}
+        }
+    }
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
@@ -139,6 +155,17 @@ pub fn is_mountpoint(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_by_mount_id() {
+        assert!(is_mountpoint(Path::new("/proc")));
+        assert!(is_mountpoint(Path::new("/")));
+        let t = tempfile::tempdir().unwrap();
+        assert!(!is_mountpoint(t.path()));
+        assert!(!is_mountpoint(&t.path().join("missing")));
+        // A symlink is not the mount it points into.
+        assert!(!is_mountpoint(Path::new("/proc/self")));
+    }
 
     #[test]
     #[ignore = "needs root: run with --include-ignored (CI runs as root)"]
