@@ -103,6 +103,20 @@ impl OciPlatform {
         Ok(OciPlatform { os: os.to_lowercase(), architecture: arch, variant, os_version: None })
     }
 
+    /// The item of `items` for this platform, as containerd's matcher orders them: one whose
+    /// variant is exactly the one asked for, else the first that serves it.
+    pub fn best<'a, T>(
+        &self,
+        items: impl IntoIterator<Item = &'a T>,
+        platform: impl Fn(&T) -> Option<&OciPlatform>,
+    ) -> Option<&'a T> {
+        let fits: Vec<&T> = items.into_iter().filter(|i| platform(i).is_some_and(|p| p.matches(self))).collect();
+        fits.iter()
+            .find(|i| platform(i).and_then(|p| p.variant.as_ref()) == self.variant.as_ref())
+            .or(fits.first())
+            .copied()
+    }
+
     /// Whether this platform (of an image or index entry) serves `want`.
     pub fn matches(&self, want: &OciPlatform) -> bool {
         self.os == want.os

@@ -69,10 +69,7 @@ fn labels_text(labels: &BTreeMap<String, String>) -> String {
 
 /// `KEY=VALUE` list flags (`--label`, `--opt`) as a map (a bare `KEY` is `KEY=`).
 fn kv_strings(items: &[String]) -> BTreeMap<String, String> {
-    items
-        .iter()
-        .map(|i| i.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((i.clone(), String::new())))
-        .collect()
+    items.iter().map(|i| crate::cmd::opts::kv(i)).collect()
 }
 
 pub async fn network_ls(

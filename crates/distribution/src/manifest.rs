@@ -113,17 +113,8 @@ impl Manifest {
 impl Index {
     /// The entry for `want`, as containerd's platform matcher orders them (exact variant first).
     pub fn select(&self, want: &Platform) -> Result<&Descriptor> {
-        let candidates: Vec<&Descriptor> = self
-            .manifests
-            .iter()
-            .filter(|d| d.media_type != "application/vnd.in-toto+json")
-            .filter(|d| d.platform.as_ref().is_some_and(|p| p.matches(want)))
-            .collect();
-        candidates
-            .iter()
-            .find(|d| d.platform.as_ref().and_then(|p| p.variant.as_ref()) == want.variant.as_ref())
-            .or(candidates.first())
-            .copied()
+        let images = self.manifests.iter().filter(|d| d.media_type != "application/vnd.in-toto+json");
+        want.best(images, |d| d.platform.as_ref())
             .ok_or_else(|| Error::not_found(format!("no matching manifest for {want} in the manifest list entries")))
     }
 }

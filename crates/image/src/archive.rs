@@ -514,7 +514,7 @@ fn platforms_of(
     let refs = names_of(desc)?;
     let parsed: crate::index::ParsedIndex = serde_json::from_slice(blob)
         .map_err(|e| Error::invalid(format!("invalid archive: index {}: {e}", desc["digest"])))?;
-    let record = parsed.record(Digest::of(blob), blob.len() as u64, desc["mediaType"].as_str().unwrap_or(OCI_INDEX));
+    let record = parsed.record(&Digest::of(blob), blob.len() as u64, desc["mediaType"].as_str().unwrap_or(OCI_INDEX));
     let mut mine = Vec::new();
     for m in index["manifests"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
         let Some(p) = m.get("platform") else { continue };
@@ -526,8 +526,9 @@ fn platforms_of(
         let Ok(mblob) = read_blob(root, digest) else { continue };
         let v: Value = serde_json::from_slice(&mblob)
             .map_err(|e| Error::invalid(format!("invalid archive: manifest {digest}: {e}")))?;
+        // Opened, not read: a layer may be larger than anything read whole.
         let present =
-            |d: &Value| blob_path(d["digest"].as_str().unwrap_or("")).is_ok_and(|(p, _)| root.read(&p).is_ok());
+            |d: &Value| blob_path(d["digest"].as_str().unwrap_or("")).is_ok_and(|(p, _)| root.open_file(&p).is_ok());
         let layers = v["layers"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         if !present(&v["config"]) || !layers.iter().all(present) {
             continue;
@@ -580,6 +581,47 @@ mod tests {
         // Loading twice is idempotent.
         s2.load(&archive[..], &LoadOptions::default()).unwrap();
         assert_eq!(s2.list().unwrap().len(), 1);
+    }
+
+    /// Both platforms of a multi-platform image come back from its archive, the layer they share
+    /// being larger than anything read whole (it was read to see that it is there, and refused).
+    #[test]
+    fn a_multi_platform_archive_with_a_large_layer_loads_every_platform() {
+        let (_a, s1) = store();
+        let big = vec![0u8; (berth_sys::root::READ_LIMIT + (1 << 20)) as usize];
+        let r = Reference::parse_tagged("multi:1").unwrap();
+        let opts = crate::ImportOptions { reference: Some(r.clone()), ..Default::default() };
+        let amd = s1.import(&tar_with(&[("big", &big)])[..], opts).unwrap();
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(s1.layout.blob(amd.hex())).unwrap()).unwrap();
+        let host = cfg["architecture"].as_str().unwrap().to_string();
+        let foreign = if host == "arm64" { "amd64" } else { "arm64" };
+        cfg["architecture"] = json!(foreign);
+        let other = s1.create_image(&serde_json::to_vec(&cfg).unwrap(), &s1.layers_of(&amd).unwrap(), &[]).unwrap();
+        let desc = |d: &str, arch: &str| berth_api::image::Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            digest: d.into(),
+            size: 1,
+            annotations: None,
+            platform: Some(berth_api::image::OciPlatform {
+                architecture: arch.into(),
+                os: "linux".into(),
+                ..Default::default()
+            }),
+        };
+        let index = IndexRecord::new(OCI_INDEX, &Digest::of(b"index"), 2, [desc("m1", &host), desc("m2", foreign)]);
+        for (m, id) in [("m1", &amd), ("m2", &other)] {
+            s1.record_index(
+                std::slice::from_ref(&r),
+                index.clone(),
+                crate::PulledManifest { manifest: m, image: id, content_size: 1 },
+            )
+            .unwrap();
+        }
+        let archive = s1.save(&["multi:1".into()], Vec::new()).unwrap();
+        let (_b, s2) = store();
+        assert_eq!(s2.load(&archive[..], &LoadOptions::default()).unwrap(), vec!["Loaded image: multi:1".to_string()]);
+        assert_eq!(s2.list().unwrap().len(), 2);
+        assert_eq!(s2.resolve("multi:1").unwrap().id, amd);
     }
 
     #[test]

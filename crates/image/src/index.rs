@@ -50,7 +50,19 @@ pub(crate) struct ParsedIndex {
 }
 
 impl ParsedIndex {
-    pub(crate) fn record(self, digest: Digest, size: u64, media_type: &str) -> IndexRecord {
+    pub(crate) fn record(self, digest: &Digest, size: u64, media_type: &str) -> IndexRecord {
+        IndexRecord::new(media_type, digest, size, self.manifests)
+    }
+}
+
+impl IndexRecord {
+    /// The record of an index (its media type, digest and size) with `manifests`, none pulled yet.
+    pub fn new(
+        media_type: &str,
+        digest: &Digest,
+        size: u64,
+        manifests: impl IntoIterator<Item = Descriptor>,
+    ) -> IndexRecord {
         IndexRecord {
             descriptor: Descriptor {
                 media_type: media_type.to_string(),
@@ -59,16 +71,13 @@ impl ParsedIndex {
                 annotations: None,
                 platform: None,
             },
-            manifests: self
-                .manifests
+            manifests: manifests
                 .into_iter()
                 .map(|descriptor| IndexEntry { descriptor, image: None, content_size: 0 })
                 .collect(),
         }
     }
-}
 
-impl IndexRecord {
     /// The entry of a manifest digest.
     pub fn entry(&self, manifest: &str) -> Option<&IndexEntry> {
         self.manifests.iter().find(|e| e.descriptor.digest == manifest)
@@ -152,7 +161,7 @@ impl ImageStore {
         for id in rec.images() {
             let Ok(img) = self.resolve(id.as_str()) else { continue };
             if img.tags.is_empty() && img.repo_digests.is_empty() && usage(id).is_empty() {
-                out.extend(self.delete_image(id.as_str(), false, usage)?);
+                out.extend(self.delete_image(id.as_str(), img, false, usage)?);
             }
         }
         Ok(out)

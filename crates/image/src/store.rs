@@ -256,7 +256,7 @@ impl ImageStore {
     ) -> Result<Vec<DeleteResponse>> {
         let img = self.resolve(name)?;
         let linked = self.index_of_any(img.tags.iter().chain(&img.repo_digests))?;
-        let mut out = self.delete_image(name, force, usage)?;
+        let mut out = self.delete_image(name, img, force, usage)?;
         if let Some(rec) = linked {
             out.extend(self.delete_orphan_platforms(&rec, usage)?);
         }
@@ -264,14 +264,14 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// [`delete`](Self::delete) of one image or tag.
+    /// [`delete`](Self::delete) of one image or tag; `img` is what `name` resolves to.
     pub(crate) fn delete_image(
         &self,
         name: &str,
+        img: Image,
         force: bool,
         usage: &dyn Fn(&Digest) -> Vec<Usage>,
     ) -> Result<Vec<DeleteResponse>> {
-        let img = self.resolve(name)?;
         let short = short_id(img.id.as_str()).to_string();
         let by_ref =
             !name.starts_with("sha256:") && Reference::parse_tagged(name).ok().is_some_and(|r| img.tags.contains(&r));

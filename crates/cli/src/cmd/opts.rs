@@ -266,7 +266,8 @@ pub struct ContainerOpts {
     pub cmd: Vec<String>,
 }
 
-fn kv(s: &str) -> (String, String) {
+/// `KEY=VALUE` (a bare `KEY` is `KEY=`).
+pub(crate) fn kv(s: &str) -> (String, String) {
     let (k, v) = s.split_once('=').unwrap_or((s, ""));
     (k.to_string(), v.to_string())
 }

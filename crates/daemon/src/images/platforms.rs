@@ -22,32 +22,16 @@ pub fn platform_of(cfg: &ImageConfig) -> Platform {
     Platform { architecture: cfg.architecture.clone(), os: os.into(), variant: cfg.variant.clone(), os_version: None }
 }
 
-fn api_descriptor(d: &manifest::Descriptor) -> Descriptor {
-    Descriptor {
+/// The record a pull keeps of an index it pulled one manifest of.
+pub(crate) fn index_record(index: &manifest::Index, media_type: &str, digest: &Digest, size: u64) -> IndexRecord {
+    let manifests = index.manifests.iter().map(|d| Descriptor {
         media_type: d.media_type.clone(),
         digest: d.digest.to_string(),
         size: d.size,
         annotations: d.annotations.clone(),
         platform: d.platform.clone(),
-    }
-}
-
-/// The record a pull keeps of an index it pulled one manifest of.
-pub(crate) fn index_record(index: &manifest::Index, media_type: &str, digest: &Digest, size: u64) -> IndexRecord {
-    IndexRecord {
-        descriptor: Descriptor {
-            media_type: media_type.to_string(),
-            digest: digest.to_string(),
-            size,
-            annotations: None,
-            platform: None,
-        },
-        manifests: index
-            .manifests
-            .iter()
-            .map(|d| IndexEntry { descriptor: api_descriptor(d), image: None, content_size: 0 })
-            .collect(),
-    }
+    });
+    IndexRecord::new(media_type, digest, size, manifests)
 }
 
 fn is_attestation(d: &Descriptor) -> bool {
@@ -56,16 +40,8 @@ fn is_attestation(d: &Descriptor) -> bool {
 
 /// The entry of `rec` for `want`: an image manifest of that platform, exact variant first.
 fn entry_for<'a>(rec: &'a IndexRecord, want: &Platform) -> Option<&'a IndexEntry> {
-    let fits: Vec<&IndexEntry> = rec
-        .manifests
-        .iter()
-        .filter(|e| !is_attestation(&e.descriptor))
-        .filter(|e| e.descriptor.platform.as_ref().is_some_and(|p| p.matches(want)))
-        .collect();
-    fits.iter()
-        .find(|e| e.descriptor.platform.as_ref().and_then(|p| p.variant.as_ref()) == want.variant.as_ref())
-        .or(fits.first())
-        .copied()
+    let images = rec.manifests.iter().filter(|e| !is_attestation(&e.descriptor));
+    want.best(images, |e| e.descriptor.platform.as_ref())
 }
 
 /// An image's trusted origin: the repositories it was pulled from or pushed to (its repo digests
