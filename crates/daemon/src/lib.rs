@@ -64,6 +64,7 @@ impl Daemon {
             {
                 tracing::warn!("data and exec roots corrected: {f}");
             }
+            container::own_mount_scopes(&cfg.data_root, &cfg.exec_root)?;
             if cfg.userns_remap.is_some() {
                 for root in [&cfg.data_root, &cfg.exec_root] {
                     for f in perms::open_ancestors(root)? {

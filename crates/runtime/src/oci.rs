@@ -478,6 +478,19 @@ fn seccomp(
     serde_json::from_value(oci).map(Some).map_err(|e| Error::invalid(format!("seccomp profile: {e}")))
 }
 
+/// Every host path the spec names: the root, namespace files and mount sources — what a shim
+/// that prunes its mount namespace must keep (`ShimConfig::keep_mounts`).
+pub fn host_paths(spec: &Spec) -> Vec<PathBuf> {
+    let root = spec.root().as_ref().map(|r| r.path().clone());
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    root.into_iter()
+        .chain(namespaces.into_iter().filter_map(|n| n.path().clone()))
+        .chain(mounts.into_iter().filter_map(|m| m.source().clone()))
+        .filter(|p| p.is_absolute())
+        .collect()
+}
+
 /// The container's runtime spec.
 pub fn build(input: &SpecInput) -> Result<Spec> {
     let hc = &input.host_config;

@@ -64,6 +64,13 @@ pub struct ShimConfig {
     /// The container's cgroup (`/parent/id`), read for OOM kills before it is removed.
     #[serde(default)]
     pub cgroups_path: String,
+    /// Folders berthd keeps every container's mounts under (each a mount point of its own): the
+    /// shim detaches them in a mount namespace of its own, but for `keep_mounts` (this container's
+    /// root, image mounts and namespace files), so its container never copies the others' mounts.
+    #[serde(default)]
+    pub detach_mounts: Vec<PathBuf>,
+    #[serde(default)]
+    pub keep_mounts: Vec<PathBuf>,
 }
 
 /// Docker's log sizes: `10m`, `1g`, `512k`, plain bytes.

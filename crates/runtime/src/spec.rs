@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use berth_api::container::HostConfig;
 use berth_api::hostconfig::{BlkioDeviceKey, DeviceRule};
 
-pub use crate::oci::build;
+pub use crate::oci::{build, host_paths};
 use crate::user::ResolvedUser;
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -69,6 +69,7 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
     berth_sys::process::set_child_subreaper().map_err(|e| e.to_string())?;
     berth_sys::process::sigpipe_noop_handler().map_err(|e| e.to_string())?;
     let listener = supervisor::listen(&cfg.socket)?;
+    own_mount_namespace(cfg)?;
     let seccomp = workload::take_from_spec(cfg)?;
     let base = ContainerBuilder::new(cfg.id.clone(), SyscallType::Linux)
         .with_root_path(&cfg.state_root)
@@ -86,4 +87,19 @@ fn create(cfg: &ShimConfig) -> Result<supervisor::Supervisor, String> {
     let pid = container.pid().map(|p| p.as_raw()).ok_or("container has no pid")?;
     let io = pending.finish(cfg.console_size)?;
     supervisor::Supervisor::new(cfg.clone(), container, pid, listener, io.out, io.stdin, io.master)
+}
+
+/// Gives the shim (and so its container, whose namespace libcontainer copies from ours) a mount
+/// namespace without the other containers' mounts: see `berth_sys::mntscope`. Makes the mount
+/// table every mountinfo read in libcontainer and libcgroups walks the same size at 1 or 1,000
+/// running containers.
+fn own_mount_namespace(cfg: &ShimConfig) -> Result<(), String> {
+    if cfg.detach_mounts.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the shim is single-threaded here (libcontainer needs it so too): no other thread
+    // shares the fs attributes and mount namespace this changes.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(|e| format!("unshare mount namespace: {e}"))?;
+    berth_sys::mntscope::prune_namespace(&cfg.detach_mounts, &cfg.keep_mounts).map_err(|e| e.to_string())
 }

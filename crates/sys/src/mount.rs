@@ -138,12 +138,14 @@ pub fn is_mountpoint(path: &Path) -> bool {
             .filter(|s| StatxFlags::from_bits_retain(s.stx_mask).contains(StatxFlags::MNT_ID))
             .map(|s| s.stx_mnt_id)
     };
-    if let Some(parent) = path.parent() {
-        match (mnt_id(path), mnt_id(parent)) {
+    match path.parent() {
+        Some(parent) => match (mnt_id(path), mnt_id(parent)) {
             (Some(a), Some(b)) => return a != b,
             (None, _) if !path.exists() => return false,
             _ => {}
-        }
+        },
+        // The root of the namespace is a mount point; an empty path is none.
+        None => return path.has_root(),
     }
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;

@@ -404,8 +404,22 @@ impl Berthd {
         self.ok(&["import", tar.to_str().unwrap(), name])
     }
 
-    /// Every mount under this daemon's root.
+    /// Every mount under this daemon's root but the folders berthd keeps as mount points of their
+    /// own while it runs (`snapshots`, `netns`, `userns`: see `berth_sys::mntscope`); those are
+    /// `scope_mounts`.
     pub fn mounts(&self) -> Vec<String> {
+        let scopes = self.scope_mounts();
+        self.all_mounts().into_iter().filter(|m| !scopes.contains(m)).collect()
+    }
+
+    /// The mount points of their own berthd makes of its scope folders, as far as they are mounted.
+    pub fn scope_mounts(&self) -> Vec<String> {
+        let scopes = [self.data_root().join("snapshots"), self.root.join("run/netns"), self.root.join("run/userns")];
+        let scopes: Vec<String> = scopes.iter().map(|p| p.to_string_lossy().to_string()).collect();
+        self.all_mounts().into_iter().filter(|m| scopes.contains(m)).collect()
+    }
+
+    fn all_mounts(&self) -> Vec<String> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let root = self.root.to_string_lossy().to_string();
         info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(String::from).collect()
@@ -590,7 +604,7 @@ impl Drop for Berthd {
                 let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
             }
         }
-        let mut mounts = self.mounts();
+        let mut mounts = self.all_mounts();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);

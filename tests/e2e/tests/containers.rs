@@ -502,3 +502,44 @@ fn a_refused_create_frees_its_name() {
         d.ok(&["rm", "taken"]);
     }
 }
+
+/// A shim, and so its container, works in a mount namespace that holds its own container's mounts
+/// and none of the others' (#24: every start and removal read each running container's mounts
+/// several times over in libcontainer's mountinfo scans); berthd's own scope mounts go when it
+/// stops with nothing left below them.
+#[test]
+fn a_shim_sees_only_its_own_containers_mounts() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "sa", "busybox", "sleep", "60"]);
+    d.ok(&["run", "-d", "--name", "sb", "--network", "none", "busybox", "sleep", "60"]);
+    d.ok(&["run", "-d", "--name", "sc", "--network", "container:sa", "busybox", "sleep", "60"]);
+    let root = d.root.to_string_lossy().to_string();
+    let mut host: Vec<String> = d.mounts().into_iter().filter(|m| m.contains("/snapshots/")).collect();
+    host.sort();
+    assert_eq!(host.len(), 3, "{host:?}");
+    let shims = d.shims();
+    assert_eq!(shims.len(), 3);
+    let mut roots = Vec::new();
+    for pid in shims {
+        let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        let ours: Vec<&str> =
+            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).collect();
+        let snaps: Vec<&&str> = ours.iter().filter(|m| m.contains("/snapshots/")).collect();
+        assert_eq!(snaps.len(), 1, "shim {pid} sees {ours:?}");
+        roots.push(snaps[0].to_string());
+        // Its own network namespace's pin (sc's is sa's), nothing of the others'.
+        assert!(ours.iter().filter(|m| m.contains("/run/netns/")).count() <= 1, "shim {pid} sees {ours:?}");
+    }
+    roots.sort();
+    assert_eq!(roots, host, "each shim holds its own container's root");
+    // The containers work as before: sc shares sa's network namespace; files land in their roots.
+    d.ok(&["exec", "sa", "sh", "-c", "echo hi > /f"]);
+    assert_eq!(d.ok(&["exec", "sa", "cat", "/f"]), "hi");
+    assert_eq!(d.ok(&["exec", "sc", "cat", "/etc/hostname"]), d.ok(&["exec", "sa", "cat", "/etc/hostname"]));
+    d.ok(&["rm", "-f", "sa", "sb", "sc"]);
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+    assert_eq!(d.scope_mounts().len(), 3, "kept while berthd runs");
+    let mut d = d;
+    d.stop();
+    assert!(d.scope_mounts().is_empty(), "{:?}", d.scope_mounts());
+}

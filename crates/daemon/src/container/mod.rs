@@ -32,7 +32,7 @@ mod update;
 mod userns;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use berth_image::Usage;
@@ -444,7 +444,14 @@ impl ContainerService {
             }
         }
         let parent = self.cfg.cgroup_parent.trim_matches('/').to_string();
+        let scopes = mount_scopes(&self.cfg.data_root, &self.cfg.exec_root);
         let _ = blocking(move || {
+            // Kept while containers still have mounts below them (they run on without berthd).
+            for d in scopes {
+                if let Err(e) = berth_sys::mntscope::release_own_mount(&d) {
+                    tracing::warn!("release {}: {e}", d.display());
+                }
+            }
             // Empty cgroup parents are ours to remove; non-empty ones still hold live containers.
             if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup") {
                 for d in dirs.flatten() {
@@ -456,4 +463,17 @@ impl ContainerService {
         })
         .await;
     }
+}
+
+/// The folders every container's host mounts live under — overlay roots, the files that pin
+/// network and user namespaces — each made a private mount point of its own when berthd opens
+/// (`berth_sys::mntscope`), so that a shim can leave all other containers' mounts behind in one
+/// detach per folder.
+pub(crate) fn mount_scopes(data_root: &Path, exec_root: &Path) -> Vec<PathBuf> {
+    vec![data_root.join("snapshots"), exec_root.join("netns"), exec_root.join("userns")]
+}
+
+/// Makes the folders of `mount_scopes` private mount points (at daemon open, once they exist).
+pub(crate) fn own_mount_scopes(data_root: &Path, exec_root: &Path) -> Result<()> {
+    mount_scopes(data_root, exec_root).iter().try_for_each(|d| berth_sys::mntscope::own_private_mount(d))
 }

@@ -227,6 +227,8 @@ impl ContainerService {
             image: rec.config.image.clone(),
             journal_socket: self.cfg.journal_socket.clone(),
             cgroups_path: cgroups_path.clone(),
+            detach_mounts: super::mount_scopes(&self.cfg.data_root, &self.cfg.exec_root),
+            keep_mounts: Vec::new(),
         };
         let shim_bin = self.cfg.shim_exec.clone();
         let vstore = self.volumes.store();
@@ -367,7 +369,9 @@ impl ContainerService {
             let _ = std::fs::remove_dir_all(shim_cfg2.state_root.join(&shim_cfg2.id));
             std::fs::create_dir_all(&bundle)?;
             std::fs::create_dir_all(shim_cfg2.socket.parent().expect("socket dir"))?;
-            let json = serde_json::to_vec_pretty(&spec::build(&input)?).map_err(|e| Error::internal(e.to_string()))?;
+            let oci = spec::build(&input)?;
+            let shim_cfg2 = ShimConfig { keep_mounts: spec::host_paths(&oci), ..shim_cfg2 };
+            let json = serde_json::to_vec_pretty(&oci).map_err(|e| Error::internal(e.to_string()))?;
             std::fs::write(bundle.join("config.json"), json)?;
             shim::spawn(&shim_bin, &shim_cfg2)
                 .map_err(|e| Error::internal(format!("failed to create task for container: {}", e.message)))
