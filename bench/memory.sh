@@ -1,7 +1,9 @@
 #!/bin/sh
 # issue #24 target 6: berthd's resident memory fresh, right after a burst of work (N=300
-# create/start/wait/rm cycles through the API, 8 at a time) and after 10 s idle, when it returns
-# freed heap to the kernel. Against a private release berthd.
+# create/start/wait/rm cycles through the API, 8 at a time), after 11 s idle (it has returned freed
+# heap to the kernel) and after 65 s idle (it has dropped its code from its resident set too), then
+# the time of the first and second `run --rm` after that idle minute (what dropping the code costs).
+# Against a private release berthd.
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-300}
@@ -28,3 +30,7 @@ done
 echo "after $N runs: $(rss)"
 sleep 11
 echo "idle 11 s:    $(rss)"
+sleep 54
+echo "idle 65 s:    $(rss)"
+ms() { s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo "$(( (e - s) / 1000000 )) ms"; }
+echo "first run --rm after the idle minute: $(ms "$BIN/berth" run --rm --network none busybox true), the next: $(ms "$BIN/berth" run --rm --network none busybox true)"

@@ -2,7 +2,6 @@
 
 mod exec;
 mod log;
-mod memory;
 mod seccomp;
 mod stdio;
 mod supervisor;

@@ -179,7 +179,7 @@ impl Supervisor {
                 // with them no longer pin our code in memory.
                 Ok(0) if self.shed_pending && !busy => {
                     self.shed_pending = false;
-                    crate::memory::shed();
+                    berth_sys::memory::shed();
                 }
                 Ok(_) => {}
             }

@@ -1,6 +1,7 @@
 //! Raw system calls, wrapped so the rest of Berth needs no `unsafe`.
 
 pub mod idmap;
+pub mod memory;
 pub mod mntscope;
 pub mod mount;
 pub mod netns;

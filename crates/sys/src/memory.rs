@@ -1,17 +1,16 @@
-//! Keeping an idle shim small: one per container adds up.
+//! Giving memory back to the kernel when a process goes idle.
 //!
-//! Creating a container and starting an exec run libcontainer, libseccomp and serde, whose heap and
-//! code are not needed again while the shim only relays output and waits. After each of those the
-//! shim returns freed heap to the kernel (`malloc_trim`) and drops its code from its resident set:
-//! `MADV_DONTNEED` on executable file mappings (never written, so refaulting them from the page
-//! cache — shared by every shim — gives the same bytes), `MADV_PAGEOUT` on read-only data (which
-//! leaves alone pages the dynamic linker wrote, and pages other processes map).
+//! A shim after creating its container, and berthd after a burst of requests, keep heap and code
+//! pages they will not touch until the next burst. `shed` returns freed heap (`malloc_trim`) and
+//! drops code from the resident set: `MADV_DONTNEED` on executable file mappings (never written,
+//! so refaulting them from the page cache gives the same bytes, at a minor fault each: the page
+//! cache keeps them), `MADV_PAGEOUT` on read-only data (which leaves alone pages the dynamic linker
+//! wrote, and pages other processes map).
 
+/// Sheds what an idle process does not need resident; safe to call from any thread while others
+/// run (a page dropped under a running thread faults back in).
 pub fn shed() {
-    // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    trim_heap();
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
     for line in maps.lines() {
         let mut f = line.split_whitespace();
@@ -33,5 +32,14 @@ pub fn shed() {
         unsafe {
             libc::madvise(a as *mut libc::c_void, b - a, advice);
         }
+    }
+}
+
+/// Returns freed heap to the kernel: glibc's `malloc_trim`, which releases free pages in the middle
+/// of every arena too, not only at the top.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
