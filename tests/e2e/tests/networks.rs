@@ -867,3 +867,23 @@ fn concurrent_starts_get_distinct_addresses() {
     ips.dedup();
     assert_eq!(ips.len(), n, "an address given twice: {ips:?}");
 }
+
+/// A container's start or removal writes its own /etc/hosts and its linkers', never its peers' on
+/// the same network (they find each other through DNS): rewriting every peer's made starting N
+/// containers on the default bridge N² writes (#24).
+#[test]
+fn a_start_leaves_its_peers_hosts_files_alone() {
+    let d = daemon();
+    d.ok(&["run", "-d", "--name", "peer", "busybox", "sleep", "300"]);
+    d.ok(&["run", "-d", "--name", "target", "busybox", "sleep", "300"]);
+    d.ok(&["run", "-d", "--name", "linker", "--link", "target:tg", "busybox", "sleep", "300"]);
+    let path = |c: &str| std::path::PathBuf::from(d.ok(&["inspect", "-f", "{{.HostsPath}}", c]));
+    let stamp = |c: &str| std::fs::metadata(path(c)).unwrap().modified().unwrap();
+    let (peer, linker) = (stamp("peer"), stamp("linker"));
+    d.ok(&["restart", "-t", "0", "target"]);
+    d.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "300"]);
+    d.ok(&["rm", "-f", "other"]);
+    assert_eq!(stamp("peer"), peer, "a peer's hosts file was rewritten");
+    assert_ne!(stamp("linker"), linker, "the linker's hosts file follows its link target");
+    d.ok(&["rm", "-f", "peer", "linker", "target"]);
+}
