@@ -1,8 +1,11 @@
 # Sourced by the benchmarks: builds release binaries and starts a private berthd on a temp root
 # (own socket, cgroup parent and bridge), stopped and removed when the script exits.
 # Sets BIN, ROOT, SOCK, PID and DOCKER_HOST.
-cargo build --release --bins -q
-BIN=$PWD/target/release
+# BIN=<dir> runs other binaries as they are (a previous commit's, for interleaved comparisons).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --bins -q
+  BIN=$PWD/target/release
+fi
 ROOT=$(mktemp -d /tmp/berth-bench-XXXXXX)
 SOCK=$ROOT/b.sock
 export DOCKER_HOST=unix://$SOCK
@@ -19,4 +22,7 @@ cleanup() {
   done
   rm -rf "$ROOT"; }
 trap cleanup EXIT
-until "$BIN/berth" -H "unix://$SOCK" version >/dev/null 2>&1; do sleep 0.05; done
+until "$BIN/berth" -H "unix://$SOCK" version >/dev/null 2>&1; do
+  kill -0 "$PID" 2>/dev/null || { echo "berthd exited:" >&2; cat "$ROOT/berthd.log" >&2; exit 1; }
+  sleep 0.05
+done
