@@ -30,7 +30,39 @@ fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Applies the (already decompressed) tar stream `r` onto `root`.
 pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
-    apply_tar(r, root, Path::new(""), false, true, None)
+    apply_tar(r, root, Path::new(""), false, true, None, None)
+}
+
+/// The SHA-256 of each regular file's content by the file's inode number. By inode, not path: a
+/// later entry may reach a file through a symlinked folder (`e/f` writing `d/f`), or replace it, and
+/// a path would then name a stale digest; a replaced file is a new inode with its own entry here,
+/// and nothing in an apply rewrites a file in place.
+pub type FileDigests = std::collections::HashMap<u64, [u8; 32]>;
+
+/// [`apply`], hashing each regular file's content as it is written (a build context: the COPY
+/// cache key needs those digests, and hashing while the client is still sending costs no second
+/// read of every byte afterwards).
+pub fn apply_hashed(r: impl Read, root: &Root) -> Result<(Applied, FileDigests)> {
+    let mut digests = FileDigests::new();
+    let applied = apply_tar(r, root, Path::new(""), false, true, None, Some(&mut digests))?;
+    Ok((applied, digests))
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<'a, W> {
+    inner: &'a mut W,
+    hash: sha2::Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hash, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Applies `r` under the directory `at` of `root` (`docker cp` into a container). With
@@ -38,7 +70,7 @@ pub fn apply(r: impl Read, root: &Root) -> Result<Applied> {
 /// Whiteout files are files here (only a layer's whiteouts delete), and hardlink targets are names
 /// within the archive, so under `at` too, as Docker extracts them.
 pub fn apply_at(r: impl Read, root: &Root, at: &Path, no_overwrite_dir_non_dir: bool) -> Result<Applied> {
-    apply_tar(r, root, at, no_overwrite_dir_non_dir, false, None)
+    apply_tar(r, root, at, no_overwrite_dir_non_dir, false, None, None)
 }
 
 /// [`apply_at`] with every entry owned by `owner` (uid, gid) instead of the archive's owners, as
@@ -50,7 +82,7 @@ pub fn apply_at_owned(
     no_overwrite_dir_non_dir: bool,
     owner: (u32, u32),
 ) -> Result<Applied> {
-    apply_tar(r, root, at, no_overwrite_dir_non_dir, false, Some(owner))
+    apply_tar(r, root, at, no_overwrite_dir_non_dir, false, Some(owner), None)
 }
 
 fn apply_tar(
@@ -60,6 +92,7 @@ fn apply_tar(
     no_overwrite_dir_non_dir: bool,
     layer: bool,
     owner: Option<(u32, u32)>,
+    mut digests: Option<&mut FileDigests>,
 ) -> Result<Applied> {
     let mut archive = tar::Archive::new(r);
     let mut applied = Applied::default();
@@ -116,7 +149,15 @@ fn apply_tar(
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let mut f = root.create_file(&rel, 0o600).map_err(|x| bad(&raw, x))?;
-                applied.size += std::io::copy(&mut e, &mut f).map_err(|x| bad(&raw, x))?;
+                match digests.as_deref_mut() {
+                    Some(d) => {
+                        let ino = std::os::unix::fs::MetadataExt::ino(&f.metadata().map_err(|x| bad(&raw, x))?);
+                        let mut w = Hashing { inner: &mut f, hash: sha2::Digest::new() };
+                        applied.size += std::io::copy(&mut e, &mut w).map_err(|x| bad(&raw, x))?;
+                        d.insert(ino, sha2::Digest::finalize(w.hash).into());
+                    }
+                    None => applied.size += std::io::copy(&mut e, &mut f).map_err(|x| bad(&raw, x))?,
+                }
             }
             EntryType::Symlink => {
                 let target =
