@@ -1,6 +1,7 @@
 #!/bin/sh
 # Container benchmarks for issue #4 (numbers, not pass/fail):
-#  - `docker exec <c> true` latency (median of N; target <= 15 ms)
+#  - `docker exec <c> true` latency (median of N; target <= 15 ms), and over the API: exec create +
+#    start until the exec's stream ends (issue #24 target 2: <= 8 ms)
 #  - 50 containers started with parallelism 10 (`docker run -d`), wall time
 #  - RSS of one idle berth-shim (target <= 2 MB)
 # Runs a private release berthd on a temp root; removes everything afterwards.
@@ -11,8 +12,8 @@ N=${N:-20}
 sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
 docker run -d --name idle --network none busybox sleep 600 >/dev/null
 docker exec idle true
-python3 - "$N" "$BIN/berth" <<'PY'
-import subprocess, sys, time, statistics
+python3 - "$N" "$BIN/berth" "$SOCK" <<'PY'
+import subprocess, sys, time, statistics, socket, http.client, json
 from concurrent.futures import ThreadPoolExecutor
 n = int(sys.argv[1])
 # The same exec through the docker CLI and through berth (whose own start-up is ~3 ms, docker's 12-20 ms).
@@ -23,6 +24,28 @@ for cli in ("docker", sys.argv[2]):
         subprocess.run([cli, "exec", "idle", "true"], check=True)
         ts.append((time.perf_counter() - t) * 1000)
     print(f"{cli.split('/')[-1]} exec idle true x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms")
+class Unix(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+def post(path, body):
+    c = Unix(sys.argv[3])
+    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()  # an exec start's stream: until the exec ends and berthd closes it
+    c.close()
+    return data
+ts = []
+for _ in range(n):
+    t = time.perf_counter()
+    eid = json.loads(post("/containers/idle/exec", {"Cmd": ["true"], "AttachStdout": True}))["Id"]
+    post(f"/exec/{eid}/start", {"Detach": False, "Tty": False})
+    ts.append((time.perf_counter() - t) * 1000)
+print(f"API exec create + start (true) x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms")
 t = time.perf_counter()
 with ThreadPoolExecutor(10) as ex:
     list(ex.map(lambda i: subprocess.run(["docker", "run", "-d", "--network", "none", "--name", f"p{i}", "busybox", "sleep", "600"], check=True, stdout=subprocess.DEVNULL), range(50)))

@@ -12,8 +12,8 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 echo "berthd idle RSS (fresh):        $(rss) KiB"
 sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
 docker run --rm busybox true # warm-up
-python3 - "$N" "$BIN/berth" <<'PY'
-import subprocess, sys, time, statistics
+python3 - "$N" "$BIN/berth" "$SOCK" <<'PY'
+import subprocess, sys, time, statistics, socket, http.client, json
 n = int(sys.argv[1])
 # Through the docker CLI and through berth; with the default bridge and with --network none.
 for cli in ("docker", sys.argv[2]):
@@ -24,6 +24,32 @@ for cli in ("docker", sys.argv[2]):
             subprocess.run([cli, "run", "--rm"] + net + ["busybox", "true"], check=True)
             ts.append((time.perf_counter() - t) * 1000)
         print(f"{cli.split('/')[-1]} run --rm {' '.join(net) + ' ' if net else ''}busybox true x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms, max {max(ts):.1f} ms")
+# Issue #24 target 1's second half: the API alone, create + start + wait + delete (one connection).
+class Unix(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+c = Unix(sys.argv[3])
+def call(method, path, body=None):
+    c.request(method, path, json.dumps(body) if body is not None else None, {"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    assert r.status < 300, (path, r.status, data)
+    return data
+for mode in ("bridge", "none"):
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        cid = json.loads(call("POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": mode}}))["Id"]
+        call("POST", f"/containers/{cid}/start")
+        call("POST", f"/containers/{cid}/wait")
+        call("DELETE", f"/containers/{cid}")
+        ts.append((time.perf_counter() - t) * 1000)
+    print(f"API create+start+wait+rm ({mode}) x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms, max {max(ts):.1f} ms")
 PY
 sleep 2
 echo "berthd idle RSS (after runs):   $(rss) KiB"
