@@ -16,29 +16,40 @@ use std::path::{Path, PathBuf};
 
 use berth_types::{Error, Result};
 use rustix::mount::{
-    mount_bind_recursive, mount_change, move_mount, open_tree, unmount, MountPropagationFlags, MoveMountFlags,
-    OpenTreeFlags, UnmountFlags,
+    mount_bind, mount_change, move_mount, open_tree, unmount, MountPropagationFlags, MoveMountFlags, OpenTreeFlags,
+    UnmountFlags,
 };
 
 /// Makes `dir` a mount point of its own (a bind mount on itself unless it already is one) and
 /// private, so the mounts made under it neither propagate to other namespaces nor need more than
 /// one detach to leave a copied namespace. Idempotent: a restarted berthd finds it in place.
-pub fn own_private_mount(dir: &Path) -> Result<()> {
+/// Returns whether `dir` is now such a mount point: when mounts are already below a `dir` that is
+/// not one (containers of an earlier berthd without scopes still run), it is left alone — a bind
+/// over them would shadow their mounts, and unmounting the bind's copies later would leave the
+/// originals mounted — and made a scope at a later start, once they are gone.
+pub fn own_private_mount(dir: &Path) -> Result<bool> {
     let err = |what: &str, e: rustix::io::Errno| Error::internal(format!("{what} {}: {e}", dir.display()));
     if !crate::mount::is_mountpoint(dir) {
-        // Recursive: mounts already below (containers a previous berthd left running) stay
-        // reachable through it.
-        mount_bind_recursive(dir, dir).map_err(|e| err("bind mount", e))?;
+        if mounts_below(dir)? {
+            return Ok(false);
+        }
+        mount_bind(dir, dir).map_err(|e| err("bind mount", e))?;
     }
-    mount_change(dir, MountPropagationFlags::PRIVATE).map_err(|e| err("make private", e))
+    mount_change(dir, MountPropagationFlags::PRIVATE).map_err(|e| err("make private", e))?;
+    Ok(true)
+}
+
+/// Whether anything is mounted below `dir` in this mount namespace.
+fn mounts_below(dir: &Path) -> Result<bool> {
+    let prefix = format!("{}/", dir.display());
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&prefix)))
 }
 
 /// Undoes `own_private_mount` when nothing is mounted below `dir` any more (a daemon stopping with
 /// no container running); with mounts below it, it stays, for the containers that keep running.
 pub fn release_own_mount(dir: &Path) -> Result<()> {
-    let prefix = format!("{}/", dir.display());
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    if info.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&prefix)) {
+    if mounts_below(dir)? {
         return Ok(());
     }
     crate::mount::unmount(dir)
@@ -103,8 +114,14 @@ mod tests {
         for n in ["a", "b", "c"] {
             std::fs::create_dir_all(base.join(n)).unwrap();
         }
-        own_private_mount(&base).unwrap();
-        own_private_mount(&base).unwrap(); // idempotent
+        // Mounts already below a folder that is no scope yet: left alone, no bind over them.
+        std::fs::create_dir_all(t.path().join("old/x")).unwrap();
+        crate::mount::mount_fs("tmpfs", &t.path().join("old/x"), "tmpfs", &["size=1m".into()]).unwrap();
+        assert!(!own_private_mount(&t.path().join("old")).unwrap());
+        assert!(!crate::mount::is_mountpoint(&t.path().join("old")));
+        crate::mount::unmount(&t.path().join("old/x")).unwrap();
+        assert!(own_private_mount(&base).unwrap());
+        assert!(own_private_mount(&base).unwrap()); // idempotent
         for n in ["a", "b", "c"] {
             crate::mount::mount_fs("tmpfs", &base.join(n), "tmpfs", &["size=1m".into()]).unwrap();
             std::fs::write(base.join(n).join("f"), n).unwrap();

@@ -473,7 +473,17 @@ pub(crate) fn mount_scopes(data_root: &Path, exec_root: &Path) -> Vec<PathBuf> {
     vec![data_root.join("snapshots"), exec_root.join("netns"), exec_root.join("userns")]
 }
 
-/// Makes the folders of `mount_scopes` private mount points (at daemon open, once they exist).
+/// Makes the folders of `mount_scopes` private mount points (at daemon open, once they exist). A
+/// folder that still holds mounts of containers an earlier berthd started without scopes stays as
+/// it is until a later start (shims detach only the folders that are scopes).
 pub(crate) fn own_mount_scopes(data_root: &Path, exec_root: &Path) -> Result<()> {
-    mount_scopes(data_root, exec_root).iter().try_for_each(|d| berth_sys::mntscope::own_private_mount(d))
+    for d in mount_scopes(data_root, exec_root) {
+        if !berth_sys::mntscope::own_private_mount(&d)? {
+            tracing::warn!(
+                "{}: mounts of containers started before mount scopes are below it; scoped at a later start",
+                d.display()
+            );
+        }
+    }
+    Ok(())
 }
