@@ -76,8 +76,13 @@ pub fn prune_namespace(detach: &[PathBuf], keep: &[PathBuf]) -> Result<()> {
     let mut clones: Vec<(&Path, OwnedFd)> = Vec::new();
     for k in kept {
         let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE;
-        let fd = open_tree(rustix::fs::CWD, k, flags)
-            .map_err(|e| Error::internal(format!("clone mount {}: {e}", k.display())))?;
+        let fd = match open_tree(rustix::fs::CWD, k, flags) {
+            Ok(fd) => fd,
+            // A kernel without open_tree (before 5.2): nothing is detached yet, so the copied
+            // namespace is whole and works as before, only with every container's mounts in it.
+            Err(rustix::io::Errno::NOSYS) => return Ok(()),
+            Err(e) => return Err(Error::internal(format!("clone mount {}: {e}", k.display()))),
+        };
         clones.push((k, fd));
     }
     for d in &detach {
