@@ -13,7 +13,7 @@ sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
 docker run -d --name idle --network none busybox sleep 600 >/dev/null
 docker exec idle true
 python3 - "$N" "$BIN/berth" "$SOCK" <<'PY'
-import subprocess, sys, time, statistics, socket, http.client, json
+import subprocess, sys, time, statistics, json
 from concurrent.futures import ThreadPoolExecutor
 n = int(sys.argv[1])
 # The same exec through the docker CLI and through berth (whose own start-up is ~3 ms, docker's 12-20 ms).
@@ -24,19 +24,12 @@ for cli in ("docker", sys.argv[2]):
         subprocess.run([cli, "exec", "idle", "true"], check=True)
         ts.append((time.perf_counter() - t) * 1000)
     print(f"{cli.split('/')[-1]} exec idle true x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms")
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=30)
-        self.path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
+sys.path.insert(0, "bench")
+from api import Unix
 def post(path, body):
+    # A new connection each time: an exec start's answer is its stream, which berthd ends with it.
     c = Unix(sys.argv[3])
-    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    r = c.getresponse()
-    data = r.read()  # an exec start's stream: until the exec ends and berthd closes it
+    data = c.call("POST", path, body)
     c.close()
     return data
 ts = []

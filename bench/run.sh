@@ -13,7 +13,7 @@ echo "berthd idle RSS (fresh):        $(rss) KiB"
 sh scripts/mk-busybox-tar.sh | docker import - busybox >/dev/null
 docker run --rm busybox true # warm-up
 python3 - "$N" "$BIN/berth" "$SOCK" <<'PY'
-import subprocess, sys, time, statistics, socket, http.client, json
+import subprocess, sys, time, statistics, json
 n = int(sys.argv[1])
 # Through the docker CLI and through berth; with the default bridge and with --network none.
 for cli in ("docker", sys.argv[2]):
@@ -25,21 +25,10 @@ for cli in ("docker", sys.argv[2]):
             ts.append((time.perf_counter() - t) * 1000)
         print(f"{cli.split('/')[-1]} run --rm {' '.join(net) + ' ' if net else ''}busybox true x{n}: median {statistics.median(ts):.1f} ms, min {min(ts):.1f} ms, max {max(ts):.1f} ms")
 # Issue #24 target 1's second half: the API alone, create + start + wait + delete (one connection).
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=30)
-        self.path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
+sys.path.insert(0, "bench")
+from api import Unix
 c = Unix(sys.argv[3])
-def call(method, path, body=None):
-    c.request(method, path, json.dumps(body) if body is not None else None, {"Content-Type": "application/json"})
-    r = c.getresponse()
-    data = r.read()
-    assert r.status < 300, (path, r.status, data)
-    return data
+call = c.call
 for mode in ("bridge", "none"):
     ts = []
     for _ in range(n):
