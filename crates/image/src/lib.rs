@@ -9,6 +9,7 @@ mod distmeta;
 mod index;
 mod ingest;
 mod layout;
+pub mod pgzip;
 mod snapshot;
 mod store;
 #[cfg(test)]

@@ -73,6 +73,52 @@ fn push_pull_run_and_skips() {
     assert!(events.contains("push") && events.contains("pull"), "{events}");
 }
 
+/// A pushed layer is one gzip member that C zlib reads to its end with nothing left over, its
+/// content the layer's diff id: the parallel compressor's pieces (random, text, Huffman-only,
+/// stored) are one stream, not concatenated members some readers stop after.
+#[test]
+fn pushed_layers_are_one_gzip_member() {
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let fill = "head -c 1500000 /dev/urandom > /r && seq 1 400000 > /t && head -c 900000 /dev/urandom | base64 > /b";
+    d.ok(&["run", "--name", "fill", "bb", "sh", "-c", fill]);
+    let r = format!("{}/pieces/big:1", reg.addr);
+    d.ok(&["commit", "fill", &r]);
+    d.ok(&["push", &r]);
+    let diff_ids = d.ok(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", &r]);
+    let check = r#"
+import hashlib, json, sys, urllib.request, zlib
+base, diff_ids = sys.argv[1], json.loads(sys.argv[2])
+req = urllib.request.Request(base + "/manifests/1", headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+layers = json.load(urllib.request.urlopen(req, timeout=30))["layers"]
+assert len(layers) == len(diff_ids), layers
+for layer, diff_id in zip(layers, diff_ids):
+    blob = urllib.request.urlopen(base + "/blobs/" + layer["digest"], timeout=30).read()
+    assert "sha256:" + hashlib.sha256(blob).hexdigest() == layer["digest"]
+    z = zlib.decompressobj(31)
+    tar = z.decompress(blob)
+    assert z.eof and z.unused_data == b"", "more than one gzip member"
+    assert "sha256:" + hashlib.sha256(tar).hexdigest() == diff_id, "content differs"
+    print(len(tar), len(blob))
+"#;
+    let base = format!("http://{}/v2/pieces/big", reg.addr);
+    let o = Command::new("python3").args(["-c", check, &base, &diff_ids]).bounded();
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let sizes: Vec<(u64, u64)> = out(&o)
+        .lines()
+        .map(|l| {
+            let mut n = l.split(' ').map(|x| x.parse::<u64>().unwrap());
+            (n.next().unwrap(), n.next().unwrap())
+        })
+        .collect();
+    // The filled layer is ~4.6 MB: several pieces, so the threaded path ran; random data stored,
+    // not grown, and the text and base64 compressed.
+    let (tar, gz) = *sizes.iter().max().unwrap();
+    assert!(tar > 4_000_000, "{sizes:?}");
+    assert!(gz < tar - 1_000_000, "{sizes:?}");
+}
+
 #[test]
 fn pull_errors_speak_docker() {
     let reg = Registry::start(Auth::None);

@@ -1,8 +1,9 @@
 //! `docker push`: layers the registry has are skipped or mounted from a sibling repository; the
-//! others are gzipped once while streaming up, and the digest that produced is remembered.
+//! others are gzipped (on every core, `berth_image::pgzip`) while streaming up, and the digest that
+//! produced is remembered.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -309,7 +310,7 @@ impl ImageService {
         Ok(Pushed { digest, size, media_type: DOCKER_LAYER_GZIP.into() })
     }
 
-    /// Gzips the layer's tar on a blocking thread straight into a streamed `PATCH`.
+    /// Gzips the layer's tar (on every core, `pgzip`) straight into a streamed `PATCH`.
     async fn upload_compressed(
         &self,
         repo: &Arc<Repository>,
@@ -323,21 +324,11 @@ impl ImageService {
         let (tx, mut rx) = mpsc::channel::<Bytes>(16);
         let (ptx, mut prx) = tokio::sync::watch::channel(0u64);
         let compress = tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
-            let mut src = std::fs::File::open(&path)?;
-            let sink = ChannelWriter { tx, hash: Sha256::new(), size: 0, buf: Vec::with_capacity(CHUNK) };
-            let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::new(1));
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut read = 0u64;
-            loop {
-                let n = src.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                gz.write_all(&buf[..n])?;
-                read += n as u64;
+            let src = std::fs::File::open(&path)?;
+            let mut sink = ChannelWriter { tx, hash: Sha256::new(), size: 0, buf: Vec::with_capacity(CHUNK) };
+            berth_image::pgzip::compress(src, &mut sink, berth_image::pgzip::GzipOptions::default(), |read| {
                 let _ = ptx.send(read);
-            }
-            let mut sink = gz.finish()?;
+            })?;
             sink.flush()?;
             Ok((Digest::from_hasher(sink.hash), sink.size))
         });
