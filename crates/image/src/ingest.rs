@@ -2,7 +2,7 @@
 //! push), import, images from a config and layers (load), and commit.
 //!
 //! A layer is unpacked into `tmp/<random>/diff` while its uncompressed stream is hashed (the diff id)
-//! and copied to `tmp/<random>/layer.tar`; then the folder is renamed to `layers/<chain>`. Only after
+//! and copied to `tmp/<random>/layer.tar` (decompression on a second thread); then the folder is renamed to `layers/<chain>`. Only after
 //! every layer and the config blob are in place does one store transaction make the image visible.
 
 use std::io::{Read, Write};
@@ -18,21 +18,65 @@ use crate::store::{
     chain_id, docker_arch, write_atomic, ImageRecord, ImageStore, ImportOptions, LayerRecord, IMAGES, LAYERS, TAGS,
 };
 
-/// Hashes and copies everything read through it.
-struct Tee<R> {
-    inner: R,
-    hash: Sha256,
-    copy: std::io::BufWriter<std::fs::File>,
-    failed: Option<std::io::Error>,
+/// Uncompressed bytes per message between the two threads of an unpack, and messages in flight.
+const PIPE_CHUNK: usize = 256 * 1024;
+const PIPE_DEPTH: usize = 8;
+
+/// The decompressing half of an unpack: decompresses `body` and passes the result on in chunks,
+/// reusing the buffers `free` gives back. Returns false when the applying side hung up first. A
+/// failure is also sent down the pipe, so the applying side stops with it.
+fn produce(
+    body: impl Read,
+    tx: std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<bool> {
+    let fail = |e: std::io::Error| {
+        let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+        Error::from(e)
+    };
+    let mut plain = crate::compress::decompress(body)?;
+    loop {
+        let mut buf = free.try_recv().unwrap_or_else(|_| Vec::with_capacity(PIPE_CHUNK));
+        buf.clear();
+        (&mut plain).take(PIPE_CHUNK as u64).read_to_end(&mut buf).map_err(fail)?;
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        if tx.send(Ok(buf)).is_err() {
+            return Ok(false);
+        }
+    }
 }
 
-impl<R: Read> Read for Tee<R> {
+/// The applying half's view of the pipe: a reader over the chunks that hashes each (the diff id)
+/// and copies it to the layer's tar as it arrives, then hands its buffer back.
+struct Chunks {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    free: std::sync::mpsc::SyncSender<Vec<u8>>,
+    hash: Sha256,
+    copy: std::fs::File,
+}
+
+impl Read for Chunks {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        if let Err(e) = self.copy.write_all(&buf[..n]) {
-            self.failed.get_or_insert(e);
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    let chunk = chunk?;
+                    self.hash.update(&chunk);
+                    self.copy.write_all(&chunk)?;
+                    let done = std::mem::replace(&mut self.cur, chunk);
+                    let _ = self.free.try_send(done);
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
         }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
@@ -73,7 +117,7 @@ impl ImageStore {
     }
 
     /// Unpacks one layer (plain, gzip or zstd) on top of `parent`. Idempotent per chain id.
-    pub fn ingest_layer(&self, body: impl Read, parent: Option<&Digest>) -> Result<LayerInfo> {
+    pub fn ingest_layer(&self, body: impl Read + Send, parent: Option<&Digest>) -> Result<LayerInfo> {
         self.ingest(body, parent, None)
     }
 
@@ -93,7 +137,7 @@ impl ImageStore {
     /// Unpacks a layer; `plain_file` (an uncompressed tar of ours) becomes the stored tar as is.
     fn ingest(
         &self,
-        body: impl Read,
+        body: impl Read + Send,
         parent: Option<&Digest>,
         plain_file: Option<&std::path::Path>,
     ) -> Result<LayerInfo> {
@@ -103,30 +147,45 @@ impl ImageStore {
 
     /// The first half of an ingest: unpacks a layer (plain, gzip or zstd) into a private folder and
     /// hashes it. Layers of one image can be unpacked in parallel; `commit_layer` then chains them.
-    pub fn unpack_layer(&self, body: impl Read) -> Result<Unpacked> {
+    pub fn unpack_layer(&self, body: impl Read + Send) -> Result<Unpacked> {
         self.unpack(body, None)
     }
 
-    fn unpack(&self, body: impl Read, plain_file: Option<&std::path::Path>) -> Result<Unpacked> {
+    /// Two threads: a second one decompresses while this one hashes (the diff id), keeps the copy
+    /// and applies — inflate is the largest part of a pull's CPU, and one thread per layer left
+    /// the last layer of a pull on one core.
+    fn unpack(&self, body: impl Read + Send, plain_file: Option<&std::path::Path>) -> Result<Unpacked> {
         let tmp = self.layout.tmp().join(berth_types::new_id());
         let diff = tmp.join("diff");
         std::fs::create_dir_all(&diff)?;
         // From here on, dropping `u` removes the folder: every error path below cleans up.
         let mut u = Unpacked { tmp, diff_id: Digest::of(b""), size: 0 };
-        let plain = crate::compress::decompress(body)?;
         let copy_to = if plain_file.is_some() { "/dev/null".into() } else { u.tmp.join("layer.tar") };
-        let copy = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&copy_to)?,
-        );
-        let mut tee = Tee { inner: plain, hash: Sha256::new(), copy, failed: None };
-        let applied = crate::apply::apply(&mut tee, &Root::open(&diff)?)?;
-        // The diff id covers the whole uncompressed stream, trailing zero blocks included.
-        std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
-        if let Some(e) = tee.failed.take() {
-            return Err(e.into());
-        }
-        let f = tee.copy.into_inner().map_err(|e| Error::internal(e.to_string()))?;
+        let copy = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&copy_to)?;
+        let root = Root::open(&diff)?;
+        let (applied, produced) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(PIPE_DEPTH);
+            let (free_tx, free_rx) = std::sync::mpsc::sync_channel(PIPE_DEPTH + 2);
+            let producer = s.spawn(move || produce(body, tx, free_rx));
+            let mut stream = Chunks { rx, cur: Vec::new(), pos: 0, free: free_tx, hash: Sha256::new(), copy };
+            let applied = crate::apply::apply(&mut stream, &root).and_then(|a| {
+                // The diff id covers the whole uncompressed stream, trailing zero blocks included.
+                std::io::copy(&mut stream, &mut std::io::sink())
+                    .map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+                Ok((a, Digest::from_hasher(stream.hash.clone()), stream.copy.try_clone()?))
+            });
+            // Hanging up stops the producer when the apply failed part way.
+            drop(stream);
+            let produced = producer.join().map_err(|_| Error::internal("layer decompression thread panicked"));
+            (applied, produced)
+        });
+        // The producer's own error (a corrupt stream) is the cause of the apply's; it stops
+        // without one only when the apply stopped first, with its own.
+        let (applied, diff_id, f) = match (produced??, applied) {
+            (true, Ok(done)) => done,
+            (_, Err(e)) => return Err(e),
+            (false, Ok(_)) => return Err(Error::internal("layer unpack ended before its stream")),
+        };
         match plain_file {
             Some(src) => {
                 // A hard link: the blob may serve another image of the same archive too.
@@ -135,7 +194,7 @@ impl ImageStore {
             }
             None => f.sync_all()?,
         }
-        u.diff_id = Digest::from_hasher(tee.hash);
+        u.diff_id = diff_id;
         u.size = applied.size;
         Ok(u)
     }
@@ -149,7 +208,11 @@ impl ImageStore {
 
     /// Unpacks and names a layer that keeps a lease until the returned guard drops: a concurrent
     /// gc (another build step, a container removal) cannot take it before an image references it.
-    pub fn ingest_layer_leased(&self, body: impl Read, parent: Option<&Digest>) -> Result<(LayerInfo, Lease<'_>)> {
+    pub fn ingest_layer_leased(
+        &self,
+        body: impl Read + Send,
+        parent: Option<&Digest>,
+    ) -> Result<(LayerInfo, Lease<'_>)> {
         let u = self.unpack(body, None)?;
         let info = self.commit_layer_inner(u, parent, true)?;
         let lease = Lease { store: self, chain: info.chain_id.clone() };
@@ -221,7 +284,7 @@ impl ImageStore {
     }
 
     /// Imports a rootfs tar (plain, gzip or zstd) as a one-layer image.
-    pub fn import(&self, body: impl Read, opts: ImportOptions) -> Result<Digest> {
+    pub fn import(&self, body: impl Read + Send, opts: ImportOptions) -> Result<Digest> {
         let mut config = Config::default();
         crate::changes::apply(&mut config, &opts.changes)?;
         let (layer, _lease) = self.ingest_layer_leased(body, None)?;
@@ -326,4 +389,93 @@ pub struct CommitOptions {
     pub created_by: String,
     /// The committed container's id and config, recorded in the image as Docker does.
     pub container: Option<(String, Config)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testutil::{store, tar_with};
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::pgzip::compress(data, &mut out, crate::pgzip::GzipOptions::default(), |_| {}).unwrap();
+        out
+    }
+
+    /// Noise that does not compress, so a few MB stay a few MB through the pipe.
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Runs `f` on a thread and fails the test if it takes longer than a minute: a stage of the
+    /// unpack pipe left waiting on the other would otherwise hang the test run.
+    fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(Duration::from_secs(60)).expect("the unpack hung")
+    }
+
+    #[test]
+    fn a_stream_many_chunks_long_is_hashed_kept_and_applied_whole() {
+        let big = noise(3 * PIPE_CHUNK * PIPE_DEPTH / 2 + 17);
+        let tar = tar_with(&[("a", b"first"), ("big", &big), ("z", b"last")]);
+        for body in [tar.clone(), gzip(&tar)] {
+            let (_d, s) = store();
+            let u = s.unpack_layer(&body[..]).unwrap();
+            assert_eq!(u.diff_id, Digest::of(&tar));
+            assert!(std::fs::read(u.tmp.join("layer.tar")).unwrap() == tar);
+            assert!(std::fs::read(u.tmp.join("diff/big")).unwrap() == big);
+            assert_eq!(std::fs::read(u.tmp.join("diff/z")).unwrap(), b"last");
+        }
+    }
+
+    #[test]
+    fn a_stream_broken_mid_way_fails_and_leaves_nothing() {
+        let tar = tar_with(&[("big", &noise(4 * PIPE_CHUNK * PIPE_DEPTH))]);
+        let gz = gzip(&tar);
+        let (d, s) = bounded(move || {
+            let (d, s) = store();
+            let e = s.unpack_layer(&gz[..gz.len() / 2]).unwrap_err();
+            assert!(e.message.contains("incomplete deflate stream"), "{e}");
+            (d, s)
+        });
+        assert_eq!(std::fs::read_dir(s.layout.tmp()).unwrap().count(), 0);
+        drop(d);
+    }
+
+    #[test]
+    fn an_apply_error_stops_the_decompressing_thread() {
+        // The first entry cannot be applied; megabytes follow that the decompressor must not wait
+        // to hand over.
+        let mut tar = tar_with(&[]);
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_path("h").unwrap();
+        h.set_link_name("../../../etc/passwd").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+        tar.clear();
+        tar.extend(b.into_inner().unwrap());
+        tar.extend(tar_with(&[("big", &noise(4 * PIPE_CHUNK * PIPE_DEPTH))]));
+        let gz = gzip(&tar);
+        let (_d, s) = store();
+        let s = std::sync::Arc::new(s);
+        let s2 = s.clone();
+        let e = bounded(move || s2.unpack_layer(&gz[..]).unwrap_err());
+        assert_eq!(e.kind, berth_types::ErrorKind::InvalidArgument, "the apply's own error: {e}");
+        assert_eq!(std::fs::read_dir(s.layout.tmp()).unwrap().count(), 0);
+    }
 }
