@@ -1,6 +1,6 @@
 #!/bin/sh
 # Pull/push benchmark (numbers, not pass/fail): push and pull of a ~300 MB 3-layer image to and from
-# Debian's docker-registry on loopback, in MB/s of uncompressed layer data, with the pull split into
+# Debian's docker-registry on loopback, a second push of it to another registry (the kept gzip), in MB/s of uncompressed layer data, with the pull split into
 # download (the same blobs fetched with curl, 3 at a time) and the rest (decompress, verify, apply),
 # next to this machine's raw floors (gzip -dc | sha256sum, gzip -1 | sha256sum).
 # Runs a private release berthd and registry on temp roots; removes everything afterwards.
@@ -9,19 +9,21 @@ cd "$(dirname "$0")/.."
 MB=${MB:-100}   # per layer
 command -v docker-registry >/dev/null || sh scripts/deps.sh
 . bench/berthd.sh
+# registry <dir>: starts Debian's registry on a free loopback port; sets PORT, adds to RPIDS.
+RPIDS=""
+registry() {
+  mkdir -p "$1"
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/data}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:%s, secret: bench}\n' "$1" "$PORT" > "$1/config.yml"
+  docker-registry serve "$1/config.yml" 2>"$1/log" &
+  RPIDS="$RPIDS $!"
+  until curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null; do sleep 0.05; done
+}
+trap 'for p in $RPIDS; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; cleanup' EXIT
+registry "$ROOT/registry2"
+PORT2=$PORT
 REG=$ROOT/registry
-mkdir -p "$REG"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$REG/config.yml" <<EOF
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $REG/data}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$PORT, secret: bench}
-EOF
-docker-registry serve "$REG/config.yml" 2>"$REG/log" &
-RPID=$!
-trap 'kill $RPID 2>/dev/null || true; wait $RPID 2>/dev/null || true; cleanup' EXIT
-until curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null; do sleep 0.05; done
+registry "$REG"
 
 . bench/big-image.sh
 IMG=127.0.0.1:$PORT/bench/big:3
@@ -32,6 +34,12 @@ RAW=$(docker image inspect -f '{{.Size}}' "$IMG")
 t0=$(date +%s.%N)
 docker push "$IMG" >/dev/null
 t1=$(date +%s.%N)
+IMG2=127.0.0.1:$PORT2/bench/big:3
+docker tag "$IMG" "$IMG2"
+ta=$(date +%s.%N)
+docker push "$IMG2" >/dev/null
+tb=$(date +%s.%N)
+docker rmi "$IMG2" >/dev/null
 docker rmi "$IMG" busybox >/dev/null
 docker image prune -af >/dev/null
 t2=$(date +%s.%N)
@@ -72,13 +80,14 @@ PY
 )
 t6=0; t7=${FLOOR% *}; t8=0; t9=${FLOOR#* }
 
-python3 - "$RAW" "$GZ" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" "$t8" "$t9" <<'PY'
+python3 - "$RAW" "$GZ" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" "$t8" "$t9" "$ta" "$tb" <<'PY'
 import sys
 raw, gz = int(sys.argv[1]) / 1e6, int(sys.argv[2]) / 1e6
 t = [float(x) for x in sys.argv[3:]]
-push, pull, dl, floor, cfloor = t[1]-t[0], t[3]-t[2], t[5]-t[4], t[7], t[9]
+push, pull, dl, floor, cfloor, again = t[1]-t[0], t[3]-t[2], t[5]-t[4], t[7], t[9], t[11]-t[10]
 print(f"image: 3 layers, {raw:.0f} MB uncompressed, {gz:.0f} MB gzip in the registry")
 print(f"docker push: {push:.2f} s = {raw/push:.0f} MB/s")
+print(f"docker push of it to a second registry (the kept gzip): {again:.2f} s")
 print(f"docker pull: {pull:.2f} s = {raw/pull:.0f} MB/s  (download alone {dl:.2f} s, "
       f"decompress+verify+apply beyond it {max(pull-dl,0):.2f} s)")
 print(f"floor gunzip+sha256 (system zlib, one core): {floor:.2f} s = {raw/floor:.0f} MB/s")

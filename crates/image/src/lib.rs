@@ -18,7 +18,7 @@ pub mod tree;
 
 pub use archive::{LoadOptions, SaveSet};
 pub use buildcache::{CacheEntry, CachePruneOptions, CacheRecord};
-pub use distmeta::BlobSource;
+pub use distmeta::{BlobSource, CachedGzip};
 pub use index::{IndexEntry, IndexRecord, PulledManifest};
 pub use ingest::{CommitOptions, LayerInfo, Lease, Unpacked};
 pub use layout::Layout;

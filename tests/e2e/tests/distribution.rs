@@ -119,6 +119,54 @@ for layer, diff_id in zip(layers, diff_ids):
     assert!(gz < tar - 1_000_000, "{sizes:?}");
 }
 
+/// The gzip a push made is kept beside its layer: a push to another registry sends the same
+/// blob without compressing again, and a kept gzip that does not match its digest is refused
+/// (nothing committed), dropped, and made anew by the next push.
+#[test]
+fn a_second_push_sends_the_kept_gzip() {
+    let (reg1, reg2, reg3) = (Registry::start(Auth::None), Registry::start(Auth::None), Registry::start(Auth::None));
+    let d = Berthd::start();
+    d.import_busybox("bb");
+    let kept = || -> Vec<std::path::PathBuf> {
+        let layers = d.data_root().join("image/layers");
+        std::fs::read_dir(layers)
+            .unwrap()
+            .flatten()
+            .flat_map(|l| std::fs::read_dir(l.path()).unwrap().flatten().map(|e| e.path()))
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("layer.tar.gz"))
+            .collect()
+    };
+    assert!(kept().is_empty());
+    let digest_in = |reg: &Registry| {
+        let r = format!("{}/k/bb:1", reg.addr);
+        d.ok(&["tag", "bb", &r]);
+        d.ok(&["push", &r]);
+        let sk = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{r}")]).bounded();
+        assert!(sk.status.success(), "skopeo: {}", err(&sk));
+        let info: serde_json::Value = serde_json::from_slice(&sk.stdout).unwrap();
+        info["Layers"][0].as_str().unwrap().to_string()
+    };
+    let first = digest_in(&reg1);
+    let files = kept();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].to_str().unwrap().ends_with(first.trim_start_matches("sha256:")), "{files:?} {first}");
+    assert_eq!(digest_in(&reg2), first, "the same blob from the kept gzip");
+
+    // Damaged: the push fails before committing anything, and the damaged file goes.
+    let mut gz = std::fs::read(&files[0]).unwrap();
+    let mid = gz.len() / 2;
+    gz[mid] ^= 0xff;
+    std::fs::write(&files[0], &gz).unwrap();
+    let r3 = format!("{}/k/bb:1", reg3.addr);
+    d.ok(&["tag", "bb", &r3]);
+    let o = d.docker(&["push", &r3]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(err(&o).contains("kept gzip"), "{}", err(&o));
+    assert!(kept().is_empty(), "{:?}", kept());
+    assert_eq!(digest_in(&reg3), first, "made anew, the same bytes");
+    assert_eq!(kept().len(), 1);
+}
+
 #[test]
 fn pull_errors_speak_docker() {
     let reg = Registry::start(Auth::None);

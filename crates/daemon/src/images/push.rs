@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use berth_distribution::manifest::{
     OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
 };
 use berth_distribution::{AuthConfig, Repository};
-use berth_image::{BlobSource, Image, LayerInfo};
+use berth_image::{BlobSource, CachedGzip, Image, LayerInfo};
 use berth_types::{short_id, Digest, Error, Reference, Result};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
@@ -310,7 +311,8 @@ impl ImageService {
         Ok(Pushed { digest, size, media_type: DOCKER_LAYER_GZIP.into() })
     }
 
-    /// Gzips the layer's tar (on every core, `pgzip`) straight into a streamed `PATCH`.
+    /// Streams the layer's gzip into a `PATCH`: the one an earlier push kept, or a new one made on
+    /// every core (`pgzip`) and kept once the registry has taken it.
     async fn upload_compressed(
         &self,
         repo: &Arc<Repository>,
@@ -319,16 +321,23 @@ impl ImageService {
         short: &str,
         p: &Progress,
     ) -> Result<(Digest, u64)> {
-        let path = self.store.layer_tar(&l.chain_id);
-        let total = tokio::fs::metadata(&path).await?.len();
+        let GzipSource { path, total, cached, partial } = self.gzip_source(l).await?;
+        let partial_path = partial.as_ref().map(|(path, _)| path.clone());
         let (tx, mut rx) = mpsc::channel::<Bytes>(16);
         let (ptx, mut prx) = tokio::sync::watch::channel(0u64);
+        let from_cache = cached.is_some();
         let compress = tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
             let src = std::fs::File::open(&path)?;
-            let mut sink = ChannelWriter { tx, hash: Sha256::new(), size: 0, buf: Vec::with_capacity(CHUNK) };
-            berth_image::pgzip::compress(src, &mut sink, berth_image::pgzip::GzipOptions::default(), |read| {
-                let _ = ptx.send(read);
-            })?;
+            let keep = partial.map(|(_, f)| f);
+            let mut sink = ChannelWriter { tx, hash: Sha256::new(), size: 0, buf: Vec::with_capacity(CHUNK), keep };
+            if from_cache {
+                std::io::copy(&mut ProgressReader { inner: src, read: 0, progress: ptx }, &mut sink)?;
+            } else {
+                let opts = berth_image::pgzip::GzipOptions::default();
+                berth_image::pgzip::compress(src, &mut sink, opts, |read| {
+                    let _ = ptx.send(read);
+                })?;
+            }
             sink.flush()?;
             Ok((Digest::from_hasher(sink.hash), sink.size))
         });
@@ -349,14 +358,88 @@ impl ImageService {
             })
         };
         let uploaded = repo.upload(location, body).await;
-        let compressed = compress.await.map_err(|e| Error::internal(format!("compress task: {e}")))?;
+        let compressed = compress.await.map_err(|e| Error::internal(format!("compress task: {e}")));
         progress.abort();
-        let next = uploaded?;
-        let (digest, size) = compressed?;
-        repo.commit_upload(&next, &digest).await?;
+        let result = async {
+            let next = uploaded?;
+            let (digest, size) = compressed??;
+            if let Some(c) = &cached {
+                if c.digest != digest {
+                    return Err(Error::internal(format!(
+                        "the kept gzip of layer {} reads as {digest}, not {}: removed, push again",
+                        l.diff_id, c.digest
+                    )));
+                }
+            }
+            repo.commit_upload(&next, &digest).await?;
+            Ok((digest, size))
+        }
+        .await;
+        self.settle_gzip(l, partial_path, cached, &result).await?;
+        let (digest, size) = result?;
         crate::metrics::get().push_bytes.inc_by(size);
         Ok((digest, size))
     }
+    /// Where a layer's gzip comes from: the one an earlier push kept, or the layer's tar, then
+    /// compressed into a new file beside the layer as it goes up.
+    async fn gzip_source(&self, l: &LayerInfo) -> Result<GzipSource> {
+        let (store, chain) = (self.store.clone(), l.chain_id.clone());
+        let cached = blocking(move || Ok(store.cached_gzip(&chain))).await?;
+        if let Some(c) = cached {
+            return Ok(GzipSource { path: c.path.clone(), total: c.size, cached: Some(c), partial: None });
+        }
+        let path = self.store.layer_tar(&l.chain_id);
+        let total = tokio::fs::metadata(&path).await?.len();
+        // The cache is a convenience: without a file for it, the push goes on.
+        let (store, chain) = (self.store.clone(), l.chain_id.clone());
+        let partial = match blocking(move || store.gzip_cache_file(&chain)).await {
+            Ok(pf) => Some(pf),
+            Err(e) => {
+                tracing::debug!("no gzip cache for layer {}: {e}", l.chain_id);
+                None
+            }
+        };
+        Ok(GzipSource { path, total, cached: None, partial })
+    }
+
+    /// After an upload: a new gzip is kept only once the registry took it; a kept one that failed
+    /// to go up is dropped (if it was damaged, the next push makes a new one instead of failing
+    /// the same way).
+    async fn settle_gzip(
+        &self,
+        l: &LayerInfo,
+        partial: Option<PathBuf>,
+        cached: Option<CachedGzip>,
+        result: &Result<(Digest, u64)>,
+    ) -> Result<()> {
+        let (store, chain, done) = (self.store.clone(), l.chain_id.clone(), result.as_ref().ok().cloned());
+        let stale = if result.is_err() { cached.map(|c| c.path) } else { None };
+        blocking(move || {
+            if let Some(partial) = partial {
+                let kept = match &done {
+                    Some((digest, _)) => store.keep_gzip(&chain, &partial, digest),
+                    None => Ok(()),
+                };
+                if done.is_none() || kept.is_err() {
+                    let _ = std::fs::remove_file(&partial);
+                }
+            }
+            if let Some(stale) = stale {
+                let _ = std::fs::remove_file(stale);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The file a push reads a layer's gzip from, or the tar it compresses and the file it keeps the
+/// gzip in; `total` is the source's size for the progress bar.
+struct GzipSource {
+    path: PathBuf,
+    total: u64,
+    cached: Option<CachedGzip>,
+    partial: Option<(PathBuf, std::fs::File)>,
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -384,12 +467,14 @@ fn familiar_path(registry: &str, repository: &str) -> String {
     }
 }
 
-/// Hashes, counts and forwards compressed bytes in 256 KiB pieces to the upload body.
+/// Hashes, counts and forwards compressed bytes in 256 KiB pieces to the upload body, and writes
+/// them to `keep` too when a push keeps its gzip.
 struct ChannelWriter {
     tx: mpsc::Sender<Bytes>,
     hash: Sha256,
     size: u64,
     buf: Vec<u8>,
+    keep: Option<std::fs::File>,
 }
 
 impl Write for ChannelWriter {
@@ -407,7 +492,26 @@ impl Write for ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
+        if let Some(f) = &mut self.keep {
+            f.write_all(&self.buf)?;
+        }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         self.tx.blocking_send(chunk).map_err(|_| std::io::Error::other("upload stopped"))
+    }
+}
+
+/// Counts what is read, for the progress bar of a kept gzip going up.
+struct ProgressReader<R> {
+    inner: R,
+    read: u64,
+    progress: tokio::sync::watch::Sender<u64>,
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        let _ = self.progress.send(self.read);
+        Ok(n)
     }
 }
