@@ -55,6 +55,10 @@ pub struct Args {
     /// Layers uploaded at once per push
     #[arg(long)]
     pub max_concurrent_uploads: Option<usize>,
+    /// How a push compresses layers: gzip (default), or zstd for registries and clients that take
+    /// OCI's tar+zstd layers
+    #[arg(long)]
+    pub push_compression: Option<String>,
     /// Per-registry CA and client certificates: <dir>/<host[:port]>/{*.crt,*.cert,*.key}
     #[arg(long)]
     pub registry_certs_dir: Option<PathBuf>,
@@ -140,6 +144,8 @@ struct FileConfig {
     max_concurrent_downloads: Option<usize>,
     #[serde(rename = "max-concurrent-uploads")]
     max_concurrent_uploads: Option<usize>,
+    #[serde(rename = "push-compression")]
+    push_compression: Option<String>,
     #[serde(rename = "registry-certs-dir")]
     registry_certs_dir: Option<PathBuf>,
     #[serde(rename = "init-path")]
@@ -286,6 +292,12 @@ impl Settings {
             },
             max_concurrent_downloads: downloads,
             max_concurrent_uploads: uploads,
+            push_compression: match a.push_compression.or(file.push_compression) {
+                Some(c) => {
+                    berth_daemon::images::LayerCompression::parse(&c).map_err(|e| anyhow::anyhow!("{}", e.message))?
+                }
+                None => Default::default(),
+            },
         };
         let verify = a.tlsverify || file.tlsverify.unwrap_or(false);
         let tls = if a.tls || verify || file.tls.unwrap_or(false) {

@@ -1,7 +1,7 @@
 //! What the registries know about our layers: which compressed blob is which diff id, and where
 //! it was seen. A pull skips blobs whose layer is here; a push skips compressing a layer a
-//! registry already holds, and mounts it from another repository when it can. The gzip a push
-//! made is kept beside its layer, so a later push to any registry sends it without compressing.
+//! registry already holds, and mounts it from another repository when it can. The gzip (or zstd)
+//! a push made is kept beside its layer, so a later push to any registry sends it as it is.
 
 use std::path::{Path, PathBuf};
 
@@ -55,46 +55,50 @@ impl ImageStore {
     }
 }
 
-/// A layer's gzip as an earlier push made it. Its name carries its digest; a push re-hashes it
-/// as it reads and refuses it when the two differ.
+/// A layer compressed as an earlier push made it. Its name carries its digest; a push re-hashes
+/// it as it reads and refuses it when the two differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedGzip {
+pub struct KeptBlob {
     pub path: PathBuf,
     pub digest: Digest,
     pub size: u64,
 }
 
-/// `layers/<chain>/layer.tar.gz.sha256-<hex>`: removed with the layer by gc, never read as a tar.
-const GZIP_PREFIX: &str = "layer.tar.gz.sha256-";
-/// A gzip being written by a push; a crash leaves at most this, which no reader takes.
-const GZIP_PARTIAL: &str = ".layer.tar.gz.partial-";
+/// A file being written by a push; a crash leaves at most this, which no reader takes.
+const PARTIAL: &str = ".layer.tar.partial-";
+
+/// `layers/<chain>/layer.tar.<ext>.sha256-<hex>`: removed with the layer by gc, never read as a tar.
+fn kept_name(ext: &str, hex: &str) -> String {
+    format!("layer.tar.{ext}.sha256-{hex}")
+}
 
 impl ImageStore {
-    /// The gzip an earlier push of this layer made, if it is still here.
-    pub fn cached_gzip(&self, chain: &Digest) -> Option<CachedGzip> {
+    /// The file an earlier push of this layer compressed (`ext`: `gz`, `zst`), if it is still here.
+    pub fn kept_blob(&self, chain: &Digest, ext: &str) -> Option<KeptBlob> {
         let dir = self.layout.layer(chain.hex());
+        let prefix = kept_name(ext, "");
         std::fs::read_dir(&dir).ok()?.flatten().find_map(|e| {
             let name = e.file_name();
-            let hex = name.to_str()?.strip_prefix(GZIP_PREFIX)?;
+            let hex = name.to_str()?.strip_prefix(prefix.as_str())?;
             let digest: Digest = format!("sha256:{hex}").parse().ok()?;
             let meta = e.metadata().ok().filter(|m| m.is_file())?;
-            Some(CachedGzip { path: e.path(), digest, size: meta.len() })
+            Some(KeptBlob { path: e.path(), digest, size: meta.len() })
         })
     }
 
-    /// A new file for a push to write this layer's gzip into, in the layer's folder; `keep_gzip`
-    /// names it once a registry took its digest.
-    pub fn gzip_cache_file(&self, chain: &Digest) -> Result<(PathBuf, std::fs::File)> {
-        let path = self.layout.layer(chain.hex()).join(format!("{GZIP_PARTIAL}{}", berth_types::new_id()));
+    /// A new file for a push to write this layer compressed into, in the layer's folder;
+    /// `keep_blob` names it once a registry took its digest.
+    pub fn keep_file(&self, chain: &Digest) -> Result<(PathBuf, std::fs::File)> {
+        let path = self.layout.layer(chain.hex()).join(format!("{PARTIAL}{}", berth_types::new_id()));
         let f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok((path, f))
     }
 
-    /// Names a finished gzip by its digest. Not fsynced: a crash at worst loses the cache, and
+    /// Names a finished file by its digest. Not fsynced: a crash at worst loses the cache, and
     /// the name is checked against the content on every use.
-    pub fn keep_gzip(&self, chain: &Digest, partial: &Path, digest: &Digest) -> Result<()> {
+    pub fn keep_blob(&self, chain: &Digest, partial: &Path, ext: &str, digest: &Digest) -> Result<()> {
         let dir = self.layout.layer(chain.hex());
-        std::fs::rename(partial, dir.join(format!("{GZIP_PREFIX}{}", digest.hex())))?;
+        std::fs::rename(partial, dir.join(kept_name(ext, digest.hex())))?;
         Ok(())
     }
 }
@@ -124,17 +128,18 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_gzip_is_found_by_its_layer_and_partials_are_not() {
+    fn a_kept_blob_is_found_by_its_layer_and_format_and_partials_are_not() {
         let (_d, s) = crate::testutil::store();
         let tar = crate::testutil::tar_with(&[("f", b"x")]);
         let l = s.ingest_layer(&tar[..], None).unwrap();
-        assert_eq!(s.cached_gzip(&l.chain_id), None);
-        let (partial, mut f) = s.gzip_cache_file(&l.chain_id).unwrap();
+        assert_eq!(s.kept_blob(&l.chain_id, "gz"), None);
+        let (partial, mut f) = s.keep_file(&l.chain_id).unwrap();
         std::io::Write::write_all(&mut f, b"gz").unwrap();
-        assert_eq!(s.cached_gzip(&l.chain_id), None, "a partial file is never used");
-        s.keep_gzip(&l.chain_id, &partial, &Digest::of(b"gz")).unwrap();
-        let c = s.cached_gzip(&l.chain_id).unwrap();
+        assert_eq!(s.kept_blob(&l.chain_id, "gz"), None, "a partial file is never used");
+        s.keep_blob(&l.chain_id, &partial, "gz", &Digest::of(b"gz")).unwrap();
+        let c = s.kept_blob(&l.chain_id, "gz").unwrap();
         assert_eq!((c.digest, c.size), (Digest::of(b"gz"), 2));
-        assert_eq!(s.cached_gzip(&Digest::of(b"no such layer")), None);
+        assert_eq!(s.kept_blob(&l.chain_id, "zst"), None, "another format is another file");
+        assert_eq!(s.kept_blob(&Digest::of(b"no such layer"), "gz"), None);
     }
 }

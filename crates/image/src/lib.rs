@@ -18,7 +18,8 @@ pub mod tree;
 
 pub use archive::{LoadOptions, SaveSet};
 pub use buildcache::{CacheEntry, CachePruneOptions, CacheRecord};
-pub use distmeta::{BlobSource, CachedGzip};
+pub use compress::LayerCompression;
+pub use distmeta::{BlobSource, KeptBlob};
 pub use index::{IndexEntry, IndexRecord, PulledManifest};
 pub use ingest::{CommitOptions, LayerInfo, Lease, Unpacked};
 pub use layout::Layout;

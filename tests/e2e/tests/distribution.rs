@@ -127,15 +127,7 @@ fn a_second_push_sends_the_kept_gzip() {
     let (reg1, reg2, reg3) = (Registry::start(Auth::None), Registry::start(Auth::None), Registry::start(Auth::None));
     let d = Berthd::start();
     d.import_busybox("bb");
-    let kept = || -> Vec<std::path::PathBuf> {
-        let layers = d.data_root().join("image/layers");
-        std::fs::read_dir(layers)
-            .unwrap()
-            .flatten()
-            .flat_map(|l| std::fs::read_dir(l.path()).unwrap().flatten().map(|e| e.path()))
-            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("layer.tar.gz"))
-            .collect()
-    };
+    let kept = || kept_files(&d);
     assert!(kept().is_empty());
     let digest_in = |reg: &Registry| {
         let r = format!("{}/k/bb:1", reg.addr);
@@ -165,6 +157,64 @@ fn a_second_push_sends_the_kept_gzip() {
     assert!(kept().is_empty(), "{:?}", kept());
     assert_eq!(digest_in(&reg3), first, "made anew, the same bytes");
     assert_eq!(kept().len(), 1);
+}
+
+/// `push-compression: zstd` (daemon.json): layers go up as OCI `tar+zstd` in an OCI manifest,
+/// skopeo reads them, and a berthd pulls and runs the image; a bad value stops berthd at start.
+#[test]
+fn zstd_push_is_an_opt_in() {
+    let reg = Registry::start(Auth::None);
+    let d = Berthd::start_with(&["--push-compression", "zstd"]);
+    d.import_busybox("bb");
+    let r = format!("{}/z/bb:1", reg.addr);
+    d.ok(&["tag", "bb", &r]);
+    d.ok(&["push", &r]);
+    let raw =
+        Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{r}")]).bounded();
+    assert!(raw.status.success(), "skopeo: {}", err(&raw));
+    let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{m}");
+    assert_eq!(m["config"]["mediaType"], "application/vnd.oci.image.config.v1+json", "{m}");
+    assert_eq!(m["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd", "{m}");
+    let blob = Command::new("curl")
+        .args([
+            "-sf",
+            "--max-time",
+            "30",
+            &format!("http://{}/v2/z/bb/blobs/{}", reg.addr, m["layers"][0]["digest"].as_str().unwrap()),
+        ])
+        .bounded();
+    assert!(blob.stdout.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), "not a zstd frame");
+    let kept = kept_files(&d);
+    assert!(kept.iter().any(|p| p.to_str().unwrap().contains("layer.tar.zst.sha256-")), "{kept:?}");
+
+    let d2 = Berthd::start();
+    d2.ok(&["pull", &r]);
+    assert_eq!(d2.ok(&["run", "--rm", &r, "echo", "from zstd"]), "from zstd");
+
+    // In daemon.json, and wrong: berthd says so and does not start.
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let conf = dir.path().join("daemon.json");
+    std::fs::write(&conf, r#"{"push-compression": "lz4"}"#).unwrap();
+    let o = Command::new(berth_e2e::bin_dir().join("berthd"))
+        .args(["-H", &format!("unix://{}", dir.path().join("b.sock").display())])
+        .args(["--data-root", dir.path().join("data").to_str().unwrap()])
+        .args(["--exec-root", dir.path().join("run").to_str().unwrap()])
+        .args(["--config-file", conf.to_str().unwrap()])
+        .bounded();
+    assert!(!o.status.success());
+    assert!(err(&o).contains("unknown push compression \"lz4\": gzip or zstd"), "{}", err(&o));
+}
+
+/// The files pushes kept beside the layers of `d`.
+fn kept_files(d: &Berthd) -> Vec<std::path::PathBuf> {
+    let layers = d.data_root().join("image/layers");
+    std::fs::read_dir(layers)
+        .unwrap()
+        .flatten()
+        .flat_map(|l| std::fs::read_dir(l.path()).unwrap().flatten().map(|e| e.path()))
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("layer.tar."))
+        .collect()
 }
 
 #[test]

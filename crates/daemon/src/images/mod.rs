@@ -22,7 +22,7 @@ use crate::events::EventBus;
 
 pub(crate) use berth_image::DeleteResponse;
 /// What the image routes name: re-exported so the server needs no image crate.
-pub use berth_image::ImportOptions;
+pub use berth_image::{ImportOptions, LayerCompression};
 pub use pull::PullOptions;
 pub use push::PushOptions;
 pub use views::ListOptions;
@@ -33,11 +33,18 @@ pub struct DistributionConfig {
     pub registry: berth_distribution::RegistryConfig,
     pub max_concurrent_downloads: usize,
     pub max_concurrent_uploads: usize,
+    /// How a push compresses layers (`push-compression`: gzip, or zstd as an opt-in).
+    pub push_compression: berth_image::LayerCompression,
 }
 
 impl Default for DistributionConfig {
     fn default() -> Self {
-        DistributionConfig { registry: Default::default(), max_concurrent_downloads: 3, max_concurrent_uploads: 5 }
+        DistributionConfig {
+            registry: Default::default(),
+            max_concurrent_downloads: 3,
+            max_concurrent_uploads: 5,
+            push_compression: Default::default(),
+        }
     }
 }
 
@@ -66,6 +73,7 @@ pub struct ImageService {
     /// Shared by every pull, as Docker's `max-concurrent-downloads`.
     downloads: Semaphore,
     uploads: Semaphore,
+    push_compression: berth_image::LayerCompression,
     /// The limits the semaphores stand for (changed by a reload).
     limits: Mutex<(usize, usize)>,
     /// Layers (chain ids) being downloaded, so two pulls of one image fetch each layer once.
@@ -95,6 +103,7 @@ impl ImageService {
             uploads: Semaphore::new(dist.max_concurrent_uploads.max(1)),
             limits: Mutex::new((dist.max_concurrent_downloads.max(1), dist.max_concurrent_uploads.max(1))),
             inflight: Mutex::new(HashMap::new()),
+            push_compression: dist.push_compression,
         }
     }
 

@@ -1,6 +1,6 @@
 //! `docker push`: layers the registry has are skipped or mounted from a sibling repository; the
-//! others are gzipped (on every core, `berth_image::pgzip`) while streaming up, and the digest that
-//! produced is remembered.
+//! others are compressed (gzip on every core, `berth_image::pgzip`, or zstd when daemon.json's
+//! `push-compression` says so) while streaming up; the digest is remembered and the file kept.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,7 +14,7 @@ use berth_distribution::manifest::{
     OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
 };
 use berth_distribution::{AuthConfig, Repository};
-use berth_image::{BlobSource, CachedGzip, Image, LayerInfo};
+use berth_image::{BlobSource, Image, KeptBlob, LayerInfo};
 use berth_types::{short_id, Digest, Error, Reference, Result};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
@@ -227,9 +227,15 @@ impl ImageService {
         let encode = |m: &ImageManifest| {
             serde_json::to_vec_pretty(m).map(Bytes::from).map_err(|e| Error::internal(e.to_string()))
         };
-        let mut body = encode(&manifest)?;
         // By digest, the reference is the body's own digest.
         let at = |b: &Bytes| reference.map(String::from).unwrap_or_else(|| Digest::of(b).to_string());
+        // zstd layers have no Docker media type: such a manifest is OCI's from the start.
+        if manifest.layers.iter().any(|l| l.media_type.ends_with("+zstd")) {
+            let body = encode(&to_oci(manifest))?;
+            let digest = repo.put_manifest(&at(&body), OCI_MANIFEST, body.clone()).await?;
+            return Ok((digest, body.len(), OCI_MANIFEST));
+        }
+        let mut body = encode(&manifest)?;
         let mut media_type = DOCKER_MANIFEST;
         let digest = match repo.put_manifest(&at(&body), DOCKER_MANIFEST, body.clone()).await {
             Ok(d) => d,
@@ -306,9 +312,10 @@ impl ImageService {
             None => repo.start_upload().await?,
         };
         let (digest, size) = self.upload_compressed(repo, &location, l, &short, p).await?;
-        record(&digest, size, DOCKER_LAYER_GZIP).await?;
+        let media_type = self.push_compression.media_type();
+        record(&digest, size, media_type).await?;
         p.send(progress::layer("Pushed", &short));
-        Ok(Pushed { digest, size, media_type: DOCKER_LAYER_GZIP.into() })
+        Ok(Pushed { digest, size, media_type: media_type.into() })
     }
 
     /// Streams the layer's gzip into a `PATCH`: the one an earlier push kept, or a new one made on
@@ -325,7 +332,7 @@ impl ImageService {
         let partial_path = partial.as_ref().map(|(path, _)| path.clone());
         let (tx, mut rx) = mpsc::channel::<Bytes>(16);
         let (ptx, mut prx) = tokio::sync::watch::channel(0u64);
-        let from_cache = cached.is_some();
+        let (from_cache, compression) = (cached.is_some(), self.push_compression);
         let compress = tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
             let src = std::fs::File::open(&path)?;
             let keep = partial.map(|(_, f)| f);
@@ -333,8 +340,7 @@ impl ImageService {
             if from_cache {
                 std::io::copy(&mut ProgressReader { inner: src, read: 0, progress: ptx }, &mut sink)?;
             } else {
-                let opts = berth_image::pgzip::GzipOptions::default();
-                berth_image::pgzip::compress(src, &mut sink, opts, |read| {
+                compression.compress(src, &mut sink, |read| {
                     let _ = ptx.send(read);
                 })?;
             }
@@ -384,7 +390,8 @@ impl ImageService {
     /// compressed into a new file beside the layer as it goes up.
     async fn gzip_source(&self, l: &LayerInfo) -> Result<GzipSource> {
         let (store, chain) = (self.store.clone(), l.chain_id.clone());
-        let cached = blocking(move || Ok(store.cached_gzip(&chain))).await?;
+        let ext = self.push_compression.file_ext();
+        let cached = blocking(move || Ok(store.kept_blob(&chain, ext))).await?;
         if let Some(c) = cached {
             return Ok(GzipSource { path: c.path.clone(), total: c.size, cached: Some(c), partial: None });
         }
@@ -392,7 +399,7 @@ impl ImageService {
         let total = tokio::fs::metadata(&path).await?.len();
         // The cache is a convenience: without a file for it, the push goes on.
         let (store, chain) = (self.store.clone(), l.chain_id.clone());
-        let partial = match blocking(move || store.gzip_cache_file(&chain)).await {
+        let partial = match blocking(move || store.keep_file(&chain)).await {
             Ok(pf) => Some(pf),
             Err(e) => {
                 tracing::debug!("no gzip cache for layer {}: {e}", l.chain_id);
@@ -409,15 +416,16 @@ impl ImageService {
         &self,
         l: &LayerInfo,
         partial: Option<PathBuf>,
-        cached: Option<CachedGzip>,
+        cached: Option<KeptBlob>,
         result: &Result<(Digest, u64)>,
     ) -> Result<()> {
         let (store, chain, done) = (self.store.clone(), l.chain_id.clone(), result.as_ref().ok().cloned());
+        let ext = self.push_compression.file_ext();
         let stale = if result.is_err() { cached.map(|c| c.path) } else { None };
         blocking(move || {
             if let Some(partial) = partial {
                 let kept = match &done {
-                    Some((digest, _)) => store.keep_gzip(&chain, &partial, digest),
+                    Some((digest, _)) => store.keep_blob(&chain, &partial, ext, digest),
                     None => Ok(()),
                 };
                 if done.is_none() || kept.is_err() {
@@ -438,7 +446,7 @@ impl ImageService {
 struct GzipSource {
     path: PathBuf,
     total: u64,
-    cached: Option<CachedGzip>,
+    cached: Option<KeptBlob>,
     partial: Option<(PathBuf, std::fs::File)>,
 }
 
