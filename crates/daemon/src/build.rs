@@ -325,7 +325,8 @@ impl Backend for DaemonBackend {
             // Leased until the image exists: a parallel stage's cleanup runs gc meanwhile.
             let (made, _lease) = match &layer {
                 Some(DiffTar(Some(p))) => {
-                    let (l, lease) = store.ingest_layer_leased(std::fs::File::open(p)?, top.as_ref())?;
+                    // The step's tar is ours and plain: hard-linked as the layer's tar, not copied.
+                    let (l, lease) = store.ingest_layer_file_leased(p, top.as_ref())?;
                     (Some(l), Some(lease))
                 }
                 _ => (None, None),

@@ -49,14 +49,15 @@ fn produce(
 }
 
 /// The applying half's view of the pipe: a reader over the chunks that hashes each (the diff id)
-/// and copies it to the layer's tar as it arrives, then hands its buffer back.
+/// and copies it to the layer's tar (when there is a copy to make) as it arrives, then hands its
+/// buffer back.
 struct Chunks {
     rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
     free: std::sync::mpsc::SyncSender<Vec<u8>>,
     hash: Sha256,
-    copy: std::fs::File,
+    copy: Option<std::fs::File>,
 }
 
 impl Read for Chunks {
@@ -66,7 +67,9 @@ impl Read for Chunks {
                 Ok(chunk) => {
                     let chunk = chunk?;
                     self.hash.update(&chunk);
-                    self.copy.write_all(&chunk)?;
+                    if let Some(copy) = &mut self.copy {
+                        copy.write_all(&chunk)?;
+                    }
                     let done = std::mem::replace(&mut self.cur, chunk);
                     let _ = self.free.try_send(done);
                     self.pos = 0;
@@ -118,31 +121,38 @@ impl ImageStore {
 
     /// Unpacks one layer (plain, gzip or zstd) on top of `parent`. Idempotent per chain id.
     pub fn ingest_layer(&self, body: impl Read + Send, parent: Option<&Digest>) -> Result<LayerInfo> {
-        self.ingest(body, parent, None)
+        let u = self.unpack(body, None)?;
+        self.commit_layer(u, parent)
     }
 
     /// Ingests a layer that is a file of ours (a blob of an archive being loaded). An uncompressed
     /// tar is read once and then hard-linked into place as the layer's stored tar, not copied.
     pub fn ingest_layer_file(&self, file: &std::path::Path, parent: Option<&Digest>) -> Result<LayerInfo> {
+        let u = self.unpack_file(file)?;
+        self.commit_layer(u, parent)
+    }
+
+    /// `ingest_layer_file` for a build step's changes: leased as `ingest_layer_leased` is.
+    pub fn ingest_layer_file_leased(
+        &self,
+        file: &std::path::Path,
+        parent: Option<&Digest>,
+    ) -> Result<(LayerInfo, Lease<'_>)> {
+        let u = self.unpack_file(file)?;
+        let info = self.commit_layer_inner(u, parent, true)?;
+        let lease = Lease { store: self, chain: info.chain_id.clone() };
+        Ok((info, lease))
+    }
+
+    fn unpack_file(&self, file: &std::path::Path) -> Result<Unpacked> {
         let mut f = std::fs::File::open(file)?;
         let mut magic = [0u8; 4];
         let n = std::io::Read::read(&mut f, &mut magic)?;
         let compressed = n >= 2 && magic[..2] == [0x1f, 0x8b] || n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd];
         if compressed {
-            return self.ingest(std::fs::File::open(file)?, parent, None);
+            return self.unpack(std::fs::File::open(file)?, None);
         }
-        self.ingest(std::fs::File::open(file)?, parent, Some(file))
-    }
-
-    /// Unpacks a layer; `plain_file` (an uncompressed tar of ours) becomes the stored tar as is.
-    fn ingest(
-        &self,
-        body: impl Read + Send,
-        parent: Option<&Digest>,
-        plain_file: Option<&std::path::Path>,
-    ) -> Result<LayerInfo> {
-        let u = self.unpack(body, plain_file)?;
-        self.commit_layer(u, parent)
+        self.unpack(std::fs::File::open(file)?, Some(file))
     }
 
     /// The first half of an ingest: unpacks a layer (plain, gzip or zstd) into a private folder and
@@ -160,8 +170,11 @@ impl ImageStore {
         std::fs::create_dir_all(&diff)?;
         // From here on, dropping `u` removes the folder: every error path below cleans up.
         let mut u = Unpacked { tmp, diff_id: Digest::of(b""), size: 0 };
-        let copy_to = if plain_file.is_some() { "/dev/null".into() } else { u.tmp.join("layer.tar") };
-        let copy = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&copy_to)?;
+        // A plain file of ours is linked as the layer's tar afterwards; anything else is copied.
+        let copy = match plain_file {
+            Some(_) => None,
+            None => Some(std::fs::OpenOptions::new().write(true).create_new(true).open(u.tmp.join("layer.tar"))?),
+        };
         let root = Root::open(&diff)?;
         let (applied, produced) = std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel(PIPE_DEPTH);
@@ -172,7 +185,7 @@ impl ImageStore {
                 // The diff id covers the whole uncompressed stream, trailing zero blocks included.
                 std::io::copy(&mut stream, &mut std::io::sink())
                     .map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
-                Ok((a, Digest::from_hasher(stream.hash.clone()), stream.copy.try_clone()?))
+                Ok((a, Digest::from_hasher(stream.hash.clone()), stream.copy.take()))
             });
             // Hanging up stops the producer when the apply failed part way.
             drop(stream);
@@ -186,13 +199,14 @@ impl ImageStore {
             (_, Err(e)) => return Err(e),
             (false, Ok(_)) => return Err(Error::internal("layer unpack ended before its stream")),
         };
-        match plain_file {
-            Some(src) => {
+        match (plain_file, f) {
+            (Some(src), _) => {
                 // A hard link: the blob may serve another image of the same archive too.
                 std::fs::hard_link(src, u.tmp.join("layer.tar"))?;
                 std::fs::File::open(u.tmp.join("layer.tar"))?.sync_all()?;
             }
-            None => f.sync_all()?,
+            (None, Some(f)) => f.sync_all()?,
+            (None, None) => return Err(Error::internal("layer copy missing")),
         }
         u.diff_id = diff_id;
         u.size = applied.size;
