@@ -318,8 +318,8 @@ impl ImageService {
         Ok(Pushed { digest, size, media_type: media_type.into() })
     }
 
-    /// Streams the layer's gzip into a `PATCH`: the one an earlier push kept, or a new one made on
-    /// every core (`pgzip`) and kept once the registry has taken it.
+    /// Streams the layer compressed into a `PATCH`: the file an earlier push kept, or a new one made
+    /// on every core (`push-compression`: pgzip or zstd) and kept once the registry has taken it.
     async fn upload_compressed(
         &self,
         repo: &Arc<Repository>,
@@ -372,7 +372,7 @@ impl ImageService {
             if let Some(c) = &cached {
                 if c.digest != digest {
                     return Err(Error::internal(format!(
-                        "the kept gzip of layer {} reads as {digest}, not {}: removed, push again",
+                        "the kept compressed file of layer {} reads as {digest}, not {}: removed, push again",
                         l.diff_id, c.digest
                     )));
                 }
@@ -386,8 +386,8 @@ impl ImageService {
         crate::metrics::get().push_bytes.inc_by(size);
         Ok((digest, size))
     }
-    /// Where a layer's gzip comes from: the one an earlier push kept, or the layer's tar, then
-    /// compressed into a new file beside the layer as it goes up.
+    /// Where a layer's compressed form comes from: the file an earlier push kept, or the layer's
+    /// tar, then compressed into a new file beside the layer as it goes up.
     async fn gzip_source(&self, l: &LayerInfo) -> Result<GzipSource> {
         let (store, chain) = (self.store.clone(), l.chain_id.clone());
         let ext = self.push_compression.file_ext();
@@ -409,7 +409,7 @@ impl ImageService {
         Ok(GzipSource { path, total, cached: None, partial })
     }
 
-    /// After an upload: a new gzip is kept only once the registry took it; a kept one that failed
+    /// After an upload: a new file is kept only once the registry took it; a kept one that failed
     /// to go up is dropped (if it was damaged, the next push makes a new one instead of failing
     /// the same way).
     async fn settle_gzip(
@@ -441,8 +441,8 @@ impl ImageService {
     }
 }
 
-/// The file a push reads a layer's gzip from, or the tar it compresses and the file it keeps the
-/// gzip in; `total` is the source's size for the progress bar.
+/// The file a push reads a layer's compressed form from, or the tar it compresses and the file it
+/// keeps the result in; `total` is the source's size for the progress bar.
 struct GzipSource {
     path: PathBuf,
     total: u64,
@@ -508,7 +508,7 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Counts what is read, for the progress bar of a kept gzip going up.
+/// Counts what is read, for the progress bar of a kept file going up.
 struct ProgressReader<R> {
     inner: R,
     read: u64,
