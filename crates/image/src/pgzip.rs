@@ -379,6 +379,27 @@ mod tests {
         }
     }
 
+    /// Random lengths and random mixes of the three kinds of content, at random thread counts:
+    /// every result is one member that reads back exactly.
+    #[test]
+    fn random_mixes_round_trip() {
+        let mut rng = noise(4096, 99).into_iter().cycle();
+        let mut next = move || rng.next().unwrap() as usize;
+        for round in 0..24 {
+            let mut data = Vec::new();
+            for part in 0..next() % 6 {
+                let len = (next() << 12 | next() << 4) % (3 * PIECE / 2);
+                match next() % 3 {
+                    0 => data.extend(noise(len, (round * 7 + part) as u64)),
+                    1 => data.extend((0..len).map(|i| b"abcab\n"[i % 6])),
+                    _ => data.extend(noise(len, round as u64).iter().map(|b| b'A' + (b & 15))),
+                }
+            }
+            let threads = 1 + next() % 4;
+            assert!(gunzip(&gzip(&data, threads)) == data, "round {round}: {} bytes, {threads} threads", data.len());
+        }
+    }
+
     #[test]
     fn edges_round_trip() {
         for n in [0, 1, WINDOW, PIECE - 1, PIECE, PIECE + 1, 2 * PIECE] {
