@@ -69,7 +69,7 @@ impl LayerCompression {
                     enc.multithread(threads as u32)?;
                 }
                 // The frame says how long the content is not known up front: it is streamed.
-                let mut src = Counting { inner: src, read: 0, progress };
+                let mut src = Counting::new(src, progress);
                 std::io::copy(&mut src, &mut enc)?;
                 enc.finish()?;
                 Ok(src.read)
@@ -78,11 +78,17 @@ impl LayerCompression {
     }
 }
 
-/// Counts what is read through it and says so.
-struct Counting<R, F> {
+/// Counts what is read through it and tells `progress` the running total (a push's progress bar).
+pub struct Counting<R, F> {
     inner: R,
     read: u64,
     progress: F,
+}
+
+impl<R: Read, F: FnMut(u64)> Counting<R, F> {
+    pub fn new(inner: R, progress: F) -> Self {
+        Counting { inner, read: 0, progress }
+    }
 }
 
 impl<R: Read, F: FnMut(u64)> Read for Counting<R, F> {

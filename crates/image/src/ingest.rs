@@ -421,15 +421,7 @@ mod tests {
 
     /// Noise that does not compress, so a few MB stay a few MB through the pipe.
     fn noise(n: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::testutil::noise(n, 0x9e37_79b9_7f4a_7c15)
     }
 
     /// Runs `f` on a thread and fails the test if it takes longer than a minute: a stage of the
@@ -472,7 +464,6 @@ mod tests {
     fn an_apply_error_stops_the_decompressing_thread() {
         // The first entry cannot be applied; megabytes follow that the decompressor must not wait
         // to hand over.
-        let mut tar = tar_with(&[]);
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Link);
@@ -481,8 +472,7 @@ mod tests {
         h.set_size(0);
         h.set_cksum();
         b.append(&h, &[][..]).unwrap();
-        tar.clear();
-        tar.extend(b.into_inner().unwrap());
+        let mut tar = b.into_inner().unwrap();
         tar.extend(tar_with(&[("big", &noise(4 * PIPE_CHUNK * PIPE_DEPTH))]));
         let gz = gzip(&tar);
         let (_d, s) = store();

@@ -222,7 +222,8 @@ impl Worker {
         if !data.is_empty() && entropy(data) < RANDOM_ENTROPY {
             let huffman = self.huffman_wins(&data[..data.len().min(SAMPLE)], &piece.dict);
             let d = if huffman { &mut self.huffman } else { &mut self.lz };
-            bytes = deflate(d, &mut self.out, &piece, stored_size).map(|n| self.out[..n].to_vec());
+            bytes =
+                deflate(d, &mut self.out, data, &piece.dict, piece.last, stored_size).map(|n| self.out[..n].to_vec());
         }
         let bytes = bytes.unwrap_or_else(|| {
             let mut b = Vec::with_capacity(stored_size);
@@ -236,29 +237,28 @@ impl Worker {
     /// hex), where LZ finds nothing and level 1's static codes do worse than no compression.
     /// The sample is tried after the same dictionary as its piece, so repeats across the seam count.
     fn huffman_wins(&mut self, sample: &[u8], dict: &[u8]) -> bool {
-        let piece = Piece { seq: 0, data: sample.to_vec(), dict: dict.to_vec(), last: true };
         let limit = stored_len(sample.len());
-        let lz = deflate(&mut self.lz, &mut self.out, &piece, limit).unwrap_or(limit);
-        let huffman = deflate(&mut self.huffman, &mut self.out, &piece, limit).unwrap_or(limit);
+        let lz = deflate(&mut self.lz, &mut self.out, sample, dict, true, limit).unwrap_or(limit);
+        let huffman = deflate(&mut self.huffman, &mut self.out, sample, dict, true, limit).unwrap_or(limit);
         huffman < lz
     }
 }
 
-/// Deflates one piece into `out`; its length, or `None` if that is more than `limit` bytes (then
+/// Deflates `data` (after `dict`, ending the stream when `last`) into `out`; its length, or `None` if that is more than `limit` bytes (then
 /// storing it is smaller).
-fn deflate(d: &mut Deflate, out: &mut Vec<u8>, piece: &Piece, limit: usize) -> Option<usize> {
+fn deflate(d: &mut Deflate, out: &mut Vec<u8>, data: &[u8], dict: &[u8], last: bool, limit: usize) -> Option<usize> {
     d.reset();
-    if !piece.dict.is_empty() {
-        d.set_dictionary(&piece.dict).ok()?;
+    if !dict.is_empty() {
+        d.set_dictionary(dict).ok()?;
     }
     // Room for the worst case, not `limit`: zlib-rs's level 1 panics when its output runs short
     // mid-block. The margin is the sync flush's marker and block ends.
-    out.resize(zlib_rs::compress_bound(piece.data.len()) + 64, 0);
-    let flush = if piece.last { DeflateFlush::Finish } else { DeflateFlush::SyncFlush };
-    let status = d.compress(&piece.data, out, flush).ok()?;
+    out.resize(zlib_rs::compress_bound(data.len()) + 64, 0);
+    let flush = if last { DeflateFlush::Finish } else { DeflateFlush::SyncFlush };
+    let status = d.compress(data, out, flush).ok()?;
     let n = d.total_out() as usize;
-    let complete = d.total_in() as usize == piece.data.len()
-        && if piece.last { status == Status::StreamEnd } else { n < out.len() };
+    let complete =
+        d.total_in() as usize == data.len() && if last { status == Status::StreamEnd } else { n < out.len() };
     (complete && n <= limit).then_some(n)
 }
 
@@ -318,20 +318,8 @@ fn entropy(data: &[u8]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::noise;
     use std::io::Read;
-
-    /// Deterministic noise (xorshift), so failures reproduce.
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
 
     fn gzip(data: &[u8], threads: usize) -> Vec<u8> {
         let mut out = Vec::new();

@@ -25,3 +25,16 @@ pub fn store() -> (tempfile::TempDir, ImageStore) {
     let s = ImageStore::open(Arc::new(st), d.path()).unwrap();
     (d, s)
 }
+
+/// Deterministic noise (xorshift; `seed` picks the stream), incompressible, so failures reproduce.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

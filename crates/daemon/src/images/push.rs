@@ -338,7 +338,10 @@ impl ImageService {
             let keep = partial.map(|(_, f)| f);
             let mut sink = ChannelWriter { tx, hash: Sha256::new(), size: 0, buf: Vec::with_capacity(CHUNK), keep };
             if from_cache {
-                std::io::copy(&mut ProgressReader { inner: src, read: 0, progress: ptx }, &mut sink)?;
+                let mut src = berth_image::compress::Counting::new(src, |read| {
+                    let _ = ptx.send(read);
+                });
+                std::io::copy(&mut src, &mut sink)?;
             } else {
                 compression.compress(src, &mut sink, |read| {
                     let _ = ptx.send(read);
@@ -505,21 +508,5 @@ impl Write for ChannelWriter {
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         self.tx.blocking_send(chunk).map_err(|_| std::io::Error::other("upload stopped"))
-    }
-}
-
-/// Counts what is read, for the progress bar of a kept file going up.
-struct ProgressReader<R> {
-    inner: R,
-    read: u64,
-    progress: tokio::sync::watch::Sender<u64>,
-}
-
-impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        let _ = self.progress.send(self.read);
-        Ok(n)
     }
 }
