@@ -176,8 +176,13 @@ pub enum Fault {
     Status500,
     /// Flips one byte.
     Corrupt,
+    /// Makes the first deflate block's type the reserved one (a gzip blob with no optional header
+    /// fields): every inflater stops at once, before the blob's digest can be known.
+    CorruptDeflate,
     /// Sends half the body, waits 3 s, then the rest.
     Stall,
+    /// Sends the blob followed by 256 MiB of zeros (all declared in `Content-Length`).
+    Oversize,
 }
 
 /// A proxy to a registry that spoils the first blob download larger than 16 KiB, then behaves.
@@ -282,6 +287,10 @@ fn relay(
             let i = rb.len() / 2;
             rb[i] ^= 0xff;
         }
+        if spoil && fault == Fault::CorruptDeflate {
+            assert_eq!((rb[0], rb[1], rb[3]), (0x1f, 0x8b, 0), "not a plain gzip blob");
+            rb[10] |= 0b110;
+        }
         let reason = match status {
             200 => "OK",
             201 => "Created",
@@ -297,8 +306,11 @@ fn relay(
                 out.push_str(&format!("{k}: {v}\r\n"));
             }
         }
+        const EXTRA: usize = 256 << 20;
         let declared = if method == "HEAD" {
             header(&rh, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0)
+        } else if spoil && fault == Fault::Oversize {
+            rb.len() + EXTRA
         } else {
             rb.len()
         };
@@ -312,6 +324,14 @@ fn relay(
             c.flush()?;
             std::thread::sleep(Duration::from_secs(3));
             c.write_all(&rb[rb.len() / 2..])?;
+            continue;
+        }
+        if spoil && fault == Fault::Oversize {
+            c.write_all(&rb)?;
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..EXTRA / zeros.len() {
+                c.write_all(&zeros)?; // ends with an error once the client hangs up
+            }
             continue;
         }
         if spoil && fault == Fault::DropMidBody {

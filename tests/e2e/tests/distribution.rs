@@ -297,7 +297,9 @@ fn index_pull_picks_the_platform() {
 }
 
 /// Faults on the layer download: a dropped connection is resumed with Range; a 500 and a corrupt
-/// blob fail the pull with a clear error, leave no image behind, and the retry succeeds.
+/// blob fail the pull with a clear error, leave no image behind, and the retry succeeds. A blob
+/// damaged so that inflating stops at once is still reported as the digest mismatch it is; one
+/// with more bytes than its manifest gives is cut off there.
 #[test]
 fn registry_faults_leave_no_partial_image() {
     let reg = Registry::start(Auth::None);
@@ -308,6 +310,8 @@ fn registry_faults_leave_no_partial_image() {
         (Fault::DropMidBody, None),
         (Fault::Status500, Some("injected failure")),
         (Fault::Corrupt, Some("digest mismatch")),
+        (Fault::CorruptDeflate, Some("digest mismatch")),
+        (Fault::Oversize, Some("the registry sent more than the")),
     ] {
         let proxy = FaultProxy::start(&reg.addr, fault);
         let via = r.replace(&reg.addr, &proxy.addr);

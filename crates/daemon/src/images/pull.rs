@@ -379,6 +379,10 @@ impl ImageService {
         let mut hash = Sha256::new();
         let mut got = 0u64;
         let mut last = Instant::now() - Duration::from_secs(1);
+        // Once the unpacker has stopped (say, on a corrupt deflate stream), the rest of the blob
+        // is still read and hashed, not sent: a blob that does not match its digest is reported
+        // as that — the cause — rather than as whatever its damage did to the decompressor.
+        let mut unpacker_stopped = false;
         let fed: Result<()> = async {
             while let Some(chunk) = blob.next_chunk().await? {
                 if p.gone() {
@@ -386,14 +390,19 @@ impl ImageService {
                 }
                 hash.update(&chunk);
                 got += chunk.len() as u64;
+                if desc.size > 0 && got > desc.size {
+                    return Err(Error::invalid(format!(
+                        "layer {}: the registry sent more than the {} bytes its manifest gives",
+                        desc.digest, desc.size
+                    )));
+                }
                 crate::metrics::get().pull_bytes.inc_by(chunk.len() as u64);
                 if last.elapsed() >= Duration::from_millis(100) {
                     last = Instant::now();
                     p.send(progress::bytes("Downloading", short, got, total));
                 }
-                if btx.send(Ok(chunk)).await.is_err() {
-                    // The unpacker stopped early: its error says why.
-                    return Ok(());
+                if !unpacker_stopped && btx.send(Ok(chunk)).await.is_err() {
+                    unpacker_stopped = true;
                 }
             }
             p.send(progress::layer("Verifying Checksum", short));
