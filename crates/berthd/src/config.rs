@@ -95,6 +95,10 @@ pub struct Args {
     /// Run containers in a user namespace: default, USER[:GROUP] or UID[:GID] (ids from /etc/subuid, /etc/subgid)
     #[arg(long)]
     pub userns_remap: Option<String>,
+    /// Let cgroup migrations skip the kernel's RCU grace period (the favordynmods option, Linux
+    /// 6.0+): faster container start and exec, a setting of the whole host
+    #[arg(long)]
+    pub cgroup_favordynmods: bool,
     /// Serve TCP hosts over TLS (implied by --tlsverify)
     #[arg(long)]
     pub tls: bool,
@@ -126,6 +130,8 @@ struct FileConfig {
     pidfile: Option<PathBuf>,
     #[serde(rename = "cgroup-parent")]
     cgroup_parent: Option<String>,
+    #[serde(rename = "cgroup-favordynmods")]
+    cgroup_favordynmods: Option<bool>,
     #[serde(rename = "live-restore")]
     live_restore: Option<bool>,
     bridge: Option<String>,
@@ -186,6 +192,7 @@ pub struct Settings {
     pub log_level: String,
     pub pidfile: Option<PathBuf>,
     pub cgroup_parent: String,
+    pub cgroup_favordynmods: bool,
     pub shim_path: PathBuf,
     pub bridge: String,
     pub bip: Option<berth_network::Ipv4Net>,
@@ -372,6 +379,7 @@ impl Settings {
             log_level,
             pidfile: a.pidfile.or(file.pidfile),
             cgroup_parent,
+            cgroup_favordynmods: a.cgroup_favordynmods || file.cgroup_favordynmods == Some(true),
             shim_path,
         })
     }

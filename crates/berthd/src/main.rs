@@ -97,6 +97,24 @@ async fn run(s: Settings, args: Args, set_level: Box<dyn Fn(&str) + Send + Sync>
     let sealed_shim = berth_sys::process::sealed_copy(&s.shim_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let shim_exec =
         std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&sealed_shim)));
+    let mut warnings = listen::warnings(&s.hosts, s.tls.as_ref());
+    let favored = if s.cgroup_favordynmods {
+        let dir = s.exec_root.join("favordynmods");
+        match tokio::task::spawn_blocking(move || berth_sys::dynmods::favor(&dir)).await? {
+            Ok(f) => {
+                tracing::info!(how = ?f, "cgroup migrations favored (favordynmods)");
+                Some(f)
+            }
+            Err(e) => {
+                // A speed setting: containers run as well without it, so berthd starts and says so.
+                tracing::warn!("{}", e.message);
+                warnings.push(format!("WARNING: {}", e.message));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let daemon = berth_daemon::Daemon::open(berth_daemon::DaemonConfig {
         data_root: s.data_root.clone(),
         exec_root: s.exec_root.clone(),
@@ -112,7 +130,7 @@ async fn run(s: Settings, args: Args, set_level: Box<dyn Fn(&str) + Send + Sync>
         log_driver: s.log_driver.clone(),
         labels: s.labels.clone(),
         debug: s.debug,
-        warnings: listen::warnings(&s.hosts, s.tls.as_ref()),
+        warnings,
         // Where journald listens: systemd's socket, unless the environment names another.
         journal_socket: std::env::var_os("BERTH_JOURNAL_SOCKET").map(std::path::PathBuf::from),
         userns_remap,
@@ -120,8 +138,14 @@ async fn run(s: Settings, args: Args, set_level: Box<dyn Fn(&str) + Send + Sync>
         host_gateway_ip: s.host_gateway_ip,
         default_bridge_ipv6: s.default_bridge_ipv6,
     })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .await;
+    let daemon = match daemon {
+        Ok(d) => d,
+        Err(e) => {
+            release_favor(favored).await;
+            anyhow::bail!("{e}");
+        }
+    };
     let app = berth_server::app(&daemon);
     if let Some(addr) = s.metrics_addr {
         let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics address {addr}"))?;
@@ -169,6 +193,7 @@ async fn run(s: Settings, args: Args, set_level: Box<dyn Fn(&str) + Send + Sync>
     // Long streams (events, logs -f, attach) would hold a graceful shutdown forever: bound it.
     let _ = tokio::time::timeout(Duration::from_secs(3), futures_join(servers)).await;
     daemon.shutdown().await;
+    release_favor(favored).await;
     for h in &s.hosts {
         if let Some(p) = h.strip_prefix("unix://") {
             let _ = std::fs::remove_file(p);
@@ -179,6 +204,17 @@ async fn run(s: Settings, args: Args, set_level: Box<dyn Fn(&str) + Send + Sync>
     }
     tracing::info!("berthd stopped");
     Ok(())
+}
+
+/// Unmounts berthd's favordynmods hierarchy, if it mounted one.
+async fn release_favor(favored: Option<berth_sys::dynmods::Favored>) {
+    if let Some(f) = favored {
+        match tokio::task::spawn_blocking(move || berth_sys::dynmods::release(&f)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cgroup-favordynmods: {}", e.message),
+            Err(e) => tracing::warn!("cgroup-favordynmods: {e}"),
+        }
+    }
 }
 
 async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {

@@ -1,5 +1,6 @@
 //! Raw system calls, wrapped so the rest of Berth needs no `unsafe`.
 
+pub mod dynmods;
 pub mod idmap;
 pub mod memory;
 pub mod mntscope;

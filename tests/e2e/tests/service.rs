@@ -360,3 +360,47 @@ fn cgroup_driver_is_cgroupfs_or_refused() {
     assert!(!o.status.success());
     assert!(err(&o).contains("the systemd driver is not supported"), "{}", err(&o));
 }
+
+/// The mount-table lines of cgroup hierarchies carrying `favordynmods`: (mount point, superblock
+/// options).
+fn favordynmods_mounts() -> Vec<(String, String)> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (head, tail) = l.split_once(" - ")?;
+            let t: Vec<&str> = tail.split(' ').collect();
+            let (fstype, opts, point) = (t.first()?, t.get(2)?, head.split(' ').nth(4)?);
+            (fstype.starts_with("cgroup") && opts.split(',').any(|o| o == "favordynmods"))
+                .then(|| (point.to_string(), opts.to_string()))
+        })
+        .collect()
+}
+
+/// daemon.json `cgroup-favordynmods`: berthd mounts its controller-less hierarchy with the option
+/// for as long as it runs, containers run, a berthd killed without cleaning up has its mount
+/// adopted by the next, and a clean stop takes it away.
+#[test]
+fn cgroup_favordynmods_is_applied_while_berthd_runs() {
+    if favordynmods_mounts().iter().any(|(_, o)| !o.contains("name=berth-favordynmods")) {
+        eprintln!("the host favors dynamic cgroup changes already: nothing of berthd's to check");
+        return;
+    }
+    let mut d = Berthd::start();
+    let at = d.root.join("run/favordynmods").to_string_lossy().into_owned();
+    let ours = || favordynmods_mounts().into_iter().filter(|(p, _)| *p == at).count();
+    assert_eq!(ours(), 0, "not asked for: not mounted");
+    std::fs::write(d.root.join("daemon.json"), r#"{"cgroup-favordynmods": true}"#).unwrap();
+    d.restart();
+    assert_eq!(ours(), 1, "{}", d.log());
+    d.import_busybox("busybox");
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "ok"]), "ok");
+    d.crash();
+    assert_eq!(ours(), 1, "a crash leaves the mount");
+    d.spawn();
+    assert_eq!(ours(), 1, "adopted, not mounted twice");
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "ok"]), "ok");
+    d.stop();
+    assert_eq!(ours(), 0, "a clean stop unmounts it");
+    assert!(!std::path::Path::new(&at).exists());
+}
