@@ -397,20 +397,37 @@ impl Supervisor {
         let mut exit = self.exit.clone().expect("finish after exit");
         exit.oom_killed = oom_kills(&self.cfg.cgroups_path) > 0;
         let json = serde_json::to_vec(&exit).unwrap_or_default();
+        // For a berthd that was not listening (restarting): written whole or not at all (rename),
+        // not synced — it lives in the exec root, runtime state that a host crash ends anyway.
         let tmp = self.cfg.exit_file.with_extension("tmp");
         if std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&json).and_then(|_| f.sync_all()))
+            .and_then(|mut f| f.write_all(&json))
             .and_then(|_| std::fs::rename(&tmp, &self.cfg.exit_file))
             .is_err()
         {
             let _ = std::fs::remove_file(&tmp);
+        }
+        // The exit first: waiters need not wait for the clean-up below. berthd holds a new start
+        // or a removal of this container until this connection closes, after the clean-up. Not
+        // with poststop hooks (CDI's): they run in the delete, and must still find the container's
+        // bundle and root, which berthd releases once it hears of the exit.
+        let poststop = self
+            .container
+            .spec()
+            .ok()
+            .and_then(|c| c.hooks)
+            .is_some_and(|h| h.poststop().as_ref().is_some_and(|p| !p.is_empty()));
+        if !poststop {
+            self.broadcast(proto::EXITED, &json);
         }
         // Removes the libcontainer state and the container's cgroup.
         let _ = self.container.delete(true);
         // libcontainer removes the container's own cgroup folders only: child cgroups the
         // container made (a privileged one running systemd or a nested engine) kept them all.
         remove_cgroup_trees(&self.cfg.cgroups_path);
-        self.broadcast(proto::EXITED, &json);
+        if poststop {
+            self.broadcast(proto::EXITED, &json);
+        }
         let _ = std::fs::remove_file(&self.cfg.socket);
         for c in &self.clients {
             let _ = c.stream.shutdown(std::net::Shutdown::Write);

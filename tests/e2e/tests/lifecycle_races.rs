@@ -657,3 +657,40 @@ fn same_name_creates_race_to_one_winner() {
         call(&c, Method::POST, "/containers/create?name=contested", Some(body)).await.expect("the name is free again");
     });
 }
+
+/// A shim reports the exit before it deletes the container's cgroups and runtime state, so a
+/// waiter hears of the exit sooner. A start that follows at once must not race that clean-up (it
+/// would meet the old runtime state, or have its new cgroup — with the limits in it — deleted
+/// under it), and a removal, manual or `--rm`, is not answered before the cgroups are gone.
+#[test]
+fn a_start_or_removal_right_after_an_exit_waits_for_the_shims_clean_up() {
+    let d = daemon();
+    let host = d.host();
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        // Exits 0 only when its own memory limit is in force (cgroup v1 or v2).
+        let check =
+            "l=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max); \
+                     test \"$l\" = 33554432";
+        let id = create(&c, &["sh", "-c", check], json!({"Memory": 33554432})).await;
+        for round in 0..25 {
+            call(&c, Method::POST, &format!("/containers/{id}/start"), None).await.expect("start");
+            let w = call(&c, Method::POST, &format!("/containers/{id}/wait"), None).await.expect("wait");
+            assert_eq!(w["StatusCode"], 0, "round {round}: the limit was not in force: {w}");
+        }
+        call(&c, Method::DELETE, &format!("/containers/{id}"), None).await.expect("rm");
+        assert!(d.container_cgroups().is_empty(), "after rm: {:?}", d.container_cgroups());
+        for round in 0..10 {
+            let id = create(&c, &["true"], json!({"AutoRemove": true})).await;
+            // As the docker CLI does: the wait goes first; a container already gone is removed too.
+            let (c2, path) = (c.clone(), format!("/containers/{id}/wait?condition=removed"));
+            let waited = tokio::spawn(async move { call_status(&c2, Method::POST, &path, None).await });
+            call(&c, Method::POST, &format!("/containers/{id}/start"), None).await.expect("start");
+            match waited.await.expect("wait task") {
+                Ok(_) | Err((404, _)) => {}
+                Err(e) => panic!("round {round}: wait: {e:?}"),
+            }
+            assert!(d.container_cgroups().is_empty(), "round {round}, after --rm: {:?}", d.container_cgroups());
+        }
+    });
+}

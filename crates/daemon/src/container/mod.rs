@@ -79,6 +79,10 @@ impl Output {
     }
 }
 
+/// How long a shim may take, after reporting the exit, to delete its container's cgroups and
+/// runtime state before a start or removal of the container goes on without it.
+const SHIM_CLEANUP: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Entry {
     record: Mutex<ContainerRecord>,
     subscribers: Mutex<Vec<attach::Subscriber>>,
@@ -94,6 +98,10 @@ pub struct Entry {
     op: tokio::sync::Mutex<()>,
     /// The embedded DNS server while the container runs on a user-defined network.
     dns: Mutex<Option<berth_network::dns::DnsHandle>>,
+    /// False from the moment a shim is supervised until its connection closes. A shim reports the
+    /// exit first and only then deletes the container's runtime state and cgroups, so a waiter
+    /// learns the exit without waiting for that; a new start and a removal wait for it instead.
+    shim_gone: watch::Sender<bool>,
 }
 
 impl Entry {
@@ -112,9 +120,18 @@ impl Entry {
             backoff: Mutex::new(std::time::Duration::from_millis(100)),
             op: tokio::sync::Mutex::new(()),
             dns: Mutex::new(None),
+            shim_gone: watch::channel(true).0,
         });
         attach::spawn_stdin_forwarder(&e, rx);
         e
+    }
+
+    /// Waits (bounded) until the last shim of this container has finished its clean-up and gone.
+    pub(super) async fn shim_finished(&self) {
+        let mut rx = self.shim_gone.subscribe();
+        if tokio::time::timeout(SHIM_CLEANUP, rx.wait_for(|gone| *gone)).await.is_err() {
+            tracing::warn!(container = %self.id(), "the shim did not finish its clean-up in {SHIM_CLEANUP:?}; going on");
+        }
     }
 
     pub fn record(&self) -> ContainerRecord {

@@ -250,6 +250,8 @@ impl ContainerService {
             }
             return snap.and(files);
         }
+        // Gone means gone: its cgroups too, which its shim deletes after reporting the exit.
+        e.shim_finished().await;
         self.entries.lock().expect("entries lock").remove(&id);
         self.release_name(&rec.name, &id);
         self.publish("destroy", &rec, &[]);

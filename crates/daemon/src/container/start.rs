@@ -114,6 +114,9 @@ impl ContainerService {
         let e = e.clone();
         let _op = e.op.lock().await;
         let rec = e.transition(Event::Start)?;
+        // The previous run's shim may still be deleting the runtime state and cgroups this start
+        // makes anew under the same names.
+        e.shim_finished().await;
         match self.start_inner(&e, &rec).await {
             Ok(()) => Ok(()),
             Err(err) => {
@@ -431,6 +434,7 @@ impl ContainerService {
         *e.shim.lock().await = Some(conn.writer);
         e.shim_ready.notify_waiters();
         let start = PendingStart { done: tx, pid: hello.pid.max(pid) };
+        e.shim_gone.send_replace(false);
         tokio::spawn(self.clone().supervise(e.clone(), conn.reader, Some(start)));
         if let Some(w) = e.shim.lock().await.as_mut() {
             w.send(proto::START, &[]).await?;
@@ -486,10 +490,20 @@ impl ContainerService {
                     self.exec_frame(&e, kind, &data).await;
                 }
                 Ok(Some((proto::EXITED, data))) => {
+                    // The shim now deletes the container's cgroups and runtime state, then closes.
+                    let gone = e.shim_gone.clone();
+                    tokio::spawn(async move {
+                        let drain = async { while let Ok(Some(_)) = reader.recv().await {} };
+                        let _ = tokio::time::timeout(super::SHIM_CLEANUP, drain).await;
+                        gone.send_replace(true);
+                    });
                     break serde_json::from_slice::<ExitStatus>(&data).ok();
                 }
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break None,
+                Ok(None) | Err(_) => {
+                    e.shim_gone.send_replace(true);
+                    break None;
+                }
             }
         };
         if let Some(s) = start.take() {
@@ -701,6 +715,7 @@ impl ContainerService {
                     if let Err(err) = self.publish_ports(&rec).await {
                         tracing::warn!(container = %id, "re-publish ports: {err}");
                     }
+                    e.shim_gone.send_replace(false);
                     tokio::spawn(self.clone().supervise(e, conn.reader, None));
                 }
                 Err(err) => {
