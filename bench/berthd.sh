@@ -6,11 +6,18 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release --bins -q
   BIN=$PWD/target/release
 fi
+# FAVOR=1 (default): berthd runs with --cgroup-favordynmods (container starts and execs skip the
+# kernel's RCU grace period in the cgroup attach; a host-wide kernel setting, see the README), when
+# the binary has the flag. FAVOR=0 measures without it — on a kernel that has not had it on since boot.
+FAVOR_ARG=
+if [ "${FAVOR:-1}" = 1 ] && "$BIN/berthd" --help 2>/dev/null | grep -q cgroup-favordynmods; then
+  FAVOR_ARG=--cgroup-favordynmods
+fi
 ROOT=$(mktemp -d /tmp/berth-bench-XXXXXX)
 SOCK=$ROOT/b.sock
 export DOCKER_HOST=unix://$SOCK
 "$BIN/berthd" --data-root "$ROOT/data" --exec-root "$ROOT/run" -H "unix://$SOCK" \
-  --cgroup-parent "/berth-bench-$$" --bridge "bb$$" --config-file /nonexistent --log-level ${BERTHD_LOG:-warn} ${BERTHD_ARGS:-} 2>"$ROOT/berthd.log" &
+  --cgroup-parent "/berth-bench-$$" --bridge "bb$$" --config-file /nonexistent --log-level ${BERTHD_LOG:-warn} $FAVOR_ARG ${BERTHD_ARGS:-} 2>"$ROOT/berthd.log" &
 PID=$!
 cleanup() {
   # Containers first: their shims outlive berthd by design and would keep mounts and cgroups.
