@@ -291,7 +291,9 @@ impl Backend for DaemonBackend {
                 }
                 let tmp = store.layout().tmp().join(format!("step-{}", new_id()));
                 let layer = DiffTar(Some(tmp.clone()));
-                let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                // Synced when it becomes the layer's tar: its disk writes start as it is written.
+                let mut w =
+                    std::io::BufWriter::new(berth_sys::writeback::WritebackFile::new(std::fs::File::create(&tmp)?));
                 let dir = berth_image::tree::open_dir(&snap.overlay.upper)?;
                 berth_image::tree::write_dir(
                     &dir,

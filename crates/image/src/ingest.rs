@@ -57,7 +57,7 @@ struct Chunks {
     pos: usize,
     free: std::sync::mpsc::SyncSender<Vec<u8>>,
     hash: Sha256,
-    copy: Option<std::fs::File>,
+    copy: Option<berth_sys::writeback::WritebackFile>,
 }
 
 impl Read for Chunks {
@@ -173,7 +173,10 @@ impl ImageStore {
         // A plain file of ours is linked as the layer's tar afterwards; anything else is copied.
         let copy = match plain_file {
             Some(_) => None,
-            None => Some(std::fs::OpenOptions::new().write(true).create_new(true).open(u.tmp.join("layer.tar"))?),
+            // Its disk writes start as it is written: the sync before the commit waits for the tail.
+            None => Some(berth_sys::writeback::WritebackFile::new(
+                std::fs::OpenOptions::new().write(true).create_new(true).open(u.tmp.join("layer.tar"))?,
+            )),
         };
         let root = Root::open(&diff)?;
         let (applied, produced) = std::thread::scope(|s| {
@@ -205,7 +208,7 @@ impl ImageStore {
                 std::fs::hard_link(src, u.tmp.join("layer.tar"))?;
                 std::fs::File::open(u.tmp.join("layer.tar"))?.sync_all()?;
             }
-            (None, Some(f)) => f.sync_all()?,
+            (None, Some(f)) => drop(f.sync_all()?),
             (None, None) => return Err(Error::internal("layer copy missing")),
         }
         u.diff_id = diff_id;

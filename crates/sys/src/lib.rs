@@ -9,3 +9,4 @@ pub mod netns;
 pub mod process;
 pub mod root;
 pub mod socket;
+pub mod writeback;
