@@ -341,13 +341,22 @@ fn swappiness_oom_kill_disable_and_annotations_are_applied() {
 fn cdi_devices_as_docker() {
     let specs = tempfile::Builder::new().prefix("bt-cdi-").tempdir_in("/tmp").unwrap();
     let marker = specs.path().join("hook-ran");
+    // A poststop hook runs when the container is deleted: it must still find the container's
+    // bundle (the shim reports such an exit only after the delete). It lists the bundle's
+    // config.json, named in the state it reads on stdin.
+    let stopped = specs.path().join("poststop-saw");
+    let poststop = format!(
+        r#"b=$(grep -o "\"bundle\":\"[^\"]*\"" | cut -d\" -f4); ls "$b/config.json" > {} 2>&1"#,
+        stopped.display()
+    );
     std::fs::write(
         specs.path().join("fake.yaml"),
         format!(
             "cdiVersion: 0.6.0\nkind: example.com/fake\ncontainerEdits:\n  env: [FAKE_VENDOR=1]\ndevices:\n\
              - name: dev0\n  containerEdits:\n    env: [FAKE_DEVICE=dev0]\n    deviceNodes:\n    - path: /dev/fake0\n      hostPath: /dev/null\n\
              \x20   mounts:\n    - hostPath: {dir}\n      containerPath: /opt/fake\n      options: [ro, rbind]\n\
-             \x20   hooks:\n    - hookName: createRuntime\n      path: /bin/sh\n      args: [sh, -c, 'touch {marker}']\n",
+             \x20   hooks:\n    - hookName: createRuntime\n      path: /bin/sh\n      args: [sh, -c, 'touch {marker}']\n\
+             \x20   - hookName: poststop\n      path: /bin/sh\n      args: [sh, -c, '{poststop}']\n",
             dir = specs.path().display(),
             marker = marker.display()
         ),
@@ -370,6 +379,8 @@ fn cdi_devices_as_docker() {
     // The hook ran before the process: its marker is in the mounted folder.
     assert_eq!(s, "FAKE_DEVICE=dev0\nFAKE_VENDOR=1\n1,3\nfake.yaml\nhook-ran\nwrote");
     assert!(marker.exists(), "the spec's createRuntime hook ran");
+    let saw = std::fs::read_to_string(&stopped).expect("the poststop hook ran");
+    assert!(saw.trim_end().ends_with("/config.json"), "the poststop hook found no bundle: {saw}");
     d.ok(&["create", "--name", "withdev", "--device", "example.com/fake=dev0", "busybox", "true"]);
     let req = d.ok(&["inspect", "-f", "{{json .HostConfig.DeviceRequests}}", "withdev"]);
     assert!(req.contains(r#""Driver":"cdi""#) && req.contains("example.com/fake=dev0"), "{req}");
