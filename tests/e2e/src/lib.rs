@@ -539,6 +539,14 @@ impl Bounded for Command {
 }
 
 fn run_with(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    let what = format!("{cmd:?}");
+    run_within(cmd, stdin, client_timeout())
+        .unwrap_or_else(|| panic!("client {what} did not finish within {:?}: hung", client_timeout()))
+}
+
+/// `run_with` that gives up after `limit` (the command killed) instead of failing the test: for
+/// clean-up in `Drop`, where a panic during another panic aborts the run and leaves everything.
+fn run_within(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Option<Output> {
     use std::io::{Read, Write};
     let mut child = cmd
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -564,20 +572,20 @@ fn run_with(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     };
     let out = reader(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     let errs = reader(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let deadline = Instant::now() + client_timeout();
+    let deadline = Instant::now() + limit;
     let status = loop {
-        if let Some(st) = child.try_wait().expect("client wait") {
-            break st;
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() <= deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("client {cmd:?} did not finish within {:?}: hung", client_timeout());
-        }
-        std::thread::sleep(Duration::from_millis(5));
     };
     let _ = writer.join();
-    Output { status, stdout: out.join().unwrap_or_default(), stderr: errs.join().unwrap_or_default() }
+    Some(Output { status, stdout: out.join().unwrap_or_default(), stderr: errs.join().unwrap_or_default() })
 }
 
 pub fn out(o: &Output) -> String {
@@ -590,18 +598,37 @@ pub fn err(o: &Output) -> String {
 
 impl Drop for Berthd {
     fn drop(&mut self) {
-        // Remove containers through the API first so shims exit and clean their cgroups.
+        // Remove containers through the API first so shims exit and clean their cgroups. Never a
+        // panic here (a test that failed is unwinding): a daemon that does not answer is stopped
+        // and its leftovers are removed below all the same.
         if self.child.is_some() {
-            let ids = self.docker(&["ps", "-aq", "--no-trunc"]);
-            for id in out(&ids).lines().filter(|l| !l.is_empty()) {
-                let _ = self.docker(&["rm", "-f", id]);
+            let docker = |args: &[&str]| {
+                let mut c = Command::new("docker");
+                c.env("DOCKER_HOST", self.host()).env("DOCKER_CONFIG", self.root.join("docker-config")).args(args);
+                run_within(&mut c, None, Duration::from_secs(60))
+            };
+            if let Some(ids) = docker(&["ps", "-aq", "--no-trunc"]) {
+                for id in out(&ids).lines().filter(|l| !l.is_empty()) {
+                    if docker(&["rm", "-f", id]).is_none() {
+                        break;
+                    }
+                }
             }
         }
         self.stop();
-        // Whatever is left is ours alone: shims of this root, mounts under it, our cgroup parent.
+        // Whatever is left is ours alone: shims of this root, the processes in our cgroups (a
+        // container whose shim is gone), mounts under it, our cgroup parent.
         for pid in self.shims() {
             if let Some(p) = rustix::process::Pid::from_raw(pid) {
                 let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
+        for c in self.container_cgroups() {
+            let procs = std::fs::read_to_string(c.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                }
             }
         }
         let mut mounts = self.all_mounts();

@@ -694,3 +694,28 @@ fn a_start_or_removal_right_after_an_exit_waits_for_the_shims_clean_up() {
         }
     });
 }
+
+/// A start that fails after its shim made the container (here: the static address is taken, found
+/// when the network is plumbed) kills that init; its shim cleans up and goes, and nothing of it is
+/// left — no shim, no cgroup — when the address frees and the start succeeds.
+#[test]
+fn a_start_failing_after_its_shim_leaves_nothing_behind() {
+    let d = daemon();
+    d.ok(&["network", "create", "--subnet", &format!("10.214.{}.0/24", d.net), "fixed"]);
+    let ip = format!("10.214.{}.77", d.net);
+    d.ok(&["run", "-d", "--name", "holder", "--network", "fixed", "--ip", &ip, "busybox", "sleep", "600"]);
+    d.ok(&["create", "--name", "second", "--network", "fixed", "--ip", &ip, "busybox", "true"]);
+    for round in 0..5 {
+        let o = d.docker(&["start", "second"]);
+        assert!(err(&o).contains("Address already in use"), "round {round}: {}", err(&o));
+    }
+    berth_e2e::eventually("only the holder's shim", || d.shims().len() == 1);
+    berth_e2e::eventually("only the holder's cgroups", || {
+        d.container_cgroups().iter().all(|c| c.ends_with(d.ok(&["inspect", "-f", "{{.Id}}", "holder"])))
+    });
+    d.ok(&["rm", "-f", "holder"]);
+    d.ok(&["start", "-a", "second"]);
+    d.ok(&["rm", "second"]);
+    assert!(d.container_cgroups().is_empty(), "{:?}", d.container_cgroups());
+    d.ok(&["network", "rm", "fixed"]);
+}

@@ -28,6 +28,7 @@ mod restart;
 mod start;
 pub mod state;
 mod stats;
+mod supervise;
 mod update;
 mod userns;
 

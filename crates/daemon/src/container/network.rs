@@ -225,10 +225,14 @@ impl ContainerService {
     /// the caller drops it once the endpoints are in the container's record (or the start failed),
     /// so two starts never share one.
     pub(super) fn assign_addresses(&self, id: &str, eps: &mut [Endpoint]) -> Result<AddressLease<'_>> {
-        let mut pending = self.ipam_lock.lock().expect("ipam lock");
+        // The lease before the guard: on an early return (an address in use, a full subnet) locals
+        // drop in reverse order, so the guard goes first and then the lease, whose drop takes the
+        // same lock to forget what this call had picked. The other way round the lease's drop
+        // waited for the guard it was dropped under: a worker thread stuck for good.
+        let lease = AddressLease { pending: &self.ipam_lock, container: id.to_string() };
+        let mut pending = self.ipam_lock.lock().unwrap_or_else(|e| e.into_inner());
         // A container's own earlier lease (a retried start) is no longer in flight.
         pending.retain(|p| p.container != id);
-        let lease = AddressLease { pending: &self.ipam_lock, container: id.to_string() };
         for ep in eps.iter_mut() {
             let n = self.networks.store().get(&ep.network_id)?;
             let subnets = n.v4_subnets();

@@ -1,20 +1,21 @@
-//! `start`, the per-container supervisor task, exit handling and re-attachment after a restart.
+//! `start`: the container's rootfs, namespaces, network and spec made ready, its shim spawned and
+//! told to start (supervision and exits: `supervise.rs`).
 
 use berth_runtime::spec::SharedNs;
 use std::path::Path;
 use std::sync::Arc;
 
-use berth_runtime::proto::{self, ExitStatus, Hello};
-use berth_runtime::shim::{self, ShimConfig, ShimConn, ShimReader};
+use berth_runtime::proto;
+use berth_runtime::shim::{self, ShimConfig, ShimConn};
 use berth_runtime::spec::{self, SpecInput, SpecMount};
 use berth_runtime::user;
 use berth_sys::root::Root;
 use berth_types::{Error, Result};
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::record::ContainerRecord;
-use super::{blocking, ContainerService, Entry, Event, Status};
+use super::supervise::{read_hello, PendingStart, WatchedShim};
+use super::{blocking, ContainerService, Entry, Event};
 
 use super::network::DEFAULT_HOSTS;
 
@@ -139,7 +140,7 @@ impl ContainerService {
 
     /// What a start does once the process runs: the supervisor calls it on STARTED, before it
     /// reads the next frame, so an exit is always recorded after the start it ends.
-    async fn on_started(self: &Arc<Self>, e: &Arc<Entry>, pid: i32) -> Result<()> {
+    pub(super) async fn on_started(self: &Arc<Self>, e: &Arc<Entry>, pid: i32) -> Result<()> {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let rec = e.transition(Event::Started { pid, at: now })?;
         self.persist(&rec).await?;
@@ -382,6 +383,23 @@ impl ContainerService {
         .await?;
 
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "shim created the container");
+        // Connected at once: from here on, whatever ends this start, the shim is watched until it
+        // closes, so the next start of this container waits for its clean-up (`shim_finished`).
+        let conn = async {
+            let mut conn = ShimConn::connect(&shim_cfg.socket).await?;
+            let hello = read_hello(&mut conn.reader).await?;
+            Ok::<_, Error>((conn, hello))
+        };
+        let (conn, hello) = match conn.await {
+            Ok(c) => c,
+            Err(err) => {
+                // The init waits for START: killing it makes the shim exit and clean up.
+                let _ = berth_sys::process::kill(pid, 9);
+                return Err(err);
+            }
+        };
+        e.shim_gone.send_replace(false);
+        let mut watched = WatchedShim { reader: Some(conn.reader), gone: e.shim_gone.clone() };
         if rec.host_config.resources.oom_kill_disable == Some(true) {
             // The cgroup exists and the init waits for START: nothing has run yet.
             let cg = self.cgroup(&id);
@@ -428,14 +446,12 @@ impl ContainerService {
         self.start_dns(e).await;
         self.refresh_hosts(&rec_now).await;
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "network ready");
-        let mut conn = ShimConn::connect(&shim_cfg.socket).await?;
-        let hello = read_hello(&mut conn.reader).await?;
         let (tx, rx) = oneshot::channel();
         *e.shim.lock().await = Some(conn.writer);
         e.shim_ready.notify_waiters();
         let start = PendingStart { done: tx, pid: hello.pid.max(pid) };
-        e.shim_gone.send_replace(false);
-        tokio::spawn(self.clone().supervise(e.clone(), conn.reader, Some(start)));
+        let reader = watched.reader.take().expect("the shim's reader");
+        tokio::spawn(self.clone().supervise(e.clone(), reader, Some(start)));
         if let Some(w) = e.shim.lock().await.as_mut() {
             w.send(proto::START, &[]).await?;
         }
@@ -444,166 +460,6 @@ impl ContainerService {
         match started {
             Ok(r) => r,
             Err(_) => Err(Error::internal(format!("shim for {id} went away during start"))),
-        }
-    }
-
-    /// Relays a shim's frames until the container exits. Frames are handled in order, so the
-    /// start (STARTED) is recorded before the exit (EXITED) that follows it.
-    async fn supervise(self: Arc<Self>, e: Arc<Entry>, mut reader: ShimReader, mut start: Option<PendingStart>) {
-        let id = e.id();
-        let status = loop {
-            match reader.recv().await {
-                Ok(Some((proto::STARTED, _))) => {
-                    if let Some(s) = start.take() {
-                        let r = self.on_started(&e, s.pid).await;
-                        let _ = s.done.send(r);
-                    }
-                }
-                Ok(Some((proto::ACK, _))) => {
-                    if let Some(tx) = e.control.lock().expect("control lock").take() {
-                        let _ = tx.send(Ok(()));
-                    }
-                }
-                Ok(Some((proto::ERROR, msg))) => {
-                    let msg = String::from_utf8_lossy(&msg).to_string();
-                    if let Some(tx) = e.control.lock().expect("control lock").take() {
-                        let err = if msg == proto::ERR_NOT_RUNNING {
-                            Error::conflict(format!("Container {id} is not running"))
-                        } else {
-                            Error::internal(msg)
-                        };
-                        let _ = tx.send(Err(err));
-                        continue;
-                    }
-                    match start.take() {
-                        Some(s) => {
-                            let _ = s.done.send(Err(Error::internal(msg)));
-                        }
-                        None => tracing::warn!(container = %id, "shim: {msg}"),
-                    }
-                }
-                Ok(Some((kind @ (proto::STDOUT | proto::STDERR), data))) => {
-                    let stream = if kind == proto::STDOUT { 1 } else { 2 };
-                    super::attach::broadcast(&e, stream, Bytes::from(data)).await;
-                }
-                Ok(Some((kind @ (proto::EXEC_STARTED | proto::EXEC_OUTPUT | proto::EXEC_EXITED), data))) => {
-                    self.exec_frame(&e, kind, &data).await;
-                }
-                Ok(Some((proto::EXITED, data))) => {
-                    // The shim now deletes the container's cgroups and runtime state, then closes.
-                    let gone = e.shim_gone.clone();
-                    tokio::spawn(async move {
-                        let drain = async { while let Ok(Some(_)) = reader.recv().await {} };
-                        let _ = tokio::time::timeout(super::SHIM_CLEANUP, drain).await;
-                        gone.send_replace(true);
-                    });
-                    break serde_json::from_slice::<ExitStatus>(&data).ok();
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
-                    e.shim_gone.send_replace(true);
-                    break None;
-                }
-            }
-        };
-        if let Some(s) = start.take() {
-            // It never started (or its shim failed before): the start's failure path cleans up
-            // and records the outcome; a second clean-up here would release things twice.
-            let _ = s.done.send(Err(Error::internal(format!("container {id} exited before it started"))));
-            return;
-        }
-        let status = status.or_else(|| shim::read_exit(&self.bundle_dir(&id).join("exit.json")));
-        self.on_exit(&e, status).await;
-    }
-
-    /// Records an exit: releases host state, persists, publishes `die`, wakes waiters, auto-removes.
-    async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, status: Option<ExitStatus>) {
-        let t0 = std::time::Instant::now();
-        *e.shim.lock().await = None;
-        // A pause or resume in flight will never be answered now.
-        if let Some(tx) = e.control.lock().expect("control lock").take() {
-            let _ = tx.send(Err(Error::conflict(format!("Container {} is not running", e.id()))));
-        }
-        e.subscribers.lock().expect("subscribers lock").clear();
-        // Execs still running died with the container's pid namespace.
-        let orphans: Vec<String> = e.exec_routes.lock().expect("exec routes lock").keys().cloned().collect();
-        for x in orphans {
-            self.exec_exited(e, &x, 137);
-        }
-        let id = e.id();
-        if status.is_none() {
-            // The shim died without reporting: the container's processes are nobody's now. End
-            // them (as containerd deletes the task of a dead shim) before their rootfs goes.
-            let rel = self.cgroup(&id).rel;
-            let n = blocking(move || Ok(super::recovery::kill_cgroup(&rel))).await.unwrap_or(0);
-            tracing::warn!(container = %id, cgroups = n, "the shim exited without reporting: container processes killed");
-        }
-        self.release_host_state(&id).await;
-        self.release_volumes(&e.record(), true).await;
-        self.release_network(e).await;
-        // Before the exit is recorded: a start that follows at once (restart, a policy, a client
-        // woken by wait) writes a new bundle here, which a later removal would delete under it.
-        let bundle = self.bundle_dir(&id);
-        let _ = blocking(move || Ok(std::fs::remove_dir_all(bundle))).await;
-        let oom = status.as_ref().is_some_and(|s| s.oom_killed);
-        let (code, finished, error) = match status {
-            Some(s) => (s.code as i64, s.finished_at, String::new()),
-            None => (
-                255,
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-                "the container's shim exited without reporting a status".to_string(),
-            ),
-        };
-        let exited = Event::Exited { code, at: finished, oom, error };
-        let restart = |r: &ContainerRecord| super::restart::should_restart(r).then_some(Event::RestartScheduled);
-        let rec = match e.transition_then(exited, restart) {
-            Ok(rec) => rec,
-            Err(err) => {
-                tracing::warn!(container = %id, "exit report: {err}");
-                return;
-            }
-        };
-        if oom {
-            self.publish("oom", &rec, &[]);
-        }
-        if let Err(err) = self.persist(&rec).await {
-            tracing::error!(container = %id, "persist exit: {err}");
-        }
-        tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "exit recorded");
-        self.publish("die", &rec, &[("exitCode", code.to_string())]);
-        self.maybe_restart(e);
-        if rec.host_config.auto_remove {
-            if let Err(err) = self.remove_entry(e, true, false).await {
-                tracing::error!(container = %id, "auto-remove: {err}");
-            }
-            tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "auto-removed");
-        }
-    }
-
-    /// After a crash the freezer is the truth: a pause (a commit's, say) cut off between freezing
-    /// and recording leaves a "running" container frozen, where no signal can end it; a resume cut
-    /// off the same way leaves a "paused" one running.
-    async fn reconcile_freezer(&self, e: &Arc<Entry>) {
-        let rec = e.record();
-        let cg = self.cgroup(&rec.id);
-        let frozen = blocking(move || Ok(cg.frozen())).await.unwrap_or(false);
-        match (rec.state.status, frozen) {
-            (Status::Running, true) => {
-                let cg = self.cgroup(&rec.id);
-                match blocking(move || Ok(cg.thaw()?)).await {
-                    Ok(()) => {
-                        tracing::info!(container = %rec.id, "recovery: thawed a container an interrupted pause left frozen")
-                    }
-                    Err(err) => tracing::warn!(container = %rec.id, "recovery: thaw: {err}"),
-                }
-            }
-            (Status::Paused, false) => {
-                if let Ok(rec) = e.transition(Event::Unpause) {
-                    let _ = self.persist(&rec).await;
-                    tracing::info!(container = %rec.id, "recovery: a paused container found running is recorded as running");
-                }
-            }
-            _ => {}
         }
     }
 
@@ -688,62 +544,6 @@ impl ContainerService {
         candidates.into_iter().flatten().find(|p: &std::path::PathBuf| p.is_file()).ok_or_else(|| {
             Error::invalid("docker-init binary not found: install tini (tini-static) or set --init-path")
         })
-    }
-
-    /// After a berthd restart: reconnect to a container's shim, or record the exit it had meanwhile.
-    pub(super) async fn reconnect(self: Arc<Self>, e: Arc<Entry>) {
-        let id = e.id();
-        match ShimConn::connect(&self.shim_socket(&id)).await {
-            Ok(mut conn) => match read_hello(&mut conn.reader).await {
-                Ok(hello) => {
-                    if e.record().state.status == Status::Starting {
-                        // berthd died during this start: finish the books on what the shim says.
-                        if hello.started {
-                            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                            let _ = e.transition(Event::Started { pid: hello.pid, at: now });
-                        } else {
-                            tracing::info!(container = %id, "recovery: killing a start interrupted by a crash");
-                            let _ = conn.writer.send(proto::SIGNAL, &9i32.to_be_bytes()).await;
-                        }
-                    }
-                    *e.shim.lock().await = Some(conn.writer);
-                    e.shim_ready.notify_waiters();
-                    self.reconcile_freezer(&e).await;
-                    let rec = e.record();
-                    self.start_health(&e);
-                    self.start_dns(&e).await;
-                    if let Err(err) = self.publish_ports(&rec).await {
-                        tracing::warn!(container = %id, "re-publish ports: {err}");
-                    }
-                    e.shim_gone.send_replace(false);
-                    tokio::spawn(self.clone().supervise(e, conn.reader, None));
-                }
-                Err(err) => {
-                    tracing::warn!(container = %id, "shim hello: {err}");
-                    let status = shim::read_exit(&self.bundle_dir(&id).join("exit.json"));
-                    self.on_exit(&e, status).await;
-                }
-            },
-            Err(_) => {
-                let status = shim::read_exit(&self.bundle_dir(&id).join("exit.json"));
-                self.on_exit(&e, status).await;
-            }
-        }
-    }
-}
-
-/// A start waiting for the shim's STARTED: answered by the supervisor once `running` is recorded.
-struct PendingStart {
-    done: oneshot::Sender<Result<()>>,
-    pid: i32,
-}
-
-async fn read_hello(reader: &mut ShimReader) -> Result<Hello> {
-    match reader.recv().await? {
-        Some((proto::HELLO, data)) => {
-            serde_json::from_slice(&data).map_err(|e| Error::internal(format!("bad shim hello: {e}")))
-        }
-        _ => Err(Error::internal("shim closed before hello")),
     }
 }
 
