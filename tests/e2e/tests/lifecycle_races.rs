@@ -697,7 +697,9 @@ fn a_start_or_removal_right_after_an_exit_waits_for_the_shims_clean_up() {
 
 /// A start that fails after its shim made the container (here: the static address is taken, found
 /// when the network is plumbed) kills that init; its shim cleans up and goes, and nothing of it is
-/// left — no shim, no cgroup — when the address frees and the start succeeds.
+/// left — no shim, no cgroup — when the address frees and the start succeeds. (Until the fix, the
+/// refusal itself hung a worker thread of berthd for good: the address lease was dropped under
+/// the lock its drop takes.)
 #[test]
 fn a_start_failing_after_its_shim_leaves_nothing_behind() {
     let d = daemon();
@@ -709,6 +711,11 @@ fn a_start_failing_after_its_shim_leaves_nothing_behind() {
         let o = d.docker(&["start", "second"]);
         assert!(err(&o).contains("Address already in use"), "round {round}: {}", err(&o));
     }
+    // The same refusal on `network connect` to a running container, which picks its address alike.
+    d.ok(&["run", "-d", "--name", "third", "busybox", "sleep", "600"]);
+    let o = d.docker(&["network", "connect", "--ip", &ip, "fixed", "third"]);
+    assert!(err(&o).contains("Address already in use"), "{}", err(&o));
+    d.ok(&["rm", "-f", "third"]);
     berth_e2e::eventually("only the holder's shim", || d.shims().len() == 1);
     berth_e2e::eventually("only the holder's cgroups", || {
         d.container_cgroups().iter().all(|c| c.ends_with(d.ok(&["inspect", "-f", "{{.Id}}", "holder"])))
