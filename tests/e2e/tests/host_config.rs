@@ -394,3 +394,40 @@ fn cdi_devices_as_docker() {
     assert!(err(&o).contains(r#"could not select device driver "" with capabilities: [[gpu]]"#), "{}", err(&o));
     d.ok(&["rm", "withdev"]);
 }
+
+/// `--cgroup-parent` places the container's cgroup under that parent (what cri-dockerd does with
+/// a pod's cgroup), `..` cleaned away as Docker does; stats, update and removal find it there.
+#[test]
+fn cgroup_parent_of_a_container_is_applied() {
+    let d = daemon();
+    let own = format!("{}/custom", d.cgroup_parent);
+    let id = d.ok(&["run", "-d", "--cgroup-parent", &own, "-m", "64m", "busybox", "sleep", "600"]);
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").exists();
+    let limit_file = |mb: &str| {
+        if v1 {
+            std::path::Path::new("/sys/fs/cgroup/memory").join(own.trim_start_matches('/')).join(&id).join(mb)
+        } else {
+            std::path::Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/')).join(&id).join("memory.max")
+        }
+    };
+    let limit = || {
+        std::fs::read_to_string(limit_file("memory.limit_in_bytes")).expect("the container's cgroup under its parent")
+    };
+    assert_eq!(limit().trim(), "67108864");
+    // The container's own view is its cgroup, wherever it lives on the host.
+    let inside = if v1 { "/sys/fs/cgroup/memory/memory.limit_in_bytes" } else { "/sys/fs/cgroup/memory.max" };
+    assert_eq!(d.ok(&["exec", &id, "cat", inside]), "67108864");
+    d.ok(&["update", "-m", "96m", "--memory-swap", "-1", &id]);
+    assert_eq!(limit().trim(), "100663296");
+    let mem = d.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", &id]);
+    assert!(mem.ends_with("96MiB"), "{mem}");
+    d.ok(&["rm", "-f", &id]);
+    assert!(!limit_file("memory.limit_in_bytes").exists(), "the container's cgroup is gone with it");
+    // `..` does not climb out of the hierarchy: cleaned, as Docker's filepath.Join does.
+    let climbing = format!("/../..{}/climb", d.cgroup_parent);
+    let id = d.ok(&["run", "-d", "--cgroup-parent", &climbing, "busybox", "sleep", "600"]);
+    let cg =
+        std::fs::read_to_string(format!("/proc/{}/cgroup", d.ok(&["inspect", "-f", "{{.State.Pid}}", &id]))).unwrap();
+    assert!(cg.contains(&format!("{}/climb/{id}", d.cgroup_parent)), "{cg}");
+    d.ok(&["rm", "-f", &id]);
+}

@@ -314,8 +314,11 @@ impl ContainerService {
         self.container_dir(id).join(format!("{id}-json.log"))
     }
 
-    fn cgroups_path(&self, id: &str) -> String {
-        format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'))
+    /// The container's cgroup: `<parent>/<id>`, the parent being its own `--cgroup-parent` (as
+    /// cri-dockerd sets a pod's) or the daemon's. Cleaned lexically, as Docker's `filepath.Join`:
+    /// `..` never climbs above the hierarchy's root.
+    fn cgroups_path(&self, rec: &ContainerRecord) -> String {
+        cgroups_path_of(&self.cfg.cgroup_parent, &rec.host_config.resources.cgroup_parent, &rec.id)
     }
 
     async fn persist(&self, rec: &ContainerRecord) -> Result<()> {
@@ -504,4 +507,35 @@ pub(crate) fn own_mount_scopes(data_root: &Path, exec_root: &Path) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// `<parent>/<id>` with the container's parent if it names one, else the daemon's; absolute,
+/// without `.`, `..` or empty components.
+pub(crate) fn cgroups_path_of(daemon_parent: &str, own_parent: &str, id: &str) -> String {
+    let parent = if own_parent.trim().is_empty() { daemon_parent } else { own_parent };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in parent.split('/').chain(std::iter::once(id)) {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod cgroup_path_tests {
+    use super::cgroups_path_of as p;
+
+    #[test]
+    fn a_containers_cgroup_parent_is_its_own_or_the_daemons_and_never_climbs() {
+        assert_eq!(p("/berth", "", "abc"), "/berth/abc");
+        assert_eq!(p("/berth", "/kubepods/burstable/pod1", "abc"), "/kubepods/burstable/pod1/abc");
+        assert_eq!(p("/berth", "kubepods", "abc"), "/kubepods/abc");
+        assert_eq!(p("/berth", "/../../x/./y//", "abc"), "/x/y/abc");
+        assert_eq!(p("/berth", "/..", "abc"), "/abc");
+    }
 }

@@ -42,6 +42,21 @@ impl ContainerService {
         if let Ok(n @ 1..) = cgroups {
             tracing::info!(count = n, "recovery: removed cgroups of containers that no longer run");
         }
+        // Containers with a parent of their own (`--cgroup-parent`): only their own cgroup, by id —
+        // the rest of such a parent (a pod's, say) is not ours.
+        let own: Vec<String> = self
+            .all()
+            .iter()
+            .map(|e| e.record())
+            .filter(|r| !r.state.status.alive() && !r.host_config.resources.cgroup_parent.trim().is_empty())
+            .map(|r| self.cgroups_path(&r).trim_start_matches('/').to_string())
+            .collect();
+        if !own.is_empty() {
+            let n = blocking(move || Ok(own.iter().map(|rel| kill_cgroup(rel)).sum::<usize>())).await.unwrap_or(0);
+            if n > 0 {
+                tracing::info!(count = n, "recovery: removed cgroups of containers that no longer run");
+            }
+        }
         let known: Vec<String> = self.ids();
         let snapshots = self.images.store().layout().snapshots();
         let orphans: Vec<String> = std::fs::read_dir(&snapshots)

@@ -208,7 +208,7 @@ impl ContainerService {
         let bundle = self.bundle_dir(&id);
         let cdir = self.container_dir(&id);
         let rec2 = rec.clone();
-        let cgroups_path = self.cgroups_path(&id);
+        let cgroups_path = self.cgroups_path(rec);
         let netns2 = netns.clone();
         let shim_cfg = ShimConfig {
             id: id.clone(),
@@ -240,7 +240,7 @@ impl ContainerService {
         let shim_cfg2 = shim_cfg.clone();
         let t0 = std::time::Instant::now();
         // Processes a crashed shim left in the container's cgroup would block a new create.
-        let cg = self.cgroup(&id);
+        let cg = self.cgroup(rec);
         let _ = blocking(move || {
             for p in cg.pids() {
                 let _ = berth_sys::process::kill(p, 9);
@@ -402,7 +402,7 @@ impl ContainerService {
         let mut watched = WatchedShim { reader: Some(conn.reader), gone: e.shim_gone.clone() };
         if rec.host_config.resources.oom_kill_disable == Some(true) {
             // The cgroup exists and the init waits for START: nothing has run yet.
-            let cg = self.cgroup(&id);
+            let cg = self.cgroup(rec);
             if let Err(err) = blocking(move || Ok(cg.disable_oom_killer()?)).await {
                 let _ = berth_sys::process::kill(pid, 9);
                 return Err(Error::internal(format!("oom-kill-disable: {}", err.message)));

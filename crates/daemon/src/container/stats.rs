@@ -213,10 +213,10 @@ fn not_running() -> Stats {
 }
 
 impl ContainerService {
-    pub(super) fn cgroup(&self, id: &str) -> Cgroup {
+    pub(super) fn cgroup(&self, rec: &super::record::ContainerRecord) -> Cgroup {
         Cgroup {
             v1: crate::system::cgroup_version() == "1",
-            rel: self.cgroups_path(id).trim_start_matches('/').to_string(),
+            rel: self.cgroups_path(rec).trim_start_matches('/').to_string(),
         }
     }
 
@@ -248,7 +248,7 @@ impl ContainerService {
         if !rec.state.running() {
             return Err(Error::conflict(format!("Container {} is not running", rec.id)));
         }
-        let cg = self.cgroup(&rec.id);
+        let cg = self.cgroup(&rec);
         let args: Vec<String> = if ps_args.is_empty() {
             vec!["-ef".into()]
         } else {
@@ -297,7 +297,7 @@ impl ContainerService {
     pub async fn stats(&self, name: &str, prev: Option<Stats>) -> Result<Stats> {
         let e = self.get(name)?;
         let rec = e.record();
-        let (cg, pid) = (self.cgroup(&rec.id), rec.state.pid);
+        let (cg, pid) = (self.cgroup(&rec), rec.state.pid);
         let running = rec.state.running();
         let mut v = blocking(move || Ok(if running { sample(&cg, pid) } else { not_running() })).await?;
         v.name = format!("/{}", rec.name);

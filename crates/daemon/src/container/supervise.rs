@@ -101,7 +101,7 @@ impl ContainerService {
         if status.is_none() {
             // The shim died without reporting: the container's processes are nobody's now. End
             // them (as containerd deletes the task of a dead shim) before their rootfs goes.
-            let rel = self.cgroup(&id).rel;
+            let rel = self.cgroup(&e.record()).rel;
             let n = blocking(move || Ok(super::recovery::kill_cgroup(&rel))).await.unwrap_or(0);
             tracing::warn!(container = %id, cgroups = n, "the shim exited without reporting: container processes killed");
         }
@@ -152,11 +152,11 @@ impl ContainerService {
     /// off the same way leaves a "paused" one running.
     async fn reconcile_freezer(&self, e: &Arc<Entry>) {
         let rec = e.record();
-        let cg = self.cgroup(&rec.id);
+        let cg = self.cgroup(&rec);
         let frozen = blocking(move || Ok(cg.frozen())).await.unwrap_or(false);
         match (rec.state.status, frozen) {
             (Status::Running, true) => {
-                let cg = self.cgroup(&rec.id);
+                let cg = self.cgroup(&rec);
                 match blocking(move || Ok(cg.thaw()?)).await {
                     Ok(()) => {
                         tracing::info!(container = %rec.id, "recovery: thawed a container an interrupted pause left frozen")

@@ -214,7 +214,7 @@ impl ContainerService {
         })
         .await?;
         if rec.state.running() {
-            let (cg, u2) = (self.cgroup(&rec.id), u.clone());
+            let (cg, u2) = (self.cgroup(&rec), u.clone());
             blocking(move || {
                 apply_live(&cg, &u2, old_memory, old_swap)?;
                 apply_devices(&cg, &rules)
