@@ -22,8 +22,12 @@ impl Drop for Proxy {
     }
 }
 
+/// Docker's words for a host port that cannot be had; the start wraps them with the endpoint.
 fn bind_err(addr: SocketAddr, e: std::io::Error) -> Error {
-    Error::internal(format!("driver failed programming external connectivity: Bind for {addr} failed: {e}"))
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        return Error::internal(format!("Bind for {addr} failed: port is already allocated"));
+    }
+    Error::internal(format!("Bind for {addr} failed: {e}"))
 }
 
 /// Listens on `host` (port 0: an ephemeral one) and forwards to `target`.

@@ -144,6 +144,20 @@ fn published_ports_answer_on_loopback() {
     assert_eq!(get(port).unwrap().trim().len(), 12);
     let ports = d.ok(&["port", "pub"]);
     assert!(ports.contains(&format!("80/tcp -> 127.0.0.1:{port}")), "{ports}");
+    // The same host port for a second container fails its start, in Docker's words, and leaves
+    // the first one serving; the refused container is not running and holds nothing.
+    let o =
+        d.docker(&["run", "-d", "--name", "clash", "-p", &format!("127.0.0.1:{port}:80"), "busybox", "sleep", "60"]);
+    assert!(!o.status.success(), "a second container got a host port already published");
+    assert!(
+        err(&o).contains("driver failed programming external connectivity on endpoint clash (")
+            && err(&o).contains(&format!("Bind for 127.0.0.1:{port} failed: port is already allocated")),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "clash"]), "false");
+    assert_eq!(get(port).unwrap().trim().len(), 12);
+    d.ok(&["rm", "clash"]);
     let eph: u16 =
         ports.lines().find(|l| l.contains("0.0.0.0:")).and_then(|l| l.rsplit(':').next()).unwrap().parse().unwrap();
     assert!(get(eph).is_ok(), "ephemeral published port");

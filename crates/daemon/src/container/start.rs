@@ -145,16 +145,6 @@ impl ContainerService {
         let rec = e.transition(Event::Started { pid, at: now })?;
         self.persist(&rec).await?;
         self.start_health(e);
-        match self.publish_ports(&rec).await {
-            // Most containers publish nothing: the record already says so, and a second commit of
-            // the same record would cost a disk sync per start for nothing.
-            Ok(ports) if ports != rec.ports => {
-                let rec = e.update(|r| r.ports = ports);
-                self.persist(&rec).await?;
-            }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(container = %rec.id, "publish ports: {err}"),
-        }
         self.publish_volume_mounts(&rec);
         self.publish("start", &rec, &[]);
         Ok(())
@@ -445,6 +435,22 @@ impl ContainerService {
         let rec_now = e.record();
         self.start_dns(e).await;
         self.refresh_hosts(&rec_now).await;
+        // Published before the process runs, as Docker programs them: a host port that cannot be
+        // had fails the start instead of leaving a running container without it.
+        match self.publish_ports(&rec_now).await {
+            Ok(ports) if ports != rec_now.ports => {
+                e.update(|r| r.ports = ports);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                let _ = berth_sys::process::kill(pid, 9);
+                return Err(Error::internal(format!(
+                    "driver failed programming external connectivity on endpoint {} ({id}): {}",
+                    rec.name.trim_start_matches('/'),
+                    err.message
+                )));
+            }
+        }
         tracing::debug!(container = %id, elapsed = ?t0.elapsed(), "network ready");
         let (tx, rx) = oneshot::channel();
         *e.shim.lock().await = Some(conn.writer);
