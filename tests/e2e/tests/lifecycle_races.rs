@@ -726,3 +726,28 @@ fn a_start_failing_after_its_shim_leaves_nothing_behind() {
     assert!(d.container_cgroups().is_empty(), "{:?}", d.container_cgroups());
     d.ok(&["network", "rm", "fixed"]);
 }
+
+/// `network connect` racing the container's own exit: whether the connect comes before the exit,
+/// after it, or while the process and its network namespace go, the answer is a success (the
+/// endpoint recorded, plumbed at the next start) or Docker's refusal — never a raw netlink error.
+#[test]
+fn network_connect_racing_an_exit_never_fails_raw() {
+    let d = daemon();
+    let host = d.host();
+    d.ok(&["network", "create", "racing"]);
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        let mut raced = 0;
+        for round in 0..40 {
+            let id = create(&c, &["true"], json!({})).await;
+            call(&c, Method::POST, &format!("/containers/{id}/start"), None).await.expect("start");
+            match call_status(&c, Method::POST, "/networks/racing/connect", Some(json!({"Container": id}))).await {
+                Ok(_) => raced += 1,
+                Err((409, _)) => {}
+                Err(e) => panic!("round {round}: connect: {e:?}"),
+            }
+            call(&c, Method::DELETE, &format!("/containers/{id}?force=1"), None).await.expect("rm");
+        }
+        assert!(raced > 0, "no connect succeeded");
+    });
+}

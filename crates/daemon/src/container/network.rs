@@ -562,7 +562,7 @@ impl ContainerService {
             eps[0].if_name = eps[0].wanted_if_name(index);
             let (store, pid, eps2, existing) =
                 (self.networks.store(), rec.state.pid, eps.clone(), rec.endpoints.clone());
-            blocking(move || {
+            let plumbed = blocking(move || {
                 // The new network takes the default route when its GwPriority is the highest.
                 let before = Self::gateway_endpoint(&store, &existing);
                 let mut all = existing.clone();
@@ -575,12 +575,27 @@ impl ContainerService {
                 }
                 Ok(())
             })
-            .await?;
+            .await;
             ep = eps.remove(0);
-            let rec = e.update(|r| r.endpoints.push(ep));
-            // Recorded: the address is taken by the record now.
-            drop(lease);
-            return self.connected(&e, &n, rec).await;
+            match plumbed {
+                Ok(()) => {
+                    let rec = e.update(|r| r.endpoints.push(ep));
+                    // Recorded: the address is taken by the record now.
+                    drop(lease);
+                    return self.connected(&e, &n, rec).await;
+                }
+                // It exited while being connected (its network namespace went with its process):
+                // connected as a stopped container is, plumbed at its next start — not a raw
+                // netlink error for a race the client cannot see.
+                Err(_) if !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists() => {
+                    drop(lease);
+                    (ep.ip, ep.ip6) = (None, None);
+                    ep.endpoint_id.clear();
+                    ep.host_veth.clear();
+                    ep.mac.clear();
+                }
+                Err(err) => return Err(err),
+            }
         }
         let rec = e.update(|r| r.endpoints.push(ep));
         self.connected(&e, &n, rec).await
