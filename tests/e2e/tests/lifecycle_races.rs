@@ -751,3 +751,45 @@ fn network_connect_racing_an_exit_never_fails_raw() {
         assert!(raced > 0, "no connect succeeded");
     });
 }
+
+/// Unpauses racing the thaw that `kill` does on a paused container: each answers 204 or Docker's
+/// 409 ("is not paused"), never the runtime's refusal (500) or a lost answer after 10 s.
+#[test]
+fn unpause_racing_a_kills_thaw_answers_in_dockers_words() {
+    let d = daemon();
+    let host = d.host();
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        let id = create(&c, &["sleep", "600"], json!({})).await;
+        call(&c, Method::POST, &format!("/containers/{id}/start"), None).await.expect("start");
+        for round in 0..15 {
+            call(&c, Method::POST, &format!("/containers/{id}/pause"), None).await.expect("pause");
+            let mut tasks = Vec::new();
+            for k in 0..4 {
+                let (c, id) = (c.clone(), id.clone());
+                tasks.push(tokio::spawn(async move {
+                    // SIGWINCH: thawed first, then a signal `sleep` ignores.
+                    let path = if k == 0 {
+                        format!("/containers/{id}/kill?signal=WINCH")
+                    } else {
+                        format!("/containers/{id}/unpause")
+                    };
+                    let t = std::time::Instant::now();
+                    (call_status(&c, Method::POST, &path, None).await, t.elapsed())
+                }));
+            }
+            for (k, t) in tasks.into_iter().enumerate() {
+                let (answer, took) = t.await.expect("task");
+                assert!(took < Duration::from_secs(5), "round {round}: an answer took {took:?}");
+                match answer {
+                    Ok(_) => {}
+                    Err((409, m)) if k > 0 && m.ends_with("is not paused") => {}
+                    Err(e) => panic!("round {round}, request {k}: {e:?}"),
+                }
+            }
+            let st = call(&c, Method::GET, &format!("/containers/{id}/json"), None).await.expect("inspect");
+            assert_eq!(st["State"]["Status"], "running", "round {round}");
+        }
+        call(&c, Method::DELETE, &format!("/containers/{id}?force=1"), None).await.expect("rm");
+    });
+}

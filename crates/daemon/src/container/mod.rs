@@ -97,6 +97,9 @@ pub struct Entry {
     backoff: Mutex<std::time::Duration>,
     /// Serialises lifecycle operations (start, stop, remove) on one container.
     op: tokio::sync::Mutex<()>,
+    /// Serialises pause and resume exchanges with the shim: `control` holds one pending answer,
+    /// and kill, stop and rm thaw a paused container without the lifecycle lock.
+    pause_op: tokio::sync::Mutex<()>,
     /// The embedded DNS server while the container runs on a user-defined network.
     dns: Mutex<Option<berth_network::dns::DnsHandle>>,
     /// False from the moment a shim is supervised until its connection closes. A shim reports the
@@ -120,6 +123,7 @@ impl Entry {
             control: Mutex::new(None),
             backoff: Mutex::new(std::time::Duration::from_millis(100)),
             op: tokio::sync::Mutex::new(()),
+            pause_op: tokio::sync::Mutex::new(()),
             dns: Mutex::new(None),
             shim_gone: watch::channel(true).0,
         });

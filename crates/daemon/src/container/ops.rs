@@ -57,6 +57,9 @@ impl ContainerService {
     }
 
     pub(super) async fn set_paused_locked(&self, e: &Entry, pause: bool) -> Result<()> {
+        // One exchange at a time, the state read under it: a second unpause racing a kill's thaw
+        // gets Docker's "is not paused", not the runtime's refusal or a lost answer.
+        let _exchange = e.pause_op.lock().await;
         // Checked by the state machine first (Docker's errors), applied once the shim confirms.
         let rec = e.record();
         rec.state.check(if pause { Event::Pause } else { Event::Unpause }, &rec.id, &rec.name)?;
