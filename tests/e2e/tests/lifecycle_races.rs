@@ -793,3 +793,35 @@ fn unpause_racing_a_kills_thaw_answers_in_dockers_words() {
         call(&c, Method::DELETE, &format!("/containers/{id}?force=1"), None).await.expect("rm");
     });
 }
+
+/// `rm -f` of a container whose start is failing at that moment (its address is taken): the
+/// removal's kill meets a container that never ran and so never exits; it must not wait for that
+/// exit (it waited 30 s).
+#[test]
+fn forced_removal_of_a_failing_start_is_prompt() {
+    let d = daemon();
+    d.ok(&["network", "create", "--subnet", &format!("10.214.{}.0/24", d.net), "taken"]);
+    let ip = format!("10.214.{}.88", d.net);
+    d.ok(&["run", "-d", "--name", "holder", "--network", "taken", "--ip", &ip, "busybox", "sleep", "600"]);
+    let host = d.host();
+    rt().block_on(async move {
+        let c = Client::new(&host).expect("client");
+        for round in 0..10 {
+            let body = json!({"Image": "busybox", "Cmd": ["true"], "HostConfig": {"NetworkMode": "taken"},
+                "NetworkingConfig": {"EndpointsConfig": {"taken": {"IPAMConfig": {"IPv4Address": ip}}}}});
+            let v = call(&c, Method::POST, "/containers/create", Some(body)).await.expect("create");
+            let id = v["Id"].as_str().unwrap().to_string();
+            let (c2, path) = (c.clone(), format!("/containers/{id}/start"));
+            let start = tokio::spawn(async move { call_status(&c2, Method::POST, &path, None).await });
+            tokio::time::sleep(Duration::from_millis(round * 2)).await;
+            let t = std::time::Instant::now();
+            match call_status(&c, Method::DELETE, &format!("/containers/{id}?force=1"), None).await {
+                Ok(_) | Err((404, _)) | Err((409, _)) => {}
+                Err(e) => panic!("round {round}: rm -f: {e:?}"),
+            }
+            assert!(t.elapsed() < Duration::from_secs(8), "round {round}: rm -f took {:?}", t.elapsed());
+            let _ = start.await.expect("start task");
+            let _ = call_status(&c, Method::DELETE, &format!("/containers/{id}?force=1"), None).await;
+        }
+    });
+}

@@ -97,7 +97,9 @@ impl ContainerService {
 
     async fn wait_exit(e: &Entry, exits_before: u64, timeout: Option<Duration>) -> bool {
         let mut rx = e.wait.subscribe();
-        let fut = rx.wait_for(|w| w.exits > exits_before);
+        // An exit since, or not alive at all: a start that failed (its exit never came — it never
+        // ran) ends the wait as well as an exit does.
+        let fut = rx.wait_for(|w| w.exits > exits_before || !w.running);
         match timeout {
             Some(t) => matches!(tokio::time::timeout(t, fut).await, Ok(Ok(_))),
             None => fut.await.is_ok(),
@@ -109,6 +111,9 @@ impl ContainerService {
         let _timer = crate::metrics::container_action("stop");
         let e = self.get(name)?;
         let _op = e.op.lock().await;
+        // Exits counted before the state is read (here and in kill and rm -f): an exit recorded
+        // between the two would otherwise be waited for again — 30 s for nothing.
+        let exits = e.wait.borrow().exits;
         // A manual stop also cancels a restart the policy had scheduled.
         e.update(|r| r.manual_stop = true);
         let rec = e.transition(Event::RestartCancelled)?;
@@ -120,7 +125,6 @@ impl ContainerService {
         let sig = berth_sys::process::parse_signal(&sig_name)?;
         let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         self.thaw(&e).await;
-        let exits = e.wait.borrow().exits;
         if let Err(err) = self.send_signal(&e, sig).await {
             // It exited between the check and the signal: stopped is what was asked for.
             return if e.record().state.running() { Err(err) } else { Ok(()) };
@@ -139,12 +143,12 @@ impl ContainerService {
     /// `docker kill -s`.
     pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
         let e = self.get(name)?;
+        let exits = e.wait.borrow().exits;
         let rec = e.record();
         let sig = berth_sys::process::parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
         if !rec.state.running() {
             return Err(Error::conflict(format!("Container {} is not running", rec.id)));
         }
-        let exits = e.wait.borrow().exits;
         e.update(|r| r.manual_stop = true);
         self.thaw(&e).await;
         self.send_signal(&e, sig).await?;
@@ -169,8 +173,8 @@ impl ContainerService {
             // The policy must not start it again while it goes.
             e.update(|r| r.manual_stop = true);
             let _ = e.transition(Event::RestartCancelled);
+            let exits = e.wait.borrow().exits;
             if e.record().state.status.alive() {
-                let exits = e.wait.borrow().exits;
                 self.thaw(&e).await;
                 let _ = self.send_signal(&e, 9).await;
                 self.publish("kill", &rec, &[("signal", "9".into())]);
@@ -212,6 +216,10 @@ impl ContainerService {
             {
                 continue;
             }
+            // Under the container's lifecycle lock, as `rm` takes it: one that is busy right now
+            // (an export or a copy mounting its root) is left for the next prune — removing it
+            // under that mount failed half-way and left it dead.
+            let Ok(_op) = e.op.try_lock() else { continue };
             let size = self.size_rw(&r.id);
             if self.remove_entry(&e, false, false).await.is_ok() {
                 space += size;
