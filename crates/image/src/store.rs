@@ -189,9 +189,14 @@ impl ImageStore {
         self.store
             .list::<ImageRecord>(IMAGES)?
             .into_iter()
-            .map(|(_, rec)| {
+            .filter_map(|(key, rec)| {
                 let t = tags.iter().filter(|(_, id)| *id == rec.id).map(|(r, _)| r.clone()).collect();
-                self.image_of(&rec, t)
+                match self.image_of(&rec, t) {
+                    // Removed (its record, then its config) since the listing was read: not an
+                    // error of the listing, just an image that is no longer there.
+                    Err(_) if matches!(self.store.get::<ImageRecord>(IMAGES, &key), Ok(None)) => None,
+                    other => Some(other),
+                }
             })
             .collect()
     }
