@@ -81,6 +81,10 @@ impl ContainerService {
     ) -> Result<T> {
         let _op = e.op.lock().await;
         let id = e.id();
+        // Removed while this waited for the lock: its root is gone, and so is the container.
+        if e.wait.borrow().removed {
+            return Err(Error::not_found(format!("No such container: {id}")));
+        }
         let snap = self.images.snapshot_mounts(&id).await?;
         let remap = self.cfg.userns_remap.clone().filter(|_| self.remapped(&e.record()));
         blocking(move || {
@@ -119,6 +123,9 @@ impl ContainerService {
         let remap = self.cfg.userns_remap.clone().filter(|_| self.remapped(&rec));
         if rec.state.running() && rec.state.pid > 0 {
             let _op = e.op.lock().await;
+            if e.wait.borrow().removed {
+                return Err(Error::not_found(format!("No such container: {}", rec.id)));
+            }
             let root = PathBuf::from(format!("/proc/{}/root", rec.state.pid));
             let p = path.to_string();
             return blocking(move || as_container(remap.as_ref(), |m| f(&root, &p, m))).await;
@@ -322,7 +329,18 @@ impl ContainerService {
         // The stat is known before the body streams; the tar is written as the client reads.
         let path = path.to_string();
         let work = tokio::spawn(async move { svc.with_path_view(&e, &path, false, work_fn).await });
-        let stat = rx.await.map_err(|_| Error::internal("archive task ended early"))??;
+        let stat = match rx.await {
+            Ok(stat) => stat?,
+            // The task failed before it could even stat the path (the container or its volume
+            // went meanwhile): its own error says why.
+            Err(_) => {
+                return Err(match work.await {
+                    Ok(Err(err)) => err,
+                    Ok(Ok(())) => Error::internal("archive: the copy ended without a stat"),
+                    Err(err) => Error::internal(format!("archive task: {err}")),
+                })
+            }
+        };
         drop(work);
         Ok(stat)
     }
