@@ -14,11 +14,12 @@ use berth_types::{Error, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawMode, ResolveFlags, Timespec, Timestamps, CWD};
 use rustix::io::Errno;
 
-/// Cleans `p` into a relative path with no `.`, `..` or empty components.
 /// The most [`Root::read`] reads: files berthd reads whole from a container or an image are small
 /// (passwd, group, manifests, a Dockerfile).
 pub const READ_LIMIT: u64 = 16 << 20;
 
+/// Cleans `p` into a relative path with no `.`, `..` or empty components (`..` never climbs above
+/// its start).
 pub fn clean(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {

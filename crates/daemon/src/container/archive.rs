@@ -70,6 +70,14 @@ pub fn path_stat(name: &str, st: &rustix::fs::Stat, link_target: &str) -> PathSt
     }
 }
 
+/// A container removed while the caller waited for its lifecycle lock is gone, root and all.
+fn still_there(e: &Entry) -> Result<()> {
+    match e.wait.borrow().removed {
+        true => Err(Error::not_found(format!("No such container: {}", e.id()))),
+        false => Ok(()),
+    }
+}
+
 impl ContainerService {
     /// Runs `f` on the container's mounted root (mounting a stopped container's for the call) and
     /// its upper dir. A remapped container's root, while it runs, is its idmapped view, whose
@@ -81,10 +89,7 @@ impl ContainerService {
     ) -> Result<T> {
         let _op = e.op.lock().await;
         let id = e.id();
-        // Removed while this waited for the lock: its root is gone, and so is the container.
-        if e.wait.borrow().removed {
-            return Err(Error::not_found(format!("No such container: {id}")));
-        }
+        still_there(e)?;
         let snap = self.images.snapshot_mounts(&id).await?;
         let remap = self.cfg.userns_remap.clone().filter(|_| self.remapped(&e.record()));
         blocking(move || {
@@ -123,9 +128,7 @@ impl ContainerService {
         let remap = self.cfg.userns_remap.clone().filter(|_| self.remapped(&rec));
         if rec.state.running() && rec.state.pid > 0 {
             let _op = e.op.lock().await;
-            if e.wait.borrow().removed {
-                return Err(Error::not_found(format!("No such container: {}", rec.id)));
-            }
+            still_there(e)?;
             let root = PathBuf::from(format!("/proc/{}/root", rec.state.pid));
             let p = path.to_string();
             return blocking(move || as_container(remap.as_ref(), |m| f(&root, &p, m))).await;

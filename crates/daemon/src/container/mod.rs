@@ -517,17 +517,7 @@ pub(crate) fn own_mount_scopes(data_root: &Path, exec_root: &Path) -> Result<()>
 /// without `.`, `..` or empty components.
 pub(crate) fn cgroups_path_of(daemon_parent: &str, own_parent: &str, id: &str) -> String {
     let parent = if own_parent.trim().is_empty() { daemon_parent } else { own_parent };
-    let mut parts: Vec<&str> = Vec::new();
-    for c in parent.split('/').chain(std::iter::once(id)) {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    format!("/{}", berth_sys::root::clean(&Path::new(parent).join(id)).display())
 }
 
 #[cfg(test)]

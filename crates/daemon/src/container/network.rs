@@ -556,6 +556,8 @@ impl ContainerService {
         }
         let mut ep = self.endpoint_for(&n, &cfg, &rec)?;
         if rec.state.running() {
+            // As configured, before any address: what a stopped container records.
+            let unplumbed = ep.clone();
             let mut eps = vec![ep];
             let lease = self.assign_addresses(&rec.id, &mut eps)?;
             let index = rec.endpoints.len();
@@ -589,10 +591,7 @@ impl ContainerService {
                 // netlink error for a race the client cannot see.
                 Err(_) if !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists() => {
                     drop(lease);
-                    (ep.ip, ep.ip6) = (None, None);
-                    ep.endpoint_id.clear();
-                    ep.host_veth.clear();
-                    ep.mac.clear();
+                    ep = unplumbed;
                 }
                 Err(err) => return Err(err),
             }
